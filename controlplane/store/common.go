@@ -1,0 +1,69 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// The helpers below hold the write rules both implementations share, so the
+// bbolt and in-memory stores cannot drift apart.
+
+func checkCtx(ctx context.Context, op string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return nil
+}
+
+func validateServerArg(srv *mcpmeshv1.Server) error {
+	if srv == nil {
+		return fmt.Errorf("server is nil")
+	}
+	if srv.GetName() == "" {
+		return fmt.Errorf("server name is empty")
+	}
+	return nil
+}
+
+// stampCreate returns the copy of srv to store as a new server at rev.
+func stampCreate(srv *mcpmeshv1.Server, rev uint64, now time.Time) *mcpmeshv1.Server {
+	s := proto.Clone(srv).(*mcpmeshv1.Server)
+	ts := timestamppb.New(now)
+	s.CreateRevision, s.ModRevision = rev, rev
+	s.CreatedAt, s.UpdatedAt = ts, ts
+	s.Redacted = false
+	return s
+}
+
+// stampUpdate returns the copy of srv to store over cur at rev.
+func stampUpdate(srv, cur *mcpmeshv1.Server, rev uint64, now time.Time) *mcpmeshv1.Server {
+	s := proto.Clone(srv).(*mcpmeshv1.Server)
+	s.CreateRevision, s.CreatedAt = cur.GetCreateRevision(), cur.GetCreatedAt()
+	s.ModRevision, s.UpdatedAt = rev, timestamppb.New(now)
+	s.Redacted = false
+	return s
+}
+
+func checkExpected(name string, cur *mcpmeshv1.Server, expected uint64) error {
+	if expected != 0 && expected != cur.GetModRevision() {
+		return fmt.Errorf("server %q is at revision %d, expected %d: %w", name, cur.GetModRevision(), expected, ErrConflict)
+	}
+	return nil
+}
+
+func cloneServers(in []*mcpmeshv1.Server) []*mcpmeshv1.Server {
+	out := make([]*mcpmeshv1.Server, len(in))
+	for i, s := range in {
+		out[i] = proto.Clone(s).(*mcpmeshv1.Server)
+	}
+	return out
+}
+
+func cloneHealth(h *mcpmeshv1.BackendHealth) *mcpmeshv1.BackendHealth {
+	return proto.Clone(h).(*mcpmeshv1.BackendHealth)
+}

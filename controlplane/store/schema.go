@@ -1,0 +1,59 @@
+package store
+
+import "encoding/binary"
+
+// Bucket and key layout of the bbolt file. Nothing outside this file invents
+// bucket or meta key names.
+var (
+	// bucketServers: key server name, value protobuf mcpmeshv1.Server.
+	bucketServers = []byte("servers")
+	// bucketSettings: key settingsKey, value protobuf mcpmeshv1.Settings.
+	bucketSettings = []byte("settings")
+	// bucketHealth: key "<dataplane>\x00<server>", value protobuf mcpmeshv1.BackendHealth.
+	bucketHealth = []byte("health")
+	// bucketEvents: key big-endian uint64 sequence, value protobuf
+	// mcpmeshv1.BackendHealth; the last MaxEvents are kept.
+	bucketEvents = []byte("events")
+	// bucketMeta: the keys below.
+	bucketMeta = []byte("meta")
+
+	allBuckets = [][]byte{bucketServers, bucketSettings, bucketHealth, bucketEvents, bucketMeta}
+)
+
+var (
+	settingsKey = []byte("cluster")
+
+	// metaRevision: big-endian uint64, the config revision.
+	metaRevision = []byte("revision")
+	// metaSchemaVersion: big-endian uint64, schemaVersion below.
+	metaSchemaVersion = []byte("schema_version")
+	// metaClusterSecret: 32 random bytes, created on first open.
+	metaClusterSecret = []byte("cluster_secret")
+)
+
+// schemaVersion is bumped with a migration whenever the layout changes.
+const schemaVersion uint64 = 1
+
+// clusterSecretLen is the size of the cluster secret in bytes.
+const clusterSecretLen = 32
+
+func healthKey(dataplaneID, server string) []byte {
+	return []byte(dataplaneID + "\x00" + server)
+}
+
+func healthPrefix(dataplaneID string) []byte {
+	return []byte(dataplaneID + "\x00")
+}
+
+func u64(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+func fromU64(b []byte) uint64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}

@@ -1,0 +1,96 @@
+package store
+
+import (
+	"context"
+	"errors"
+
+	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+)
+
+// Errors returned (wrapped with context) by every Store implementation; test
+// them with errors.Is.
+var (
+	// ErrNotFound: the named server does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrExists: a server with that name already exists.
+	ErrExists = errors.New("already exists")
+	// ErrConflict: the expected revision is not the server's current mod_revision.
+	ErrConflict = errors.New("revision conflict")
+)
+
+// MaxEvents is how many state-transition events the store keeps; older ones
+// are dropped as new ones arrive.
+const MaxEvents = 1000
+
+// State is a consistent view of the whole configuration, read in one
+// transaction, from which config snapshots are built.
+type State struct {
+	// Revision is the config revision the view was read at.
+	Revision uint64
+	// Servers are all registered servers (enabled or not), sorted by name.
+	Servers []*mcpmeshv1.Server
+	// Settings are the stored settings (never nil; unset fields mean defaults).
+	Settings *mcpmeshv1.Settings
+	// ClusterSecret is the 32-byte key shared by every data plane.
+	ClusterSecret []byte
+}
+
+// Event is one recorded backend state transition.
+type Event struct {
+	// Seq orders events; it only grows.
+	Seq uint64
+	// Health is the backend's health right after the transition.
+	Health *mcpmeshv1.BackendHealth
+}
+
+// Store is the control plane's persistent state.
+//
+// Every config write (servers, settings) is atomic and bumps the config
+// revision in the same transaction; health writes are not config and leave the
+// revision alone. Returned messages are copies the caller may modify.
+// Implementations are safe for concurrent use.
+type Store interface {
+	// CreateServer stores a new server, setting create_revision, mod_revision,
+	// created_at and updated_at. ErrExists if the name is taken.
+	CreateServer(ctx context.Context, srv *mcpmeshv1.Server) (*mcpmeshv1.Server, error)
+	// UpdateServer replaces an existing server, keeping its create_revision and
+	// created_at. If expectedRevision is non-zero it must equal the stored
+	// mod_revision, else ErrConflict. ErrNotFound if it does not exist.
+	UpdateServer(ctx context.Context, srv *mcpmeshv1.Server, expectedRevision uint64) (*mcpmeshv1.Server, error)
+	// DeleteServer removes a server and returns the new revision; the
+	// expectedRevision rule is the same as for UpdateServer.
+	DeleteServer(ctx context.Context, name string, expectedRevision uint64) (uint64, error)
+	// GetServer returns one server or ErrNotFound.
+	GetServer(ctx context.Context, name string) (*mcpmeshv1.Server, error)
+	// ListServers returns all servers sorted by name and the revision read.
+	ListServers(ctx context.Context) ([]*mcpmeshv1.Server, uint64, error)
+
+	// GetSettings returns the stored settings (never nil) and the revision.
+	GetSettings(ctx context.Context) (*mcpmeshv1.Settings, uint64, error)
+	// PutSettings replaces the settings and returns the new revision.
+	PutSettings(ctx context.Context, settings *mcpmeshv1.Settings) (uint64, error)
+
+	// Revision returns the current config revision.
+	Revision(ctx context.Context) (uint64, error)
+	// State returns servers, settings, secret and revision read together.
+	State(ctx context.Context) (*State, error)
+
+	// PutHealth replaces everything dataplaneID last reported with backends
+	// (keyed by backend server name) and appends events to the bounded event
+	// ring, in one transaction.
+	PutHealth(ctx context.Context, dataplaneID string, backends []*mcpmeshv1.BackendHealth, events []*mcpmeshv1.BackendHealth) error
+	// ListHealth returns the latest report of every data plane × server,
+	// ordered by data plane id then server name.
+	ListHealth(ctx context.Context) ([]*mcpmeshv1.BackendHealth, error)
+	// ListEvents returns up to limit of the newest events, oldest first
+	// (limit <= 0 means all that are kept).
+	ListEvents(ctx context.Context, limit int) ([]Event, error)
+
+	// Watch returns a channel that receives the new config revision after
+	// every committed config write. Notifications coalesce: a slow reader sees
+	// the newest revision, not every one. The channel is closed when ctx ends.
+	Watch(ctx context.Context) <-chan uint64
+
+	// Close releases the store; further calls fail.
+	Close() error
+}

@@ -1,0 +1,123 @@
+// Command demo-backend is the mcpmesh demo/test MCP server: stdio by default,
+// or streamable HTTP (--http) or legacy SSE (--sse) on a TCP address.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/mcpmesh/mcpmesh/internal/testbackend"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "demo-backend: %v\n", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("demo-backend", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var opts testbackend.Options
+	var httpAddr, sseAddr string
+	fs.StringVar(&opts.Name, "name", "demo", "backend name (returned by the whoami tool)")
+	fs.IntVar(&opts.Tools, "tools", 0, "number of extra generated tools (tool-0000, …)")
+	fs.IntVar(&opts.PageSize, "page-size", 0, "server-side page size of list results (0 = no paging)")
+	fs.StringVar(&httpAddr, "http", "", "serve streamable HTTP on this address at /mcp (e.g. 127.0.0.1:0)")
+	fs.StringVar(&sseAddr, "sse", "", "serve legacy SSE on this address at /sse and /message")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	case opts.Tools < 0:
+		return fmt.Errorf("--tools must be >= 0, got %d", opts.Tools)
+	case opts.PageSize < 0:
+		return fmt.Errorf("--page-size must be >= 0, got %d", opts.PageSize)
+	case httpAddr != "" && sseAddr != "":
+		return errors.New("--http and --sse are exclusive: pick one transport")
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil)).With("backend", opts.Name)
+	mcpSrv := testbackend.New(opts)
+
+	switch {
+	case httpAddr != "":
+		return serveHTTP(ctx, log, httpAddr, "/mcp", stderr, func(string) http.Handler {
+			return server.NewStreamableHTTPServer(mcpSrv)
+		})
+	case sseAddr != "":
+		return serveHTTP(ctx, log, sseAddr, "/sse", stderr, func(base string) http.Handler {
+			// The SSE endpoint event carries an absolute message URL, so the
+			// base must be the real address (the port may have been 0).
+			return server.NewSSEServer(mcpSrv, server.WithBaseURL(base))
+		})
+	default:
+		err := server.NewStdioServer(mcpSrv).Listen(ctx, stdin, stdout)
+		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("serve stdio: %w", err)
+		}
+		return nil
+	}
+}
+
+// serveHTTP listens first so that ":0" resolves to a real port, prints the
+// one line tests parse, then serves until ctx is done.
+func serveHTTP(ctx context.Context, log *slog.Logger, addr, path string, stderr io.Writer, handler func(base string) http.Handler) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	base := "http://" + ln.Addr().String()
+	h := handler(base)
+	mux := http.NewServeMux()
+	mux.Handle(path, h)
+	if path == "/sse" {
+		mux.Handle("/message", h)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	fmt.Fprintf(stderr, "listening on %s%s\n", base, path)
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve %s: %w", base, err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// Long-lived SSE/GET streams would hold Shutdown until its deadline:
+	// close the MCP sessions first.
+	switch h := h.(type) {
+	case *server.StreamableHTTPServer:
+		_ = h.Shutdown(shutdownCtx)
+	case *server.SSEServer:
+		h.CloseSessions()
+	}
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shut down %s: %w", base, err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve %s: %w", base, err)
+	}
+	return nil
+}

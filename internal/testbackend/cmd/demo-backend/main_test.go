@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/mcp"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// startRun runs the command in-process and returns the URL it announced and a
+// function that stops it (as SIGTERM would) and returns run's error.
+func startRun(t *testing.T, args ...string) (string, func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := run(ctx, args, strings.NewReader(""), io.Discard, pw)
+		pw.Close()
+		done <- err
+	}()
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		found := false
+		for sc.Scan() {
+			if l := sc.Text(); !found && strings.HasPrefix(l, "listening on ") {
+				found = true
+				lines <- strings.TrimPrefix(l, "listening on ")
+			}
+		}
+		close(lines)
+	}()
+	var url string
+	select {
+	case url = <-lines:
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatal("no 'listening on' line within 10s")
+	}
+	return url, func() error {
+		cancel()
+		select {
+		case err := <-done:
+			for range lines { // drain so the scanner goroutine ends
+			}
+			return err
+		case <-time.After(10 * time.Second):
+			t.Fatal("run did not return within 10s of cancellation")
+			return nil
+		}
+	}
+}
+
+func whoami(t *testing.T, c *client.Client) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := c.Start(ctx); err != nil {
+		t.Fatalf("start client: %v", err)
+	}
+	init := mcp.InitializeRequest{}
+	init.Params.ClientInfo = mcp.Implementation{Name: "demo-backend-test", Version: "0"}
+	if _, err := c.Initialize(ctx, init); err != nil {
+		t.Fatalf("initialize: %v", err)
+	}
+	req := mcp.CallToolRequest{}
+	req.Params.Name = "whoami"
+	res, err := c.CallTool(ctx, req)
+	if err != nil {
+		t.Fatalf("call whoami: %v", err)
+	}
+	tc, _ := mcp.AsTextContent(res.Content[0])
+	return tc.Text
+}
+
+func TestServeStreamableHTTP(t *testing.T) {
+	url, stop := startRun(t, "--name", "h1", "--http", "127.0.0.1:0")
+	if !strings.HasPrefix(url, "http://127.0.0.1:") || !strings.HasSuffix(url, "/mcp") || strings.Contains(url, ":0/") {
+		t.Fatalf("announced URL %q, want http://127.0.0.1:<real port>/mcp", url)
+	}
+	c, err := client.NewStreamableHttpClient(url)
+	if err != nil {
+		t.Fatalf("new client: %v", err)
+	}
+	if got := whoami(t, c); !strings.HasPrefix(got, "h1 pid=") {
+		t.Errorf("whoami = %q", got)
+	}
+	c.Close()
+	if err := stop(); err != nil {
+		t.Errorf("run after shutdown: %v", err)
+	}
+}
+
+func TestServeSSE(t *testing.T) {
+	url, stop := startRun(t, "--name", "s1", "--sse", "127.0.0.1:0")
+	if !strings.HasSuffix(url, "/sse") {
+		t.Fatalf("announced URL %q, want …/sse", url)
+	}
+	c, err := client.NewSSEMCPClient(url)
+	if err != nil {
+		t.Fatalf("new client: %v", err)
+	}
+	if got := whoami(t, c); !strings.HasPrefix(got, "s1 pid=") {
+		t.Errorf("whoami = %q", got)
+	}
+	c.Close()
+	if err := stop(); err != nil {
+		t.Errorf("run after shutdown: %v", err)
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--http", "127.0.0.1:0", "--sse", "127.0.0.1:0"},
+		{"--tools", "-1"},
+		{"--page-size", "-3"},
+		{"--tools", "many"},
+		{"extra"},
+		{"--http", "256.0.0.1:bad"},
+	} {
+		err := run(t.Context(), args, strings.NewReader(""), io.Discard, io.Discard)
+		if err == nil {
+			t.Errorf("run %q succeeded, want an error", args)
+		}
+	}
+}

@@ -1,0 +1,224 @@
+package testbackend
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/mcpmesh/mcpmesh/internal/version"
+)
+
+// Options configure a test backend.
+type Options struct {
+	// Name identifies the backend (server info name and what `whoami` returns).
+	// Empty means "demo".
+	Name string
+	// Tools is the number of extra generated tools (tool-0000, tool-0001, …).
+	Tools int
+	// PageSize enables mcp-go's server-side pagination of list results with
+	// this many items per page; 0 disables it.
+	PageSize int
+}
+
+// Fixed names, exported so tests elsewhere (data plane, e2e) do not repeat literals.
+const (
+	ReadmeURI        = "demo://readme"
+	ItemTemplate     = "demo://items/{id}"
+	GreetPrompt      = "greet"
+	ReadmeText       = "mcpmesh demo backend: tools echo, add, whoami, sleep, fail, big_int."
+	generatedToolFmt = "tool-%04d"
+)
+
+// FixedTools are the tools every backend has, in registration order.
+var FixedTools = []string{"echo", "add", "whoami", "sleep", "fail", "big_int"}
+
+// GeneratedToolName returns the name of the i-th generated tool.
+func GeneratedToolName(i int) string { return fmt.Sprintf(generatedToolFmt, i) }
+
+// New builds the MCP server described by opts. Negative counts are treated as 0.
+func New(opts Options) *server.MCPServer {
+	if opts.Name == "" {
+		opts.Name = "demo"
+	}
+	serverOpts := []server.ServerOption{
+		server.WithToolCapabilities(true),
+		server.WithResourceCapabilities(false, true),
+		server.WithPromptCapabilities(true),
+		server.WithRecovery(),
+	}
+	if opts.PageSize > 0 {
+		serverOpts = append(serverOpts, server.WithPaginationLimit(opts.PageSize))
+	}
+	s := server.NewMCPServer(opts.Name, version.Version, serverOpts...)
+
+	tools := fixedTools(opts.Name)
+	for i := 0; i < opts.Tools; i++ {
+		tools = append(tools, generatedTool(i))
+	}
+	// One AddTools call: one list_changed at most, not one per tool.
+	s.AddTools(tools...)
+
+	s.AddResource(
+		mcp.NewResource(ReadmeURI, "readme",
+			mcp.WithResourceDescription("What this backend is"),
+			mcp.WithMIMEType("text/plain")),
+		func(_ context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
+			return []mcp.ResourceContents{mcp.TextResourceContents{
+				URI: req.Params.URI, MIMEType: "text/plain", Text: ReadmeText,
+			}}, nil
+		})
+	s.AddResourceTemplate(
+		mcp.NewResourceTemplate(ItemTemplate, "item",
+			mcp.WithTemplateDescription("An item by id"),
+			mcp.WithTemplateMIMEType("text/plain")),
+		func(_ context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
+			id := strings.TrimPrefix(req.Params.URI, "demo://items/")
+			if id == "" || strings.Contains(id, "/") {
+				return nil, fmt.Errorf("read %q: item id must be one non-empty path segment", req.Params.URI)
+			}
+			return []mcp.ResourceContents{mcp.TextResourceContents{
+				URI: req.Params.URI, MIMEType: "text/plain", Text: "item " + id + " from " + opts.Name,
+			}}, nil
+		})
+	s.AddPrompt(
+		mcp.NewPrompt(GreetPrompt,
+			mcp.WithPromptDescription("Greets someone"),
+			mcp.WithArgument("name", mcp.ArgumentDescription("Who to greet"), mcp.RequiredArgument())),
+		func(_ context.Context, req mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+			name := req.Params.Arguments["name"]
+			if name == "" {
+				return nil, fmt.Errorf("prompt %s: argument \"name\" is required", GreetPrompt)
+			}
+			return mcp.NewGetPromptResult("Greeting",
+				[]mcp.PromptMessage{mcp.NewPromptMessage(mcp.RoleUser, mcp.NewTextContent("Hello, "+name+"!"))}), nil
+		})
+	return s
+}
+
+func fixedTools(name string) []server.ServerTool {
+	return []server.ServerTool{
+		{
+			Tool: mcp.NewTool("echo",
+				mcp.WithDescription("Returns its text argument"),
+				mcp.WithString("text", mcp.Required(), mcp.Description("Text to return"))),
+			Handler: func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+				text, err := req.RequireString("text")
+				if err != nil {
+					return mcp.NewToolResultError("echo: " + err.Error()), nil
+				}
+				return mcp.NewToolResultText(text), nil
+			},
+		},
+		{
+			Tool: mcp.NewTool("add",
+				mcp.WithDescription("Adds two numbers"),
+				mcp.WithNumber("a", mcp.Required()),
+				mcp.WithNumber("b", mcp.Required()),
+				mcp.WithReadOnlyHintAnnotation(true),
+				mcp.WithIdempotentHintAnnotation(true),
+				mcp.WithDestructiveHintAnnotation(false)),
+			Handler: func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+				a, err := req.RequireFloat("a")
+				if err != nil {
+					return mcp.NewToolResultError("add: " + err.Error()), nil
+				}
+				b, err := req.RequireFloat("b")
+				if err != nil {
+					return mcp.NewToolResultError("add: " + err.Error()), nil
+				}
+				return mcp.NewToolResultText(formatNumber(a + b)), nil
+			},
+		},
+		{
+			Tool: mcp.NewTool("whoami",
+				mcp.WithDescription("Returns the backend's name and process id"),
+				mcp.WithReadOnlyHintAnnotation(true)),
+			Handler: func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+				return mcp.NewToolResultText(fmt.Sprintf("%s pid=%d", name, os.Getpid())), nil
+			},
+		},
+		{
+			Tool: mcp.NewTool("sleep",
+				mcp.WithDescription("Sleeps for ms milliseconds, or until cancelled"),
+				mcp.WithNumber("ms", mcp.Required(), mcp.Min(0))),
+			Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+				ms, err := req.RequireFloat("ms")
+				if err != nil || ms < 0 {
+					return mcp.NewToolResultError("sleep: argument \"ms\" must be a number >= 0"), nil
+				}
+				t := time.NewTimer(time.Duration(ms * float64(time.Millisecond)))
+				defer t.Stop()
+				select {
+				case <-t.C:
+					return mcp.NewToolResultText(fmt.Sprintf("slept %s", formatNumber(ms))), nil
+				case <-ctx.Done():
+					return nil, fmt.Errorf("sleep: %w", ctx.Err())
+				}
+			},
+		},
+		{
+			Tool: mcp.NewTool("fail",
+				mcp.WithDescription("Always returns an error result")),
+			Handler: func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+				return mcp.NewToolResultError("fail: this tool always fails"), nil
+			},
+		},
+		{
+			Tool: mcp.NewTool("big_int",
+				mcp.WithDescription("Returns the raw JSON text of its n argument, to check large integers survive"),
+				mcp.WithNumber("n", mcp.Required())),
+			Handler: func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+				raw, err := rawArgument(req, "n")
+				if err != nil {
+					return mcp.NewToolResultError("big_int: " + err.Error()), nil
+				}
+				return mcp.NewToolResultText(raw), nil
+			},
+		},
+	}
+}
+
+// rawArgument returns the JSON text of one argument exactly as the client
+// sent it. The decoded map would turn integers above 2^53 into floats.
+func rawArgument(req mcp.CallToolRequest, key string) (string, error) {
+	raw := req.Params.RawArguments
+	if len(raw) == 0 {
+		// Not decoded from JSON (e.g. built in Go): fall back to re-encoding.
+		b, err := json.Marshal(req.Params.Arguments)
+		if err != nil {
+			return "", fmt.Errorf("encode arguments: %w", err)
+		}
+		raw = b
+	}
+	var args map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &args); err != nil {
+		return "", fmt.Errorf("arguments must be a JSON object: %w", err)
+	}
+	v, ok := args[key]
+	if !ok {
+		return "", fmt.Errorf("argument %q is required", key)
+	}
+	return string(v), nil
+}
+
+func generatedTool(i int) server.ServerTool {
+	name := GeneratedToolName(i)
+	return server.ServerTool{
+		Tool: mcp.NewTool(name,
+			mcp.WithDescription("Generated tool "+name),
+			mcp.WithReadOnlyHintAnnotation(true)),
+		Handler: func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return mcp.NewToolResultText(name), nil
+		},
+	}
+}
+
+func formatNumber(f float64) string {
+	return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.6f", f), "0"), ".")
+}
