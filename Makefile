@@ -12,7 +12,7 @@ E2E_TIMEOUT ?= 10m
 .PHONY: help build test unit-test e2e-test lint generate check-generate check-imports run bench clean tidy fmt
 
 help: ## List the targets.
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 build: ## Build bin/controlplane, bin/dataplane, bin/mcpctl and bin/demo-backend.
 	@mkdir -p bin
@@ -21,7 +21,7 @@ build: ## Build bin/controlplane, bin/dataplane, bin/mcpctl and bin/demo-backend
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/mcpctl ./mcpctl
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/demo-backend ./internal/testbackend/cmd/demo-backend
 
-test: lint check-imports unit-test e2e-test ## Run every check and test (what CI runs).
+test: lint check-imports check-generate unit-test e2e-test ## Run every check and test (what CI runs).
 
 unit-test: ## Unit tests with the race detector.
 	$(GO) test -race -count=1 -timeout 10m $(UNIT_PKGS)
@@ -33,6 +33,7 @@ lint: ## gofmt, go vet (also with the e2e tag) and buf lint.
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e/...
+	$(GO) vet -tags bench ./bench/...
 	$(BUF) lint
 
 fmt: ## Format the Go code.
@@ -52,8 +53,8 @@ check-imports: ## controlplane, dataplane and mcpctl never import each other.
 run: build ## Embedded default: control plane (./data), data plane on 127.0.0.1:8080, demo backend.
 	@scripts/run.sh
 
-bench: build ## Benchmarks (see bench/README.md).
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./bench/... ./dataplane/...
+bench: build ## Benchmarks against a direct connection, same run (see bench/README.md).
+	MCPMESH_BIN_DIR=$(CURDIR)/bin $(GO) test -tags bench -run '^$$' -bench . -benchmem -count=$(or $(COUNT),3) ./bench/
 
 tidy: ## go mod tidy for both modules.
 	$(GO) mod tidy

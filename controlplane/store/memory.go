@@ -1,0 +1,317 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// MemoryStore is a Store held in memory, for tests and for running without a
+// data dir. It follows exactly the same rules as BoltStore.
+type MemoryStore struct {
+	mu       sync.RWMutex
+	closed   bool
+	rev      uint64
+	servers  map[string]*mcpmeshv1.Server
+	settings *mcpmeshv1.Settings
+	secret   []byte
+	health   map[string]*mcpmeshv1.BackendHealth // key healthKey
+	events   []Event
+	eventSeq uint64
+	watchers watchers
+	now      func() time.Time
+}
+
+var _ Store = (*MemoryStore)(nil)
+
+var errClosed = errors.New("store is closed")
+
+// NewMemory returns an empty in-memory store with a fresh cluster secret.
+func NewMemory() *MemoryStore {
+	secret := make([]byte, clusterSecretLen)
+	if _, err := rand.Read(secret); err != nil {
+		panic(fmt.Sprintf("generate cluster secret: %v", err)) // crypto/rand never fails on supported platforms
+	}
+	return &MemoryStore{
+		servers:  make(map[string]*mcpmeshv1.Server),
+		settings: &mcpmeshv1.Settings{},
+		secret:   secret,
+		health:   make(map[string]*mcpmeshv1.BackendHealth),
+		now:      time.Now,
+	}
+}
+
+// write runs fn under the write lock; a non-zero returned revision is
+// announced to watchers after the lock is released (the "commit").
+func (m *MemoryStore) write(ctx context.Context, op string, fn func() (uint64, error)) (uint64, error) {
+	if err := checkCtx(ctx, op); err != nil {
+		return 0, err
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return 0, fmt.Errorf("%s: %w", op, errClosed)
+	}
+	rev, err := fn()
+	m.mu.Unlock()
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", op, err)
+	}
+	if rev != 0 {
+		m.watchers.notify(rev)
+	}
+	return rev, nil
+}
+
+func (m *MemoryStore) read(ctx context.Context, op string, fn func() error) error {
+	if err := checkCtx(ctx, op); err != nil {
+		return err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return fmt.Errorf("%s: %w", op, errClosed)
+	}
+	if err := fn(); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return nil
+}
+
+// CreateServer implements Store.
+func (m *MemoryStore) CreateServer(ctx context.Context, srv *mcpmeshv1.Server) (*mcpmeshv1.Server, error) {
+	if err := validateServerArg(srv); err != nil {
+		return nil, fmt.Errorf("create server: %w", err)
+	}
+	var out *mcpmeshv1.Server
+	_, err := m.write(ctx, fmt.Sprintf("create server %q", srv.GetName()), func() (uint64, error) {
+		if _, ok := m.servers[srv.GetName()]; ok {
+			return 0, fmt.Errorf("server %q: %w", srv.GetName(), ErrExists)
+		}
+		m.rev++
+		out = stampCreate(srv, m.rev, m.now())
+		m.servers[out.GetName()] = out
+		return m.rev, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return proto.Clone(out).(*mcpmeshv1.Server), nil
+}
+
+// UpdateServer implements Store.
+func (m *MemoryStore) UpdateServer(ctx context.Context, srv *mcpmeshv1.Server, expectedRevision uint64) (*mcpmeshv1.Server, error) {
+	if err := validateServerArg(srv); err != nil {
+		return nil, fmt.Errorf("update server: %w", err)
+	}
+	var out *mcpmeshv1.Server
+	_, err := m.write(ctx, fmt.Sprintf("update server %q", srv.GetName()), func() (uint64, error) {
+		cur, ok := m.servers[srv.GetName()]
+		if !ok {
+			return 0, fmt.Errorf("server %q: %w", srv.GetName(), ErrNotFound)
+		}
+		if err := checkExpected(srv.GetName(), cur, expectedRevision); err != nil {
+			return 0, err
+		}
+		m.rev++
+		out = stampUpdate(srv, cur, m.rev, m.now())
+		m.servers[out.GetName()] = out
+		return m.rev, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return proto.Clone(out).(*mcpmeshv1.Server), nil
+}
+
+// DeleteServer implements Store.
+func (m *MemoryStore) DeleteServer(ctx context.Context, name string, expectedRevision uint64) (uint64, error) {
+	return m.write(ctx, fmt.Sprintf("delete server %q", name), func() (uint64, error) {
+		cur, ok := m.servers[name]
+		if !ok {
+			return 0, fmt.Errorf("server %q: %w", name, ErrNotFound)
+		}
+		if err := checkExpected(name, cur, expectedRevision); err != nil {
+			return 0, err
+		}
+		delete(m.servers, name)
+		m.rev++
+		return m.rev, nil
+	})
+}
+
+// GetServer implements Store.
+func (m *MemoryStore) GetServer(ctx context.Context, name string) (*mcpmeshv1.Server, error) {
+	var out *mcpmeshv1.Server
+	err := m.read(ctx, fmt.Sprintf("get server %q", name), func() error {
+		cur, ok := m.servers[name]
+		if !ok {
+			return fmt.Errorf("server %q: %w", name, ErrNotFound)
+		}
+		out = proto.Clone(cur).(*mcpmeshv1.Server)
+		return nil
+	})
+	return out, err
+}
+
+func (m *MemoryStore) sortedServers() []*mcpmeshv1.Server {
+	out := make([]*mcpmeshv1.Server, 0, len(m.servers))
+	for _, s := range m.servers {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
+	return cloneServers(out)
+}
+
+// ListServers implements Store.
+func (m *MemoryStore) ListServers(ctx context.Context) ([]*mcpmeshv1.Server, uint64, error) {
+	var (
+		out []*mcpmeshv1.Server
+		rev uint64
+	)
+	err := m.read(ctx, "list servers", func() error {
+		out, rev = m.sortedServers(), m.rev
+		return nil
+	})
+	if len(out) == 0 {
+		out = nil // same as bbolt: no servers is a nil slice
+	}
+	return out, rev, err
+}
+
+// GetSettings implements Store.
+func (m *MemoryStore) GetSettings(ctx context.Context) (*mcpmeshv1.Settings, uint64, error) {
+	var (
+		out *mcpmeshv1.Settings
+		rev uint64
+	)
+	err := m.read(ctx, "get settings", func() error {
+		out, rev = proto.Clone(m.settings).(*mcpmeshv1.Settings), m.rev
+		return nil
+	})
+	return out, rev, err
+}
+
+// PutSettings implements Store.
+func (m *MemoryStore) PutSettings(ctx context.Context, settings *mcpmeshv1.Settings) (uint64, error) {
+	if settings == nil {
+		settings = &mcpmeshv1.Settings{}
+	}
+	cp := proto.Clone(settings).(*mcpmeshv1.Settings)
+	return m.write(ctx, "put settings", func() (uint64, error) {
+		m.settings = cp
+		m.rev++
+		return m.rev, nil
+	})
+}
+
+// Revision implements Store.
+func (m *MemoryStore) Revision(ctx context.Context) (uint64, error) {
+	var rev uint64
+	err := m.read(ctx, "read revision", func() error {
+		rev = m.rev
+		return nil
+	})
+	return rev, err
+}
+
+// State implements Store.
+func (m *MemoryStore) State(ctx context.Context) (*State, error) {
+	st := &State{}
+	err := m.read(ctx, "read state", func() error {
+		st.Revision = m.rev
+		st.Servers = m.sortedServers()
+		st.Settings = proto.Clone(m.settings).(*mcpmeshv1.Settings)
+		st.ClusterSecret = bytes.Clone(m.secret)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(st.Servers) == 0 {
+		st.Servers = nil
+	}
+	return st, nil
+}
+
+// PutHealth implements Store. It does not bump the config revision.
+func (m *MemoryStore) PutHealth(ctx context.Context, dataplaneID string, backends, events []*mcpmeshv1.BackendHealth) error {
+	if dataplaneID == "" {
+		return fmt.Errorf("put health: data plane id is empty")
+	}
+	_, err := m.write(ctx, fmt.Sprintf("put health of data plane %q", dataplaneID), func() (uint64, error) {
+		prefix := string(healthPrefix(dataplaneID))
+		for k := range m.health {
+			if strings.HasPrefix(k, prefix) {
+				delete(m.health, k)
+			}
+		}
+		for _, h := range backends {
+			m.health[string(healthKey(dataplaneID, h.GetServer()))] = cloneHealth(h)
+		}
+		for _, ev := range events {
+			m.eventSeq++
+			m.events = append(m.events, Event{Seq: m.eventSeq, Health: cloneHealth(ev)})
+		}
+		if n := len(m.events); n > MaxEvents {
+			m.events = slices.Clone(m.events[n-MaxEvents:])
+		}
+		return 0, nil
+	})
+	return err
+}
+
+// ListHealth implements Store.
+func (m *MemoryStore) ListHealth(ctx context.Context) ([]*mcpmeshv1.BackendHealth, error) {
+	var out []*mcpmeshv1.BackendHealth
+	err := m.read(ctx, "list health", func() error {
+		keys := make([]string, 0, len(m.health))
+		for k := range m.health {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			out = append(out, cloneHealth(m.health[k]))
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ListEvents implements Store.
+func (m *MemoryStore) ListEvents(ctx context.Context, limit int) ([]Event, error) {
+	var out []Event
+	err := m.read(ctx, "list events", func() error {
+		evs := m.events
+		if limit > 0 && len(evs) > limit {
+			evs = evs[len(evs)-limit:]
+		}
+		for _, e := range evs {
+			out = append(out, Event{Seq: e.Seq, Health: cloneHealth(e.Health)})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Watch implements Store.
+func (m *MemoryStore) Watch(ctx context.Context) <-chan uint64 { return m.watchers.watch(ctx) }
+
+// Close implements Store.
+func (m *MemoryStore) Close() error {
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
+	m.watchers.closeAll()
+	return nil
+}
