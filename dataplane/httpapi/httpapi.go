@@ -1,0 +1,302 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+)
+
+// Options wire the API to the rest of the data plane. Every func must be safe
+// for concurrent use; nil funcs read as zero values.
+type Options struct {
+	DataPlaneID string
+	// Health returns this data plane's view of every configured backend.
+	Health func() []*mcpmeshv1.BackendHealth
+	// Revision is the config revision being served (0 before the first).
+	Revision func() uint64
+	// Connected reports whether the config stream to the control plane is up.
+	Connected func() bool
+	// Ready reports whether a config snapshot has been applied.
+	Ready func() bool
+	// Registry receives the metrics; nil means a fresh registry with the Go
+	// and process collectors.
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+}
+
+// API serves the operational endpoints.
+type API struct {
+	opts     Options
+	log      *slog.Logger
+	registry *prometheus.Registry
+	httpReqs *prometheus.CounterVec
+	mcpReqs  *prometheus.CounterVec
+}
+
+// New builds the API and registers its metrics.
+func New(opts Options) (*API, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		if err := reg.Register(collectors.NewGoCollector()); err != nil {
+			return nil, fmt.Errorf("register go collector: %w", err)
+		}
+		if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+			return nil, fmt.Errorf("register process collector: %w", err)
+		}
+	}
+	a := &API{
+		opts:     opts,
+		log:      log,
+		registry: reg,
+		httpReqs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "mcpmesh", Subsystem: "dataplane", Name: "http_requests_total",
+			Help: "HTTP requests served, by route, HTTP method and status code.",
+		}, []string{"route", "method", "code"}),
+		mcpReqs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "mcpmesh", Subsystem: "dataplane", Name: "mcp_requests_total",
+			Help: "MCP requests handled, by MCP method and status (ok, tool_error, error).",
+		}, []string{"method", "status"}),
+	}
+	for _, c := range []prometheus.Collector{a.httpReqs, a.mcpReqs, &stateCollector{a}} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register data plane metrics: %w", err)
+		}
+	}
+	return a, nil
+}
+
+// Register mounts /health, /livez, /readyz and /metrics on mux.
+func (a *API) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /health", a.handleHealth)
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
+		writeText(w, http.StatusOK, "ok")
+	})
+	mux.HandleFunc("GET /readyz", a.handleReady)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
+}
+
+// ServerHealth is one backend in the /health document.
+type ServerHealth struct {
+	Name                string `json:"name"`
+	State               string `json:"state"`
+	Breaker             string `json:"breaker"`
+	LastError           string `json:"last_error"`
+	Since               string `json:"since,omitempty"`
+	ConsecutiveFailures uint32 `json:"consecutive_failures"`
+	Tools               uint32 `json:"tools"`
+	Resources           uint32 `json:"resources"`
+	Prompts             uint32 `json:"prompts"`
+}
+
+// Health is the /health document.
+type Health struct {
+	Status         string         `json:"status"`
+	ConfigRevision uint64         `json:"config_revision"`
+	ControlPlane   string         `json:"control_plane"`
+	DataPlaneID    string         `json:"dataplane_id"`
+	Servers        []ServerHealth `json:"servers"`
+}
+
+// Status values of the /health document.
+const (
+	StatusOK          = "ok"
+	StatusDegraded    = "degraded"
+	StatusUnavailable = "unavailable"
+)
+
+// Snapshot computes the /health document.
+func (a *API) Snapshot() Health {
+	h := Health{
+		ConfigRevision: call(a.opts.Revision),
+		ControlPlane:   "disconnected",
+		DataPlaneID:    a.opts.DataPlaneID,
+		Servers:        []ServerHealth{},
+	}
+	if call(a.opts.Connected) {
+		h.ControlPlane = "connected"
+	}
+	var backends []*mcpmeshv1.BackendHealth
+	if a.opts.Health != nil {
+		backends = a.opts.Health()
+	}
+	healthy := 0
+	for _, b := range backends {
+		if b == nil {
+			continue
+		}
+		s := ServerHealth{
+			Name:                b.GetServer(),
+			State:               StateName(b.GetState()),
+			Breaker:             BreakerName(b.GetBreaker()),
+			LastError:           b.GetLastError(),
+			ConsecutiveFailures: b.GetConsecutiveFailures(),
+			Tools:               b.GetTools(),
+			Resources:           b.GetResources(),
+			Prompts:             b.GetPrompts(),
+		}
+		if b.GetSince() != nil {
+			s.Since = b.GetSince().AsTime().UTC().Format(time.RFC3339Nano)
+		}
+		if b.GetState() == mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY {
+			healthy++
+		}
+		h.Servers = append(h.Servers, s)
+	}
+	switch {
+	case healthy == len(h.Servers):
+		h.Status = StatusOK // includes "nothing configured"
+	case healthy == 0:
+		h.Status = StatusUnavailable
+	default:
+		h.Status = StatusDegraded
+	}
+	return h
+}
+
+func (a *API) handleHealth(w http.ResponseWriter, _ *http.Request) {
+	h := a.Snapshot()
+	code := http.StatusOK
+	if h.Status == StatusUnavailable {
+		// A load balancer should send clients elsewhere: nothing here works.
+		code = http.StatusServiceUnavailable
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(h); err != nil {
+		a.log.Debug("write /health response", "err", err)
+	}
+}
+
+func (a *API) handleReady(w http.ResponseWriter, _ *http.Request) {
+	if !call(a.opts.Ready) {
+		writeText(w, http.StatusServiceUnavailable, "no config snapshot applied yet")
+		return
+	}
+	writeText(w, http.StatusOK, "ok")
+}
+
+func writeText(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(code)
+	_, _ = fmt.Fprintln(w, msg)
+}
+
+func call[T any](f func() T) T {
+	var zero T
+	if f == nil {
+		return zero
+	}
+	return f()
+}
+
+// StateName is the /health spelling of a backend state.
+func StateName(s mcpmeshv1.BackendState) string {
+	switch s {
+	case mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY:
+		return "healthy"
+	case mcpmeshv1.BackendState_BACKEND_STATE_CONNECTING:
+		return "connecting"
+	case mcpmeshv1.BackendState_BACKEND_STATE_RETRYING:
+		return "retrying"
+	case mcpmeshv1.BackendState_BACKEND_STATE_UNAVAILABLE:
+		return "unavailable"
+	case mcpmeshv1.BackendState_BACKEND_STATE_DISABLED:
+		return "disabled"
+	default:
+		return "unknown"
+	}
+}
+
+// BreakerName is the /health spelling of a breaker state; a backend that
+// reports none has a closed breaker.
+func BreakerName(s mcpmeshv1.BreakerState) string {
+	switch s {
+	case mcpmeshv1.BreakerState_BREAKER_STATE_OPEN:
+		return "open"
+	case mcpmeshv1.BreakerState_BREAKER_STATE_HALF_OPEN:
+		return "half_open"
+	default:
+		return "closed"
+	}
+}
+
+// allStates are the label values of the backend state gauge, so that every
+// state has a series (0 or 1) and alerts can rely on it.
+var allStates = []mcpmeshv1.BackendState{
+	mcpmeshv1.BackendState_BACKEND_STATE_CONNECTING,
+	mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY,
+	mcpmeshv1.BackendState_BACKEND_STATE_RETRYING,
+	mcpmeshv1.BackendState_BACKEND_STATE_UNAVAILABLE,
+	mcpmeshv1.BackendState_BACKEND_STATE_DISABLED,
+}
+
+var (
+	stateDesc = prometheus.NewDesc("mcpmesh_dataplane_backend_state",
+		"1 for the state each backend is in, 0 for the others.", []string{"server", "state"}, nil)
+	revisionDesc = prometheus.NewDesc("mcpmesh_dataplane_config_revision",
+		"Config revision being served.", nil, nil)
+	connectedDesc = prometheus.NewDesc("mcpmesh_dataplane_control_plane_connected",
+		"1 while the config stream to the control plane is up.", nil, nil)
+)
+
+// stateCollector reads backend state at scrape time, so the gauges are never
+// stale and no goroutine keeps them up to date.
+type stateCollector struct{ a *API }
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- stateDesc
+	ch <- revisionDesc
+	ch <- connectedDesc
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.a.opts.Health != nil {
+		for _, b := range c.a.opts.Health() {
+			if b == nil {
+				continue
+			}
+			for _, s := range allStates {
+				v := 0.0
+				if b.GetState() == s {
+					v = 1
+				}
+				ch <- prometheus.MustNewConstMetric(stateDesc, prometheus.GaugeValue, v, b.GetServer(), StateName(s))
+			}
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(revisionDesc, prometheus.GaugeValue, float64(call(c.a.opts.Revision)))
+	connected := 0.0
+	if call(c.a.opts.Connected) {
+		connected = 1
+	}
+	ch <- prometheus.MustNewConstMetric(connectedDesc, prometheus.GaugeValue, connected)
+}
+
+// routeLabel keeps the route label bounded: the mux pattern when one matched.
+func routeLabel(r *http.Request) string {
+	if r.Pattern == "" {
+		return "other"
+	}
+	// "GET /health" → "/health"
+	if _, path, ok := strings.Cut(r.Pattern, " "); ok {
+		return path
+	}
+	return r.Pattern
+}

@@ -1,0 +1,229 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+	"go.uber.org/goleak"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeDataPlane stands in for the data plane's state; the API reads it only
+// through the Options funcs.
+type fakeDataPlane struct {
+	mu       sync.Mutex
+	health   []*mcpmeshv1.BackendHealth
+	revision uint64
+	conn     bool
+	ready    bool
+}
+
+func (f *fakeDataPlane) options() Options {
+	return Options{
+		DataPlaneID: "dp-1",
+		Health: func() []*mcpmeshv1.BackendHealth {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			return f.health
+		},
+		Revision:  func() uint64 { f.mu.Lock(); defer f.mu.Unlock(); return f.revision },
+		Connected: func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.conn },
+		Ready:     func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.ready },
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+}
+
+func start(t *testing.T, f *fakeDataPlane) (*API, string) {
+	t.Helper()
+	api, err := New(f.options())
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	mux := http.NewServeMux()
+	api.Register(mux)
+	ts := httptest.NewServer(api.Instrument(mux))
+	t.Cleanup(ts.Close)
+	return api, ts.URL
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read %s: %v", url, err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+func backend(name string, st mcpmeshv1.BackendState) *mcpmeshv1.BackendHealth {
+	return &mcpmeshv1.BackendHealth{Server: name, State: st}
+}
+
+const (
+	healthy     = mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY
+	retrying    = mcpmeshv1.BackendState_BACKEND_STATE_RETRYING
+	unavailable = mcpmeshv1.BackendState_BACKEND_STATE_UNAVAILABLE
+)
+
+func TestHealthJSONShape(t *testing.T) {
+	since := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	f := &fakeDataPlane{revision: 42, conn: true, health: []*mcpmeshv1.BackendHealth{{
+		Server: "github", State: retrying, Breaker: mcpmeshv1.BreakerState_BREAKER_STATE_HALF_OPEN,
+		LastError: "dial tcp: refused", Since: timestamppb.New(since), ConsecutiveFailures: 3,
+		Tools: 7, Resources: 2, Prompts: 1,
+	}, backend("files", healthy)}}
+	_, url := start(t, f)
+	code, body := get(t, url+"/health")
+	if code != http.StatusOK {
+		t.Fatalf("status = %d, want 200 for degraded", code)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(body), &doc); err != nil {
+		t.Fatalf("decode /health: %v\n%s", err, body)
+	}
+	want := map[string]any{
+		"status": "degraded", "config_revision": 42.0, "control_plane": "connected", "dataplane_id": "dp-1",
+	}
+	for k, v := range want {
+		if doc[k] != v {
+			t.Errorf("%s = %v, want %v", k, doc[k], v)
+		}
+	}
+	servers, _ := doc["servers"].([]any)
+	if len(servers) != 2 {
+		t.Fatalf("servers = %v, want 2 entries", doc["servers"])
+	}
+	gh, _ := servers[0].(map[string]any)
+	wantServer := map[string]any{
+		"name": "github", "state": "retrying", "breaker": "half_open", "last_error": "dial tcp: refused",
+		"since": "2026-01-02T03:04:05Z", "consecutive_failures": 3.0, "tools": 7.0, "resources": 2.0, "prompts": 1.0,
+	}
+	for k, v := range wantServer {
+		if gh[k] != v {
+			t.Errorf("servers[0].%s = %v, want %v", k, gh[k], v)
+		}
+	}
+	if files, _ := servers[1].(map[string]any); files["state"] != "healthy" || files["breaker"] != "closed" {
+		t.Errorf("servers[1] = %v, want healthy with a closed breaker", files)
+	}
+}
+
+func TestHealthStatus(t *testing.T) {
+	tests := []struct {
+		name     string
+		backends []*mcpmeshv1.BackendHealth
+		want     string
+		code     int
+	}{
+		{"none configured", nil, "ok", 200},
+		{"all healthy", []*mcpmeshv1.BackendHealth{backend("a", healthy), backend("b", healthy)}, "ok", 200},
+		{"some healthy", []*mcpmeshv1.BackendHealth{backend("a", healthy), backend("b", unavailable)}, "degraded", 200},
+		{"none healthy", []*mcpmeshv1.BackendHealth{backend("a", retrying), backend("b", unavailable)}, "unavailable", 503},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, url := start(t, &fakeDataPlane{health: tt.backends})
+			code, body := get(t, url+"/health")
+			var h Health
+			if err := json.Unmarshal([]byte(body), &h); err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			if h.Status != tt.want || code != tt.code {
+				t.Errorf("status = %q (%d), want %q (%d)", h.Status, code, tt.want, tt.code)
+			}
+			if h.ControlPlane != "disconnected" || h.Servers == nil {
+				t.Errorf("control_plane = %q, servers = %v; want disconnected and a non-null array", h.ControlPlane, h.Servers)
+			}
+		})
+	}
+}
+
+func TestLivezReadyz(t *testing.T) {
+	f := &fakeDataPlane{}
+	_, url := start(t, f)
+	if code, _ := get(t, url+"/livez"); code != 200 {
+		t.Errorf("/livez = %d, want 200", code)
+	}
+	if code, body := get(t, url+"/readyz"); code != 503 || !strings.Contains(body, "snapshot") {
+		t.Errorf("/readyz before a snapshot = %d %q, want 503 saying why", code, body)
+	}
+	f.mu.Lock()
+	f.ready = true
+	f.mu.Unlock()
+	if code, _ := get(t, url+"/readyz"); code != 200 {
+		t.Errorf("/readyz after a snapshot = %d, want 200", code)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	f := &fakeDataPlane{revision: 9, health: []*mcpmeshv1.BackendHealth{backend("files", unavailable)}}
+	api, url := start(t, f)
+	get(t, url+"/livez")
+	get(t, url+"/nope")
+
+	// MCP requests are counted through the hooks of a real mcp-go server.
+	s := server.NewMCPServer("t", "1", server.WithHooks(api.MCPHooks()))
+	s.AddTool(mcp.NewTool("fail"), func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return mcp.NewToolResultError("nope"), nil
+	})
+	cli, err := client.NewInProcessClient(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx := context.Background()
+	if err := cli.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	init := mcp.InitializeRequest{}
+	init.Params.ProtocolVersion = mcp.ProtocolVersion20251125
+	if _, err := cli.Initialize(ctx, init); err != nil {
+		t.Fatal(err)
+	}
+	req := mcp.CallToolRequest{}
+	req.Params.Name = "fail"
+	if _, err := cli.CallTool(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	req.Params.Name = "missing"
+	_, _ = cli.CallTool(ctx, req)
+
+	code, body := get(t, url+"/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics = %d", code)
+	}
+	for _, want := range []string{
+		`mcpmesh_dataplane_backend_state{server="files",state="unavailable"} 1`,
+		`mcpmesh_dataplane_backend_state{server="files",state="healthy"} 0`,
+		`mcpmesh_dataplane_config_revision 9`,
+		`mcpmesh_dataplane_control_plane_connected 0`,
+		`mcpmesh_dataplane_http_requests_total{code="200",method="GET",route="/livez"} 1`,
+		`mcpmesh_dataplane_http_requests_total{code="404",method="GET",route="other"} 1`,
+		`mcpmesh_dataplane_mcp_requests_total{method="tools/call",status="tool_error"} 1`,
+		`mcpmesh_dataplane_mcp_requests_total{method="tools/call",status="error"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}

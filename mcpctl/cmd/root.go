@@ -1,0 +1,230 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/authtoken"
+	"github.com/mcpmesh/mcpmesh/internal/version"
+	"github.com/mcpmesh/mcpmesh/mcpctl/printer"
+)
+
+// EnvAddr names the environment variable with the control plane's address.
+const EnvAddr = "MCPMESH_ADDR"
+
+// Defaults used when neither a flag nor the environment says otherwise.
+const (
+	DefaultAddr           = "127.0.0.1:7070"
+	DefaultTokenFile      = "./data/" + authtoken.FileName
+	DefaultRequestTimeout = 10 * time.Second
+)
+
+// options are the global flags, shared by every command.
+type options struct {
+	addr           string
+	tokenFile      string
+	output         string
+	requestTimeout time.Duration
+
+	format printer.Format
+	stdout io.Writer
+}
+
+// Execute runs mcpctl with the process's arguments and returns the exit code.
+func Execute() int {
+	// Ctrl-C ends `status --watch` cleanly and aborts any call in flight.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return Run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+}
+
+// Run runs mcpctl with args, writing output to stdout and the one-line error
+// to stderr, and returns the exit code (0 ok, 1 error). getenv supplies the
+// environment (os.Getenv in production).
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	root := newRootCommand(stdout, getenv)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	if err := root.ExecuteContext(ctx); err != nil {
+		// One line, always: a multi-line gRPC message would break scripts
+		// that read the first line of stderr.
+		msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", " ")), " ")
+		fmt.Fprintf(stderr, "Error: %s\n", msg)
+		return 1
+	}
+	return 0
+}
+
+func envOr(getenv func(string) string, key, def string) string {
+	if v := getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func newRootCommand(stdout io.Writer, getenv func(string) string) *cobra.Command {
+	o := &options{stdout: stdout}
+	root := &cobra.Command{
+		Use:           "mcpctl",
+		Short:         "Administer an mcpmesh control plane",
+		Version:       version.Version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			f, err := printer.ParseFormat(o.output)
+			if err != nil {
+				return err
+			}
+			o.format = f
+			if o.requestTimeout <= 0 {
+				return fmt.Errorf("--request-timeout must be positive, got %s", o.requestTimeout)
+			}
+			return nil
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&o.addr, "addr", envOr(getenv, EnvAddr, DefaultAddr), "control plane gRPC address (env "+EnvAddr+")")
+	pf.StringVar(&o.tokenFile, "token-file", envOr(getenv, authtoken.EnvTokenFile, DefaultTokenFile), "admin token file (env "+authtoken.EnvTokenFile+")")
+	pf.StringVarP(&o.output, "output", "o", string(printer.Table), "output format: table, json or yaml")
+	pf.DurationVar(&o.requestTimeout, "request-timeout", DefaultRequestTimeout, "deadline of each call to the control plane")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())
+	})
+
+	server := &cobra.Command{Use: "server", Short: "Manage registered backend MCP servers"}
+	server.AddCommand(newServerAddCommand(o), newServerRemoveCommand(o), newServerListCommand(o),
+		newServerGetCommand(o), newServerEnableCommand(o, true), newServerEnableCommand(o, false))
+	config := &cobra.Command{Use: "config", Short: "Read and change cluster settings"}
+	config.AddCommand(newConfigGetCommand(o), newConfigSetCommand(o))
+	dataplane := &cobra.Command{Use: "dataplane", Short: "Inspect data planes"}
+	dataplane.AddCommand(newDataplaneListCommand(o))
+	root.AddCommand(server, config, dataplane, newStatusCommand(o))
+	return root
+}
+
+// exactArgs is cobra.ExactArgs with a message that names what is missing.
+func exactArgs(n int, what string) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) != n {
+			return fmt.Errorf("%s takes %s, got %d argument(s) (see '%s --help')", c.CommandPath(), what, len(args), c.CommandPath())
+		}
+		return nil
+	}
+}
+
+// conn is an open client for one command run.
+type conn struct {
+	o      *options
+	cc     *grpc.ClientConn
+	client mcpmeshv1.RegistryServiceClient
+}
+
+// dial reads the admin token and prepares a client. grpc.NewClient does not
+// connect; the first call does, and fails fast (no WaitForReady) when the
+// control plane is down.
+func (o *options) dial() (*conn, error) {
+	tok, err := authtoken.Read(o.tokenFile)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("read admin token %s: no such file (start the control plane first, or set --token-file or %s)", o.tokenFile, authtoken.EnvTokenFile)
+		}
+		return nil, fmt.Errorf("%w (set --token-file or %s)", err, authtoken.EnvTokenFile)
+	}
+	cc, err := grpc.NewClient(o.addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(authtoken.Credentials(tok)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("control plane address %q is invalid: %w (set --addr or %s)", o.addr, err, EnvAddr)
+	}
+	return &conn{o: o, cc: cc, client: mcpmeshv1.NewRegistryServiceClient(cc)}, nil
+}
+
+func (c *conn) Close() { _ = c.cc.Close() }
+
+// callCtx bounds one unary call.
+func (o *options) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, o.requestTimeout)
+}
+
+// withClient dials, runs fn, and turns gRPC errors into what to do.
+func (o *options) withClient(ctx context.Context, server string, fn func(ctx context.Context, c mcpmeshv1.RegistryServiceClient) error) error {
+	c, err := o.dial()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return o.explain(fn(ctx, c.client), server)
+}
+
+// explain maps a gRPC error to a one-line message that says what to do.
+// server names the server the command is about ("" if none).
+func (o *options) explain(err error, server string) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("control plane at %s did not answer within %s (raise --request-timeout)", o.addr, o.requestTimeout)
+		}
+		return err
+	}
+	switch st.Code() {
+	case codes.Unavailable:
+		return fmt.Errorf("cannot reach control plane at %s: is it running? (set --addr or %s)", o.addr, EnvAddr)
+	case codes.DeadlineExceeded:
+		return fmt.Errorf("control plane at %s did not answer within %s (raise --request-timeout)", o.addr, o.requestTimeout)
+	case codes.Unauthenticated:
+		return fmt.Errorf("control plane rejected the admin token from %s (set --token-file or %s)", o.tokenFile, authtoken.EnvTokenFile)
+	case codes.PermissionDenied:
+		return fmt.Errorf("control plane denied the request: %s", st.Message())
+	case codes.NotFound:
+		if server != "" {
+			return fmt.Errorf("server %q not found (see 'mcpctl server list')", server)
+		}
+		return fmt.Errorf("not found: %s", st.Message())
+	case codes.AlreadyExists:
+		if server != "" {
+			return fmt.Errorf("server %q already exists (remove it first or choose another name)", server)
+		}
+		return fmt.Errorf("already exists: %s", st.Message())
+	case codes.InvalidArgument, codes.FailedPrecondition:
+		return errors.New(st.Message())
+	case codes.Aborted:
+		return fmt.Errorf("%s changed concurrently: %s (run the command again)", orWord(server), st.Message())
+	case codes.Canceled:
+		return errors.New("cancelled")
+	case codes.Unimplemented:
+		return fmt.Errorf("control plane at %s does not support this command (is it older than mcpctl %s?)", o.addr, version.Version)
+	default:
+		return fmt.Errorf("control plane error (%s): %s", st.Code(), st.Message())
+	}
+}
+
+func orWord(server string) string {
+	if server == "" {
+		return "the configuration"
+	}
+	return fmt.Sprintf("server %q", server)
+}
+
+func (o *options) print(v printer.View) error {
+	return printer.Print(o.stdout, o.format, v)
+}

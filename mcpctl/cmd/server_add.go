@@ -1,0 +1,211 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/names"
+	"github.com/mcpmesh/mcpmesh/mcpctl/printer"
+)
+
+// addFlags are the flags of `server add`, as typed by the user.
+type addFlags struct {
+	url         string
+	transport   string
+	env         []string
+	headers     []string
+	tags        []string
+	endpoints   []string
+	timeout     time.Duration
+	cwd         string
+	description string
+	disabled    bool
+	dryRun      bool
+}
+
+func newServerAddCommand(o *options) *cobra.Command {
+	var f addFlags
+	c := &cobra.Command{
+		Use:   "add NAME (-- COMMAND [ARGS...] | --url URL)",
+		Short: "Register a backend MCP server",
+		Example: `  mcpctl server add files -- npx -y @modelcontextprotocol/server-filesystem /srv
+  mcpctl server add github --url https://api.example.com/mcp --header Authorization="Bearer $TOKEN"
+  mcpctl server add legacy --url http://10.0.0.5:9000/sse --transport sse --tag team-a`,
+		RunE: func(c *cobra.Command, args []string) error {
+			name, command, err := splitAddArgs(args, c.ArgsLenAtDash())
+			if err != nil {
+				return err
+			}
+			req, err := buildCreateRequest(name, command, f)
+			if err != nil {
+				return err
+			}
+			return o.withClient(c.Context(), name, func(ctx context.Context, cl mcpmeshv1.RegistryServiceClient) error {
+				ctx, cancel := o.callCtx(ctx)
+				defer cancel()
+				resp, err := cl.CreateServer(ctx, req)
+				if err != nil {
+					return err
+				}
+				res := printer.Result{Action: "created", Name: name, Revision: resp.GetRevision()}
+				if f.dryRun {
+					sv := printer.ServerFromProto(resp.GetServer())
+					res.Action, res.DryRun, res.Server = "validated", true, &sv
+				}
+				return o.print(res)
+			})
+		},
+	}
+	fl := c.Flags()
+	fl.StringVar(&f.url, "url", "", "URL of a streamable HTTP or SSE server")
+	fl.StringVar(&f.transport, "transport", "", "transport of --url: streamable-http (default) or sse")
+	fl.StringArrayVar(&f.env, "env", nil, "environment variable KEY=VALUE for a stdio server (repeatable)")
+	fl.StringArrayVar(&f.headers, "header", nil, "HTTP header KEY=VALUE sent to a --url server (repeatable)")
+	fl.StringArrayVar(&f.tags, "tag", nil, "tag (repeatable)")
+	fl.StringArrayVar(&f.endpoints, "endpoint", nil, "extra replica URL of a --url server (repeatable)")
+	fl.DurationVar(&f.timeout, "timeout", 0, "per-request deadline towards this server (0 = cluster default)")
+	fl.StringVar(&f.cwd, "cwd", "", "working directory of a stdio server")
+	fl.StringVar(&f.description, "description", "", "human description")
+	fl.BoolVar(&f.disabled, "disabled", false, "register the server without serving it")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "validate with the control plane and print what would be created")
+	return c
+}
+
+// splitAddArgs separates NAME from the stdio command given after "--".
+// dash is cobra's ArgsLenAtDash: -1 without "--".
+func splitAddArgs(args []string, dash int) (name string, command []string, err error) {
+	switch {
+	case len(args) == 0 || dash == 0:
+		return "", nil, errors.New("server add needs a NAME before the command (see 'mcpctl server add --help')")
+	case dash < 0 && len(args) > 1:
+		return "", nil, fmt.Errorf("unexpected arguments %q: put a stdio command after -- (mcpctl server add %s -- %s)", args[1:], args[0], strings.Join(args[1:], " "))
+	case dash > 1:
+		return "", nil, fmt.Errorf("unexpected arguments %q before --: server add takes one NAME", args[1:dash])
+	}
+	if dash == 1 {
+		command = args[1:]
+	}
+	return args[0], command, nil
+}
+
+// buildCreateRequest turns the command line into the request; it is pure so
+// that every flag combination is tested without a control plane.
+func buildCreateRequest(name string, command []string, f addFlags) (*mcpmeshv1.CreateServerRequest, error) {
+	if err := names.ValidateServer(name); err != nil {
+		return nil, err
+	}
+	s := &mcpmeshv1.Server{
+		Name:        name,
+		Description: f.description,
+		Enabled:     proto.Bool(!f.disabled),
+	}
+	switch {
+	case f.url != "" && len(command) > 0:
+		return nil, errors.New("give either --url URL or a command after --, not both")
+	case f.url == "" && len(command) == 0:
+		return nil, errors.New("give a command after -- (stdio server) or --url URL (HTTP server)")
+	case len(command) > 0:
+		if command[0] == "" {
+			return nil, errors.New("the command after -- is empty")
+		}
+		for flag, set := range map[string]bool{"--transport": f.transport != "", "--header": len(f.headers) > 0, "--endpoint": len(f.endpoints) > 0} {
+			if set {
+				return nil, fmt.Errorf("%s applies only to --url servers, not to a stdio command", flag)
+			}
+		}
+		env, err := parseKV("--env", f.env)
+		if err != nil {
+			return nil, err
+		}
+		s.Transport = mcpmeshv1.Transport_TRANSPORT_STDIO
+		s.Stdio = &mcpmeshv1.StdioConfig{Command: command[0], Args: command[1:], Env: env, WorkingDir: f.cwd}
+	default:
+		if len(f.env) > 0 {
+			return nil, errors.New("--env applies only to stdio servers (a command after --); use --header for HTTP")
+		}
+		if f.cwd != "" {
+			return nil, errors.New("--cwd applies only to stdio servers (a command after --)")
+		}
+		switch f.transport {
+		case "", "streamable-http", "http":
+			s.Transport = mcpmeshv1.Transport_TRANSPORT_STREAMABLE_HTTP
+		case "sse":
+			s.Transport = mcpmeshv1.Transport_TRANSPORT_SSE
+		default:
+			return nil, fmt.Errorf("--transport %q is not supported: use streamable-http or sse", f.transport)
+		}
+		if err := checkURL("--url", f.url); err != nil {
+			return nil, err
+		}
+		for _, e := range f.endpoints {
+			if err := checkURL("--endpoint", e); err != nil {
+				return nil, err
+			}
+		}
+		headers, err := parseKV("--header", f.headers)
+		if err != nil {
+			return nil, err
+		}
+		s.Http = &mcpmeshv1.HttpConfig{Url: f.url, Headers: headers}
+		s.Endpoints = f.endpoints
+	}
+	if f.timeout < 0 {
+		return nil, fmt.Errorf("--timeout must not be negative, got %s", f.timeout)
+	}
+	if f.timeout > 0 {
+		s.Timeout = durationpb.New(f.timeout)
+	}
+	seen := map[string]bool{}
+	for _, t := range f.tags {
+		if strings.TrimSpace(t) == "" {
+			return nil, errors.New("--tag must not be empty")
+		}
+		if !seen[t] {
+			seen[t] = true
+			s.Tags = append(s.Tags, t)
+		}
+	}
+	return &mcpmeshv1.CreateServerRequest{Server: s, ValidateOnly: f.dryRun}, nil
+}
+
+// parseKV parses repeated KEY=VALUE flags; VALUE may itself contain '='.
+func parseKV(flag string, kvs []string) (map[string]string, error) {
+	if len(kvs) == 0 {
+		return nil, nil
+	}
+	m := make(map[string]string, len(kvs))
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, fmt.Errorf("%s %q: want KEY=VALUE", flag, kv)
+		}
+		if k == "" {
+			return nil, fmt.Errorf("%s %q: KEY is empty", flag, kv)
+		}
+		if _, dup := m[k]; dup {
+			return nil, fmt.Errorf("%s: KEY %q given twice", flag, k)
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+func checkURL(flag, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%s %q is not a URL: %w", flag, raw, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%s %q must be an http:// or https:// URL with a host", flag, raw)
+	}
+	return nil
+}

@@ -1,0 +1,185 @@
+package printer
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func stdioServer() *mcpmeshv1.Server {
+	return &mcpmeshv1.Server{
+		Name:      "files",
+		Transport: mcpmeshv1.Transport_TRANSPORT_STDIO,
+		Stdio: &mcpmeshv1.StdioConfig{
+			Command:    "npx",
+			Args:       []string{"-y", "@mcp/files", "/srv"},
+			Env:        map[string]string{"TOKEN": "s3cret", "B": "other-secret"},
+			WorkingDir: "/srv",
+		},
+		Tags:           []string{"local", "fs"},
+		CreateRevision: 3,
+		ModRevision:    7,
+		CreatedAt:      timestamppb.New(t0),
+		UpdatedAt:      timestamppb.New(t0.Add(time.Hour)),
+		Description:    "Files under /srv",
+	}
+}
+
+func httpServer() *mcpmeshv1.Server {
+	return &mcpmeshv1.Server{
+		Name:           "github",
+		Transport:      mcpmeshv1.Transport_TRANSPORT_STREAMABLE_HTTP,
+		Http:           &mcpmeshv1.HttpConfig{Url: "https://example.com/mcp?a=1&b=2", Headers: map[string]string{"Authorization": "Bearer xyz"}},
+		Endpoints:      []string{"https://replica.example.com/mcp"},
+		Timeout:        durationpb.New(30 * time.Second),
+		Enabled:        proto.Bool(false),
+		CreateRevision: 9,
+		ModRevision:    9,
+	}
+}
+
+func dataplanes() []*mcpmeshv1.DataPlane {
+	return []*mcpmeshv1.DataPlane{
+		{Id: "dp-1", Version: "v0.1.0", ListenAddr: "127.0.0.1:8080", Peer: "127.0.0.1:50000", Connected: true,
+			Revision: 9, ConnectedAt: timestamppb.New(t0), LastSeen: timestamppb.New(t0.Add(time.Minute))},
+		{Id: "dp-2", Version: "v0.1.0", Connected: false, Revision: 7, NackedRevision: 8, LastError: "bad\tconfig\nline"},
+	}
+}
+
+func serverStatus() *mcpmeshv1.ServerStatus {
+	return &mcpmeshv1.ServerStatus{
+		Name: "files", State: "degraded", HealthyDataplanes: 1, TotalDataplanes: 2,
+		Backends: []*mcpmeshv1.BackendHealth{
+			{Server: "files", DataplaneId: "dp-1", State: mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY,
+				Breaker: mcpmeshv1.BreakerState_BREAKER_STATE_CLOSED, Since: timestamppb.New(t0),
+				Latency: durationpb.New(1500 * time.Microsecond), Tools: 4, Resources: 1, Prompts: 2},
+			{Server: "files", DataplaneId: "dp-2", State: mcpmeshv1.BackendState_BACKEND_STATE_UNAVAILABLE,
+				Breaker: mcpmeshv1.BreakerState_BREAKER_STATE_HALF_OPEN, LastError: "connect: connection refused",
+				ConsecutiveFailures: 4},
+		},
+	}
+}
+
+func TestGolden(t *testing.T) {
+	created := ServerFromProto(stdioServer())
+	views := map[string]View{
+		"server-list":       ServerList{ServerFromProto(stdioServer()), ServerFromProto(httpServer())},
+		"server-list-empty": ServerList{},
+		"server-get":        ServerDetail{Server: ServerFromProto(stdioServer()), Status: ServerStatusFromProto(serverStatus())},
+		"server-get-http":   ServerDetail{Server: ServerFromProto(httpServer()), Status: ServerStatusFromProto(&mcpmeshv1.ServerStatus{Name: "github"})},
+		"dataplane-list":    DataPlaneList{DataPlaneFromProto(dataplanes()[0]), DataPlaneFromProto(dataplanes()[1])},
+		"status": StatusFromProto(&mcpmeshv1.GetStatusResponse{
+			Revision: 18446744073709551615, Dataplanes: dataplanes(),
+			Servers: []*mcpmeshv1.ServerStatus{serverStatus(), {Name: "github", State: "disabled"}},
+		}),
+		"status-empty":   StatusFromProto(&mcpmeshv1.GetStatusResponse{}),
+		"config":         Config{"pagination.enabled": "true", "pagination.page_size": "50", "resilience.jitter": ""},
+		"result-created": Result{Action: "created", Name: "files", Revision: 7},
+		"result-dry-run": Result{Action: "validated", Name: "files", DryRun: true, Server: &created},
+	}
+	for name, v := range views {
+		for _, f := range []Format{Table, JSON, YAML} {
+			t.Run(name+"."+string(f), func(t *testing.T) {
+				var buf bytes.Buffer
+				if err := Print(&buf, f, v); err != nil {
+					t.Fatalf("print: %v", err)
+				}
+				path := filepath.Join("testdata", name+"."+string(f)+".golden")
+				if *update {
+					if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+						t.Fatal(err)
+					}
+					return
+				}
+				want, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatalf("read golden (run go test -update): %v", err)
+				}
+				if got := buf.String(); got != string(want) {
+					t.Errorf("output differs from %s:\n--- got\n%s\n--- want\n%s", path, got, want)
+				}
+				if strings.Contains(buf.String(), "s3cret") || strings.Contains(buf.String(), "xyz") {
+					t.Errorf("a secret value was printed:\n%s", buf.String())
+				}
+			})
+		}
+	}
+}
+
+// TestJSONContracts checks the shapes other tools parse, independently of
+// the golden files (which -update could silently change).
+func TestJSONContracts(t *testing.T) {
+	var buf bytes.Buffer
+	if err := Print(&buf, JSON, ServerList{ServerFromProto(httpServer())}); err != nil {
+		t.Fatal(err)
+	}
+	var list []map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &list); err != nil {
+		t.Fatalf("server list is not a JSON array: %v\n%s", err, buf.String())
+	}
+	for _, key := range []string{"name", "transport", "url", "tags", "enabled", "timeout", "revision"} {
+		if _, ok := list[0][key]; !ok {
+			t.Errorf("server list item lacks %q: %v", key, list[0])
+		}
+	}
+
+	buf.Reset()
+	st := StatusFromProto(&mcpmeshv1.GetStatusResponse{Revision: 1 << 60, Dataplanes: dataplanes(), Servers: []*mcpmeshv1.ServerStatus{serverStatus()}})
+	if err := Print(&buf, JSON, st); err != nil {
+		t.Fatal(err)
+	}
+	var obj struct {
+		Revision   json.Number `json:"revision"`
+		Dataplanes []struct {
+			ID        *string      `json:"id"`
+			Revision  *json.Number `json:"revision"`
+			Connected *bool        `json:"connected"`
+		} `json:"dataplanes"`
+		Servers []struct {
+			Name  *string `json:"name"`
+			State *string `json:"state"`
+		} `json:"servers"`
+	}
+	dec := json.NewDecoder(&buf)
+	dec.UseNumber()
+	if err := dec.Decode(&obj); err != nil {
+		t.Fatalf("status is not a JSON object: %v", err)
+	}
+	if obj.Revision.String() != "1152921504606846976" {
+		t.Errorf("revision = %q, want the exact number 2^60", obj.Revision)
+	}
+	if len(obj.Dataplanes) != 2 || obj.Dataplanes[0].ID == nil || obj.Dataplanes[0].Revision == nil || obj.Dataplanes[0].Connected == nil {
+		t.Errorf("dataplanes = %+v, want id, revision (number), connected", obj.Dataplanes)
+	}
+	if len(obj.Servers) != 1 || obj.Servers[0].Name == nil || obj.Servers[0].State == nil {
+		t.Errorf("servers = %+v, want name and state", obj.Servers)
+	}
+}
+
+func TestParseFormat(t *testing.T) {
+	for in, want := range map[string]Format{"table": Table, "json": JSON, "YAML": YAML} {
+		if got, err := ParseFormat(in); err != nil || got != want {
+			t.Errorf("ParseFormat(%q) = %q, %v", in, got, err)
+		}
+	}
+	for _, in := range []string{"", "xml", "wide"} {
+		if _, err := ParseFormat(in); err == nil || !strings.Contains(err.Error(), "--output") {
+			t.Errorf("ParseFormat(%q) error = %v, want one naming --output", in, err)
+		}
+	}
+}
