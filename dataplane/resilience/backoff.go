@@ -53,6 +53,15 @@ func (s Schedule) Exhausted(failure int) bool {
 	return failure > n
 }
 
+// Last returns the schedule's last step, without jitter.
+func (s Schedule) Last() time.Duration {
+	steps := s.Steps
+	if len(steps) == 0 {
+		steps = DefaultSchedule()
+	}
+	return steps[len(steps)-1]
+}
+
 // Exponential is a doubling backoff between Min and Max, for dialing the
 // control plane.
 type Exponential struct {

@@ -96,6 +96,29 @@ func (f *FakeClock) BlockUntilWaiters(ctx context.Context, n int) error {
 	}
 }
 
+// BlockUntilPending waits until a pending timer fires exactly d from now,
+// for tests that must tell a backoff wait from other timers.
+func (f *FakeClock) BlockUntilPending(ctx context.Context, d time.Duration) error {
+	for {
+		f.mu.Lock()
+		found, ch := false, f.changed
+		for _, t := range f.timers {
+			if t.when.Sub(f.now) == d {
+				found = true
+			}
+		}
+		f.mu.Unlock()
+		if found {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 func (f *FakeClock) signalLocked() {
 	close(f.changed)
 	f.changed = make(chan struct{})

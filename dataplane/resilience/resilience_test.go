@@ -115,6 +115,9 @@ func TestSleepWithFakeClock(t *testing.T) {
 	if err := c.BlockUntilWaiters(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
+	if err := c.BlockUntilPending(ctx, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	if got := c.PendingDurations(); len(got) != 1 || got[0] != 5*time.Second {
 		t.Fatalf("pending = %v, want [5s]", got)
 	}

@@ -1,0 +1,332 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+)
+
+const (
+	stateHealthy     = mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY
+	stateRetrying    = mcpmeshv1.BackendState_BACKEND_STATE_RETRYING
+	stateUnavailable = mcpmeshv1.BackendState_BACKEND_STATE_UNAVAILABLE
+)
+
+func toolNames(ts []mcp.Tool) []string {
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = t.Name
+	}
+	return out
+}
+
+func TestStreamableHTTPBackendFollowsCursors(t *testing.T) {
+	e := newEnv(t)
+	// 4 fixed + 7 numbered tools in pages of 3: four pages, the last cursor
+	// followed to an end.
+	hb := startHTTPBackend(t, newMCPServer("alpha", 3, 7), false)
+	e.apply(hb.server("alpha"))
+	b := e.backend("alpha")
+	e.waitState(b, stateHealthy)
+
+	if !b.Ready() {
+		t.Fatal("healthy backend is not Ready")
+	}
+	got := toolNames(b.Tools())
+	if len(got) != 11 {
+		t.Fatalf("tools = %v, want 11 (all pages)", got)
+	}
+	seen := map[string]bool{}
+	for _, n := range got {
+		if seen[n] {
+			t.Errorf("tool %q listed twice", n)
+		}
+		seen[n] = true
+	}
+	for _, want := range []string{"echo", "pid", "slow", "tool-01", "tool-07"} {
+		if !seen[want] {
+			t.Errorf("tool %q missing from %v", want, got)
+		}
+	}
+	if p := b.Prompts(); len(p) != 1 || p[0].Name != "greet" {
+		t.Errorf("prompts = %+v", p)
+	}
+	if r := b.Resources(); len(r) != 1 || r[0].URI != "mem://alpha/readme" {
+		t.Errorf("resources = %+v", r)
+	}
+	if rt := b.ResourceTemplates(); len(rt) != 1 {
+		t.Errorf("templates = %+v", rt)
+	}
+	if caps := b.Capabilities(); caps.Tools == nil || !caps.Tools.ListChanged {
+		t.Errorf("capabilities = %+v, want tools with listChanged", caps)
+	}
+	if got := b.Instructions(); got != "instructions of alpha" {
+		t.Errorf("instructions = %q", got)
+	}
+
+	if got := callText(t, b, "echo", map[string]any{"text": "hi"}); got != "alpha:hi" {
+		t.Errorf("echo = %q", got)
+	}
+	var pr mcp.GetPromptRequest
+	pr.Params.Name = "greet"
+	pr.Params.Arguments = map[string]string{"who": "bob"}
+	pres, err := b.GetPrompt(context.Background(), pr)
+	if err != nil {
+		t.Fatalf("get prompt: %v", err)
+	}
+	if tc, _ := mcp.AsTextContent(pres.Messages[0].Content); tc.Text != "hello bob" {
+		t.Errorf("prompt text = %q", tc.Text)
+	}
+	var rr mcp.ReadResourceRequest
+	rr.Params.URI = "mem://alpha/readme"
+	rres, err := b.ReadResource(context.Background(), rr)
+	if err != nil {
+		t.Fatalf("read resource: %v", err)
+	}
+	if tc, ok := rres.Contents[0].(mcp.TextResourceContents); !ok || tc.Text != "readme of alpha" {
+		t.Errorf("resource contents = %+v", rres.Contents)
+	}
+
+	h := b.Health()
+	if h.GetServer() != "alpha" || h.GetState() != stateHealthy || h.GetBreaker() != mcpmeshv1.BreakerState_BREAKER_STATE_CLOSED {
+		t.Errorf("health = %v", h)
+	}
+	if h.GetTools() != 11 || h.GetPrompts() != 1 || h.GetResources() != 1 {
+		t.Errorf("health counts = %d/%d/%d", h.GetTools(), h.GetPrompts(), h.GetResources())
+	}
+	if h.GetLatency().AsDuration() <= 0 {
+		t.Errorf("health latency = %v, want > 0 after a call", h.GetLatency())
+	}
+
+	// An upstream JSON-RPC error is returned, named, and does not break the connection.
+	var bad mcp.GetPromptRequest
+	bad.Params.Name = "nope"
+	if _, err := b.GetPrompt(context.Background(), bad); err == nil || !strings.Contains(err.Error(), `backend "alpha"`) {
+		t.Errorf("unknown prompt error = %v, want one naming the backend", err)
+	}
+	if !b.Ready() {
+		t.Error("an upstream error made the backend not ready")
+	}
+}
+
+func TestListChangedRefetches(t *testing.T) {
+	e := newEnv(t)
+	s := newMCPServer("beta", 2)
+	hb := startHTTPBackend(t, s, false)
+	e.apply(hb.server("beta"))
+	b := e.backend("beta")
+	e.waitState(b, stateHealthy)
+	before := len(b.Tools())
+
+	s.AddTool(mcp.NewTool("added-later"), func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return mcp.NewToolResultText("new"), nil
+	})
+	e.waitFor("the added tool to be listed", func() bool { return len(b.Tools()) == before+1 })
+	if got := callText(t, b, "added-later", nil); got != "new" {
+		t.Errorf("added-later = %q", got)
+	}
+
+	s.DeletePrompts("greet")
+	e.waitFor("the prompt to vanish", func() bool { return len(b.Prompts()) == 0 })
+}
+
+func TestSSEBackend(t *testing.T) {
+	e := newEnv(t)
+	hb := startHTTPBackend(t, newMCPServer("gamma", 0), true)
+	srv := &mcpmeshv1.Server{
+		Name:      "gamma",
+		Transport: mcpmeshv1.Transport_TRANSPORT_SSE,
+		Http:      &mcpmeshv1.HttpConfig{Url: hb.ts.URL + "/sse", Headers: map[string]string{"X-Test": "1"}},
+	}
+	e.apply(srv)
+	b := e.backend("gamma")
+	e.waitState(b, stateHealthy)
+	if got := callText(t, b, "echo", map[string]any{"text": "sse"}); got != "gamma:sse" {
+		t.Errorf("echo = %q", got)
+	}
+}
+
+func TestRequestTimeout(t *testing.T) {
+	e := newEnv(t)
+	hb := startHTTPBackend(t, newMCPServer("slowpoke", 0), false)
+	srv := hb.server("slowpoke")
+	srv.Timeout = durationpb.New(300 * time.Millisecond)
+	e.apply(srv)
+	b := e.backend("slowpoke")
+	e.waitState(b, stateHealthy)
+
+	var req mcp.CallToolRequest
+	req.Params.Name = "slow"
+	_, err := b.CallTool(context.Background(), req)
+	if err == nil || !strings.Contains(err.Error(), "no answer within 300ms") {
+		t.Fatalf("slow call error = %v, want a timeout naming the deadline", err)
+	}
+	if !b.Ready() {
+		t.Error("a timeout marked the connection dead")
+	}
+	if got := callText(t, b, "echo", map[string]any{"text": "still"}); got != "slowpoke:still" {
+		t.Errorf("echo after timeout = %q", got)
+	}
+}
+
+// TestRetryScheduleAndRecovery drives the 1-2-4-8 s schedule with the fake
+// clock: retrying, then unavailable, then healthy again once the backend answers.
+func TestRetryScheduleAndRecovery(t *testing.T) {
+	e := newEnv(t)
+	hb := startHTTPBackend(t, newMCPServer("delta", 0), false)
+	hb.down.Store(true)
+	e.apply(hb.server("delta"))
+	b := e.backend("delta")
+
+	for i, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second} {
+		if got := e.waitTimer(); got != want {
+			t.Fatalf("wait after failure %d = %v, want %v", i+1, got, want)
+		}
+		h := b.Health()
+		if h.GetState() != stateRetrying || h.GetConsecutiveFailures() != uint32(i+1) {
+			t.Fatalf("after failure %d: state %v failures %d", i+1, h.GetState(), h.GetConsecutiveFailures())
+		}
+		if !strings.Contains(h.GetLastError(), "503") {
+			t.Errorf("last error = %q, want the 503", h.GetLastError())
+		}
+		e.clock.Advance(want)
+	}
+	// The fifth failure comes after the last step: unavailable, retried every 8 s.
+	if got := e.waitTimer(); got != 8*time.Second {
+		t.Fatalf("wait when unavailable = %v, want 8s", got)
+	}
+	if s := b.State(); s != stateUnavailable {
+		t.Fatalf("state after the schedule = %v, want UNAVAILABLE", s)
+	}
+	var req mcp.CallToolRequest
+	req.Params.Name = "echo"
+	_, err := b.CallTool(context.Background(), req)
+	if !errors.Is(err, ErrNotReady) || !strings.Contains(err.Error(), `backend "delta" is unavailable`) {
+		t.Fatalf("call while unavailable = %v, want ErrNotReady naming backend and state", err)
+	}
+	if b.Tools() != nil {
+		t.Error("an unavailable backend lists tools")
+	}
+
+	hb.down.Store(false)
+	e.clock.Advance(8 * time.Second)
+	e.waitState(b, stateHealthy)
+	if h := b.Health(); h.GetConsecutiveFailures() != 0 || h.GetLastError() != "" {
+		t.Errorf("health after recovery = %v", h)
+	}
+
+	// The backend goes away under a live connection that has been up longer
+	// than the last step: the next request's transport error marks it dead
+	// and the schedule starts over.
+	e.clock.Advance(8 * time.Second)
+	hb.down.Store(true)
+	req.Params.Arguments = map[string]any{"text": "x"}
+	if _, err := b.CallTool(context.Background(), req); err == nil {
+		t.Fatal("call to a down backend succeeded")
+	}
+	e.waitState(b, stateRetrying)
+	if got := e.waitTimer(); got != time.Second {
+		t.Fatalf("wait after a lost connection = %v, want 1s", got)
+	}
+	hb.down.Store(false)
+	e.clock.Advance(time.Second)
+	e.waitState(b, stateHealthy)
+	if got := callText(t, b, "echo", map[string]any{"text": "back"}); got != "delta:back" {
+		t.Errorf("echo after reconnect = %q", got)
+	}
+
+	// A connection that dies right after connecting does not reset the
+	// schedule, so a flapping backend cannot make us reconnect in a loop.
+	hb.down.Store(true)
+	if _, err := b.CallTool(context.Background(), req); err == nil {
+		t.Fatal("call to a down backend succeeded")
+	}
+	if got := e.waitTimer(); got != 2*time.Second {
+		t.Fatalf("wait after a second quick loss = %v, want 2s", got)
+	}
+}
+
+func TestStdioBackendRestartsKilledChild(t *testing.T) {
+	e := newEnv(t)
+	dir := t.TempDir()
+	e.apply(stdioServer("local", dir))
+	b := e.backend("local")
+	e.waitState(b, stateHealthy)
+
+	if got := callText(t, b, "cwd", nil); got != dir {
+		t.Errorf("child cwd = %q, want %q", got, dir)
+	}
+	if got := callText(t, b, "echo", map[string]any{"text": "x"}); got != "stdio:x" {
+		t.Errorf("echo = %q", got)
+	}
+	e.waitFor("the child's stderr in the log", func() bool {
+		return strings.Contains(e.logs.String(), "helper stdio server starting")
+	})
+	if !strings.Contains(e.logs.String(), "server=local") {
+		t.Error("stderr log line lacks the server field")
+	}
+
+	pid, err := strconv.Atoi(callText(t, b, "pid", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill child: %v", err)
+	}
+	e.waitState(b, stateRetrying)
+	if got := e.waitTimer(); got != time.Second {
+		t.Fatalf("wait after the child died = %v, want 1s", got)
+	}
+	if h := b.Health(); !strings.Contains(h.GetLastError(), "exited") {
+		t.Errorf("last error = %q, want the exit", h.GetLastError())
+	}
+	e.clock.Advance(time.Second)
+	e.waitState(b, stateHealthy)
+	newPid, err := strconv.Atoi(callText(t, b, "pid", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if newPid == pid {
+		t.Fatalf("child pid %d unchanged after restart", pid)
+	}
+	// The killed child was reaped when its client was closed.
+	if err := syscall.Kill(pid, 0); err == nil {
+		t.Errorf("killed child %d still exists (zombie not reaped)", pid)
+	}
+}
+
+func TestCollectStopsCursorLoops(t *testing.T) {
+	ctx := context.Background()
+	repeat := func(cur mcp.Cursor) ([]int, mcp.Cursor, error) { return []int{1}, "same", nil }
+	if _, err := collect(ctx, "tools", repeat); !errors.Is(err, errCursorLoop) {
+		t.Errorf("repeated cursor: err = %v, want errCursorLoop", err)
+	}
+	n := 0
+	endless := func(cur mcp.Cursor) ([]int, mcp.Cursor, error) {
+		n++
+		return nil, mcp.Cursor(fmt.Sprint(n)), nil
+	}
+	if _, err := collect(ctx, "tools", endless); !errors.Is(err, errCursorLoop) || n != maxListPages {
+		t.Errorf("endless cursors: err = %v after %d pages, want errCursorLoop after %d", err, n, maxListPages)
+	}
+	pages := map[mcp.Cursor][]int{"": {1, 2}, "a": {3}, "b": {}}
+	next := map[mcp.Cursor]mcp.Cursor{"": "a", "a": "b", "b": ""}
+	got, err := collect(ctx, "tools", func(cur mcp.Cursor) ([]int, mcp.Cursor, error) { return pages[cur], next[cur], nil })
+	if err != nil || fmt.Sprint(got) != "[1 2 3]" {
+		t.Errorf("collect = %v, %v; want [1 2 3]", got, err)
+	}
+}
+
+// keep the server import used by helpers in this file's build.
+var _ = server.NewMCPServer

@@ -1,0 +1,282 @@
+package backend
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+	"go.uber.org/goleak"
+
+	"github.com/mcpmesh/mcpmesh/dataplane/resilience"
+	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+)
+
+// envStdioServer makes the test binary act as a stdio MCP server, so stdio
+// tests spawn a real child process speaking real MCP.
+const envStdioServer = "MCPMESH_TEST_STDIO_SERVER"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(envStdioServer) == "1" {
+		fmt.Fprintln(os.Stderr, "helper stdio server starting")
+		if err := server.ServeStdio(newMCPServer("stdio", 0)); err != nil {
+			fmt.Fprintln(os.Stderr, "serve stdio:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// newMCPServer returns a small real MCP server: tools echo, pid, cwd, slow
+// and tool-1..tool-N, a prompt, a resource and a template. pageSize > 0
+// makes it paginate its lists.
+func newMCPServer(name string, pageSize int, extraTools ...int) *server.MCPServer {
+	opts := []server.ServerOption{
+		server.WithToolCapabilities(true),
+		server.WithPromptCapabilities(true),
+		server.WithResourceCapabilities(false, true),
+		server.WithInstructions("instructions of " + name),
+	}
+	if pageSize > 0 {
+		opts = append(opts, server.WithPaginationLimit(pageSize))
+	}
+	s := server.NewMCPServer(name, "1.0.0", opts...)
+	tools := []server.ServerTool{
+		{Tool: mcp.NewTool("echo", mcp.WithString("text", mcp.Required())), Handler: func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return mcp.NewToolResultText(name + ":" + req.GetString("text", "")), nil
+		}},
+		{Tool: mcp.NewTool("pid"), Handler: func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return mcp.NewToolResultText(strconv.Itoa(os.Getpid())), nil
+		}},
+		{Tool: mcp.NewTool("cwd"), Handler: func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			wd, err := os.Getwd()
+			if err != nil {
+				return nil, err
+			}
+			return mcp.NewToolResultText(wd), nil
+		}},
+		{Tool: mcp.NewTool("slow"), Handler: func(ctx context.Context, _ mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}},
+	}
+	for i := 1; i <= firstOr(extraTools, 0); i++ {
+		tools = append(tools, server.ServerTool{Tool: mcp.NewTool(fmt.Sprintf("tool-%02d", i)), Handler: func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return mcp.NewToolResultText("ok"), nil
+		}})
+	}
+	s.AddTools(tools...)
+	s.AddPrompt(mcp.NewPrompt("greet", mcp.WithArgument("who")), func(_ context.Context, req mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+		return mcp.NewGetPromptResult("greeting", []mcp.PromptMessage{
+			mcp.NewPromptMessage(mcp.RoleUser, mcp.NewTextContent("hello "+req.Params.Arguments["who"])),
+		}), nil
+	})
+	s.AddResource(mcp.NewResource("mem://"+name+"/readme", "readme"), func(_ context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
+		return []mcp.ResourceContents{mcp.TextResourceContents{URI: req.Params.URI, Text: "readme of " + name}}, nil
+	})
+	s.AddResourceTemplate(mcp.NewResourceTemplate("mem://"+name+"/items/{id}", "item"), func(_ context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
+		return []mcp.ResourceContents{mcp.TextResourceContents{URI: req.Params.URI, Text: "item"}}, nil
+	})
+	return s
+}
+
+func firstOr(v []int, def int) int {
+	if len(v) > 0 {
+		return v[0]
+	}
+	return def
+}
+
+// httpBackend is a real streamable HTTP (or SSE) MCP server on 127.0.0.1
+// with a switch that makes it answer 503, to simulate an outage.
+type httpBackend struct {
+	mcp  *server.MCPServer
+	ts   *httptest.Server
+	down atomic.Bool
+}
+
+func startHTTPBackend(t *testing.T, s *server.MCPServer, sse bool) *httpBackend {
+	t.Helper()
+	hb := &httpBackend{mcp: s}
+	var h http.Handler
+	var sseSrv *server.SSEServer
+	if sse {
+		sseSrv = server.NewSSEServer(s)
+		h = sseSrv
+	} else {
+		h = server.NewStreamableHTTPServer(s)
+	}
+	hb.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hb.down.Load() {
+			http.Error(w, "down for the test", http.StatusServiceUnavailable)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	if sse {
+		server.WithBaseURL(hb.ts.URL)(sseSrv)
+	}
+	t.Cleanup(func() {
+		hb.ts.CloseClientConnections()
+		hb.ts.Close()
+	})
+	return hb
+}
+
+func (hb *httpBackend) server(name string) *mcpmeshv1.Server {
+	return &mcpmeshv1.Server{
+		Name:      name,
+		Transport: mcpmeshv1.Transport_TRANSPORT_STREAMABLE_HTTP,
+		Http:      &mcpmeshv1.HttpConfig{Url: hb.ts.URL + "/mcp"},
+	}
+}
+
+func stdioServer(name, dir string) *mcpmeshv1.Server {
+	return &mcpmeshv1.Server{
+		Name:      name,
+		Transport: mcpmeshv1.Transport_TRANSPORT_STDIO,
+		Stdio: &mcpmeshv1.StdioConfig{
+			Command:    os.Args[0],
+			Args:       []string{"-test.run=^$"},
+			Env:        map[string]string{envStdioServer: "1"},
+			WorkingDir: dir,
+		},
+	}
+}
+
+// env is a Manager under test with a fake clock and a channel of OnChange calls.
+type env struct {
+	t       *testing.T
+	m       *Manager
+	clock   *resilience.FakeClock
+	changes chan struct{}
+	logs    *syncBuffer
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	e := &env{
+		t:       t,
+		clock:   resilience.NewFakeClock(time.Unix(1_700_000_000, 0)),
+		changes: make(chan struct{}, 1),
+		logs:    &syncBuffer{},
+	}
+	e.m = NewManager(ManagerOptions{
+		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		OnChange: func() {
+			select {
+			case e.changes <- struct{}{}:
+			default:
+			}
+		},
+		Clock:          e.clock,
+		DefaultTimeout: 10 * time.Second,
+	})
+	t.Cleanup(func() {
+		if err := e.m.Close(); err != nil {
+			t.Errorf("close manager: %v", err)
+		}
+	})
+	return e
+}
+
+func (e *env) apply(servers ...*mcpmeshv1.Server) {
+	e.t.Helper()
+	if err := e.m.Apply(&mcpmeshv1.ConfigSnapshot{Revision: 1, Servers: servers}); err != nil {
+		e.t.Fatalf("Apply: %v", err)
+	}
+}
+
+// waitFor waits for cond, re-checking it on every OnChange (no polling).
+func (e *env) waitFor(what string, cond func() bool) {
+	e.t.Helper()
+	deadline := time.NewTimer(15 * time.Second)
+	defer deadline.Stop()
+	for !cond() {
+		select {
+		case <-e.changes:
+		case <-deadline.C:
+			e.t.Fatalf("timed out waiting for %s; logs:\n%s", what, e.logs.String())
+		}
+	}
+}
+
+// backend waits until the named backend is served and returns it.
+func (e *env) backend(name string) *Backend {
+	e.t.Helper()
+	var b *Backend
+	e.waitFor("backend "+name, func() bool {
+		var ok bool
+		b, ok = e.m.Get(name)
+		return ok
+	})
+	return b
+}
+
+func (e *env) waitState(b *Backend, want mcpmeshv1.BackendState) {
+	e.t.Helper()
+	e.waitFor(fmt.Sprintf("%s to be %s", b.Name(), want), func() bool { return b.State() == want })
+}
+
+// waitTimer waits until the supervisor sleeps on the fake clock and returns
+// how long it sleeps.
+func (e *env) waitTimer() time.Duration {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := e.clock.BlockUntilWaiters(ctx, 1); err != nil {
+		e.t.Fatalf("no backoff timer: %v; logs:\n%s", err, e.logs.String())
+	}
+	d := e.clock.PendingDurations()
+	if len(d) != 1 {
+		e.t.Fatalf("pending timers = %v, want one", d)
+	}
+	return d[0]
+}
+
+func callText(t *testing.T, b *Backend, tool string, args map[string]any) string {
+	t.Helper()
+	var req mcp.CallToolRequest
+	req.Params.Name = tool
+	req.Params.Arguments = args
+	res, err := b.CallTool(context.Background(), req)
+	if err != nil {
+		t.Fatalf("call %s: %v", tool, err)
+	}
+	if len(res.Content) != 1 {
+		t.Fatalf("call %s: %d contents", tool, len(res.Content))
+	}
+	tc, ok := mcp.AsTextContent(res.Content[0])
+	if !ok {
+		t.Fatalf("call %s: content is %T", tool, res.Content[0])
+	}
+	return tc.Text
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

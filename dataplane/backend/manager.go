@@ -1,0 +1,378 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mcpmesh/mcpmesh/dataplane/resilience"
+	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/names"
+)
+
+// DefaultTimeout is the per-request deadline of servers without their own.
+const DefaultTimeout = 60 * time.Second
+
+// ManagerOptions configure a Manager.
+type ManagerOptions struct {
+	Logger *slog.Logger
+	// OnChange is called (from a goroutine of the manager, never while a lock
+	// is held, coalesced) whenever the set of backends, any backend's
+	// availability, or any backend's tool/prompt/resource/template lists changed.
+	OnChange func()
+	// Backoff are the connect retry waits; nil means 1s, 2s, 4s, 8s. The
+	// snapshot's settings.resilience.backoff, when set, wins.
+	Backoff []time.Duration
+	// DefaultTimeout is the per-request timeout for servers without their
+	// own; 0 means 60s. The snapshot's settings.resilience.request_timeout wins.
+	DefaultTimeout time.Duration
+	// Clock drives backoff waits; nil means the wall clock.
+	Clock resilience.Clock
+}
+
+// Manager owns one Backend per server of the current snapshot.
+type Manager struct {
+	opts   ManagerOptions
+	logger *slog.Logger
+	clock  resilience.Clock
+
+	ctx    context.Context // ends at Close; stops swap waiters
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // notifier, swap waiters, background closes
+	change chan struct{}  // buffered 1: coalesces OnChange calls
+
+	mu       sync.Mutex
+	closed   bool
+	backends map[string]*Backend // what is served
+	// pending are replacements of changed servers, connecting; they are
+	// swapped into backends once their first attempt resolved, so a config
+	// change does not make a working server vanish while its successor dials.
+	pending map[string]*Backend
+}
+
+// NewManager returns a Manager with no backends.
+func NewManager(opts ManagerOptions) *Manager {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &Manager{
+		opts:     opts,
+		logger:   logger,
+		clock:    resilience.OrReal(opts.Clock),
+		ctx:      ctx,
+		cancel:   cancel,
+		change:   make(chan struct{}, 1),
+		backends: map[string]*Backend{},
+		pending:  map[string]*Backend{},
+	}
+	m.wg.Add(1)
+	go m.notifier()
+	return m
+}
+
+// notifier calls OnChange outside any lock, once per burst of changes.
+func (m *Manager) notifier() {
+	defer m.wg.Done()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-m.change:
+			if m.opts.OnChange != nil {
+				m.opts.OnChange()
+			}
+		}
+	}
+}
+
+func (m *Manager) notify() {
+	select {
+	case m.change <- struct{}{}:
+	default:
+	}
+}
+
+// Apply reconciles to the snapshot's servers: starts new ones, closes removed
+// ones, replaces (new connection, then close old) ones whose connection config
+// changed, and leaves the others alone. An invalid snapshot changes nothing
+// and returns an error naming the field, so the config client NACKs it.
+func (m *Manager) Apply(snap *mcpmeshv1.ConfigSnapshot) error {
+	p, err := m.validate(snap)
+	if err != nil {
+		return err
+	}
+	want := map[string]*mcpmeshv1.Server{}
+	for _, s := range snap.GetServers() {
+		if s.Enabled != nil && !s.GetEnabled() {
+			continue // disabled servers are kept in the registry, not served
+		}
+		want[s.GetName()] = s
+	}
+
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return errors.New("apply snapshot: backend manager is closed")
+	}
+	var toClose, toStart []*Backend
+	// Removed servers go at once, with any replacement in flight.
+	for name, b := range m.backends {
+		if _, ok := want[name]; !ok {
+			delete(m.backends, name)
+			toClose = append(toClose, b)
+		}
+	}
+	for name, b := range m.pending {
+		if _, ok := want[name]; !ok {
+			delete(m.pending, name)
+			toClose = append(toClose, b)
+		}
+	}
+	for name, s := range want {
+		sp := serverParams(s, p)
+		current := m.backends[name]
+		if pb, ok := m.pending[name]; ok {
+			current = pb
+		}
+		if current != nil && sameConnection(current.cfg, s) {
+			current.setParams(sp)
+			continue
+		}
+		cfg := proto.Clone(s).(*mcpmeshv1.Server)
+		nb := newBackend(cfg, sp, m.logger, m.clock, m.notify)
+		toStart = append(toStart, nb)
+		switch {
+		case m.backends[name] == nil:
+			m.backends[name] = nb
+		default:
+			if old := m.pending[name]; old != nil {
+				toClose = append(toClose, old) // superseded before it was swapped in
+			}
+			m.pending[name] = nb
+			m.wg.Add(1)
+			go m.swapWhenReady(name, nb)
+		}
+	}
+	// Goroutines are started under the lock so that Close, which takes it
+	// first, always sees (and waits for) everything Apply launched.
+	for _, b := range toStart {
+		b.start()
+	}
+	m.closeInBackground(toClose)
+	m.mu.Unlock()
+
+	if len(toStart) > 0 || len(toClose) > 0 {
+		m.logger.Info("applied config snapshot", "revision", snap.GetRevision(), "started", len(toStart), "closed", len(toClose), "servers", len(want))
+		m.notify()
+	}
+	return nil
+}
+
+// swapWhenReady replaces the served backend of name with nb once nb's first
+// connect attempt has resolved (successfully or not).
+func (m *Manager) swapWhenReady(name string, nb *Backend) {
+	defer m.wg.Done()
+	select {
+	case <-nb.first:
+	case <-m.ctx.Done():
+		return
+	}
+	m.mu.Lock()
+	if m.closed || m.pending[name] != nb {
+		m.mu.Unlock()
+		return // superseded or removed; whoever did that closes nb
+	}
+	delete(m.pending, name)
+	old := m.backends[name]
+	m.backends[name] = nb
+	if old != nil {
+		m.closeInBackground([]*Backend{old})
+	}
+	m.mu.Unlock()
+	m.notify()
+}
+
+// closeInBackground closes backends without blocking the caller: closing a
+// stdio child can take seconds, and Apply's caller is waiting to ACK. Call it
+// with m.mu held so it never races with Close's wait.
+func (m *Manager) closeInBackground(bs []*Backend) {
+	for _, b := range bs {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			_ = b.Close()
+		}()
+	}
+}
+
+// Get returns the served backend of a server.
+func (m *Manager) Get(name string) (*Backend, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.backends[name]
+	return b, ok
+}
+
+// List returns the served backends sorted by name.
+func (m *Manager) List() []*Backend {
+	m.mu.Lock()
+	out := make([]*Backend, 0, len(m.backends))
+	for _, b := range m.backends {
+		out = append(out, b)
+	}
+	m.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// Health returns every served backend's health, sorted by server name.
+func (m *Manager) Health() []*mcpmeshv1.BackendHealth {
+	bs := m.List()
+	out := make([]*mcpmeshv1.BackendHealth, 0, len(bs))
+	for _, b := range bs {
+		out = append(out, b.Health())
+	}
+	return out
+}
+
+// Close closes every backend and waits for all goroutines of the manager.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	var all []*Backend
+	for _, b := range m.backends {
+		all = append(all, b)
+	}
+	for _, b := range m.pending {
+		all = append(all, b)
+	}
+	m.backends, m.pending = map[string]*Backend{}, map[string]*Backend{}
+	m.closeInBackground(all)
+	m.mu.Unlock()
+	m.cancel()
+	m.wg.Wait()
+	return nil
+}
+
+// validate checks the whole snapshot before anything changes and returns
+// the cluster-wide parameters it sets.
+func (m *Manager) validate(snap *mcpmeshv1.ConfigSnapshot) (params, error) {
+	if snap == nil {
+		return params{}, errors.New("invalid snapshot: snapshot is nil")
+	}
+	p := params{
+		schedule: resilience.Schedule{Steps: m.opts.Backoff},
+		timeout:  m.opts.DefaultTimeout,
+	}
+	if p.timeout <= 0 {
+		p.timeout = DefaultTimeout
+	}
+	res := snap.GetSettings().GetResilience()
+	if steps := res.GetBackoff(); len(steps) > 0 {
+		p.schedule.Steps = make([]time.Duration, len(steps))
+		for i, d := range steps {
+			if err := d.CheckValid(); err != nil || d.AsDuration() <= 0 {
+				return params{}, fmt.Errorf("invalid snapshot: settings.resilience.backoff[%d] must be a positive duration", i)
+			}
+			p.schedule.Steps[i] = d.AsDuration()
+		}
+	}
+	if d := res.GetRequestTimeout(); d != nil {
+		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
+			return params{}, fmt.Errorf("invalid snapshot: settings.resilience.request_timeout must be a non-negative duration")
+		}
+		if d.AsDuration() > 0 {
+			p.timeout = d.AsDuration()
+		}
+	}
+	seen := map[string]bool{}
+	for i, s := range snap.GetServers() {
+		if s == nil {
+			return params{}, fmt.Errorf("invalid snapshot: servers[%d] is empty", i)
+		}
+		if err := names.ValidateServer(s.GetName()); err != nil {
+			return params{}, fmt.Errorf("invalid snapshot: servers[%d].name: %w", i, err)
+		}
+		if seen[s.GetName()] {
+			return params{}, fmt.Errorf("invalid snapshot: servers[%d].name: duplicate server %q", i, s.GetName())
+		}
+		seen[s.GetName()] = true
+		if err := validateServer(s); err != nil {
+			return params{}, fmt.Errorf("invalid snapshot: server %q: %w", s.GetName(), err)
+		}
+	}
+	return p, nil
+}
+
+// validateServer checks what the data plane needs to connect to s.
+func validateServer(s *mcpmeshv1.Server) error {
+	switch s.GetTransport() {
+	case mcpmeshv1.Transport_TRANSPORT_STDIO:
+		if s.GetStdio().GetCommand() == "" {
+			return errors.New("stdio.command is required for transport STDIO")
+		}
+		for k := range s.GetStdio().GetEnv() {
+			if k == "" || strings.ContainsAny(k, "=\x00") {
+				return fmt.Errorf("stdio.env key %q is invalid", k)
+			}
+		}
+	case mcpmeshv1.Transport_TRANSPORT_STREAMABLE_HTTP, mcpmeshv1.Transport_TRANSPORT_SSE:
+		raw := s.GetHttp().GetUrl()
+		if raw == "" {
+			return fmt.Errorf("http.url is required for transport %s", s.GetTransport())
+		}
+		u, err := url.Parse(raw)
+		if err != nil {
+			return fmt.Errorf("http.url: %w", err)
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("http.url %q must be an absolute http or https URL", raw)
+		}
+	default:
+		return fmt.Errorf("transport is %s: set stdio or streamable HTTP or SSE", s.GetTransport())
+	}
+	if d := s.GetTimeout(); d != nil {
+		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
+			return errors.New("timeout must be a non-negative duration")
+		}
+	}
+	return nil
+}
+
+// serverParams applies the server's own timeout over the cluster defaults.
+func serverParams(s *mcpmeshv1.Server, p params) params {
+	if d := s.GetTimeout().AsDuration(); s.GetTimeout() != nil && d > 0 {
+		p.timeout = d
+	}
+	return p
+}
+
+// sameConnection reports whether a and b connect the same way. Revisions
+// and timestamps move on every write; description and tags do not touch the
+// connection; the timeout is applied live. None of them forces a reconnect.
+func sameConnection(a, b *mcpmeshv1.Server) bool {
+	return proto.Equal(connectionKey(a), connectionKey(b))
+}
+
+func connectionKey(s *mcpmeshv1.Server) *mcpmeshv1.Server {
+	c := proto.Clone(s).(*mcpmeshv1.Server)
+	c.CreateRevision, c.ModRevision = 0, 0
+	c.CreatedAt, c.UpdatedAt = nil, nil
+	c.Description, c.Tags, c.Timeout = "", nil, nil
+	c.Enabled = nil
+	return c
+}
