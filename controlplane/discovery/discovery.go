@@ -1,0 +1,311 @@
+package discovery
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcpmesh/mcpmesh/controlplane/internal/notify"
+	"github.com/mcpmesh/mcpmesh/controlplane/internal/settings"
+	"github.com/mcpmesh/mcpmesh/controlplane/store"
+	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// HealthSink receives the health reports data planes send.
+type HealthSink interface {
+	Report(ctx context.Context, dataplaneID string, r *mcpmeshv1.HealthReport) error
+}
+
+// Server is the DiscoveryService implementation.
+type Server struct {
+	mcpmeshv1.UnimplementedDiscoveryServiceServer
+
+	st     store.Store
+	health HealthSink
+	log    *slog.Logger
+	now    func() time.Time
+
+	mu  sync.Mutex
+	dps map[string]*dataplane
+
+	changes notify.Broadcaster
+
+	snapMu sync.Mutex
+	snap   *mcpmeshv1.ConfigSnapshot // newest built snapshot, shared read-only by all streams
+
+	noncePrefix string
+	nonceSeq    atomic.Uint64
+	sent        atomic.Uint64
+
+	wg sync.WaitGroup // receive goroutines of open streams
+}
+
+type dataplane struct {
+	info    *mcpmeshv1.DataPlane
+	streams int // open streams with this id; connected while > 0
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithClock sets the clock stamping connected_at and last_seen (tests).
+func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
+
+// New returns a discovery server reading config from st and passing health
+// reports to health (which may be nil to drop them).
+func New(st store.Store, health HealthSink, logger *slog.Logger, opts ...Option) *Server {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	b := make([]byte, 6)
+	_, _ = rand.Read(b) // a prefix that differs per process keeps nonces unique across restarts
+	s := &Server{
+		st: st, health: health, log: logger, now: time.Now,
+		dps:         make(map[string]*dataplane),
+		noncePrefix: hex.EncodeToString(b),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Close waits for the receive goroutines of finished streams; call it after
+// the gRPC server has stopped.
+func (s *Server) Close() { s.wg.Wait() }
+
+// Subscribe signals whenever a data plane connects, disconnects, ACKs, NACKs
+// or reports.
+func (s *Server) Subscribe() (<-chan struct{}, func()) { return s.changes.Subscribe() }
+
+// SnapshotsSent returns how many snapshots were sent since start.
+func (s *Server) SnapshotsSent() uint64 { return s.sent.Load() }
+
+// ListDataPlanes returns every data plane seen since start, sorted by id;
+// disconnected ones stay listed with connected=false.
+func (s *Server) ListDataPlanes() []*mcpmeshv1.DataPlane {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*mcpmeshv1.DataPlane, 0, len(s.dps))
+	for _, dp := range s.dps {
+		out = append(out, proto.Clone(dp.info).(*mcpmeshv1.DataPlane))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].GetId() < out[j].GetId() })
+	return out
+}
+
+// ConnectedIDs returns the ids of the data planes with an open stream.
+func (s *Server) ConnectedIDs() map[string]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]bool, len(s.dps))
+	for id, dp := range s.dps {
+		if dp.streams > 0 {
+			out[id] = true
+		}
+	}
+	return out
+}
+
+func (s *Server) update(id string, fn func(dp *dataplane)) {
+	s.mu.Lock()
+	if dp, ok := s.dps[id]; ok {
+		fn(dp)
+		dp.info.LastSeen = timestamppb.New(s.now())
+	}
+	s.mu.Unlock()
+	s.changes.Notify()
+}
+
+func (s *Server) connect(h *mcpmeshv1.Hello, peerAddr string) {
+	now := timestamppb.New(s.now())
+	s.mu.Lock()
+	dp, ok := s.dps[h.GetDataplaneId()]
+	if !ok {
+		dp = &dataplane{info: &mcpmeshv1.DataPlane{Id: h.GetDataplaneId()}}
+		s.dps[h.GetDataplaneId()] = dp
+	}
+	dp.streams++
+	dp.info.Version, dp.info.ListenAddr, dp.info.Peer = h.GetVersion(), h.GetListenAddr(), peerAddr
+	dp.info.Connected, dp.info.ConnectedAt, dp.info.LastSeen = true, now, now
+	if h.GetLastRevision() != 0 {
+		dp.info.Revision = h.GetLastRevision()
+	}
+	s.mu.Unlock()
+	s.changes.Notify()
+}
+
+func (s *Server) disconnect(id string) {
+	s.update(id, func(dp *dataplane) {
+		dp.streams--
+		dp.info.Connected = dp.streams > 0
+	})
+}
+
+func (s *Server) nackedRevision(id string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if dp, ok := s.dps[id]; ok {
+		return dp.info.GetNackedRevision()
+	}
+	return 0
+}
+
+// snapshot returns the snapshot for the store's current revision, building it
+// once per revision however many streams ask.
+func (s *Server) snapshot(ctx context.Context) (*mcpmeshv1.ConfigSnapshot, error) {
+	rev, err := s.st.Revision(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("build snapshot: %w", err)
+	}
+	s.snapMu.Lock()
+	defer s.snapMu.Unlock()
+	if s.snap != nil && s.snap.GetRevision() == rev {
+		return s.snap, nil
+	}
+	state, err := s.st.State(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("build snapshot: %w", err)
+	}
+	snap := &mcpmeshv1.ConfigSnapshot{
+		Revision:      state.Revision,
+		Settings:      settings.Effective(state.Settings),
+		ClusterSecret: state.ClusterSecret,
+	}
+	for _, srv := range state.Servers {
+		if srv.Enabled == nil || srv.GetEnabled() {
+			snap.Servers = append(snap.Servers, srv) // already sorted by name
+		}
+	}
+	if s.snap == nil || snap.GetRevision() >= s.snap.GetRevision() {
+		s.snap = snap
+	}
+	return snap, nil
+}
+
+// StreamConfig implements DiscoveryService.
+func (s *Server) StreamConfig(stream grpc.BidiStreamingServer[mcpmeshv1.StreamConfigRequest, mcpmeshv1.StreamConfigResponse]) error {
+	ctx := stream.Context()
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	hello := first.GetHello()
+	if hello == nil {
+		return status.Error(codes.InvalidArgument, "the first message on the config stream must be hello")
+	}
+	id := hello.GetDataplaneId()
+	if id == "" {
+		return status.Error(codes.InvalidArgument, "hello.dataplane_id: must not be empty")
+	}
+	peerAddr := ""
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		peerAddr = p.Addr.String()
+	}
+	log := s.log.With("dataplane", id)
+	// Subscribe before the first send so no revision committed in between is missed.
+	watch := s.st.Watch(ctx)
+	s.connect(hello, peerAddr)
+	defer s.disconnect(id)
+	log.Info("data plane connected", "version", hello.GetVersion(), "listen_addr", hello.GetListenAddr(),
+		"peer", peerAddr, "last_revision", hello.GetLastRevision())
+	defer log.Info("data plane disconnected")
+
+	recvErr := make(chan error, 1)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		recvErr <- s.receive(ctx, id, stream, log)
+	}()
+
+	// This goroutine is the stream's only sender. The store's watch channel
+	// holds at most the newest revision, so bursts of writes coalesce into one
+	// snapshot and a slow data plane never queues old ones.
+	have, sentOnce := hello.GetLastRevision(), false
+	for {
+		snap, err := s.snapshot(ctx)
+		if err != nil {
+			log.Error("cannot build config snapshot", "err", err)
+			return status.Error(codes.Internal, "build config snapshot: store unavailable")
+		}
+		rev := snap.GetRevision()
+		wantSend := rev != have || (have == 0 && !sentOnce)
+		if wantSend && rev != 0 && rev == s.nackedRevision(id) {
+			wantSend = false // it rejected this exact revision: wait for a newer one
+		}
+		if wantSend {
+			nonce := fmt.Sprintf("%s-%d", s.noncePrefix, s.nonceSeq.Add(1))
+			start := time.Now()
+			if err := stream.Send(&mcpmeshv1.StreamConfigResponse{Snapshot: snap, Nonce: nonce}); err != nil {
+				return err
+			}
+			s.sent.Add(1)
+			have, sentOnce = rev, true
+			log.Debug("config snapshot sent", "revision", rev, "nonce", nonce, "servers", len(snap.GetServers()), "duration", time.Since(start))
+		}
+		select {
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case err := <-recvErr:
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		case _, ok := <-watch:
+			if !ok && ctx.Err() == nil {
+				return status.Error(codes.Unavailable, "control plane is shutting down")
+			}
+		}
+	}
+}
+
+// receive handles everything the data plane sends after its hello.
+func (s *Server) receive(ctx context.Context, id string, stream grpc.BidiStreamingServer[mcpmeshv1.StreamConfigRequest, mcpmeshv1.StreamConfigResponse], log *slog.Logger) error {
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		switch m := msg.GetMsg().(type) {
+		case *mcpmeshv1.StreamConfigRequest_Ack:
+			rev := m.Ack.GetRevision()
+			s.update(id, func(dp *dataplane) {
+				dp.info.Revision = rev
+				if rev > dp.info.GetNackedRevision() {
+					dp.info.NackedRevision, dp.info.LastError = 0, ""
+				}
+			})
+			log.Debug("config acked", "revision", rev, "nonce", m.Ack.GetNonce())
+		case *mcpmeshv1.StreamConfigRequest_Nack:
+			rev, msg := m.Nack.GetRevision(), m.Nack.GetError()
+			s.update(id, func(dp *dataplane) { dp.info.NackedRevision, dp.info.LastError = rev, msg })
+			log.Warn("config rejected by data plane", "revision", rev, "nonce", m.Nack.GetNonce(), "err", msg)
+		case *mcpmeshv1.StreamConfigRequest_Health:
+			if s.health != nil {
+				if err := s.health.Report(ctx, id, m.Health); err != nil {
+					log.Warn("health report dropped", "err", err)
+				}
+			}
+			s.update(id, func(*dataplane) {})
+		case *mcpmeshv1.StreamConfigRequest_Hello:
+			return status.Error(codes.InvalidArgument, "hello may only be sent once, as the first message")
+		default:
+			// An empty or newer message kind: ignore it, but note the data plane is alive.
+			s.update(id, func(*dataplane) {})
+		}
+	}
+}

@@ -1,0 +1,387 @@
+package discovery_test
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/mcpmesh/mcpmesh/controlplane/discovery"
+	"github.com/mcpmesh/mcpmesh/controlplane/health"
+	"github.com/mcpmesh/mcpmesh/controlplane/store"
+	"github.com/mcpmesh/mcpmesh/controlplane/store/storetest"
+	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type env struct {
+	st     *store.BoltStore
+	disc   *discovery.Server
+	health *health.Aggregator
+	client mcpmeshv1.DiscoveryServiceClient
+}
+
+func start(t *testing.T) *env {
+	t.Helper()
+	st, err := store.OpenBolt(filepath.Join(t.TempDir(), store.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{st: st}
+	e.health = health.New(st, func() map[string]bool { return e.disc.ConnectedIDs() }, nil)
+	e.disc = discovery.New(st, e.health, nil)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	mcpmeshv1.RegisterDiscoveryServiceServer(gs, e.disc)
+	go func() { _ = gs.Serve(lis) }()
+	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.client = mcpmeshv1.NewDiscoveryServiceClient(cc)
+	t.Cleanup(func() {
+		cc.Close()
+		gs.Stop()
+		e.disc.Close()
+		st.Close()
+	})
+	return e
+}
+
+type dpClient struct {
+	t      *testing.T
+	stream grpc.BidiStreamingClient[mcpmeshv1.StreamConfigRequest, mcpmeshv1.StreamConfigResponse]
+	cancel context.CancelFunc
+	msgs   chan *mcpmeshv1.StreamConfigResponse
+	errs   chan error
+}
+
+func (e *env) connect(t *testing.T, id string, lastRev uint64) *dpClient {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := e.client.StreamConfig(ctx)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	c := &dpClient{t: t, stream: stream, cancel: cancel, msgs: make(chan *mcpmeshv1.StreamConfigResponse, 1000), errs: make(chan error, 1)}
+	c.send(&mcpmeshv1.StreamConfigRequest{Msg: &mcpmeshv1.StreamConfigRequest_Hello{Hello: &mcpmeshv1.Hello{
+		DataplaneId: id, Version: "test", LastRevision: lastRev, ListenAddr: "127.0.0.1:9999",
+	}}})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				c.errs <- err
+				return
+			}
+			c.msgs <- m
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return c
+}
+
+func (c *dpClient) send(req *mcpmeshv1.StreamConfigRequest) {
+	c.t.Helper()
+	if err := c.stream.Send(req); err != nil {
+		c.t.Fatalf("send: %v", err)
+	}
+}
+
+func (c *dpClient) next() *mcpmeshv1.StreamConfigResponse {
+	c.t.Helper()
+	select {
+	case m := <-c.msgs:
+		return m
+	case err := <-c.errs:
+		c.t.Fatalf("stream ended: %v", err)
+	case <-time.After(10 * time.Second):
+		c.t.Fatal("no snapshot within 10s")
+	}
+	return nil
+}
+
+func (c *dpClient) ack(m *mcpmeshv1.StreamConfigResponse) {
+	c.send(&mcpmeshv1.StreamConfigRequest{Msg: &mcpmeshv1.StreamConfigRequest_Ack{Ack: &mcpmeshv1.Ack{
+		Revision: m.GetSnapshot().GetRevision(), Nonce: m.GetNonce(),
+	}}})
+}
+
+// waitFor re-evaluates cond on every discovery change until it holds.
+func (e *env) waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	ch, stop := e.disc.Subscribe()
+	defer stop()
+	deadline := time.After(10 * time.Second)
+	for !cond() {
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func (e *env) dataplane(id string) *mcpmeshv1.DataPlane {
+	for _, dp := range e.disc.ListDataPlanes() {
+		if dp.GetId() == id {
+			return dp
+		}
+	}
+	return nil
+}
+
+func TestFirstMessageMustBeHello(t *testing.T) {
+	e := start(t)
+	for name, first := range map[string]*mcpmeshv1.StreamConfigRequest{
+		"ack first": {Msg: &mcpmeshv1.StreamConfigRequest_Ack{Ack: &mcpmeshv1.Ack{Revision: 1}}},
+		"empty id":  {Msg: &mcpmeshv1.StreamConfigRequest_Hello{Hello: &mcpmeshv1.Hello{}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			stream, err := e.client.StreamConfig(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := stream.Send(first); err != nil {
+				t.Fatal(err)
+			}
+			_, err = stream.Recv()
+			if status.Code(err) != codes.InvalidArgument {
+				t.Fatalf("err = %v, want InvalidArgument", err)
+			}
+		})
+	}
+	if n := len(e.disc.ListDataPlanes()); n != 0 {
+		t.Fatalf("rejected streams were listed as data planes: %d", n)
+	}
+}
+
+func TestSnapshotContent(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	for _, n := range []string{"charlie", "alpha", "bravo"} {
+		s := storetest.Server(n)
+		if n == "bravo" {
+			s.Enabled = proto.Bool(false)
+		}
+		if _, err := e.st.CreateServer(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := e.connect(t, "dp1", 0)
+	m := c.next()
+	snap := m.GetSnapshot()
+	if snap.GetRevision() != 3 || m.GetNonce() == "" {
+		t.Fatalf("snapshot revision %d nonce %q", snap.GetRevision(), m.GetNonce())
+	}
+	var names []string
+	for _, s := range snap.GetServers() {
+		names = append(names, s.GetName())
+	}
+	if !slices.Equal(names, []string{"alpha", "charlie"}) {
+		t.Fatalf("snapshot servers = %v, want enabled ones sorted", names)
+	}
+	if snap.GetServers()[0].GetStdio().GetEnv()["TOKEN"] != "secret-alpha" || snap.GetServers()[0].GetRedacted() {
+		t.Fatal("snapshot must carry secrets")
+	}
+	st, _ := e.st.State(ctx)
+	if len(snap.GetClusterSecret()) != 32 || string(snap.GetClusterSecret()) != string(st.ClusterSecret) {
+		t.Fatal("snapshot lacks the cluster secret")
+	}
+	if snap.GetSettings().GetPagination().GetPageSize() != 100 || len(snap.GetSettings().GetResilience().GetBackoff()) != 4 {
+		t.Fatalf("snapshot settings lack defaults: %v", snap.GetSettings())
+	}
+}
+
+func TestEmptyStoreStillSendsOnce(t *testing.T) {
+	e := start(t)
+	c := e.connect(t, "dp1", 0)
+	if m := c.next(); m.GetSnapshot().GetRevision() != 0 || len(m.GetSnapshot().GetClusterSecret()) != 32 {
+		t.Fatalf("first snapshot on empty store = %v", m)
+	}
+}
+
+func TestUpToDateDataPlaneGetsOnlyNewRevisions(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	if _, err := e.st.CreateServer(ctx, storetest.Server("a")); err != nil {
+		t.Fatal(err)
+	}
+	c := e.connect(t, "dp1", 1) // already serves revision 1
+	e.waitFor(t, "dp1 connected", func() bool { return e.dataplane("dp1").GetConnected() })
+	if _, err := e.st.CreateServer(ctx, storetest.Server("b")); err != nil {
+		t.Fatal(err)
+	}
+	// The first message is revision 2: revision 1 was not re-sent.
+	if m := c.next(); m.GetSnapshot().GetRevision() != 2 {
+		t.Fatalf("first snapshot revision %d, want 2", m.GetSnapshot().GetRevision())
+	}
+}
+
+func TestNewConfigLatency(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	c1 := e.connect(t, "dp1", 0)
+	c2 := e.connect(t, "dp2", 0)
+	c1.next()
+	c2.next()
+	var lat []time.Duration
+	for i := range 20 {
+		s := storetest.Server("s" + string(rune('a'+i)))
+		created, err := e.st.CreateServer(ctx, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		for _, c := range []*dpClient{c1, c2} {
+			m := c.next()
+			for m.GetSnapshot().GetRevision() < created.GetModRevision() {
+				m = c.next()
+			}
+			if m.GetSnapshot().GetRevision() != created.GetModRevision() {
+				t.Fatalf("got revision %d, want %d", m.GetSnapshot().GetRevision(), created.GetModRevision())
+			}
+		}
+		lat = append(lat, time.Since(start))
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	t.Logf("commit → both data planes: median %v, max %v", lat[len(lat)/2], lat[len(lat)-1])
+	if lat[len(lat)/2] > 100*time.Millisecond {
+		t.Fatalf("median fan-out latency %v, want well under 100ms", lat[len(lat)/2])
+	}
+}
+
+func TestCoalescingKeepsOrderAndEndsAtNewest(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	c := e.connect(t, "dp1", 0)
+	c.next()
+	var last uint64
+	for i := range 30 {
+		s, err := e.st.CreateServer(ctx, storetest.Server("s"+string(rune('a'+i))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = s.GetModRevision()
+	}
+	var prev uint64
+	nonces := map[string]bool{}
+	for prev != last {
+		m := c.next()
+		r := m.GetSnapshot().GetRevision()
+		if r <= prev {
+			t.Fatalf("revision %d after %d: snapshots must only move forward", r, prev)
+		}
+		if nonces[m.GetNonce()] {
+			t.Fatalf("nonce %q reused", m.GetNonce())
+		}
+		nonces[m.GetNonce()] = true
+		prev = r
+	}
+}
+
+func TestNackedRevisionIsNotResent(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	if _, err := e.st.CreateServer(ctx, storetest.Server("a")); err != nil {
+		t.Fatal(err)
+	}
+	c := e.connect(t, "dp1", 0)
+	m := c.next()
+	c.send(&mcpmeshv1.StreamConfigRequest{Msg: &mcpmeshv1.StreamConfigRequest_Nack{Nack: &mcpmeshv1.Nack{
+		Revision: m.GetSnapshot().GetRevision(), Nonce: m.GetNonce(), Error: "bad config",
+	}}})
+	e.waitFor(t, "nack recorded", func() bool { return e.dataplane("dp1").GetNackedRevision() == 1 })
+	if dp := e.dataplane("dp1"); dp.GetLastError() != "bad config" {
+		t.Fatalf("nack error not kept: %v", dp)
+	}
+	// Reconnect still serving nothing: revision 1 must not come again.
+	c.cancel()
+	e.waitFor(t, "dp1 disconnected", func() bool { return !e.dataplane("dp1").GetConnected() })
+	c2 := e.connect(t, "dp1", 0)
+	e.waitFor(t, "dp1 reconnected", func() bool { return e.dataplane("dp1").GetConnected() })
+	if _, err := e.st.CreateServer(ctx, storetest.Server("b")); err != nil {
+		t.Fatal(err)
+	}
+	m2 := c2.next()
+	if m2.GetSnapshot().GetRevision() != 2 {
+		t.Fatalf("after NACK of 1 got revision %d first, want 2", m2.GetSnapshot().GetRevision())
+	}
+	c2.ack(m2)
+	e.waitFor(t, "ack clears the nack", func() bool {
+		dp := e.dataplane("dp1")
+		return dp.GetRevision() == 2 && dp.GetNackedRevision() == 0 && dp.GetLastError() == ""
+	})
+}
+
+func TestDataPlaneRegistryAndHealth(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	if _, err := e.st.CreateServer(ctx, storetest.Server("a")); err != nil {
+		t.Fatal(err)
+	}
+	c := e.connect(t, "dp1", 0)
+	c.ack(c.next())
+	e.waitFor(t, "ack", func() bool { return e.dataplane("dp1").GetRevision() == 1 })
+	dp := e.dataplane("dp1")
+	if !dp.GetConnected() || dp.GetVersion() != "test" || dp.GetListenAddr() != "127.0.0.1:9999" || dp.GetPeer() == "" || dp.GetConnectedAt() == nil || dp.GetLastSeen() == nil {
+		t.Fatalf("data plane record = %v", dp)
+	}
+	hch, stop := e.health.Subscribe()
+	defer stop()
+	c.send(&mcpmeshv1.StreamConfigRequest{Msg: &mcpmeshv1.StreamConfigRequest_Health{Health: &mcpmeshv1.HealthReport{
+		Backends: []*mcpmeshv1.BackendHealth{{Server: "a", State: mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY}},
+	}}})
+	select {
+	case <-hch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("health report did not reach the health component")
+	}
+	srv, _ := e.st.GetServer(ctx, "a")
+	stt, err := e.health.Status(ctx, srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stt.GetState() != health.StateHealthy || stt.GetHealthyDataplanes() != 1 {
+		t.Fatalf("status after report = %v", stt)
+	}
+	c.cancel()
+	e.waitFor(t, "disconnect", func() bool { return !e.dataplane("dp1").GetConnected() })
+	if len(e.disc.ListDataPlanes()) != 1 {
+		t.Fatal("a disconnected data plane must stay listed")
+	}
+	if stt, _ := e.health.Status(ctx, srv); stt.GetState() != health.StateUnknown {
+		t.Fatalf("status with no connected data plane = %v, want unknown", stt.GetState())
+	}
+}
+
+func TestSecondHelloRejected(t *testing.T) {
+	e := start(t)
+	c := e.connect(t, "dp1", 0)
+	c.next()
+	c.send(&mcpmeshv1.StreamConfigRequest{Msg: &mcpmeshv1.StreamConfigRequest_Hello{Hello: &mcpmeshv1.Hello{DataplaneId: "dp1"}}})
+	select {
+	case err := <-c.errs:
+		if status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("err = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("second hello not rejected")
+	}
+}

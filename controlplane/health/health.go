@@ -1,0 +1,182 @@
+package health
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/mcpmesh/mcpmesh/controlplane/internal/notify"
+	"github.com/mcpmesh/mcpmesh/controlplane/store"
+	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Aggregated server states, as ServerStatus.state shows them.
+const (
+	StateHealthy     = "healthy"
+	StateDegraded    = "degraded"
+	StateUnavailable = "unavailable"
+	StateUnknown     = "unknown"
+	StateDisabled    = "disabled"
+)
+
+// ConnectedFunc returns the ids of the data planes connected right now; only
+// their reports count towards a server's k of n.
+type ConnectedFunc func() map[string]bool
+
+// Aggregator is the health component.
+type Aggregator struct {
+	st        store.Store
+	connected ConnectedFunc
+	log       *slog.Logger
+	now       func() time.Time
+
+	mu      sync.Mutex // serialises Report's read-compare-write
+	changes notify.Broadcaster
+}
+
+// Option configures an Aggregator.
+type Option func(*Aggregator)
+
+// WithClock sets the clock used to stamp reported_at (tests).
+func WithClock(now func() time.Time) Option { return func(a *Aggregator) { a.now = now } }
+
+// New returns an Aggregator persisting through st. connected may be nil (no
+// data plane counts as connected).
+func New(st store.Store, connected ConnectedFunc, logger *slog.Logger, opts ...Option) *Aggregator {
+	if connected == nil {
+		connected = func() map[string]bool { return nil }
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	a := &Aggregator{st: st, connected: connected, log: logger, now: time.Now}
+	for _, o := range opts {
+		o(a)
+	}
+	return a
+}
+
+// Subscribe signals after every accepted report.
+func (a *Aggregator) Subscribe() (<-chan struct{}, func()) { return a.changes.Subscribe() }
+
+// Report records a data plane's full health report: it replaces what that
+// data plane reported before and records an event for every backend whose
+// state changed.
+func (a *Aggregator) Report(ctx context.Context, dataplaneID string, r *mcpmeshv1.HealthReport) error {
+	if dataplaneID == "" {
+		return fmt.Errorf("health report: data plane id is empty")
+	}
+	now := timestamppb.New(a.now())
+	byServer := make(map[string]*mcpmeshv1.BackendHealth)
+	for i, b := range r.GetBackends() {
+		if b.GetServer() == "" {
+			return fmt.Errorf("health report from %q: backends[%d].server is empty", dataplaneID, i)
+		}
+		h := proto.Clone(b).(*mcpmeshv1.BackendHealth)
+		h.DataplaneId, h.ReportedAt = dataplaneID, now
+		byServer[h.GetServer()] = h // a repeated server: the last entry wins
+	}
+	backends := make([]*mcpmeshv1.BackendHealth, 0, len(byServer))
+	for _, h := range byServer {
+		backends = append(backends, h)
+	}
+	sort.Slice(backends, func(i, j int) bool { return backends[i].GetServer() < backends[j].GetServer() })
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	all, err := a.st.ListHealth(ctx)
+	if err != nil {
+		return fmt.Errorf("health report from %q: %w", dataplaneID, err)
+	}
+	prev := make(map[string]mcpmeshv1.BackendState)
+	for _, h := range all {
+		if h.GetDataplaneId() == dataplaneID {
+			prev[h.GetServer()] = h.GetState()
+		}
+	}
+	var events []*mcpmeshv1.BackendHealth
+	for _, h := range backends {
+		old, seen := prev[h.GetServer()]
+		if !seen || old != h.GetState() {
+			events = append(events, h)
+			a.log.Info("backend state changed", "dataplane", dataplaneID, "server", h.GetServer(),
+				"from", stateName(old, seen), "to", stateName(h.GetState(), true), "err", h.GetLastError())
+		}
+	}
+	if err := a.st.PutHealth(ctx, dataplaneID, backends, events); err != nil {
+		return fmt.Errorf("health report from %q: %w", dataplaneID, err)
+	}
+	a.changes.Notify()
+	return nil
+}
+
+func stateName(s mcpmeshv1.BackendState, known bool) string {
+	if !known {
+		return "none"
+	}
+	return s.String()
+}
+
+// Statuses aggregates the stored reports for each of servers, in their order.
+func (a *Aggregator) Statuses(ctx context.Context, servers []*mcpmeshv1.Server) ([]*mcpmeshv1.ServerStatus, error) {
+	all, err := a.st.ListHealth(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("aggregate health: %w", err)
+	}
+	connected := a.connected()
+	byServer := make(map[string][]*mcpmeshv1.BackendHealth)
+	for _, h := range all {
+		if connected[h.GetDataplaneId()] {
+			byServer[h.GetServer()] = append(byServer[h.GetServer()], h)
+		}
+	}
+	out := make([]*mcpmeshv1.ServerStatus, 0, len(servers))
+	for _, s := range servers {
+		out = append(out, Aggregate(s, byServer[s.GetName()]))
+	}
+	return out, nil
+}
+
+// Status aggregates the stored reports for one server.
+func (a *Aggregator) Status(ctx context.Context, server *mcpmeshv1.Server) (*mcpmeshv1.ServerStatus, error) {
+	st, err := a.Statuses(ctx, []*mcpmeshv1.Server{server})
+	if err != nil {
+		return nil, err
+	}
+	return st[0], nil
+}
+
+// Events returns the newest recorded transitions, oldest first.
+func (a *Aggregator) Events(ctx context.Context, limit int) ([]store.Event, error) {
+	return a.st.ListEvents(ctx, limit)
+}
+
+// Aggregate computes one server's status from the reports of the connected
+// data planes (reports must already be filtered to those).
+func Aggregate(server *mcpmeshv1.Server, reports []*mcpmeshv1.BackendHealth) *mcpmeshv1.ServerStatus {
+	st := &mcpmeshv1.ServerStatus{Name: server.GetName(), TotalDataplanes: uint32(len(reports))}
+	for _, h := range reports {
+		st.Backends = append(st.Backends, proto.Clone(h).(*mcpmeshv1.BackendHealth))
+		if h.GetState() == mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY {
+			st.HealthyDataplanes++
+		}
+	}
+	switch {
+	case server.Enabled != nil && !server.GetEnabled():
+		st.State = StateDisabled
+	case len(reports) == 0:
+		st.State = StateUnknown
+	case int(st.HealthyDataplanes) == len(reports):
+		st.State = StateHealthy
+	case st.HealthyDataplanes > 0:
+		st.State = StateDegraded
+	default:
+		st.State = StateUnavailable
+	}
+	return st
+}

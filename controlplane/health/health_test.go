@@ -1,0 +1,208 @@
+package health
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mcpmesh/mcpmesh/controlplane/store"
+	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"go.uber.org/goleak"
+	"google.golang.org/protobuf/proto"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const (
+	healthy     = mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY
+	retrying    = mcpmeshv1.BackendState_BACKEND_STATE_RETRYING
+	unavailable = mcpmeshv1.BackendState_BACKEND_STATE_UNAVAILABLE
+)
+
+type connSet struct {
+	mu  sync.Mutex
+	ids map[string]bool
+}
+
+func (c *connSet) set(ids ...string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ids = map[string]bool{}
+	for _, id := range ids {
+		c.ids[id] = true
+	}
+}
+
+func (c *connSet) get() map[string]bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]bool{}
+	for k, v := range c.ids {
+		out[k] = v
+	}
+	return out
+}
+
+func openBolt(t *testing.T, path string) *store.BoltStore {
+	t.Helper()
+	s, err := store.OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func report(states map[string]mcpmeshv1.BackendState) *mcpmeshv1.HealthReport {
+	r := &mcpmeshv1.HealthReport{}
+	for srv, st := range states {
+		r.Backends = append(r.Backends, &mcpmeshv1.BackendHealth{Server: srv, State: st})
+	}
+	return r
+}
+
+func srv(name string) *mcpmeshv1.Server { return &mcpmeshv1.Server{Name: name} }
+
+func TestAggregate(t *testing.T) {
+	h := func(dp string, st mcpmeshv1.BackendState) *mcpmeshv1.BackendHealth {
+		return &mcpmeshv1.BackendHealth{DataplaneId: dp, Server: "s", State: st}
+	}
+	disabled := &mcpmeshv1.Server{Name: "s", Enabled: proto.Bool(false)}
+	enabled := &mcpmeshv1.Server{Name: "s", Enabled: proto.Bool(true)}
+	tests := []struct {
+		name    string
+		server  *mcpmeshv1.Server
+		reports []*mcpmeshv1.BackendHealth
+		state   string
+		k, n    uint32
+	}{
+		{"no reports", srv("s"), nil, StateUnknown, 0, 0},
+		{"all healthy", srv("s"), []*mcpmeshv1.BackendHealth{h("a", healthy), h("b", healthy)}, StateHealthy, 2, 2},
+		{"explicitly enabled", enabled, []*mcpmeshv1.BackendHealth{h("a", healthy)}, StateHealthy, 1, 1},
+		{"some healthy", srv("s"), []*mcpmeshv1.BackendHealth{h("a", healthy), h("b", retrying)}, StateDegraded, 1, 2},
+		{"none healthy", srv("s"), []*mcpmeshv1.BackendHealth{h("a", unavailable), h("b", retrying)}, StateUnavailable, 0, 2},
+		{"disabled wins", disabled, []*mcpmeshv1.BackendHealth{h("a", healthy)}, StateDisabled, 1, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Aggregate(tc.server, tc.reports)
+			if got.GetState() != tc.state || got.GetHealthyDataplanes() != tc.k || got.GetTotalDataplanes() != tc.n || got.GetName() != "s" {
+				t.Fatalf("Aggregate = %v, want %s %d/%d", got, tc.state, tc.k, tc.n)
+			}
+		})
+	}
+}
+
+func TestReportEventsAndConnectedOnly(t *testing.T) {
+	ctx := context.Background()
+	st := openBolt(t, filepath.Join(t.TempDir(), store.FileName))
+	defer st.Close()
+	conn := &connSet{}
+	conn.set("dp1", "dp2")
+	fixed := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	a := New(st, conn.get, nil, WithClock(func() time.Time { return fixed }))
+	changes, stop := a.Subscribe()
+	defer stop()
+
+	if err := a.Report(ctx, "dp1", report(map[string]mcpmeshv1.BackendState{"x": healthy, "y": retrying})); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changes:
+	default:
+		t.Fatal("Report did not signal subscribers")
+	}
+	if err := a.Report(ctx, "dp2", report(map[string]mcpmeshv1.BackendState{"x": unavailable})); err != nil {
+		t.Fatal(err)
+	}
+	// Same states again: no new transitions.
+	if err := a.Report(ctx, "dp1", report(map[string]mcpmeshv1.BackendState{"x": healthy, "y": retrying})); err != nil {
+		t.Fatal(err)
+	}
+	// y recovers on dp1: one transition.
+	if err := a.Report(ctx, "dp1", report(map[string]mcpmeshv1.BackendState{"x": healthy, "y": healthy})); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := a.Events(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 4 {
+		t.Fatalf("%d events, want 4 (x,y first seen on dp1, x on dp2, y recovered): %v", len(evs), evs)
+	}
+	last := evs[3].Health
+	if last.GetServer() != "y" || last.GetState() != healthy || last.GetDataplaneId() != "dp1" || !last.GetReportedAt().AsTime().Equal(fixed) {
+		t.Fatalf("last event = %v", last)
+	}
+
+	sts, err := a.Statuses(ctx, []*mcpmeshv1.Server{srv("x"), srv("y"), srv("z")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		state string
+		k, n  uint32
+	}{{StateDegraded, 1, 2}, {StateHealthy, 1, 1}, {StateUnknown, 0, 0}}
+	for i, w := range want {
+		if sts[i].GetState() != w.state || sts[i].GetHealthyDataplanes() != w.k || sts[i].GetTotalDataplanes() != w.n {
+			t.Errorf("%s: %v, want %s %d/%d", sts[i].GetName(), sts[i], w.state, w.k, w.n)
+		}
+	}
+	// dp2 disconnects: its report no longer counts.
+	conn.set("dp1")
+	x, err := a.Status(ctx, srv("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x.GetState() != StateHealthy || x.GetTotalDataplanes() != 1 || len(x.GetBackends()) != 1 {
+		t.Fatalf("x with dp2 gone = %v", x)
+	}
+}
+
+func TestReportsSurviveRestart(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), store.FileName)
+	st := openBolt(t, path)
+	conn := &connSet{}
+	conn.set("dp1")
+	a := New(st, conn.get, nil)
+	if err := a.Report(ctx, "dp1", report(map[string]mcpmeshv1.BackendState{"x": unavailable})); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st2 := openBolt(t, path)
+	defer st2.Close()
+	a2 := New(st2, conn.get, nil)
+	x, err := a2.Status(ctx, srv("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x.GetState() != StateUnavailable || len(x.GetBackends()) != 1 || x.GetBackends()[0].GetDataplaneId() != "dp1" {
+		t.Fatalf("after restart x = %v", x)
+	}
+	// A repeat of the same state after restart is not a transition.
+	if err := a2.Report(ctx, "dp1", report(map[string]mcpmeshv1.BackendState{"x": unavailable})); err != nil {
+		t.Fatal(err)
+	}
+	evs, _ := a2.Events(ctx, 0)
+	if len(evs) != 1 {
+		t.Fatalf("events after restart = %d, want 1", len(evs))
+	}
+}
+
+func TestBadReports(t *testing.T) {
+	a := New(store.NewMemory(), nil, nil)
+	if err := a.Report(context.Background(), "", report(nil)); err == nil {
+		t.Fatal("empty data plane id accepted")
+	}
+	bad := &mcpmeshv1.HealthReport{Backends: []*mcpmeshv1.BackendHealth{{State: healthy}}}
+	if err := a.Report(context.Background(), "dp", bad); err == nil {
+		t.Fatal("backend without server accepted")
+	}
+	if err := a.Report(context.Background(), "dp", nil); err != nil {
+		t.Fatalf("nil report (no backends) rejected: %v", err)
+	}
+}

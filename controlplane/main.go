@@ -1,0 +1,64 @@
+// Command controlplane runs the mcpmesh control plane: the admin API used by
+// mcpctl, the config stream data planes subscribe to, and an HTTP status side.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/mcpmesh/mcpmesh/controlplane/app"
+	"github.com/mcpmesh/mcpmesh/internal/logging"
+	"github.com/mcpmesh/mcpmesh/internal/version"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("controlplane", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are printed once, as one line, below
+	dataDir := fs.String("data-dir", "./data", "directory for mcpmesh.db and admin.token (created 0700)")
+	grpcAddr := fs.String("grpc-addr", "127.0.0.1:7070", "address of the gRPC admin and discovery API")
+	httpAddr := fs.String("http-addr", "127.0.0.1:7071", "address of /health, /metrics and the status page")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fmt.Fprintln(stdout, "Usage: controlplane [flags]")
+			fs.PrintDefaults()
+			return 0
+		}
+		fmt.Fprintf(stderr, "controlplane: %v (see controlplane --help)\n", err)
+		return 1
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "controlplane: unexpected argument %q (see controlplane --help)\n", fs.Arg(0))
+		return 1
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "controlplane", version.Version)
+		return 0
+	}
+	logger, err := logging.New(stderr, *logLevel, *logFormat)
+	if err != nil {
+		fmt.Fprintf(stderr, "controlplane: %v\n", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err = app.Run(ctx, app.Config{DataDir: *dataDir, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, Logger: logger})
+	if err != nil {
+		fmt.Fprintf(stderr, "controlplane: %v\n", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,414 @@
+package registry_test
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpmesh/mcpmesh/controlplane/app"
+	"github.com/mcpmesh/mcpmesh/controlplane/discovery"
+	"github.com/mcpmesh/mcpmesh/controlplane/health"
+	"github.com/mcpmesh/mcpmesh/controlplane/internal/metrics"
+	"github.com/mcpmesh/mcpmesh/controlplane/registry"
+	"github.com/mcpmesh/mcpmesh/controlplane/store"
+	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/authtoken"
+	"go.uber.org/goleak"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const token = "test-token"
+
+type env struct {
+	st   *store.BoltStore
+	disc *discovery.Server
+	reg  mcpmeshv1.RegistryServiceClient
+	dc   mcpmeshv1.DiscoveryServiceClient
+	addr string
+}
+
+func start(t *testing.T) *env {
+	t.Helper()
+	st, err := store.OpenBolt(filepath.Join(t.TempDir(), store.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{st: st}
+	agg := health.New(st, func() map[string]bool { return e.disc.ConnectedIDs() }, nil)
+	e.disc = discovery.New(st, agg, nil)
+	gs := grpc.NewServer(app.ServerOptions(discardLogger(), token, metrics.NewGRPC(metrics.NewRegistry()))...)
+	mcpmeshv1.RegisterRegistryServiceServer(gs, registry.New(st, e.disc, agg, nil))
+	mcpmeshv1.RegisterDiscoveryServiceServer(gs, e.disc)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.addr = lis.Addr().String()
+	go func() { _ = gs.Serve(lis) }()
+	cc := dial(t, e.addr, token)
+	e.reg = mcpmeshv1.NewRegistryServiceClient(cc)
+	e.dc = mcpmeshv1.NewDiscoveryServiceClient(cc)
+	t.Cleanup(func() {
+		gs.Stop()
+		e.disc.Close()
+		st.Close()
+	})
+	return e
+}
+
+func dial(t *testing.T, addr, tok string) *grpc.ClientConn {
+	t.Helper()
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if tok != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(authtoken.Credentials(tok)))
+	}
+	cc, err := grpc.NewClient(addr, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+func stdio(name string) *mcpmeshv1.Server {
+	return &mcpmeshv1.Server{
+		Name: name, Transport: mcpmeshv1.Transport_TRANSPORT_STDIO,
+		Stdio: &mcpmeshv1.StdioConfig{Command: "echo", Env: map[string]string{"API_KEY": "s3cret"}},
+	}
+}
+
+func httpSrv(name, u string) *mcpmeshv1.Server {
+	return &mcpmeshv1.Server{
+		Name: name, Transport: mcpmeshv1.Transport_TRANSPORT_STREAMABLE_HTTP,
+		Http: &mcpmeshv1.HttpConfig{Url: u, Headers: map[string]string{"Authorization": "Bearer x"}},
+	}
+}
+
+func wantCode(t *testing.T, err error, code codes.Code, msgPart string) {
+	t.Helper()
+	if status.Code(err) != code || !strings.Contains(status.Convert(err).Message(), msgPart) {
+		t.Fatalf("err = %v, want %s containing %q", err, code, msgPart)
+	}
+}
+
+func TestAuth(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	for name, tok := range map[string]string{"no token": "", "wrong token": "nope"} {
+		t.Run(name, func(t *testing.T) {
+			cc := dial(t, e.addr, tok)
+			_, err := mcpmeshv1.NewRegistryServiceClient(cc).ListServers(ctx, &mcpmeshv1.ListServersRequest{})
+			if status.Code(err) != codes.Unauthenticated {
+				t.Fatalf("unary err = %v, want Unauthenticated", err)
+			}
+			stream, err := mcpmeshv1.NewDiscoveryServiceClient(cc).StreamConfig(ctx)
+			if err == nil {
+				_, err = stream.Recv()
+			}
+			if status.Code(err) != codes.Unauthenticated {
+				t.Fatalf("stream err = %v, want Unauthenticated", err)
+			}
+		})
+	}
+	_, err := mcpmeshv1.NewRegistryServiceClient(dial(t, e.addr, "nope")).GetStatus(ctx, &mcpmeshv1.GetStatusRequest{})
+	wantCode(t, err, codes.Unauthenticated, "invalid admin token")
+}
+
+func TestCreateGetListDelete(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	resp, err := e.reg.CreateServer(ctx, &mcpmeshv1.CreateServerRequest{Server: stdio("alpha")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetRevision() != 1 || resp.GetServer().GetModRevision() != 1 || !resp.GetServer().GetRedacted() ||
+		resp.GetServer().GetStdio().GetEnv()["API_KEY"] != "***" {
+		t.Fatalf("create response = %v", resp)
+	}
+	stored, _ := e.st.GetServer(ctx, "alpha")
+	if stored.GetStdio().GetEnv()["API_KEY"] != "s3cret" {
+		t.Fatal("secret not stored verbatim")
+	}
+	_, err = e.reg.CreateServer(ctx, &mcpmeshv1.CreateServerRequest{Server: stdio("alpha")})
+	wantCode(t, err, codes.AlreadyExists, `server "alpha" already exists`)
+
+	if _, err := e.reg.CreateServer(ctx, &mcpmeshv1.CreateServerRequest{Server: httpSrv("web", "https://example.test/mcp")}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.reg.GetServer(ctx, &mcpmeshv1.GetServerRequest{Name: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetServer().GetHttp().GetHeaders()["Authorization"] != "***" || got.GetStatus().GetState() != health.StateUnknown || got.GetStatus().GetName() != "web" {
+		t.Fatalf("get = %v", got)
+	}
+	_, err = e.reg.GetServer(ctx, &mcpmeshv1.GetServerRequest{Name: "ghost"})
+	wantCode(t, err, codes.NotFound, `server "ghost" not found`)
+
+	list, err := e.reg.ListServers(ctx, &mcpmeshv1.ListServersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.GetServers()) != 2 || list.GetServers()[0].GetName() != "alpha" || list.GetRevision() != 2 {
+		t.Fatalf("list = %v", list)
+	}
+	for _, s := range list.GetServers() {
+		if !s.GetRedacted() {
+			t.Fatalf("list leaks secrets: %v", s)
+		}
+	}
+
+	_, err = e.reg.DeleteServer(ctx, &mcpmeshv1.DeleteServerRequest{Name: "alpha", ExpectedRevision: 99})
+	wantCode(t, err, codes.Aborted, `server "alpha" was changed`)
+	del, err := e.reg.DeleteServer(ctx, &mcpmeshv1.DeleteServerRequest{Name: "alpha"})
+	if err != nil || del.GetRevision() != 3 {
+		t.Fatalf("delete = %v, %v", del, err)
+	}
+	_, err = e.reg.DeleteServer(ctx, &mcpmeshv1.DeleteServerRequest{Name: "alpha"})
+	wantCode(t, err, codes.NotFound, `server "alpha" not found`)
+}
+
+func TestTagFilter(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	a, b := stdio("a"), stdio("b")
+	a.Tags = []string{"prod", "db"}
+	b.Tags = []string{"prod"}
+	for _, s := range []*mcpmeshv1.Server{a, b} {
+		if _, err := e.reg.CreateServer(ctx, &mcpmeshv1.CreateServerRequest{Server: s}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, err := e.reg.ListServers(ctx, &mcpmeshv1.ListServersRequest{Tags: []string{"prod", "db"}})
+	if err != nil || len(list.GetServers()) != 1 || list.GetServers()[0].GetName() != "a" {
+		t.Fatalf("tag filter = %v, %v", list, err)
+	}
+}
+
+func TestValidation(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	mod := func(base *mcpmeshv1.Server, f func(s *mcpmeshv1.Server)) *mcpmeshv1.Server {
+		s := proto.Clone(base).(*mcpmeshv1.Server)
+		f(s)
+		return s
+	}
+	tests := []struct {
+		name  string
+		srv   *mcpmeshv1.Server
+		field string
+	}{
+		{"missing server", nil, "server"},
+		{"bad name", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Name = "Bad_Name" }), "server.name"},
+		{"empty name", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Name = "" }), "server.name"},
+		{"no transport", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Transport = 0 }), "server.transport"},
+		{"stdio without command", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Stdio.Command = " " }), "server.stdio.command"},
+		{"stdio with http", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Http = &mcpmeshv1.HttpConfig{Url: "http://a"} }), "server.http"},
+		{"stdio with endpoints", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Endpoints = []string{"http://a"} }), "server.endpoints"},
+		{"env key with =", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Stdio.Env = map[string]string{"A=B": "c"} }), "server.stdio.env"},
+		{"env key empty", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Stdio.Env = map[string]string{"": "c"} }), "server.stdio.env"},
+		{"http without url", mod(httpSrv("x", ""), func(*mcpmeshv1.Server) {}), "server.http.url"},
+		{"http bad scheme", httpSrv("x", "ftp://host/x"), "server.http.url"},
+		{"http no host", httpSrv("x", "http:///x"), "server.http.url"},
+		{"http unparseable", httpSrv("x", "http://[::1"), "server.http.url"},
+		{"http with stdio", mod(httpSrv("x", "http://h"), func(s *mcpmeshv1.Server) { s.Stdio = &mcpmeshv1.StdioConfig{Command: "x"} }), "server.stdio"},
+		{"bad endpoint", mod(httpSrv("x", "http://h"), func(s *mcpmeshv1.Server) { s.Endpoints = []string{"http://ok", "nope"} }), "server.endpoints[1]"},
+		{"bad header", mod(httpSrv("x", "http://h"), func(s *mcpmeshv1.Server) { s.Http.Headers = map[string]string{"a b": "c"} }), "server.http.headers"},
+		{"negative timeout", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Timeout = durationpb.New(-time.Second) }), "server.timeout"},
+		{"huge timeout", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Timeout = durationpb.New(2 * time.Hour) }), "server.timeout"},
+		{"bad tag", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Tags = []string{"ok", "Not OK"} }), "server.tags[1]"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := e.reg.CreateServer(ctx, &mcpmeshv1.CreateServerRequest{Server: tc.srv})
+			wantCode(t, err, codes.InvalidArgument, tc.field+":")
+			var br *errdetails.BadRequest
+			for _, d := range status.Convert(err).Details() {
+				if b, ok := d.(*errdetails.BadRequest); ok {
+					br = b
+				}
+			}
+			if br == nil || br.GetFieldViolations()[0].GetField() != tc.field {
+				t.Fatalf("BadRequest detail = %v, want field %s", br, tc.field)
+			}
+		})
+	}
+	// Valid edge cases.
+	okSrv := httpSrv("ok-1", "https://h:8443/mcp")
+	okSrv.Transport = mcpmeshv1.Transport_TRANSPORT_SSE
+	okSrv.Endpoints = []string{"http://127.0.0.1:9/x"}
+	okSrv.Timeout = durationpb.New(time.Hour)
+	okSrv.Tags = []string{"a.b_c-d"}
+	if _, err := e.reg.CreateServer(ctx, &mcpmeshv1.CreateServerRequest{Server: okSrv}); err != nil {
+		t.Fatalf("valid server rejected: %v", err)
+	}
+	if r, _ := e.st.Revision(ctx); r != 1 {
+		t.Fatalf("invalid requests changed the store: revision %d", r)
+	}
+}
+
+func TestValidateOnly(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	resp, err := e.reg.CreateServer(ctx, &mcpmeshv1.CreateServerRequest{Server: stdio("a"), ValidateOnly: true})
+	if err != nil || resp.GetServer().GetName() != "a" || !resp.GetServer().GetRedacted() {
+		t.Fatalf("dry-run create = %v, %v", resp, err)
+	}
+	if _, err := e.st.GetServer(ctx, "a"); err == nil {
+		t.Fatal("dry run stored the server")
+	}
+	if _, err := e.reg.CreateServer(ctx, &mcpmeshv1.CreateServerRequest{Server: stdio("a")}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.reg.CreateServer(ctx, &mcpmeshv1.CreateServerRequest{Server: stdio("a"), ValidateOnly: true})
+	wantCode(t, err, codes.AlreadyExists, `server "a" already exists`)
+	upd := stdio("a")
+	upd.Description = "dry"
+	if _, err := e.reg.UpdateServer(ctx, &mcpmeshv1.UpdateServerRequest{Server: upd, ValidateOnly: true}); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := e.st.GetServer(ctx, "a"); s.GetDescription() != "" {
+		t.Fatal("dry-run update stored")
+	}
+	if _, err := e.reg.SetSetting(ctx, &mcpmeshv1.SetSettingRequest{Key: "pagination.enabled", Value: "true", ValidateOnly: true}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _, _ := e.st.GetSettings(ctx); st.GetPagination().GetEnabled() {
+		t.Fatal("dry-run setting stored")
+	}
+}
+
+func TestUpdateConcurrencyAndSecrets(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	c, err := e.reg.CreateServer(ctx, &mcpmeshv1.CreateServerRequest{Server: stdio("a")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Send back what Get returned (redacted) with one change, as `server disable` does.
+	got, _ := e.reg.GetServer(ctx, &mcpmeshv1.GetServerRequest{Name: "a"})
+	s := got.GetServer()
+	s.Enabled = proto.Bool(false)
+	s.Stdio.Env["NEW"] = "v"
+	u, err := e.reg.UpdateServer(ctx, &mcpmeshv1.UpdateServerRequest{Server: s, ExpectedRevision: c.GetServer().GetModRevision()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.GetServer().GetModRevision() != 2 || u.GetServer().GetCreateRevision() != 1 || u.GetServer().GetEnabled() {
+		t.Fatalf("update = %v", u)
+	}
+	stored, _ := e.st.GetServer(ctx, "a")
+	if stored.GetStdio().GetEnv()["API_KEY"] != "s3cret" || stored.GetStdio().GetEnv()["NEW"] != "v" {
+		t.Fatalf("redacted round trip clobbered secrets: %v", stored.GetStdio().GetEnv())
+	}
+	// Stale revision.
+	_, err = e.reg.UpdateServer(ctx, &mcpmeshv1.UpdateServerRequest{Server: s, ExpectedRevision: 1})
+	wantCode(t, err, codes.Aborted, "get it again and retry")
+	_, err = e.reg.UpdateServer(ctx, &mcpmeshv1.UpdateServerRequest{Server: stdio("ghost")})
+	wantCode(t, err, codes.NotFound, `server "ghost" not found`)
+	// Status shows disabled.
+	g, _ := e.reg.GetServer(ctx, &mcpmeshv1.GetServerRequest{Name: "a"})
+	if g.GetStatus().GetState() != health.StateDisabled {
+		t.Fatalf("disabled server state = %s", g.GetStatus().GetState())
+	}
+}
+
+func TestSettings(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	g, err := e.reg.GetSettings(ctx, &mcpmeshv1.GetSettingsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(g.GetValues()) != 6 || g.GetValues()["pagination.page_size"] != "100" || g.GetValues()["resilience.backoff"] != "1s,2s,4s,8s" {
+		t.Fatalf("defaults = %v", g.GetValues())
+	}
+	s, err := e.reg.SetSetting(ctx, &mcpmeshv1.SetSettingRequest{Key: "resilience.backoff", Value: "10ms,20ms"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.GetRevision() != 1 || s.GetValues()["resilience.backoff"] != "10ms,20ms" || s.GetValues()["pagination.page_size"] != "100" {
+		t.Fatalf("set = %v", s)
+	}
+	_, err = e.reg.SetSetting(ctx, &mcpmeshv1.SetSettingRequest{Key: "bogus", Value: "1"})
+	wantCode(t, err, codes.InvalidArgument, "valid keys are pagination.enabled, pagination.page_size, resilience.backoff, resilience.jitter, resilience.probe_interval, resilience.request_timeout")
+	_, err = e.reg.SetSetting(ctx, &mcpmeshv1.SetSettingRequest{Key: "pagination.page_size", Value: "5000"})
+	wantCode(t, err, codes.InvalidArgument, "value: pagination.page_size")
+}
+
+func TestStatusAndWatch(t *testing.T) {
+	e := start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w, err := e.reg.WatchStatus(ctx, &mcpmeshv1.WatchStatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := w.Recv()
+	if err != nil || first.GetStatus().GetRevision() != 0 {
+		t.Fatalf("first watch = %v, %v", first, err)
+	}
+	if _, err := e.reg.CreateServer(ctx, &mcpmeshv1.CreateServerRequest{Server: stdio("a")}); err != nil {
+		t.Fatal(err)
+	}
+	next := func(pred func(*mcpmeshv1.GetStatusResponse) bool) *mcpmeshv1.GetStatusResponse {
+		t.Helper()
+		for {
+			m, err := w.Recv()
+			if err != nil {
+				t.Fatalf("watch: %v", err)
+			}
+			if pred(m.GetStatus()) {
+				return m.GetStatus()
+			}
+		}
+	}
+	next(func(s *mcpmeshv1.GetStatusResponse) bool { return s.GetRevision() == 1 && len(s.GetServers()) == 1 })
+
+	// A data plane connects and reports the server healthy.
+	sctx, scancel := context.WithCancel(ctx)
+	stream, err := e.dc.StreamConfig(sctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = stream.Send(&mcpmeshv1.StreamConfigRequest{Msg: &mcpmeshv1.StreamConfigRequest_Hello{Hello: &mcpmeshv1.Hello{DataplaneId: "dp1"}}})
+	snap, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = stream.Send(&mcpmeshv1.StreamConfigRequest{Msg: &mcpmeshv1.StreamConfigRequest_Ack{Ack: &mcpmeshv1.Ack{Revision: snap.GetSnapshot().GetRevision(), Nonce: snap.GetNonce()}}})
+	_ = stream.Send(&mcpmeshv1.StreamConfigRequest{Msg: &mcpmeshv1.StreamConfigRequest_Health{Health: &mcpmeshv1.HealthReport{
+		Backends: []*mcpmeshv1.BackendHealth{{Server: "a", State: mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY}},
+	}}})
+	st := next(func(s *mcpmeshv1.GetStatusResponse) bool {
+		return len(s.GetServers()) == 1 && s.GetServers()[0].GetState() == health.StateHealthy &&
+			len(s.GetDataplanes()) == 1 && s.GetDataplanes()[0].GetRevision() == 1
+	})
+	if !st.GetDataplanes()[0].GetConnected() || st.GetServers()[0].GetHealthyDataplanes() != 1 {
+		t.Fatalf("status = %v", st)
+	}
+	got, err := e.reg.GetStatus(ctx, &mcpmeshv1.GetStatusRequest{})
+	if err != nil || got.GetServers()[0].GetState() != health.StateHealthy {
+		t.Fatalf("GetStatus = %v, %v", got, err)
+	}
+	dps, err := e.reg.ListDataPlanes(ctx, &mcpmeshv1.ListDataPlanesRequest{})
+	if err != nil || len(dps.GetDataplanes()) != 1 || dps.GetDataplanes()[0].GetId() != "dp1" {
+		t.Fatalf("ListDataPlanes = %v, %v", dps, err)
+	}
+	// It disconnects: listed as not connected, the server's state becomes unknown.
+	scancel()
+	next(func(s *mcpmeshv1.GetStatusResponse) bool {
+		return len(s.GetDataplanes()) == 1 && !s.GetDataplanes()[0].GetConnected() && s.GetServers()[0].GetState() == health.StateUnknown
+	})
+}

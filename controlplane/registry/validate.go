@@ -1,0 +1,132 @@
+package registry
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/names"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// MaxTimeout is the longest per-server request timeout accepted.
+const MaxTimeout = time.Hour
+
+var tagRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
+
+// fieldError is a validation failure of one request field.
+type fieldError struct {
+	field, msg string
+}
+
+func (e *fieldError) Error() string { return e.field + ": " + e.msg }
+
+func invalid(field, format string, args ...any) *fieldError {
+	return &fieldError{field: field, msg: fmt.Sprintf(format, args...)}
+}
+
+// status converts a validation failure to InvalidArgument with the field in
+// both the message and a BadRequest detail.
+func (e *fieldError) status() error {
+	st := status.New(codes.InvalidArgument, e.Error())
+	if d, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{
+		Field: e.field, Description: e.msg,
+	}}}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// validateServer checks everything an operator sets on a server.
+func validateServer(s *mcpmeshv1.Server) *fieldError {
+	if s == nil {
+		return invalid("server", "is required")
+	}
+	if err := names.ValidateServer(s.GetName()); err != nil {
+		return invalid("server.name", "%v", err)
+	}
+	switch s.GetTransport() {
+	case mcpmeshv1.Transport_TRANSPORT_STDIO:
+		if strings.TrimSpace(s.GetStdio().GetCommand()) == "" {
+			return invalid("server.stdio.command", "is required for the stdio transport")
+		}
+		if s.GetHttp() != nil && (s.GetHttp().GetUrl() != "" || len(s.GetHttp().GetHeaders()) > 0) {
+			return invalid("server.http", "must not be set for the stdio transport")
+		}
+		if len(s.GetEndpoints()) > 0 {
+			return invalid("server.endpoints", "extra endpoints are only for the streamable_http and sse transports")
+		}
+		for k := range s.GetStdio().GetEnv() {
+			if k == "" || strings.ContainsAny(k, "=\x00") {
+				return invalid("server.stdio.env", "key %q is invalid: keys must be non-empty and contain no '='", k)
+			}
+		}
+	case mcpmeshv1.Transport_TRANSPORT_STREAMABLE_HTTP, mcpmeshv1.Transport_TRANSPORT_SSE:
+		if s.GetStdio() != nil && (s.GetStdio().GetCommand() != "" || len(s.GetStdio().GetArgs()) > 0 || len(s.GetStdio().GetEnv()) > 0) {
+			return invalid("server.stdio", "must not be set for the %s transport", transportName(s.GetTransport()))
+		}
+		if s.GetHttp().GetUrl() == "" {
+			return invalid("server.http.url", "is required for the %s transport", transportName(s.GetTransport()))
+		}
+		if err := checkURL(s.GetHttp().GetUrl()); err != nil {
+			return invalid("server.http.url", "%v", err)
+		}
+		for i, ep := range s.GetEndpoints() {
+			if err := checkURL(ep); err != nil {
+				return invalid(fmt.Sprintf("server.endpoints[%d]", i), "%v", err)
+			}
+		}
+		for k := range s.GetHttp().GetHeaders() {
+			if k == "" || strings.ContainsAny(k, ": \t\r\n") {
+				return invalid("server.http.headers", "header name %q is invalid", k)
+			}
+		}
+	default:
+		return invalid("server.transport", "must be stdio, streamable_http or sse")
+	}
+	if t := s.GetTimeout(); t != nil {
+		if err := t.CheckValid(); err != nil {
+			return invalid("server.timeout", "%v", err)
+		}
+		if d := t.AsDuration(); d < 0 || d > MaxTimeout {
+			return invalid("server.timeout", "%s is out of range: use 0 (the default) up to %s", d, MaxTimeout)
+		}
+	}
+	for i, tag := range s.GetTags() {
+		if !tagRE.MatchString(tag) {
+			return invalid(fmt.Sprintf("server.tags[%d]", i), "tag %q is invalid: use 1-63 characters of a-z, 0-9, '_', '.', '-', starting with a letter or digit", tag)
+		}
+	}
+	return nil
+}
+
+func checkURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL: %v", raw, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%q must be an http:// or https:// URL", raw)
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return fmt.Errorf("%q has no host", raw)
+	}
+	return nil
+}
+
+func transportName(t mcpmeshv1.Transport) string {
+	switch t {
+	case mcpmeshv1.Transport_TRANSPORT_STDIO:
+		return "stdio"
+	case mcpmeshv1.Transport_TRANSPORT_STREAMABLE_HTTP:
+		return "streamable_http"
+	case mcpmeshv1.Transport_TRANSPORT_SSE:
+		return "sse"
+	}
+	return t.String()
+}

@@ -1,0 +1,445 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mcpmesh/mcpmesh/controlplane/store"
+	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// Open returns a fresh, empty store; the suite closes it.
+type Open func(t *testing.T) store.Store
+
+// Server returns a valid stdio server named name, for tests.
+func Server(name string) *mcpmeshv1.Server {
+	return &mcpmeshv1.Server{
+		Name:      name,
+		Transport: mcpmeshv1.Transport_TRANSPORT_STDIO,
+		Stdio: &mcpmeshv1.StdioConfig{
+			Command: "/bin/" + name,
+			Env:     map[string]string{"TOKEN": "secret-" + name},
+		},
+		Timeout: durationpb.New(5 * time.Second),
+	}
+}
+
+// Run runs the whole suite against stores made by open.
+func Run(t *testing.T, open Open) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store)
+	}{
+		{"CreateGetList", testCreateGetList},
+		{"CreateExists", testCreateExists},
+		{"UpdateRules", testUpdateRules},
+		{"DeleteRules", testDeleteRules},
+		{"Settings", testSettings},
+		{"StateAndSecret", testStateAndSecret},
+		{"HealthIsNotConfig", testHealthIsNotConfig},
+		{"EventsBounded", testEventsBounded},
+		{"WatchAfterCommitCoalesces", testWatch},
+		{"ReturnedCopiesAreIndependent", testCopies},
+		{"Concurrent", testConcurrent},
+		{"BadArguments", testBadArguments},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := open(t)
+			t.Cleanup(func() { _ = s.Close() })
+			tc.fn(t, s)
+		})
+	}
+}
+
+func rev(t *testing.T, s store.Store) uint64 {
+	t.Helper()
+	r, err := s.Revision(context.Background())
+	if err != nil {
+		t.Fatalf("Revision: %v", err)
+	}
+	return r
+}
+
+func testCreateGetList(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if r := rev(t, s); r != 0 {
+		t.Fatalf("fresh store revision = %d, want 0", r)
+	}
+	b, err := s.CreateServer(ctx, Server("bravo"))
+	if err != nil {
+		t.Fatalf("CreateServer: %v", err)
+	}
+	if b.GetCreateRevision() != 1 || b.GetModRevision() != 1 || b.GetCreatedAt() == nil || b.GetUpdatedAt() == nil {
+		t.Fatalf("created server not stamped: %v", b)
+	}
+	if _, err := s.CreateServer(ctx, Server("alpha")); err != nil {
+		t.Fatalf("CreateServer: %v", err)
+	}
+	got, err := s.GetServer(ctx, "bravo")
+	if err != nil {
+		t.Fatalf("GetServer: %v", err)
+	}
+	if !proto.Equal(got, b) {
+		t.Fatalf("GetServer = %v, want %v", got, b)
+	}
+	if got.GetStdio().GetEnv()["TOKEN"] != "secret-bravo" {
+		t.Fatalf("store must keep secrets verbatim, got %v", got.GetStdio().GetEnv())
+	}
+	list, r, err := s.ListServers(ctx)
+	if err != nil {
+		t.Fatalf("ListServers: %v", err)
+	}
+	if r != 2 || len(list) != 2 || list[0].GetName() != "alpha" || list[1].GetName() != "bravo" {
+		t.Fatalf("ListServers = %v at %d, want alpha,bravo at 2", list, r)
+	}
+	if _, err := s.GetServer(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetServer(nope) err = %v, want ErrNotFound", err)
+	}
+}
+
+func testCreateExists(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if _, err := s.CreateServer(ctx, Server("a")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.CreateServer(ctx, Server("a"))
+	if !errors.Is(err, store.ErrExists) {
+		t.Fatalf("second create err = %v, want ErrExists", err)
+	}
+	if r := rev(t, s); r != 1 {
+		t.Fatalf("failed create bumped revision to %d", r)
+	}
+}
+
+func testUpdateRules(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	created, err := s.CreateServer(ctx, Server("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateServer(ctx, Server("other")); err != nil {
+		t.Fatal(err)
+	}
+	upd := Server("a")
+	upd.Description = "v2"
+	got, err := s.UpdateServer(ctx, upd, created.GetModRevision())
+	if err != nil {
+		t.Fatalf("UpdateServer with current revision: %v", err)
+	}
+	if got.GetModRevision() != 3 || got.GetCreateRevision() != 1 || !proto.Equal(got.GetCreatedAt(), created.GetCreatedAt()) || got.GetDescription() != "v2" {
+		t.Fatalf("updated server = %v", got)
+	}
+	// Stale expected revision.
+	_, err = s.UpdateServer(ctx, upd, created.GetModRevision())
+	if !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("stale update err = %v, want ErrConflict", err)
+	}
+	// Unconditional.
+	if _, err := s.UpdateServer(ctx, upd, 0); err != nil {
+		t.Fatalf("unconditional update: %v", err)
+	}
+	if _, err := s.UpdateServer(ctx, Server("missing"), 0); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("update missing err = %v, want ErrNotFound", err)
+	}
+	if r := rev(t, s); r != 4 {
+		t.Fatalf("revision = %d, want 4 (failed writes must not bump it)", r)
+	}
+}
+
+func testDeleteRules(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c, err := s.CreateServer(ctx, Server("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DeleteServer(ctx, "a", c.GetModRevision()+7); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("delete with wrong revision err = %v, want ErrConflict", err)
+	}
+	r, err := s.DeleteServer(ctx, "a", c.GetModRevision())
+	if err != nil || r != 2 {
+		t.Fatalf("DeleteServer = %d, %v; want 2, nil", r, err)
+	}
+	if _, err := s.DeleteServer(ctx, "a", 0); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("delete missing err = %v, want ErrNotFound", err)
+	}
+	if _, err := s.GetServer(ctx, "a"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("get deleted err = %v", err)
+	}
+}
+
+func testSettings(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	st, r, err := s.GetSettings(ctx)
+	if err != nil || st == nil || r != 0 {
+		t.Fatalf("GetSettings on empty store = %v, %d, %v", st, r, err)
+	}
+	want := &mcpmeshv1.Settings{Pagination: &mcpmeshv1.PaginationSettings{Enabled: true, PageSize: 7}}
+	r, err = s.PutSettings(ctx, want)
+	if err != nil || r != 1 {
+		t.Fatalf("PutSettings = %d, %v", r, err)
+	}
+	got, r, err := s.GetSettings(ctx)
+	if err != nil || r != 1 || !proto.Equal(got, want) {
+		t.Fatalf("GetSettings = %v, %d, %v; want %v", got, r, err, want)
+	}
+}
+
+func testStateAndSecret(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	for _, n := range []string{"c", "a", "b"} {
+		if _, err := s.CreateServer(ctx, Server(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := s.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Revision != 3 || len(st.Servers) != 3 || st.Servers[0].GetName() != "a" || st.Servers[2].GetName() != "c" {
+		t.Fatalf("State = rev %d servers %v", st.Revision, st.Servers)
+	}
+	if len(st.ClusterSecret) != 32 || st.Settings == nil {
+		t.Fatalf("State secret len %d settings %v", len(st.ClusterSecret), st.Settings)
+	}
+	st2, err := s.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(st2.ClusterSecret) != string(st.ClusterSecret) {
+		t.Fatal("cluster secret changed between reads")
+	}
+}
+
+func health(dp, server string, state mcpmeshv1.BackendState) *mcpmeshv1.BackendHealth {
+	return &mcpmeshv1.BackendHealth{DataplaneId: dp, Server: server, State: state}
+}
+
+func testHealthIsNotConfig(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if _, err := s.CreateServer(ctx, Server("a")); err != nil {
+		t.Fatal(err)
+	}
+	watch := s.Watch(ctx)
+	err := s.PutHealth(ctx, "dp2", []*mcpmeshv1.BackendHealth{
+		health("dp2", "b", mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY),
+		health("dp2", "a", mcpmeshv1.BackendState_BACKEND_STATE_RETRYING),
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutHealth(ctx, "dp1", []*mcpmeshv1.BackendHealth{health("dp1", "a", mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := rev(t, s); r != 1 {
+		t.Fatalf("health writes bumped the config revision to %d", r)
+	}
+	select {
+	case r := <-watch:
+		t.Fatalf("health write notified config watchers with %d", r)
+	default:
+	}
+	got, err := s.ListHealth(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, h := range got {
+		keys = append(keys, h.GetDataplaneId()+"/"+h.GetServer())
+	}
+	if fmt.Sprint(keys) != "[dp1/a dp2/a dp2/b]" {
+		t.Fatalf("ListHealth keys = %v", keys)
+	}
+	// A new report replaces the data plane's previous one entirely.
+	if err := s.PutHealth(ctx, "dp2", []*mcpmeshv1.BackendHealth{health("dp2", "a", mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err = s.ListHealth(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[1].GetState() != mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY {
+		t.Fatalf("after replace ListHealth = %v", got)
+	}
+	if err := s.PutHealth(ctx, "", nil, nil); err == nil {
+		t.Fatal("PutHealth with empty data plane id succeeded")
+	}
+}
+
+func testEventsBounded(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	const total = store.MaxEvents + 150
+	for i := 0; i < total; i += 50 {
+		var evs []*mcpmeshv1.BackendHealth
+		for j := i; j < i+50; j++ {
+			evs = append(evs, &mcpmeshv1.BackendHealth{DataplaneId: "dp", Server: "s", ConsecutiveFailures: uint32(j)})
+		}
+		if err := s.PutHealth(ctx, "dp", nil, evs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := s.ListEvents(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != store.MaxEvents {
+		t.Fatalf("kept %d events, want %d", len(all), store.MaxEvents)
+	}
+	if first := all[0].Health.GetConsecutiveFailures(); first != total-store.MaxEvents {
+		t.Fatalf("oldest kept event = %d, want %d", first, total-store.MaxEvents)
+	}
+	last, err := s.ListEvents(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(last) != 3 || last[2].Health.GetConsecutiveFailures() != total-1 || last[0].Seq >= last[2].Seq {
+		t.Fatalf("ListEvents(3) = %v", last)
+	}
+}
+
+func testWatch(t *testing.T, s store.Store) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := s.Watch(ctx)
+	for _, n := range []string{"a", "b", "c"} {
+		if _, err := s.CreateServer(context.Background(), Server(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Three commits, one pending slot: the reader sees only the newest.
+	select {
+	case r := <-ch:
+		if r != 3 {
+			t.Fatalf("watch got %d, want newest revision 3", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no watch notification")
+	}
+	select {
+	case r := <-ch:
+		t.Fatalf("unexpected extra notification %d", r)
+	default:
+	}
+	// When the watcher is notified, the write is already visible.
+	got := make(chan uint64, 1)
+	go func() {
+		r := <-ch
+		if _, err := s.GetServer(context.Background(), "d"); err != nil {
+			t.Errorf("notified of %d before the commit was visible: %v", r, err)
+		}
+		got <- r
+	}()
+	if _, err := s.CreateServer(context.Background(), Server("d")); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-got; r != 4 {
+		t.Fatalf("watch got %d, want 4", r)
+	}
+	cancel()
+	select {
+	case _, ok := <-ch:
+		if ok {
+			t.Fatal("channel delivered after cancel instead of closing")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("watch channel not closed after ctx cancel")
+	}
+}
+
+func testCopies(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	in := Server("a")
+	out, err := s.CreateServer(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Stdio.Command = "changed-input"
+	out.Stdio.Command = "changed-output"
+	got, err := s.GetServer(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetStdio().GetCommand() != "/bin/a" {
+		t.Fatalf("store shares memory with callers: command = %q", got.GetStdio().GetCommand())
+	}
+	if in.GetModRevision() != 0 {
+		t.Fatal("CreateServer modified its argument")
+	}
+}
+
+func testConcurrent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if _, err := s.CreateServer(ctx, Server("shared")); err != nil {
+		t.Fatal(err)
+	}
+	const workers, each = 4, 25
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conflicts := 0
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				name := fmt.Sprintf("w%d-%d", w, i)
+				if _, err := s.CreateServer(ctx, Server(name)); err != nil {
+					t.Errorf("create %s: %v", name, err)
+					return
+				}
+				cur, err := s.GetServer(ctx, "shared")
+				if err != nil {
+					t.Errorf("get shared: %v", err)
+					return
+				}
+				if _, err := s.UpdateServer(ctx, cur, cur.GetModRevision()); errors.Is(err, store.ErrConflict) {
+					mu.Lock()
+					conflicts++
+					mu.Unlock()
+				} else if err != nil {
+					t.Errorf("update shared: %v", err)
+					return
+				}
+				if _, _, err := s.ListServers(ctx); err != nil {
+					t.Errorf("list: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	list, r, err := s.ListServers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != workers*each+1 {
+		t.Fatalf("%d servers, want %d", len(list), workers*each+1)
+	}
+	// Every successful write bumped the revision exactly once.
+	wantRev := uint64(1 + workers*each + workers*each - conflicts)
+	if r != wantRev {
+		t.Fatalf("revision %d, want %d (conflicts %d)", r, wantRev, conflicts)
+	}
+}
+
+func testBadArguments(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if _, err := s.CreateServer(ctx, nil); err == nil {
+		t.Fatal("CreateServer(nil) succeeded")
+	}
+	if _, err := s.CreateServer(ctx, &mcpmeshv1.Server{}); err == nil {
+		t.Fatal("CreateServer with empty name succeeded")
+	}
+	if _, err := s.UpdateServer(ctx, nil, 0); err == nil {
+		t.Fatal("UpdateServer(nil) succeeded")
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := s.CreateServer(cctx, Server("x")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("create with cancelled ctx err = %v", err)
+	}
+}
