@@ -201,7 +201,12 @@ func TestCoreEndToEnd(t *testing.T) {
 	t.Logf("measure: removal visible on both data planes after %v", time.Since(removed).Round(time.Millisecond))
 
 	// Restart the control plane: registrations are kept and data planes reconnect.
+	// A graceful stop must not wait for the data planes' config streams.
+	stopStart := time.Now()
 	cp.stop()
+	if d := time.Since(stopStart); d > 3*time.Second {
+		t.Errorf("control plane took %v to stop on SIGTERM with data planes connected", d)
+	}
 	cp = startControlPlane(t, dataDir, cp.grpcAddr, cp.httpAddr)
 	var names []map[string]any
 	if err := json.Unmarshal([]byte(mustCtl(t, cp, "server", "list", "-o", "json")), &names); err != nil {

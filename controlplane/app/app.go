@@ -150,6 +150,7 @@ func Run(ctx context.Context, cfg Config) error {
 	case runErr = <-errc:
 		log.Error("server failed, shutting down", "err", runErr)
 	}
+	disc.Shutdown() // config streams never end on their own
 	stopped := make(chan struct{})
 	go func() {
 		gs.GracefulStop() // waits for open streams, so a timeout below cuts them

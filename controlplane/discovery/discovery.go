@@ -52,6 +52,9 @@ type Server struct {
 	sent        atomic.Uint64
 
 	wg sync.WaitGroup // receive goroutines of open streams
+
+	shutdownOnce sync.Once
+	shutdown     chan struct{} // closed by Shutdown: open streams end
 }
 
 type dataplane struct {
@@ -77,12 +80,18 @@ func New(st store.Store, health HealthSink, logger *slog.Logger, opts ...Option)
 		st: st, health: health, log: logger, now: time.Now,
 		dps:         make(map[string]*dataplane),
 		noncePrefix: hex.EncodeToString(b),
+		shutdown:    make(chan struct{}),
 	}
 	for _, o := range opts {
 		o(s)
 	}
 	return s
 }
+
+// Shutdown ends every open config stream with Unavailable so that a graceful
+// stop of the gRPC server does not wait for data planes that never hang up;
+// they reconnect (to this or the next control plane) on their own.
+func (s *Server) Shutdown() { s.shutdownOnce.Do(func() { close(s.shutdown) }) }
 
 // Close waits for the receive goroutines of finished streams; call it after
 // the gRPC server has stopped.
@@ -258,6 +267,8 @@ func (s *Server) StreamConfig(stream grpc.BidiStreamingServer[mcpmeshv1.StreamCo
 			log.Debug("config snapshot sent", "revision", rev, "nonce", nonce, "servers", len(snap.GetServers()), "duration", time.Since(start))
 		}
 		select {
+		case <-s.shutdown:
+			return status.Error(codes.Unavailable, "control plane is shutting down")
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
 		case err := <-recvErr:

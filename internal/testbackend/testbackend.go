@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,6 +35,10 @@ const (
 	ReadmeText       = "mcpmesh demo backend: tools echo, add, whoami, sleep, fail, big_int."
 	generatedToolFmt = "tool-%04d"
 )
+
+// Readme is the text of demo://readme on the backend called name, so tests
+// can tell which backend answered a read.
+func Readme(name string) string { return ReadmeText + " This is backend " + strconv.Quote(name) + "." }
 
 // FixedTools are the tools every backend has, in registration order.
 var FixedTools = []string{"echo", "add", "whoami", "sleep", "fail", "big_int"}
@@ -70,7 +75,7 @@ func New(opts Options) *server.MCPServer {
 			mcp.WithMIMEType("text/plain")),
 		func(_ context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
 			return []mcp.ResourceContents{mcp.TextResourceContents{
-				URI: req.Params.URI, MIMEType: "text/plain", Text: ReadmeText,
+				URI: req.Params.URI, MIMEType: "text/plain", Text: Readme(opts.Name),
 			}}, nil
 		})
 	s.AddResourceTemplate(

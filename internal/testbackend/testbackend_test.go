@@ -228,7 +228,7 @@ func TestResourcesAndPrompt(t *testing.T) {
 	}
 
 	for uri, want := range map[string]string{
-		testbackend.ReadmeURI: testbackend.ReadmeText,
+		testbackend.ReadmeURI: testbackend.Readme("b"),
 		"demo://items/42":     "item 42 from b",
 	} {
 		req := mcp.ReadResourceRequest{}
