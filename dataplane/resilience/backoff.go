@@ -33,14 +33,24 @@ func (s Schedule) Delay(failure int) time.Duration {
 	}
 	i := min(max(failure, 1), len(steps)) - 1
 	d := steps[i]
-	if s.Jitter && d > 0 {
-		r := rand.Float64
-		if s.Rand != nil {
-			r = s.Rand
-		}
-		d = time.Duration(r() * float64(d))
+	if s.Jitter {
+		d = FullJitter(d, s.Rand)
 	}
 	return d
+}
+
+// FullJitter returns a uniformly random wait in [0, d]: the spread that lets
+// many data planes retry a recovered backend without a thundering herd. rnd
+// returns a number in [0, 1); nil uses math/rand/v2. A d <= 0 gives 0.
+func FullJitter(d time.Duration, rnd func() float64) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	if rnd == nil {
+		rnd = rand.Float64
+	}
+	j := time.Duration(rnd() * float64(d))
+	return min(max(j, 0), d) // a misbehaving rnd cannot widen the range
 }
 
 // Exhausted reports whether failure number failure (1-based) came after the
