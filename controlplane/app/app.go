@@ -18,7 +18,6 @@ import (
 	"github.com/mcpmesh/mcpmesh/controlplane/discovery"
 	"github.com/mcpmesh/mcpmesh/controlplane/health"
 	"github.com/mcpmesh/mcpmesh/controlplane/httpapi"
-	"github.com/mcpmesh/mcpmesh/controlplane/internal/metrics"
 	"github.com/mcpmesh/mcpmesh/controlplane/registry"
 	"github.com/mcpmesh/mcpmesh/controlplane/store"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
@@ -44,8 +43,9 @@ type Config struct {
 
 // ServerOptions returns the interceptor chain every control plane gRPC
 // service runs behind, unary and stream alike: metrics, logging, panic
-// recovery (→ Internal), then bearer-token auth.
-func ServerOptions(logger *slog.Logger, token string, m *metrics.GRPC) []grpc.ServerOption {
+// recovery (→ Internal), then bearer-token auth. Metrics come first so that
+// rejected and panicking calls are counted too.
+func ServerOptions(logger *slog.Logger, token string, m *Metrics) []grpc.ServerOption {
 	logFn := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
 		logger.Log(ctx, slog.Level(lvl), msg, fields...)
 	})
@@ -57,13 +57,13 @@ func ServerOptions(logger *slog.Logger, token string, m *metrics.GRPC) []grpc.Se
 	authFn := authtoken.AuthFunc(token)
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(
-			m.UnaryServerInterceptor(),
+			m.grpc.unary(),
 			logging.UnaryServerInterceptor(logFn, logOpts...),
 			recovery.UnaryServerInterceptor(recOpts...),
 			auth.UnaryServerInterceptor(authFn),
 		),
 		grpc.ChainStreamInterceptor(
-			m.StreamServerInterceptor(),
+			m.grpc.stream(),
 			logging.StreamServerInterceptor(logFn, logOpts...),
 			recovery.StreamServerInterceptor(recOpts...),
 			auth.StreamServerInterceptor(authFn),
@@ -110,19 +110,19 @@ func Run(ctx context.Context, cfg Config) error {
 			"grpc_addr", grpcLis.Addr().String())
 	}
 
-	reg := metrics.NewRegistry()
-	gm := metrics.NewGRPC(reg)
+	m := NewMetrics()
 	var disc *discovery.Server
 	agg := health.New(st, func() map[string]bool { return disc.ConnectedIDs() }, log)
 	disc = discovery.New(st, agg, log)
 	regSvc := registry.New(st, disc, agg, log)
-	registerGauges(reg, st, disc)
+	m.RegisterState(st, disc)
 
-	gs := grpc.NewServer(ServerOptions(log, token, gm)...)
+	gs := grpc.NewServer(ServerOptions(log, token, m)...)
 	mcpmeshv1.RegisterRegistryServiceServer(gs, regSvc)
 	mcpmeshv1.RegisterDiscoveryServiceServer(gs, disc)
+	m.grpc.initialize(gs)
 	hs := &http.Server{
-		Handler:           httpapi.New(httpapi.Deps{Store: st, DataPlanes: disc, Health: agg, Metrics: reg.Handler(), Logger: log}),
+		Handler:           httpapi.New(httpapi.Deps{Store: st, DataPlanes: disc, Health: agg, Metrics: m.Handler(log), Logger: log}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 
@@ -191,30 +191,4 @@ func listenError(flag, addr string, err error) error {
 func isLoopback(a net.Addr) bool {
 	tcp, ok := a.(*net.TCPAddr)
 	return ok && tcp.IP.IsLoopback()
-}
-
-func registerGauges(reg *metrics.Registry, st store.Store, disc *discovery.Server) {
-	reg.GaugeFunc("mcpmesh_config_revision", "Current config revision of the control plane.", func() float64 {
-		rev, err := st.Revision(context.Background())
-		if err != nil {
-			return 0
-		}
-		return float64(rev)
-	})
-	reg.GaugeFunc("mcpmesh_dataplanes_connected", "Data planes with an open config stream.", func() float64 {
-		return float64(len(disc.ConnectedIDs()))
-	})
-	reg.GaugeFunc("mcpmesh_dataplanes_known", "Data planes seen since the control plane started.", func() float64 {
-		return float64(len(disc.ListDataPlanes()))
-	})
-	reg.GaugeFunc("mcpmesh_servers", "Registered backend servers.", func() float64 {
-		s, _, err := st.ListServers(context.Background())
-		if err != nil {
-			return 0
-		}
-		return float64(len(s))
-	})
-	reg.CounterFunc("mcpmesh_snapshots_sent_total", "Config snapshots sent to data planes.", func() float64 {
-		return float64(disc.SnapshotsSent())
-	})
 }

@@ -4,17 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
-	"github.com/mcpmesh/mcpmesh/controlplane/internal/metrics"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 	"github.com/mcpmesh/mcpmesh/internal/authtoken"
 	"go.uber.org/goleak"
@@ -60,9 +59,10 @@ func (panicky) WatchStatus(*mcpmeshv1.WatchStatusRequest, grpc.ServerStreamingSe
 func TestInterceptorChain(t *testing.T) {
 	logs := &syncBuf{}
 	logger := slog.New(slog.NewTextHandler(logs, nil))
-	gm := metrics.NewGRPC(metrics.NewRegistry())
-	gs := grpc.NewServer(ServerOptions(logger, "tok", gm)...)
+	m := NewMetrics()
+	gs := grpc.NewServer(ServerOptions(logger, "tok", m)...)
 	mcpmeshv1.RegisterRegistryServiceServer(gs, panicky{})
+	m.grpc.initialize(gs)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -111,8 +111,26 @@ func TestInterceptorChain(t *testing.T) {
 			t.Errorf("log lacks %q", want)
 		}
 	}
-	if v := gm.Handled("unary", "/mcpmesh.v1.RegistryService/GetSettings", "Unauthenticated"); v != 2 {
-		t.Errorf("metrics counted %v unauthenticated calls, want 2", v)
+	// Metrics run first: calls rejected by auth and calls that panicked are
+	// counted, with the code the client saw.
+	srv := httptest.NewServer(m.Handler(logger))
+	defer srv.Close()
+	fams := scrape(t, "http://"+srv.Listener.Addr().String())
+	reg := series{"grpc_service": "mcpmesh.v1.RegistryService"}
+	for _, tc := range []struct {
+		name   string
+		labels series
+		want   float64
+	}{
+		{"grpc_server_handled_total", reg.with("grpc_type", "unary", "grpc_method", "GetSettings", "grpc_code", "Unauthenticated"), 2},
+		{"grpc_server_handled_total", reg.with("grpc_type", "unary", "grpc_method", "GetSettings", "grpc_code", "Internal"), 1},
+		{"grpc_server_handled_total", reg.with("grpc_type", "server_stream", "grpc_method", "WatchStatus", "grpc_code", "Internal"), 1},
+		{"grpc_server_started_total", reg.with("grpc_type", "unary", "grpc_method", "GetSettings"), 3},
+		{"grpc_server_handling_seconds", reg.with("grpc_type", "unary", "grpc_method", "GetSettings"), 3},
+	} {
+		if got := fams.value(t, tc.name, tc.labels); got != tc.want {
+			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
+		}
 	}
 }
 
@@ -163,15 +181,29 @@ func TestRunServesAndStops(t *testing.T) {
 	if h["status"] != "ok" || h["revision"] != float64(1) || h["servers"] != float64(1) || h["dataplanes_connected"] != float64(0) {
 		t.Fatalf("/health = %v", h)
 	}
-	resp, err = http.Get("http://" + a.http + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	fams := scrape(t, "http://"+a.http)
+	for name, want := range map[string]float64{
+		"mcpmesh_config_revision":      1,
+		"mcpmesh_servers":              1,
+		"mcpmesh_dataplanes_connected": 0,
+		"mcpmesh_dataplanes_known":     0,
+		"mcpmesh_snapshots_sent_total": 0,
+	} {
+		if got := fams.value(t, name, nil); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(body), `grpc_server_handled_total{grpc_type="unary",grpc_service="mcpmesh.v1.RegistryService",grpc_method="CreateServer",grpc_code="OK"} 1`) ||
-		!strings.Contains(string(body), "mcpmesh_config_revision 1") {
-		t.Fatalf("/metrics lacks expected series:\n%s", body)
+	create := series{"grpc_type": "unary", "grpc_service": "mcpmesh.v1.RegistryService", "grpc_method": "CreateServer"}
+	if got := fams.value(t, "grpc_server_handled_total", create.with("grpc_code", "OK")); got != 1 {
+		t.Errorf("CreateServer OK = %v, want 1", got)
+	}
+	if got := fams.value(t, "grpc_server_handling_seconds", create); got != 1 {
+		t.Errorf("CreateServer handling-time observations = %v, want 1", got)
+	}
+	for _, name := range []string{"go_goroutines", "go_memstats_heap_alloc_bytes", "process_resident_memory_bytes", "process_open_fds"} {
+		if fams[name] == nil {
+			t.Errorf("/metrics lacks %s", name)
+		}
 	}
 
 	// A second control plane on the same data dir fails clearly.

@@ -34,10 +34,11 @@ type HealthSink interface {
 type Server struct {
 	mcpmeshv1.UnimplementedDiscoveryServiceServer
 
-	st     store.Store
-	health HealthSink
-	log    *slog.Logger
-	now    func() time.Time
+	st          store.Store
+	health      HealthSink
+	log         *slog.Logger
+	now         func() time.Time
+	sendTimeout time.Duration
 
 	mu  sync.Mutex
 	dps map[string]*dataplane
@@ -51,7 +52,7 @@ type Server struct {
 	nonceSeq    atomic.Uint64
 	sent        atomic.Uint64
 
-	wg sync.WaitGroup // receive goroutines of open streams
+	wg sync.WaitGroup // receive and send goroutines of open streams
 
 	shutdownOnce sync.Once
 	shutdown     chan struct{} // closed by Shutdown: open streams end
@@ -65,8 +66,21 @@ type dataplane struct {
 // Option configures a Server.
 type Option func(*Server)
 
-// WithClock sets the clock stamping connected_at and last_seen (tests).
+// WithClock sets the clock stamping connected_at and last_seen and deciding
+// when a disconnected data plane is forgotten (tests).
 func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
+
+// DefaultSendTimeout is how long one snapshot may take to enter a stream
+// before its data plane is disconnected as too slow.
+const DefaultSendTimeout = 10 * time.Second
+
+// WithSendTimeout replaces DefaultSendTimeout (tests use a short one).
+func WithSendTimeout(d time.Duration) Option { return func(s *Server) { s.sendTimeout = d } }
+
+// ForgetAfter is how long a disconnected data plane stays in ListDataPlanes.
+// Data planes come and go (autoscaling, rolling restarts, new ids), so the
+// list would otherwise grow forever; their stored health reports are kept.
+const ForgetAfter = time.Hour
 
 // New returns a discovery server reading config from st and passing health
 // reports to health (which may be nil to drop them).
@@ -77,7 +91,7 @@ func New(st store.Store, health HealthSink, logger *slog.Logger, opts ...Option)
 	b := make([]byte, 6)
 	_, _ = rand.Read(b) // a prefix that differs per process keeps nonces unique across restarts
 	s := &Server{
-		st: st, health: health, log: logger, now: time.Now,
+		st: st, health: health, log: logger, now: time.Now, sendTimeout: DefaultSendTimeout,
 		dps:         make(map[string]*dataplane),
 		noncePrefix: hex.EncodeToString(b),
 		shutdown:    make(chan struct{}),
@@ -104,11 +118,12 @@ func (s *Server) Subscribe() (<-chan struct{}, func()) { return s.changes.Subscr
 // SnapshotsSent returns how many snapshots were sent since start.
 func (s *Server) SnapshotsSent() uint64 { return s.sent.Load() }
 
-// ListDataPlanes returns every data plane seen since start, sorted by id;
-// disconnected ones stay listed with connected=false.
+// ListDataPlanes returns the data planes seen since start, sorted by id;
+// disconnected ones stay listed with connected=false for ForgetAfter.
 func (s *Server) ListDataPlanes() []*mcpmeshv1.DataPlane {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.unsafeForget()
 	out := make([]*mcpmeshv1.DataPlane, 0, len(s.dps))
 	for _, dp := range s.dps {
 		out = append(out, proto.Clone(dp.info).(*mcpmeshv1.DataPlane))
@@ -130,6 +145,18 @@ func (s *Server) ConnectedIDs() map[string]bool {
 	return out
 }
 
+// unsafeForget drops data planes disconnected for longer than ForgetAfter;
+// s.mu must be held. Their last_seen is the moment they disconnected, since
+// nothing updates it without an open stream.
+func (s *Server) unsafeForget() {
+	cutoff := s.now().Add(-ForgetAfter)
+	for id, dp := range s.dps {
+		if dp.streams == 0 && dp.info.GetLastSeen().AsTime().Before(cutoff) {
+			delete(s.dps, id)
+		}
+	}
+}
+
 func (s *Server) update(id string, fn func(dp *dataplane)) {
 	s.mu.Lock()
 	if dp, ok := s.dps[id]; ok {
@@ -143,6 +170,7 @@ func (s *Server) update(id string, fn func(dp *dataplane)) {
 func (s *Server) connect(h *mcpmeshv1.Hello, peerAddr string) {
 	now := timestamppb.New(s.now())
 	s.mu.Lock()
+	s.unsafeForget() // bounds the map even if nobody lists it
 	dp, ok := s.dps[h.GetDataplaneId()]
 	if !ok {
 		dp = &dataplane{info: &mcpmeshv1.DataPlane{Id: h.GetDataplaneId()}}
@@ -241,30 +269,68 @@ func (s *Server) StreamConfig(stream grpc.BidiStreamingServer[mcpmeshv1.StreamCo
 		recvErr <- s.receive(ctx, id, stream, log)
 	}()
 
-	// This goroutine is the stream's only sender. The store's watch channel
-	// holds at most the newest revision, so bursts of writes coalesce into one
-	// snapshot and a slow data plane never queues old ones.
-	have, sentOnce := hello.GetLastRevision(), false
-	for {
-		snap, err := s.snapshot(ctx)
-		if err != nil {
-			log.Error("cannot build config snapshot", "err", err)
-			return status.Error(codes.Internal, "build config snapshot: store unavailable")
-		}
-		rev := snap.GetRevision()
-		wantSend := rev != have || (have == 0 && !sentOnce)
-		if wantSend && rev != 0 && rev == s.nackedRevision(id) {
-			wantSend = false // it rejected this exact revision: wait for a newer one
-		}
-		if wantSend {
-			nonce := fmt.Sprintf("%s-%d", s.noncePrefix, s.nonceSeq.Add(1))
-			start := time.Now()
-			if err := stream.Send(&mcpmeshv1.StreamConfigResponse{Snapshot: snap, Nonce: nonce}); err != nil {
-				return err
+	// The sender goroutine below is the stream's only caller of Send, fed by
+	// a queue of one: this loop hands it a snapshot only when the previous
+	// one has gone out. The store's watch channel holds at most the newest
+	// revision, so bursts of writes coalesce into one snapshot and a slow
+	// data plane costs at most one snapshot in flight, never a backlog.
+	// A Send that has not completed within sendTimeout means the data plane
+	// stopped reading (HTTP/2 flow control is full): the stream is ended,
+	// which makes gRPC cancel the stream and so unblocks that Send.
+	out := make(chan *mcpmeshv1.StreamConfigResponse, 1)
+	sendDone := make(chan error, 1)
+	stopSender := make(chan struct{})
+	defer close(stopSender)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			select {
+			case <-stopSender:
+				return
+			case m := <-out:
+				select {
+				case <-stopSender: // the handler returned meanwhile: Send is no longer allowed
+					return
+				default:
+				}
+				err := stream.Send(m)
+				sendDone <- err
+				if err != nil {
+					return
+				}
 			}
-			s.sent.Add(1)
-			have, sentOnce = rev, true
-			log.Debug("config snapshot sent", "revision", rev, "nonce", nonce, "servers", len(snap.GetServers()), "duration", time.Since(start))
+		}
+	}()
+	sendTimer := time.NewTimer(s.sendTimeout)
+	sendTimer.Stop()
+	defer sendTimer.Stop()
+
+	var (
+		have, sentOnce = hello.GetLastRevision(), false
+		inFlight       bool   // a snapshot is with the sender
+		flightRev      uint64 // its revision
+		flightNonce    string
+		flightStart    time.Time
+	)
+	for {
+		if !inFlight {
+			snap, err := s.snapshot(ctx)
+			if err != nil {
+				log.Error("cannot build config snapshot", "err", err)
+				return status.Error(codes.Internal, "build config snapshot: store unavailable")
+			}
+			rev := snap.GetRevision()
+			wantSend := rev != have || (have == 0 && !sentOnce)
+			if wantSend && rev != 0 && rev == s.nackedRevision(id) {
+				wantSend = false // it rejected this exact revision: wait for a newer one
+			}
+			if wantSend {
+				flightNonce = fmt.Sprintf("%s-%d", s.noncePrefix, s.nonceSeq.Add(1))
+				flightRev, flightStart, inFlight = rev, time.Now(), true
+				out <- &mcpmeshv1.StreamConfigResponse{Snapshot: snap, Nonce: flightNonce} // the sender is idle: never blocks
+				sendTimer.Reset(s.sendTimeout)
+			}
 		}
 		select {
 		case <-s.shutdown:
@@ -276,10 +342,29 @@ func (s *Server) StreamConfig(stream grpc.BidiStreamingServer[mcpmeshv1.StreamCo
 				return nil
 			}
 			return err
+		case err := <-sendDone:
+			sendTimer.Stop()
+			inFlight = false
+			if err != nil {
+				return err
+			}
+			s.sent.Add(1)
+			have, sentOnce = flightRev, true
+			log.Debug("config snapshot sent", "revision", flightRev, "nonce", flightNonce, "duration", time.Since(flightStart))
+		case <-sendTimer.C:
+			log.Warn("data plane is not reading its config stream; disconnecting it",
+				"revision", flightRev, "timeout", s.sendTimeout)
+			return status.Errorf(codes.ResourceExhausted,
+				"config snapshot %d was not taken by the stream within %s: the data plane is not reading; reconnect", flightRev, s.sendTimeout)
 		case _, ok := <-watch:
-			if !ok && ctx.Err() == nil {
+			if !ok {
+				if ctx.Err() != nil {
+					return status.FromContextError(ctx.Err()).Err()
+				}
 				return status.Error(codes.Unavailable, "control plane is shutting down")
 			}
+			// With a snapshot in flight, the newest revision is picked up
+			// when it completes.
 		}
 	}
 }

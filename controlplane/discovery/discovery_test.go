@@ -1,11 +1,16 @@
 package discovery_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,9 +34,15 @@ type env struct {
 	disc   *discovery.Server
 	health *health.Aggregator
 	client mcpmeshv1.DiscoveryServiceClient
+	addr   string
 }
 
-func start(t *testing.T) *env {
+func start(t *testing.T, opts ...discovery.Option) *env {
+	t.Helper()
+	return startLogged(t, nil, opts...)
+}
+
+func startLogged(t *testing.T, logger *slog.Logger, opts ...discovery.Option) *env {
 	t.Helper()
 	st, err := store.OpenBolt(filepath.Join(t.TempDir(), store.FileName))
 	if err != nil {
@@ -39,7 +50,7 @@ func start(t *testing.T) *env {
 	}
 	e := &env{st: st}
 	e.health = health.New(st, func() map[string]bool { return e.disc.ConnectedIDs() }, nil)
-	e.disc = discovery.New(st, e.health, nil)
+	e.disc = discovery.New(st, e.health, logger, opts...)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -52,6 +63,7 @@ func start(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e.client = mcpmeshv1.NewDiscoveryServiceClient(cc)
+	e.addr = lis.Addr().String()
 	t.Cleanup(func() {
 		cc.Close()
 		gs.Stop()
@@ -71,8 +83,13 @@ type dpClient struct {
 
 func (e *env) connect(t *testing.T, id string, lastRev uint64) *dpClient {
 	t.Helper()
+	return e.connectWith(t, e.client, id, lastRev)
+}
+
+func (e *env) connectWith(t *testing.T, client mcpmeshv1.DiscoveryServiceClient, id string, lastRev uint64) *dpClient {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	stream, err := e.client.StreamConfig(ctx)
+	stream, err := client.StreamConfig(ctx)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -383,5 +400,181 @@ func TestSecondHelloRejected(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("second hello not rejected")
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// smallWindowClient dials with the smallest HTTP/2 flow-control windows gRPC
+// allows (64 KiB), so a client that stops reading fills them quickly.
+func (e *env) smallWindowClient(t *testing.T) mcpmeshv1.DiscoveryServiceClient {
+	t.Helper()
+	cc, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return mcpmeshv1.NewDiscoveryServiceClient(cc)
+}
+
+func TestSlowDataPlaneIsDisconnected(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	logs := &syncBuf{}
+	e := startLogged(t, slog.New(slog.NewTextHandler(logs, nil)), discovery.WithSendTimeout(timeout))
+	ctx := context.Background()
+	// About 2.6 MB of snapshot: far more than the 64 KiB windows plus gRPC's
+	// 64 KiB per-stream write quota, so the second Send to a client that does
+	// not read cannot complete. (The first always returns: gRPC queues a
+	// message as long as some quota is left.)
+	long := strings.Repeat("x", 16<<10)
+	for i := range 20 {
+		s := storetest.Server(fmt.Sprintf("s%02d", i))
+		for range 8 {
+			s.Stdio.Args = append(s.Stdio.Args, long)
+		}
+		if _, err := e.st.CreateServer(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The slow one: hello, then never a Recv.
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	slow, err := e.smallWindowClient(t).StreamConfig(sctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := slow.Send(&mcpmeshv1.StreamConfigRequest{Msg: &mcpmeshv1.StreamConfigRequest_Hello{Hello: &mcpmeshv1.Hello{DataplaneId: "slow"}}}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor(t, "slow connected", func() bool { return e.dataplane("slow").GetConnected() })
+	// Its first snapshot must have been handed to gRPC before the next
+	// revision exists, or the two would coalesce into one Send. Sends do not
+	// signal subscribers, hence the poll.
+	for deadline := time.Now().Add(10 * time.Second); e.disc.SnapshotsSent() < 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("first snapshot to the slow data plane not sent within 10s")
+		}
+	}
+
+	// The control: same windows, same snapshots, but it reads.
+	reader := e.connectWith(t, e.smallWindowClient(t), "reader", 0)
+	if m := reader.next(); m.GetSnapshot().GetRevision() != 20 {
+		t.Fatalf("reader got revision %d first, want 20", m.GetSnapshot().GetRevision())
+	}
+
+	start := time.Now()
+	if _, err := e.st.CreateServer(ctx, storetest.Server("trigger")); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor(t, "slow disconnected", func() bool { return !e.dataplane("slow").GetConnected() })
+	took := time.Since(start)
+	t.Logf("slow data plane disconnected %v after the revision it could not take (send timeout %v)", took, timeout)
+	if took < timeout {
+		t.Fatalf("disconnected after %v, before the %v send timeout", took, timeout)
+	}
+	if m := reader.next(); m.GetSnapshot().GetRevision() != 21 {
+		t.Fatalf("reader got revision %d, want 21", m.GetSnapshot().GetRevision())
+	}
+	if !e.dataplane("reader").GetConnected() {
+		t.Fatal("the data plane that reads was disconnected too")
+	}
+	// Slow got one snapshot, reader two; the stuck one was never counted.
+	if n := e.disc.SnapshotsSent(); n != 3 {
+		t.Fatalf("snapshots sent = %d, want 3", n)
+	}
+	out := logs.String()
+	for _, want := range []string{"data plane is not reading its config stream; disconnecting it", "dataplane=slow", "revision=21", "timeout=300ms"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func TestDisconnectedDataPlaneIsForgottenAfterAnHour(t *testing.T) {
+	clock := &fakeClock{now: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)}
+	e := start(t, discovery.WithClock(clock.Now))
+	ctx := context.Background()
+	if _, err := e.st.CreateServer(ctx, storetest.Server("a")); err != nil {
+		t.Fatal(err)
+	}
+	gone := e.connect(t, "gone", 0)
+	stays := e.connect(t, "stays", 0)
+	gone.next()
+	stays.next()
+	hch, stop := e.health.Subscribe()
+	defer stop()
+	gone.send(&mcpmeshv1.StreamConfigRequest{Msg: &mcpmeshv1.StreamConfigRequest_Health{Health: &mcpmeshv1.HealthReport{
+		Backends: []*mcpmeshv1.BackendHealth{{Server: "a", State: mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY}},
+	}}})
+	select {
+	case <-hch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("health report not recorded")
+	}
+	gone.cancel()
+	e.waitFor(t, "gone disconnected", func() bool { return !e.dataplane("gone").GetConnected() })
+
+	ids := func() []string {
+		var out []string
+		for _, dp := range e.disc.ListDataPlanes() {
+			out = append(out, dp.GetId())
+		}
+		return out
+	}
+	clock.Advance(discovery.ForgetAfter)
+	if got := ids(); !slices.Equal(got, []string{"gone", "stays"}) {
+		t.Fatalf("exactly an hour after disconnecting: %v, want both listed", got)
+	}
+	clock.Advance(time.Second)
+	// "stays" has not been seen for an hour either, but it is connected.
+	if got := ids(); !slices.Equal(got, []string{"stays"}) {
+		t.Fatalf("after an hour and a second: %v, want only the connected one", got)
+	}
+	hs, err := e.st.ListHealth(ctx)
+	if err != nil || len(hs) != 1 || hs[0].GetDataplaneId() != "gone" {
+		t.Fatalf("stored reports after forgetting = %v, %v; want gone's kept", hs, err)
+	}
+	// It may come back under the same id.
+	back := e.connect(t, "gone", 1)
+	e.waitFor(t, "gone back", func() bool { return e.dataplane("gone").GetConnected() })
+	back.cancel()
+	e.waitFor(t, "gone disconnected again", func() bool { return !e.dataplane("gone").GetConnected() })
+	clock.Advance(2 * discovery.ForgetAfter)
+	if got := ids(); !slices.Equal(got, []string{"stays"}) {
+		t.Fatalf("two hours later: %v", got)
 	}
 }

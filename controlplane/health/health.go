@@ -156,6 +156,90 @@ func (a *Aggregator) Events(ctx context.Context, limit int) ([]store.Event, erro
 	return a.st.ListEvents(ctx, limit)
 }
 
+// Transition is one backend state change as people read it (status page,
+// GET /api/events).
+type Transition struct {
+	Time      time.Time `json:"time"`
+	DataPlane string    `json:"dataplane"`
+	Server    string    `json:"server"`
+	// From is the state before: FromNone when the data plane reported the
+	// backend for the first time, FromUnknown when the earlier transition has
+	// already left the bounded event log.
+	From  string `json:"from"`
+	To    string `json:"to"`
+	Error string `json:"error"`
+}
+
+// Values of Transition.From that are not states.
+const (
+	FromNone    = "none"
+	FromUnknown = "unknown"
+)
+
+// Transitions returns up to limit of the newest transitions, newest first
+// (limit <= 0: all that are kept, at most store.MaxEvents).
+//
+// The store records the state after each transition only, so the state
+// before is the previous event of the same data plane and server. The whole
+// log is read for that: it is bounded, and a limited read would lose the
+// "from" of the oldest entries it returns.
+func (a *Aggregator) Transitions(ctx context.Context, limit int) ([]Transition, error) {
+	evs, err := a.st.ListEvents(ctx, 0)
+	if err != nil {
+		return nil, fmt.Errorf("list transitions: %w", err)
+	}
+	// Sequences start at 1, so an oldest event with seq 1 means nothing was
+	// trimmed and a first event really is a first report.
+	trimmed := len(evs) > 0 && evs[0].Seq > 1
+	type key struct{ dp, server string }
+	last := make(map[key]string)
+	all := make([]Transition, 0, len(evs))
+	for _, e := range evs {
+		h := e.Health
+		k := key{h.GetDataplaneId(), h.GetServer()}
+		from, ok := last[k]
+		switch {
+		case ok:
+		case trimmed:
+			from = FromUnknown
+		default:
+			from = FromNone
+		}
+		to := StateLabel(h.GetState())
+		last[k] = to
+		all = append(all, Transition{
+			Time: h.GetReportedAt().AsTime().UTC(), DataPlane: k.dp, Server: k.server,
+			From: from, To: to, Error: h.GetLastError(),
+		})
+	}
+	if limit <= 0 || limit > len(all) {
+		limit = len(all)
+	}
+	out := make([]Transition, 0, limit)
+	for i := len(all) - 1; i >= len(all)-limit; i-- {
+		out = append(out, all[i])
+	}
+	return out, nil
+}
+
+// StateLabel is the lower-case name of a backend state, as the data plane's
+// /health and the status page spell it.
+func StateLabel(s mcpmeshv1.BackendState) string {
+	switch s {
+	case mcpmeshv1.BackendState_BACKEND_STATE_CONNECTING:
+		return "connecting"
+	case mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY:
+		return "healthy"
+	case mcpmeshv1.BackendState_BACKEND_STATE_RETRYING:
+		return "retrying"
+	case mcpmeshv1.BackendState_BACKEND_STATE_UNAVAILABLE:
+		return "unavailable"
+	case mcpmeshv1.BackendState_BACKEND_STATE_DISABLED:
+		return "disabled"
+	}
+	return "unknown"
+}
+
 // Aggregate computes one server's status from the reports of the connected
 // data planes (reports must already be filtered to those).
 func Aggregate(server *mcpmeshv1.Server, reports []*mcpmeshv1.BackendHealth) *mcpmeshv1.ServerStatus {

@@ -3,6 +3,7 @@ package health
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -204,5 +205,87 @@ func TestBadReports(t *testing.T) {
 	}
 	if err := a.Report(context.Background(), "dp", nil); err != nil {
 		t.Fatalf("nil report (no backends) rejected: %v", err)
+	}
+}
+
+func TestTransitions(t *testing.T) {
+	ctx := context.Background()
+	st := store.NewMemory()
+	tick := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	a := New(st, nil, nil, WithClock(func() time.Time { tick = tick.Add(time.Second); return tick }))
+	steps := []struct {
+		dp    string
+		state mcpmeshv1.BackendState
+		err   string
+	}{
+		{"dp1", healthy, ""},
+		{"dp2", unavailable, "dial tcp: connection refused"},
+		{"dp1", healthy, ""}, // no change: no transition
+		{"dp1", retrying, "EOF"},
+		{"dp1", healthy, ""},
+	}
+	for _, s := range steps {
+		r := &mcpmeshv1.HealthReport{Backends: []*mcpmeshv1.BackendHealth{{Server: "x", State: s.state, LastError: s.err}}}
+		if err := a.Report(ctx, s.dp, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := a.Transitions(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(sec int) time.Time { return time.Date(2026, 1, 2, 3, 4, 5+sec, 0, time.UTC) }
+	want := []Transition{ // newest first
+		{at(5), "dp1", "x", "retrying", "healthy", ""},
+		{at(4), "dp1", "x", "healthy", "retrying", "EOF"},
+		{at(2), "dp2", "x", FromNone, "unavailable", "dial tcp: connection refused"},
+		{at(1), "dp1", "x", FromNone, "healthy", ""},
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("transitions\n got %v\nwant %v", got, want)
+	}
+	if got, _ := a.Transitions(ctx, 2); !slices.Equal(got, want[:2]) {
+		t.Fatalf("limit 2 = %v, want the two newest", got)
+	}
+	if got, _ := a.Transitions(ctx, 100); len(got) != 4 {
+		t.Fatalf("limit above the count = %d items", len(got))
+	}
+}
+
+func TestTransitionsAfterTheLogWrapped(t *testing.T) {
+	ctx := context.Background()
+	a := New(store.NewMemory(), nil, nil)
+	if err := a.Report(ctx, "dp2", report(map[string]mcpmeshv1.BackendState{"y": healthy})); err != nil {
+		t.Fatal(err)
+	}
+	// One more transition than the log keeps, plus the one above: both the
+	// dp2 event and the first dp1 event are dropped.
+	for i := range store.MaxEvents + 1 {
+		s := healthy
+		if i%2 == 1 {
+			s = retrying
+		}
+		if err := a.Report(ctx, "dp1", report(map[string]mcpmeshv1.BackendState{"x": s})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := a.Transitions(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != store.MaxEvents {
+		t.Fatalf("%d transitions, want %d", len(got), store.MaxEvents)
+	}
+	oldest, next := got[len(got)-1], got[len(got)-2]
+	if oldest.From != FromUnknown || oldest.To != "retrying" {
+		t.Fatalf("oldest kept = %+v, want from unknown (its predecessor was dropped)", oldest)
+	}
+	if next.From != "retrying" || next.To != "healthy" {
+		t.Fatalf("second oldest = %+v", next)
+	}
+	for _, tr := range got {
+		if tr.DataPlane != "dp1" {
+			t.Fatalf("dropped event still listed: %+v", tr)
+		}
 	}
 }

@@ -3,11 +3,14 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"html/template"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
+	"github.com/mcpmesh/mcpmesh/controlplane/health"
 	"github.com/mcpmesh/mcpmesh/controlplane/store"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 )
@@ -20,8 +23,18 @@ type DataPlanes interface {
 // Health aggregates server health (the health component).
 type Health interface {
 	Statuses(ctx context.Context, servers []*mcpmeshv1.Server) ([]*mcpmeshv1.ServerStatus, error)
-	Events(ctx context.Context, limit int) ([]store.Event, error)
+	// Transitions returns up to limit of the newest backend state
+	// transitions, newest first.
+	Transitions(ctx context.Context, limit int) ([]health.Transition, error)
 }
+
+// Limits of GET /api/events?limit=N, and how many transitions the status
+// page shows.
+const (
+	DefaultEventsLimit = 100
+	MaxEventsLimit     = store.MaxEvents
+	PageEvents         = 50
+)
 
 // Deps are what the handlers read from.
 type Deps struct {
@@ -53,6 +66,7 @@ func New(d Deps) http.Handler {
 	if d.Metrics != nil {
 		mux.Handle("GET /metrics", d.Metrics)
 	}
+	mux.HandleFunc("GET /api/events", h.events)
 	mux.HandleFunc("GET /{$}", h.page)
 	return mux
 }
@@ -79,6 +93,39 @@ func (h *handler) health(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(resp)
 }
 
+// events serves GET /api/events?limit=N: a JSON array of the newest backend
+// state transitions, newest first.
+func (h *handler) events(w http.ResponseWriter, r *http.Request) {
+	limit := DefaultEventsLimit
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxEventsLimit {
+			writeJSONError(w, http.StatusBadRequest, fmt.Sprintf("limit must be an integer from 1 to %d, got %q", MaxEventsLimit, v))
+			return
+		}
+		limit = n
+	}
+	trs, err := h.d.Health.Transitions(r.Context(), limit)
+	if err != nil {
+		h.d.Logger.Warn("events: cannot read transitions", "err", err)
+		writeJSONError(w, http.StatusServiceUnavailable, "cannot read the event log; see the control plane's log")
+		return
+	}
+	if trs == nil {
+		trs = []health.Transition{} // an empty log is [], not null
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(trs)
+}
+
+func writeJSONError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
 type pageServer struct {
 	Name, Transport, Target, State string
 	Healthy, Total                 uint32
@@ -93,7 +140,7 @@ type pageDataPlane struct {
 }
 
 type pageEvent struct {
-	At, DataPlane, Server, State, Error string
+	At, DataPlane, Server, From, To, Error string
 }
 
 type pageData struct {
@@ -138,14 +185,13 @@ func (h *handler) page(w http.ResponseWriter, r *http.Request) {
 		}
 		data.DataPlanes = append(data.DataPlanes, p)
 	}
-	if evs, err := h.d.Health.Events(ctx, 20); err == nil {
-		for i := len(evs) - 1; i >= 0; i-- { // newest first
-			e := evs[i].Health
-			data.Events = append(data.Events, pageEvent{
-				At: e.GetReportedAt().AsTime().UTC().Format(time.RFC3339), DataPlane: e.GetDataplaneId(),
-				Server: e.GetServer(), State: stateLabel(e.GetState()), Error: e.GetLastError(),
-			})
-		}
+	trs, err := h.d.Health.Transitions(ctx, PageEvents)
+	if err != nil {
+		h.d.Logger.Warn("status page: cannot read transitions", "err", err)
+	}
+	for _, tr := range trs {
+		data.Events = append(data.Events, pageEvent{At: tr.Time.Format(time.RFC3339), DataPlane: tr.DataPlane,
+			Server: tr.Server, From: tr.From, To: tr.To, Error: tr.Error})
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
@@ -166,22 +212,6 @@ func transport(s *mcpmeshv1.Server) string {
 	return "?"
 }
 
-func stateLabel(s mcpmeshv1.BackendState) string {
-	switch s {
-	case mcpmeshv1.BackendState_BACKEND_STATE_CONNECTING:
-		return "connecting"
-	case mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY:
-		return "healthy"
-	case mcpmeshv1.BackendState_BACKEND_STATE_RETRYING:
-		return "retrying"
-	case mcpmeshv1.BackendState_BACKEND_STATE_UNAVAILABLE:
-		return "unavailable"
-	case mcpmeshv1.BackendState_BACKEND_STATE_DISABLED:
-		return "disabled"
-	}
-	return "unknown"
-}
-
 var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>mcpmesh control plane</title>
 <meta http-equiv="refresh" content="5">
@@ -191,7 +221,7 @@ table{border-collapse:collapse;margin-bottom:2em}
 th,td{border:1px solid #ccc;padding:.3em .7em;text-align:left}
 th{background:#f3f3f3}
 .healthy{color:#17803d}.degraded,.retrying,.connecting{color:#b45309}
-.unavailable,.error{color:#b91c1c}.unknown,.disabled,.no{color:#777}
+.unavailable,.error{color:#b91c1c}.unknown,.disabled,.none,.no{color:#777}
 </style></head><body>
 <h1>mcpmesh control plane</h1>
 <p>Config revision <b>{{.Revision}}</b> · {{.Now}}</p>
@@ -205,8 +235,9 @@ th{background:#f3f3f3}
 {{range .DataPlanes}}<tr><td>{{.ID}}</td><td>{{.Version}}</td><td>{{.ListenAddr}}</td><td>{{.Peer}}</td><td class="{{if .Connected}}healthy{{else}}no{{end}}">{{if .Connected}}yes{{else}}no{{end}}</td><td>{{.Revision}}</td><td>{{if .Nacked}}{{.Nacked}}: {{.LastError}}{{end}}</td><td>{{.LastSeen}}</td></tr>
 {{end}}</table>{{else}}<p>No data plane has connected yet.</p>{{end}}
 <h2>Recent backend transitions</h2>
-{{if .Events}}<table><tr><th>At</th><th>Data plane</th><th>Server</th><th>State</th><th>Error</th></tr>
-{{range .Events}}<tr><td>{{.At}}</td><td>{{.DataPlane}}</td><td>{{.Server}}</td><td class="{{.State}}">{{.State}}</td><td>{{.Error}}</td></tr>
+{{if .Events}}<p>The newest {{len .Events}}, newest first; more at <a href="/api/events?limit=1000">/api/events</a>.</p>
+<table><tr><th>At</th><th>Data plane</th><th>Server</th><th>From</th><th>To</th><th>Error</th></tr>
+{{range .Events}}<tr><td>{{.At}}</td><td>{{.DataPlane}}</td><td>{{.Server}}</td><td class="{{.From}}">{{.From}}</td><td class="{{.To}}">{{.To}}</td><td>{{.Error}}</td></tr>
 {{end}}</table>{{else}}<p>None yet.</p>{{end}}
 </body></html>
 `))

@@ -11,7 +11,6 @@ import (
 	"github.com/mcpmesh/mcpmesh/controlplane/app"
 	"github.com/mcpmesh/mcpmesh/controlplane/discovery"
 	"github.com/mcpmesh/mcpmesh/controlplane/health"
-	"github.com/mcpmesh/mcpmesh/controlplane/internal/metrics"
 	"github.com/mcpmesh/mcpmesh/controlplane/registry"
 	"github.com/mcpmesh/mcpmesh/controlplane/store"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
@@ -47,7 +46,7 @@ func start(t *testing.T) *env {
 	e := &env{st: st}
 	agg := health.New(st, func() map[string]bool { return e.disc.ConnectedIDs() }, nil)
 	e.disc = discovery.New(st, agg, nil)
-	gs := grpc.NewServer(app.ServerOptions(discardLogger(), token, metrics.NewGRPC(metrics.NewRegistry()))...)
+	gs := grpc.NewServer(app.ServerOptions(discardLogger(), token, app.NewMetrics())...)
 	mcpmeshv1.RegisterRegistryServiceServer(gs, registry.New(st, e.disc, agg, nil))
 	mcpmeshv1.RegisterDiscoveryServiceServer(gs, e.disc)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
