@@ -146,6 +146,11 @@ func run() int {
 	srv.Refresh() // serve an empty, valid server until the first snapshot
 	aggregated.Store(srv)
 
+	transports := mcpserver.NewHTTP(srv, mcpserver.HTTPOptions{
+		Logger: log.With("component", "mcp-http"),
+		// /mcp?pagination=true opts a client into pagination.
+		ContextFunc: mcpserver.PaginationFromRequest,
+	})
 	client := configclient.New(configclient.Options{
 		Addr:        cfg.controlPlane,
 		Token:       token,
@@ -157,6 +162,10 @@ func run() int {
 			if err := mgr.Apply(snap); err != nil {
 				return err
 			}
+			transports.SetSessionSecret(snap.GetClusterSecret())
+			// Settings and secret before the lists, so the first page cut
+			// from this snapshot's lists follows its rules.
+			srv.SetConfig(snap.GetSettings(), snap.GetClusterSecret(), snap.GetRevision())
 			srv.Refresh()
 			applied.Store(true)
 			return nil
@@ -165,7 +174,6 @@ func run() int {
 	})
 	cc.Store(client)
 
-	transports := mcpserver.NewHTTP(srv, mcpserver.HTTPOptions{Logger: log.With("component", "mcp-http")})
 	mux := http.NewServeMux()
 	api.Register(mux)
 	transports.Register(mux)

@@ -12,9 +12,26 @@ import (
 
 // HTTPOptions configure the MCP HTTP transports.
 type HTTPOptions struct {
-	// SessionIdleTTL drops the state of streamable HTTP sessions that were
-	// idle this long (clients often vanish without DELETE); zero means 30 min.
+	// SessionIdleTTL drops this replica's in-memory state of streamable HTTP
+	// sessions idle this long (clients often vanish without DELETE); zero
+	// means 30 min. The session itself stays valid: its id is self-contained
+	// and the next request, here or on another replica, carries on.
 	SessionIdleTTL time.Duration
+	// SessionMaxAge is how long after initialize a session id is accepted;
+	// zero means DefaultSessionMaxAge (7 days). Stateless ids cannot expire
+	// on idleness, since no replica knows when another last saw them.
+	SessionMaxAge time.Duration
+	// SessionSecretGrace is how long session ids signed with the previous
+	// cluster secret stay valid after SetSessionSecret changed it; zero means
+	// DefaultSessionSecretGrace (1 h).
+	SessionSecretGrace time.Duration
+	// ContextFunc, when set, runs on every MCP request of both transports
+	// (after the session was restored), e.g. to read per-connection options
+	// from the URL.
+	ContextFunc func(ctx context.Context, r *http.Request) context.Context
+	// Now is the clock of session expiry and secret grace; tests inject one.
+	// Defaults to time.Now.
+	Now func() time.Time
 	// SSEKeepAlive is the interval of SSE keep-alive pings; zero means 25 s.
 	SSEKeepAlive time.Duration
 	// Logger defaults to slog.Default().
@@ -23,9 +40,23 @@ type HTTPOptions struct {
 
 // HTTP serves one aggregated server over streamable HTTP (/mcp) and the
 // legacy HTTP+SSE transport (/sse and /message).
+//
+// Streamable HTTP works behind any load balancer: session ids are signed with
+// the cluster secret and carry what another replica needs (see session.go),
+// and 2026-07-28 requests carry everything themselves.
+//
+// Legacy SSE does not, and cannot: its /message POSTs are answered on the
+// /sse stream, which lives in the one replica that opened it, so a load
+// balancer in front of several data planes must route /sse and /message of a
+// client to the same replica (sticky sessions, e.g. on the sessionId query
+// parameter or the client address).
 type HTTP struct {
 	streamable *server.StreamableHTTPServer
+	mcp        http.Handler // streamable, behind the session id check
 	sse        *server.SSEServer
+	message    http.Handler // SSE /message, behind the cursor guard
+	ids        *SessionIDManager
+	log        *slog.Logger
 }
 
 // NewHTTP builds the transports for s. Close stops what they started.
@@ -39,26 +70,63 @@ func NewHTTP(s *Server, opts HTTPOptions) *HTTP {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	ids := NewSessionIDManager(SessionIDOptions{
+		MaxAge:      opts.SessionMaxAge,
+		SecretGrace: opts.SessionSecretGrace,
+		Now:         opts.Now,
+	})
+	streamable := server.NewStreamableHTTPServer(s.mcp,
+		server.WithEndpointPath("/mcp"),
+		server.WithSessionIdleTTL(opts.SessionIdleTTL),
+		server.WithStreamableHTTPLogger(opts.Logger),
+		server.WithSessionIdManagerResolver(sessionResolver{ids: ids}),
+		server.WithHTTPContextFunc(sessionContext(opts.ContextFunc)),
+	)
+	sseOpts := []server.SSEOption{
+		server.WithSSEEndpoint("/sse"),
+		server.WithMessageEndpoint("/message"),
+		server.WithKeepAlive(true),
+		server.WithKeepAliveInterval(opts.SSEKeepAlive),
+		// Carry /sse?pagination=true over to every /message request.
+		server.WithAppendQueryToMessageEndpoint(),
+	}
+	if opts.ContextFunc != nil {
+		sseOpts = append(sseOpts, server.WithSSEContextFunc(server.SSEContextFunc(opts.ContextFunc)))
+	}
+	sse := server.NewSSEServer(s.mcp, sseOpts...)
 	return &HTTP{
-		streamable: server.NewStreamableHTTPServer(s.mcp,
-			server.WithEndpointPath("/mcp"),
-			server.WithSessionIdleTTL(opts.SessionIdleTTL),
-			server.WithStreamableHTTPLogger(opts.Logger),
-		),
-		sse: server.NewSSEServer(s.mcp,
-			server.WithSSEEndpoint("/sse"),
-			server.WithMessageEndpoint("/message"),
-			server.WithKeepAlive(true),
-			server.WithKeepAliveInterval(opts.SSEKeepAlive),
-		),
+		streamable: streamable,
+		// Session ids are checked first; then bad list cursors get a clear -32602
+		// before mcp-go sees them.
+		mcp:     &sessionHandler{ids: ids, next: s.StreamableCursorGuard(streamable), log: opts.Logger},
+		sse:     sse,
+		message: s.SSECursorGuard(sse, sse.MessageHandler()),
+		ids:     ids,
+		log:     opts.Logger,
+	}
+}
+
+// SetSessionSecret makes secret (the cluster secret of the config snapshot)
+// the key of new session ids. Until the first call ids are signed with a
+// random per-process key, valid on this replica only. After a change, ids
+// signed with the previous key stay valid for SessionSecretGrace. Calling it
+// with every snapshot is cheap: the same secret is a no-op.
+func (h *HTTP) SetSessionSecret(secret []byte) {
+	if len(secret) == 0 {
+		h.log.Warn("config snapshot carries no cluster secret; session ids stay valid on this data plane only")
+		return
+	}
+	if h.ids.SetSecret(secret) {
+		h.log.Info("session id key changed; ids signed with the previous key are accepted for the grace period",
+			"grace", h.ids.grace)
 	}
 }
 
 // Register mounts /mcp, /sse and /message on mux.
 func (h *HTTP) Register(mux *http.ServeMux) {
-	mux.Handle("/mcp", h.streamable)
+	mux.Handle("/mcp", h.mcp)
 	mux.Handle("/sse", h.sse.SSEHandler())
-	mux.Handle("/message", h.sse.MessageHandler())
+	mux.Handle("/message", h.message)
 }
 
 // Close ends every open session, so that the long-lived GET and SSE streams

@@ -36,6 +36,12 @@ type Server struct {
 	mcp    *server.MCPServer
 	routes atomic.Pointer[routes]
 
+	// Pagination (paginate.go): the lists served, the settings and secret of
+	// the latest snapshot, and the plans of list requests in flight.
+	lists   atomic.Pointer[lists]
+	pageCfg atomic.Pointer[pageConfig]
+	plans   plans
+
 	// mu serialises Refresh; the fingerprints below are what mcp-go currently
 	// holds, so a refresh can tell which lists really changed.
 	mu          sync.Mutex
@@ -78,17 +84,17 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{src: opts.Source, log: log}
 	s.routes.Store(&routes{resources: map[string]resourceRoute{}})
+	s.lists.Store(&lists{})
+	s.pageCfg.Store(newPageConfig())
 	serverOpts := []server.ServerOption{
 		server.WithToolCapabilities(true),
 		server.WithPromptCapabilities(true),
 		server.WithResourceCapabilities(false, true),
 		server.WithRecovery(),
 		server.WithResourceRecovery(),
-		// No WithPaginationLimit: mcp-go then returns whole lists, which is
-		// what the gateway promises while pagination is off.
-	}
-	if opts.Hooks != nil {
-		serverOpts = append(serverOpts, server.WithHooks(opts.Hooks))
+		// No WithPaginationLimit: the list hooks serve every list, paged
+		// or whole (paginate.go).
+		server.WithHooks(s.paginationHooks(opts.Hooks)),
 	}
 	if opts.Instructions != "" {
 		serverOpts = append(serverOpts, server.WithInstructions(opts.Instructions))
@@ -112,6 +118,7 @@ type aggregate struct {
 	templates  []server.ServerResourceTemplate
 	templateFP map[string]string
 	routes     *routes
+	lists      *lists
 }
 
 // Refresh rebuilds the aggregated lists from the backends that are ready and
@@ -151,6 +158,8 @@ func (s *Server) Refresh() {
 		s.mcp.SetResourceTemplates(agg.templates...)
 		s.templateFP = agg.templateFP
 	}
+	// After mcp-go holds the items: a client that lists one can use it.
+	s.lists.Store(agg.lists)
 	s.log.Debug("aggregated MCP server refreshed",
 		"tools", len(agg.tools), "prompts", len(agg.prompts),
 		"resources", len(agg.resources), "resource_templates", len(agg.templates))
@@ -163,6 +172,7 @@ func (s *Server) build() *aggregate {
 		resourceFP: map[string]string{},
 		templateFP: map[string]string{},
 		routes:     &routes{resources: map[string]resourceRoute{}},
+		lists:      &lists{},
 	}
 	backends := s.src.List()
 	for _, b := range backends {
@@ -223,6 +233,7 @@ func (s *Server) addTools(agg *aggregate, srv string, tools []mcp.Tool) {
 			continue
 		}
 		agg.toolFP[t.Name] = string(fp)
+		agg.lists.tools.add(srv, t.Name, t)
 		agg.tools = append(agg.tools, server.ServerTool{Tool: t, Handler: s.callTool})
 	}
 }
@@ -245,6 +256,7 @@ func (s *Server) addPrompts(agg *aggregate, srv string, prompts []mcp.Prompt) {
 			continue
 		}
 		agg.promptFP[p.Name] = string(fp)
+		agg.lists.prompts.add(srv, p.Name, p)
 		agg.prompts = append(agg.prompts, server.ServerPrompt{Prompt: p, Handler: s.getPrompt})
 	}
 }
@@ -271,6 +283,7 @@ func (s *Server) addResources(agg *aggregate, srv string, resources []mcp.Resour
 		}
 		agg.routes.resources[r.URI] = resourceRoute{server: srv, uri: upstream}
 		agg.resourceFP[r.URI] = string(fp)
+		agg.lists.resources.add(srv, r.URI, r)
 		agg.resources = append(agg.resources, server.ServerResource{Resource: r, Handler: s.readResource})
 	}
 }
@@ -303,6 +316,7 @@ func (s *Server) addTemplates(agg *aggregate, srv string, templates []mcp.Resour
 			continue
 		}
 		agg.templateFP[t.URITemplate.Raw()] = string(fp)
+		agg.lists.templates.add(srv, t.URITemplate.Raw(), t)
 		agg.templates = append(agg.templates, server.ServerResourceTemplate{Template: t, Handler: s.readResource})
 	}
 }
