@@ -5,10 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mark3labs/mcp-go/client"
@@ -26,13 +25,28 @@ var ErrNotReady = errors.New("not connected")
 
 // params are the tunables that can change without reconnecting.
 type params struct {
-	schedule resilience.Schedule
-	timeout  time.Duration
+	schedule      resilience.Schedule
+	timeout       time.Duration
+	probeInterval time.Duration
 }
 
-// Backend is one supervised, shared connection to a backend MCP server. All
-// clients of the data plane share it; a supervisor goroutine connects it,
-// notices when it dies and reconnects it under the backoff schedule.
+// EndpointHealth is this data plane's view of one endpoint (replica) of a server.
+type EndpointHealth struct {
+	// URL is the endpoint's URL, or the command of a stdio server.
+	URL       string
+	State     mcpmeshv1.BackendState
+	Breaker   mcpmeshv1.BreakerState
+	InFlight  int64
+	Requests  uint64
+	LastError string
+	// Since is when the endpoint entered State.
+	Since time.Time
+}
+
+// Backend is one server: one supervised, shared connection per endpoint
+// (replica), shared by all clients of the data plane. Requests go to the
+// ready endpoint with the fewest requests in flight; the server is ready
+// while any endpoint is.
 type Backend struct {
 	name   string
 	cfg    *mcpmeshv1.Server // immutable
@@ -40,54 +54,80 @@ type Backend struct {
 	clock  resilience.Clock
 	notify func() // non-blocking, coalesced by the manager
 
-	hc  *http.Client // shared by every connection of this backend; nil for stdio
-	htr *http.Transport
+	eps     []*endpoint // config order: http.url first, then endpoints[]
+	picker  resilience.Picker
+	latency atomic.Int64 // of the last successful request, in ns
 
 	ctx       context.Context
 	cancel    context.CancelFunc
-	done      chan struct{} // closed when the supervisor has exited
-	first     chan struct{} // closed once the first connect attempt resolved
+	wg        sync.WaitGroup // endpoint supervisors
+	done      chan struct{}  // closed when Close has stopped everything
+	first     chan struct{}  // closed once an endpoint is healthy or every endpoint's first attempt resolved
 	firstOnce sync.Once
-	refetch   chan struct{} // buffered 1: a list_changed arrived
 	closeOnce sync.Once
 
-	mu       sync.RWMutex
-	p        params
-	state    mcpmeshv1.BackendState
-	since    time.Time
-	lastErr  error
-	failures uint32
-	latency  time.Duration
-	cur      *conn
-	lists    lists
-	dirty    listKind
+	pmu sync.RWMutex
+	p   params
+
+	// aggMu serializes the aggregate state; it is taken before any endpoint's
+	// mu, never while one is held.
+	aggMu sync.Mutex
+	state mcpmeshv1.BackendState
+	since time.Time
+	tried []bool // per endpoint: first attempt resolved
 }
 
-func newBackend(cfg *mcpmeshv1.Server, p params, logger *slog.Logger, clock resilience.Clock, notify func()) *Backend {
+func newBackend(cfg *mcpmeshv1.Server, p params, logger *slog.Logger, clock resilience.Clock, notify func(), bc resilience.BreakerConfig) *Backend {
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Backend{
-		name:    cfg.GetName(),
-		cfg:     cfg,
-		logger:  logger.With("server", cfg.GetName()),
-		clock:   clock,
-		notify:  notify,
-		ctx:     ctx,
-		cancel:  cancel,
-		done:    make(chan struct{}),
-		first:   make(chan struct{}),
-		refetch: make(chan struct{}, 1),
-		p:       p,
-		state:   mcpmeshv1.BackendState_BACKEND_STATE_CONNECTING,
-		since:   clock.Now(),
+		name:   cfg.GetName(),
+		cfg:    cfg,
+		logger: logger.With("server", cfg.GetName()),
+		clock:  clock,
+		notify: notify,
+		ctx:    ctx,
+		cancel: cancel,
+		done:   make(chan struct{}),
+		first:  make(chan struct{}),
+		p:      p,
+		state:  mcpmeshv1.BackendState_BACKEND_STATE_CONNECTING,
+		since:  clock.Now(),
 	}
-	if t := cfg.GetTransport(); t == mcpmeshv1.Transport_TRANSPORT_STREAMABLE_HTTP || t == mcpmeshv1.Transport_TRANSPORT_SSE {
-		b.hc, b.htr = newHTTPClient()
+	for i, u := range endpointURLs(cfg) {
+		b.eps = append(b.eps, newEndpoint(b, i, u, bc))
 	}
+	b.tried = make([]bool, len(b.eps))
 	return b
 }
 
-// start launches the supervisor; its owner is the Backend, stopped by Close.
-func (b *Backend) start() { go b.run() }
+// endpointURLs lists a server's replicas: http.url then endpoints[], without
+// duplicates; a single "" for stdio.
+func endpointURLs(cfg *mcpmeshv1.Server) []string {
+	if cfg.GetTransport() == mcpmeshv1.Transport_TRANSPORT_STDIO {
+		return []string{""}
+	}
+	out := []string{cfg.GetHttp().GetUrl()}
+	seen := map[string]bool{out[0]: true}
+	for _, u := range cfg.GetEndpoints() {
+		if !seen[u] {
+			seen[u] = true
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// start launches one supervisor per endpoint; the Backend owns them and
+// Close stops them.
+func (b *Backend) start() {
+	for _, e := range b.eps {
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			e.run(b.ctx)
+		}()
+	}
+}
 
 // Name returns the server name.
 func (b *Backend) Name() string { return b.name }
@@ -96,371 +136,461 @@ func (b *Backend) Name() string { return b.name }
 // must not be modified.
 func (b *Backend) Config() *mcpmeshv1.Server { return b.cfg }
 
-// State returns the current state.
+// State returns the best state of the server's endpoints: healthy, then
+// connecting, retrying, unavailable.
 func (b *Backend) State() mcpmeshv1.BackendState {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
+	b.aggMu.Lock()
+	defer b.aggMu.Unlock()
 	return b.state
 }
 
-// Ready reports whether the backend is connected and its lists are fetched.
-func (b *Backend) Ready() bool {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	return b.readyLocked()
+// stateRank orders states from best to worst.
+func stateRank(s mcpmeshv1.BackendState) int {
+	switch s {
+	case mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY:
+		return 0
+	case mcpmeshv1.BackendState_BACKEND_STATE_CONNECTING:
+		return 1
+	case mcpmeshv1.BackendState_BACKEND_STATE_RETRYING:
+		return 2
+	default:
+		return 3
+	}
 }
 
-func (b *Backend) readyLocked() bool {
-	return b.cur != nil && b.state == mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY
+// endpointChanged recomputes the server's state after an endpoint changed and
+// reports the change. attempted says the endpoint just finished a connect
+// attempt.
+func (b *Backend) endpointChanged(e *endpoint, attempted bool) {
+	b.aggMu.Lock()
+	best := mcpmeshv1.BackendState_BACKEND_STATE_UNAVAILABLE
+	for _, x := range b.eps {
+		x.mu.RLock()
+		if stateRank(x.state) < stateRank(best) {
+			best = x.state
+		}
+		x.mu.RUnlock()
+	}
+	if best != b.state {
+		b.state, b.since = best, b.clock.Now()
+	}
+	if attempted {
+		b.tried[e.idx] = true
+	}
+	all := true
+	for _, t := range b.tried {
+		all = all && t
+	}
+	if all || best == mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY {
+		b.firstOnce.Do(func() { close(b.first) })
+	}
+	b.aggMu.Unlock()
+	b.notify()
+}
+
+// Ready reports whether any endpoint is connected with its lists fetched.
+func (b *Backend) Ready() bool {
+	_, ok := b.readyLists()
+	return ok
+}
+
+// readyLists returns the lists of the first ready endpoint in config order,
+// so what clients see does not hop between replicas.
+func (b *Backend) readyLists() (lists, bool) {
+	for _, e := range b.eps {
+		e.mu.RLock()
+		if e.readyLocked() {
+			l := e.lists
+			e.mu.RUnlock()
+			return l, true
+		}
+		e.mu.RUnlock()
+	}
+	return lists{}, false
 }
 
 // Tools returns the backend's complete tool list with upstream names; nil
 // when not ready. The slice is shared: do not modify it.
 func (b *Backend) Tools() []mcp.Tool {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	if !b.readyLocked() {
-		return nil
-	}
-	return b.lists.tools
+	l, _ := b.readyLists()
+	return l.tools
 }
 
 // Prompts returns the complete prompt list; nil when not ready.
 func (b *Backend) Prompts() []mcp.Prompt {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	if !b.readyLocked() {
-		return nil
-	}
-	return b.lists.prompts
+	l, _ := b.readyLists()
+	return l.prompts
 }
 
 // Resources returns the complete resource list; nil when not ready.
 func (b *Backend) Resources() []mcp.Resource {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	if !b.readyLocked() {
-		return nil
-	}
-	return b.lists.resources
+	l, _ := b.readyLists()
+	return l.resources
 }
 
 // ResourceTemplates returns the complete resource template list; nil when not ready.
 func (b *Backend) ResourceTemplates() []mcp.ResourceTemplate {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	if !b.readyLocked() {
-		return nil
-	}
-	return b.lists.templates
+	l, _ := b.readyLists()
+	return l.templates
 }
 
 // Capabilities returns what the backend announced at initialize; zero when not ready.
 func (b *Backend) Capabilities() mcp.ServerCapabilities {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	if !b.readyLocked() {
-		return mcp.ServerCapabilities{}
-	}
-	return b.lists.caps
+	l, _ := b.readyLists()
+	return l.caps
 }
 
 // Instructions returns the backend's initialize instructions; "" when not ready.
 func (b *Backend) Instructions() string {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	if !b.readyLocked() {
-		return ""
-	}
-	return b.lists.instructions
+	l, _ := b.readyLists()
+	return l.instructions
 }
 
-// CallTool calls a tool by its upstream name.
+// CallTool calls a tool by its upstream name. A call that fails in transport
+// is retried once, on another endpoint or after a reconnect, only when the
+// tool declares itself read-only or idempotent: a retry could repeat a side
+// effect.
 func (b *Backend) CallTool(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-	return do(ctx, b, fmt.Sprintf("call tool %q", req.Params.Name), func(ctx context.Context, cli *client.Client) (*mcp.CallToolResult, error) {
+	// Decided before the call: a failure clears the lists of the endpoint it broke.
+	retry := b.toolRetryable(req.Params.Name)
+	return do(ctx, b, fmt.Sprintf("call tool %q", req.Params.Name), retry, func(ctx context.Context, cli *client.Client) (*mcp.CallToolResult, error) {
 		return cli.CallTool(ctx, req)
 	})
 }
 
-// GetPrompt gets a prompt by its upstream name.
+// toolRetryable reports whether the cached tool says a repeat is harmless.
+func (b *Backend) toolRetryable(name string) bool {
+	l, _ := b.readyLists()
+	for _, t := range l.tools {
+		if t.Name == name {
+			a := t.Annotations
+			return (a.ReadOnlyHint != nil && *a.ReadOnlyHint) || (a.IdempotentHint != nil && *a.IdempotentHint)
+		}
+	}
+	return false
+}
+
+// GetPrompt gets a prompt by its upstream name; retried once on a transport failure.
 func (b *Backend) GetPrompt(ctx context.Context, req mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
-	return do(ctx, b, fmt.Sprintf("get prompt %q", req.Params.Name), func(ctx context.Context, cli *client.Client) (*mcp.GetPromptResult, error) {
+	return do(ctx, b, fmt.Sprintf("get prompt %q", req.Params.Name), true, func(ctx context.Context, cli *client.Client) (*mcp.GetPromptResult, error) {
 		return cli.GetPrompt(ctx, req)
 	})
 }
 
-// ReadResource reads a resource by its upstream URI.
+// ReadResource reads a resource by its upstream URI; retried once on a transport failure.
 func (b *Backend) ReadResource(ctx context.Context, req mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
-	return do(ctx, b, fmt.Sprintf("read resource %q", req.Params.URI), func(ctx context.Context, cli *client.Client) (*mcp.ReadResourceResult, error) {
+	return do(ctx, b, fmt.Sprintf("read resource %q", req.Params.URI), true, func(ctx context.Context, cli *client.Client) (*mcp.ReadResourceResult, error) {
 		return cli.ReadResource(ctx, req)
 	})
 }
 
-// do runs one upstream request on the current connection under the server's
-// timeout, records its latency, and marks the connection dead when the
-// failure was the transport's.
-func do[T any](ctx context.Context, b *Backend, what string, f func(context.Context, *client.Client) (T, error)) (T, error) {
-	var zero T
-	b.mu.RLock()
-	c, timeout := b.cur, b.p.timeout
-	if !b.readyLocked() {
-		err := b.notReadyLocked()
-		b.mu.RUnlock()
-		return zero, fmt.Errorf("%s: %w", what, err)
-	}
-	b.mu.RUnlock()
+// lease is one request's hold on an endpoint: done reports the outcome to
+// the endpoint's breaker.
+type lease struct {
+	ep   *endpoint
+	c    *conn
+	done func(success bool)
+}
 
+// do runs one upstream request under the server's timeout (the caller's
+// cancellation propagates through ctx), on an endpoint chosen by the picker,
+// retrying once on a transport failure when retry is set.
+func do[T any](ctx context.Context, b *Backend, what string, retry bool, f func(context.Context, *client.Client) (T, error)) (T, error) {
+	var zero T
+	timeout := b.params().timeout
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	start := time.Now()
-	res, err := f(rctx, c.cli)
+	l, err := b.acquire(rctx, -1)
+	if err != nil {
+		return zero, b.requestErr(ctx, rctx, what, timeout, err)
+	}
+	res, err := call(ctx, rctx, b, l, f)
 	if err == nil {
-		b.mu.Lock()
-		b.latency = time.Since(start)
-		b.mu.Unlock()
 		return res, nil
 	}
-	if isConnErr(rctx, err) {
-		c.markDead(err)
+	if retry && rctx.Err() == nil && (isConnErr(rctx, err) || l.c.isDead()) {
+		b.logger.Info("retrying request", "method", what, "endpoint", l.ep.label, "err", err)
+		l2, aerr := b.acquire(rctx, l.ep.idx)
+		if aerr != nil {
+			err = fmt.Errorf("endpoint %s: %w; no retry: %w", l.ep.label, err, aerr)
+		} else {
+			res, err2 := call(ctx, rctx, b, l2, f)
+			if err2 == nil {
+				return res, nil
+			}
+			err = fmt.Errorf("endpoint %s: %w; retried on endpoint %s: %w", l.ep.label, err, l2.ep.label, err2)
+		}
 	}
+	return zero, b.requestErr(ctx, rctx, what, timeout, err)
+}
+
+// call sends one request on a leased endpoint and reports the outcome to its
+// breaker: transport failures and our timeout are failures; an upstream
+// JSON-RPC error is an answer, so a success for the breaker.
+func call[T any](ctx, rctx context.Context, b *Backend, l lease, f func(context.Context, *client.Client) (T, error)) (T, error) {
+	l.ep.inflight.Add(1)
+	l.ep.requests.Add(1)
+	start := time.Now()
+	res, err := f(rctx, l.c.cli)
+	l.ep.inflight.Add(-1)
+	// A request aborted because its connection was found dead and closed
+	// under it failed in transport too, whatever error mcp-go gave.
+	connErr := isConnErr(rctx, err) || (err != nil && rctx.Err() == nil && l.c.isDead())
+	if connErr {
+		l.c.markDead(err)
+	}
+	timedOut := err != nil && errors.Is(rctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
+	l.done(!connErr && !timedOut)
+	if err == nil {
+		b.latency.Store(int64(time.Since(start)))
+	}
+	return res, err
+}
+
+// requestErr names the backend and, for our own timeout, the deadline.
+func (b *Backend) requestErr(ctx, rctx context.Context, what string, timeout time.Duration, err error) error {
 	if errors.Is(rctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
-		return zero, fmt.Errorf("backend %q: %s: no answer within %s: %w", b.name, what, timeout, err)
+		return fmt.Errorf("backend %q: %s: no answer within %s: %w", b.name, what, timeout, err)
 	}
-	return zero, fmt.Errorf("backend %q: %s: %w", b.name, what, err)
+	var ue *unavailableError
+	if errors.As(err, &ue) || errors.Is(err, resilience.ErrOpen) {
+		return fmt.Errorf("%s: %w", what, err) // the error names the backend already
+	}
+	return fmt.Errorf("backend %q: %s: %w", b.name, what, err)
 }
 
-// notReadyLocked is the error of a request that finds no live connection.
-func (b *Backend) notReadyLocked() error {
-	if b.lastErr == nil {
-		return fmt.Errorf("backend %q is %s: %w", b.name, stateName(b.state), ErrNotReady)
+// acquire leases an endpoint for one request, never exclude (the endpoint a
+// retried request failed on). When no endpoint is ready it runs one inline
+// reconnect, shared with every concurrent caller, bounded by ctx, then fails
+// fast.
+func (b *Backend) acquire(ctx context.Context, exclude int) (lease, error) {
+	if l, ok, err := b.pick(exclude); ok || err != nil {
+		return l, err
 	}
-	return fmt.Errorf("backend %q is %s: %w", b.name, stateName(b.state), &notReadyError{b.lastErr})
+	if ch := b.reconnectInline(); ch != nil {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return lease{}, fmt.Errorf("%w: waiting for a reconnect: %w", b.unavailableErr(), ctx.Err())
+		case <-b.ctx.Done(): // closed: its supervisors will not attempt again
+			return lease{}, fmt.Errorf("%w: backend closed", b.unavailableErr())
+		}
+		if l, ok, err := b.pick(-1); ok || err != nil {
+			return l, err
+		}
+	}
+	return lease{}, b.unavailableErr()
 }
 
-// notReadyError carries the last connect error while matching ErrNotReady.
-type notReadyError struct{ err error }
+// pick chooses a ready endpoint whose breaker lets the request through. ok
+// is false when no endpoint is ready; err is set when ready endpoints exist
+// but their breakers are open.
+func (b *Backend) pick(exclude int) (l lease, ok bool, err error) {
+	loads := make([]resilience.Load, len(b.eps))
+	conns := make([]*conn, len(b.eps))
+	for i, e := range b.eps {
+		conns[i] = e.readyConn()
+		avail := conns[i] != nil && i != exclude
+		if avail && e.breaker.State() == resilience.BreakerOpen {
+			avail = false
+			if err == nil {
+				err = b.breakerErr(e, &resilience.OpenError{RetryAt: e.breaker.RetryAt()})
+			}
+		}
+		loads[i] = resilience.Load{InFlight: e.inflight.Load(), Available: avail}
+	}
+	for range b.eps {
+		var i int
+		if exclude >= 0 {
+			i = b.picker.PickExcept(loads, exclude)
+		} else {
+			i = b.picker.Pick(loads)
+		}
+		if i < 0 {
+			break
+		}
+		done, aerr := b.eps[i].breaker.Allow()
+		if aerr != nil { // half-open with its probe in flight, or just tripped
+			loads[i].Available = false
+			if err == nil {
+				err = b.breakerErr(b.eps[i], aerr)
+			}
+			continue
+		}
+		return lease{ep: b.eps[i], c: conns[i], done: done}, true, nil
+	}
+	return lease{}, err != nil, err
+}
 
-func (e *notReadyError) Error() string        { return e.err.Error() }
-func (e *notReadyError) Unwrap() error        { return e.err }
-func (e *notReadyError) Is(target error) bool { return target == ErrNotReady }
+func (b *Backend) breakerErr(e *endpoint, err error) error {
+	return fmt.Errorf("backend %q endpoint %s: %w", b.name, e.label, err)
+}
+
+// reconnectInline joins a connect attempt in progress on any endpoint, or
+// asks the first endpoint that allows it for one now. It returns the
+// channel closed when that attempt ends, or nil when none may run.
+func (b *Backend) reconnectInline() <-chan struct{} {
+	for _, e := range b.eps {
+		e.mu.RLock()
+		attempting, ch := e.attempting, e.attemptDone
+		e.mu.RUnlock()
+		if attempting {
+			return ch
+		}
+	}
+	now := b.clock.Now()
+	for _, e := range b.eps {
+		if ch := e.requestReconnect(now); ch != nil {
+			return ch
+		}
+	}
+	return nil
+}
+
+// unavailableError is the fail-fast error of a request that finds no ready
+// endpoint. It matches ErrNotReady and unwraps to the last connect error.
+type unavailableError struct {
+	msg  string
+	last error
+}
+
+func (e *unavailableError) Error() string        { return e.msg }
+func (e *unavailableError) Unwrap() error        { return e.last }
+func (e *unavailableError) Is(target error) bool { return target == ErrNotReady }
+
+// unavailableErr describes the server's state from its best endpoint, e.g.
+// backend "web" is unavailable (last error: …; next probe in 400ms).
+func (b *Backend) unavailableErr() error {
+	state := b.State()
+	e := b.eps[0]
+	for _, x := range b.eps {
+		x.mu.RLock()
+		match := x.state == state
+		x.mu.RUnlock()
+		if match {
+			e = x
+			break
+		}
+	}
+	now := b.clock.Now()
+	e.mu.RLock()
+	last, attempting, nextAt, nextWhat := e.lastErr, e.attempting, e.nextAt, e.nextWhat
+	e.mu.RUnlock()
+	var parts []string
+	if last != nil {
+		parts = append(parts, "last error: "+last.Error())
+	}
+	switch {
+	case attempting:
+		parts = append(parts, "reconnecting now")
+	case nextAt.After(now):
+		parts = append(parts, fmt.Sprintf("next %s in %s", nextWhat, nextAt.Sub(now).Round(time.Millisecond)))
+	}
+	msg := fmt.Sprintf("backend %q is %s", b.name, stateName(state))
+	if len(parts) > 0 {
+		msg += " (" + strings.Join(parts, "; ") + ")"
+	}
+	return &unavailableError{msg: msg, last: last}
+}
 
 // stateName is the lower-case state used in messages and /health.
 func stateName(s mcpmeshv1.BackendState) string {
 	return strings.ToLower(strings.TrimPrefix(s.String(), "BACKEND_STATE_"))
 }
 
-// Health returns this data plane's view of the backend.
+// breakerRank orders breaker states from best to worst.
+func breakerRank(s mcpmeshv1.BreakerState) int {
+	switch s {
+	case mcpmeshv1.BreakerState_BREAKER_STATE_OPEN:
+		return 2
+	case mcpmeshv1.BreakerState_BREAKER_STATE_HALF_OPEN:
+		return 1
+	default:
+		return 0
+	}
+}
+
+// Health returns this data plane's view of the server: its state and when it
+// entered it, the worst endpoint breaker, and the failures and last error of
+// the endpoint that gives the state (or, when that one has none, the first
+// endpoint error, so a dead replica stays visible).
 func (b *Backend) Health() *mcpmeshv1.BackendHealth {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
+	b.aggMu.Lock()
+	state, since := b.state, b.since
+	b.aggMu.Unlock()
 	h := &mcpmeshv1.BackendHealth{
-		Server:              b.name,
-		State:               b.state,
-		Breaker:             mcpmeshv1.BreakerState_BREAKER_STATE_CLOSED,
-		Since:               timestamppb.New(b.since),
-		ConsecutiveFailures: b.failures,
+		Server:  b.name,
+		State:   state,
+		Breaker: mcpmeshv1.BreakerState_BREAKER_STATE_CLOSED,
+		Since:   timestamppb.New(since),
 	}
-	if b.lastErr != nil {
-		h.LastError = b.lastErr.Error()
+	repFound := false
+	var otherErr string
+	for _, e := range b.eps {
+		if s := breakerState(e.breaker.State()); breakerRank(s) > breakerRank(h.Breaker) {
+			h.Breaker = s
+		}
+		e.mu.RLock()
+		if !repFound && e.state == state {
+			repFound = true
+			if e.state != mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY {
+				h.ConsecutiveFailures = uint32(e.failures)
+			}
+			if e.lastErr != nil {
+				h.LastError = e.lastErr.Error()
+			}
+		} else if otherErr == "" && e.lastErr != nil {
+			otherErr = fmt.Sprintf("endpoint %s: %v", e.label, e.lastErr)
+		}
+		e.mu.RUnlock()
 	}
-	if b.latency > 0 {
-		h.Latency = durationpb.New(b.latency)
+	if h.LastError == "" {
+		h.LastError = otherErr
 	}
-	if b.readyLocked() {
-		h.Tools = uint32(len(b.lists.tools))
-		h.Resources = uint32(len(b.lists.resources))
-		h.Prompts = uint32(len(b.lists.prompts))
+	if d := time.Duration(b.latency.Load()); d > 0 {
+		h.Latency = durationpb.New(d)
+	}
+	if l, ok := b.readyLists(); ok {
+		h.Tools = uint32(len(l.tools))
+		h.Resources = uint32(len(l.resources))
+		h.Prompts = uint32(len(l.prompts))
 	}
 	return h
 }
 
-// Close stops the supervisor and closes the connection (reaping a stdio
+// Endpoints returns the view of each endpoint, in config order.
+func (b *Backend) Endpoints() []EndpointHealth {
+	out := make([]EndpointHealth, len(b.eps))
+	for i, e := range b.eps {
+		out[i] = e.health()
+	}
+	return out
+}
+
+// Close stops the supervisors and closes the connections (reaping a stdio
 // child). It waits for every goroutine of the backend.
 func (b *Backend) Close() error {
 	b.closeOnce.Do(func() {
 		b.cancel()
-		<-b.done
-		if b.htr != nil {
-			b.htr.CloseIdleConnections()
+		b.wg.Wait()
+		for _, e := range b.eps {
+			if e.htr != nil {
+				e.htr.CloseIdleConnections()
+			}
 		}
+		close(b.done)
 	})
 	return nil
 }
 
 func (b *Backend) params() params {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
+	b.pmu.RLock()
+	defer b.pmu.RUnlock()
 	return b.p
 }
 
 func (b *Backend) setParams(p params) {
-	b.mu.Lock()
+	b.pmu.Lock()
 	b.p = p
-	b.mu.Unlock()
-}
-
-// onNotification runs on the transport's reader goroutine, so it must not
-// make requests (over stdio that would deadlock the reader): it only marks
-// the list dirty and wakes the supervisor.
-func (b *Backend) onNotification(n mcp.JSONRPCNotification) {
-	var k listKind
-	switch n.Method {
-	case mcp.MethodNotificationToolsListChanged:
-		k = kindTools
-	case mcp.MethodNotificationPromptsListChanged:
-		k = kindPrompts
-	case mcp.MethodNotificationResourcesListChanged:
-		k = kindResources
-	default:
-		return
-	}
-	b.mu.Lock()
-	b.dirty |= k
-	b.mu.Unlock()
-	select {
-	case b.refetch <- struct{}{}:
-	default:
-	}
-}
-
-// run is the supervisor: connect, serve until the connection dies, reconnect
-// under the schedule. It owns every conn it creates.
-func (b *Backend) run() {
-	defer close(b.done)
-	defer b.resolveFirst()
-	failures := 0 // consecutive failures since the last stable connection
-	for {
-		c, l, err := b.connect(b.ctx)
-		if err != nil {
-			if b.ctx.Err() != nil {
-				return
-			}
-			failures++
-			b.fail(failures, fmt.Errorf("connect: %w", err))
-			b.resolveFirst()
-			if resilience.Sleep(b.ctx, b.clock, b.params().schedule.Delay(failures)) != nil {
-				return
-			}
-			continue
-		}
-		connectedAt := b.clock.Now()
-		b.up(c, l)
-		b.resolveFirst()
-		lost := b.serve(c)
-		b.down(c)
-		if err := c.close(); err != nil {
-			b.logger.Debug("close backend connection", "err", err)
-		}
-		if b.ctx.Err() != nil {
-			return
-		}
-		// A connection that stayed up a while resets the schedule; one that
-		// dies right after connecting keeps climbing it, so a crashing stdio
-		// command cannot spin.
-		sched := b.params().schedule
-		if b.clock.Now().Sub(connectedAt) >= sched.Last() {
-			failures = 0
-		}
-		failures++
-		b.fail(failures, fmt.Errorf("connection lost: %w", lost))
-		if resilience.Sleep(b.ctx, b.clock, sched.Delay(failures)) != nil {
-			return
-		}
-	}
-}
-
-func (b *Backend) resolveFirst() { b.firstOnce.Do(func() { close(b.first) }) }
-
-// serve waits while the connection is healthy, refetching lists on
-// list_changed. It returns why it stopped.
-func (b *Backend) serve(c *conn) error {
-	for {
-		select {
-		case <-b.ctx.Done():
-			return b.ctx.Err()
-		case <-c.dead:
-			return c.deadErr
-		case <-b.refetch:
-			if err := b.refetchLists(c); err != nil {
-				if isConnErr(b.ctx, err) {
-					return err
-				}
-				b.logger.Warn("refetch backend lists", "err", err)
-			}
-		}
-	}
-}
-
-// refetchLists refetches the lists marked dirty and reports a change.
-func (b *Backend) refetchLists(c *conn) error {
-	b.mu.Lock()
-	kinds := b.dirty
-	b.dirty = 0
-	next := b.lists // copy: slices are replaced, never mutated
-	b.mu.Unlock()
-	if kinds == 0 {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(b.ctx, b.params().timeout)
-	defer cancel()
-	if err := fetchLists(ctx, c.cli, &next, kinds); err != nil {
-		return err
-	}
-	b.mu.Lock()
-	if b.cur != c {
-		b.mu.Unlock()
-		return nil
-	}
-	changed := !reflect.DeepEqual(b.lists, next)
-	b.lists = next
-	b.mu.Unlock()
-	if changed {
-		b.logger.Info("backend lists changed", "tools", len(next.tools), "prompts", len(next.prompts), "resources", len(next.resources))
-		b.notify()
-	}
-	return nil
-}
-
-// up installs a freshly connected conn.
-func (b *Backend) up(c *conn, l *lists) {
-	b.mu.Lock()
-	b.cur = c
-	b.lists = *l
-	b.state = mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY
-	b.since = b.clock.Now()
-	b.failures = 0
-	b.lastErr = nil
-	b.mu.Unlock()
-	b.logger.Info("backend connected", "tools", len(l.tools), "prompts", len(l.prompts), "resources", len(l.resources))
-	b.notify()
-}
-
-// down removes c, so requests fail fast instead of using a dead client.
-func (b *Backend) down(c *conn) {
-	b.mu.Lock()
-	if b.cur == c {
-		b.cur = nil
-		b.lists = lists{}
-	}
-	b.mu.Unlock()
-}
-
-// fail records failure number n (1-based) and the resulting state.
-func (b *Backend) fail(n int, err error) {
-	state := mcpmeshv1.BackendState_BACKEND_STATE_RETRYING
-	sched := b.params().schedule
-	if sched.Exhausted(n) {
-		state = mcpmeshv1.BackendState_BACKEND_STATE_UNAVAILABLE
-	}
-	b.mu.Lock()
-	changed := b.state != state
-	if changed {
-		b.state = state
-		b.since = b.clock.Now()
-	}
-	b.failures = uint32(n)
-	b.lastErr = err
-	b.mu.Unlock()
-	b.logger.Warn("backend failed", "state", stateName(state), "failures", n, "retry_in", sched.Delay(n), "err", err)
-	b.notify()
+	b.pmu.Unlock()
 }

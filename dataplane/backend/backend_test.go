@@ -202,9 +202,10 @@ func TestRetryScheduleAndRecovery(t *testing.T) {
 		}
 		e.clock.Advance(want)
 	}
-	// The fifth failure comes after the last step: unavailable, retried every 8 s.
-	if got := e.waitTimer(); got != 8*time.Second {
-		t.Fatalf("wait when unavailable = %v, want 8s", got)
+	// The fifth failure comes after the last step: unavailable, and the
+	// recovery probe (a TCP dial every 500 ms) takes over from the schedule.
+	if got := e.waitTimer(); got != DefaultProbeInterval {
+		t.Fatalf("wait when unavailable = %v, want the %v probe", got, DefaultProbeInterval)
 	}
 	if s := b.State(); s != stateUnavailable {
 		t.Fatalf("state after the schedule = %v, want UNAVAILABLE", s)
@@ -212,15 +213,28 @@ func TestRetryScheduleAndRecovery(t *testing.T) {
 	var req mcp.CallToolRequest
 	req.Params.Name = "echo"
 	_, err := b.CallTool(context.Background(), req)
-	if !errors.Is(err, ErrNotReady) || !strings.Contains(err.Error(), `backend "delta" is unavailable`) {
-		t.Fatalf("call while unavailable = %v, want ErrNotReady naming backend and state", err)
+	if !errors.Is(err, ErrNotReady) || !strings.Contains(err.Error(), `backend "delta" is unavailable`) ||
+		!strings.Contains(err.Error(), "next probe in 500ms") || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("call while unavailable = %v, want ErrNotReady naming backend, state, last error and next probe", err)
 	}
 	if b.Tools() != nil {
 		t.Error("an unavailable backend lists tools")
 	}
 
+	// The port stays open while the server answers 503: the probe succeeds
+	// but a full connect is tried only once per last step (8 s), so a broken
+	// server behind a live listener is not hammered.
 	hb.down.Store(false)
-	e.clock.Advance(8 * time.Second)
+	for i := 1; i < 16; i++ {
+		e.clock.Advance(DefaultProbeInterval)
+		if got := e.waitTimer(); got != DefaultProbeInterval {
+			t.Fatalf("probe %d: wait = %v, want %v", i, got, DefaultProbeInterval)
+		}
+		if s := b.State(); s != stateUnavailable {
+			t.Fatalf("probe %d (%v after the last connect): state %v, want still UNAVAILABLE", i, time.Duration(i)*DefaultProbeInterval, s)
+		}
+	}
+	e.clock.Advance(DefaultProbeInterval)
 	e.waitState(b, stateHealthy)
 	if h := b.Health(); h.GetConsecutiveFailures() != 0 || h.GetLastError() != "" {
 		t.Errorf("health after recovery = %v", h)

@@ -50,6 +50,16 @@ func (c *conn) markDead(err error) {
 	})
 }
 
+// isDead reports whether the connection was found broken.
+func (c *conn) isDead() bool {
+	select {
+	case <-c.dead:
+		return true
+	default:
+		return false
+	}
+}
+
 // close shuts the client down (which reaps a stdio child), then ends the
 // start context and waits for the stderr reader.
 func (c *conn) close() error {
@@ -78,11 +88,16 @@ const (
 	kindResources // resources and resource templates
 )
 
-// newHTTPClient returns the backend's own keep-alive client. mcp-go's default
+// newHTTPClient returns an endpoint's own keep-alive client. mcp-go's default
 // &http.Client{} keeps 2 idle connections per host, so under load it dials a
 // new TCP connection for most calls. No Client.Timeout: it would cut the
 // long-lived SSE streams; every request carries a context deadline instead.
-func newHTTPClient() (*http.Client, *http.Transport) {
+//
+// streamLost is told when a GET (the event stream of streamable HTTP and
+// SSE) fails or ends while its caller still wants it: mcp-go's streamable
+// HTTP client only logs that and retries, so without this a killed backend
+// would look healthy until the next request.
+func newHTTPClient(streamLost func(error)) (*http.Client, *http.Transport) {
 	tr := &http.Transport{
 		Proxy: http.ProxyFromEnvironment,
 		DialContext: (&net.Dialer{
@@ -96,11 +111,50 @@ func newHTTPClient() (*http.Client, *http.Transport) {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
-	return &http.Client{Transport: tr}, tr
+	return &http.Client{Transport: &watchTransport{base: tr, lost: streamLost}}, tr
 }
 
-// newClient builds an unstarted mcp-go client for the server's transport.
-func (b *Backend) newClient(timeout time.Duration) (*client.Client, error) {
+// watchTransport reports the failure or end of GET streams.
+type watchTransport struct {
+	base http.RoundTripper
+	lost func(error)
+}
+
+func (w *watchTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := w.base.RoundTrip(req)
+	if req.Method != http.MethodGet {
+		return resp, err
+	}
+	if err != nil {
+		if req.Context().Err() == nil {
+			w.lost(err)
+		}
+		return resp, err
+	}
+	resp.Body = &watchBody{ReadCloser: resp.Body, ctx: req.Context(), lost: w.lost}
+	return resp, nil
+}
+
+// watchBody reports the first read error (io.EOF included: the server ended
+// the stream) unless the reader itself gave up on the stream.
+type watchBody struct {
+	io.ReadCloser
+	ctx  context.Context
+	lost func(error)
+	once sync.Once
+}
+
+func (b *watchBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && b.ctx.Err() == nil {
+		b.once.Do(func() { b.lost(err) })
+	}
+	return n, err
+}
+
+// newClient builds an unstarted mcp-go client for the endpoint's transport.
+func (e *endpoint) newClient(timeout time.Duration) (*client.Client, error) {
+	b := e.b
 	// Backends are pinned to the newest handshake revision: it is the cheaper
 	// proxy hop (MCP-GO-NOTES) and keeps list_changed on the transport's own
 	// stream, with no subscriptions/listen to manage.
@@ -110,27 +164,27 @@ func (b *Backend) newClient(timeout time.Duration) (*client.Client, error) {
 		sc := b.cfg.GetStdio()
 		tr := transport.NewStdioWithOptions(sc.GetCommand(), envList(sc.GetEnv()), sc.GetArgs(),
 			transport.WithCommandFunc(commandFunc(sc.GetWorkingDir())),
-			transport.WithCommandLogger(b.logger))
+			transport.WithCommandLogger(e.logger))
 		return client.NewClient(tr, pin), nil
 	case mcpmeshv1.Transport_TRANSPORT_STREAMABLE_HTTP:
 		hc := b.cfg.GetHttp()
-		tr, err := transport.NewStreamableHTTP(hc.GetUrl(),
+		tr, err := transport.NewStreamableHTTP(e.url,
 			transport.WithHTTPHeaders(hc.GetHeaders()),
-			transport.WithHTTPBasicClient(b.hc),
+			transport.WithHTTPBasicClient(e.hc),
 			// The GET stream is where a legacy-revision server sends list_changed.
 			transport.WithContinuousListening(),
-			transport.WithHTTPLogger(b.logger))
+			transport.WithHTTPLogger(e.logger))
 		if err != nil {
 			return nil, fmt.Errorf("create streamable HTTP transport: %w", err)
 		}
 		return client.NewClient(tr, pin), nil
 	case mcpmeshv1.Transport_TRANSPORT_SSE:
 		hc := b.cfg.GetHttp()
-		tr, err := transport.NewSSE(hc.GetUrl(),
+		tr, err := transport.NewSSE(e.url,
 			transport.WithHeaders(hc.GetHeaders()),
-			transport.WithHTTPClient(b.hc),
+			transport.WithHTTPClient(e.hc),
 			transport.WithEndpointTimeout(timeout),
-			transport.WithSSELogger(b.logger))
+			transport.WithSSELogger(e.logger))
 		if err != nil {
 			return nil, fmt.Errorf("create SSE transport: %w", err)
 		}
@@ -164,9 +218,9 @@ func commandFunc(dir string) transport.CommandFunc {
 
 // connect starts a new client, initializes it and fetches every list the
 // server announces, all within timeout. On error nothing is left running.
-func (b *Backend) connect(ctx context.Context) (*conn, *lists, error) {
-	timeout := b.params().timeout
-	cli, err := b.newClient(timeout)
+func (e *endpoint) connect(ctx context.Context) (*conn, *lists, error) {
+	timeout := e.b.params().timeout
+	cli, err := e.newClient(timeout)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -176,7 +230,7 @@ func (b *Backend) connect(ctx context.Context) (*conn, *lists, error) {
 		_ = c.close()
 		return nil, nil, fmt.Errorf("%s: %w", what, err)
 	}
-	cli.OnNotification(b.onNotification)
+	cli.OnNotification(e.onNotification)
 	if sse, ok := cli.GetTransport().(*transport.SSE); ok {
 		// Only the legacy SSE transport reports a dropped stream.
 		sse.SetConnectionLostHandler(func(err error) { c.markDead(fmt.Errorf("SSE stream lost: %w", err)) })
@@ -190,7 +244,7 @@ func (b *Backend) connect(ctx context.Context) (*conn, *lists, error) {
 		c.watchers.Add(1)
 		go func() {
 			defer c.watchers.Done()
-			b.readStderr(r)
+			e.readStderr(r)
 			// stderr reaches EOF when the child exits (or when we close it):
 			// the only prompt signal of a dead stdio child in mcp-go.
 			c.markDead(errors.New("stdio process exited"))
@@ -216,13 +270,13 @@ func (b *Backend) connect(ctx context.Context) (*conn, *lists, error) {
 // readStderr logs the child's stderr line by line at debug level until EOF.
 // Lines are capped at the reader's buffer so a child that never writes a
 // newline cannot grow our memory.
-func (b *Backend) readStderr(r io.Reader) {
+func (e *endpoint) readStderr(r io.Reader) {
 	br := bufio.NewReaderSize(r, 16*1024)
 	for {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {
 			if l := bytes.TrimRight(line, "\r\n"); len(l) > 0 {
-				b.logger.Debug("backend stderr", "line", string(l))
+				e.logger.Debug("backend stderr", "line", string(l))
 			}
 		}
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {

@@ -1,4 +1,4 @@
-// Package backend holds the data plane's connections to backend MCP servers:
-// one supervised, shared mcp-go client per server (stdio, streamable HTTP, SSE),
-// reconnected on failure, and a Manager that reconciles them to config snapshots.
+// Package backend holds the data plane's connections to backend MCP servers: per server,
+// one supervised mcp-go client per endpoint (stdio, streamable HTTP, SSE) with retry schedule,
+// recovery probe, circuit breaker and load balancing; a Manager reconciles them to snapshots.
 package backend

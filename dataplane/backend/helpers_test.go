@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -27,7 +28,11 @@ import (
 const envStdioServer = "MCPMESH_TEST_STDIO_SERVER"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(envStdioServer) == "1" {
+	switch os.Getenv(envStdioServer) {
+	case "exit": // a broken command: dies before speaking MCP
+		fmt.Fprintln(os.Stderr, "helper stdio server failing on purpose")
+		os.Exit(3)
+	case "1":
 		fmt.Fprintln(os.Stderr, "helper stdio server starting")
 		if err := server.ServeStdio(newMCPServer("stdio", 0)); err != nil {
 			fmt.Fprintln(os.Stderr, "serve stdio:", err)
@@ -101,9 +106,13 @@ func firstOr(v []int, def int) int {
 // httpBackend is a real streamable HTTP (or SSE) MCP server on 127.0.0.1
 // with a switch that makes it answer 503, to simulate an outage.
 type httpBackend struct {
-	mcp  *server.MCPServer
-	ts   *httptest.Server
-	down atomic.Bool
+	mcp   *server.MCPServer
+	ts    *httptest.Server
+	down  atomic.Bool
+	inits atomic.Int64 // initialize requests received, answered or not
+	// failNext makes the next n POSTs other than initialize answer 503, as a
+	// backend restarting under a live connection does.
+	failNext atomic.Int32
 }
 
 func startHTTPBackend(t *testing.T, s *server.MCPServer, sse bool) *httpBackend {
@@ -118,6 +127,14 @@ func startHTTPBackend(t *testing.T, s *server.MCPServer, sse bool) *httpBackend 
 		h = server.NewStreamableHTTPServer(s)
 	}
 	hb.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		init := isInitialize(r)
+		if init {
+			hb.inits.Add(1)
+		}
+		if !init && r.Method == http.MethodPost && hb.failNext.Add(-1) >= 0 {
+			http.Error(w, "restarting", http.StatusServiceUnavailable)
+			return
+		}
 		if hb.down.Load() {
 			http.Error(w, "down for the test", http.StatusServiceUnavailable)
 			return
@@ -132,6 +149,17 @@ func startHTTPBackend(t *testing.T, s *server.MCPServer, sse bool) *httpBackend 
 		hb.ts.Close()
 	})
 	return hb
+}
+
+// isInitialize reports whether r carries an initialize request, leaving the
+// body readable.
+func isInitialize(r *http.Request) bool {
+	if r.Method != http.MethodPost || r.Body == nil {
+		return false
+	}
+	body, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	return bytes.Contains(body, []byte(`"method":"initialize"`))
 }
 
 func (hb *httpBackend) server(name string) *mcpmeshv1.Server {
@@ -164,7 +192,7 @@ type env struct {
 	logs    *syncBuffer
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, opts ...func(*ManagerOptions)) *env {
 	t.Helper()
 	e := &env{
 		t:       t,
@@ -172,7 +200,7 @@ func newEnv(t *testing.T) *env {
 		changes: make(chan struct{}, 1),
 		logs:    &syncBuffer{},
 	}
-	e.m = NewManager(ManagerOptions{
+	mo := ManagerOptions{
 		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		OnChange: func() {
 			select {
@@ -182,7 +210,11 @@ func newEnv(t *testing.T) *env {
 		},
 		Clock:          e.clock,
 		DefaultTimeout: 10 * time.Second,
-	})
+	}
+	for _, o := range opts {
+		o(&mo)
+	}
+	e.m = NewManager(mo)
 	t.Cleanup(func() {
 		if err := e.m.Close(); err != nil {
 			t.Errorf("close manager: %v", err)

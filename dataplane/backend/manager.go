@@ -21,6 +21,10 @@ import (
 // DefaultTimeout is the per-request deadline of servers without their own.
 const DefaultTimeout = 60 * time.Second
 
+// DefaultProbeInterval is how often an unavailable network endpoint is
+// probed with a TCP dial.
+const DefaultProbeInterval = 500 * time.Millisecond
+
 // ManagerOptions configure a Manager.
 type ManagerOptions struct {
 	Logger *slog.Logger
@@ -34,7 +38,19 @@ type ManagerOptions struct {
 	// DefaultTimeout is the per-request timeout for servers without their
 	// own; 0 means 60s. The snapshot's settings.resilience.request_timeout wins.
 	DefaultTimeout time.Duration
-	// Clock drives backoff waits; nil means the wall clock.
+	// ProbeInterval is the recovery probe's interval; 0 means 500ms. The
+	// snapshot's settings.resilience.probe_interval wins.
+	ProbeInterval time.Duration
+	// Jitter turns on full jitter of the connect waits; the snapshot's
+	// settings.resilience.jitter turns it on too.
+	Jitter bool
+	// Rand returns a number in [0, 1) for jitter; nil means math/rand/v2.
+	// Calls are serialized, so a seeded generator may be passed.
+	Rand func() float64
+	// Breaker configures every endpoint's circuit breaker; zero fields take
+	// the resilience defaults.
+	Breaker resilience.BreakerConfig
+	// Clock drives backoff waits, probes and breakers; nil means the wall clock.
 	Clock resilience.Clock
 }
 
@@ -43,6 +59,7 @@ type Manager struct {
 	opts   ManagerOptions
 	logger *slog.Logger
 	clock  resilience.Clock
+	rand   func() float64 // opts.Rand serialized; nil for the default
 
 	ctx    context.Context // ends at Close; stops swap waiters
 	cancel context.CancelFunc
@@ -74,6 +91,14 @@ func NewManager(opts ManagerOptions) *Manager {
 		change:   make(chan struct{}, 1),
 		backends: map[string]*Backend{},
 		pending:  map[string]*Backend{},
+	}
+	if r := opts.Rand; r != nil {
+		var mu sync.Mutex
+		m.rand = func() float64 {
+			mu.Lock()
+			defer mu.Unlock()
+			return r()
+		}
 	}
 	m.wg.Add(1)
 	go m.notifier()
@@ -149,7 +174,7 @@ func (m *Manager) Apply(snap *mcpmeshv1.ConfigSnapshot) error {
 			continue
 		}
 		cfg := proto.Clone(s).(*mcpmeshv1.Server)
-		nb := newBackend(cfg, sp, m.logger, m.clock, m.notify)
+		nb := newBackend(cfg, sp, m.logger, m.clock, m.notify, m.opts.Breaker)
 		toStart = append(toStart, nb)
 		switch {
 		case m.backends[name] == nil:
@@ -274,14 +299,26 @@ func (m *Manager) validate(snap *mcpmeshv1.ConfigSnapshot) (params, error) {
 	if snap == nil {
 		return params{}, errors.New("invalid snapshot: snapshot is nil")
 	}
+	res := snap.GetSettings().GetResilience()
 	p := params{
-		schedule: resilience.Schedule{Steps: m.opts.Backoff},
-		timeout:  m.opts.DefaultTimeout,
+		schedule:      resilience.Schedule{Steps: m.opts.Backoff, Jitter: m.opts.Jitter || res.GetJitter(), Rand: m.rand},
+		timeout:       m.opts.DefaultTimeout,
+		probeInterval: m.opts.ProbeInterval,
 	}
 	if p.timeout <= 0 {
 		p.timeout = DefaultTimeout
 	}
-	res := snap.GetSettings().GetResilience()
+	if p.probeInterval <= 0 {
+		p.probeInterval = DefaultProbeInterval
+	}
+	if d := res.GetProbeInterval(); d != nil {
+		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
+			return params{}, fmt.Errorf("invalid snapshot: settings.resilience.probe_interval must be a non-negative duration")
+		}
+		if d.AsDuration() > 0 {
+			p.probeInterval = d.AsDuration()
+		}
+	}
 	if steps := res.GetBackoff(); len(steps) > 0 {
 		p.schedule.Steps = make([]time.Duration, len(steps))
 		for i, d := range steps {
@@ -322,6 +359,9 @@ func (m *Manager) validate(snap *mcpmeshv1.ConfigSnapshot) (params, error) {
 func validateServer(s *mcpmeshv1.Server) error {
 	switch s.GetTransport() {
 	case mcpmeshv1.Transport_TRANSPORT_STDIO:
+		if len(s.GetEndpoints()) > 0 {
+			return errors.New("endpoints are only for streamable HTTP and SSE servers")
+		}
 		if s.GetStdio().GetCommand() == "" {
 			return errors.New("stdio.command is required for transport STDIO")
 		}
@@ -335,12 +375,13 @@ func validateServer(s *mcpmeshv1.Server) error {
 		if raw == "" {
 			return fmt.Errorf("http.url is required for transport %s", s.GetTransport())
 		}
-		u, err := url.Parse(raw)
-		if err != nil {
+		if err := validateURL(raw); err != nil {
 			return fmt.Errorf("http.url: %w", err)
 		}
-		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("http.url %q must be an absolute http or https URL", raw)
+		for i, ep := range s.GetEndpoints() {
+			if err := validateURL(ep); err != nil {
+				return fmt.Errorf("endpoints[%d]: %w", i, err)
+			}
 		}
 	default:
 		return fmt.Errorf("transport is %s: set stdio or streamable HTTP or SSE", s.GetTransport())
@@ -349,6 +390,18 @@ func validateServer(s *mcpmeshv1.Server) error {
 		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
 			return errors.New("timeout must be a non-negative duration")
 		}
+	}
+	return nil
+}
+
+// validateURL checks an endpoint URL: absolute http or https with a host.
+func validateURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return err
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q must be an absolute http or https URL", raw)
 	}
 	return nil
 }

@@ -123,6 +123,9 @@ func TestManagerApplyRejectsInvalidSnapshots(t *testing.T) {
 		{"ftp url", &mcpmeshv1.ConfigSnapshot{Servers: []*mcpmeshv1.Server{httpSrv("a", "ftp://h/mcp")}}, "absolute http or https URL"},
 		{"negative timeout", &mcpmeshv1.ConfigSnapshot{Servers: []*mcpmeshv1.Server{{Name: "a", Transport: mcpmeshv1.Transport_TRANSPORT_STDIO, Stdio: &mcpmeshv1.StdioConfig{Command: "x"}, Timeout: durationpb.New(-time.Second)}}}, "timeout must be"},
 		{"bad backoff", &mcpmeshv1.ConfigSnapshot{Settings: &mcpmeshv1.Settings{Resilience: &mcpmeshv1.ResilienceSettings{Backoff: []*durationpb.Duration{durationpb.New(0)}}}}, "settings.resilience.backoff[0]"},
+		{"bad probe interval", &mcpmeshv1.ConfigSnapshot{Settings: &mcpmeshv1.Settings{Resilience: &mcpmeshv1.ResilienceSettings{ProbeInterval: durationpb.New(-time.Second)}}}, "settings.resilience.probe_interval"},
+		{"stdio with endpoints", &mcpmeshv1.ConfigSnapshot{Servers: []*mcpmeshv1.Server{{Name: "a", Transport: mcpmeshv1.Transport_TRANSPORT_STDIO, Stdio: &mcpmeshv1.StdioConfig{Command: "x"}, Endpoints: []string{"http://h"}}}}, "endpoints are only for"},
+		{"bad endpoint", &mcpmeshv1.ConfigSnapshot{Servers: []*mcpmeshv1.Server{{Name: "a", Transport: mcpmeshv1.Transport_TRANSPORT_STREAMABLE_HTTP, Http: &mcpmeshv1.HttpConfig{Url: "http://h/mcp"}, Endpoints: []string{"http://ok/mcp", "nope"}}}}, "endpoints[1]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -146,6 +149,7 @@ func TestManagerSettingsOverrideDefaults(t *testing.T) {
 		Settings: &mcpmeshv1.Settings{Resilience: &mcpmeshv1.ResilienceSettings{
 			Backoff:        []*durationpb.Duration{durationpb.New(3 * time.Second)},
 			RequestTimeout: durationpb.New(2 * time.Second),
+			ProbeInterval:  durationpb.New(250 * time.Millisecond),
 		}},
 	}
 	if err := e.m.Apply(snap); err != nil {
@@ -159,9 +163,13 @@ func TestManagerSettingsOverrideDefaults(t *testing.T) {
 		t.Errorf("timeout = %v, want the configured 2s", got)
 	}
 	e.clock.Advance(3 * time.Second)
-	// A one-step schedule is exhausted after its first retry.
-	if got := e.waitTimer(); got != 3*time.Second {
-		t.Fatalf("second wait = %v, want 3s", got)
+	if got := b.params().probeInterval; got != 250*time.Millisecond {
+		t.Errorf("probe interval = %v, want the configured 250ms", got)
+	}
+	// A one-step schedule is exhausted after its first retry; the
+	// configured probe interval takes over.
+	if got := e.waitTimer(); got != 250*time.Millisecond {
+		t.Fatalf("second wait = %v, want the 250ms probe", got)
 	}
 	e.waitState(b, stateUnavailable)
 }

@@ -1,0 +1,516 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/mcpmesh/mcpmesh/dataplane/resilience"
+	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+)
+
+// maxRespawnDelay caps the growing wait between respawns of a stdio backend
+// that keeps dying, so a fixed command comes back within half a minute.
+const maxRespawnDelay = 30 * time.Second
+
+// endpoint is one replica of a server: its own supervised connection, its own
+// keep-alive HTTP client, circuit breaker and in-flight count. A stdio server
+// has exactly one endpoint.
+type endpoint struct {
+	b         *Backend
+	idx       int    // position in the server's config order
+	url       string // HTTP / SSE URL; "" for stdio
+	label     string // how messages and health name it: the URL, or the stdio command
+	probeAddr string // host:port dialed by the recovery probe; "" for stdio
+	logger    *slog.Logger
+
+	hc      *http.Client // shared by every request to this endpoint; nil for stdio
+	htr     *http.Transport
+	breaker *resilience.Breaker
+
+	inflight atomic.Int64
+	requests atomic.Uint64
+
+	refetch    chan struct{} // buffered 1: a list_changed arrived
+	kick       chan struct{} // buffered 1: a request asks for a connect attempt now
+	streamLost chan error    // buffered 1: an event stream to the endpoint failed or ended
+
+	mu      sync.RWMutex
+	state   mcpmeshv1.BackendState
+	since   time.Time
+	lastErr error
+	// failures is the position in the schedule: connect failures and quick
+	// losses since the last connection that stayed up. Written by the
+	// supervisor only; health reports it while the endpoint is not healthy.
+	failures int
+	cur      *conn
+	lists    lists
+	dirty    listKind
+	// attempting is true while the supervisor runs a connect attempt;
+	// attemptDone is closed when the current (or, if none runs, the next)
+	// attempt ends, so any number of requests wait on one attempt.
+	attempting  bool
+	attemptDone chan struct{}
+	// inlineAfter is when requests may trigger an inline reconnect again: a
+	// failed attempt holds them off (see inlineGap), so a flood of calls to a
+	// dead backend costs at most a couple of connects a second.
+	inlineAfter time.Time
+	nextAt      time.Time // when the supervisor's current wait ends
+	nextWhat    string    // what happens then: retry, probe or respawn
+}
+
+func newEndpoint(b *Backend, idx int, rawURL string, bc resilience.BreakerConfig) *endpoint {
+	e := &endpoint{
+		b:           b,
+		idx:         idx,
+		url:         rawURL,
+		label:       rawURL,
+		refetch:     make(chan struct{}, 1),
+		kick:        make(chan struct{}, 1),
+		streamLost:  make(chan error, 1),
+		state:       mcpmeshv1.BackendState_BACKEND_STATE_CONNECTING,
+		since:       b.clock.Now(),
+		attemptDone: make(chan struct{}),
+	}
+	if rawURL == "" {
+		e.label = b.cfg.GetStdio().GetCommand()
+	} else {
+		e.hc, e.htr = newHTTPClient(e.onStreamLost)
+		e.probeAddr = probeAddr(rawURL)
+	}
+	e.logger = b.logger.With("endpoint", e.label)
+	e.breaker = resilience.NewBreaker(bc, b.clock)
+	e.breaker.OnStateChange(func(from, to resilience.BreakerState) {
+		e.logger.Info("circuit breaker", "from", from.String(), "to", to.String())
+		b.notify()
+	})
+	return e
+}
+
+// probeAddr is the host:port a TCP probe dials for an HTTP(S) URL: the
+// proxy's when the environment routes the URL through one (that is what the
+// transport talks to); "" when the URL has no host (validation rejects those).
+func probeAddr(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Hostname() == "" {
+		return ""
+	}
+	if pu, err := http.ProxyFromEnvironment(&http.Request{URL: u}); err == nil && pu != nil && pu.Hostname() != "" {
+		u = pu
+	}
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+	}
+	return net.JoinHostPort(u.Hostname(), port)
+}
+
+// readyLocked reports whether the endpoint can take requests now. A conn a
+// request found broken is unusable at once, before the supervisor notices.
+func (e *endpoint) readyLocked() bool {
+	return e.cur != nil && e.state == mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY && !e.cur.isDead()
+}
+
+// readyConn returns the live conn, or nil.
+func (e *endpoint) readyConn() *conn {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if !e.readyLocked() {
+		return nil
+	}
+	return e.cur
+}
+
+// run is the endpoint's supervisor: connect, serve until the connection dies,
+// reconnect under the schedule, then probe. It owns every conn it creates.
+func (e *endpoint) run(ctx context.Context) {
+	for {
+		c, connectedAt, err := e.attempt(ctx)
+		if err != nil {
+			if ctx.Err() != nil || !e.waitRetry(ctx) {
+				return
+			}
+			continue
+		}
+		lost := e.serve(ctx, c)
+		e.down(c, connectedAt, lost, ctx.Err() == nil)
+		if err := c.close(); err != nil {
+			e.logger.Debug("close backend connection", "err", err)
+		}
+		if ctx.Err() != nil || !e.waitRetry(ctx) {
+			return
+		}
+	}
+}
+
+// attempt runs one connect attempt and publishes its outcome (state, lists,
+// breaker) before waking the requests that wait for it. On success it also
+// returns the time the connection was published.
+func (e *endpoint) attempt(ctx context.Context) (*conn, time.Time, error) {
+	e.mu.Lock()
+	e.attempting = true
+	select { // this attempt answers every kick made so far
+	case <-e.kick:
+	default:
+	}
+	e.mu.Unlock()
+
+	c, l, err := e.connect(ctx)
+	if err == nil {
+		// The endpoint just proved it answers: its past failures say nothing now.
+		e.breaker.Reset()
+	} else if ctx.Err() == nil {
+		if done, aerr := e.breaker.Allow(); aerr == nil {
+			done(false) // a failed connect is a failure of the endpoint
+		}
+	}
+	p := e.b.params()
+	now := e.b.clock.Now()
+	e.mu.Lock()
+	e.attempting = false
+	switch {
+	case err == nil:
+		// dirty is kept: a list_changed that arrived during the connect must
+		// still be refetched.
+		e.cur, e.lists = c, *l
+		e.setStateLocked(mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY, now)
+		// failures is kept: only a connection that stays up resets the
+		// schedule (see down), so a flapping backend keeps climbing it.
+		e.lastErr, e.inlineAfter = nil, time.Time{}
+	case ctx.Err() == nil:
+		e.failures++
+		e.lastErr = fmt.Errorf("connect: %w", err)
+		e.setStateLocked(failedState(p.schedule, e.failures), now)
+		e.inlineAfter = now.Add(e.inlineGap(p))
+	}
+	failures, state := e.failures, e.state
+	close(e.attemptDone)
+	e.attemptDone = make(chan struct{})
+	e.mu.Unlock()
+
+	switch {
+	case err == nil:
+		e.logger.Info("backend connected", "tools", len(l.tools), "prompts", len(l.prompts), "resources", len(l.resources))
+	case ctx.Err() == nil:
+		e.logger.Warn("backend connect failed", "state", stateName(state), "failures", failures, "err", err)
+	}
+	e.b.endpointChanged(e, true)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	return c, now, nil
+}
+
+// inlineGap is how long a failed attempt holds off request-triggered ones: a
+// probe interval for a network endpoint; for stdio at least the schedule's
+// first step, since each attempt spawns a process and a flood of requests
+// must not make a broken command spin.
+func (e *endpoint) inlineGap(p params) time.Duration {
+	if e.probeAddr != "" {
+		return p.probeInterval
+	}
+	first := resilience.DefaultSchedule()[0]
+	if len(p.schedule.Steps) > 0 {
+		first = p.schedule.Steps[0]
+	}
+	return max(p.probeInterval, first)
+}
+
+// failedState is the state after failure number n of the schedule.
+func failedState(s resilience.Schedule, n int) mcpmeshv1.BackendState {
+	if s.Exhausted(n) {
+		return mcpmeshv1.BackendState_BACKEND_STATE_UNAVAILABLE
+	}
+	return mcpmeshv1.BackendState_BACKEND_STATE_RETRYING
+}
+
+func (e *endpoint) setStateLocked(s mcpmeshv1.BackendState, now time.Time) {
+	if e.state != s {
+		e.state, e.since = s, now
+	}
+}
+
+// down removes a lost conn, so requests stop using it and its items leave,
+// and records the loss. A connection that stayed up for the schedule's last
+// step resets the schedule; one that dies right after connecting keeps
+// climbing it, so a crashing backend cannot make us reconnect in a loop.
+func (e *endpoint) down(c *conn, connectedAt time.Time, why error, record bool) {
+	// Requests still in flight on c are aborted by its close; marking it
+	// dead first lets them see a transport failure (and be retried when
+	// they may be) rather than a bare cancellation.
+	c.markDead(why)
+	p := e.b.params()
+	now := e.b.clock.Now()
+	e.mu.Lock()
+	if e.cur == c {
+		e.cur, e.lists = nil, lists{}
+	}
+	if record {
+		if now.Sub(connectedAt) >= p.schedule.Last() {
+			e.failures = 0
+		}
+		e.failures++
+		e.lastErr = fmt.Errorf("connection lost: %w", why)
+		e.setStateLocked(failedState(p.schedule, e.failures), now)
+	}
+	failures, state := e.failures, e.state
+	e.mu.Unlock()
+	if record {
+		e.logger.Warn("backend connection lost", "state", stateName(state), "failures", failures, "err", why)
+	}
+	e.b.endpointChanged(e, false)
+}
+
+// waitRetry waits until the next connect attempt is due: the schedule's step;
+// past the schedule, for a network endpoint, until the recovery probe finds
+// the port open; for stdio, a respawn wait that keeps doubling up to 30 s.
+// A kick from a request cuts any wait short. It returns false when ctx ends.
+func (e *endpoint) waitRetry(ctx context.Context) bool {
+	p := e.b.params()
+	e.mu.RLock()
+	n := e.failures
+	e.mu.RUnlock()
+	switch {
+	case !p.schedule.Exhausted(n):
+		_, ok := e.sleep(ctx, p.schedule.Delay(n), "retry")
+		return ok
+	case e.probeAddr == "":
+		_, ok := e.sleep(ctx, respawnDelay(p.schedule, n), "respawn")
+		return ok
+	default:
+		return e.probe(ctx)
+	}
+}
+
+// respawnDelay continues the schedule past its end for a stdio backend that
+// keeps failing: the last step doubled per further failure, capped at 30 s
+// (or at the last step, if that is longer).
+func respawnDelay(s resilience.Schedule, n int) time.Duration {
+	last := s.Last()
+	limit := max(maxRespawnDelay, last)
+	steps := len(s.Steps)
+	if steps == 0 {
+		steps = len(resilience.DefaultSchedule())
+	}
+	d := last
+	for i := steps; i < n && d < limit; i++ {
+		d *= 2
+	}
+	d = min(d, limit)
+	if s.Jitter {
+		d = resilience.FullJitter(d, s.Rand)
+	}
+	return d
+}
+
+// probe replaces the schedule's retries once a network endpoint is
+// unavailable: a TCP dial every probe interval is cheap for both sides. The
+// moment a closed port opens, the endpoint is reconnected. A port that stays
+// open while connects fail (a broken server behind a live listener) gets a
+// full connect only once per last schedule step.
+func (e *endpoint) probe(ctx context.Context) bool {
+	lastAttempt := e.b.clock.Now()
+	closedSeen := false
+	for {
+		p := e.b.params()
+		kicked, ok := e.sleep(ctx, p.probeInterval, "probe")
+		if !ok {
+			return false
+		}
+		if kicked {
+			return true
+		}
+		if err := dialProbe(ctx, e.probeAddr, p.probeInterval); err != nil {
+			if !closedSeen {
+				e.logger.Debug("recovery probe: port closed", "addr", e.probeAddr, "err", err)
+			}
+			closedSeen = true
+			continue
+		}
+		if closedSeen {
+			e.logger.Info("recovery probe: port open again, reconnecting", "addr", e.probeAddr)
+			return true
+		}
+		if e.b.clock.Now().Sub(lastAttempt) >= p.schedule.Last() {
+			return true
+		}
+	}
+}
+
+// dialProbe opens and closes one TCP connection to addr. The dial timeout
+// follows the probe interval so a black-holed host cannot stall the probe
+// much longer than one interval.
+func dialProbe(ctx context.Context, addr string, interval time.Duration) error {
+	d := net.Dialer{Timeout: min(max(interval, 200*time.Millisecond), 2*time.Second)}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+// sleep waits d on the injected clock. kicked is true when a request cut the
+// wait short; ok is false when ctx ended.
+func (e *endpoint) sleep(ctx context.Context, d time.Duration, what string) (kicked, ok bool) {
+	t := e.b.clock.NewTimer(d)
+	defer t.Stop()
+	e.mu.Lock()
+	e.nextAt, e.nextWhat = e.b.clock.Now().Add(d), what
+	e.mu.Unlock()
+	select {
+	case <-t.C():
+		return false, true
+	case <-e.kick:
+		return true, true
+	case <-ctx.Done():
+		return false, false
+	}
+}
+
+// serve waits while the connection is healthy, refetching lists on
+// list_changed. It returns why it stopped.
+func (e *endpoint) serve(ctx context.Context, c *conn) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.dead:
+			return c.deadErr
+		case err := <-e.streamLost:
+			// The stream ends on a graceful close too, so only a closed port
+			// condemns the connection; otherwise mcp-go re-opens the stream.
+			if derr := dialProbe(ctx, e.probeAddr, e.b.params().probeInterval); derr != nil && ctx.Err() == nil {
+				return fmt.Errorf("event stream lost (%v) and the port is closed: %w", err, derr)
+			}
+			e.logger.Debug("event stream ended; endpoint still reachable", "err", err)
+		case <-e.refetch:
+			if err := e.refetchLists(ctx, c); err != nil {
+				if isConnErr(ctx, err) {
+					return err
+				}
+				e.logger.Warn("refetch backend lists", "err", err)
+			}
+		}
+	}
+}
+
+// refetchLists refetches the lists marked dirty and reports a change.
+func (e *endpoint) refetchLists(ctx context.Context, c *conn) error {
+	e.mu.Lock()
+	kinds := e.dirty
+	e.dirty = 0
+	next := e.lists // copy: slices are replaced, never mutated
+	e.mu.Unlock()
+	if kinds == 0 {
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, e.b.params().timeout)
+	defer cancel()
+	if err := fetchLists(rctx, c.cli, &next, kinds); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	if e.cur != c {
+		e.mu.Unlock()
+		return nil
+	}
+	changed := !reflect.DeepEqual(e.lists, next)
+	e.lists = next
+	e.mu.Unlock()
+	if changed {
+		e.logger.Info("backend lists changed", "tools", len(next.tools), "prompts", len(next.prompts), "resources", len(next.resources))
+		e.b.notify()
+	}
+	return nil
+}
+
+// onStreamLost is called by the HTTP client when an event stream fails; it
+// only wakes the supervisor, which checks the endpoint.
+func (e *endpoint) onStreamLost(err error) {
+	select {
+	case e.streamLost <- err:
+	default:
+	}
+}
+
+// onNotification runs on the transport's reader goroutine, so it must not
+// make requests (over stdio that would deadlock the reader): it only marks
+// the list dirty and wakes the supervisor.
+func (e *endpoint) onNotification(n mcp.JSONRPCNotification) {
+	var k listKind
+	switch n.Method {
+	case mcp.MethodNotificationToolsListChanged:
+		k = kindTools
+	case mcp.MethodNotificationPromptsListChanged:
+		k = kindPrompts
+	case mcp.MethodNotificationResourcesListChanged:
+		k = kindResources
+	default:
+		return
+	}
+	e.mu.Lock()
+	e.dirty |= k
+	e.mu.Unlock()
+	select {
+	case e.refetch <- struct{}{}:
+	default:
+	}
+}
+
+// requestReconnect joins the connect attempt in progress, or asks the
+// supervisor for one now, and returns the channel closed when that attempt
+// ends. It returns nil when the endpoint is live or a recent attempt failed
+// (the caller then fails fast).
+func (e *endpoint) requestReconnect(now time.Time) <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.attempting {
+		return e.attemptDone
+	}
+	if e.readyLocked() || now.Before(e.inlineAfter) {
+		return nil
+	}
+	select {
+	case e.kick <- struct{}{}:
+	default: // already kicked: the same attempt answers both
+	}
+	return e.attemptDone
+}
+
+// health returns the endpoint's view for Backend.Endpoints.
+func (e *endpoint) health() EndpointHealth {
+	e.mu.RLock()
+	h := EndpointHealth{URL: e.label, State: e.state, Since: e.since}
+	if e.lastErr != nil {
+		h.LastError = e.lastErr.Error()
+	}
+	e.mu.RUnlock()
+	h.Breaker = breakerState(e.breaker.State())
+	h.InFlight = e.inflight.Load()
+	h.Requests = e.requests.Load()
+	return h
+}
+
+// breakerState maps the resilience breaker state to the API's.
+func breakerState(s resilience.BreakerState) mcpmeshv1.BreakerState {
+	switch s {
+	case resilience.BreakerOpen:
+		return mcpmeshv1.BreakerState_BREAKER_STATE_OPEN
+	case resilience.BreakerHalfOpen:
+		return mcpmeshv1.BreakerState_BREAKER_STATE_HALF_OPEN
+	default:
+		return mcpmeshv1.BreakerState_BREAKER_STATE_CLOSED
+	}
+}
