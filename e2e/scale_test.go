@@ -116,6 +116,12 @@ func TestPaginationAcrossReplicas(t *testing.T) {
 	var got []string
 	pages := 0
 	var pageTimes []time.Duration
+	var pageLog []string // shown when the walk is wrong
+	defer func() {
+		if t.Failed() {
+			t.Logf("pages:\n%s", strings.Join(pageLog, "\n"))
+		}
+	}()
 	cursor := mcp.Cursor("")
 	for {
 		req := mcp.ListToolsRequest{}
@@ -132,8 +138,8 @@ func TestPaginationAcrossReplicas(t *testing.T) {
 		for _, tl := range res.Tools {
 			got = append(got, tl.Name)
 		}
-		if len(res.Tools) > 0 && testing.Verbose() {
-			t.Logf("page %d: %d tools %s … %s", pages, len(res.Tools), res.Tools[0].Name, res.Tools[len(res.Tools)-1].Name)
+		if len(res.Tools) > 0 {
+			pageLog = append(pageLog, fmt.Sprintf("page %d: %d tools %s … %s", pages, len(res.Tools), res.Tools[0].Name, res.Tools[len(res.Tools)-1].Name))
 		}
 		pages++
 		switch pages {

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -322,7 +324,12 @@ func respawnDelay(s resilience.Schedule, n int) time.Duration {
 // full connect only once per last schedule step.
 func (e *endpoint) probe(ctx context.Context) bool {
 	lastAttempt := e.b.clock.Now()
-	closedSeen := false
+	// A last attempt refused at the TCP level means the port was closed then:
+	// finding it open is a recovery, even if the server came back before the
+	// first probe (e.g. between a request's inline reconnect and the probe).
+	e.mu.RLock()
+	closedSeen := errors.Is(e.lastErr, syscall.ECONNREFUSED)
+	e.mu.RUnlock()
 	for {
 		p := e.b.params()
 		kicked, ok := e.sleep(ctx, p.probeInterval, "probe")
