@@ -225,6 +225,10 @@ func TestValidation(t *testing.T) {
 		{"bad endpoint", mod(httpSrv("x", "http://h"), func(s *mcpmeshv1.Server) { s.Endpoints = []string{"http://ok", "nope"} }), "server.endpoints[1]"},
 		{"bad header", mod(httpSrv("x", "http://h"), func(s *mcpmeshv1.Server) { s.Http.Headers = map[string]string{"a b": "c"} }), "server.http.headers"},
 		{"negative timeout", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Timeout = durationpb.New(-time.Second) }), "server.timeout"},
+		{"zero backoff step", mod(stdio("x"), func(s *mcpmeshv1.Server) {
+			s.Backoff = []*durationpb.Duration{durationpb.New(time.Second), durationpb.New(0)}
+		}), "server.backoff[1]"},
+		{"huge backoff step", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Backoff = []*durationpb.Duration{durationpb.New(time.Hour)} }), "server.backoff[0]"},
 		{"huge timeout", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Timeout = durationpb.New(2 * time.Hour) }), "server.timeout"},
 		{"bad tag", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Tags = []string{"ok", "Not OK"} }), "server.tags[1]"},
 	}

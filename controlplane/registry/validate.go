@@ -17,6 +17,12 @@ import (
 // MaxTimeout is the longest per-server request timeout accepted.
 const MaxTimeout = time.Hour
 
+// MaxBackoffSteps and MaxBackoffStep bound a server's own retry schedule.
+const (
+	MaxBackoffSteps = 16
+	MaxBackoffStep  = 10 * time.Minute
+)
+
 var tagRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
 
 // fieldError is a validation failure of one request field.
@@ -95,6 +101,18 @@ func validateServer(s *mcpmeshv1.Server) *fieldError {
 		}
 		if d := t.AsDuration(); d < 0 || d > MaxTimeout {
 			return invalid("server.timeout", "%s is out of range: use 0 (the default) up to %s", d, MaxTimeout)
+		}
+	}
+	if n := len(s.GetBackoff()); n > MaxBackoffSteps {
+		return invalid("server.backoff", "%d steps is too many: use at most %d", n, MaxBackoffSteps)
+	}
+	for i, d := range s.GetBackoff() {
+		field := fmt.Sprintf("server.backoff[%d]", i)
+		if err := d.CheckValid(); err != nil {
+			return invalid(field, "%v", err)
+		}
+		if v := d.AsDuration(); v <= 0 || v > MaxBackoffStep {
+			return invalid(field, "%s is out of range: use more than 0 up to %s", v, MaxBackoffStep)
 		}
 	}
 	for i, tag := range s.GetTags() {

@@ -391,6 +391,11 @@ func validateServer(s *mcpmeshv1.Server) error {
 			return errors.New("timeout must be a non-negative duration")
 		}
 	}
+	for i, d := range s.GetBackoff() {
+		if err := d.CheckValid(); err != nil || d.AsDuration() <= 0 {
+			return fmt.Errorf("backoff[%d] must be a positive duration", i)
+		}
+	}
 	return nil
 }
 
@@ -406,10 +411,17 @@ func validateURL(raw string) error {
 	return nil
 }
 
-// serverParams applies the server's own timeout over the cluster defaults.
+// serverParams applies the server's own timeout and retry schedule over the
+// cluster defaults.
 func serverParams(s *mcpmeshv1.Server, p params) params {
 	if d := s.GetTimeout().AsDuration(); s.GetTimeout() != nil && d > 0 {
 		p.timeout = d
+	}
+	if steps := s.GetBackoff(); len(steps) > 0 {
+		p.schedule.Steps = make([]time.Duration, len(steps))
+		for i, d := range steps {
+			p.schedule.Steps[i] = d.AsDuration()
+		}
 	}
 	return p
 }
@@ -425,7 +437,7 @@ func connectionKey(s *mcpmeshv1.Server) *mcpmeshv1.Server {
 	c := proto.Clone(s).(*mcpmeshv1.Server)
 	c.CreateRevision, c.ModRevision = 0, 0
 	c.CreatedAt, c.UpdatedAt = nil, nil
-	c.Description, c.Tags, c.Timeout = "", nil, nil
+	c.Description, c.Tags, c.Timeout, c.Backoff = "", nil, nil, nil
 	c.Enabled = nil
 	return c
 }

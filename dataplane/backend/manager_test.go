@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"google.golang.org/protobuf/proto"
 	"strings"
 	"testing"
 	"time"
@@ -172,4 +173,43 @@ func TestManagerSettingsOverrideDefaults(t *testing.T) {
 		t.Fatalf("second wait = %v, want the 250ms probe", got)
 	}
 	e.waitState(b, stateUnavailable)
+}
+
+// A server's own backoff wins over the cluster-wide setting, and changing it
+// applies without a reconnect.
+func TestManagerServerBackoffOverridesSettings(t *testing.T) {
+	e := newEnv(t)
+	hb := startHTTPBackend(t, newMCPServer("own", 0), false)
+	hb.down.Store(true)
+	srv := hb.server("own")
+	srv.Backoff = []*durationpb.Duration{durationpb.New(700 * time.Millisecond), durationpb.New(900 * time.Millisecond)}
+	snap := &mcpmeshv1.ConfigSnapshot{
+		Servers: []*mcpmeshv1.Server{srv},
+		Settings: &mcpmeshv1.Settings{Resilience: &mcpmeshv1.ResilienceSettings{
+			Backoff: []*durationpb.Duration{durationpb.New(3 * time.Second)},
+		}},
+	}
+	if err := e.m.Apply(snap); err != nil {
+		t.Fatal(err)
+	}
+	b := e.backend("own")
+	if got := e.waitTimer(); got != 700*time.Millisecond {
+		t.Fatalf("first wait = %v, want the server's own 700ms", got)
+	}
+	e.clock.Advance(700 * time.Millisecond)
+	if got := e.waitTimer(); got != 900*time.Millisecond {
+		t.Fatalf("second wait = %v, want the server's own 900ms", got)
+	}
+	changed := proto.Clone(srv).(*mcpmeshv1.Server)
+	changed.Backoff = []*durationpb.Duration{durationpb.New(5 * time.Second)}
+	changed.ModRevision++
+	if err := e.m.Apply(&mcpmeshv1.ConfigSnapshot{Revision: 2, Servers: []*mcpmeshv1.Server{changed}, Settings: snap.Settings}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := e.m.Get("own"); got != b {
+		t.Fatalf("a backoff change replaced the backend; it should apply live")
+	}
+	if got := b.params().schedule.Steps; len(got) != 1 || got[0] != 5*time.Second {
+		t.Errorf("schedule after change = %v, want [5s]", got)
+	}
 }

@@ -75,7 +75,7 @@ func NewHTTP(s *Server, opts HTTPOptions) *HTTP {
 		SecretGrace: opts.SessionSecretGrace,
 		Now:         opts.Now,
 	})
-	streamable := server.NewStreamableHTTPServer(s.mcp,
+	streamable, guarded := s.NewStreamableHTTP(
 		server.WithEndpointPath("/mcp"),
 		server.WithSessionIdleTTL(opts.SessionIdleTTL),
 		server.WithStreamableHTTPLogger(opts.Logger),
@@ -98,7 +98,7 @@ func NewHTTP(s *Server, opts HTTPOptions) *HTTP {
 		streamable: streamable,
 		// Session ids are checked first; then bad list cursors get a clear -32602
 		// before mcp-go sees them.
-		mcp:     &sessionHandler{ids: ids, next: s.StreamableCursorGuard(streamable), log: opts.Logger},
+		mcp:     &sessionHandler{ids: ids, next: guarded, log: opts.Logger},
 		sse:     sse,
 		message: s.SSECursorGuard(sse, sse.MessageHandler()),
 		ids:     ids,

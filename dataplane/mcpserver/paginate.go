@@ -28,7 +28,11 @@ import (
 // (StreamableCursorGuard, SSECursorGuard) answer it with JSON-RPC -32602 and a
 // message saying what is wrong before mcp-go sees it, and where no guard runs
 // the Before hook hands mcp-go an undecodable cursor, which mcp-go answers with
-// -32602 too (with its own, less helpful message).
+// -32602 too (with its own, less helpful message). On streamable HTTP the
+// guard also hands list requests to a twin of mcp-go's server that holds no
+// items, so a page costs a page rather than a sort of the whole list (see
+// paginate_http.go); the legacy SSE transport, whose answers travel on a
+// stream only the real server holds, is served by the real one.
 //
 // Position rule when the lists change mid-walk (a config revision, a backend
 // becoming unavailable or changing its own list): a cursor names the server

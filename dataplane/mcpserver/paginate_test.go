@@ -32,12 +32,13 @@ type gatewayOpts struct {
 	enabled  bool
 	pageSize uint32
 	revision uint64
-	noGuards bool // leave bad cursors to the hooks alone
+	noGuards bool // leave bad cursors to the hooks alone, and lists to mcp-go's server
+	hooks    *server.Hooks
 }
 
 func startPagedGateway(t testing.TB, src Source, o gatewayOpts) *pagedGateway {
 	t.Helper()
-	s, err := New(Options{Source: src, Logger: quietLogger()})
+	s, err := New(Options{Source: src, Logger: quietLogger(), Hooks: o.hooks})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -46,7 +47,7 @@ func startPagedGateway(t testing.TB, src Source, o gatewayOpts) *pagedGateway {
 	}
 	s.SetConfig(&mcpmeshv1.Settings{Pagination: &mcpmeshv1.PaginationSettings{Enabled: o.enabled, PageSize: o.pageSize}}, o.secret, o.revision)
 	s.Refresh()
-	streamable := server.NewStreamableHTTPServer(s.MCPServer(),
+	streamable, guarded := s.NewStreamableHTTP(
 		server.WithEndpointPath("/mcp"),
 		server.WithHTTPContextFunc(PaginationFromRequest),
 		server.WithStreamableHTTPLogger(quietLogger()),
@@ -60,7 +61,7 @@ func startPagedGateway(t testing.TB, src Source, o gatewayOpts) *pagedGateway {
 	mux := http.NewServeMux()
 	var mcpH, msgH http.Handler = streamable, sse.MessageHandler()
 	if !o.noGuards {
-		mcpH, msgH = s.StreamableCursorGuard(mcpH), s.SSECursorGuard(sse, msgH)
+		mcpH, msgH = guarded, s.SSECursorGuard(sse, msgH)
 	}
 	mux.Handle("/mcp", mcpH)
 	mux.Handle("/sse", sse.SSEHandler())

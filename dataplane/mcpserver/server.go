@@ -35,6 +35,10 @@ type Server struct {
 	log    *slog.Logger
 	mcp    *server.MCPServer
 	routes atomic.Pointer[routes]
+	// lister is a twin of mcp with the same options and no items: list
+	// requests are served by it (paginate_http.go), so that mcp-go does not
+	// copy and sort every item of mcp for each page it never returns.
+	lister *server.MCPServer
 
 	// Pagination (paginate.go): the lists served, the settings and secret of
 	// the latest snapshot, and the plans of list requests in flight.
@@ -100,6 +104,7 @@ func New(opts Options) (*Server, error) {
 		serverOpts = append(serverOpts, server.WithInstructions(opts.Instructions))
 	}
 	s.mcp = server.NewMCPServer("mcpmesh", version.Version, serverOpts...)
+	s.lister = server.NewMCPServer("mcpmesh", version.Version, serverOpts...)
 	return s, nil
 }
 

@@ -26,6 +26,7 @@ type addFlags struct {
 	tags        []string
 	endpoints   []string
 	timeout     time.Duration
+	backoff     string
 	cwd         string
 	description string
 	disabled    bool
@@ -73,6 +74,7 @@ func newServerAddCommand(o *options) *cobra.Command {
 	fl.StringArrayVar(&f.tags, "tag", nil, "tag (repeatable)")
 	fl.StringArrayVar(&f.endpoints, "endpoint", nil, "extra replica URL of a --url server (repeatable)")
 	fl.DurationVar(&f.timeout, "timeout", 0, "per-request deadline towards this server (0 = cluster default)")
+	fl.StringVar(&f.backoff, "backoff", "", "connect retry waits for this server, e.g. 1s,2s,4s,8s (default: the cluster's resilience.backoff)")
 	fl.StringVar(&f.cwd, "cwd", "", "working directory of a stdio server")
 	fl.StringVar(&f.description, "description", "", "human description")
 	fl.BoolVar(&f.disabled, "disabled", false, "register the server without serving it")
@@ -163,6 +165,15 @@ func buildCreateRequest(name string, command []string, f addFlags) (*mcpmeshv1.C
 	}
 	if f.timeout > 0 {
 		s.Timeout = durationpb.New(f.timeout)
+	}
+	if f.backoff != "" {
+		for _, part := range strings.Split(f.backoff, ",") {
+			d, err := time.ParseDuration(strings.TrimSpace(part))
+			if err != nil || d <= 0 {
+				return nil, fmt.Errorf("--backoff %q: want positive durations separated by commas, e.g. 1s,2s,4s,8s", f.backoff)
+			}
+			s.Backoff = append(s.Backoff, durationpb.New(d))
+		}
 	}
 	seen := map[string]bool{}
 	for _, t := range f.tags {

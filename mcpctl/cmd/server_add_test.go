@@ -25,12 +25,13 @@ func TestBuildCreateRequest(t *testing.T) {
 		{
 			name: "stdio with env, cwd, tags and timeout",
 			args: []string{"files", "npx", "-y", "pkg", "--flag=1"}, dash: 1,
-			flags: addFlags{env: []string{"TOKEN=a=b", "EMPTY="}, cwd: "/srv", tags: []string{"x", "y", "x"}, timeout: 30 * time.Second, description: "d"},
+			flags: addFlags{env: []string{"TOKEN=a=b", "EMPTY="}, cwd: "/srv", tags: []string{"x", "y", "x"}, timeout: 30 * time.Second, description: "d", backoff: "500ms, 1s"},
 			want: &mcpmeshv1.Server{
 				Name: "files", Transport: mcpmeshv1.Transport_TRANSPORT_STDIO,
 				Stdio:   &mcpmeshv1.StdioConfig{Command: "npx", Args: []string{"-y", "pkg", "--flag=1"}, Env: map[string]string{"TOKEN": "a=b", "EMPTY": ""}, WorkingDir: "/srv"},
 				Tags:    []string{"x", "y"},
 				Timeout: durationpb.New(30 * time.Second), Enabled: proto.Bool(true), Description: "d",
+				Backoff: []*durationpb.Duration{durationpb.New(500 * time.Millisecond), durationpb.New(time.Second)},
 			},
 		},
 		{
@@ -69,6 +70,8 @@ func TestBuildCreateRequest(t *testing.T) {
 		{name: "url without host", args: []string{"a"}, dash: -1, flags: addFlags{url: "localhost:8080"}, wantErr: "--url"},
 		{name: "bad endpoint", args: []string{"a"}, dash: -1, flags: addFlags{url: "http://h/", endpoints: []string{"nope"}}, wantErr: `--endpoint "nope"`},
 		{name: "negative timeout", args: []string{"a", "cmd"}, dash: 1, flags: addFlags{timeout: -time.Second}, wantErr: "--timeout"},
+		{name: "bad backoff", args: []string{"a", "cmd"}, dash: 1, flags: addFlags{backoff: "1s,,2s"}, wantErr: "--backoff"},
+		{name: "zero backoff", args: []string{"a", "cmd"}, dash: 1, flags: addFlags{backoff: "0s"}, wantErr: "--backoff"},
 		{name: "empty tag", args: []string{"a", "cmd"}, dash: 1, flags: addFlags{tags: []string{" "}}, wantErr: "--tag"},
 		{name: "empty command", args: []string{"a", ""}, dash: 1, wantErr: "command after -- is empty"},
 	}

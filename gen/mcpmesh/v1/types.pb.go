@@ -339,7 +339,10 @@ type Server struct {
 	// True when secret values (env, headers) were replaced by "***" (output only).
 	Redacted bool `protobuf:"varint,13,opt,name=redacted,proto3" json:"redacted,omitempty"`
 	// Optional human description.
-	Description   string `protobuf:"bytes,14,opt,name=description,proto3" json:"description,omitempty"`
+	Description string `protobuf:"bytes,14,opt,name=description,proto3" json:"description,omitempty"`
+	// Connect retry waits for this server, overriding the cluster-wide
+	// settings.resilience.backoff; empty means the cluster setting.
+	Backoff       []*durationpb.Duration `protobuf:"bytes,15,rep,name=backoff,proto3" json:"backoff,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -470,6 +473,13 @@ func (x *Server) GetDescription() string {
 		return x.Description
 	}
 	return ""
+}
+
+func (x *Server) GetBackoff() []*durationpb.Duration {
+	if x != nil {
+		return x.Backoff
+	}
+	return nil
 }
 
 // PaginationSettings control list pagination on the data planes.
@@ -1080,7 +1090,7 @@ const file_mcpmesh_v1_types_proto_rawDesc = "" +
 	"\aheaders\x18\x02 \x03(\v2#.mcpmesh.v1.HttpConfig.HeadersEntryR\aheaders\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbe\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf3\x04\n" +
 	"\x06Server\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x123\n" +
 	"\ttransport\x18\x02 \x01(\x0e2\x15.mcpmesh.v1.TransportR\ttransport\x12-\n" +
@@ -1098,7 +1108,8 @@ const file_mcpmesh_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"updated_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x1a\n" +
 	"\bredacted\x18\r \x01(\bR\bredacted\x12 \n" +
-	"\vdescription\x18\x0e \x01(\tR\vdescriptionB\n" +
+	"\vdescription\x18\x0e \x01(\tR\vdescription\x123\n" +
+	"\abackoff\x18\x0f \x03(\v2\x19.google.protobuf.DurationR\abackoffB\n" +
 	"\n" +
 	"\b_enabled\"K\n" +
 	"\x12PaginationSettings\x12\x18\n" +
@@ -1217,26 +1228,27 @@ var file_mcpmesh_v1_types_proto_depIdxs = []int32{
 	15, // 5: mcpmesh.v1.Server.timeout:type_name -> google.protobuf.Duration
 	16, // 6: mcpmesh.v1.Server.created_at:type_name -> google.protobuf.Timestamp
 	16, // 7: mcpmesh.v1.Server.updated_at:type_name -> google.protobuf.Timestamp
-	15, // 8: mcpmesh.v1.ResilienceSettings.backoff:type_name -> google.protobuf.Duration
-	15, // 9: mcpmesh.v1.ResilienceSettings.probe_interval:type_name -> google.protobuf.Duration
-	15, // 10: mcpmesh.v1.ResilienceSettings.request_timeout:type_name -> google.protobuf.Duration
-	6,  // 11: mcpmesh.v1.Settings.pagination:type_name -> mcpmesh.v1.PaginationSettings
-	7,  // 12: mcpmesh.v1.Settings.resilience:type_name -> mcpmesh.v1.ResilienceSettings
-	1,  // 13: mcpmesh.v1.BackendHealth.state:type_name -> mcpmesh.v1.BackendState
-	2,  // 14: mcpmesh.v1.BackendHealth.breaker:type_name -> mcpmesh.v1.BreakerState
-	16, // 15: mcpmesh.v1.BackendHealth.since:type_name -> google.protobuf.Timestamp
-	15, // 16: mcpmesh.v1.BackendHealth.latency:type_name -> google.protobuf.Duration
-	16, // 17: mcpmesh.v1.BackendHealth.reported_at:type_name -> google.protobuf.Timestamp
-	16, // 18: mcpmesh.v1.DataPlane.connected_at:type_name -> google.protobuf.Timestamp
-	16, // 19: mcpmesh.v1.DataPlane.last_seen:type_name -> google.protobuf.Timestamp
-	9,  // 20: mcpmesh.v1.ServerStatus.backends:type_name -> mcpmesh.v1.BackendHealth
-	5,  // 21: mcpmesh.v1.ConfigSnapshot.servers:type_name -> mcpmesh.v1.Server
-	8,  // 22: mcpmesh.v1.ConfigSnapshot.settings:type_name -> mcpmesh.v1.Settings
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	15, // 8: mcpmesh.v1.Server.backoff:type_name -> google.protobuf.Duration
+	15, // 9: mcpmesh.v1.ResilienceSettings.backoff:type_name -> google.protobuf.Duration
+	15, // 10: mcpmesh.v1.ResilienceSettings.probe_interval:type_name -> google.protobuf.Duration
+	15, // 11: mcpmesh.v1.ResilienceSettings.request_timeout:type_name -> google.protobuf.Duration
+	6,  // 12: mcpmesh.v1.Settings.pagination:type_name -> mcpmesh.v1.PaginationSettings
+	7,  // 13: mcpmesh.v1.Settings.resilience:type_name -> mcpmesh.v1.ResilienceSettings
+	1,  // 14: mcpmesh.v1.BackendHealth.state:type_name -> mcpmesh.v1.BackendState
+	2,  // 15: mcpmesh.v1.BackendHealth.breaker:type_name -> mcpmesh.v1.BreakerState
+	16, // 16: mcpmesh.v1.BackendHealth.since:type_name -> google.protobuf.Timestamp
+	15, // 17: mcpmesh.v1.BackendHealth.latency:type_name -> google.protobuf.Duration
+	16, // 18: mcpmesh.v1.BackendHealth.reported_at:type_name -> google.protobuf.Timestamp
+	16, // 19: mcpmesh.v1.DataPlane.connected_at:type_name -> google.protobuf.Timestamp
+	16, // 20: mcpmesh.v1.DataPlane.last_seen:type_name -> google.protobuf.Timestamp
+	9,  // 21: mcpmesh.v1.ServerStatus.backends:type_name -> mcpmesh.v1.BackendHealth
+	5,  // 22: mcpmesh.v1.ConfigSnapshot.servers:type_name -> mcpmesh.v1.Server
+	8,  // 23: mcpmesh.v1.ConfigSnapshot.settings:type_name -> mcpmesh.v1.Settings
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_mcpmesh_v1_types_proto_init() }
