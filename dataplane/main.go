@@ -99,6 +99,9 @@ func run() int {
 		aggregated atomic.Pointer[mcpserver.Server]
 		cc         atomic.Pointer[configclient.Client]
 		applied    atomic.Bool
+		// firstApplied is when the first snapshot was applied (unix nanos):
+		// readiness waits for its backends' first connect attempts, not forever.
+		firstApplied atomic.Int64
 	)
 	mgr := backend.NewManager(backend.ManagerOptions{
 		Logger: log.With("component", "backend"),
@@ -125,7 +128,7 @@ func run() int {
 			c := cc.Load()
 			return c != nil && c.Connected()
 		},
-		Ready:  applied.Load,
+		Ready:  func() bool { return applied.Load() && settled(mgr, firstApplied.Load()) },
 		Logger: log.With("component", "httpapi"),
 	})
 	if err != nil {
@@ -167,6 +170,7 @@ func run() int {
 			// from this snapshot's lists follows its rules.
 			srv.SetConfig(snap.GetSettings(), snap.GetClusterSecret(), snap.GetRevision())
 			srv.Refresh()
+			firstApplied.CompareAndSwap(0, time.Now().UnixNano())
 			applied.Store(true)
 			return nil
 		},
@@ -229,4 +233,27 @@ func run() int {
 	}
 	log.Info("stopped")
 	return code
+}
+
+// readyGrace bounds how long readiness waits for backends still making their
+// first connect attempt: a hung backend must not keep a replica out of its
+// load balancer forever.
+const readyGrace = 10 * time.Second
+
+// settled reports whether every backend has finished its first connect
+// attempt (or readyGrace has passed since the first snapshot), so that a new
+// replica put behind a load balancer serves the same lists as the others.
+func settled(mgr *backend.Manager, since int64) bool {
+	if since == 0 {
+		return false
+	}
+	if time.Since(time.Unix(0, since)) > readyGrace {
+		return true
+	}
+	for _, b := range mgr.List() {
+		if b.State() == mcpmeshv1.BackendState_BACKEND_STATE_CONNECTING {
+			return false
+		}
+	}
+	return true
 }

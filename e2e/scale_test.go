@@ -80,13 +80,18 @@ func TestPaginationAcrossReplicas(t *testing.T) {
 	// A replica is put behind the balancer once it is ready and serves the
 	// whole list, as a load balancer's readiness check would ensure.
 	inSync := func(dp *dataPlane) {
-		eventually(t, 30*time.Second, dp.id+" ready with every tool", func() bool {
+		eventually(t, 30*time.Second, dp.id+" ready", func() bool {
 			resp, err := http.Get("http://" + dp.listen + "/readyz")
 			if err != nil {
 				return false
 			}
 			resp.Body.Close()
-			return resp.StatusCode == http.StatusOK && len(toolNames(t, mcpClient(t, dp.mcpURL()))) == len(want)
+			return resp.StatusCode == http.StatusOK
+		})
+		// Ready means its backends made their first connect attempt: the
+		// whole list is there at once (give the aggregate a moment to rebuild).
+		eventually(t, 500*time.Millisecond, dp.id+" serves every tool once ready", func() bool {
+			return len(toolNames(t, mcpClient(t, dp.mcpURL()))) == len(want)
 		})
 	}
 	dps := []*dataPlane{startDataPlane(t, cp, "dp-a"), startDataPlane(t, cp, "dp-b"), startDataPlane(t, cp, "dp-c")}

@@ -97,9 +97,11 @@ type ServerHealth struct {
 	LastError           string `json:"last_error"`
 	Since               string `json:"since,omitempty"`
 	ConsecutiveFailures uint32 `json:"consecutive_failures"`
-	Tools               uint32 `json:"tools"`
-	Resources           uint32 `json:"resources"`
-	Prompts             uint32 `json:"prompts"`
+	// LatencyMS is the latency of the last successful upstream request.
+	LatencyMS float64 `json:"latency_ms"`
+	Tools     uint32  `json:"tools"`
+	Resources uint32  `json:"resources"`
+	Prompts   uint32  `json:"prompts"`
 }
 
 // Health is the /health document.
@@ -144,6 +146,7 @@ func (a *API) Snapshot() Health {
 			Breaker:             BreakerName(b.GetBreaker()),
 			LastError:           b.GetLastError(),
 			ConsecutiveFailures: b.GetConsecutiveFailures(),
+			LatencyMS:           float64(b.GetLatency().AsDuration().Microseconds()) / 1000,
 			Tools:               b.GetTools(),
 			Resources:           b.GetResources(),
 			Prompts:             b.GetPrompts(),

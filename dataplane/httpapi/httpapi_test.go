@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"io"
 	"log/slog"
 	"net/http"
@@ -89,7 +90,7 @@ func TestHealthJSONShape(t *testing.T) {
 	since := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	f := &fakeDataPlane{revision: 42, conn: true, health: []*mcpmeshv1.BackendHealth{{
 		Server: "github", State: retrying, Breaker: mcpmeshv1.BreakerState_BREAKER_STATE_HALF_OPEN,
-		LastError: "dial tcp: refused", Since: timestamppb.New(since), ConsecutiveFailures: 3,
+		LastError: "dial tcp: refused", Since: timestamppb.New(since), ConsecutiveFailures: 3, Latency: durationpb.New(1500 * time.Microsecond),
 		Tools: 7, Resources: 2, Prompts: 1,
 	}, backend("files", healthy)}}
 	_, url := start(t, f)
@@ -116,7 +117,7 @@ func TestHealthJSONShape(t *testing.T) {
 	gh, _ := servers[0].(map[string]any)
 	wantServer := map[string]any{
 		"name": "github", "state": "retrying", "breaker": "half_open", "last_error": "dial tcp: refused",
-		"since": "2026-01-02T03:04:05Z", "consecutive_failures": 3.0, "tools": 7.0, "resources": 2.0, "prompts": 1.0,
+		"since": "2026-01-02T03:04:05Z", "consecutive_failures": 3.0, "latency_ms": 1.5, "tools": 7.0, "resources": 2.0, "prompts": 1.0,
 	}
 	for k, v := range wantServer {
 		if gh[k] != v {
