@@ -214,3 +214,69 @@ func TestPaginationAcrossReplicas(t *testing.T) {
 		}
 	}
 }
+
+// TestMeasurePagination10k reports the numbers issue 5 asks for with the real
+// binaries: a data plane with 10,000 tools cached (20 backends × 500), its
+// RSS, a warm paginated walk (total and p99 per page) and one unpaginated list.
+func TestMeasurePagination10k(t *testing.T) {
+	cp := startControlPlane(t, filepath.Join(t.TempDir(), "data"), "", "")
+	mustCtl(t, cp, "config", "set", "pagination.page_size", "100")
+	for i := 0; i < 20; i++ {
+		name := fmt.Sprintf("k%02d", i)
+		_, u := startHTTPBackend(t, name, "--tools", "494")
+		mustCtl(t, cp, "server", "add", name, "--url", u)
+	}
+	dp := startDataPlane(t, cp, "dp-10k")
+	c := mcpClient(t, dp.mcpURL())
+	eventually(t, 60*time.Second, "10,000 tools listed", func() bool { return len(toolNames(t, c)) == 10000 })
+
+	// One unpaginated list (pagination is off), warm.
+	var full []time.Duration
+	for i := 0; i < 5; i++ {
+		start := time.Now()
+		if n := len(toolNames(t, c)); n != 10000 {
+			t.Fatalf("unpaginated list has %d tools", n)
+		}
+		full = append(full, time.Since(start))
+	}
+	sort.Slice(full, func(i, j int) bool { return full[i] < full[j] })
+
+	// Paginated walks through ?pagination=true on the same data plane.
+	pc := mcpClient(t, dp.mcpURL()+"?pagination=true")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var walks, pages []time.Duration
+	for w := 0; w < 4; w++ {
+		start := time.Now()
+		n := 0
+		cursor := mcp.Cursor("")
+		for {
+			req := mcp.ListToolsRequest{}
+			req.Params.Cursor = cursor
+			ps := time.Now()
+			res, err := pc.ListToolsByPage(ctx, req)
+			if err != nil {
+				t.Fatalf("walk %d page: %v", w, err)
+			}
+			if w > 0 {
+				pages = append(pages, time.Since(ps))
+			}
+			n += len(res.Tools)
+			if res.NextCursor == "" {
+				break
+			}
+			cursor = res.NextCursor
+		}
+		if n != 10000 {
+			t.Fatalf("walk %d returned %d tools, want 10000", w, n)
+		}
+		if w > 0 { // the first walk warms up
+			walks = append(walks, time.Since(start))
+		}
+	}
+	sort.Slice(walks, func(i, j int) bool { return walks[i] < walks[j] })
+	sort.Slice(pages, func(i, j int) bool { return pages[i] < pages[j] })
+	t.Logf("measure: 10,000 tools: warm paginated walk (100 pages of 100) median %v; page p50 %v, p99 %v; one unpaginated tools/list median %v; data plane RSS %d KiB",
+		walks[len(walks)/2].Round(time.Millisecond), pages[len(pages)/2].Round(time.Microsecond),
+		pages[len(pages)*99/100].Round(time.Microsecond), full[len(full)/2].Round(time.Millisecond), rssKB(t, dp.pid()))
+}
