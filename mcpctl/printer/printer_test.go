@@ -47,6 +47,7 @@ func httpServer() *mcpmeshv1.Server {
 		Http:           &mcpmeshv1.HttpConfig{Url: "https://example.com/mcp?a=1&b=2", Headers: map[string]string{"Authorization": "Bearer xyz"}},
 		Endpoints:      []string{"https://replica.example.com/mcp"},
 		Timeout:        durationpb.New(30 * time.Second),
+		Backoff:        []*durationpb.Duration{durationpb.New(500 * time.Millisecond), durationpb.New(2 * time.Second)},
 		Enabled:        proto.Bool(false),
 		CreateRevision: 9,
 		ModRevision:    9,

@@ -31,6 +31,7 @@ type Server struct {
 	Tags           []string          `json:"tags"`
 	Enabled        bool              `json:"enabled"`
 	Timeout        string            `json:"timeout"`
+	Backoff        []string          `json:"backoff,omitempty"`
 	Description    string            `json:"description,omitempty"`
 	Revision       uint64            `json:"revision"`
 	CreateRevision uint64            `json:"create_revision"`
@@ -78,6 +79,9 @@ func ServerFromProto(s *mcpmeshv1.Server) Server {
 	}
 	if d := s.GetTimeout(); d != nil && d.AsDuration() > 0 {
 		v.Timeout = d.AsDuration().String()
+	}
+	for _, d := range s.GetBackoff() {
+		v.Backoff = append(v.Backoff, d.AsDuration().String())
 	}
 	return v
 }
@@ -157,6 +161,9 @@ func (s Server) rows(t *table) {
 	t.row("TAGS:", strings.Join(s.Tags, ", "))
 	t.row("ENABLED:", strconv.FormatBool(s.Enabled))
 	t.row("TIMEOUT:", s.timeoutCell())
+	if len(s.Backoff) > 0 {
+		t.row("BACKOFF:", strings.Join(s.Backoff, ","))
+	}
 	if s.Description != "" {
 		t.row("DESCRIPTION:", s.Description)
 	}
