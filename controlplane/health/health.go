@@ -3,6 +3,7 @@ package health
 import (
 	"context"
 	"fmt"
+	"github.com/mcpmesh/mcpmesh/internal/states"
 	"log/slog"
 	"sort"
 	"sync"
@@ -224,21 +225,7 @@ func (a *Aggregator) Transitions(ctx context.Context, limit int) ([]Transition, 
 
 // StateLabel is the lower-case name of a backend state, as the data plane's
 // /health and the status page spell it.
-func StateLabel(s mcpmeshv1.BackendState) string {
-	switch s {
-	case mcpmeshv1.BackendState_BACKEND_STATE_CONNECTING:
-		return "connecting"
-	case mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY:
-		return "healthy"
-	case mcpmeshv1.BackendState_BACKEND_STATE_RETRYING:
-		return "retrying"
-	case mcpmeshv1.BackendState_BACKEND_STATE_UNAVAILABLE:
-		return "unavailable"
-	case mcpmeshv1.BackendState_BACKEND_STATE_DISABLED:
-		return "disabled"
-	}
-	return "unknown"
-}
+func StateLabel(s mcpmeshv1.BackendState) string { return states.Backend(s) }
 
 // Aggregate computes one server's status from the reports of the connected
 // data planes (reports must already be filtered to those).

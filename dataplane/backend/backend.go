@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mcpmesh/mcpmesh/internal/states"
 	"log/slog"
 	"strings"
 	"sync"
@@ -494,9 +495,7 @@ func (b *Backend) unavailableErr() error {
 }
 
 // stateName is the lower-case state used in messages and /health.
-func stateName(s mcpmeshv1.BackendState) string {
-	return strings.ToLower(strings.TrimPrefix(s.String(), "BACKEND_STATE_"))
-}
+func stateName(s mcpmeshv1.BackendState) string { return states.Backend(s) }
 
 // breakerRank orders breaker states from best to worst.
 func breakerRank(s mcpmeshv1.BreakerState) int {

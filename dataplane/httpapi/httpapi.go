@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/mcpmesh/mcpmesh/internal/states"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -210,35 +211,11 @@ func call[T any](f func() T) T {
 }
 
 // StateName is the /health spelling of a backend state.
-func StateName(s mcpmeshv1.BackendState) string {
-	switch s {
-	case mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY:
-		return "healthy"
-	case mcpmeshv1.BackendState_BACKEND_STATE_CONNECTING:
-		return "connecting"
-	case mcpmeshv1.BackendState_BACKEND_STATE_RETRYING:
-		return "retrying"
-	case mcpmeshv1.BackendState_BACKEND_STATE_UNAVAILABLE:
-		return "unavailable"
-	case mcpmeshv1.BackendState_BACKEND_STATE_DISABLED:
-		return "disabled"
-	default:
-		return "unknown"
-	}
-}
+func StateName(s mcpmeshv1.BackendState) string { return states.Backend(s) }
 
 // BreakerName is the /health spelling of a breaker state; a backend that
 // reports none has a closed breaker.
-func BreakerName(s mcpmeshv1.BreakerState) string {
-	switch s {
-	case mcpmeshv1.BreakerState_BREAKER_STATE_OPEN:
-		return "open"
-	case mcpmeshv1.BreakerState_BREAKER_STATE_HALF_OPEN:
-		return "half_open"
-	default:
-		return "closed"
-	}
-}
+func BreakerName(s mcpmeshv1.BreakerState) string { return states.Breaker(s) }
 
 // allStates are the label values of the backend state gauge, so that every
 // state has a series (0 or 1) and alerts can rely on it.
