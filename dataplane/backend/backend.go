@@ -376,9 +376,15 @@ func (b *Backend) acquire(ctx context.Context, exclude int) (lease, error) {
 		case <-b.ctx.Done(): // closed: its supervisors will not attempt again
 			return lease{}, fmt.Errorf("%w: backend closed", b.unavailableErr())
 		}
-		if l, ok, err := b.pick(-1); ok || err != nil {
-			return l, err
-		}
+	}
+	// Pick again even when no attempt was joined: reconnectInline also
+	// returns nil when an endpoint became ready since the first pick (an
+	// attempt someone else triggered just ended), and failing then would
+	// report a healthy backend as unavailable. The endpoint a retried request
+	// failed on is marked dead, so it cannot be picked again unless it was
+	// reconnected meanwhile.
+	if l, ok, err := b.pick(-1); ok || err != nil {
+		return l, err
 	}
 	return lease{}, b.unavailableErr()
 }

@@ -129,16 +129,25 @@ func TestListChangedRefetches(t *testing.T) {
 	e.waitState(b, stateHealthy)
 	before := len(b.Tools())
 
+	// mcp-go's server can lose a notification: the forwarder goroutine of a
+	// POST that just ended (here, the last list request) may take it off the
+	// session's queue before it sees the request is over, and drop it. A lost
+	// one is announced again, so this tests our refetch, not that race.
+	reannounce := func(method string) func() {
+		return func() { s.SendNotificationToAllClients(method, nil) }
+	}
 	s.AddTool(mcp.NewTool("added-later"), func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		return mcp.NewToolResultText("new"), nil
 	})
-	e.waitFor("the added tool to be listed", func() bool { return len(b.Tools()) == before+1 })
+	e.waitForNudging("the added tool to be listed", func() bool { return len(b.Tools()) == before+1 },
+		reannounce(mcp.MethodNotificationToolsListChanged))
 	if got := callText(t, b, "added-later", nil); got != "new" {
 		t.Errorf("added-later = %q", got)
 	}
 
 	s.DeletePrompts("greet")
-	e.waitFor("the prompt to vanish", func() bool { return len(b.Prompts()) == 0 })
+	e.waitForNudging("the prompt to vanish", func() bool { return len(b.Prompts()) == 0 },
+		reannounce(mcp.MethodNotificationPromptsListChanged))
 }
 
 func TestSSEBackend(t *testing.T) {

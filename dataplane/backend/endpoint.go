@@ -371,11 +371,14 @@ func dialProbe(ctx context.Context, addr string, interval time.Duration) error {
 // sleep waits d on the injected clock. kicked is true when a request cut the
 // wait short; ok is false when ctx ended.
 func (e *endpoint) sleep(ctx context.Context, d time.Duration, what string) (kicked, ok bool) {
-	t := e.b.clock.NewTimer(d)
-	defer t.Stop()
+	// What comes next is published before the timer exists: whoever sees the
+	// wait begin (a request's error message, a test on the fake clock) must
+	// also see what it waits for, not the previous wait's.
 	e.mu.Lock()
 	e.nextAt, e.nextWhat = e.b.clock.Now().Add(d), what
 	e.mu.Unlock()
+	t := e.b.clock.NewTimer(d)
+	defer t.Stop()
 	select {
 	case <-t.C():
 		return false, true

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -113,6 +114,9 @@ type httpBackend struct {
 	// failNext makes the next n POSTs other than initialize answer 503, as a
 	// backend restarting under a live connection does.
 	failNext atomic.Int32
+	// initGate, while set, holds initialize requests until it is closed, so
+	// a test can look at the state before a connect completes.
+	initGate atomic.Pointer[chan struct{}]
 }
 
 func startHTTPBackend(t *testing.T, s *server.MCPServer, sse bool) *httpBackend {
@@ -130,6 +134,13 @@ func startHTTPBackend(t *testing.T, s *server.MCPServer, sse bool) *httpBackend 
 		init := isInitialize(r)
 		if init {
 			hb.inits.Add(1)
+			if g := hb.initGate.Load(); g != nil {
+				select {
+				case <-*g:
+				case <-r.Context().Done():
+					return
+				}
+			}
 		}
 		if !init && r.Method == http.MethodPost && hb.failNext.Add(-1) >= 0 {
 			http.Error(w, "restarting", http.StatusServiceUnavailable)
@@ -144,11 +155,23 @@ func startHTTPBackend(t *testing.T, s *server.MCPServer, sse bool) *httpBackend 
 	if sse {
 		server.WithBaseURL(hb.ts.URL)(sseSrv)
 	}
-	t.Cleanup(func() {
-		hb.ts.CloseClientConnections()
+	t.Cleanup(func() { hb.close(t) })
+	return hb
+}
+
+// close shuts the server down the hard way. httptest.Server.Close waits for
+// active requests, and the gateway's event stream (a GET that mcp-go re-opens
+// by itself) only ends when the Manager closes, which is a cleanup that runs
+// after this one: a stream that connected between CloseClientConnections and
+// Close hung the test binary until its timeout. http.Server.Close closes
+// every connection, active ones included, after the accept loop has stopped,
+// so none can slip in; the handlers then end with their request contexts.
+func (hb *httpBackend) close(t *testing.T) {
+	t.Helper()
+	within(t, "closing test backend "+hb.ts.URL, func() {
+		_ = hb.ts.Config.Close()
 		hb.ts.Close()
 	})
-	return hb
 }
 
 // isInitialize reports whether r carries an initialize request, leaving the
@@ -216,11 +239,66 @@ func newEnv(t *testing.T, opts ...func(*ManagerOptions)) *env {
 	}
 	e.m = NewManager(mo)
 	t.Cleanup(func() {
-		if err := e.m.Close(); err != nil {
-			t.Errorf("close manager: %v", err)
-		}
+		within(t, "Manager.Close", func() {
+			if err := e.m.Close(); err != nil {
+				t.Errorf("close manager: %v", err)
+			}
+		})
 	})
 	return e
+}
+
+// testWait bounds every wait of these tests that has no deadline of its own:
+// a bug must fail fast, saying what was awaited, never hang the binary.
+const testWait = 20 * time.Second
+
+// within runs f and reports an error (with every goroutine's stack, which is
+// what a hang needs to be diagnosed) if it has not returned within testWait.
+// It returns whether f finished; f keeps running if it did not. It only
+// reports, so it is safe in cleanups; test bodies call t.FailNow on false.
+func within(t testing.TB, what string, f func()) bool {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	timer := time.NewTimer(testWait)
+	defer timer.Stop()
+	select {
+	case <-done:
+		return true
+	case <-timer.C:
+		t.Errorf("%s did not finish within %v; goroutines:\n%s", what, testWait, allStacks())
+		return false
+	}
+}
+
+// waitGroup waits for wg within testWait or fails the test.
+func waitGroup(t testing.TB, wg *sync.WaitGroup, what string) {
+	t.Helper()
+	if !within(t, what, wg.Wait) {
+		t.FailNow()
+	}
+}
+
+// recvWithin receives from ch within testWait or fails the test.
+func recvWithin[T any](t testing.TB, ch <-chan T, what string) T {
+	t.Helper()
+	timer := time.NewTimer(testWait)
+	defer timer.Stop()
+	select {
+	case v := <-ch:
+		return v
+	case <-timer.C:
+		t.Fatalf("timed out after %v waiting for %s; goroutines:\n%s", testWait, what, allStacks())
+		panic("unreachable")
+	}
+}
+
+func allStacks() []byte {
+	buf := make([]byte, 8<<20)
+	return buf[:runtime.Stack(buf, true)]
 }
 
 func (e *env) apply(servers ...*mcpmeshv1.Server) {
@@ -233,13 +311,27 @@ func (e *env) apply(servers ...*mcpmeshv1.Server) {
 // waitFor waits for cond, re-checking it on every OnChange (no polling).
 func (e *env) waitFor(what string, cond func() bool) {
 	e.t.Helper()
-	deadline := time.NewTimer(15 * time.Second)
+	e.waitForNudging(what, cond, nil)
+}
+
+// waitForNudging is waitFor that calls nudge every second while cond is
+// false, for conditions that hang on a message a third party may lose.
+func (e *env) waitForNudging(what string, cond func() bool, nudge func()) {
+	e.t.Helper()
+	deadline := time.NewTimer(testWait)
 	defer deadline.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	for !cond() {
 		select {
 		case <-e.changes:
+		case <-tick.C:
+			if nudge != nil {
+				e.t.Logf("still waiting for %s: nudging", what)
+				nudge()
+			}
 		case <-deadline.C:
-			e.t.Fatalf("timed out waiting for %s; logs:\n%s", what, e.logs.String())
+			e.t.Fatalf("timed out after %v waiting for %s; logs:\n%s\ngoroutines:\n%s", testWait, what, e.logs.String(), allStacks())
 		}
 	}
 }
@@ -265,10 +357,10 @@ func (e *env) waitState(b *Backend, want mcpmeshv1.BackendState) {
 // how long it sleeps.
 func (e *env) waitTimer() time.Duration {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
 	defer cancel()
 	if err := e.clock.BlockUntilWaiters(ctx, 1); err != nil {
-		e.t.Fatalf("no backoff timer: %v; logs:\n%s", err, e.logs.String())
+		e.t.Fatalf("no supervisor timer on the fake clock: %v; logs:\n%s\ngoroutines:\n%s", err, e.logs.String(), allStacks())
 	}
 	d := e.clock.PendingDurations()
 	if len(d) != 1 {

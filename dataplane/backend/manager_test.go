@@ -55,13 +55,19 @@ func TestManagerApply(t *testing.T) {
 		t.Errorf("timeout = %v, want 5s applied live", got)
 	}
 
-	// A changed header replaces the backend: new connection, then old closed.
+	// A changed header replaces the backend: new connection, then old
+	// closed. The replacement's initialize is held so that the old backend is
+	// seen still served while its successor connects.
 	s2 := two.server("two")
 	s2.Http.Headers = map[string]string{"Authorization": "Bearer x"}
+	gate := make(chan struct{})
+	two.initGate.Store(&gate)
 	e.apply(s1, s2)
 	if b, _ := e.m.Get("two"); b != origTwo {
+		close(gate)
 		t.Fatal("the old backend was dropped before its replacement connected")
 	}
+	close(gate)
 	var newTwo *Backend
 	e.waitFor("two to be replaced", func() bool {
 		b, _ := e.m.Get("two")
@@ -93,8 +99,8 @@ func waitClosed(t *testing.T, b *Backend) {
 	t.Helper()
 	select {
 	case <-b.done:
-	case <-time.After(15 * time.Second):
-		t.Fatalf("backend %s was not closed", b.Name())
+	case <-time.After(testWait):
+		t.Fatalf("backend %s was not closed within %v; goroutines:\n%s", b.Name(), testWait, allStacks())
 	}
 }
 

@@ -88,7 +88,7 @@ func (l *liveServer) stop() {
 	if srv != nil {
 		_ = srv.Close()
 	}
-	l.wg.Wait()
+	within(l.t, "stopping live server "+l.addr, l.wg.Wait)
 }
 
 func (l *liveServer) server(name string) *mcpmeshv1.Server {
@@ -172,11 +172,7 @@ func TestProbeReconnectsWhenPortReopens(t *testing.T) {
 		e.clock.Advance(step)
 	}
 	// The last failure: unavailable, OnChange fired, items gone.
-	select {
-	case <-e.changes:
-	case <-time.After(15 * time.Second):
-		t.Fatal("no OnChange after the backend became unavailable")
-	}
+	recvWithin(t, e.changes, "OnChange after the backend became unavailable")
 	e.waitState(b, stateUnavailable)
 	if b.Ready() || b.Tools() != nil || b.Resources() != nil || b.Prompts() != nil {
 		t.Fatal("an unavailable backend still offers items")
@@ -184,6 +180,11 @@ func TestProbeReconnectsWhenPortReopens(t *testing.T) {
 	h := b.Health()
 	if h.GetConsecutiveFailures() != 5 || !strings.Contains(h.GetLastError(), "connection refused") {
 		t.Fatalf("health when unavailable = %v", h)
+	}
+	// The state is published before the supervisor starts its probe wait:
+	// the error names the next probe only once that wait has begun.
+	if got := e.waitTimer(); got != DefaultProbeInterval {
+		t.Fatalf("first probe wait = %v, want %v", got, DefaultProbeInterval)
 	}
 	_, err := b.CallTool(context.Background(), req)
 	if !errors.Is(err, ErrNotReady) || !strings.Contains(err.Error(), `backend "web" is unavailable (last error: connect:`) ||
@@ -286,7 +287,7 @@ func TestInlineReconnectSingleFlight(t *testing.T) {
 			}
 		}()
 	}
-	wg.Wait()
+	waitGroup(t, &wg, "100 concurrent calls")
 	close(errs)
 	for err := range errs {
 		t.Errorf("call: %v", err)
