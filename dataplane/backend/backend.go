@@ -29,6 +29,7 @@ type params struct {
 	schedule      resilience.Schedule
 	timeout       time.Duration
 	probeInterval time.Duration
+	listResync    time.Duration // <0: off
 }
 
 // EndpointHealth is this data plane's view of one endpoint (replica) of a server.

@@ -353,3 +353,32 @@ func TestCollectStopsCursorLoops(t *testing.T) {
 
 // keep the server import used by helpers in this file's build.
 var _ = server.NewMCPServer
+
+// A backend that never says list_changed (it did not declare it, or the
+// notification was lost) still has its lists refreshed by the periodic resync.
+func TestListResync(t *testing.T) {
+	e := newEnv(t, func(o *ManagerOptions) { o.ListResync = time.Minute })
+	s := server.NewMCPServer("quiet", "1.0.0", server.WithToolCapabilities(false))
+	s.AddTool(mcp.NewTool("one"), func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return mcp.NewToolResultText("1"), nil
+	})
+	hb := startHTTPBackend(t, s, false)
+	e.apply(hb.server("quiet"))
+	b := e.backend("quiet")
+	e.waitState(b, stateHealthy)
+	if n := len(b.Tools()); n != 1 {
+		t.Fatalf("tools = %d, want 1", n)
+	}
+	// Added without a notification (listChanged not declared).
+	s.AddTool(mcp.NewTool("two"), func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return mcp.NewToolResultText("2"), nil
+	})
+	if got := e.waitTimer(); got != time.Minute {
+		t.Fatalf("pending timer = %v, want the 1m resync", got)
+	}
+	if n := len(b.Tools()); n != 1 {
+		t.Fatalf("tools changed to %d before the resync", n)
+	}
+	e.clock.Advance(time.Minute)
+	e.waitFor("the resync to pick up the new tool", func() bool { return len(b.Tools()) == 2 })
+}

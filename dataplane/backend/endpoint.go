@@ -392,8 +392,36 @@ func (e *endpoint) sleep(ctx context.Context, d time.Duration, what string) (kic
 // serve waits while the connection is healthy, refetching lists on
 // list_changed. It returns why it stopped.
 func (e *endpoint) serve(ctx context.Context, c *conn) error {
+	// A backend's list_changed notification can be lost (mcp-go servers have
+	// been seen to drop one), which would leave a stale list until the next
+	// reconnect: refetch every list now and then as a safety net. Unchanged
+	// lists cost a fetch and nothing else (no OnChange, no list_changed).
+	every := e.b.params().listResync
+	var resync resilience.Timer
+	var resyncC <-chan time.Time // nil (never ready) when resync is off
+	if every > 0 {
+		resync = e.b.clock.NewTimer(every)
+		resyncC = resync.C()
+	}
+	defer func() {
+		if resync != nil {
+			resync.Stop()
+		}
+	}()
 	for {
 		select {
+		case <-resyncC:
+			e.mu.Lock()
+			e.dirty |= kindTools | kindPrompts | kindResources
+			e.mu.Unlock()
+			resync = e.b.clock.NewTimer(every)
+			resyncC = resync.C()
+			if err := e.refetchLists(ctx, c); err != nil {
+				if isConnErr(ctx, err) {
+					return err
+				}
+				e.logger.Warn("periodic refetch of backend lists", "err", err)
+			}
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-c.dead:

@@ -233,6 +233,9 @@ func newEnv(t *testing.T, opts ...func(*ManagerOptions)) *env {
 		},
 		Clock:          e.clock,
 		DefaultTimeout: 10 * time.Second,
+		// Off by default in tests: its timer would sit among the ones the
+		// schedule tests count; TestListResync turns it on.
+		ListResync: -1,
 	}
 	for _, o := range opts {
 		o(&mo)

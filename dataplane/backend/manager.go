@@ -25,6 +25,10 @@ const DefaultTimeout = 60 * time.Second
 // probed with a TCP dial.
 const DefaultProbeInterval = 500 * time.Millisecond
 
+// DefaultListResync is how often a healthy endpoint refetches its lists even
+// without a list_changed notification.
+const DefaultListResync = 5 * time.Minute
+
 // ManagerOptions configure a Manager.
 type ManagerOptions struct {
 	Logger *slog.Logger
@@ -41,6 +45,10 @@ type ManagerOptions struct {
 	// ProbeInterval is the recovery probe's interval; 0 means 500ms. The
 	// snapshot's settings.resilience.probe_interval wins.
 	ProbeInterval time.Duration
+	// ListResync is how often a healthy endpoint refetches its lists without
+	// a list_changed notification (a safety net against a lost one); 0 means
+	// DefaultListResync, negative turns it off.
+	ListResync time.Duration
 	// Jitter turns on full jitter of the connect waits; the snapshot's
 	// settings.resilience.jitter turns it on too.
 	Jitter bool
@@ -304,6 +312,10 @@ func (m *Manager) validate(snap *mcpmeshv1.ConfigSnapshot) (params, error) {
 		schedule:      resilience.Schedule{Steps: m.opts.Backoff, Jitter: m.opts.Jitter || res.GetJitter(), Rand: m.rand},
 		timeout:       m.opts.DefaultTimeout,
 		probeInterval: m.opts.ProbeInterval,
+		listResync:    m.opts.ListResync,
+	}
+	if p.listResync == 0 {
+		p.listResync = DefaultListResync
 	}
 	if p.timeout <= 0 {
 		p.timeout = DefaultTimeout
