@@ -77,6 +77,7 @@ type lists struct {
 	prompts      []mcp.Prompt
 	resources    []mcp.Resource
 	templates    []mcp.ResourceTemplate
+	paged        pagedSet // lists the backend paginates (pages.go)
 }
 
 // listKind is a bit set of the lists a backend announced a change of.
@@ -297,6 +298,7 @@ func fetchLists(ctx context.Context, cli *client.Client, l *lists, kinds listKin
 			if err != nil {
 				return nil, "", err
 			}
+			l.notePage(mcp.MethodToolsList, cur, res.NextCursor)
 			return res.Tools, res.NextCursor, nil
 		})
 		if err != nil {
@@ -312,6 +314,7 @@ func fetchLists(ctx context.Context, cli *client.Client, l *lists, kinds listKin
 			if err != nil {
 				return nil, "", err
 			}
+			l.notePage(mcp.MethodPromptsList, cur, res.NextCursor)
 			return res.Prompts, res.NextCursor, nil
 		})
 		if err != nil {
@@ -327,6 +330,7 @@ func fetchLists(ctx context.Context, cli *client.Client, l *lists, kinds listKin
 			if err != nil {
 				return nil, "", err
 			}
+			l.notePage(mcp.MethodResourcesList, cur, res.NextCursor)
 			return res.Resources, res.NextCursor, nil
 		})
 		if err != nil {
@@ -339,6 +343,7 @@ func fetchLists(ctx context.Context, cli *client.Client, l *lists, kinds listKin
 			if err != nil {
 				return nil, "", err
 			}
+			l.notePage(mcp.MethodResourcesTemplatesList, cur, res.NextCursor)
 			return res.ResourceTemplates, res.NextCursor, nil
 		})
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/mark3labs/mcp-go/client"
@@ -31,6 +32,9 @@ type liveBackend struct {
 	prompts    []mcp.Prompt
 	resources  []mcp.Resource
 	templates  []mcp.ResourceTemplate
+	paged      map[mcp.MCPMethod]bool // lists whose first page had a nextCursor
+	// pageCalls and pageErrs count ListPage calls and their failures.
+	pageCalls, pageErrs atomic.Int64
 }
 
 func newLiveBackend(t *testing.T, name string, srv *server.MCPServer) *liveBackend {
@@ -76,9 +80,92 @@ func (b *liveBackend) reload(t *testing.T) {
 	if r, err := b.cli.ListResourceTemplates(ctx, mcp.ListResourceTemplatesRequest{}); err == nil {
 		templates = r.ResourceTemplates
 	}
+	// Like the backend package, record which lists the backend paginates.
+	paged := map[mcp.MCPMethod]bool{}
+	for _, m := range []mcp.MCPMethod{mcp.MethodToolsList, mcp.MethodPromptsList, mcp.MethodResourcesList, mcp.MethodResourcesTemplatesList} {
+		if _, next, err := listPage(ctx, b.cli, m, ""); err == nil && next != "" {
+			paged[m] = true
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.tools, b.prompts, b.resources, b.templates = tools.Tools, prompts, resources, templates
+	b.paged = paged
+}
+
+func (b *liveBackend) UpstreamPaginates(method mcp.MCPMethod) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.ready && b.paged[method]
+}
+
+func (b *liveBackend) ListPage(ctx context.Context, method mcp.MCPMethod, cursor string) ([]string, string, error) {
+	if !b.Ready() {
+		return nil, "", errNotConnected
+	}
+	b.pageCalls.Add(1)
+	ctx, cancel := upstreamCtx(ctx)
+	defer cancel()
+	keys, next, err := listPage(ctx, b.cli, method, mcp.Cursor(cursor))
+	if err != nil {
+		b.pageErrs.Add(1)
+	}
+	return keys, next, err
+}
+
+// listPage makes one upstream list call, as backend.Backend.ListPage does.
+func listPage(ctx context.Context, cli *client.Client, method mcp.MCPMethod, cur mcp.Cursor) ([]string, string, error) {
+	var keys []string
+	var next mcp.Cursor
+	switch method {
+	case mcp.MethodToolsList:
+		var r mcp.ListToolsRequest
+		r.Params.Cursor = cur
+		res, err := cli.ListToolsByPage(ctx, r)
+		if err != nil {
+			return nil, "", err
+		}
+		for _, x := range res.Tools {
+			keys = append(keys, x.Name)
+		}
+		next = res.NextCursor
+	case mcp.MethodPromptsList:
+		var r mcp.ListPromptsRequest
+		r.Params.Cursor = cur
+		res, err := cli.ListPromptsByPage(ctx, r)
+		if err != nil {
+			return nil, "", err
+		}
+		for _, x := range res.Prompts {
+			keys = append(keys, x.Name)
+		}
+		next = res.NextCursor
+	case mcp.MethodResourcesList:
+		var r mcp.ListResourcesRequest
+		r.Params.Cursor = cur
+		res, err := cli.ListResourcesByPage(ctx, r)
+		if err != nil {
+			return nil, "", err
+		}
+		for _, x := range res.Resources {
+			keys = append(keys, x.URI)
+		}
+		next = res.NextCursor
+	case mcp.MethodResourcesTemplatesList:
+		var r mcp.ListResourceTemplatesRequest
+		r.Params.Cursor = cur
+		res, err := cli.ListResourceTemplatesByPage(ctx, r)
+		if err != nil {
+			return nil, "", err
+		}
+		for _, x := range res.ResourceTemplates {
+			keys = append(keys, x.URITemplate.Raw())
+		}
+		next = res.NextCursor
+	default:
+		return nil, "", fmt.Errorf("unknown list method %q", method)
+	}
+	return keys, string(next), nil
 }
 
 func (b *liveBackend) setReady(ready bool) {

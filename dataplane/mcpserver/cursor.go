@@ -7,6 +7,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/mark3labs/mcp-go/mcp"
 )
 
 // A cursor is the position of a paginated list walk, handed to the client as
@@ -18,9 +20,15 @@ import (
 //
 //	version byte | kind byte | uvarint revision | uvarint page size |
 //	uvarint len | server | uvarint index | uvarint len | last key |
+//	flags byte | [uvarint pending | uvarint len | upstream cursor] |
 //	HMAC-SHA256(secret, everything before it)[:16]
+//
+// The bracketed part is there when flags has flagUpstream: the walk is
+// following server's own pagination (paginate.go). Version 1 cursors, issued
+// before upstream pages were followed, are refused like any unknown version.
 const (
-	cursorVersion = 1
+	cursorVersion = 2
+	flagUpstream  = 1
 	cursorMACSize = 16
 	// maxCursorLen bounds the work done on a client-supplied string before
 	// its signature is even checked.
@@ -28,6 +36,9 @@ const (
 	// maxCursorKey keeps cursors short: a longer last key (a very long URI)
 	// is left out and the walk resumes by index instead.
 	maxCursorKey = 1024
+	// maxUpstreamCursor bounds the backend cursor a cursor carries; a walk
+	// reaching a longer one finishes that server from the cache instead.
+	maxUpstreamCursor = 1024
 	// MaxPageSize and DefaultPageSize mirror the control plane's bounds for
 	// pagination.page_size.
 	MaxPageSize     = 1000
@@ -44,6 +55,20 @@ const (
 	kindResources
 	kindTemplates
 )
+
+// method is the MCP list method of kind, as backends are asked for it.
+func (k listKind) method() mcp.MCPMethod {
+	switch k {
+	case kindTools:
+		return mcp.MethodToolsList
+	case kindPrompts:
+		return mcp.MethodPromptsList
+	case kindResources:
+		return mcp.MethodResourcesList
+	default:
+		return mcp.MethodResourcesTemplatesList
+	}
+}
 
 func (k listKind) String() string {
 	switch k {
@@ -62,6 +87,12 @@ func (k listKind) String() string {
 
 // cursor is a decoded position: the next page starts after the item last,
 // which was item index-1 of server's items when the cursor was issued.
+//
+// With upstream set, the walk follows server's own pages: the next page
+// first serves pending more items of server from the aggregate (the rest of
+// the upstream page the last item came from), then fetches the upstream
+// page upNext; when upNext is "" the upstream list has ended and the walk
+// goes on with the next server.
 type cursor struct {
 	kind     listKind
 	revision uint64
@@ -69,6 +100,9 @@ type cursor struct {
 	server   string
 	index    int
 	last     string
+	upstream bool
+	pending  int
+	upNext   string
 }
 
 // errInvalidCursor is wrapped by every decoding failure; its text starts the
@@ -93,7 +127,7 @@ func encodeCursor(secret []byte, c cursor) string {
 	if len(last) > maxCursorKey {
 		last = ""
 	}
-	b := make([]byte, 0, 2+4*binary.MaxVarintLen64+len(c.server)+len(last)+cursorMACSize)
+	b := make([]byte, 0, 3+6*binary.MaxVarintLen64+len(c.server)+len(last)+len(c.upNext)+cursorMACSize)
 	b = append(b, cursorVersion, byte(c.kind))
 	b = binary.AppendUvarint(b, c.revision)
 	b = binary.AppendUvarint(b, uint64(c.pageSize))
@@ -102,6 +136,14 @@ func encodeCursor(secret []byte, c cursor) string {
 	b = binary.AppendUvarint(b, uint64(c.index))
 	b = binary.AppendUvarint(b, uint64(len(last)))
 	b = append(b, last...)
+	if c.upstream {
+		b = append(b, flagUpstream)
+		b = binary.AppendUvarint(b, uint64(c.pending))
+		b = binary.AppendUvarint(b, uint64(len(c.upNext)))
+		b = append(b, c.upNext...)
+	} else {
+		b = append(b, 0)
+	}
 	b = append(b, cursorMAC(secret, b)...)
 	return cursorEncoding.EncodeToString(b)
 }
@@ -149,6 +191,16 @@ func parseCursorPayload(p []byte) (cursor, error) {
 	c.server = r.string()
 	index := r.uvarint()
 	c.last = r.string()
+	var pending uint64
+	switch flags := r.byte(); flags {
+	case 0:
+	case flagUpstream:
+		c.upstream = true
+		pending = r.uvarint()
+		c.upNext = r.string()
+	default:
+		r.err = errShortPayload
+	}
 	if r.err != nil || len(r.b) != 0 {
 		return cursor{}, cursorError("malformed payload")
 	}
@@ -161,7 +213,10 @@ func parseCursorPayload(p []byte) (cursor, error) {
 	if index > maxCursorLen*MaxPageSize {
 		return cursor{}, cursorError("position %d out of range", index)
 	}
-	c.pageSize, c.index = int(size), int(index)
+	if pending > maxCursorLen*MaxPageSize {
+		return cursor{}, cursorError("pending count %d out of range", pending)
+	}
+	c.pageSize, c.index, c.pending = int(size), int(index), int(pending)
 	return c, nil
 }
 

@@ -4,16 +4,19 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/names"
 )
 
 // Pagination of the four list methods.
@@ -134,6 +137,9 @@ type pagedList[T any] struct {
 	items []T
 	keys  []string
 	segs  []segment
+	// upIdx maps a segment's number to its upstreamIndex, built the first
+	// time a walk follows that server's own pages.
+	upIdx sync.Map
 }
 
 // add appends an item of server srv; servers must come in order.
@@ -180,6 +186,36 @@ func (l *pagedList[T]) cursorAfter(next int) cursor {
 	return cursor{server: seg.server, index: last - seg.start + 1, last: l.keys[last]}
 }
 
+// upstreamIndex maps the keys a backend uses in its own list (names without
+// the server prefix, original URIs and URI templates) to the index of the
+// aggregate's item in the server's segment.
+type upstreamIndex map[string]int
+
+// upstreamIndexOf returns segment si's index, building it on first use. A
+// resource or template exposed under a mcpmesh:// rewrite is found under its
+// original key and under the rewrite (an upstream key could be either).
+func (l *pagedList[T]) upstreamIndexOf(si int) upstreamIndex {
+	if v, ok := l.upIdx.Load(si); ok {
+		return v.(upstreamIndex)
+	}
+	seg := l.segs[si]
+	idx := make(upstreamIndex, seg.end-seg.start)
+	prefix := seg.server + names.Separator
+	for k, key := range l.keys[seg.start:seg.end] {
+		if name, ok := strings.CutPrefix(key, prefix); ok {
+			idx[name] = k
+		}
+		if srv, orig, ok := parseMeshURI(key); ok && srv == seg.server {
+			idx[orig] = k
+		}
+		if _, taken := idx[key]; !taken {
+			idx[key] = k
+		}
+	}
+	v, _ := l.upIdx.LoadOrStore(si, idx)
+	return v.(upstreamIndex)
+}
+
 // lists is the immutable set of aggregated lists of one refresh.
 type lists struct {
 	tools     pagedList[mcp.Tool]
@@ -220,25 +256,214 @@ func (s *Server) planPage(ctx context.Context, kind listKind, raw mcp.Cursor) (*
 }
 
 // page cuts plan's page out of l and returns it with the next cursor, which
-// is empty on the last page.
-func page[T any](l *pagedList[T], kind listKind, p *pagePlan) ([]T, mcp.Cursor) {
-	start := 0
-	if p.cursor != nil {
-		start = l.resume(*p.cursor)
-	}
-	end := len(l.items)
-	if p.size > 0 && end-start > p.size {
-		end = start + p.size
-	}
-	// A list result holds a required array: never nil.
-	out := make([]T, end-start)
-	copy(out, l.items[start:end])
-	if end == len(l.items) {
+// is empty on the last page. Servers that paginate their own list are
+// followed page by page (see walk).
+func page[T any](ctx context.Context, s *Server, l *pagedList[T], kind listKind, p *pagePlan) ([]T, mcp.Cursor) {
+	if p.size == 0 {
+		// A list result holds a required array: never nil.
+		out := make([]T, len(l.items))
+		copy(out, l.items)
 		return out, ""
 	}
-	c := l.cursorAfter(end)
+	w := &pageWalk[T]{ctx: ctx, s: s, l: l, kind: kind, size: p.size, fellBack: -1, out: make([]T, 0, min(p.size, len(l.items)))}
+	w.start(p.cursor)
+	w.fill()
+	c, more := w.cursor()
+	if !more {
+		return w.out, ""
+	}
 	c.kind, c.revision, c.pageSize = kind, p.cfg.revision, p.size
-	return out, mcp.Cursor(encodeCursor(p.cfg.secret, c))
+	return w.out, mcp.Cursor(encodeCursor(p.cfg.secret, c))
+}
+
+// walk serves one page. Outside a paginating server it copies items of the
+// aggregate from position i on. When it reaches the start of a server that
+// paginates its own list (the backend saw a nextCursor when it fetched it),
+// it follows that server's upstream pages instead: each upstream key is
+// looked up in the aggregate (keys the aggregate lacks, filtered or changed
+// since the cache was fetched, are skipped, so every item served is one
+// tools/call can route) and the next upstream page is fetched only when the
+// page needs more items. A page that ends inside an upstream page serves the
+// rest of that upstream page from the aggregate on the next request, so each
+// upstream page is requested once per walk whatever the page sizes. If an
+// upstream call fails, the rest of that server comes from the cache, resuming
+// after the last item served, and the client's list call still succeeds.
+type pageWalk[T any] struct {
+	ctx  context.Context
+	s    *Server
+	l    *pagedList[T]
+	kind listKind
+	size int
+	out  []T
+
+	i    int // next item of the aggregate to serve, or resume point in upstream mode
+	last int // aggregate index of the last item served; -1 before any
+
+	// Upstream mode: following the pages of segment si's server b.
+	up       bool
+	si       int
+	b        Backend
+	pending  int    // items of the current upstream page still to serve from i
+	fetch    bool   // an upstream page is still to be fetched…
+	next     string // …with this upstream cursor
+	fellBack int    // segment that fell back to the cache in this request
+}
+
+// paginating returns segment si's backend when the walk can follow its own
+// pages: it is ready and paginated its list when last fetched.
+func (w *pageWalk[T]) paginating(si int) (Backend, bool) {
+	if si == w.fellBack {
+		return nil, false
+	}
+	b, ok := w.s.src.Get(w.l.segs[si].server)
+	if !ok || !b.Ready() || !b.UpstreamPaginates(w.kind.method()) {
+		return nil, false
+	}
+	return b, true
+}
+
+// segOf is the segment holding item i.
+func (w *pageWalk[T]) segOf(i int) int {
+	return sort.Search(len(w.l.segs), func(k int) bool { return w.l.segs[k].end > i })
+}
+
+func (w *pageWalk[T]) start(c *cursor) {
+	w.last = -1
+	if c == nil {
+		return
+	}
+	w.i = w.l.resume(*c)
+	if !c.upstream {
+		return
+	}
+	si := sort.Search(len(w.l.segs), func(k int) bool { return w.l.segs[k].server >= c.server })
+	if si == len(w.l.segs) || w.l.segs[si].server != c.server {
+		return // the server is gone: resume found the next one
+	}
+	b, ok := w.paginating(si)
+	if !ok {
+		return // the rest of the server from the cache
+	}
+	w.up, w.si, w.b = true, si, b
+	w.pending, w.next, w.fetch = c.pending, c.upNext, c.upNext != ""
+}
+
+// fill serves items until the page is full or the list ends.
+func (w *pageWalk[T]) fill() {
+	for len(w.out) < w.size {
+		if w.up {
+			w.stepUpstream()
+			continue
+		}
+		if w.i >= len(w.l.items) {
+			return
+		}
+		si := w.segOf(w.i)
+		seg := w.l.segs[si]
+		if w.i == seg.start {
+			if b, ok := w.paginating(si); ok {
+				w.up, w.si, w.b = true, si, b
+				w.pending, w.next, w.fetch = 0, "", true
+				continue
+			}
+		}
+		w.take(w.i, min(w.size-len(w.out), seg.end-w.i))
+	}
+}
+
+// take appends n items of the aggregate from i.
+func (w *pageWalk[T]) take(i, n int) {
+	w.out = append(w.out, w.l.items[i:i+n]...)
+	w.last = i + n - 1
+	w.i = i + n
+}
+
+// stepUpstream makes one step of upstream mode: serve pending items, fetch
+// the next upstream page, or leave the finished server.
+func (w *pageWalk[T]) stepUpstream() {
+	seg := w.l.segs[w.si]
+	if w.pending > 0 {
+		n := min(w.pending, w.size-len(w.out), seg.end-w.i)
+		if n <= 0 {
+			w.pending = 0
+			return
+		}
+		w.take(w.i, n)
+		w.pending -= n
+		return
+	}
+	if !w.fetch {
+		w.up, w.i = false, seg.end
+		return
+	}
+	idx, ok := w.fetchPage()
+	if !ok {
+		return
+	}
+	for k, ai := range idx {
+		if len(w.out) == w.size {
+			w.pending = len(idx) - k
+			return
+		}
+		w.take(ai, 1)
+	}
+}
+
+// fetchPage fetches the upstream page w.next and returns the aggregate
+// indices of its items. On failure it leaves upstream mode.
+func (w *pageWalk[T]) fetchPage() ([]int, bool) {
+	seg := w.l.segs[w.si]
+	method := w.kind.method()
+	keys, next, err := w.b.ListPage(w.ctx, method, w.next)
+	if err == nil && len(next) > maxUpstreamCursor {
+		err = fmt.Errorf("upstream cursor of %d bytes is longer than %d", len(next), maxUpstreamCursor)
+	}
+	if err != nil {
+		w.s.log.Warn("following a backend's list pages failed; serving the rest of its list from the cache",
+			"server", seg.server, "method", method, "err", err)
+		w.up, w.fellBack = false, w.si
+		if w.i < seg.start {
+			w.i = seg.start
+		}
+		return nil, false
+	}
+	w.next, w.fetch = next, next != ""
+	ui := w.l.upstreamIndexOf(w.si)
+	idx := make([]int, 0, len(keys))
+	for _, k := range keys {
+		if j, ok := ui[k]; ok {
+			idx = append(idx, seg.start+j)
+		}
+	}
+	return idx, true
+}
+
+// cursor returns the position after the page and whether anything is left.
+func (w *pageWalk[T]) cursor() (cursor, bool) {
+	if w.up && w.pending == 0 && w.fetch && w.last+1 >= w.l.segs[w.si].end && w.si == len(w.l.segs)-1 {
+		// Everything of the last server is served but its upstream list
+		// goes on (mcp-go ends a full last page with a cursor and then an
+		// empty page): look ahead now, so that the last page carries no
+		// cursor. The pages fetched here are not fetched again.
+		for w.up && w.pending == 0 && w.fetch {
+			idx, ok := w.fetchPage()
+			if ok {
+				w.pending = len(idx)
+			}
+		}
+	}
+	if w.up && w.pending == 0 && !w.fetch {
+		w.up, w.i = false, w.l.segs[w.si].end
+	}
+	if w.up {
+		c := w.l.cursorAfter(w.last + 1)
+		c.upstream, c.pending, c.upNext = true, w.pending, w.next
+		return c, true
+	}
+	if w.i >= len(w.l.items) || w.i == 0 {
+		return cursor{}, false
+	}
+	return w.l.cursorAfter(w.i), true
 }
 
 // plans carries each list request's plan from the Before to the After hook;
@@ -286,33 +511,33 @@ func (s *Server) paginationHooks(base *server.Hooks) *server.Hooks {
 	h.AddBeforeListTools(func(ctx context.Context, _ any, req *mcp.ListToolsRequest) {
 		s.before(ctx, kindTools, req, &req.Params.Cursor)
 	})
-	h.AddAfterListTools(func(_ context.Context, _ any, req *mcp.ListToolsRequest, res *mcp.ListToolsResult) {
+	h.AddAfterListTools(func(ctx context.Context, _ any, req *mcp.ListToolsRequest, res *mcp.ListToolsResult) {
 		if p := s.plans.take(req); p != nil && res != nil {
-			res.Tools, res.NextCursor = page(&s.lists.Load().tools, kindTools, p)
+			res.Tools, res.NextCursor = page(ctx, s, &s.lists.Load().tools, kindTools, p)
 		}
 	})
 	h.AddBeforeListPrompts(func(ctx context.Context, _ any, req *mcp.ListPromptsRequest) {
 		s.before(ctx, kindPrompts, req, &req.Params.Cursor)
 	})
-	h.AddAfterListPrompts(func(_ context.Context, _ any, req *mcp.ListPromptsRequest, res *mcp.ListPromptsResult) {
+	h.AddAfterListPrompts(func(ctx context.Context, _ any, req *mcp.ListPromptsRequest, res *mcp.ListPromptsResult) {
 		if p := s.plans.take(req); p != nil && res != nil {
-			res.Prompts, res.NextCursor = page(&s.lists.Load().prompts, kindPrompts, p)
+			res.Prompts, res.NextCursor = page(ctx, s, &s.lists.Load().prompts, kindPrompts, p)
 		}
 	})
 	h.AddBeforeListResources(func(ctx context.Context, _ any, req *mcp.ListResourcesRequest) {
 		s.before(ctx, kindResources, req, &req.Params.Cursor)
 	})
-	h.AddAfterListResources(func(_ context.Context, _ any, req *mcp.ListResourcesRequest, res *mcp.ListResourcesResult) {
+	h.AddAfterListResources(func(ctx context.Context, _ any, req *mcp.ListResourcesRequest, res *mcp.ListResourcesResult) {
 		if p := s.plans.take(req); p != nil && res != nil {
-			res.Resources, res.NextCursor = page(&s.lists.Load().resources, kindResources, p)
+			res.Resources, res.NextCursor = page(ctx, s, &s.lists.Load().resources, kindResources, p)
 		}
 	})
 	h.AddBeforeListResourceTemplates(func(ctx context.Context, _ any, req *mcp.ListResourceTemplatesRequest) {
 		s.before(ctx, kindTemplates, req, &req.Params.Cursor)
 	})
-	h.AddAfterListResourceTemplates(func(_ context.Context, _ any, req *mcp.ListResourceTemplatesRequest, res *mcp.ListResourceTemplatesResult) {
+	h.AddAfterListResourceTemplates(func(ctx context.Context, _ any, req *mcp.ListResourceTemplatesRequest, res *mcp.ListResourceTemplatesResult) {
 		if p := s.plans.take(req); p != nil && res != nil {
-			res.ResourceTemplates, res.NextCursor = page(&s.lists.Load().templates, kindTemplates, p)
+			res.ResourceTemplates, res.NextCursor = page(ctx, s, &s.lists.Load().templates, kindTemplates, p)
 		}
 	})
 	// A list that failed after its Before hook never reaches After.

@@ -284,6 +284,8 @@ func fetchAll(t testing.TB, b *liveBackend) {
 	var prompts []mcp.Prompt
 	var resources []mcp.Resource
 	var templates []mcp.ResourceTemplate
+	// Like the backend package, record which lists the backend paginates.
+	paged := map[mcp.MCPMethod]bool{}
 	for cur := mcp.Cursor(""); ; {
 		var req mcp.ListToolsRequest
 		req.Params.Cursor = cur
@@ -294,6 +296,7 @@ func fetchAll(t testing.TB, b *liveBackend) {
 		if tools = append(tools, res.Tools...); res.NextCursor == "" {
 			break
 		}
+		paged[mcp.MethodToolsList] = true
 		cur = res.NextCursor
 	}
 	for cur := mcp.Cursor(""); ; {
@@ -306,6 +309,7 @@ func fetchAll(t testing.TB, b *liveBackend) {
 		if prompts = append(prompts, res.Prompts...); res.NextCursor == "" {
 			break
 		}
+		paged[mcp.MethodPromptsList] = true
 		cur = res.NextCursor
 	}
 	for cur := mcp.Cursor(""); ; {
@@ -318,6 +322,7 @@ func fetchAll(t testing.TB, b *liveBackend) {
 		if resources = append(resources, res.Resources...); res.NextCursor == "" {
 			break
 		}
+		paged[mcp.MethodResourcesList] = true
 		cur = res.NextCursor
 	}
 	for cur := mcp.Cursor(""); ; {
@@ -330,11 +335,13 @@ func fetchAll(t testing.TB, b *liveBackend) {
 		if templates = append(templates, res.ResourceTemplates...); res.NextCursor == "" {
 			break
 		}
+		paged[mcp.MethodResourcesTemplatesList] = true
 		cur = res.NextCursor
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.tools, b.prompts, b.resources, b.templates = tools, prompts, resources, templates
+	b.paged = paged
 }
 
 // toolSizes are the tool counts of the 20 backends of the big tests: odd
@@ -664,6 +671,7 @@ func TestBadCursorsRefused(t *testing.T) {
 		{"wrong kind", kindPrompts, valid, "invalid cursor: issued for tools/list, not prompts/list"},
 		{"wrong kind resources", kindResources, encodeCursor(testSecret, cursor{kind: kindTemplates, pageSize: 4, server: "a"}), "not resources/list"},
 		{"too long", kindTools, strings.Repeat("A", maxCursorLen+1), "invalid cursor: longer than"},
+		{"issued before upstream pages were followed", kindTools, versionOneCursor(valid), "invalid cursor: unsupported version 1"},
 	}
 	for _, kind := range []clientKind{streamableLegacy, streamableModern, sseLegacy} {
 		cli := g.dial(t, kind, "")
@@ -743,6 +751,33 @@ func TestCursorRoundTrip(t *testing.T) {
 	}
 }
 
+// versionOneCursor turns a current cursor without upstream state into the
+// version 1 form (no flags byte), signed with testSecret: what a data plane
+// issued before walks followed upstream pages. Those are refused.
+func versionOneCursor(s string) string {
+	raw, err := cursorEncoding.DecodeString(s)
+	if err != nil {
+		panic(err)
+	}
+	payload := slices.Clone(raw[:len(raw)-cursorMACSize-1]) // without the flags byte
+	payload[0] = 1
+	return cursorEncoding.EncodeToString(append(payload, cursorMAC(testSecret, payload)...))
+}
+
+func TestUpstreamCursorRoundTrip(t *testing.T) {
+	c := cursor{kind: kindTools, revision: 7, pageSize: 5, server: "github", index: 3, last: "github__t0002",
+		upstream: true, pending: 4, upNext: "dDAwMDY="}
+	got, err := decodeCursor(testSecret, kindTools, encodeCursor(testSecret, c))
+	if err != nil || got != c {
+		t.Fatalf("decode(encode(%+v)) = %+v, %v", c, got, err)
+	}
+	// The upstream list ended: no next upstream cursor, pending items only.
+	c.upNext = ""
+	if got, err := decodeCursor(testSecret, kindTools, encodeCursor(testSecret, c)); err != nil || got != c {
+		t.Fatalf("decode(encode(%+v)) = %+v, %v", c, got, err)
+	}
+}
+
 func TestSecretAndConfig(t *testing.T) {
 	s, err := New(Options{Source: Adapt[*liveBackend](newLiveSource()), Logger: quietLogger()})
 	if err != nil {
@@ -772,6 +807,8 @@ func FuzzDecodeCursor(f *testing.F) {
 		{kind: kindTools, pageSize: 1, server: "a", index: 1, last: "a__x"},
 		{kind: kindTemplates, revision: 99, pageSize: 1000, server: "srv-1", index: 0},
 		{kind: kindResources, pageSize: 100, server: "s", index: 7, last: "mcpmesh://s/file:%2F%2Fx"},
+		{kind: kindTools, pageSize: 5, server: "a", index: 3, last: "a__t0002", upstream: true, pending: 2, upNext: "dDAwMDY="},
+		{kind: kindPrompts, pageSize: 1, server: "b", index: 9, last: "b__p", upstream: true},
 	} {
 		f.Add(encodeCursor(testSecret, c), uint8(c.kind))
 	}

@@ -21,6 +21,13 @@ type Backend interface {
 	CallTool(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error)
 	GetPrompt(ctx context.Context, req mcp.GetPromptRequest) (*mcp.GetPromptResult, error)
 	ReadResource(ctx context.Context, req mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error)
+	// UpstreamPaginates reports whether the backend paginated its list of
+	// method (mcp.MethodToolsList, …) when the cached copy was fetched.
+	UpstreamPaginates(method mcp.MCPMethod) bool
+	// ListPage makes one upstream list call of method with the backend's own
+	// cursor ("" for the first page) and returns the page's item keys in
+	// upstream order (names, URIs, URI templates) and the upstream nextCursor.
+	ListPage(ctx context.Context, method mcp.MCPMethod, cursor string) (keys []string, next string, err error)
 }
 
 // Source is where the aggregated server finds its backends.
