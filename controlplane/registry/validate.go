@@ -2,7 +2,6 @@ package registry
 
 import (
 	"fmt"
-	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -79,11 +78,11 @@ func validateServer(s *mcpmeshv1.Server) *fieldError {
 		if s.GetHttp().GetUrl() == "" {
 			return invalid("server.http.url", "is required for the %s transport", transportName(s.GetTransport()))
 		}
-		if err := checkURL(s.GetHttp().GetUrl()); err != nil {
+		if err := names.ValidateURL(s.GetHttp().GetUrl()); err != nil {
 			return invalid("server.http.url", "%v", err)
 		}
 		for i, ep := range s.GetEndpoints() {
-			if err := checkURL(ep); err != nil {
+			if err := names.ValidateURL(ep); err != nil {
 				return invalid(fmt.Sprintf("server.endpoints[%d]", i), "%v", err)
 			}
 		}
@@ -119,20 +118,6 @@ func validateServer(s *mcpmeshv1.Server) *fieldError {
 		if !tagRE.MatchString(tag) {
 			return invalid(fmt.Sprintf("server.tags[%d]", i), "tag %q is invalid: use 1-63 characters of a-z, 0-9, '_', '.', '-', starting with a letter or digit", tag)
 		}
-	}
-	return nil
-}
-
-func checkURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("%q is not a URL: %v", raw, err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("%q must be an http:// or https:// URL", raw)
-	}
-	if u.Host == "" || u.Hostname() == "" {
-		return fmt.Errorf("%q has no host", raw)
 	}
 	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"sort"
 	"strings"
 	"sync"
@@ -387,11 +386,11 @@ func validateServer(s *mcpmeshv1.Server) error {
 		if raw == "" {
 			return fmt.Errorf("http.url is required for transport %s", s.GetTransport())
 		}
-		if err := validateURL(raw); err != nil {
+		if err := names.ValidateURL(raw); err != nil {
 			return fmt.Errorf("http.url: %w", err)
 		}
 		for i, ep := range s.GetEndpoints() {
-			if err := validateURL(ep); err != nil {
+			if err := names.ValidateURL(ep); err != nil {
 				return fmt.Errorf("endpoints[%d]: %w", i, err)
 			}
 		}
@@ -407,18 +406,6 @@ func validateServer(s *mcpmeshv1.Server) error {
 		if err := d.CheckValid(); err != nil || d.AsDuration() <= 0 {
 			return fmt.Errorf("backoff[%d] must be a positive duration", i)
 		}
-	}
-	return nil
-}
-
-// validateURL checks an endpoint URL: absolute http or https with a host.
-func validateURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return err
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%q must be an absolute http or https URL", raw)
 	}
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
@@ -145,11 +144,11 @@ func buildCreateRequest(name string, command []string, f addFlags) (*mcpmeshv1.C
 		default:
 			return nil, fmt.Errorf("--transport %q is not supported: use streamable-http or sse", f.transport)
 		}
-		if err := checkURL("--url", f.url); err != nil {
+		if err := checkFlagURL("--url", f.url); err != nil {
 			return nil, err
 		}
 		for _, e := range f.endpoints {
-			if err := checkURL("--endpoint", e); err != nil {
+			if err := checkFlagURL("--endpoint", e); err != nil {
 				return nil, err
 			}
 		}
@@ -210,13 +209,9 @@ func parseKV(flag string, kvs []string) (map[string]string, error) {
 	return m, nil
 }
 
-func checkURL(flag, raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("%s %q is not a URL: %w", flag, raw, err)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%s %q must be an http:// or https:// URL with a host", flag, raw)
+func checkFlagURL(flag, raw string) error {
+	if err := names.ValidateURL(raw); err != nil {
+		return fmt.Errorf("%s %w", flag, err)
 	}
 	return nil
 }
