@@ -55,16 +55,7 @@ func (e *ErrUnknownKey) Error() string {
 
 // Effective returns a copy of s with every defaulted field filled in.
 func Effective(s *mcpmeshv1.Settings) *mcpmeshv1.Settings {
-	out := &mcpmeshv1.Settings{}
-	if s != nil {
-		out = proto.Clone(s).(*mcpmeshv1.Settings)
-	}
-	if out.Pagination == nil {
-		out.Pagination = &mcpmeshv1.PaginationSettings{}
-	}
-	if out.Resilience == nil {
-		out.Resilience = &mcpmeshv1.ResilienceSettings{}
-	}
+	out := cloneWithSections(s)
 	p, r := out.Pagination, out.Resilience
 	if p.PageSize == 0 {
 		p.PageSize = DefaultPageSize
@@ -103,16 +94,7 @@ func Values(s *mcpmeshv1.Settings) map[string]string {
 // Set returns a copy of s with key set to the parsed value. Errors name the
 // key and say what a valid value looks like; an unknown key is *ErrUnknownKey.
 func Set(s *mcpmeshv1.Settings, key, value string) (*mcpmeshv1.Settings, error) {
-	out := &mcpmeshv1.Settings{}
-	if s != nil {
-		out = proto.Clone(s).(*mcpmeshv1.Settings)
-	}
-	if out.Pagination == nil {
-		out.Pagination = &mcpmeshv1.PaginationSettings{}
-	}
-	if out.Resilience == nil {
-		out.Resilience = &mcpmeshv1.ResilienceSettings{}
-	}
+	out := cloneWithSections(s)
 	value = strings.TrimSpace(value)
 	switch key {
 	case KeyPaginationEnabled:
@@ -182,4 +164,20 @@ func parseDuration(_ string, value string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q must be more than 0 and at most %s", value, MaxDuration)
 	}
 	return d, nil
+}
+
+// cloneWithSections copies s (nil is empty) with every section present, so
+// callers can set fields without nil checks and never change the caller's s.
+func cloneWithSections(s *mcpmeshv1.Settings) *mcpmeshv1.Settings {
+	out := &mcpmeshv1.Settings{}
+	if s != nil {
+		out = proto.Clone(s).(*mcpmeshv1.Settings)
+	}
+	if out.Pagination == nil {
+		out.Pagination = &mcpmeshv1.PaginationSettings{}
+	}
+	if out.Resilience == nil {
+		out.Resilience = &mcpmeshv1.ResilienceSettings{}
+	}
+	return out
 }
