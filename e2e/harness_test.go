@@ -388,14 +388,23 @@ func has(list []string, s string) bool {
 
 func callText(t testing.TB, c *client.Client, tool string, args map[string]any) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	text, err := callErr(c, 15*time.Second, tool, args)
+	if err != nil {
+		t.Fatalf("tools/call %s: %v", tool, err)
+	}
+	return text
+}
+
+// callErr calls a tool and returns its text; an isError result is an error.
+func callErr(c *client.Client, timeout time.Duration, tool string, args map[string]any) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	req := mcp.CallToolRequest{}
 	req.Params.Name = tool
 	req.Params.Arguments = args
 	res, err := c.CallTool(ctx, req)
 	if err != nil {
-		t.Fatalf("tools/call %s: %v", tool, err)
+		return "", err
 	}
 	var sb strings.Builder
 	for _, ct := range res.Content {
@@ -404,9 +413,9 @@ func callText(t testing.TB, c *client.Client, tool string, args map[string]any) 
 		}
 	}
 	if res.IsError {
-		t.Fatalf("tools/call %s returned an error result: %s", tool, sb.String())
+		return sb.String(), fmt.Errorf("tool error: %s", sb.String())
 	}
-	return sb.String()
+	return sb.String(), nil
 }
 
 // eventually polls cond every 5 ms until it is true or timeout passes.

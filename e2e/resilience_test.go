@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -14,9 +13,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/mark3labs/mcp-go/client"
-	"github.com/mark3labs/mcp-go/mcp"
 )
 
 // serverState returns the state the data plane's /health reports for name
@@ -41,28 +37,6 @@ func startHTTPBackendAt(t testing.TB, name, addr string, extra ...string) *proc 
 	p := startProc(t, "backend "+name, nil, bin("demo-backend"), args...)
 	p.waitLine(listeningRE, 10*time.Second)
 	return p
-}
-
-func callErr(c *client.Client, timeout time.Duration, tool string, args map[string]any) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	req := mcp.CallToolRequest{}
-	req.Params.Name = tool
-	req.Params.Arguments = args
-	res, err := c.CallTool(ctx, req)
-	if err != nil {
-		return "", err
-	}
-	var sb strings.Builder
-	for _, ct := range res.Content {
-		if tc, ok := ct.(mcp.TextContent); ok {
-			sb.WriteString(tc.Text)
-		}
-	}
-	if res.IsError {
-		return sb.String(), fmt.Errorf("tool error: %s", sb.String())
-	}
-	return sb.String(), nil
 }
 
 // TestRetryScheduleUnavailableAndRecovery kills an HTTP backend and watches it
