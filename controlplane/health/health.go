@@ -120,7 +120,7 @@ func stateName(s mcpmeshv1.BackendState, known bool) string {
 	if !known {
 		return "none"
 	}
-	return s.String()
+	return states.Backend(s)
 }
 
 // Statuses aggregates the stored reports for each of servers, in their order.
@@ -206,7 +206,7 @@ func (a *Aggregator) Transitions(ctx context.Context, limit int) ([]Transition, 
 		default:
 			from = FromNone
 		}
-		to := StateLabel(h.GetState())
+		to := states.Backend(h.GetState())
 		last[k] = to
 		all = append(all, Transition{
 			Time: h.GetReportedAt().AsTime().UTC(), DataPlane: k.dp, Server: k.server,
@@ -222,10 +222,6 @@ func (a *Aggregator) Transitions(ctx context.Context, limit int) ([]Transition, 
 	}
 	return out, nil
 }
-
-// StateLabel is the lower-case name of a backend state, as the data plane's
-// /health and the status page spell it.
-func StateLabel(s mcpmeshv1.BackendState) string { return states.Backend(s) }
 
 // Aggregate computes one server's status from the reports of the connected
 // data planes (reports must already be filtered to those).

@@ -494,15 +494,12 @@ func (b *Backend) unavailableErr() error {
 	case nextAt.After(now):
 		parts = append(parts, fmt.Sprintf("next %s in %s", nextWhat, nextAt.Sub(now).Round(time.Millisecond)))
 	}
-	msg := fmt.Sprintf("backend %q is %s", b.name, stateName(state))
+	msg := fmt.Sprintf("backend %q is %s", b.name, states.Backend(state))
 	if len(parts) > 0 {
 		msg += " (" + strings.Join(parts, "; ") + ")"
 	}
 	return &unavailableError{msg: msg, last: last}
 }
-
-// stateName is the lower-case state used in messages and /health.
-func stateName(s mcpmeshv1.BackendState) string { return states.Backend(s) }
 
 // breakerRank orders breaker states from best to worst.
 func breakerRank(s mcpmeshv1.BreakerState) int {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mcpmesh/mcpmesh/internal/states"
 	"log/slog"
 	"net"
 	"net/http"
@@ -206,7 +207,7 @@ func (e *endpoint) attempt(ctx context.Context) (*conn, time.Time, error) {
 	case err == nil:
 		e.logger.Info("backend connected", "tools", len(l.tools), "prompts", len(l.prompts), "resources", len(l.resources))
 	case ctx.Err() == nil:
-		e.logger.Warn("backend connect failed", "state", stateName(state), "failures", failures, "err", err)
+		e.logger.Warn("backend connect failed", "state", states.Backend(state), "failures", failures, "err", err)
 	}
 	e.b.endpointChanged(e, true)
 	if err != nil {
@@ -270,7 +271,7 @@ func (e *endpoint) down(c *conn, connectedAt time.Time, why error, record bool) 
 	failures, state := e.failures, e.state
 	e.mu.Unlock()
 	if record {
-		e.logger.Warn("backend connection lost", "state", stateName(state), "failures", failures, "err", why)
+		e.logger.Warn("backend connection lost", "state", states.Backend(state), "failures", failures, "err", why)
 	}
 	e.b.endpointChanged(e, false)
 }

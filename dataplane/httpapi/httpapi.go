@@ -143,8 +143,8 @@ func (a *API) Snapshot() Health {
 		}
 		s := ServerHealth{
 			Name:                b.GetServer(),
-			State:               StateName(b.GetState()),
-			Breaker:             BreakerName(b.GetBreaker()),
+			State:               states.Backend(b.GetState()),
+			Breaker:             states.Breaker(b.GetBreaker()),
 			LastError:           b.GetLastError(),
 			ConsecutiveFailures: b.GetConsecutiveFailures(),
 			LatencyMS:           float64(b.GetLatency().AsDuration().Microseconds()) / 1000,
@@ -210,13 +210,6 @@ func call[T any](f func() T) T {
 	return f()
 }
 
-// StateName is the /health spelling of a backend state.
-func StateName(s mcpmeshv1.BackendState) string { return states.Backend(s) }
-
-// BreakerName is the /health spelling of a breaker state; a backend that
-// reports none has a closed breaker.
-func BreakerName(s mcpmeshv1.BreakerState) string { return states.Breaker(s) }
-
 // allStates are the label values of the backend state gauge, so that every
 // state has a series (0 or 1) and alerts can rely on it.
 var allStates = []mcpmeshv1.BackendState{
@@ -257,7 +250,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 				if b.GetState() == s {
 					v = 1
 				}
-				ch <- prometheus.MustNewConstMetric(stateDesc, prometheus.GaugeValue, v, b.GetServer(), StateName(s))
+				ch <- prometheus.MustNewConstMetric(stateDesc, prometheus.GaugeValue, v, b.GetServer(), states.Backend(s))
 			}
 		}
 	}

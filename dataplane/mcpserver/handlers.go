@@ -3,15 +3,10 @@ package mcpserver
 import (
 	"context"
 	"fmt"
-	"strings"
+	"github.com/mcpmesh/mcpmesh/internal/states"
 
 	"github.com/mark3labs/mcp-go/mcp"
 )
-
-// stateName is the lower-case name of a backend state used in messages.
-func stateName(b Backend) string {
-	return strings.ToLower(strings.TrimPrefix(b.State().String(), "BACKEND_STATE_"))
-}
 
 // callTool relays a tools/call to the owning backend. Failures are tool
 // results with isError set, so the model sees why the call failed.
@@ -39,7 +34,7 @@ func (s *Server) callTool(ctx context.Context, req mcp.CallToolRequest) (*mcp.Ca
 			return nil, fmt.Errorf("call tool %q on server %q: %w", name, srv, err)
 		}
 		s.log.Debug("tool call failed", "server", srv, "tool", name, "err", err)
-		return mcp.NewToolResultError(fmt.Sprintf("call tool %q on server %q (state %s): %v", name, srv, stateName(b), err)), nil
+		return mcp.NewToolResultError(fmt.Sprintf("call tool %q on server %q (state %s): %v", name, srv, states.Backend(b.State()), err)), nil
 	}
 	if res == nil {
 		return mcp.NewToolResultError(fmt.Sprintf("call tool %q on server %q: backend returned no result", name, srv)), nil
@@ -63,7 +58,7 @@ func (s *Server) getPrompt(ctx context.Context, req mcp.GetPromptRequest) (*mcp.
 	up.Params.Meta = forwardMeta(req.Params.Meta)
 	res, err := b.GetPrompt(ctx, up)
 	if err != nil {
-		return nil, fmt.Errorf("get prompt %q on server %q (state %s): %w", name, srv, stateName(b), err)
+		return nil, fmt.Errorf("get prompt %q on server %q (state %s): %w", name, srv, states.Backend(b.State()), err)
 	}
 	if res == nil {
 		return nil, fmt.Errorf("get prompt %q on server %q: backend returned no result", name, srv)
@@ -106,7 +101,7 @@ func (s *Server) readResource(ctx context.Context, req mcp.ReadResourceRequest) 
 	up.Params.Meta = forwardMeta(req.Params.Meta)
 	res, err := b.ReadResource(ctx, up)
 	if err != nil {
-		return nil, fmt.Errorf("read resource %q on server %q (state %s): %w", r.uri, r.server, stateName(b), err)
+		return nil, fmt.Errorf("read resource %q on server %q (state %s): %w", r.uri, r.server, states.Backend(b.State()), err)
 	}
 	if res == nil {
 		return nil, fmt.Errorf("read resource %q on server %q: backend returned no result", r.uri, r.server)
