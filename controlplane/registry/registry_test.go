@@ -334,7 +334,7 @@ func TestSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(g.GetValues()) != 6 || g.GetValues()["pagination.page_size"] != "100" || g.GetValues()["resilience.backoff"] != "1s,2s,4s,8s" {
+	if len(g.GetValues()) != 7 || g.GetValues()["pagination.page_size"] != "100" || g.GetValues()["resilience.backoff"] != "1s,2s,4s,8s" {
 		t.Fatalf("defaults = %v", g.GetValues())
 	}
 	s, err := e.reg.SetSetting(ctx, &mcpmeshv1.SetSettingRequest{Key: "resilience.backoff", Value: "10ms,20ms"})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -30,6 +31,7 @@ type params struct {
 	timeout       time.Duration
 	probeInterval time.Duration
 	listResync    time.Duration // <0: off
+	hold          time.Duration // 0: requests never wait for a reconnect
 }
 
 // EndpointHealth is this data plane's view of one endpoint (replica) of a server.
@@ -77,6 +79,9 @@ type Backend struct {
 	state mcpmeshv1.BackendState
 	since time.Time
 	tried []bool // per endpoint: first attempt resolved
+	// wake is closed and replaced whenever an endpoint changed, so requests
+	// holding for a reconnect look again.
+	wake chan struct{}
 }
 
 func newBackend(cfg *mcpmeshv1.Server, p params, logger *slog.Logger, clock resilience.Clock, notify func(), bc resilience.BreakerConfig) *Backend {
@@ -94,6 +99,7 @@ func newBackend(cfg *mcpmeshv1.Server, p params, logger *slog.Logger, clock resi
 		p:      p,
 		state:  mcpmeshv1.BackendState_BACKEND_STATE_CONNECTING,
 		since:  clock.Now(),
+		wake:   make(chan struct{}),
 	}
 	for i, u := range endpointURLs(cfg) {
 		b.eps = append(b.eps, newEndpoint(b, i, u, bc))
@@ -186,6 +192,8 @@ func (b *Backend) endpointChanged(e *endpoint, attempted bool) {
 	if all || best == mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY {
 		b.firstOnce.Do(func() { close(b.first) })
 	}
+	close(b.wake)
+	b.wake = make(chan struct{})
 	b.aggMu.Unlock()
 	b.notify()
 }
@@ -310,7 +318,10 @@ func do[T any](ctx context.Context, b *Backend, what string, retry bool, f func(
 	if err == nil {
 		return res, nil
 	}
-	if retry && rctx.Err() == nil && (isConnErr(rctx, err) || l.c.isDead()) {
+	// A backend that answers 404 for our session (it restarted and forgot
+	// it) did not run the request: repeating it is safe whatever it does.
+	unsent := errors.Is(err, transport.ErrSessionTerminated)
+	if (retry || unsent) && rctx.Err() == nil && (isConnErr(rctx, err) || l.c.isDead()) {
 		b.logger.Info("retrying request", "method", what, "endpoint", l.ep.label, "err", err)
 		l2, aerr := b.acquire(rctx, l.ep.idx)
 		if aerr != nil {
@@ -362,32 +373,69 @@ func (b *Backend) requestErr(ctx, rctx context.Context, what string, timeout tim
 }
 
 // acquire leases an endpoint for one request, never exclude (the endpoint a
-// retried request failed on). When no endpoint is ready it runs one inline
-// reconnect, shared with every concurrent caller, bounded by ctx, then fails
-// fast.
+// retried request failed on). When no endpoint is ready it joins (or asks
+// for) an inline reconnect, shared with every concurrent caller. While the
+// server is only connecting or retrying, it then holds the request for up to
+// the hold setting, until an endpoint is ready: a backend that restarts in
+// well under that costs clients no failed call. An unavailable server gets
+// the one inline reconnect and then fails fast. ctx bounds every wait.
 func (b *Backend) acquire(ctx context.Context, exclude int) (lease, error) {
 	if l, ok, err := b.pick(exclude); ok || err != nil {
 		return l, err
 	}
-	if ch := b.reconnectInline(); ch != nil {
+	var holdC <-chan time.Time
+	hold := b.params().hold
+	if hold > 0 {
+		t := b.clock.NewTimer(hold)
+		defer t.Stop()
+		holdC = t.C()
+	}
+	held := false
+	for {
+		wake := b.changes()
+		// Pick again before waiting: an endpoint may have become ready since
+		// the last pick (an attempt someone else triggered just ended), and
+		// failing then would report a healthy backend as unavailable. The
+		// endpoint a retried request failed on is marked dead, so it cannot
+		// be picked again unless it was reconnected meanwhile.
+		if l, ok, err := b.pick(-1); ok || err != nil {
+			return l, err
+		}
+		ch := b.reconnectInline()
+		if ch == nil {
+			if holdC == nil || !b.transient() {
+				if held {
+					return lease{}, fmt.Errorf("%w; held the request %s for a reconnect", b.unavailableErr(), hold)
+				}
+				return lease{}, b.unavailableErr()
+			}
+			ch = wake
+		}
 		select {
 		case <-ch:
+		case <-wake:
+		case <-holdC:
+			holdC, held = nil, true // one more look, then fail
 		case <-ctx.Done():
 			return lease{}, fmt.Errorf("%w: waiting for a reconnect: %w", b.unavailableErr(), ctx.Err())
 		case <-b.ctx.Done(): // closed: its supervisors will not attempt again
 			return lease{}, fmt.Errorf("%w: backend closed", b.unavailableErr())
 		}
 	}
-	// Pick again even when no attempt was joined: reconnectInline also
-	// returns nil when an endpoint became ready since the first pick (an
-	// attempt someone else triggered just ended), and failing then would
-	// report a healthy backend as unavailable. The endpoint a retried request
-	// failed on is marked dead, so it cannot be picked again unless it was
-	// reconnected meanwhile.
-	if l, ok, err := b.pick(-1); ok || err != nil {
-		return l, err
-	}
-	return lease{}, b.unavailableErr()
+}
+
+// changes returns the channel closed at the next change of any endpoint.
+func (b *Backend) changes() <-chan struct{} {
+	b.aggMu.Lock()
+	defer b.aggMu.Unlock()
+	return b.wake
+}
+
+// transient reports whether the server is expected back soon: some endpoint
+// is connecting, retrying or healthy (just not pickable this instant), none
+// of which an unavailable server is.
+func (b *Backend) transient() bool {
+	return b.State() != mcpmeshv1.BackendState_BACKEND_STATE_UNAVAILABLE
 }
 
 // pick chooses a ready endpoint whose breaker lets the request through. ok

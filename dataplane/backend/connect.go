@@ -132,6 +132,11 @@ func (w *watchTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return resp, err
 	}
+	if resp.StatusCode == http.StatusNotFound {
+		// The server forgot our session (it restarted), or it offers no
+		// stream: the endpoint's liveness check tells which.
+		w.lost(fmt.Errorf("event stream: %s", resp.Status))
+	}
 	resp.Body = &watchBody{ReadCloser: resp.Body, ctx: req.Context(), lost: w.lost}
 	return resp, nil
 }

@@ -51,9 +51,11 @@ type endpoint struct {
 	state   mcpmeshv1.BackendState
 	since   time.Time
 	lastErr error
-	// failures is the position in the schedule: connect failures and quick
-	// losses since the last connection that stayed up. Written by the
-	// supervisor only; health reports it while the endpoint is not healthy.
+	// failures is the position in the schedule of the current outage: its
+	// failed connects, and losses of connections that died within
+	// StableAfter of connecting. A connection that stayed up longer ends the
+	// outage, so its loss starts the next one at 0. Written by the supervisor
+	// only; health reports it while the endpoint is not healthy.
 	failures int
 	cur      *conn
 	lists    lists
@@ -189,8 +191,10 @@ func (e *endpoint) attempt(ctx context.Context) (*conn, time.Time, error) {
 		// still be refetched.
 		e.cur, e.lists = c, *l
 		e.setStateLocked(mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY, now)
-		// failures is kept: only a connection that stays up resets the
-		// schedule (see down), so a flapping backend keeps climbing it.
+		// failures is kept until the connection has stayed up for
+		// StableAfter (see down): one that dies at once continues the
+		// outage's schedule, so a crashing backend cannot make us reconnect
+		// in a loop.
 		e.lastErr, e.inlineAfter = nil, time.Time{}
 	case ctx.Err() == nil:
 		e.failures++
@@ -246,9 +250,11 @@ func (e *endpoint) setStateLocked(s mcpmeshv1.BackendState, now time.Time) {
 }
 
 // down removes a lost conn, so requests stop using it and its items leave,
-// and records the loss. A connection that stayed up for the schedule's last
-// step resets the schedule; one that dies right after connecting keeps
-// climbing it, so a crashing backend cannot make us reconnect in a loop.
+// and records the loss. The loss of a connection that stayed up for
+// StableAfter is a new outage: failures restarts at 0, which makes the
+// supervisor reconnect at once (a restarted backend has only forgotten our
+// session) and, should that fail, run the schedule from its first step. One
+// that dies sooner continues the outage it ended, one step further on.
 func (e *endpoint) down(c *conn, connectedAt time.Time, why error, record bool) {
 	// Requests still in flight on c are aborted by its close; marking it
 	// dead first lets them see a transport failure (and be retried when
@@ -261,10 +267,11 @@ func (e *endpoint) down(c *conn, connectedAt time.Time, why error, record bool) 
 		e.cur, e.lists = nil, lists{}
 	}
 	if record {
-		if now.Sub(connectedAt) >= p.schedule.Last() {
+		if now.Sub(connectedAt) >= StableAfter {
 			e.failures = 0
+		} else {
+			e.failures++
 		}
-		e.failures++
 		e.lastErr = fmt.Errorf("connection lost: %w", why)
 		e.setStateLocked(failedState(p.schedule, e.failures), now)
 	}
@@ -276,24 +283,31 @@ func (e *endpoint) down(c *conn, connectedAt time.Time, why error, record bool) 
 	e.b.endpointChanged(e, false)
 }
 
-// waitRetry waits until the next connect attempt is due: the schedule's step;
-// past the schedule, for a network endpoint, until the recovery probe finds
-// the port open; for stdio, a respawn wait that keeps doubling up to 30 s.
-// A kick from a request cuts any wait short. It returns false when ctx ends.
+// waitRetry waits until the next connect attempt is due: at once after the
+// loss of a connection that had stayed up (failures is 0); else the
+// schedule's step, during which a network endpoint's port is probed so that
+// a backend listening again is reconnected at once; past the schedule, for a
+// network endpoint, until the recovery probe finds the port open; for stdio,
+// a respawn wait that keeps doubling up to 30 s. A kick from a request cuts
+// any wait short. It returns false when ctx ends.
 func (e *endpoint) waitRetry(ctx context.Context) bool {
 	p := e.b.params()
 	e.mu.RLock()
 	n := e.failures
 	e.mu.RUnlock()
 	switch {
-	case !p.schedule.Exhausted(n):
+	case n == 0:
+		return ctx.Err() == nil
+	case !p.schedule.Exhausted(n) && e.probeAddr == "":
 		_, ok := e.sleep(ctx, p.schedule.Delay(n), "retry")
 		return ok
+	case !p.schedule.Exhausted(n):
+		return e.watch(ctx, p.schedule.Delay(n))
 	case e.probeAddr == "":
 		_, ok := e.sleep(ctx, respawnDelay(p.schedule, n), "respawn")
 		return ok
 	default:
-		return e.probe(ctx)
+		return e.watch(ctx, -1)
 	}
 }
 
@@ -318,27 +332,41 @@ func respawnDelay(s resilience.Schedule, n int) time.Duration {
 	return d
 }
 
-// probe replaces the schedule's retries once a network endpoint is
-// unavailable: a TCP dial every probe interval is cheap for both sides. The
-// moment a closed port opens, the endpoint is reconnected. A port that stays
+// watch waits for the next connect attempt of a network endpoint while a TCP
+// dial every probe interval (cheap for both sides) watches its port. The
+// moment a port seen closed opens again the attempt is due, in every state:
+// recovery never waits out a backoff step. With step >= 0 (retrying) the
+// attempt is also due once step has passed. With step < 0 (unavailable) the
+// schedule is over and only the port decides, except that a port that stays
 // open while connects fail (a broken server behind a live listener) gets a
-// full connect only once per last schedule step.
-func (e *endpoint) probe(ctx context.Context) bool {
-	lastAttempt := e.b.clock.Now()
+// full connect once per last schedule step.
+func (e *endpoint) watch(ctx context.Context, step time.Duration) bool {
+	start := e.b.clock.Now()
 	// A last attempt refused at the TCP level means the port was closed then:
 	// finding it open is a recovery, even if the server came back before the
 	// first probe (e.g. between a request's inline reconnect and the probe).
-	e.mu.RLock()
+	e.mu.Lock()
 	closedSeen := errors.Is(e.lastErr, syscall.ECONNREFUSED)
-	e.mu.RUnlock()
+	if step >= 0 {
+		// Published before any timer exists, like sleep does.
+		e.nextAt, e.nextWhat = start.Add(step), "retry"
+	}
+	e.mu.Unlock()
+	var due <-chan time.Time // nil (never ready) when unavailable
+	if step >= 0 {
+		t := e.b.clock.NewTimer(step)
+		defer t.Stop()
+		due = t.C()
+	}
 	for {
 		p := e.b.params()
-		kicked, ok := e.sleep(ctx, p.probeInterval, "probe")
-		if !ok {
-			return false
+		if step < 0 {
+			e.mu.Lock()
+			e.nextAt, e.nextWhat = e.b.clock.Now().Add(p.probeInterval), "probe"
+			e.mu.Unlock()
 		}
-		if kicked {
-			return true
+		if !e.probeWait(ctx, p.probeInterval, due) {
+			return ctx.Err() == nil
 		}
 		if err := dialProbe(ctx, e.probeAddr, p.probeInterval); err != nil {
 			if !closedSeen {
@@ -351,10 +379,26 @@ func (e *endpoint) probe(ctx context.Context) bool {
 			e.logger.Info("recovery probe: port open again, reconnecting", "addr", e.probeAddr)
 			return true
 		}
-		if e.b.clock.Now().Sub(lastAttempt) >= p.schedule.Last() {
+		if step < 0 && e.b.clock.Now().Sub(start) >= p.schedule.Last() {
 			return true
 		}
 	}
+}
+
+// probeWait waits one probe interval. It returns true when the probe is due,
+// false when the wait ended otherwise: the attempt is due (due fired or a
+// request kicked) or ctx ended.
+func (e *endpoint) probeWait(ctx context.Context, interval time.Duration, due <-chan time.Time) bool {
+	t := e.b.clock.NewTimer(interval)
+	defer t.Stop()
+	select {
+	case <-t.C():
+		return true
+	case <-due:
+	case <-e.kick:
+	case <-ctx.Done():
+	}
+	return false
 }
 
 // dialProbe opens and closes one TCP connection to addr. The dial timeout
@@ -429,9 +473,10 @@ func (e *endpoint) serve(ctx context.Context, c *conn) error {
 			return c.deadErr
 		case err := <-e.streamLost:
 			// The stream ends on a graceful close too, so only a closed port
-			// condemns the connection; otherwise mcp-go re-opens the stream.
-			if derr := dialProbe(ctx, e.probeAddr, e.b.params().probeInterval); derr != nil && ctx.Err() == nil {
-				return fmt.Errorf("event stream lost (%v) and the port is closed: %w", err, derr)
+			// or a forgotten session condemns the connection; otherwise
+			// mcp-go re-opens the stream.
+			if lerr := e.checkLive(ctx, c); lerr != nil && ctx.Err() == nil {
+				return fmt.Errorf("event stream lost (%v) and %w", err, lerr)
 			}
 			e.logger.Debug("event stream ended; endpoint still reachable", "err", err)
 		case <-e.refetch:
@@ -443,6 +488,24 @@ func (e *endpoint) serve(ctx context.Context, c *conn) error {
 			}
 		}
 	}
+}
+
+// checkLive tells whether an endpoint whose event stream just ended still
+// serves our session: its port must answer, and a ping on the session must
+// not fail in transport. A backend that restarted in the time the port was
+// closed answers the ping with 404 "session not found": finding that now,
+// not on a client's next call, makes the re-initialize immediate.
+func (e *endpoint) checkLive(ctx context.Context, c *conn) error {
+	interval := e.b.params().probeInterval
+	if err := dialProbe(ctx, e.probeAddr, interval); err != nil {
+		return fmt.Errorf("the port is closed: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, max(interval, time.Second))
+	defer cancel()
+	if err := c.cli.Ping(pctx); isConnErr(pctx, err) {
+		return fmt.Errorf("the session is gone: %w", err)
+	}
+	return nil
 }
 
 // refetchLists refetches the lists marked dirty and reports a change.

@@ -236,6 +236,9 @@ func newEnv(t *testing.T, opts ...func(*ManagerOptions)) *env {
 		// Off by default in tests: its timer would sit among the ones the
 		// schedule tests count; TestListResync turns it on.
 		ListResync: -1,
+		// Off by default too: a held request waits on the fake clock.
+		// The hold tests turn it on.
+		Hold: -1,
 	}
 	for _, o := range opts {
 		o(&mo)
@@ -356,20 +359,55 @@ func (e *env) waitState(b *Backend, want mcpmeshv1.BackendState) {
 	e.waitFor(fmt.Sprintf("%s to be %s", b.Name(), want), func() bool { return b.State() == want })
 }
 
-// waitTimer waits until the supervisor sleeps on the fake clock and returns
-// how long it sleeps.
+// waitTimer waits until a supervisor waits for its next attempt (or probe)
+// on the fake clock and returns how long that wait is. A retrying network
+// endpoint also has a probe timer pending; the wait is the timer that ends
+// when the supervisor published its next step to end.
 func (e *env) waitTimer() time.Duration {
+	e.t.Helper()
+	deadline := time.Now().Add(testWait)
+	for {
+		if d, ok := e.supervisorWait(); ok {
+			return d
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("no supervisor wait on the fake clock (pending %v); logs:\n%s\ngoroutines:\n%s", e.clock.PendingDurations(), e.logs.String(), allStacks())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// waitPending waits until a timer ending d from now is pending.
+func (e *env) waitPending(d time.Duration) {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testWait)
 	defer cancel()
-	if err := e.clock.BlockUntilWaiters(ctx, 1); err != nil {
-		e.t.Fatalf("no supervisor timer on the fake clock: %v; logs:\n%s\ngoroutines:\n%s", err, e.logs.String(), allStacks())
+	if err := e.clock.BlockUntilPending(ctx, d); err != nil {
+		e.t.Fatalf("no %v timer on the fake clock (pending %v): %v", d, e.clock.PendingDurations(), err)
 	}
-	d := e.clock.PendingDurations()
-	if len(d) != 1 {
-		e.t.Fatalf("pending timers = %v, want one", d)
+}
+
+// supervisorWait finds a pending timer that ends when some endpoint's
+// published next step does, with that endpoint idle (not attempting).
+func (e *env) supervisorWait() (time.Duration, bool) {
+	now := e.clock.Now()
+	pending := e.clock.PendingDurations()
+	for _, b := range e.m.List() {
+		for _, ep := range b.eps {
+			ep.mu.RLock()
+			d, idle := ep.nextAt.Sub(now), !ep.attempting
+			ep.mu.RUnlock()
+			if !idle || d <= 0 {
+				continue
+			}
+			for _, p := range pending {
+				if p == d {
+					return d, true
+				}
+			}
+		}
 	}
-	return d[0]
+	return 0, false
 }
 
 func callText(t *testing.T, b *Backend, tool string, args map[string]any) string {

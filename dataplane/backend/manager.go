@@ -24,6 +24,20 @@ const DefaultTimeout = 60 * time.Second
 // probed with a TCP dial.
 const DefaultProbeInterval = 500 * time.Millisecond
 
+// DefaultHold is how long a request that finds no ready endpoint waits for
+// its server to reconnect while it is connecting or retrying: longer than the
+// short outages of a restarting backend plus a probe interval, so that they
+// cost no failed call, and short enough that a client soon learns of a real one.
+const DefaultHold = 2 * time.Second
+
+// StableAfter is how long a connection must stay up to end the outage it
+// closed: the loss of a connection older than this is a new outage (an
+// immediate reconnect, then the schedule from its first step); a younger one
+// dying continues the old outage's schedule. It also bounds how often a
+// backend that keeps dying can make the data plane reconnect: at most once
+// per StableAfter, plus the connect itself.
+const StableAfter = time.Second
+
 // DefaultListResync is how often a healthy endpoint refetches its lists even
 // without a list_changed notification.
 const DefaultListResync = 5 * time.Minute
@@ -48,6 +62,10 @@ type ManagerOptions struct {
 	// a list_changed notification (a safety net against a lost one); 0 means
 	// DefaultListResync, negative turns it off.
 	ListResync time.Duration
+	// Hold is how long a request waits for a reconnecting server (see
+	// DefaultHold); 0 means DefaultHold, negative means fail at once. The
+	// snapshot's settings.resilience.hold wins.
+	Hold time.Duration
 	// Jitter turns on full jitter of the connect waits; the snapshot's
 	// settings.resilience.jitter turns it on too.
 	Jitter bool
@@ -312,6 +330,19 @@ func (m *Manager) validate(snap *mcpmeshv1.ConfigSnapshot) (params, error) {
 		timeout:       m.opts.DefaultTimeout,
 		probeInterval: m.opts.ProbeInterval,
 		listResync:    m.opts.ListResync,
+		hold:          m.opts.Hold,
+	}
+	switch {
+	case p.hold == 0:
+		p.hold = DefaultHold
+	case p.hold < 0:
+		p.hold = 0
+	}
+	if d := res.GetHold(); d != nil {
+		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
+			return params{}, fmt.Errorf("invalid snapshot: settings.resilience.hold must be a non-negative duration")
+		}
+		p.hold = d.AsDuration()
 	}
 	if p.listResync == 0 {
 		p.listResync = DefaultListResync

@@ -28,7 +28,10 @@ type liveServer struct {
 	h    http.Handler
 	// down makes it answer every request 503 with its port open, as a
 	// backend broken behind a live listener does.
-	down atomic.Bool
+	down  atomic.Bool
+	mcp   *server.MCPServer
+	inner atomic.Pointer[http.Handler] // swapped by forgetSessions
+	inits atomic.Int64                 // initialize requests received
 
 	mu  sync.Mutex
 	srv *http.Server
@@ -41,18 +44,29 @@ func startLiveServer(t *testing.T, s *server.MCPServer) *liveServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &liveServer{t: t, addr: ln.Addr().String()}
-	inner := server.NewStreamableHTTPServer(s)
+	l := &liveServer{t: t, addr: ln.Addr().String(), mcp: s}
+	l.forgetSessions()
 	l.h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isInitialize(r) {
+			l.inits.Add(1)
+		}
 		if l.down.Load() {
 			http.Error(w, "down for the test", http.StatusServiceUnavailable)
 			return
 		}
-		inner.ServeHTTP(w, r)
+		(*l.inner.Load()).ServeHTTP(w, r)
 	})
 	l.serve(ln)
 	t.Cleanup(l.stop)
 	return l
+}
+
+// forgetSessions puts a new transport in front of the MCP server, so every
+// session id handed out so far is unknown (404, as a stateful server
+// answers after a restart).
+func (l *liveServer) forgetSessions() {
+	var h http.Handler = server.NewStreamableHTTPServer(l.mcp, server.WithStateful(true))
+	l.inner.Store(&h)
 }
 
 func (l *liveServer) url() string { return "http://" + l.addr + "/mcp" }

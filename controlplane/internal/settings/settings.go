@@ -19,6 +19,7 @@ const (
 	KeyResilienceJitter         = "resilience.jitter"
 	KeyResilienceProbeInterval  = "resilience.probe_interval"
 	KeyResilienceRequestTimeout = "resilience.request_timeout"
+	KeyResilienceHold           = "resilience.hold"
 )
 
 // Keys lists every valid key.
@@ -29,6 +30,7 @@ var Keys = []string{
 	KeyResilienceJitter,
 	KeyResilienceProbeInterval,
 	KeyResilienceRequestTimeout,
+	KeyResilienceHold,
 }
 
 // Defaults of the settings whose zero value means "default" (see types.proto).
@@ -37,6 +39,7 @@ var (
 	DefaultBackoff               = []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second}
 	DefaultProbeInterval         = 500 * time.Millisecond
 	DefaultRequestTimeout        = 60 * time.Second
+	DefaultHold                  = 2 * time.Second
 )
 
 // Limits on values, so a typo cannot make a data plane spin or wait forever.
@@ -71,6 +74,9 @@ func Effective(s *mcpmeshv1.Settings) *mcpmeshv1.Settings {
 	if r.RequestTimeout.AsDuration() <= 0 {
 		r.RequestTimeout = durationpb.New(DefaultRequestTimeout)
 	}
+	if r.Hold == nil { // unlike the others, 0s is a value: fail at once
+		r.Hold = durationpb.New(DefaultHold)
+	}
 	return out
 }
 
@@ -88,6 +94,7 @@ func Values(s *mcpmeshv1.Settings) map[string]string {
 		KeyResilienceJitter:         strconv.FormatBool(e.Resilience.Jitter),
 		KeyResilienceProbeInterval:  e.Resilience.ProbeInterval.AsDuration().String(),
 		KeyResilienceRequestTimeout: e.Resilience.RequestTimeout.AsDuration().String(),
+		KeyResilienceHold:           e.Resilience.Hold.AsDuration().String(),
 	}
 }
 
@@ -141,6 +148,12 @@ func Set(s *mcpmeshv1.Settings, key, value string) (*mcpmeshv1.Settings, error) 
 			return nil, fmt.Errorf("%s: %w", key, err)
 		}
 		out.Resilience.RequestTimeout = durationpb.New(d)
+	case KeyResilienceHold:
+		d, err := time.ParseDuration(value)
+		if err != nil || d < 0 || d > MaxDuration {
+			return nil, fmt.Errorf("%s: %q is not a duration from 0s (fail at once) to %s (use e.g. 2s)", key, value, MaxDuration)
+		}
+		out.Resilience.Hold = durationpb.New(d)
 	default:
 		return nil, &ErrUnknownKey{Key: key}
 	}

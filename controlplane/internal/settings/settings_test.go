@@ -17,6 +17,7 @@ func TestValuesDefaults(t *testing.T) {
 		"resilience.jitter":          "false",
 		"resilience.probe_interval":  "500ms",
 		"resilience.request_timeout": "1m0s",
+		"resilience.hold":            "2s",
 	}
 	if len(got) != len(want) {
 		t.Fatalf("Values = %v", got)
@@ -48,6 +49,10 @@ func TestSet(t *testing.T) {
 		{"resilience.probe_interval", "0s", "", "must be more than 0"},
 		{"resilience.request_timeout", "2h", "", "at most 1h0m0s"},
 		{"resilience.request_timeout", "30s", "30s", ""},
+		{"resilience.hold", "0s", "0s", ""},
+		{"resilience.hold", "750ms", "750ms", ""},
+		{"resilience.hold", "-1s", "", "resilience.hold: \"-1s\" is not a duration from 0s"},
+		{"resilience.hold", "2h", "", "resilience.hold"},
 		{"nope", "1", "", "unknown setting \"nope\": valid keys are pagination.enabled, pagination.page_size"},
 	}
 	for _, tc := range tests {

@@ -547,8 +547,12 @@ type ResilienceSettings struct {
 	ProbeInterval *durationpb.Duration `protobuf:"bytes,3,opt,name=probe_interval,json=probeInterval,proto3" json:"probe_interval,omitempty"`
 	// Default per-request timeout for servers without their own (default 60s).
 	RequestTimeout *durationpb.Duration `protobuf:"bytes,4,opt,name=request_timeout,json=requestTimeout,proto3" json:"request_timeout,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// How long a request that finds no ready endpoint waits for its server to
+	// reconnect while the server is connecting or retrying (unset: 2s; 0s:
+	// fail at once). Outages shorter than this cost clients no failed call.
+	Hold          *durationpb.Duration `protobuf:"bytes,5,opt,name=hold,proto3" json:"hold,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ResilienceSettings) Reset() {
@@ -605,6 +609,13 @@ func (x *ResilienceSettings) GetProbeInterval() *durationpb.Duration {
 func (x *ResilienceSettings) GetRequestTimeout() *durationpb.Duration {
 	if x != nil {
 		return x.RequestTimeout
+	}
+	return nil
+}
+
+func (x *ResilienceSettings) GetHold() *durationpb.Duration {
+	if x != nil {
+		return x.Hold
 	}
 	return nil
 }
@@ -1114,12 +1125,13 @@ const file_mcpmesh_v1_types_proto_rawDesc = "" +
 	"\b_enabled\"K\n" +
 	"\x12PaginationSettings\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x1b\n" +
-	"\tpage_size\x18\x02 \x01(\rR\bpageSize\"\xe7\x01\n" +
+	"\tpage_size\x18\x02 \x01(\rR\bpageSize\"\x96\x02\n" +
 	"\x12ResilienceSettings\x123\n" +
 	"\abackoff\x18\x01 \x03(\v2\x19.google.protobuf.DurationR\abackoff\x12\x16\n" +
 	"\x06jitter\x18\x02 \x01(\bR\x06jitter\x12@\n" +
 	"\x0eprobe_interval\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\rprobeInterval\x12B\n" +
-	"\x0frequest_timeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x0erequestTimeout\"\x8a\x01\n" +
+	"\x0frequest_timeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x0erequestTimeout\x12-\n" +
+	"\x04hold\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x04hold\"\x8a\x01\n" +
 	"\bSettings\x12>\n" +
 	"\n" +
 	"pagination\x18\x01 \x01(\v2\x1e.mcpmesh.v1.PaginationSettingsR\n" +
@@ -1232,23 +1244,24 @@ var file_mcpmesh_v1_types_proto_depIdxs = []int32{
 	15, // 9: mcpmesh.v1.ResilienceSettings.backoff:type_name -> google.protobuf.Duration
 	15, // 10: mcpmesh.v1.ResilienceSettings.probe_interval:type_name -> google.protobuf.Duration
 	15, // 11: mcpmesh.v1.ResilienceSettings.request_timeout:type_name -> google.protobuf.Duration
-	6,  // 12: mcpmesh.v1.Settings.pagination:type_name -> mcpmesh.v1.PaginationSettings
-	7,  // 13: mcpmesh.v1.Settings.resilience:type_name -> mcpmesh.v1.ResilienceSettings
-	1,  // 14: mcpmesh.v1.BackendHealth.state:type_name -> mcpmesh.v1.BackendState
-	2,  // 15: mcpmesh.v1.BackendHealth.breaker:type_name -> mcpmesh.v1.BreakerState
-	16, // 16: mcpmesh.v1.BackendHealth.since:type_name -> google.protobuf.Timestamp
-	15, // 17: mcpmesh.v1.BackendHealth.latency:type_name -> google.protobuf.Duration
-	16, // 18: mcpmesh.v1.BackendHealth.reported_at:type_name -> google.protobuf.Timestamp
-	16, // 19: mcpmesh.v1.DataPlane.connected_at:type_name -> google.protobuf.Timestamp
-	16, // 20: mcpmesh.v1.DataPlane.last_seen:type_name -> google.protobuf.Timestamp
-	9,  // 21: mcpmesh.v1.ServerStatus.backends:type_name -> mcpmesh.v1.BackendHealth
-	5,  // 22: mcpmesh.v1.ConfigSnapshot.servers:type_name -> mcpmesh.v1.Server
-	8,  // 23: mcpmesh.v1.ConfigSnapshot.settings:type_name -> mcpmesh.v1.Settings
-	24, // [24:24] is the sub-list for method output_type
-	24, // [24:24] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	15, // 12: mcpmesh.v1.ResilienceSettings.hold:type_name -> google.protobuf.Duration
+	6,  // 13: mcpmesh.v1.Settings.pagination:type_name -> mcpmesh.v1.PaginationSettings
+	7,  // 14: mcpmesh.v1.Settings.resilience:type_name -> mcpmesh.v1.ResilienceSettings
+	1,  // 15: mcpmesh.v1.BackendHealth.state:type_name -> mcpmesh.v1.BackendState
+	2,  // 16: mcpmesh.v1.BackendHealth.breaker:type_name -> mcpmesh.v1.BreakerState
+	16, // 17: mcpmesh.v1.BackendHealth.since:type_name -> google.protobuf.Timestamp
+	15, // 18: mcpmesh.v1.BackendHealth.latency:type_name -> google.protobuf.Duration
+	16, // 19: mcpmesh.v1.BackendHealth.reported_at:type_name -> google.protobuf.Timestamp
+	16, // 20: mcpmesh.v1.DataPlane.connected_at:type_name -> google.protobuf.Timestamp
+	16, // 21: mcpmesh.v1.DataPlane.last_seen:type_name -> google.protobuf.Timestamp
+	9,  // 22: mcpmesh.v1.ServerStatus.backends:type_name -> mcpmesh.v1.BackendHealth
+	5,  // 23: mcpmesh.v1.ConfigSnapshot.servers:type_name -> mcpmesh.v1.Server
+	8,  // 24: mcpmesh.v1.ConfigSnapshot.settings:type_name -> mcpmesh.v1.Settings
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_mcpmesh_v1_types_proto_init() }
