@@ -9,7 +9,7 @@ BINS := controlplane dataplane mcpctl
 UNIT_PKGS := ./...
 E2E_TIMEOUT ?= 10m
 
-.PHONY: help build test unit-test e2e-test lint generate check-generate check-imports run bench clean tidy fmt
+.PHONY: help build test unit-test e2e-test lint generate check-generate check-imports run bench soak clean tidy fmt
 
 help: ## List the targets.
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -56,9 +56,13 @@ run: build ## Embedded default: control plane (./data), data plane on 127.0.0.1:
 bench: build ## Benchmarks against a direct connection, same run (see bench/README.md).
 	MCPMESH_BIN_DIR=$(CURDIR)/bin $(GO) test -tags bench -run '^$$' -bench . -benchmem -count=$(or $(COUNT),3) ./bench/
 
+SOAK ?= 10m
+soak: build ## Chaos soak: flap backend endpoints for $(SOAK) (10m), report success rate, uptime, recovery.
+	set -o pipefail; MCPMESH_BIN_DIR=$(CURDIR)/bin MCPMESH_SOAK=$(SOAK) $(GO) test -tags e2e -count=1 -timeout 60m -run '^TestSoakFlappingEndpoints$$' -v ./e2e/ 2>&1 | tee soak.out | grep -E 'measure:|^(---|ok|FAIL|PASS)|calls failed'
+
 tidy: ## go mod tidy for both modules.
 	$(GO) mod tidy
 	cd tools && $(GO) mod tidy
 
 clean: ## Remove build output (keeps ./data).
-	rm -rf bin e2e.out
+	rm -rf bin e2e.out soak.out

@@ -198,15 +198,30 @@ func (b *Backend) endpointChanged(e *endpoint, attempted bool) {
 	b.notify()
 }
 
-// Ready reports whether any endpoint is connected with its lists fetched.
+// Ready reports whether the backend's items are served: an endpoint is
+// connected with its lists fetched, or the server is retrying an outage and
+// the last known lists are kept (calls then wait for the reconnect, see
+// acquire). An unavailable backend is not ready.
 func (b *Backend) Ready() bool {
 	_, ok := b.readyLists()
 	return ok
 }
 
+// Connected reports whether an endpoint is connected and ready for requests.
+func (b *Backend) Connected() bool {
+	for _, e := range b.eps {
+		if e.readyConn() != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // readyLists returns the lists of the first ready endpoint in config order,
-// so what clients see does not hop between replicas.
+// so what clients see does not hop between replicas; with none ready, the
+// last known lists of the first retrying endpoint that has them.
 func (b *Backend) readyLists() (lists, bool) {
+	var kept lists
 	for _, e := range b.eps {
 		e.mu.RLock()
 		if e.readyLocked() {
@@ -214,9 +229,12 @@ func (b *Backend) readyLists() (lists, bool) {
 			e.mu.RUnlock()
 			return l, true
 		}
+		if !kept.known && e.lists.known && e.state == mcpmeshv1.BackendState_BACKEND_STATE_RETRYING {
+			kept = e.lists
+		}
 		e.mu.RUnlock()
 	}
-	return lists{}, false
+	return kept, kept.known
 }
 
 // Tools returns the backend's complete tool list with upstream names; nil
@@ -343,8 +361,10 @@ func do[T any](ctx context.Context, b *Backend, what string, retry bool, f func(
 func call[T any](ctx, rctx context.Context, b *Backend, l lease, f func(context.Context, *client.Client) (T, error)) (T, error) {
 	l.ep.inflight.Add(1)
 	l.ep.requests.Add(1)
+	l.c.active.Add(1)
 	start := time.Now()
 	res, err := f(rctx, l.c.cli)
+	l.c.active.Add(-1)
 	l.ep.inflight.Add(-1)
 	// A request aborted because its connection was found dead and closed
 	// under it failed in transport too, whatever error mcp-go gave.

@@ -173,7 +173,10 @@ func TestRequestTimeout(t *testing.T) {
 	srv.Timeout = durationpb.New(300 * time.Millisecond)
 	e.apply(srv)
 	b := e.backend("slowpoke")
-	e.waitState(b, stateHealthy)
+	// The 300 ms deadline bounds the connect too, which a loaded machine can
+	// miss: then the schedule's wait (on the fake clock) must pass.
+	e.waitForNudging("slowpoke healthy", func() bool { return b.State() == stateHealthy },
+		func() { e.clock.Advance(e.waitTimer()) })
 
 	var req mcp.CallToolRequest
 	req.Params.Name = "slow"

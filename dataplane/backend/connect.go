@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mark3labs/mcp-go/client"
@@ -40,6 +41,7 @@ type conn struct {
 	deadErr  error // written before dead is closed
 
 	watchers sync.WaitGroup // the stderr reader of a stdio child
+	active   atomic.Int64   // requests in flight on it
 }
 
 // markDead records why the connection is unusable and wakes the supervisor.
@@ -71,6 +73,11 @@ func (c *conn) close() error {
 
 // lists is what a backend offers, fetched after initialize and on list_changed.
 type lists struct {
+	// known is set once the lists were fetched. An endpoint keeps its last
+	// known lists through an outage while it is retrying, so clients keep
+	// seeing (and calling, held until it is back) its items; they leave when
+	// it becomes unavailable.
+	known        bool
 	caps         mcp.ServerCapabilities
 	instructions string
 	tools        []mcp.Tool
@@ -266,7 +273,7 @@ func (e *endpoint) connect(ctx context.Context) (*conn, *lists, error) {
 	if err != nil {
 		return fail("initialize", err)
 	}
-	l := &lists{caps: res.Capabilities, instructions: res.Instructions}
+	l := &lists{known: true, caps: res.Capabilities, instructions: res.Instructions}
 	if err := fetchLists(tctx, cli, l, kindTools|kindPrompts|kindResources); err != nil {
 		return fail("fetch lists", err)
 	}

@@ -151,13 +151,50 @@ func (e *endpoint) run(ctx context.Context) {
 		}
 		lost := e.serve(ctx, c)
 		e.down(c, connectedAt, lost, ctx.Err() == nil)
-		if err := c.close(); err != nil {
-			e.logger.Debug("close backend connection", "err", err)
-		}
+		e.retire(ctx, c)
 		if ctx.Err() != nil || !e.waitRetry(ctx) {
 			return
 		}
 	}
+}
+
+// maxDrain bounds how long a lost connection's requests in flight may still
+// run before it is closed under them.
+const maxDrain = 2 * time.Second
+
+// retire closes a lost conn. Requests still in flight on it first get to
+// finish on their own (up to maxDrain, in the background, so the reconnect
+// does not wait): a request that reached a restarted backend gets its 404
+// and is repeated on the new session, where closing the conn under it would
+// leave a cancelled request nobody knows the fate of.
+func (e *endpoint) retire(ctx context.Context, c *conn) {
+	closeIt := func() {
+		if err := c.close(); err != nil {
+			e.logger.Debug("close backend connection", "err", err)
+		}
+	}
+	if c.active.Load() == 0 || ctx.Err() != nil {
+		closeIt()
+		return
+	}
+	e.b.wg.Add(1) // the supervisor's own count keeps the group open
+	go func() {
+		defer e.b.wg.Done()
+		defer closeIt()
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		limit := time.NewTimer(maxDrain)
+		defer limit.Stop()
+		for c.active.Load() > 0 {
+			select {
+			case <-tick.C:
+			case <-limit.C:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 }
 
 // attempt runs one connect attempt and publishes its outcome (state, lists,
@@ -200,6 +237,7 @@ func (e *endpoint) attempt(ctx context.Context) (*conn, time.Time, error) {
 		e.failures++
 		e.lastErr = fmt.Errorf("connect: %w", err)
 		e.setStateLocked(failedState(p.schedule, e.failures), now)
+		e.dropListsIfUnavailableLocked()
 		e.inlineAfter = now.Add(e.inlineGap(p))
 	}
 	failures, state := e.failures, e.state
@@ -235,6 +273,15 @@ func (e *endpoint) inlineGap(p params) time.Duration {
 	return max(p.probeInterval, first)
 }
 
+// dropListsIfUnavailableLocked forgets the last known lists once the
+// endpoint is unavailable (or its loss was not recorded, as at shutdown):
+// its items leave the aggregated lists and clients get list_changed.
+func (e *endpoint) dropListsIfUnavailableLocked() {
+	if e.cur == nil && e.state != mcpmeshv1.BackendState_BACKEND_STATE_RETRYING {
+		e.lists = lists{}
+	}
+}
+
 // failedState is the state after failure number n of the schedule.
 func failedState(s resilience.Schedule, n int) mcpmeshv1.BackendState {
 	if s.Exhausted(n) {
@@ -260,11 +307,16 @@ func (e *endpoint) down(c *conn, connectedAt time.Time, why error, record bool) 
 	// dead first lets them see a transport failure (and be retried when
 	// they may be) rather than a bare cancellation.
 	c.markDead(why)
+	if e.htr != nil {
+		// Pooled connections to a backend that died are dead too; the
+		// reconnect must not pick one up and fail on its EOF.
+		e.htr.CloseIdleConnections()
+	}
 	p := e.b.params()
 	now := e.b.clock.Now()
 	e.mu.Lock()
 	if e.cur == c {
-		e.cur, e.lists = nil, lists{}
+		e.cur = nil // its lists are kept while retrying (see lists.known)
 	}
 	if record {
 		if now.Sub(connectedAt) >= StableAfter {
@@ -275,6 +327,7 @@ func (e *endpoint) down(c *conn, connectedAt time.Time, why error, record bool) 
 		e.lastErr = fmt.Errorf("connection lost: %w", why)
 		e.setStateLocked(failedState(p.schedule, e.failures), now)
 	}
+	e.dropListsIfUnavailableLocked()
 	failures, state := e.failures, e.state
 	e.mu.Unlock()
 	if record {

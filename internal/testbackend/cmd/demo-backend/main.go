@@ -36,11 +36,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.SetOutput(stderr)
 	var opts testbackend.Options
 	var httpAddr, sseAddr string
+	var stateful bool
 	fs.StringVar(&opts.Name, "name", "demo", "backend name (returned by the whoami tool)")
 	fs.IntVar(&opts.Tools, "tools", 0, "number of extra generated tools (tool-0000, …)")
 	fs.IntVar(&opts.PageSize, "page-size", 0, "server-side page size of list results (0 = no paging)")
 	fs.StringVar(&httpAddr, "http", "", "serve streamable HTTP on this address at /mcp (e.g. 127.0.0.1:0)")
 	fs.StringVar(&sseAddr, "sse", "", "serve legacy SSE on this address at /sse and /message")
+	fs.BoolVar(&stateful, "stateful", false, "with --http: remember the sessions it issued and answer 404 for others, as a restarted stateful server does")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -53,6 +55,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return fmt.Errorf("--page-size must be >= 0, got %d", opts.PageSize)
 	case httpAddr != "" && sseAddr != "":
 		return errors.New("--http and --sse are exclusive: pick one transport")
+	case stateful && httpAddr == "":
+		return errors.New("--stateful needs --http")
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil)).With("backend", opts.Name)
 	mcpSrv := testbackend.New(opts)
@@ -60,7 +64,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	switch {
 	case httpAddr != "":
 		return serveHTTP(ctx, log, httpAddr, "/mcp", stderr, func(string) http.Handler {
-			return server.NewStreamableHTTPServer(mcpSrv)
+			return server.NewStreamableHTTPServer(mcpSrv, server.WithStateful(stateful))
 		})
 	case sseAddr != "":
 		return serveHTTP(ctx, log, sseAddr, "/sse", stderr, func(base string) http.Handler {
@@ -85,6 +89,9 @@ func serveHTTP(ctx context.Context, log *slog.Logger, addr, path string, stderr 
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	base := "http://" + ln.Addr().String()
+	// Timestamped, for tests that measure how soon a restarted backend is
+	// reconnected from the moment it listened.
+	log.Info("listening", "addr", ln.Addr().String())
 	h := handler(base)
 	mux := http.NewServeMux()
 	mux.Handle(path, h)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -100,6 +101,41 @@ func TestServeStreamableHTTP(t *testing.T) {
 	}
 }
 
+// TestStatefulForgetsOnRestart: with --stateful, a session id this process
+// did not issue (a restarted server's view of its old clients) gets 404.
+func TestStatefulForgetsOnRestart(t *testing.T) {
+	url, stop := startRun(t, "--name", "st", "--http", "127.0.0.1:0", "--stateful")
+	defer func() {
+		if err := stop(); err != nil {
+			t.Errorf("run after shutdown: %v", err)
+		}
+	}()
+	c, err := client.NewStreamableHttpClient(url)
+	if err != nil {
+		t.Fatalf("new client: %v", err)
+	}
+	defer c.Close()
+	if got := whoami(t, c); !strings.HasPrefix(got, "st pid=") {
+		t.Fatalf("whoami = %q", got)
+	}
+	body := strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Session-Id", "mcp-session-00000000-0000-4000-8000-000000000000")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("unknown session: HTTP %d, want 404", resp.StatusCode)
+	}
+}
+
 func TestServeSSE(t *testing.T) {
 	url, stop := startRun(t, "--name", "s1", "--sse", "127.0.0.1:0")
 	if !strings.HasSuffix(url, "/sse") {
@@ -126,6 +162,8 @@ func TestBadFlags(t *testing.T) {
 		{"--tools", "many"},
 		{"extra"},
 		{"--http", "256.0.0.1:bad"},
+		{"--stateful"},
+		{"--stateful", "--sse", "127.0.0.1:0"},
 	} {
 		err := run(t.Context(), args, strings.NewReader(""), io.Discard, io.Discard)
 		if err == nil {
