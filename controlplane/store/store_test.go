@@ -246,9 +246,15 @@ func TestBoltCorruptValueReadsLikeFault(t *testing.T) {
 			}
 			return result{fmt.Sprint(names, rev), fmt.Sprint(err)}
 		},
-		"State":        func(s store.Store) result { v, err := s.State(ctx); return result{fmt.Sprint(v == nil), fmt.Sprint(err)} },
-		"GetSettings":  func(s store.Store) result { _, _, err := s.GetSettings(ctx); return result{err: fmt.Sprint(err)} },
-		"UpdateServer": func(s store.Store) result { _, err := s.UpdateServer(ctx, storetest.Server("b"), 0); return result{err: fmt.Sprint(err)} },
+		"State": func(s store.Store) result {
+			v, err := s.State(ctx)
+			return result{fmt.Sprint(v == nil), fmt.Sprint(err)}
+		},
+		"GetSettings": func(s store.Store) result { _, _, err := s.GetSettings(ctx); return result{err: fmt.Sprint(err)} },
+		"UpdateServer": func(s store.Store) result {
+			_, err := s.UpdateServer(ctx, storetest.Server("b"), 0)
+			return result{err: fmt.Sprint(err)}
+		},
 		"DeleteServer": func(s store.Store) result { _, err := s.DeleteServer(ctx, "b", 0); return result{err: fmt.Sprint(err)} },
 		"Revision":     func(s store.Store) result { v, err := s.Revision(ctx); return result{fmt.Sprint(v), fmt.Sprint(err)} },
 	}
