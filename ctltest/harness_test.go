@@ -32,11 +32,11 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // wired as controlplane/app wires them (same interceptor chain, same
 // constructors), behind a fault store the tests may use to break the disk.
 type controlPlane struct {
-	addr, tokenFile string
-	st              *faultstore.Fault
-	disc            *discovery.Server
-	health          *health.Aggregator
-	cc              *grpc.ClientConn // admin-token client for the test's own calls
+	addr, tokenFile, token string
+	st                     *faultstore.Fault
+	disc                   *discovery.Server
+	health                 *health.Aggregator
+	cc                     *grpc.ClientConn // admin-token client for the test's own calls
 }
 
 // startControlPlane serves the control plane on 127.0.0.1:0. extra server
@@ -53,7 +53,7 @@ func startControlPlane(t *testing.T, extra ...grpc.ServerOption) *controlPlane {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp := &controlPlane{tokenFile: tokenFile, st: faultstore.New(bolt)}
+	cp := &controlPlane{tokenFile: tokenFile, token: token, st: faultstore.New(bolt)}
 	log := slog.New(slog.DiscardHandler)
 	cp.health = health.New(cp.st, func() map[string]bool { return cp.disc.ConnectedIDs() }, log)
 	cp.disc = discovery.New(cp.st, cp.health, log)
