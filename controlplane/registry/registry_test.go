@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
@@ -30,7 +31,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 const token = "test-token"
 
 type env struct {
-	st   *store.BoltStore
+	st   store.Store
 	disc *discovery.Server
 	reg  mcpmeshv1.RegistryServiceClient
 	dc   mcpmeshv1.DiscoveryServiceClient
@@ -43,23 +44,32 @@ func start(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startWith(t, st, discardLogger())
+}
+
+// startWith serves the registry and discovery over st, wired as the control
+// plane's app wires them, on a real TCP listener; it closes st at the end.
+func startWith(t *testing.T, st store.Store, logger *slog.Logger) *env {
+	t.Helper()
 	e := &env{st: st}
-	agg := health.New(st, func() map[string]bool { return e.disc.ConnectedIDs() }, nil)
-	e.disc = discovery.New(st, agg, nil)
-	gs := grpc.NewServer(app.ServerOptions(discardLogger(), token, app.NewMetrics())...)
-	mcpmeshv1.RegisterRegistryServiceServer(gs, registry.New(st, e.disc, agg, nil))
+	agg := health.New(st, func() map[string]bool { return e.disc.ConnectedIDs() }, logger)
+	e.disc = discovery.New(st, agg, logger)
+	gs := grpc.NewServer(app.ServerOptions(logger, token, app.NewMetrics())...)
+	mcpmeshv1.RegisterRegistryServiceServer(gs, registry.New(st, e.disc, agg, logger))
 	mcpmeshv1.RegisterDiscoveryServiceServer(gs, e.disc)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.addr = lis.Addr().String()
-	go func() { _ = gs.Serve(lis) }()
+	served := make(chan struct{})
+	go func() { defer close(served); _ = gs.Serve(lis) }()
 	cc := dial(t, e.addr, token)
 	e.reg = mcpmeshv1.NewRegistryServiceClient(cc)
 	e.dc = mcpmeshv1.NewDiscoveryServiceClient(cc)
 	t.Cleanup(func() {
 		gs.Stop()
+		<-served
 		e.disc.Close()
 		st.Close()
 	})
@@ -352,7 +362,10 @@ func TestSettings(t *testing.T) {
 
 func TestStatusAndWatch(t *testing.T) {
 	e := start(t)
-	ctx, cancel := context.WithCancel(context.Background())
+	// Every wait below is bounded by this deadline: Recv returns
+	// DeadlineExceeded when it passes, so a missing update fails the test
+	// instead of hanging the package.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	w, err := e.reg.WatchStatus(ctx, &mcpmeshv1.WatchStatusRequest{})
 	if err != nil {
@@ -365,36 +378,49 @@ func TestStatusAndWatch(t *testing.T) {
 	if _, err := e.reg.CreateServer(ctx, &mcpmeshv1.CreateServerRequest{Server: stdio("a")}); err != nil {
 		t.Fatal(err)
 	}
-	next := func(pred func(*mcpmeshv1.GetStatusResponse) bool) *mcpmeshv1.GetStatusResponse {
+	next := func(what string, pred func(*mcpmeshv1.GetStatusResponse) bool) *mcpmeshv1.GetStatusResponse {
 		t.Helper()
+		var last *mcpmeshv1.GetStatusResponse
 		for {
 			m, err := w.Recv()
 			if err != nil {
-				t.Fatalf("watch: %v", err)
+				t.Fatalf("watch, waiting for %s: %v; last status: %v", what, err, last)
 			}
-			if pred(m.GetStatus()) {
-				return m.GetStatus()
+			if last = m.GetStatus(); pred(last) {
+				return last
 			}
 		}
 	}
-	next(func(s *mcpmeshv1.GetStatusResponse) bool { return s.GetRevision() == 1 && len(s.GetServers()) == 1 })
+	next("the new server", func(s *mcpmeshv1.GetStatusResponse) bool { return s.GetRevision() == 1 && len(s.GetServers()) == 1 })
 
 	// A data plane connects and reports the server healthy.
 	sctx, scancel := context.WithCancel(ctx)
+	defer scancel()
 	stream, err := e.dc.StreamConfig(sctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = stream.Send(&mcpmeshv1.StreamConfigRequest{Msg: &mcpmeshv1.StreamConfigRequest_Hello{Hello: &mcpmeshv1.Hello{DataplaneId: "dp1"}}})
+	send := func(m *mcpmeshv1.StreamConfigRequest) {
+		t.Helper()
+		if err := stream.Send(m); err != nil {
+			// Send reports io.EOF when the server ended the stream; Recv has the status.
+			_, rerr := stream.Recv()
+			t.Fatalf("config stream send: %v (stream status: %v)", err, rerr)
+		}
+	}
+	send(&mcpmeshv1.StreamConfigRequest{Msg: &mcpmeshv1.StreamConfigRequest_Hello{Hello: &mcpmeshv1.Hello{DataplaneId: "dp1"}}})
 	snap, err := stream.Recv()
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = stream.Send(&mcpmeshv1.StreamConfigRequest{Msg: &mcpmeshv1.StreamConfigRequest_Ack{Ack: &mcpmeshv1.Ack{Revision: snap.GetSnapshot().GetRevision(), Nonce: snap.GetNonce()}}})
-	_ = stream.Send(&mcpmeshv1.StreamConfigRequest{Msg: &mcpmeshv1.StreamConfigRequest_Health{Health: &mcpmeshv1.HealthReport{
+	if snap.GetSnapshot().GetRevision() != 1 {
+		t.Fatalf("data plane got revision %d, want 1", snap.GetSnapshot().GetRevision())
+	}
+	send(&mcpmeshv1.StreamConfigRequest{Msg: &mcpmeshv1.StreamConfigRequest_Ack{Ack: &mcpmeshv1.Ack{Revision: snap.GetSnapshot().GetRevision(), Nonce: snap.GetNonce()}}})
+	send(&mcpmeshv1.StreamConfigRequest{Msg: &mcpmeshv1.StreamConfigRequest_Health{Health: &mcpmeshv1.HealthReport{
 		Backends: []*mcpmeshv1.BackendHealth{{Server: "a", State: mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY}},
 	}}})
-	st := next(func(s *mcpmeshv1.GetStatusResponse) bool {
+	st := next("dp1 healthy at revision 1", func(s *mcpmeshv1.GetStatusResponse) bool {
 		return len(s.GetServers()) == 1 && s.GetServers()[0].GetState() == health.StateHealthy &&
 			len(s.GetDataplanes()) == 1 && s.GetDataplanes()[0].GetRevision() == 1
 	})
@@ -411,7 +437,7 @@ func TestStatusAndWatch(t *testing.T) {
 	}
 	// It disconnects: listed as not connected, the server's state becomes unknown.
 	scancel()
-	next(func(s *mcpmeshv1.GetStatusResponse) bool {
+	next("dp1 disconnected", func(s *mcpmeshv1.GetStatusResponse) bool {
 		return len(s.GetDataplanes()) == 1 && !s.GetDataplanes()[0].GetConnected() && s.GetServers()[0].GetState() == health.StateUnknown
 	})
 }

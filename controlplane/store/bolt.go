@@ -61,7 +61,7 @@ func unsafeInit(tx *bolt.Tx) error {
 			return fmt.Errorf("write schema version: %w", err)
 		}
 	} else if got := fromU64(v); got > schemaVersion {
-		return fmt.Errorf("store schema version %d is newer than this binary supports (%d)", got, schemaVersion)
+		return &SchemaError{Found: got, Supported: schemaVersion}
 	}
 	if meta.Get(metaClusterSecret) == nil {
 		secret := make([]byte, clusterSecretLen)

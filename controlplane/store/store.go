@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 )
@@ -17,6 +18,20 @@ var (
 	// ErrConflict: the expected revision is not the server's current mod_revision.
 	ErrConflict = errors.New("revision conflict")
 )
+
+// SchemaError is returned when the stored data was written with a newer
+// layout than this binary knows: reading or writing it could lose what the
+// newer version stored, so the store refuses to serve it at all.
+type SchemaError struct {
+	Found, Supported uint64
+}
+
+func (e *SchemaError) Error() string {
+	return fmt.Sprintf("store schema version %d is newer than this binary supports (%d): run a control plane at least as new as the one that wrote it", e.Found, e.Supported)
+}
+
+// SchemaVersion is the layout version this binary reads and writes.
+const SchemaVersion = schemaVersion
 
 // MaxEvents is how many state-transition events the store keeps; older ones
 // are dropped as new ones arrive.

@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"github.com/mcpmesh/mcpmesh/controlplane/store"
+	"github.com/mcpmesh/mcpmesh/controlplane/store/faultstore"
 	"github.com/mcpmesh/mcpmesh/controlplane/store/storetest"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	bolt "go.etcd.io/bbolt"
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 )
@@ -138,6 +140,132 @@ func TestBoltBadFile(t *testing.T) {
 	}
 	if _, err := store.OpenBolt(filepath.Join(t.TempDir(), "missing-dir", store.FileName)); err == nil {
 		t.Fatal("open in a missing dir succeeded")
+	}
+}
+
+func TestBoltRefusesNewerSchema(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), store.FileName)
+	s, err := store.OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateServer(ctx, storetest.Server("alpha")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	newer := store.SchemaVersion + 1
+	if err := store.PokeBolt(path, func(_, _, meta *bolt.Bucket) error {
+		return meta.Put(store.MetaSchemaVersion, store.U64(newer))
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	_, err = store.OpenBolt(path)
+	var se *store.SchemaError
+	if !errors.As(err, &se) || se.Found != newer || se.Supported != store.SchemaVersion {
+		t.Fatalf("open a newer file: err = %v, want a SchemaError %d > %d", err, newer, store.SchemaVersion)
+	}
+	for _, want := range []string{path, fmt.Sprintf("store schema version %d is newer than this binary supports (%d)", newer, store.SchemaVersion)} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("open error %q lacks %q", err, want)
+		}
+	}
+	// The refused open must not have rewritten the version (or anything else),
+	// and must have released the file.
+	if err := store.PokeBolt(path, func(servers, _, meta *bolt.Bucket) error {
+		if got := meta.Get(store.MetaSchemaVersion); string(got) != string(store.U64(newer)) {
+			return fmt.Errorf("schema version after the refused open = %x", got)
+		}
+		if servers.Get([]byte("alpha")) == nil {
+			return errors.New("server alpha gone after the refused open")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A value damaged on disk must fail the reads that decode it, the way the
+// fault store says it does: same operations, same errors, same partial list.
+func TestBoltCorruptValueReadsLikeFault(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), store.FileName)
+	onDisk, err := store.OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := faultstore.New(store.NewMemory())
+	defer fake.Close()
+	for _, s := range []store.Store{onDisk, fake} {
+		for _, n := range []string{"a", "b", "c"} {
+			if _, err := s.CreateServer(ctx, storetest.Server(n)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.PutSettings(ctx, &mcpmeshv1.Settings{Pagination: &mcpmeshv1.PaginationSettings{Enabled: true}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := onDisk.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.PokeBolt(path, func(servers, settings, _ *bolt.Bucket) error {
+		if err := servers.Put([]byte("b"), faultstore.Garbage()); err != nil {
+			return err
+		}
+		return settings.Put(store.SettingsKey, faultstore.Garbage())
+	}); err != nil {
+		t.Fatal(err)
+	}
+	fake.CorruptServer("b")
+	fake.CorruptSettings()
+	onDisk, err = store.OpenBolt(path)
+	if err != nil {
+		t.Fatalf("a damaged value must not stop the store from opening: %v", err)
+	}
+	defer onDisk.Close()
+
+	type result struct {
+		val string
+		err string
+	}
+	reads := map[string]func(store.Store) result{
+		"GetServer(b)": func(s store.Store) result { _, err := s.GetServer(ctx, "b"); return result{err: fmt.Sprint(err)} },
+		"GetServer(a)": func(s store.Store) result {
+			v, err := s.GetServer(ctx, "a")
+			return result{v.GetName(), fmt.Sprint(err)}
+		},
+		"ListServers": func(s store.Store) result {
+			v, rev, err := s.ListServers(ctx)
+			var names []string
+			for _, x := range v {
+				names = append(names, x.GetName())
+			}
+			return result{fmt.Sprint(names, rev), fmt.Sprint(err)}
+		},
+		"State": func(s store.Store) result {
+			v, err := s.State(ctx)
+			return result{fmt.Sprint(v == nil), fmt.Sprint(err)}
+		},
+		"GetSettings": func(s store.Store) result { _, _, err := s.GetSettings(ctx); return result{err: fmt.Sprint(err)} },
+		"UpdateServer": func(s store.Store) result {
+			_, err := s.UpdateServer(ctx, storetest.Server("b"), 0)
+			return result{err: fmt.Sprint(err)}
+		},
+		"DeleteServer": func(s store.Store) result { _, err := s.DeleteServer(ctx, "b", 0); return result{err: fmt.Sprint(err)} },
+		"Revision":     func(s store.Store) result { v, err := s.Revision(ctx); return result{fmt.Sprint(v), fmt.Sprint(err)} },
+	}
+	for name, read := range reads {
+		got, want := read(onDisk), read(fake)
+		if got != want {
+			t.Errorf("%s on the damaged file = %+v; the fault store says %+v", name, got, want)
+		}
+		if name != "GetServer(a)" && name != "Revision" && !strings.Contains(got.err, "decode ") {
+			t.Errorf("%s on the damaged file: err %q, want a decode error", name, got.err)
+		}
 	}
 }
 
