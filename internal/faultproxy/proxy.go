@@ -1,6 +1,7 @@
 package faultproxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -225,7 +226,7 @@ func (p *Proxy) handle(c net.Conn) {
 		<-l.gone
 		return
 	}
-	up, err := net.DialTimeout("tcp", p.target, 10*time.Second)
+	up, err := p.dial()
 	if err != nil {
 		l.reset() // the target refuses, so does the proxy
 		return
@@ -241,6 +242,21 @@ func (p *Proxy) handle(c net.Conn) {
 	go func() { defer wg.Done(); p.pipe(l, c, up) }()
 	wg.Wait()
 	l.close()
+}
+
+// dial connects to the target; Close cancels a dial under way.
+func (p *Proxy) dial() (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	go func() {
+		select {
+		case <-p.closed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", p.target)
 }
 
 // track registers l unless the proxy is closing (then l is reset).
