@@ -29,6 +29,16 @@ unit-test: ## Unit tests with the race detector.
 e2e-test: build ## End-to-end tests against the real binaries.
 	MCPMESH_BIN_DIR=$(CURDIR)/bin $(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./e2e/...
 
+# Real MCP software that is not mcp-go (Node 22, the official everything server
+# and TypeScript SDK), for e2e/interop_test.go. With MCPMESH_INTEROP_DIR set, as
+# here, those tests fail rather than skip when the install is missing.
+INTEROP_DIR ?= $(CURDIR)/.cache/interop
+.PHONY: interop
+interop: ## Install the interop test servers (pinned npm packages) into .cache/interop.
+	MCPMESH_INTEROP_DIR=$(INTEROP_DIR) scripts/interop-install.sh
+e2e-test: interop
+e2e-test: export MCPMESH_INTEROP_DIR := $(INTEROP_DIR)
+
 lint: ## gofmt, go vet (also with the e2e tag) and buf lint.
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...

@@ -25,6 +25,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/internal/version"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 )
 
@@ -68,6 +69,32 @@ func ServerOptions(logger *slog.Logger, token string, m *Metrics) []grpc.ServerO
 			recovery.StreamServerInterceptor(recOpts...),
 			auth.StreamServerInterceptor(authFn),
 		),
+	}
+}
+
+// Keepalive of the gRPC server. Data planes ping every 10 s (the least gRPC
+// clients may ask for); the enforcement policy must allow that, or the
+// server answers with GOAWAY "too_many_pings" and cuts every config stream.
+const (
+	keepaliveMinPingInterval = 5 * time.Second
+	keepalivePingTime        = 30 * time.Second
+	keepalivePingTimeout     = 10 * time.Second
+)
+
+// KeepaliveOptions let data planes ping the server (also between streams) and
+// make the server ping idle connections itself, so a data plane whose
+// network died silently is dropped (and shown disconnected) within about
+// 40 s instead of never.
+func KeepaliveOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             keepaliveMinPingInterval,
+			PermitWithoutStream: true,
+		}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			Time:    keepalivePingTime,
+			Timeout: keepalivePingTimeout,
+		}),
 	}
 }
 
@@ -117,7 +144,7 @@ func Run(ctx context.Context, cfg Config) error {
 	regSvc := registry.New(st, disc, agg, log)
 	m.RegisterState(st, disc)
 
-	gs := grpc.NewServer(ServerOptions(log, token, m)...)
+	gs := grpc.NewServer(append(ServerOptions(log, token, m), KeepaliveOptions()...)...)
 	mcpmeshv1.RegisterRegistryServiceServer(gs, regSvc)
 	mcpmeshv1.RegisterDiscoveryServiceServer(gs, disc)
 	m.grpc.initialize(gs)

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -45,9 +46,25 @@ type Options struct {
 	NoJitter bool
 	// Clock drives backoff waits and the health ticker; nil means the wall clock.
 	Clock resilience.Clock
-	// DialOptions are appended to the defaults (insecure transport, bearer token).
+	// KeepaliveTime is how long the connection may stay silent before the
+	// client pings the control plane; KeepaliveTimeout how long it then waits
+	// for any answer before it drops the connection and redials. They bound
+	// how long a silently dead network (no FIN, no RST) goes unnoticed.
+	// 0 means DefaultKeepaliveTime and DefaultKeepaliveTimeout; gRPC raises a
+	// time below 10 s to 10 s. The control plane's enforcement policy must
+	// allow pings this often (its MinTime <= KeepaliveTime).
+	KeepaliveTime, KeepaliveTimeout time.Duration
+	// DialOptions are appended to the defaults (insecure transport, bearer
+	// token, keepalive).
 	DialOptions []grpc.DialOption
 }
+
+// Keepalive defaults: a dead control plane connection is noticed within
+// about 15 s of its last byte.
+const (
+	DefaultKeepaliveTime    = 10 * time.Second
+	DefaultKeepaliveTimeout = 5 * time.Second
+)
 
 // sendQueue bounds the messages waiting for the stream's sender goroutine.
 const sendQueue = 16
@@ -74,6 +91,12 @@ func New(opts Options) *Client {
 	}
 	if opts.HealthInterval <= 0 {
 		opts.HealthInterval = 5 * time.Second
+	}
+	if opts.KeepaliveTime <= 0 {
+		opts.KeepaliveTime = DefaultKeepaliveTime
+	}
+	if opts.KeepaliveTimeout <= 0 {
+		opts.KeepaliveTimeout = DefaultKeepaliveTimeout
 	}
 	minB, maxB := opts.MinBackoff, opts.MaxBackoff
 	if minB <= 0 {
@@ -127,6 +150,13 @@ func (c *Client) Run(ctx context.Context) error {
 	dialOpts := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithPerRPCCredentials(authtoken.Credentials(c.opts.Token)),
+		// Without pings a stream over a network that silently drops packets
+		// looks open forever, and the data plane never learns of new config.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{
+			Time:                c.opts.KeepaliveTime,
+			Timeout:             c.opts.KeepaliveTimeout,
+			PermitWithoutStream: true,
+		}),
 	}, c.opts.DialOptions...)
 	conn, err := grpc.NewClient(c.opts.Addr, dialOpts...)
 	if err != nil {
