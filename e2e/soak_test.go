@@ -25,6 +25,8 @@ import (
 
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/mcpmesh/mcpmesh/dataplane/backend"
 )
 
 // The chaos soak: the original spec promises 99.9 % effective uptime through
@@ -206,6 +208,9 @@ func soakUnavailableRecovery(t *testing.T, rounds int) {
 		time.Sleep(time.Duration(rand.Int64N(int64(time.Second)))) // anywhere in a probe's cycle
 		restarts = append(restarts, f.start())
 		soakWait(t, 30*time.Second, "down healthy again", func() error { return soakState(dp, "down", "healthy") })
+		// Up for longer than backend.StableAfter, so the next kill is a new
+		// outage, not the continuation of this one.
+		time.Sleep(2 * backend.StableAfter)
 	}
 	f.kill()
 	rec := recoveries(restarts, connectedTimes(t, dp.log.String())[url])

@@ -399,7 +399,7 @@ func (e *endpoint) watch(ctx context.Context, step time.Duration) bool {
 	// finding it open is a recovery, even if the server came back before the
 	// first probe (e.g. between a request's inline reconnect and the probe).
 	e.mu.Lock()
-	closedSeen := errors.Is(e.lastErr, syscall.ECONNREFUSED)
+	closedSeen := portWasClosed(e.lastErr)
 	if step >= 0 {
 		// Published before any timer exists, like sleep does.
 		e.nextAt, e.nextWhat = start.Add(step), "retry"
@@ -436,6 +436,16 @@ func (e *endpoint) watch(ctx context.Context, step time.Duration) bool {
 			return true
 		}
 	}
+}
+
+// errPortClosed marks a loss found with the endpoint's port not answering.
+var errPortClosed = errors.New("the port is closed")
+
+// portWasClosed reports whether err says the port did not answer then (a
+// refused connect, or a loss found with the port closed), so that finding
+// it open is a recovery.
+func portWasClosed(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, errPortClosed)
 }
 
 // probeWait waits one probe interval. It returns true when the probe is due,
@@ -551,7 +561,7 @@ func (e *endpoint) serve(ctx context.Context, c *conn) error {
 func (e *endpoint) checkLive(ctx context.Context, c *conn) error {
 	interval := e.b.params().probeInterval
 	if err := dialProbe(ctx, e.probeAddr, interval); err != nil {
-		return fmt.Errorf("the port is closed: %w", err)
+		return fmt.Errorf("%w: %w", errPortClosed, err)
 	}
 	pctx, cancel := context.WithTimeout(ctx, max(interval, time.Second))
 	defer cancel()

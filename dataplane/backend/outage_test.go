@@ -2,7 +2,12 @@ package backend
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -184,5 +189,28 @@ func TestSessionForgottenByRestart(t *testing.T) {
 	}
 	if n := ls.inits.Load() - inits; n != 1 {
 		t.Fatalf("initializes after the restart = %d, want 1", n)
+	}
+}
+
+// TestPortWasClosed: a loss found with the port not answering, however the
+// dial failed, makes a reopened port a recovery, as a refused connect does.
+func TestPortWasClosed(t *testing.T) {
+	reset := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNRESET)}
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"loss, port reset", fmt.Errorf("connection lost: %w", fmt.Errorf("event stream lost (EOF) and %w", fmt.Errorf("%w: %w", errPortClosed, reset))), true},
+		{"connect refused", fmt.Errorf("connect: initialize: %w", fmt.Errorf("failed to send request: %w", refused)), true},
+		{"connect 503", errors.New("connect: initialize: 503 Service Unavailable"), false},
+		{"session gone", fmt.Errorf("connection lost: event stream lost and the session is gone: %w", errors.New("404")), false},
+		{"none", nil, false},
+	}
+	for _, tc := range tests {
+		if got := portWasClosed(tc.err); got != tc.want {
+			t.Errorf("%s: portWasClosed(%v) = %v, want %v", tc.name, tc.err, got, tc.want)
+		}
 	}
 }
