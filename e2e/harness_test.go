@@ -193,21 +193,59 @@ func (p *proc) pid() int { return p.cmd.Process.Pid }
 // first submatch.
 func (p *proc) waitLine(re *regexp.Regexp, timeout time.Duration) string {
 	p.t.Helper()
+	m, err := p.awaitLine(re, timeout)
+	if err != nil {
+		p.t.Fatalf("%v; log:\n%s", err, tail(p.log.String(), 40))
+	}
+	if len(m) > 1 {
+		return m[1]
+	}
+	return m[0]
+}
+
+// awaitLine waits until the process printed a line matching re and returns
+// the match and its submatches; an error if the process exited or timeout
+// passed first.
+func (p *proc) awaitLine(re *regexp.Regexp, timeout time.Duration) ([]string, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		if m := re.FindStringSubmatch(p.log.String()); m != nil {
-			if len(m) > 1 {
-				return m[1]
-			}
-			return m[0]
+			return m, nil
 		}
-		if p.exited() || time.Now().After(deadline) {
-			break
+		if p.exited() {
+			return nil, fmt.Errorf("%s exited (%v) before printing %q", p.name, p.err, re)
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%s did not print %q within %v", p.name, re, timeout)
 		}
 		time.Sleep(pollInterval)
 	}
-	p.t.Fatalf("%s did not print %q within %v (exited: %v); log:\n%s", p.name, re, timeout, p.exited(), tail(p.log.String(), 40))
-	return ""
+}
+
+// addrInUse is how a process says that the port it was given is taken.
+const addrInUse = "address already in use"
+
+// startListener starts a process that listens on TCP and waits for the line
+// matching ready that it prints once it listens; it returns the process and
+// the line's submatches. Processes are given port 0 and pick a free port
+// themselves, except a restart on the same address: that port may be taken
+// for a moment by a test running alongside, so a process that exits saying
+// so is started again, until startTimeout.
+func startListener(t testing.TB, name string, env []string, ready *regexp.Regexp, path string, args ...string) (*proc, []string) {
+	t.Helper()
+	deadline := time.Now().Add(startTimeout)
+	for {
+		p := startProc(t, name, env, path, args...)
+		m, err := p.awaitLine(ready, time.Until(deadline))
+		if err == nil {
+			return p, m
+		}
+		if !p.exited() || !strings.Contains(p.log.String(), addrInUse) || time.Now().After(deadline) {
+			t.Fatalf("start %s: %v; log:\n%s", name, err, tail(p.log.String(), 40))
+		}
+		t.Logf("start %s: its port is taken (%s); starting it again", name, strings.TrimSpace(tail(p.log.String(), 1)))
+		time.Sleep(5 * pollInterval)
+	}
 }
 
 // logLine is one line of a process's JSON log (--log-format json).
@@ -284,18 +322,22 @@ type controlPlane struct {
 
 func (c *controlPlane) tokenFile() string { return filepath.Join(c.dataDir, "admin.token") }
 
+var cpStartedRE = regexp.MustCompile(`"msg":"control plane started".*?"grpc_addr":"([^"]+)".*?"http_addr":"([^"]+)"`)
+
+// startControlPlane starts a control plane on the given addresses; "" picks
+// a free port.
 func startControlPlane(t testing.TB, dataDir, grpcAddr, httpAddr string) *controlPlane {
 	t.Helper()
 	if grpcAddr == "" {
-		grpcAddr = freeAddr(t)
+		grpcAddr = "127.0.0.1:0"
 	}
 	if httpAddr == "" {
-		httpAddr = freeAddr(t)
+		httpAddr = "127.0.0.1:0"
 	}
-	p := startProc(t, "controlplane", nil, bin("controlplane"),
+	p, m := startListener(t, "controlplane", nil, cpStartedRE, bin("controlplane"),
 		"--data-dir", dataDir, "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--log-format", "json")
-	cp := &controlPlane{proc: p, dataDir: dataDir, grpcAddr: grpcAddr, httpAddr: httpAddr}
-	waitHTTP(t, "http://"+httpAddr+"/health", startTimeout, p)
+	cp := &controlPlane{proc: p, dataDir: dataDir, grpcAddr: m[1], httpAddr: m[2]}
+	waitHTTP(t, "http://"+cp.httpAddr+"/health", startTimeout, p)
 	return cp
 }
 
@@ -320,13 +362,15 @@ type dataPlane struct {
 
 func (d *dataPlane) mcpURL() string { return "http://" + d.listen + "/mcp" }
 
+var dpServingRE = regexp.MustCompile(`"msg":"data plane serving".*?"mcp_url":"http://([^"/]+)/mcp"`)
+
 func startDataPlane(t testing.TB, cp *controlPlane, id string) *dataPlane {
 	t.Helper()
-	listen := freeAddr(t)
-	p := startProc(t, "dataplane "+id, []string{"MCPMESH_TOKEN_FILE=" + cp.tokenFile()}, bin("dataplane"),
-		"--control-plane", cp.grpcAddr, "--listen", listen, "--id", id, "--log-format", "json")
-	waitHTTP(t, "http://"+listen+"/livez", startTimeout, p)
-	return &dataPlane{proc: p, id: id, listen: listen}
+	p, m := startListener(t, "dataplane "+id, []string{"MCPMESH_TOKEN_FILE=" + cp.tokenFile()}, dpServingRE, bin("dataplane"),
+		"--control-plane", cp.grpcAddr, "--listen", "127.0.0.1:0", "--id", id, "--log-format", "json")
+	d := &dataPlane{proc: p, id: id, listen: m[1]}
+	waitHTTP(t, "http://"+d.listen+"/livez", startTimeout, p)
+	return d
 }
 
 // waitReady waits until /readyz says the data plane applied a config and
@@ -400,13 +444,20 @@ func (d *dataPlane) waitState(t testing.TB, name, state string) serverHealth {
 
 var listeningRE = regexp.MustCompile(`listening on (http://\S+/mcp)`)
 
-// startHTTPBackend starts a demo backend serving streamable HTTP and returns its URL.
+// startHTTPBackend starts a demo backend serving streamable HTTP on a free
+// port and returns its URL.
 func startHTTPBackend(t testing.TB, name string, extra ...string) (*proc, string) {
 	t.Helper()
-	addr := "127.0.0.1:0"
+	return startHTTPBackendAt(t, name, "127.0.0.1:0", extra...)
+}
+
+// startHTTPBackendAt starts a demo backend on addr (a fixed one brings a
+// killed backend back on the same port) and returns its URL.
+func startHTTPBackendAt(t testing.TB, name, addr string, extra ...string) (*proc, string) {
+	t.Helper()
 	args := append([]string{"--name", name, "--http", addr}, extra...)
-	p := startProc(t, "backend "+name, nil, bin("demo-backend"), args...)
-	return p, p.waitLine(listeningRE, startTimeout)
+	p, m := startListener(t, "backend "+name, nil, listeningRE, bin("demo-backend"), args...)
+	return p, m[1]
 }
 
 var listenedRE = regexp.MustCompile(`(?m)^time=(\S+) level=INFO msg=listening `)

@@ -5,6 +5,7 @@ package e2e
 import (
 	"fmt"
 	"io"
+	"net/url"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -16,14 +17,14 @@ import (
 	"time"
 )
 
-// startHTTPBackendAt starts a demo backend on a fixed address (used to bring
-// a killed backend back on the same port).
-func startHTTPBackendAt(t testing.TB, name, addr string, extra ...string) *proc {
+// hostPort is the host:port of a URL.
+func hostPort(t testing.TB, rawURL string) string {
 	t.Helper()
-	args := append([]string{"--name", name, "--http", addr}, extra...)
-	p := startProc(t, "backend "+name, nil, bin("demo-backend"), args...)
-	p.waitLine(listeningRE, startTimeout)
-	return p
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" {
+		t.Fatalf("URL %q: no host (%v)", rawURL, err)
+	}
+	return u.Host
 }
 
 // outcome is one failed connect (or lost connection) of a backend, as the
@@ -56,9 +57,9 @@ func failures(dp *dataPlane, server string, since time.Time) []outcome {
 func TestRetryScheduleUnavailableAndRecovery(t *testing.T) {
 	cp := startControlPlane(t, filepath.Join(t.TempDir(), "data"), "", "")
 	dp := startDataPlane(t, cp, "dp-r")
-	addr := freeAddr(t)
-	flaky := startHTTPBackendAt(t, "flaky", addr)
-	mustCtl(t, cp, "server", "add", "flaky", "--url", "http://"+addr+"/mcp")
+	flaky, flakyURL := startHTTPBackend(t, "flaky")
+	addr := hostPort(t, flakyURL)
+	mustCtl(t, cp, "server", "add", "flaky", "--url", flakyURL)
 	mustCtl(t, cp, "server", "add", "steady", "--", bin("demo-backend"), "--name", "steady")
 	c := mcpClient(t, dp.mcpURL())
 	eventually(t, waitTimeout, "both backends listed", func() error {
@@ -165,7 +166,7 @@ func TestRetryScheduleUnavailableAndRecovery(t *testing.T) {
 
 	// Bring it back on the same port: the probe finds it and it is healthy
 	// and listed again (spec: under 1 s from the port answering).
-	back := startHTTPBackendAt(t, "flaky", addr)
+	back, _ := startHTTPBackendAt(t, "flaky", addr)
 	up := back.listenedAt()
 	eventually(t, waitTimeout, "flaky healthy and listed", func() error {
 		return toolsListed(c, []string{"flaky__echo", "steady__echo"})
@@ -186,9 +187,9 @@ func TestRecoveryTime(t *testing.T) {
 	cp := startControlPlane(t, filepath.Join(t.TempDir(), "data"), "", "")
 	mustCtl(t, cp, "config", "set", "resilience.backoff", "50ms,50ms")
 	dp := startDataPlane(t, cp, "dp-rt")
-	addr := freeAddr(t)
-	b := startHTTPBackendAt(t, "rec", addr)
-	mustCtl(t, cp, "server", "add", "rec", "--url", "http://"+addr+"/mcp")
+	b, recURL := startHTTPBackend(t, "rec")
+	addr := hostPort(t, recURL)
+	mustCtl(t, cp, "server", "add", "rec", "--url", recURL)
 	c := mcpClient(t, dp.mcpURL())
 	eventually(t, waitTimeout, "rec listed", func() error { return toolsListed(c, []string{"rec__echo"}) })
 
@@ -196,7 +197,7 @@ func TestRecoveryTime(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		b.kill()
 		dp.waitState(t, "rec", "unavailable")
-		b = startHTTPBackendAt(t, "rec", addr)
+		b, _ = startHTTPBackendAt(t, "rec", addr)
 		up := b.listenedAt()
 		eventually(t, waitTimeout, "rec served again", func() error {
 			if _, err := callErr(c, rpcTimeout, "rec__echo", map[string]any{"text": "x"}); err != nil {
