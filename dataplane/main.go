@@ -98,16 +98,19 @@ func run() int {
 	var (
 		aggregated atomic.Pointer[mcpserver.Server]
 		cc         atomic.Pointer[configclient.Client]
-		applied    atomic.Bool
-		// firstApplied is when the first snapshot was applied (unix nanos):
-		// readiness waits for its backends' first connect attempts, not forever.
-		firstApplied atomic.Int64
+		mgr        *backend.Manager
 	)
-	mgr := backend.NewManager(backend.ManagerOptions{
+	readiness := httpapi.NewReadiness(httpapi.ReadinessOptions{Logger: log.With("component", "readiness")})
+	// refresh rebuilds the aggregated lists and tells readiness whether
+	// every backend had made its first connect attempt before the rebuild.
+	refresh := func(s *mcpserver.Server) {
+		readiness.Rebuild(func() int { return firstAttemptPending(mgr) }, s.Refresh)
+	}
+	mgr = backend.NewManager(backend.ManagerOptions{
 		Logger: log.With("component", "backend"),
 		OnChange: func() {
 			if s := aggregated.Load(); s != nil {
-				s.Refresh()
+				refresh(s)
 			}
 			if c := cc.Load(); c != nil {
 				c.NotifyHealth()
@@ -128,7 +131,7 @@ func run() int {
 			c := cc.Load()
 			return c != nil && c.Connected()
 		},
-		Ready:  func() bool { return applied.Load() && settled(mgr, firstApplied.Load()) },
+		Ready:  readiness.Ready,
 		Logger: log.With("component", "httpapi"),
 	})
 	if err != nil {
@@ -169,9 +172,8 @@ func run() int {
 			// Settings and secret before the lists, so the first page cut
 			// from this snapshot's lists follows its rules.
 			srv.SetConfig(snap.GetSettings(), snap.GetClusterSecret(), snap.GetRevision())
-			srv.Refresh()
-			firstApplied.CompareAndSwap(0, time.Now().UnixNano())
-			applied.Store(true)
+			readiness.Applied()
+			refresh(srv)
 			return nil
 		},
 		Health: mgr.Health,
@@ -235,25 +237,14 @@ func run() int {
 	return code
 }
 
-// readyGrace bounds how long readiness waits for backends still making their
-// first connect attempt: a hung backend must not keep a replica out of its
-// load balancer forever.
-const readyGrace = 10 * time.Second
-
-// settled reports whether every backend has finished its first connect
-// attempt (or readyGrace has passed since the first snapshot), so that a new
-// replica put behind a load balancer serves the same lists as the others.
-func settled(mgr *backend.Manager, since int64) bool {
-	if since == 0 {
-		return false
-	}
-	if time.Since(time.Unix(0, since)) > readyGrace {
-		return true
-	}
+// firstAttemptPending counts the backends still making their first connect
+// attempt: until it is zero, a rebuilt list may lack some of them.
+func firstAttemptPending(mgr *backend.Manager) int {
+	n := 0
 	for _, b := range mgr.List() {
 		if b.State() == mcpmeshv1.BackendState_BACKEND_STATE_CONNECTING {
-			return false
+			n++
 		}
 	}
-	return true
+	return n
 }

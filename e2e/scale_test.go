@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,8 @@ import (
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/mcpmesh/mcpmesh/internal/testbackend"
 )
 
 // roundRobin is a client-side load balancer: every request goes to the next
@@ -57,7 +60,7 @@ func TestPaginationAcrossReplicas(t *testing.T) {
 
 	const backends, extra = 22, 95
 	want := map[string]bool{}
-	fixed := []string{"echo", "add", "whoami", "sleep", "fail", "big_int"}
+	fixed := testbackend.FixedTools
 	for i := 0; i < backends; i++ {
 		name := fmt.Sprintf("b%02d", i)
 		args := []string{"--tools", fmt.Sprint(extra)}
@@ -77,22 +80,33 @@ func TestPaginationAcrossReplicas(t *testing.T) {
 		t.Fatalf("test set has only %d tools", len(want))
 	}
 
-	// A replica is put behind the balancer once it is ready and serves the
-	// whole list, as a load balancer's readiness check would ensure.
+	// A replica is put behind the balancer once it is ready, as a load
+	// balancer's readiness check would ensure. Ready means its lists were
+	// rebuilt after every backend's first connect attempt, so its very first
+	// answer is the whole list: one list, no retries.
 	inSync := func(dp *dataPlane) {
-		eventually(t, 30*time.Second, dp.id+" ready", func() bool {
-			resp, err := http.Get("http://" + dp.listen + "/readyz")
-			if err != nil {
-				return false
+		t.Helper()
+		if why := dp.waitReady(t); why != "ok" {
+			t.Fatalf("%s ready without waiting for every backend (/readyz %q): a backend's first connect attempt took over the grace period", dp.id, why)
+		}
+		ready := dp.waitLog(time.Time{}, "msg", "data plane ready")
+		after, _ := strconv.ParseInt(fmt.Sprint(ready.Attrs["after_first_snapshot"]), 10, 64)
+		t.Logf("measure: %s ready %v after its first snapshot (%d backends; grace 10s)", dp.id, ms(time.Duration(after)), backends)
+		got, err := toolNamesErr(mcpClient(t, dp.mcpURL()))
+		if err != nil {
+			t.Fatalf("%s: first tools/list once ready: %v", dp.id, err)
+		}
+		if len(got) != len(want) {
+			var missing []string
+			for n := range want {
+				if !has(got, n) {
+					missing = append(missing, n)
+				}
 			}
-			resp.Body.Close()
-			return resp.StatusCode == http.StatusOK
-		})
-		// Ready means its backends made their first connect attempt: the
-		// whole list is there at once (give the aggregate a moment to rebuild).
-		eventually(t, 500*time.Millisecond, dp.id+" serves every tool once ready", func() bool {
-			return len(toolNames(t, mcpClient(t, dp.mcpURL()))) == len(want)
-		})
+			sort.Strings(missing)
+			t.Fatalf("%s: first tools/list once ready has %d tools, want %d; missing %d, e.g. %v",
+				dp.id, len(got), len(want), len(missing), missing[:min(len(missing), 5)])
+		}
 	}
 	dps := []*dataPlane{startDataPlane(t, cp, "dp-a"), startDataPlane(t, cp, "dp-b"), startDataPlane(t, cp, "dp-c")}
 	for _, dp := range dps {
@@ -106,7 +120,7 @@ func TestPaginationAcrossReplicas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
 	defer cancel()
 	if err := c.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -132,7 +146,9 @@ func TestPaginationAcrossReplicas(t *testing.T) {
 		req := mcp.ListToolsRequest{}
 		req.Params.Cursor = cursor
 		start := time.Now()
-		res, err := c.ListToolsByPage(ctx, req)
+		pctx, pcancel := context.WithTimeout(context.Background(), rpcTimeout)
+		res, err := c.ListToolsByPage(pctx, req)
+		pcancel()
 		if err != nil {
 			t.Fatalf("page %d (cursor %q): %v", pages, cursor, err)
 		}
@@ -206,7 +222,9 @@ func TestPaginationAcrossReplicas(t *testing.T) {
 	// A tampered cursor is rejected with a clear error, not served.
 	req := mcp.ListToolsRequest{}
 	req.Params.Cursor = "not-a-cursor"
-	if _, err := c.ListToolsByPage(ctx, req); err == nil {
+	gctx, gcancel := context.WithTimeout(context.Background(), rpcTimeout)
+	defer gcancel()
+	if _, err := c.ListToolsByPage(gctx, req); err == nil {
 		t.Errorf("a garbage cursor was accepted")
 	} else {
 		if !strings.Contains(err.Error(), "invalid cursor") {
@@ -227,8 +245,18 @@ func TestMeasurePagination10k(t *testing.T) {
 		mustCtl(t, cp, "server", "add", name, "--url", u)
 	}
 	dp := startDataPlane(t, cp, "dp-10k")
+	dp.waitReady(t)
 	c := mcpClient(t, dp.mcpURL())
-	eventually(t, 60*time.Second, "10,000 tools listed", func() bool { return len(toolNames(t, c)) == 10000 })
+	eventually(t, waitTimeout, "10,000 tools listed", func() error {
+		names, err := toolNamesErr(c)
+		if err != nil {
+			return err
+		}
+		if len(names) != 10000 {
+			return fmt.Errorf("%d tools", len(names))
+		}
+		return nil
+	})
 
 	// One unpaginated list (pagination is off), warm.
 	var full []time.Duration
@@ -243,8 +271,6 @@ func TestMeasurePagination10k(t *testing.T) {
 
 	// Paginated walks through ?pagination=true on the same data plane.
 	pc := mcpClient(t, dp.mcpURL()+"?pagination=true")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	var walks, pages []time.Duration
 	for w := 0; w < 4; w++ {
 		start := time.Now()
@@ -254,7 +280,9 @@ func TestMeasurePagination10k(t *testing.T) {
 			req := mcp.ListToolsRequest{}
 			req.Params.Cursor = cursor
 			ps := time.Now()
+			ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
 			res, err := pc.ListToolsByPage(ctx, req)
+			cancel()
 			if err != nil {
 				t.Fatalf("walk %d page: %v", w, err)
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -72,10 +73,20 @@ func TestListPageFollowsUpstreamPages(t *testing.T) {
 	// An upstream failure is an error naming the backend, for the caller
 	// to fall back to the cache.
 	paged.down.Store(true)
-	if _, _, err := a.ListPage(ctx, mcp.MethodToolsList, ""); err == nil {
-		t.Fatal("ListPage of a backend answering 503 succeeded")
+	keys, next, err := a.ListPage(ctx, mcp.MethodToolsList, "")
+	if err == nil {
+		t.Fatalf("ListPage of a backend answering 503 = %v, %q; want an error", keys, next)
 	}
-	if _, _, err := b.ListPage(ctx, "tools/unknown", ""); err == nil || errors.Is(err, ErrNotReady) {
-		t.Errorf("ListPage of an unknown method: err = %v, want an error about the method", err)
+	if !strings.Contains(err.Error(), `backend "alpha"`) || !strings.Contains(err.Error(), "list page of tools/list") {
+		t.Errorf("ListPage of a backend answering 503: err = %v, want it to name backend alpha and the list call", err)
+	}
+	_, _, err = b.ListPage(ctx, "tools/unknown", "")
+	if err == nil || errors.Is(err, ErrNotReady) || !strings.Contains(err.Error(), `unknown list method "tools/unknown"`) {
+		t.Errorf("ListPage of an unknown method: err = %v, want an error naming the method", err)
+	}
+	// The unknown method was refused before it reached beta: beta still
+	// serves its pages.
+	if keys, next, err := b.ListPage(ctx, mcp.MethodToolsList, ""); err != nil || next != "" || !slices.Equal(keys, toolNames(b.Tools())) {
+		t.Errorf("beta's ListPage after an unknown method = %v, %q, %v; want its whole tool list", keys, next, err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -218,7 +219,12 @@ func (c *Client) stream(ctx context.Context, disco mcpmeshv1.DiscoveryServiceCli
 				return
 			case m := <-sendq:
 				if err := st.Send(m); err != nil {
-					errc <- fmt.Errorf("send to control plane: %w", err)
+					// io.EOF means the server ended the stream; Recv, below,
+					// reports why (a rejected token must be told apart from
+					// a transient failure: it waits the maximum backoff).
+					if !errors.Is(err, io.EOF) {
+						errc <- fmt.Errorf("send to control plane: %w", err)
+					}
 					return
 				}
 			}

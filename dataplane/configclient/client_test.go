@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -276,10 +277,14 @@ func TestRejectedTokenWaitsMaxBackoff(t *testing.T) {
 	cp.start(t, "127.0.0.1:0")
 	clock := resilience.NewFakeClock(time.Unix(0, 0))
 	logs := &syncBuffer{}
+	var applied atomic.Int32
 	c := New(Options{
 		Addr: cp.addr, Token: "wrong",
-		Logger:         slog.New(slog.NewTextHandler(logs, nil)),
-		Apply:          func(context.Context, *mcpmeshv1.ConfigSnapshot) error { return nil },
+		Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		Apply: func(context.Context, *mcpmeshv1.ConfigSnapshot) error {
+			applied.Add(1)
+			return nil
+		},
 		HealthInterval: time.Hour,
 		MaxBackoff:     3 * time.Second,
 		Clock:          clock,
@@ -296,8 +301,11 @@ func TestRejectedTokenWaitsMaxBackoff(t *testing.T) {
 	if !strings.Contains(logs.String(), "control plane rejected the admin token") {
 		t.Errorf("logs lack the rejected-token message:\n%s", logs.String())
 	}
-	if c.Connected() && c.Revision() != 0 {
-		t.Error("unauthenticated client has a revision")
+	if c.Connected() {
+		t.Error("a client whose token was rejected says it is connected")
+	}
+	if c.Revision() != 0 || c.Snapshot() != nil || applied.Load() != 0 {
+		t.Errorf("a client whose token was rejected has revision %d, snapshot %v, %d applies; want none", c.Revision(), c.Snapshot(), applied.Load())
 	}
 	select {
 	case h := <-cp.hellos:

@@ -26,8 +26,10 @@ type Options struct {
 	Revision func() uint64
 	// Connected reports whether the config stream to the control plane is up.
 	Connected func() bool
-	// Ready reports whether a config snapshot has been applied.
-	Ready func() bool
+	// Ready says whether the data plane should get traffic, and why (or why
+	// not); Readiness.Ready is the one the data plane uses. nil reads as
+	// "not ready".
+	Ready func() (bool, string)
 	// Registry receives the metrics; nil means a fresh registry with the Go
 	// and process collectors.
 	Registry *prometheus.Registry
@@ -40,6 +42,7 @@ type API struct {
 	log      *slog.Logger
 	registry *prometheus.Registry
 	httpReqs *prometheus.CounterVec
+	inFlight *prometheus.GaugeVec
 	mcpReqs  *prometheus.CounterVec
 }
 
@@ -67,12 +70,18 @@ func New(opts Options) (*API, error) {
 			Namespace: "mcpmesh", Subsystem: "dataplane", Name: "http_requests_total",
 			Help: "HTTP requests served, by route, HTTP method and status code.",
 		}, []string{"route", "method", "code"}),
+		// By method only: the route is known once the mux matched, after
+		// the request started.
+		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "mcpmesh", Subsystem: "dataplane", Name: "http_requests_in_flight",
+			Help: "HTTP requests being served, by HTTP method (a long-lived stream counts while it is open).",
+		}, []string{"method"}),
 		mcpReqs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "mcpmesh", Subsystem: "dataplane", Name: "mcp_requests_total",
 			Help: "MCP requests handled, by MCP method and status (ok, tool_error, error).",
 		}, []string{"method", "status"}),
 	}
-	for _, c := range []prometheus.Collector{a.httpReqs, a.mcpReqs, &stateCollector{a}} {
+	for _, c := range []prometheus.Collector{a.httpReqs, a.inFlight, a.mcpReqs, &stateCollector{a}} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register data plane metrics: %w", err)
 		}
@@ -189,11 +198,17 @@ func (a *API) handleHealth(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (a *API) handleReady(w http.ResponseWriter, _ *http.Request) {
-	if !call(a.opts.Ready) {
-		writeText(w, http.StatusServiceUnavailable, "no config snapshot applied yet")
+	w.Header().Set("Cache-Control", "no-store")
+	if a.opts.Ready == nil {
+		writeText(w, http.StatusServiceUnavailable, "readiness is not wired")
 		return
 	}
-	writeText(w, http.StatusOK, "ok")
+	ready, why := a.opts.Ready()
+	if !ready {
+		writeText(w, http.StatusServiceUnavailable, why)
+		return
+	}
+	writeText(w, http.StatusOK, why)
 }
 
 func writeText(w http.ResponseWriter, code int, msg string) {

@@ -31,7 +31,6 @@ type fakeDataPlane struct {
 	health   []*mcpmeshv1.BackendHealth
 	revision uint64
 	conn     bool
-	ready    bool
 }
 
 func (f *fakeDataPlane) options() Options {
@@ -44,7 +43,6 @@ func (f *fakeDataPlane) options() Options {
 		},
 		Revision:  func() uint64 { f.mu.Lock(); defer f.mu.Unlock(); return f.revision },
 		Connected: func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.conn },
-		Ready:     func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.ready },
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 }
@@ -156,23 +154,6 @@ func TestHealthStatus(t *testing.T) {
 				t.Errorf("control_plane = %q, servers = %v; want disconnected and a non-null array", h.ControlPlane, h.Servers)
 			}
 		})
-	}
-}
-
-func TestLivezReadyz(t *testing.T) {
-	f := &fakeDataPlane{}
-	_, url := start(t, f)
-	if code, _ := get(t, url+"/livez"); code != 200 {
-		t.Errorf("/livez = %d, want 200", code)
-	}
-	if code, body := get(t, url+"/readyz"); code != 503 || !strings.Contains(body, "snapshot") {
-		t.Errorf("/readyz before a snapshot = %d %q, want 503 saying why", code, body)
-	}
-	f.mu.Lock()
-	f.ready = true
-	f.mu.Unlock()
-	if code, _ := get(t, url+"/readyz"); code != 200 {
-		t.Errorf("/readyz after a snapshot = %d, want 200", code)
 	}
 }
 

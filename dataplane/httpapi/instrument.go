@@ -13,10 +13,25 @@ import (
 // Wrap the whole mux with it.
 func (a *API) Instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		method := methodLabelHTTP(r.Method)
+		inFlight := a.inFlight.WithLabelValues(method)
+		inFlight.Inc()
+		defer inFlight.Dec()
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(rec, r)
-		a.httpReqs.WithLabelValues(routeLabel(r), r.Method, strconv.Itoa(rec.code)).Inc()
+		a.httpReqs.WithLabelValues(routeLabel(r), method, strconv.Itoa(rec.code)).Inc()
 	})
+}
+
+// methodLabelHTTP keeps the method label bounded: a client may send any
+// token as an HTTP method.
+func methodLabelHTTP(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+		http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "other"
 }
 
 // statusRecorder remembers the status code. It keeps Flush (SSE and

@@ -103,6 +103,9 @@ func serveHTTP(ctx context.Context, log *slog.Logger, addr, path string, stderr 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	fmt.Fprintf(stderr, "listening on %s%s\n", base, path)
+	// With a timestamp: e2e tests measure recovery from the moment the
+	// port answers.
+	log.Info("listening", "url", base+path)
 
 	select {
 	case err := <-errc:
