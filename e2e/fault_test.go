@@ -3,11 +3,8 @@
 package e2e
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -16,28 +13,9 @@ import (
 	"time"
 
 	"github.com/mark3labs/mcp-go/client"
-	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/mcpmesh/mcpmesh/internal/faultproxy"
 )
-
-// waitFor polls check every 75 ms until it returns nil or deadline passes,
-// then fails with the last error. Checks return errors instead of failing, so
-// a transient error on a loaded machine is retried, not fatal.
-func waitFor(t testing.TB, deadline time.Duration, what string, check func() error) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for {
-		err := check()
-		if err == nil {
-			return time.Since(start)
-		}
-		if time.Since(start) > deadline {
-			t.Fatalf("timed out after %v waiting for %s: last error: %v", deadline, what, err)
-		}
-		time.Sleep(75 * time.Millisecond)
-	}
-}
 
 // newFaultProxy starts a fault-injecting proxy in front of target (host:port).
 func newFaultProxy(t testing.TB, target string) *faultproxy.Proxy {
@@ -59,55 +37,6 @@ func startDataPlaneVia(t testing.TB, cp *controlPlane, id, cpAddr string) *dataP
 		"--control-plane", cpAddr, "--listen", listen, "--id", id)
 	waitHTTP(t, "http://"+listen+"/livez", 10*time.Second, p)
 	return &dataPlane{proc: p, id: id, listen: listen}
-}
-
-// healthOf fetches the data plane's /health without failing the test.
-func healthOf(dp *dataPlane) (dpHealth, error) {
-	var h dpHealth
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+dp.listen+"/health", nil)
-	if err != nil {
-		return h, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return h, fmt.Errorf("GET /health of %s: %w", dp.id, err)
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
-		return h, fmt.Errorf("GET /health of %s: decode: %w", dp.id, err)
-	}
-	return h, nil
-}
-
-// listTools returns the names of every tool c sees, or an error.
-func listTools(c *client.Client) ([]string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	res, err := c.ListTools(ctx, mcp.ListToolsRequest{})
-	if err != nil {
-		return nil, fmt.Errorf("tools/list: %w", err)
-	}
-	names := make([]string, 0, len(res.Tools))
-	for _, tl := range res.Tools {
-		names = append(names, tl.Name)
-	}
-	return names, nil
-}
-
-// toolsListed is nil once c lists every one of want.
-func toolsListed(c *client.Client, want ...string) error {
-	names, err := listTools(c)
-	if err != nil {
-		return err
-	}
-	for _, w := range want {
-		if !has(names, w) {
-			return fmt.Errorf("%s not listed (have %d tools)", w, len(names))
-		}
-	}
-	return nil
 }
 
 // echoes is nil when tool echoes text back through c.
@@ -134,8 +63,8 @@ func TestControlPlaneBlackholed(t *testing.T) {
 	mustCtl(t, cp, "server", "add", "steady", "--", bin("demo-backend"), "--name", "steady")
 	c := mcpClient(t, dp.mcpURL())
 	var before dpHealth
-	waitFor(t, 30*time.Second, "steady listed through a connected data plane", func() error {
-		h, err := healthOf(dp)
+	eventually(t, 30*time.Second, "steady listed through a connected data plane", func() error {
+		h, err := dp.health()
 		if err != nil {
 			return err
 		}
@@ -143,20 +72,20 @@ func TestControlPlaneBlackholed(t *testing.T) {
 			return fmt.Errorf("control_plane = %q", h.ControlPlane)
 		}
 		before = h
-		return toolsListed(c, "steady__echo")
+		return toolsListed(c, []string{"steady__echo"})
 	})
 
 	px.Blackhole()
 	blackholed := time.Now()
 	var servedDuring int
-	noticed := waitFor(t, 60*time.Second, "the data plane to notice the dead control plane connection", func() error {
+	noticed := eventually(t, 60*time.Second, "the data plane to notice the dead control plane connection", func() error {
 		// Calls keep working all along: they never touch the control plane.
 		if err := echoes(c, "steady__echo", "during"); err != nil {
 			t.Errorf("with the control plane blackholed: %v", err)
 		} else {
 			servedDuring++
 		}
-		h, err := healthOf(dp)
+		h, err := dp.health()
 		if err != nil {
 			return err
 		}
@@ -171,14 +100,14 @@ func TestControlPlaneBlackholed(t *testing.T) {
 	// A server registered now cannot reach the data plane: the proxy drops
 	// its snapshot (this also proves the blackhole is real).
 	mustCtl(t, cp, "server", "add", "late", "--", bin("demo-backend"), "--name", "late")
-	h, err := healthOf(dp)
+	h, err := dp.health()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if h.ConfigRevision != before.ConfigRevision {
 		t.Fatalf("config_revision moved from %d to %d through a blackhole", before.ConfigRevision, h.ConfigRevision)
 	}
-	if err := toolsListed(c, "late__echo"); err == nil {
+	if err := toolsListed(c, []string{"late__echo"}); err == nil {
 		t.Fatal("late__echo listed while the control plane is blackholed")
 	}
 	if err := echoes(c, "steady__echo", "still"); err != nil {
@@ -187,15 +116,15 @@ func TestControlPlaneBlackholed(t *testing.T) {
 
 	px.Pass()
 	healed := time.Now()
-	waitFor(t, 60*time.Second, "reconnect and the server registered meanwhile", func() error {
-		h, err := healthOf(dp)
+	eventually(t, 60*time.Second, "reconnect and the server registered meanwhile", func() error {
+		h, err := dp.health()
 		if err != nil {
 			return err
 		}
 		if h.ControlPlane != "connected" || h.ConfigRevision <= before.ConfigRevision {
 			return fmt.Errorf("control_plane %q at revision %d (was %d)", h.ControlPlane, h.ConfigRevision, before.ConfigRevision)
 		}
-		return toolsListed(c, "late__echo", "steady__echo")
+		return toolsListed(c, []string{"late__echo", "steady__echo"})
 	})
 	t.Logf("measure: reconnected and applied the new config %v after the network came back (blackhole lasted %v)",
 		time.Since(healed).Round(time.Millisecond), healed.Sub(blackholed).Round(time.Millisecond))
@@ -222,8 +151,8 @@ func TestBackendStallsMidResponse(t *testing.T) {
 	mustCtl(t, cp, "server", "add", "stall", "--url", u.String(), "--timeout", timeout.String())
 	mustCtl(t, cp, "server", "add", "fast", "--", bin("demo-backend"), "--name", "fast")
 	c := mcpClient(t, dp.mcpURL())
-	waitFor(t, 30*time.Second, "both backends answer through the proxy", func() error {
-		if err := toolsListed(c, "stall__sleep", "fast__echo"); err != nil {
+	eventually(t, 30*time.Second, "both backends answer through the proxy", func() error {
+		if err := toolsListed(c, []string{"stall__sleep", "fast__echo"}); err != nil {
 			return err
 		}
 		return echoes(c, "stall__echo", "warm")
@@ -285,7 +214,7 @@ func TestBackendStallsMidResponse(t *testing.T) {
 
 	px.Pass()
 	healed := time.Now()
-	waitFor(t, 60*time.Second, "stall answers again once the network passes", func() error {
+	eventually(t, 60*time.Second, "stall answers again once the network passes", func() error {
 		return echoes(c, "stall__echo", "back")
 	})
 	t.Logf("measure: stalled backend answered again %v after the network came back", time.Since(healed).Round(time.Millisecond))

@@ -717,7 +717,8 @@ const callTimeout = 15 * time.Second
 // error. Checks return errors rather than failing the test, since a
 // transient failure is what a wait is for; each of their requests has its
 // own deadline, so the wait ends at most one check after timeout.
-func eventually(t testing.TB, timeout time.Duration, what string, check func() error) {
+// It returns how long the wait took.
+func eventually(t testing.TB, timeout time.Duration, what string, check func() error) time.Duration {
 	t.Helper()
 	start := time.Now()
 	deadline := start.Add(timeout)
@@ -726,7 +727,7 @@ func eventually(t testing.TB, timeout time.Duration, what string, check func() e
 		tries++
 		err := check()
 		if err == nil {
-			return
+			return time.Since(start)
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %v (%d tries) waiting for %s: %v", time.Since(start).Round(time.Millisecond), tries, what, err)

@@ -84,7 +84,7 @@ func TestInteropServerEverything(t *testing.T) {
 	if got := httpSrv.waitLine(everythingListeningRE, 30*time.Second); got != port {
 		t.Fatalf("server-everything listens on port %s, want %s", got, port)
 	}
-	waitFor(t, 30*time.Second, "server-everything's port to answer", func() error {
+	eventually(t, 30*time.Second, "server-everything's port to answer", func() error {
 		c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second)
 		if err != nil {
 			return err
@@ -97,9 +97,9 @@ func TestInteropServerEverything(t *testing.T) {
 	c := mcpClient(t, dp.mcpURL())
 	servers := []string{"ev-stdio", "ev-http"}
 	var tools []string
-	waitFor(t, 60*time.Second, "server-everything's tools listed from both transports", func() error {
+	eventually(t, 60*time.Second, "server-everything's tools listed from both transports", func() error {
 		var err error
-		if tools, err = listTools(c); err != nil {
+		if tools, err = toolNamesErr(c); err != nil {
 			return err
 		}
 		for _, s := range servers {

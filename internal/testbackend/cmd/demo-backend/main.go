@@ -89,9 +89,6 @@ func serveHTTP(ctx context.Context, log *slog.Logger, addr, path string, stderr 
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	base := "http://" + ln.Addr().String()
-	// Timestamped, for tests that measure how soon a restarted backend is
-	// reconnected from the moment it listened.
-	log.Info("listening", "addr", ln.Addr().String())
 	h := handler(base)
 	mux := http.NewServeMux()
 	mux.Handle(path, h)
