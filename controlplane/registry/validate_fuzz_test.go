@@ -2,6 +2,8 @@ package registry_test
 
 import (
 	"context"
+	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -76,6 +78,10 @@ func FuzzCreateServer(f *testing.F) {
 	disc := discovery.New(st, agg, nil)
 	f.Cleanup(func() { disc.Close(); st.Close() })
 	svc := registry.New(st, disc, agg, nil)
+	tr := &http.Transport{}
+	f.Cleanup(tr.CloseIdleConnections)
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
 	for _, s := range []*mcpmeshv1.Server{stdio("base"), httpSrv("web", "https://example.test/mcp")} {
 		if _, err := svc.CreateServer(ctx, &mcpmeshv1.CreateServerRequest{Server: s}); err != nil {
 			f.Fatal(err)
@@ -93,6 +99,9 @@ func FuzzCreateServer(f *testing.F) {
 	f.Add([]byte(nil), "a", stdioT, "x", "A=B", "v", "", int64(0), int64(0))              // env key
 	f.Add([]byte(nil), "a", httpT, "ftp://h/", "", "", "", int64(0), int64(0))            // url
 	f.Add([]byte(nil), "a", httpT, "http://h/", "Bad Name", "v", "", int64(0), int64(0))  // header
+	f.Add([]byte(nil), "a", httpT, "http://h/", "X(1)", "v", "", int64(0), int64(0))      // header
+	f.Add([]byte(nil), "a", httpT, "http://h/", "X", "v\r\nY: 1", "", int64(0), int64(0)) // header value
+	f.Add([]byte(nil), "a", stdioT, "x", "K", "v\x00", "", int64(0), int64(0))            // env value
 	f.Add([]byte(nil), "a", httpT, "http://h/", "", "", "", int64(2*time.Hour), int64(0)) // timeout
 	f.Add([]byte(nil), "a", httpT, "http://h/", "", "", "", -sec, int64(0))               // timeout
 	f.Add([]byte(nil), "a", httpT, "http://h/", "", "", "", int64(0), int64(time.Hour))   // backoff
@@ -143,6 +152,27 @@ func FuzzCreateServer(f *testing.F) {
 			unchanged("a refused create")
 			checkRefusal(t, err, sent, before)
 			return
+		}
+
+		// Accepted: the data plane can use it. Go's HTTP client checks every
+		// header before it dials (here: never, the context is cancelled);
+		// exec refuses a NUL in the environment.
+		if len(sent.GetHttp().GetHeaders()) > 0 {
+			hr, herr := http.NewRequestWithContext(cancelled, http.MethodPost, "http://127.0.0.1:1/mcp", nil)
+			if herr != nil {
+				t.Fatal(herr)
+			}
+			for k, v := range sent.GetHttp().GetHeaders() {
+				hr.Header[k] = []string{v}
+			}
+			if _, rerr := tr.RoundTrip(hr); !errors.Is(rerr, context.Canceled) {
+				t.Fatalf("accepted headers %q that Go's HTTP client refuses: %v", sent.GetHttp().GetHeaders(), rerr)
+			}
+		}
+		for k, v := range sent.GetStdio().GetEnv() {
+			if strings.ContainsRune(k+v, 0) {
+				t.Fatalf("accepted env %q=%q with a NUL byte", k, v)
+			}
 		}
 
 		// Accepted: one revision, and it reads back as sent.
