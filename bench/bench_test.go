@@ -34,7 +34,14 @@ const readyWait = 60 * time.Second
 type env struct {
 	direct, proxied string
 	tmp             string
-	procs           []*exec.Cmd
+	procs           []*proc
+}
+
+// proc is a started process; exited is closed once it has been waited for.
+type proc struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+	err    error // valid after exited
 }
 
 var (
@@ -70,7 +77,22 @@ func (e *env) start(log *syncBuf, extraEnv []string, path string, args ...string
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", filepath.Base(path), err)
 	}
-	e.procs = append(e.procs, cmd)
+	p := &proc{cmd: cmd, exited: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.exited) }()
+	e.procs = append(e.procs, p)
+	return nil
+}
+
+// exited reports a process that ended before it was stopped: no readiness
+// wait should sit out its deadline for a process that is gone.
+func (e *env) exited() error {
+	for _, p := range e.procs {
+		select {
+		case <-p.exited:
+			return fmt.Errorf("%s exited early: %v", filepath.Base(p.cmd.Path), p.err)
+		default:
+		}
+	}
 	return nil
 }
 
@@ -78,14 +100,12 @@ func (e *env) start(log *syncBuf, extraEnv []string, path string, args ...string
 // data directory. It runs after the benchmarks and after a failed setup.
 func (e *env) stop() {
 	for _, p := range slices.Backward(e.procs) {
-		_ = syscall.Kill(-p.Process.Pid, syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _, _ = p.Process.Wait(); close(done) }()
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
 		select {
-		case <-done:
+		case <-p.exited:
 		case <-time.After(5 * time.Second):
-			_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL)
-			<-done
+			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+			<-p.exited
 		}
 	}
 	e.procs = nil
@@ -95,13 +115,16 @@ func (e *env) stop() {
 }
 
 // waitFor polls check every 50 ms until it returns nil, and reports the last
-// error when readyWait runs out.
-func waitFor(what string, check func() error) error {
+// error when readyWait runs out or at once when a process died.
+func (e *env) waitFor(what string, check func() error) error {
 	deadline := time.Now().Add(readyWait)
 	for {
 		err := check()
 		if err == nil {
 			return nil
+		}
+		if dead := e.exited(); dead != nil {
+			return fmt.Errorf("waiting for %s: %w (last check: %v)", what, dead, err)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("timed out after %v waiting for %s: %w", readyWait, what, err)
@@ -147,7 +170,7 @@ func setup() (e *env, err error) {
 		return e, err
 	}
 	re := regexp.MustCompile(`listening on (http://\S+/mcp)`)
-	if err := waitFor("the demo backend to listen", func() error {
+	if err := e.waitFor("the demo backend to listen", func() error {
 		if m := re.FindStringSubmatch(blog.String()); m != nil {
 			e.direct = m[1]
 			return nil
@@ -167,7 +190,7 @@ func setup() (e *env, err error) {
 	if err := e.start(log, nil, bin("controlplane"), "--data-dir", e.tmp, "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--log-level", "warn"); err != nil {
 		return e, err
 	}
-	if err := waitFor("the control plane's /health and admin token", func() error {
+	if err := e.waitFor("the control plane's /health and admin token", func() error {
 		code, body, err := get("http://" + httpAddr + "/health")
 		if err != nil {
 			return err
@@ -191,7 +214,7 @@ func setup() (e *env, err error) {
 
 	// Ready means: a config applied (/readyz), b healthy with its tools
 	// counted (/health), and b__echo in the gateway's tools/list.
-	if err := waitFor("the data plane to serve b's tools", func() error {
+	if err := e.waitFor("the data plane to serve b's tools", func() error {
 		if code, body, err := get("http://" + listen + "/readyz"); err != nil || code != http.StatusOK {
 			return fmt.Errorf("/readyz: %d %s %v", code, body, err)
 		}

@@ -38,6 +38,9 @@ type Machine struct {
 	GoVersion string `json:"go_version"`
 	Date      string `json:"date"`
 	Commit    string `json:"commit"`
+	// LoadAvg is /proc/loadavg when the report was written: on a shared
+	// machine it says how much else was running.
+	LoadAvg string `json:"load_avg,omitempty"`
 }
 
 // Result is one benchmark over all its -count runs.
@@ -51,6 +54,8 @@ type Result struct {
 	MinNsPerOp  float64   `json:"min_ns_per_op"`
 	MaxNsPerOp  float64   `json:"max_ns_per_op"`
 	Samples     []float64 `json:"ns_per_op_samples"`
+	// BytesPerOp and AllocsPerOp are the last run's, of the benchmark
+	// client (not the gateway).
 	BytesPerOp  float64   `json:"bytes_per_op"`
 	AllocsPerOp float64   `json:"allocs_per_op"`
 	Note        string    `json:"note,omitempty"`
@@ -108,6 +113,9 @@ func run(in, jsonOut, mdOut, commit, command string) error {
 	rep.Machine.Cores, rep.Machine.GOOS, rep.Machine.GOARCH = runtime.NumCPU(), runtime.GOOS, runtime.GOARCH
 	rep.Machine.GoVersion = runtime.Version()
 	rep.Machine.Date = time.Now().UTC().Format(time.RFC3339)
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		rep.Machine.LoadAvg = strings.Join(strings.Fields(string(b))[:3], " ")
+	}
 	if rep.Machine.CPU == "" {
 		rep.Machine.CPU = cpuModel()
 	}
@@ -209,10 +217,13 @@ func Markdown(rep *Report) string {
 	fmt.Fprintf(&b, "Recorded by `make bench` (bench/report); read the ratios, not the absolute timings.\n\n")
 	fmt.Fprintf(&b, "| machine | |\n|---|---|\n")
 	fmt.Fprintf(&b, "| CPU | %s |\n| cores | %d |\n| OS/arch | %s/%s |\n| Go | %s |\n| date (UTC) | %s |\n| commit | `%s` |\n", m.CPU, m.Cores, m.GOOS, m.GOARCH, m.GoVersion, m.Date, m.Commit)
+	if m.LoadAvg != "" {
+		fmt.Fprintf(&b, "| load average (1, 5, 15 min) | %s |\n", m.LoadAvg)
+	}
 	if rep.Command != "" {
 		fmt.Fprintf(&b, "| command | `%s` |\n", rep.Command)
 	}
-	fmt.Fprintf(&b, "\n| benchmark | runs | ns/op (median) | min–max | B/op | allocs/op | what it measures |\n|---|---:|---:|---:|---:|---:|---|\n")
+	fmt.Fprintf(&b, "\n| benchmark | runs | ns/op (median) | min–max | client B/op | client allocs/op | what it measures |\n|---|---:|---:|---:|---:|---:|---|\n")
 	for _, r := range rep.Results {
 		fmt.Fprintf(&b, "| %s | %d | %.0f | %.0f–%.0f | %.0f | %.0f | %s |\n", r.Name, r.Runs, r.NsPerOp, r.MinNsPerOp, r.MaxNsPerOp, r.BytesPerOp, r.AllocsPerOp, r.Note)
 	}
