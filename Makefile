@@ -59,8 +59,10 @@ run: build ## Embedded default: control plane (./data), data plane on 127.0.0.1:
 BENCH_CMD = $(GO) test -tags bench -run '^$$' -bench . -benchmem -count=$(or $(COUNT),3) -timeout 30m ./bench/
 bench: build ## Benchmarks against a direct connection, same run; records bench/results/latest.{txt,json,md}.
 	@mkdir -p bench/results
-	set -o pipefail; MCPMESH_BIN_DIR=$(CURDIR)/bin $(BENCH_CMD) | tee bench/results/latest.txt
-	$(GO) run ./bench/report -in bench/results/latest.txt -json bench/results/latest.json -md bench/results/latest.md -command "$(BENCH_CMD)"
+	@# The commit is read before the run rewrites bench/results (which would make it -dirty).
+	set -o pipefail; commit=$$(git describe --always --dirty); \
+	MCPMESH_BIN_DIR=$(CURDIR)/bin $(BENCH_CMD) | tee bench/results/latest.txt && \
+	$(GO) run ./bench/report -in bench/results/latest.txt -json bench/results/latest.json -md bench/results/latest.md -commit "$$commit" -command "$(BENCH_CMD)"
 
 tidy: ## go mod tidy for both modules.
 	$(GO) mod tidy

@@ -50,15 +50,15 @@ type Result struct {
 	Procs int `json:"procs"`
 	Runs  int `json:"runs"`
 	// NsPerOp is the median over the runs; Min and Max bound it.
-	NsPerOp     float64   `json:"ns_per_op"`
-	MinNsPerOp  float64   `json:"min_ns_per_op"`
-	MaxNsPerOp  float64   `json:"max_ns_per_op"`
-	Samples     []float64 `json:"ns_per_op_samples"`
+	NsPerOp    float64   `json:"ns_per_op"`
+	MinNsPerOp float64   `json:"min_ns_per_op"`
+	MaxNsPerOp float64   `json:"max_ns_per_op"`
+	Samples    []float64 `json:"ns_per_op_samples"`
 	// BytesPerOp and AllocsPerOp are the last run's, of the benchmark
 	// client (not the gateway).
-	BytesPerOp  float64   `json:"bytes_per_op"`
-	AllocsPerOp float64   `json:"allocs_per_op"`
-	Note        string    `json:"note,omitempty"`
+	BytesPerOp  float64 `json:"bytes_per_op"`
+	AllocsPerOp float64 `json:"allocs_per_op"`
+	Note        string  `json:"note,omitempty"`
 }
 
 // Ratio is a ÷ b of the median ns/op.
