@@ -9,7 +9,7 @@ BINS := controlplane dataplane mcpctl
 UNIT_PKGS := ./...
 E2E_TIMEOUT ?= 10m
 
-.PHONY: help build test unit-test e2e-test lint generate check-generate check-imports run bench soak clean tidy fmt
+.PHONY: help build test unit-test e2e-test fuzz lint generate check-generate check-imports run bench soak clean tidy fmt
 
 help: ## List the targets.
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -21,10 +21,13 @@ build: ## Build bin/controlplane, bin/dataplane, bin/mcpctl and bin/demo-backend
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/mcpctl ./mcpctl
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/demo-backend ./internal/testbackend/cmd/demo-backend
 
-test: lint check-imports check-generate unit-test e2e-test ## Run every check and test (what CI runs).
+test: lint check-imports check-generate unit-test fuzz e2e-test ## Run every check and test (what CI runs).
 
 unit-test: ## Unit tests with the race detector.
 	$(GO) test -race -count=1 -timeout 10m $(UNIT_PKGS)
+
+fuzz: ## Every fuzz target with -fuzz for FUZZTIME (default 10s) each.
+	FUZZTIME=$(or $(FUZZTIME),10s) scripts/fuzz.sh
 
 e2e-test: build ## End-to-end tests against the real binaries.
 	MCPMESH_BIN_DIR=$(CURDIR)/bin $(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./e2e/...
@@ -63,8 +66,13 @@ check-imports: ## controlplane, dataplane and mcpctl never import each other.
 run: build ## Embedded default: control plane (./data), data plane on 127.0.0.1:8080, demo backend.
 	@scripts/run.sh
 
-bench: build ## Benchmarks against a direct connection, same run (see bench/README.md).
-	MCPMESH_BIN_DIR=$(CURDIR)/bin $(GO) test -tags bench -run '^$$' -bench . -benchmem -count=$(or $(COUNT),3) ./bench/
+BENCH_CMD = $(GO) test -tags bench -run '^$$' -bench . -benchmem -count=$(or $(COUNT),3) -timeout 30m ./bench/
+bench: build ## Benchmarks against a direct connection, same run; records bench/results/latest.{txt,json,md}.
+	@mkdir -p bench/results
+	@# The commit is read before the run rewrites bench/results (which would make it -dirty).
+	set -o pipefail; commit=$$(git describe --always --dirty); \
+	MCPMESH_BIN_DIR=$(CURDIR)/bin $(BENCH_CMD) | tee bench/results/latest.txt && \
+	$(GO) run ./bench/report -in bench/results/latest.txt -json bench/results/latest.json -md bench/results/latest.md -commit "$$commit" -command "$(BENCH_CMD)"
 
 SOAK ?= 10m
 soak: build ## Chaos soak: flap backend endpoints for $(SOAK) (10m), report success rate, uptime, recovery.

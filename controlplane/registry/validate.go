@@ -66,9 +66,13 @@ func validateServer(s *mcpmeshv1.Server) *fieldError {
 		if len(s.GetEndpoints()) > 0 {
 			return invalid("server.endpoints", "extra endpoints are only for the streamable_http and sse transports")
 		}
-		for k := range s.GetStdio().GetEnv() {
+		for k, v := range s.GetStdio().GetEnv() {
 			if k == "" || strings.ContainsAny(k, "=\x00") {
 				return invalid("server.stdio.env", "key %q is invalid: keys must be non-empty and contain no '='", k)
+			}
+			// exec refuses a NUL in the environment: the child would never start.
+			if strings.ContainsRune(v, 0) {
+				return invalid("server.stdio.env", "value of %q contains a NUL byte", k)
 			}
 		}
 	case mcpmeshv1.Transport_TRANSPORT_STREAMABLE_HTTP, mcpmeshv1.Transport_TRANSPORT_SSE:
@@ -86,9 +90,14 @@ func validateServer(s *mcpmeshv1.Server) *fieldError {
 				return invalid(fmt.Sprintf("server.endpoints[%d]", i), "%v", err)
 			}
 		}
-		for k := range s.GetHttp().GetHeaders() {
-			if k == "" || strings.ContainsAny(k, ": \t\r\n") {
-				return invalid("server.http.headers", "header name %q is invalid", k)
+		// Go's HTTP client refuses such names and values on every request:
+		// the server would register but never connect.
+		for k, v := range s.GetHttp().GetHeaders() {
+			if !validHeaderName(k) {
+				return invalid("server.http.headers", "header name %q is invalid: use letters, digits and !#$%%&'*+-.^_`|~", k)
+			}
+			if !validHeaderValue(v) {
+				return invalid("server.http.headers", "value of %q contains a control character (line break, NUL, ...)", k)
 			}
 		}
 	default:
@@ -120,6 +129,31 @@ func validateServer(s *mcpmeshv1.Server) *fieldError {
 		}
 	}
 	return nil
+}
+
+// validHeaderName: a non-empty RFC 9110 token.
+func validHeaderName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// validHeaderValue: no control characters but tab.
+func validHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 func transportName(t mcpmeshv1.Transport) string {

@@ -123,7 +123,7 @@ func buildCreateRequest(name string, command []string, f addFlags) (*mcpmeshv1.C
 				return nil, fmt.Errorf("%s applies only to --url servers, not to a stdio command", flag)
 			}
 		}
-		env, err := parseKV("--env", f.env)
+		env, err := parseEnv(f.env)
 		if err != nil {
 			return nil, err
 		}
@@ -152,7 +152,7 @@ func buildCreateRequest(name string, command []string, f addFlags) (*mcpmeshv1.C
 				return nil, err
 			}
 		}
-		headers, err := parseKV("--header", f.headers)
+		headers, err := parseHeaders(f.headers)
 		if err != nil {
 			return nil, err
 		}
@@ -185,28 +185,6 @@ func buildCreateRequest(name string, command []string, f addFlags) (*mcpmeshv1.C
 		}
 	}
 	return &mcpmeshv1.CreateServerRequest{Server: s, ValidateOnly: f.dryRun}, nil
-}
-
-// parseKV parses repeated KEY=VALUE flags; VALUE may itself contain '='.
-func parseKV(flag string, kvs []string) (map[string]string, error) {
-	if len(kvs) == 0 {
-		return nil, nil
-	}
-	m := make(map[string]string, len(kvs))
-	for _, kv := range kvs {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok {
-			return nil, fmt.Errorf("%s %q: want KEY=VALUE", flag, kv)
-		}
-		if k == "" {
-			return nil, fmt.Errorf("%s %q: KEY is empty", flag, kv)
-		}
-		if _, dup := m[k]; dup {
-			return nil, fmt.Errorf("%s: KEY %q given twice", flag, k)
-		}
-		m[k] = v
-	}
-	return m, nil
 }
 
 func checkFlagURL(flag, raw string) error {
