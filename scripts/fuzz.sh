@@ -43,10 +43,22 @@ for t in "${targets[@]}"; do
   s=$SECONDS
   # -run '^$' skips the package's ordinary tests; the target's seeds still run
   # first as part of fuzzing.
-  if ! go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" -parallel "$parallel" "./$dir"; then
-    failed+=("./$dir $name")
-    echo "fuzz: $name failed; a crasher (if any) is in $dir/testdata/fuzz/$name/" >&2
+  corpus="$dir/testdata/fuzz/$name"
+  before=$(ls "$corpus" 2>/dev/null | sort || true)
+  out=$(mktemp)
+  if ! go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" -parallel "$parallel" "./$dir" 2>&1 | tee "$out"; then
+    after=$(ls "$corpus" 2>/dev/null | sort || true)
+    if [ "$before" = "$after" ] && grep -q '^    context deadline exceeded$' "$out"; then
+      # go1.26's fuzz coordinator can report its own -fuzztime deadline as a
+      # failure on a loaded machine (golang/go#75804, fixed in go1.27): no
+      # input failed and none was written, so this is not a finding.
+      echo "fuzz: $name hit go's fuzztime deadline race (golang/go#75804), no crasher written: not a failure" >&2
+    else
+      failed+=("./$dir $name")
+      echo "fuzz: $name failed; a crasher (if any) is in $corpus/" >&2
+    fi
   fi
+  rm -f "$out"
   echo "   $name took $((SECONDS - s))s"
 done
 if [ "$total" -eq 0 ]; then
