@@ -52,11 +52,12 @@ func (l *lists) notePage(method mcp.MCPMethod, cur, next mcp.Cursor) {
 
 // UpstreamPaginates reports whether the backend paginated its list of method
 // (mcp.MethodToolsList, MethodPromptsList, MethodResourcesList or
-// MethodResourcesTemplatesList) when it was last fetched; false when the
-// backend is not ready.
+// MethodResourcesTemplatesList) when it was last fetched; false when no
+// endpoint is connected (while retrying, a walk is served from the last known
+// lists rather than wait for the reconnect).
 func (b *Backend) UpstreamPaginates(method mcp.MCPMethod) bool {
 	l, ok := b.readyLists()
-	return ok && l.paged&pagedBit(method) != 0
+	return ok && l.paged&pagedBit(method) != 0 && b.Connected()
 }
 
 // ListPage makes one upstream list call of method with the upstream cursor
