@@ -169,6 +169,27 @@ func TestServerValidationNamesTheField(t *testing.T) {
 	}
 }
 
+// A prefix set with --prefix, including the empty one, is stored and shown;
+// without the flag none is stored (the data planes use NAME__).
+func TestServerPrefix(t *testing.T) {
+	cp := startControlPlane(t)
+	cp.mustRun(t, "server", "add", "bare", "--prefix", "", "--", "cmd")
+	cp.mustRun(t, "server", "add", "dotted", "--prefix", "gh.", "--", "cmd")
+	cp.mustRun(t, "server", "add", "plain", "--", "cmd")
+	for name, want := range map[string]string{"bare": `"prefix": ""`, "dotted": `"prefix": "gh."`} {
+		if out := cp.mustRun(t, "server", "get", name, "-o", "json"); !strings.Contains(out, want) {
+			t.Errorf("server get %s -o json = %s, want %s", name, out, want)
+		}
+	}
+	if out := cp.mustRun(t, "server", "get", "plain", "-o", "json"); strings.Contains(out, `"prefix"`) {
+		t.Errorf("server get plain -o json = %s, want no prefix", out)
+	}
+	if out := cp.mustRun(t, "server", "get", "bare"); !strings.Contains(out, "PREFIX:") || !strings.Contains(out, "(none: tools and prompts keep their own names)") {
+		t.Errorf("server get bare =\n%s", out)
+	}
+	cp.wantFail(t, `--prefix: prefix "a b" is invalid`, "server", "add", "x", "--prefix", "a b", "--", "cmd")
+}
+
 func TestConfig(t *testing.T) {
 	cp := startControlPlane(t)
 	out := cp.mustRun(t, "config", "set", "pagination.enabled", "1")

@@ -131,6 +131,12 @@ func run() int {
 			c := cc.Load()
 			return c != nil && c.Connected()
 		},
+		Shadowed: func() map[string][]string {
+			if s := aggregated.Load(); s != nil {
+				return s.Shadowed()
+			}
+			return nil
+		},
 		Ready:  readiness.Ready,
 		Logger: log.With("component", "httpapi"),
 	})

@@ -36,6 +36,8 @@ type serverHealth struct {
 	LastError string `json:"last_error"`
 	// Since is when the server entered State, by the data plane's clock.
 	Since time.Time `json:"since"`
+	// Shadowed are names of its items another server (first by name) keeps.
+	Shadowed []string `json:"shadowed"`
 }
 
 func resourceURIs(t testing.TB, c *client.Client) []string {

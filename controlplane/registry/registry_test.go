@@ -240,6 +240,8 @@ func TestValidation(t *testing.T) {
 		}), "server.backoff[1]"},
 		{"huge backoff step", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Backoff = []*durationpb.Duration{durationpb.New(time.Hour)} }), "server.backoff[0]"},
 		{"huge timeout", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Timeout = durationpb.New(2 * time.Hour) }), "server.timeout"},
+		{"prefix with a space", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Prefix = proto.String("a b") }), "server.prefix"},
+		{"prefix too long", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Prefix = proto.String(strings.Repeat("p", 33)) }), "server.prefix"},
 		{"bad tag", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Tags = []string{"ok", "Not OK"} }), "server.tags[1]"},
 	}
 	for _, tc := range tests {

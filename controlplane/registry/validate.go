@@ -123,6 +123,11 @@ func validateServer(s *mcpmeshv1.Server) *fieldError {
 			return invalid(field, "%s is out of range: use more than 0 up to %s", v, MaxBackoffStep)
 		}
 	}
+	if s.Prefix != nil {
+		if err := names.ValidatePrefix(s.GetPrefix()); err != nil {
+			return invalid("server.prefix", "%v", err)
+		}
+	}
 	for i, tag := range s.GetTags() {
 		if !tagRE.MatchString(tag) {
 			return invalid(fmt.Sprintf("server.tags[%d]", i), "tag %q is invalid: use 1-63 characters of a-z, 0-9, '_', '.', '-', starting with a letter or digit", tag)

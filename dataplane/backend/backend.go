@@ -19,6 +19,7 @@ import (
 
 	"github.com/mcpmesh/mcpmesh/dataplane/resilience"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/names"
 )
 
 // ErrNotReady is wrapped by every error of a request made while the backend
@@ -139,6 +140,15 @@ func (b *Backend) start() {
 
 // Name returns the server name.
 func (b *Backend) Name() string { return b.name }
+
+// Prefix returns what the server's tool and prompt names are exposed with:
+// the registration's prefix, or "<name>__" when it sets none.
+func (b *Backend) Prefix() string {
+	if b.cfg.Prefix != nil {
+		return b.cfg.GetPrefix()
+	}
+	return names.DefaultPrefix(b.name)
+}
 
 // Config returns the server registration this backend was built from. It
 // must not be modified.

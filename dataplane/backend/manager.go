@@ -438,6 +438,11 @@ func validateServer(s *mcpmeshv1.Server) error {
 			return fmt.Errorf("backoff[%d] must be a positive duration", i)
 		}
 	}
+	if s.Prefix != nil {
+		if err := names.ValidatePrefix(s.GetPrefix()); err != nil {
+			return fmt.Errorf("prefix: %w", err)
+		}
+	}
 	return nil
 }
 

@@ -26,6 +26,9 @@ type Options struct {
 	Revision func() uint64
 	// Connected reports whether the config stream to the control plane is up.
 	Connected func() bool
+	// Shadowed returns, per server, the exposed names of its items that
+	// another server (first by name) already exposes; nil reads as none.
+	Shadowed func() map[string][]string
 	// Ready says whether the data plane should get traffic, and why (or why
 	// not); Readiness.Ready is the one the data plane uses. nil reads as
 	// "not ready".
@@ -112,6 +115,9 @@ type ServerHealth struct {
 	Tools     uint32  `json:"tools"`
 	Resources uint32  `json:"resources"`
 	Prompts   uint32  `json:"prompts"`
+	// Shadowed are exposed names of this server's items that are not served
+	// because a server earlier by name exposes the same name.
+	Shadowed []string `json:"shadowed,omitempty"`
 }
 
 // Health is the /health document.
@@ -145,6 +151,10 @@ func (a *API) Snapshot() Health {
 	if a.opts.Health != nil {
 		backends = a.opts.Health()
 	}
+	var shadowed map[string][]string
+	if a.opts.Shadowed != nil {
+		shadowed = a.opts.Shadowed()
+	}
 	healthy := 0
 	for _, b := range backends {
 		if b == nil {
@@ -160,6 +170,7 @@ func (a *API) Snapshot() Health {
 			Tools:               b.GetTools(),
 			Resources:           b.GetResources(),
 			Prompts:             b.GetPrompts(),
+			Shadowed:            shadowed[b.GetServer()],
 		}
 		if b.GetSince() != nil {
 			s.Since = b.GetSince().AsTime().UTC().Format(time.RFC3339Nano)

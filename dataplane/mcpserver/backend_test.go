@@ -15,6 +15,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/names"
 )
 
 // liveBackend adapts a real mcp-go server, reached through a real in-process
@@ -22,8 +23,10 @@ import (
 // backend package does; reload fetches them again.
 type liveBackend struct {
 	name string
-	srv  *server.MCPServer
-	cli  *client.Client
+	// prefix, when set, replaces the default "<name>__".
+	prefix *string
+	srv    *server.MCPServer
+	cli    *client.Client
 
 	mu         sync.Mutex
 	ready      bool
@@ -175,6 +178,13 @@ func (b *liveBackend) setReady(ready bool) {
 }
 
 func (b *liveBackend) Name() string { return b.name }
+
+func (b *liveBackend) Prefix() string {
+	if b.prefix != nil {
+		return *b.prefix
+	}
+	return names.DefaultPrefix(b.name)
+}
 
 func (b *liveBackend) State() mcpmeshv1.BackendState {
 	if b.Ready() {

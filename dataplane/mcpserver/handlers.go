@@ -11,10 +11,11 @@ import (
 // callTool relays a tools/call to the owning backend. Failures are tool
 // results with isError set, so the model sees why the call failed.
 func (s *Server) callTool(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-	srv, name, ok := splitName(req.Params.Name)
+	rt, ok := s.routes.Load().tools[req.Params.Name]
 	if !ok {
 		return mcp.NewToolResultError(fmt.Sprintf("unknown tool %q", req.Params.Name)), nil
 	}
+	srv, name := rt.server, rt.name
 	b, ok := s.src.Get(srv)
 	if !ok {
 		return mcp.NewToolResultError(fmt.Sprintf("unknown tool %q: server %q is not configured", req.Params.Name, srv)), nil
@@ -44,10 +45,11 @@ func (s *Server) callTool(ctx context.Context, req mcp.CallToolRequest) (*mcp.Ca
 
 // getPrompt relays a prompts/get to the owning backend.
 func (s *Server) getPrompt(ctx context.Context, req mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
-	srv, name, ok := splitName(req.Params.Name)
+	rt, ok := s.routes.Load().prompts[req.Params.Name]
 	if !ok {
 		return nil, fmt.Errorf("unknown prompt %q", req.Params.Name)
 	}
+	srv, name := rt.server, rt.name
 	b, ok := s.src.Get(srv)
 	if !ok {
 		return nil, fmt.Errorf("unknown prompt %q: server %q is not configured", req.Params.Name, srv)

@@ -140,6 +140,17 @@ type pagedList[T any] struct {
 	// upIdx maps a segment's number to its upstreamIndex, built the first
 	// time a walk follows that server's own pages.
 	upIdx sync.Map
+	// prefixes are the name prefixes of the servers (tools and prompts);
+	// a server not in it has the default "<server>__".
+	prefixes map[string]string
+}
+
+// prefixOf is the prefix of server srv's exposed names.
+func (l *pagedList[T]) prefixOf(srv string) string {
+	if p, ok := l.prefixes[srv]; ok {
+		return p
+	}
+	return names.DefaultPrefix(srv)
 }
 
 // add appends an item of server srv; servers must come in order.
@@ -200,7 +211,7 @@ func (l *pagedList[T]) upstreamIndexOf(si int) upstreamIndex {
 	}
 	seg := l.segs[si]
 	idx := make(upstreamIndex, seg.end-seg.start)
-	prefix := seg.server + names.Separator
+	prefix := l.prefixOf(seg.server)
 	for k, key := range l.keys[seg.start:seg.end] {
 		if name, ok := strings.CutPrefix(key, prefix); ok {
 			idx[name] = k
@@ -222,6 +233,16 @@ type lists struct {
 	prompts   pagedList[mcp.Prompt]
 	resources pagedList[mcp.Resource]
 	templates pagedList[mcp.ResourceTemplate]
+}
+
+// setPrefix records server srv's name prefix for the lists of names.
+func (l *lists) setPrefix(srv, prefix string) {
+	for _, m := range []*map[string]string{&l.tools.prefixes, &l.prompts.prefixes} {
+		if *m == nil {
+			*m = map[string]string{}
+		}
+		(*m)[srv] = prefix
+	}
 }
 
 // pagePlan is what the Before hook decided for one list request.

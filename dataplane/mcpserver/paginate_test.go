@@ -15,6 +15,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/names"
 )
 
 var testSecret = []byte("cluster-secret-for-tests-0123456789")
@@ -625,13 +626,13 @@ func TestConfigChangeMidWalk(t *testing.T) {
 			}
 			now := walk(t, kindTools, 7, cli)
 			for _, k := range now {
-				srv, _, _ := splitName(k)
+				srv, _, _ := strings.Cut(k, names.Separator)
 				if slices.Contains(tt.wantAfter, srv) && !seen[k] {
 					t.Errorf("%s (after the position) is missing", k)
 				}
 			}
 			for k := range seen {
-				srv, _, _ := splitName(k)
+				srv, _, _ := strings.Cut(k, names.Separator)
 				if slices.Contains(tt.wantMissing, srv) {
 					t.Errorf("%s (added before the position) was returned", k)
 				}

@@ -5,14 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
-	"github.com/mcpmesh/mcpmesh/internal/names"
 	"github.com/mcpmesh/mcpmesh/internal/version"
 )
 
@@ -70,12 +68,39 @@ type templateRoute struct {
 	template *mcp.URITemplate
 }
 
+// nameRoute says which backend serves an exposed tool or prompt name, and
+// under which name the backend knows it.
+type nameRoute struct {
+	server string
+	name   string
+}
+
 // routes is the immutable routing table of one refresh, swapped atomically so
 // handlers never see a half-built table.
 type routes struct {
+	tools     map[string]nameRoute
+	prompts   map[string]nameRoute
 	resources map[string]resourceRoute
 	templates []templateRoute // servers by name, then upstream order
+	// shadowed lists, per server, the exposed names and URIs of its items
+	// that an earlier server (by name) already exposes.
+	shadowed map[string][]string
 }
+
+func newRoutes() *routes {
+	return &routes{
+		tools:     map[string]nameRoute{},
+		prompts:   map[string]nameRoute{},
+		resources: map[string]resourceRoute{},
+		shadowed:  map[string][]string{},
+	}
+}
+
+// Shadowed returns, per server, the exposed names of its tools and prompts
+// (and URIs of its resources) that are not served because an earlier server
+// by name exposes the same name: with --prefix ” two servers can offer one
+// name, and the first keeps it. The map must not be modified.
+func (s *Server) Shadowed() map[string][]string { return s.routes.Load().shadowed }
 
 // New builds the aggregated server. It serves nothing until Refresh.
 func New(opts Options) (*Server, error) {
@@ -87,7 +112,7 @@ func New(opts Options) (*Server, error) {
 		log = slog.Default()
 	}
 	s := &Server{src: opts.Source, log: log}
-	s.routes.Store(&routes{resources: map[string]resourceRoute{}})
+	s.routes.Store(newRoutes())
 	s.lists.Store(&lists{})
 	s.pageCfg.Store(newPageConfig())
 	serverOpts := []server.ServerOption{
@@ -176,7 +201,7 @@ func (s *Server) build() *aggregate {
 		promptFP:   map[string]string{},
 		resourceFP: map[string]string{},
 		templateFP: map[string]string{},
-		routes:     &routes{resources: map[string]resourceRoute{}},
+		routes:     newRoutes(),
 		lists:      &lists{},
 	}
 	backends := s.src.List()
@@ -184,9 +209,10 @@ func (s *Server) build() *aggregate {
 		if !b.Ready() {
 			continue
 		}
-		srv := b.Name()
-		s.addTools(agg, srv, b.Tools())
-		s.addPrompts(agg, srv, b.Prompts())
+		srv, prefix := b.Name(), b.Prefix()
+		agg.lists.setPrefix(srv, prefix)
+		s.addTools(agg, srv, prefix, b.Tools())
+		s.addPrompts(agg, srv, prefix, b.Prompts())
 	}
 	// Resources and templates in a second pass over the same order: the first
 	// server by name keeps a contested URI.
@@ -200,16 +226,17 @@ func (s *Server) build() *aggregate {
 	return agg
 }
 
-func (s *Server) addTools(agg *aggregate, srv string, tools []mcp.Tool) {
+func (s *Server) addTools(agg *aggregate, srv, prefix string, tools []mcp.Tool) {
 	for _, t := range tools {
 		log := s.log.With("server", srv, "tool", t.Name)
 		if t.Name == "" {
 			log.Warn("skipping backend tool: empty name")
 			continue
 		}
-		t.Name = srv + names.Separator + t.Name
+		upstream := t.Name
+		t.Name = prefix + t.Name
 		if _, dup := agg.toolFP[t.Name]; dup {
-			log.Warn("skipping backend tool: duplicate name")
+			agg.shadow(log, "tool", srv, t.Name, agg.routes.tools[t.Name].server)
 			continue
 		}
 		// mcp-go refuses to marshal a tool that carries both schema forms;
@@ -238,21 +265,23 @@ func (s *Server) addTools(agg *aggregate, srv string, tools []mcp.Tool) {
 			continue
 		}
 		agg.toolFP[t.Name] = string(fp)
+		agg.routes.tools[t.Name] = nameRoute{server: srv, name: upstream}
 		agg.lists.tools.add(srv, t.Name, t)
 		agg.tools = append(agg.tools, server.ServerTool{Tool: t, Handler: s.callTool})
 	}
 }
 
-func (s *Server) addPrompts(agg *aggregate, srv string, prompts []mcp.Prompt) {
+func (s *Server) addPrompts(agg *aggregate, srv, prefix string, prompts []mcp.Prompt) {
 	for _, p := range prompts {
 		log := s.log.With("server", srv, "prompt", p.Name)
 		if p.Name == "" {
 			log.Warn("skipping backend prompt: empty name")
 			continue
 		}
-		p.Name = srv + names.Separator + p.Name
+		upstream := p.Name
+		p.Name = prefix + p.Name
 		if _, dup := agg.promptFP[p.Name]; dup {
-			log.Warn("skipping backend prompt: duplicate name")
+			agg.shadow(log, "prompt", srv, p.Name, agg.routes.prompts[p.Name].server)
 			continue
 		}
 		fp, err := json.Marshal(p)
@@ -261,6 +290,7 @@ func (s *Server) addPrompts(agg *aggregate, srv string, prompts []mcp.Prompt) {
 			continue
 		}
 		agg.promptFP[p.Name] = string(fp)
+		agg.routes.prompts[p.Name] = nameRoute{server: srv, name: upstream}
 		agg.lists.prompts.add(srv, p.Name, p)
 		agg.prompts = append(agg.prompts, server.ServerPrompt{Prompt: p, Handler: s.getPrompt})
 	}
@@ -326,12 +356,13 @@ func (s *Server) addTemplates(agg *aggregate, srv string, templates []mcp.Resour
 	}
 }
 
-// splitName splits an exposed "<server>__<name>" into its parts. Server names
-// cannot contain '_', so the first separator is the boundary.
-func splitName(exposed string) (srv, name string, ok bool) {
-	srv, name, ok = strings.Cut(exposed, names.Separator)
-	if !ok || srv == "" || name == "" {
-		return "", "", false
+// shadow records that server srv's item exposed as name is not served
+// because server keeper, earlier by name, exposes the same name.
+func (agg *aggregate) shadow(log *slog.Logger, kind, srv, name, keeper string) {
+	if keeper == "" || keeper == srv {
+		log.Warn("skipping backend "+kind+": the server lists the name twice", "exposed", name)
+		return
 	}
-	return srv, name, true
+	log.Warn("skipping backend "+kind+": another server exposes the same name, and the first server by name keeps it", "exposed", name, "kept_by", keeper)
+	agg.routes.shadowed[srv] = append(agg.routes.shadowed[srv], name)
 }

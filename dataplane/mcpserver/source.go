@@ -12,6 +12,8 @@ import (
 // server needs. *backend.Backend satisfies it.
 type Backend interface {
 	Name() string
+	// Prefix is what the server's tool and prompt names are exposed with.
+	Prefix() string
 	State() mcpmeshv1.BackendState
 	Ready() bool
 	Tools() []mcp.Tool

@@ -16,6 +16,25 @@ const MaxServerName = 32
 
 var serverRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
 
+// MaxPrefix is the longest tool and prompt name prefix: with a tool name of
+// up to 32 characters the exposed name stays within 64.
+const MaxPrefix = 32
+
+var prefixRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{0,32}$`)
+
+// DefaultPrefix is the prefix of a server's tool and prompt names unless the
+// registration sets one: "<server>__".
+func DefaultPrefix(server string) string { return server + Separator }
+
+// ValidatePrefix reports whether p may prefix tool and prompt names: it must
+// keep them within the characters MCP allows in a tool name.
+func ValidatePrefix(p string) error {
+	if !prefixRE.MatchString(p) {
+		return fmt.Errorf("prefix %q is invalid: use at most %d characters of A-Z, a-z, 0-9, '_', '-' and '.'", p, MaxPrefix)
+	}
+	return nil
+}
+
 // ValidateServer reports whether name is a valid server name.
 func ValidateServer(name string) error {
 	if name == "" {

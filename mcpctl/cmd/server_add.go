@@ -30,6 +30,9 @@ type addFlags struct {
 	description string
 	disabled    bool
 	dryRun      bool
+	// prefix is --prefix; prefixSet tells "--prefix ''" from no flag.
+	prefix    string
+	prefixSet bool
 }
 
 func newServerAddCommand(o *options) *cobra.Command {
@@ -39,12 +42,14 @@ func newServerAddCommand(o *options) *cobra.Command {
 		Short: "Register a backend MCP server",
 		Example: `  mcpctl server add files -- npx -y @modelcontextprotocol/server-filesystem /srv
   mcpctl server add github --url https://api.example.com/mcp --header Authorization="Bearer $TOKEN"
-  mcpctl server add legacy --url http://10.0.0.5:9000/sse --transport sse --tag team-a`,
+  mcpctl server add legacy --url http://10.0.0.5:9000/sse --transport sse --tag team-a
+  mcpctl server add tools --url http://127.0.0.1:3000/mcp --prefix ''    # tools keep their own names`,
 		RunE: func(c *cobra.Command, args []string) error {
 			name, command, err := splitAddArgs(args, c.ArgsLenAtDash())
 			if err != nil {
 				return err
 			}
+			f.prefixSet = c.Flags().Changed("prefix")
 			req, err := buildCreateRequest(name, command, f)
 			if err != nil {
 				return err
@@ -76,6 +81,7 @@ func newServerAddCommand(o *options) *cobra.Command {
 	fl.StringVar(&f.backoff, "backoff", "", "connect retry waits for this server, e.g. 1s,2s,4s,8s (default: the cluster's resilience.backoff)")
 	fl.StringVar(&f.cwd, "cwd", "", "working directory of a stdio server")
 	fl.StringVar(&f.description, "description", "", "human description")
+	fl.StringVar(&f.prefix, "prefix", "", "prefix of the server's tool and prompt names (default NAME__; '' exposes them under their own names)")
 	fl.BoolVar(&f.disabled, "disabled", false, "register the server without serving it")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "validate with the control plane and print what would be created")
 	return c
@@ -173,6 +179,12 @@ func buildCreateRequest(name string, command []string, f addFlags) (*mcpmeshv1.C
 			}
 			s.Backoff = append(s.Backoff, durationpb.New(d))
 		}
+	}
+	if f.prefixSet {
+		if err := names.ValidatePrefix(f.prefix); err != nil {
+			return nil, fmt.Errorf("--prefix: %w", err)
+		}
+		s.Prefix = proto.String(f.prefix)
 	}
 	seen := map[string]bool{}
 	for _, t := range f.tags {

@@ -52,6 +52,16 @@ func TestBuildCreateRequest(t *testing.T) {
 		},
 		{name: "both url and command", args: []string{"a", "cmd"}, dash: 1, flags: addFlags{url: "http://h/"}, wantErr: "either --url"},
 		{name: "neither", args: []string{"a"}, dash: -1, wantErr: "give a command after --"},
+		{
+			name: "empty prefix", args: []string{"a", "cmd"}, dash: 1, flags: addFlags{prefixSet: true},
+			want: &mcpmeshv1.Server{Name: "a", Transport: mcpmeshv1.Transport_TRANSPORT_STDIO, Stdio: &mcpmeshv1.StdioConfig{Command: "cmd"}, Enabled: proto.Bool(true), Prefix: proto.String("")},
+		},
+		{
+			name: "own prefix", args: []string{"a", "cmd"}, dash: 1, flags: addFlags{prefix: "gh.", prefixSet: true},
+			want: &mcpmeshv1.Server{Name: "a", Transport: mcpmeshv1.Transport_TRANSPORT_STDIO, Stdio: &mcpmeshv1.StdioConfig{Command: "cmd"}, Enabled: proto.Bool(true), Prefix: proto.String("gh.")},
+		},
+		{name: "bad prefix", args: []string{"a", "cmd"}, dash: 1, flags: addFlags{prefix: "a b", prefixSet: true}, wantErr: `--prefix: prefix "a b" is invalid`},
+		{name: "long prefix", args: []string{"a", "cmd"}, dash: 1, flags: addFlags{prefix: strings.Repeat("p", 33), prefixSet: true}, wantErr: "--prefix: prefix"},
 		{name: "command without dash", args: []string{"a", "cmd"}, dash: -1, wantErr: "after --"},
 		{name: "no name", args: []string{"cmd"}, dash: 0, wantErr: "NAME"},
 		{name: "two names", args: []string{"a", "b", "cmd"}, dash: 2, wantErr: "one NAME"},

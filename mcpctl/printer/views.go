@@ -19,24 +19,27 @@ const Redacted = "***"
 
 // Server is one registered server as mcpctl prints it.
 type Server struct {
-	Name           string            `json:"name"`
-	Transport      string            `json:"transport"`
-	URL            string            `json:"url,omitempty"`
-	Command        string            `json:"command,omitempty"`
-	Args           []string          `json:"args,omitempty"`
-	Env            map[string]string `json:"env,omitempty"`
-	WorkingDir     string            `json:"working_dir,omitempty"`
-	Headers        map[string]string `json:"headers,omitempty"`
-	Endpoints      []string          `json:"endpoints,omitempty"`
-	Tags           []string          `json:"tags"`
-	Enabled        bool              `json:"enabled"`
-	Timeout        string            `json:"timeout"`
-	Backoff        []string          `json:"backoff,omitempty"`
-	Description    string            `json:"description,omitempty"`
-	Revision       uint64            `json:"revision"`
-	CreateRevision uint64            `json:"create_revision"`
-	CreatedAt      string            `json:"created_at,omitempty"`
-	UpdatedAt      string            `json:"updated_at,omitempty"`
+	Name        string            `json:"name"`
+	Transport   string            `json:"transport"`
+	URL         string            `json:"url,omitempty"`
+	Command     string            `json:"command,omitempty"`
+	Args        []string          `json:"args,omitempty"`
+	Env         map[string]string `json:"env,omitempty"`
+	WorkingDir  string            `json:"working_dir,omitempty"`
+	Headers     map[string]string `json:"headers,omitempty"`
+	Endpoints   []string          `json:"endpoints,omitempty"`
+	Tags        []string          `json:"tags"`
+	Enabled     bool              `json:"enabled"`
+	Timeout     string            `json:"timeout"`
+	Backoff     []string          `json:"backoff,omitempty"`
+	Description string            `json:"description,omitempty"`
+	// Prefix is the registration's tool and prompt name prefix; nil when it
+	// sets none (the data planes use NAME__).
+	Prefix         *string `json:"prefix,omitempty"`
+	Revision       uint64  `json:"revision"`
+	CreateRevision uint64  `json:"create_revision"`
+	CreatedAt      string  `json:"created_at,omitempty"`
+	UpdatedAt      string  `json:"updated_at,omitempty"`
 }
 
 // TransportName is the CLI spelling of a transport (what --transport takes).
@@ -69,6 +72,7 @@ func ServerFromProto(s *mcpmeshv1.Server) Server {
 		Tags:           s.GetTags(),
 		Enabled:        s.Enabled == nil || *s.Enabled,
 		Description:    s.GetDescription(),
+		Prefix:         s.Prefix,
 		Revision:       s.GetModRevision(),
 		CreateRevision: s.GetCreateRevision(),
 		CreatedAt:      formatTime(s.GetCreatedAt()),
@@ -166,6 +170,13 @@ func (s Server) rows(t *table) {
 	}
 	if s.Description != "" {
 		t.row("DESCRIPTION:", s.Description)
+	}
+	if s.Prefix != nil {
+		p := *s.Prefix
+		if p == "" {
+			p = "(none: tools and prompts keep their own names)"
+		}
+		t.row("PREFIX:", p)
 	}
 	t.row("REVISION:", strconv.FormatUint(s.Revision, 10))
 }

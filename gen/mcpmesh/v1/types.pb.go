@@ -319,7 +319,8 @@ func (x *HttpConfig) GetHeaders() map[string]string {
 // Server is one registered backend MCP server.
 type Server struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// [a-z0-9][a-z0-9-]{0,31}; tools and prompts are exposed as <name>__<tool>.
+	// [a-z0-9][a-z0-9-]{0,31}; tools and prompts are exposed as
+	// <prefix><tool>, the prefix being <name>__ unless set.
 	Name      string       `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Transport Transport    `protobuf:"varint,2,opt,name=transport,proto3,enum=mcpmesh.v1.Transport" json:"transport,omitempty"`
 	Stdio     *StdioConfig `protobuf:"bytes,3,opt,name=stdio,proto3" json:"stdio,omitempty"`
@@ -342,7 +343,12 @@ type Server struct {
 	Description string `protobuf:"bytes,14,opt,name=description,proto3" json:"description,omitempty"`
 	// Connect retry waits for this server, overriding the cluster-wide
 	// settings.resilience.backoff; empty means the cluster setting.
-	Backoff       []*durationpb.Duration `protobuf:"bytes,15,rep,name=backoff,proto3" json:"backoff,omitempty"`
+	Backoff []*durationpb.Duration `protobuf:"bytes,15,rep,name=backoff,proto3" json:"backoff,omitempty"`
+	// Prefix of the server's tool and prompt names on the data planes. Unset
+	// means "<name>__"; "" exposes them under their own names (a name two
+	// servers expose goes to the first server by name). At most 32 characters
+	// of A-Z, a-z, 0-9, '_', '-' and '.'.
+	Prefix        *string `protobuf:"bytes,16,opt,name=prefix,proto3,oneof" json:"prefix,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -480,6 +486,13 @@ func (x *Server) GetBackoff() []*durationpb.Duration {
 		return x.Backoff
 	}
 	return nil
+}
+
+func (x *Server) GetPrefix() string {
+	if x != nil && x.Prefix != nil {
+		return *x.Prefix
+	}
+	return ""
 }
 
 // PaginationSettings control list pagination on the data planes.
@@ -1101,7 +1114,7 @@ const file_mcpmesh_v1_types_proto_rawDesc = "" +
 	"\aheaders\x18\x02 \x03(\v2#.mcpmesh.v1.HttpConfig.HeadersEntryR\aheaders\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf3\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9b\x05\n" +
 	"\x06Server\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x123\n" +
 	"\ttransport\x18\x02 \x01(\x0e2\x15.mcpmesh.v1.TransportR\ttransport\x12-\n" +
@@ -1120,9 +1133,11 @@ const file_mcpmesh_v1_types_proto_rawDesc = "" +
 	"updated_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x1a\n" +
 	"\bredacted\x18\r \x01(\bR\bredacted\x12 \n" +
 	"\vdescription\x18\x0e \x01(\tR\vdescription\x123\n" +
-	"\abackoff\x18\x0f \x03(\v2\x19.google.protobuf.DurationR\abackoffB\n" +
+	"\abackoff\x18\x0f \x03(\v2\x19.google.protobuf.DurationR\abackoff\x12\x1b\n" +
+	"\x06prefix\x18\x10 \x01(\tH\x01R\x06prefix\x88\x01\x01B\n" +
 	"\n" +
-	"\b_enabled\"K\n" +
+	"\b_enabledB\t\n" +
+	"\a_prefix\"K\n" +
 	"\x12PaginationSettings\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\rR\bpageSize\"\x96\x02\n" +
