@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-// TestPrefixes registers servers with the real binaries: --prefix ” exposes
+// TestPrefixes registers servers with the real binaries: an empty --prefix exposes
 // a server's tools under their own names, a name two servers expose goes to
 // the first by name (the other is reported in /health), and a server with
 // its own prefix and one with the default keep theirs.

@@ -98,7 +98,7 @@ func newRoutes() *routes {
 
 // Shadowed returns, per server, the exposed names of its tools and prompts
 // (and URIs of its resources) that are not served because an earlier server
-// by name exposes the same name: with --prefix ” two servers can offer one
+// by name exposes the same name: with an empty --prefix two servers can offer one
 // name, and the first keeps it. The map must not be modified.
 func (s *Server) Shadowed() map[string][]string { return s.routes.Load().shadowed }
 
