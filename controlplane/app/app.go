@@ -42,10 +42,11 @@ type Config struct {
 	Ready func(grpcAddr, httpAddr string)
 }
 
-// ServerOptions returns the interceptor chain every control plane gRPC
-// service runs behind, unary and stream alike: metrics, logging, panic
-// recovery (→ Internal), then bearer-token auth. Metrics come first so that
-// rejected and panicking calls are counted too.
+// ServerOptions returns what every control plane gRPC server runs with: the
+// keepalive policy data planes rely on, and the interceptor chain of every
+// service, unary and stream alike: metrics, logging, panic recovery (→
+// Internal), then bearer-token auth. Metrics come first so that rejected and
+// panicking calls are counted too.
 func ServerOptions(logger *slog.Logger, token string, m *Metrics) []grpc.ServerOption {
 	logFn := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
 		logger.Log(ctx, slog.Level(lvl), msg, fields...)
@@ -56,7 +57,7 @@ func ServerOptions(logger *slog.Logger, token string, m *Metrics) []grpc.ServerO
 		return status.Error(codes.Internal, "internal error (the control plane log has details)")
 	})}
 	authFn := authtoken.AuthFunc(token)
-	return []grpc.ServerOption{
+	return append(keepaliveOptions(),
 		grpc.ChainUnaryInterceptor(
 			m.grpc.unary(),
 			logging.UnaryServerInterceptor(logFn, logOpts...),
@@ -69,7 +70,7 @@ func ServerOptions(logger *slog.Logger, token string, m *Metrics) []grpc.ServerO
 			recovery.StreamServerInterceptor(recOpts...),
 			auth.StreamServerInterceptor(authFn),
 		),
-	}
+	)
 }
 
 // Keepalive of the gRPC server. Data planes ping every 10 s (the least gRPC
@@ -81,11 +82,11 @@ const (
 	keepalivePingTimeout     = 10 * time.Second
 )
 
-// KeepaliveOptions let data planes ping the server (also between streams) and
+// keepaliveOptions let data planes ping the server (also between streams) and
 // make the server ping idle connections itself, so a data plane whose
 // network died silently is dropped (and shown disconnected) within about
 // 40 s instead of never.
-func KeepaliveOptions() []grpc.ServerOption {
+func keepaliveOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			MinTime:             keepaliveMinPingInterval,
@@ -144,7 +145,7 @@ func Run(ctx context.Context, cfg Config) error {
 	regSvc := registry.New(st, disc, agg, log)
 	m.RegisterState(st, disc)
 
-	gs := grpc.NewServer(append(ServerOptions(log, token, m), KeepaliveOptions()...)...)
+	gs := grpc.NewServer(ServerOptions(log, token, m)...)
 	mcpmeshv1.RegisterRegistryServiceServer(gs, regSvc)
 	mcpmeshv1.RegisterDiscoveryServiceServer(gs, disc)
 	m.grpc.initialize(gs)

@@ -8,6 +8,7 @@ import (
 
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 	"github.com/mcpmesh/mcpmesh/internal/names"
+	"golang.org/x/net/http/httpguts"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -93,10 +94,10 @@ func validateServer(s *mcpmeshv1.Server) *fieldError {
 		// Go's HTTP client refuses such names and values on every request:
 		// the server would register but never connect.
 		for k, v := range s.GetHttp().GetHeaders() {
-			if !validHeaderName(k) {
+			if !httpguts.ValidHeaderFieldName(k) {
 				return invalid("server.http.headers", "header name %q is invalid: use letters, digits and !#$%%&'*+-.^_`|~", k)
 			}
-			if !validHeaderValue(v) {
+			if !httpguts.ValidHeaderFieldValue(v) {
 				return invalid("server.http.headers", "value of %q contains a control character (line break, NUL, ...)", k)
 			}
 		}
@@ -134,31 +135,6 @@ func validateServer(s *mcpmeshv1.Server) *fieldError {
 		}
 	}
 	return nil
-}
-
-// validHeaderName: a non-empty RFC 9110 token.
-func validHeaderName(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
-		if !ok {
-			return false
-		}
-	}
-	return true
-}
-
-// validHeaderValue: no control characters but tab.
-func validHeaderValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 func transportName(t mcpmeshv1.Transport) string {

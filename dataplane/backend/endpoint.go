@@ -352,13 +352,13 @@ func (e *endpoint) waitRetry(ctx context.Context) bool {
 	case n == 0:
 		return ctx.Err() == nil
 	case !p.schedule.Exhausted(n) && e.probeAddr == "":
-		_, ok := e.sleep(ctx, p.schedule.Delay(n), "retry")
-		return ok
+		e.sleep(ctx, p.schedule.Delay(n), "retry", nil)
+		return ctx.Err() == nil
 	case !p.schedule.Exhausted(n):
 		return e.watch(ctx, p.schedule.Delay(n))
 	case e.probeAddr == "":
-		_, ok := e.sleep(ctx, respawnDelay(p.schedule, n), "respawn")
-		return ok
+		e.sleep(ctx, respawnDelay(p.schedule, n), "respawn", nil)
+		return ctx.Err() == nil
 	default:
 		return e.watch(ctx, -1)
 	}
@@ -411,15 +411,14 @@ func (e *endpoint) watch(ctx context.Context, step time.Duration) bool {
 		defer t.Stop()
 		due = t.C()
 	}
+	next := "" // retrying: the step's end stays what comes next
+	if step < 0 {
+		next = "probe"
+	}
 	for {
 		p := e.b.params()
-		if step < 0 {
-			e.mu.Lock()
-			e.nextAt, e.nextWhat = e.b.clock.Now().Add(p.probeInterval), "probe"
-			e.mu.Unlock()
-		}
-		if !e.probeWait(ctx, p.probeInterval, due) {
-			return ctx.Err() == nil
+		if !e.sleep(ctx, p.probeInterval, next, due) {
+			return ctx.Err() == nil // the attempt is due, or ctx ended
 		}
 		if err := dialProbe(ctx, e.probeAddr, p.probeInterval); err != nil {
 			if !closedSeen {
@@ -448,22 +447,6 @@ func portWasClosed(err error) bool {
 	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, errPortClosed)
 }
 
-// probeWait waits one probe interval. It returns true when the probe is due,
-// false when the wait ended otherwise: the attempt is due (due fired or a
-// request kicked) or ctx ended.
-func (e *endpoint) probeWait(ctx context.Context, interval time.Duration, due <-chan time.Time) bool {
-	t := e.b.clock.NewTimer(interval)
-	defer t.Stop()
-	select {
-	case <-t.C():
-		return true
-	case <-due:
-	case <-e.kick:
-	case <-ctx.Done():
-	}
-	return false
-}
-
 // dialProbe opens and closes one TCP connection to addr. The dial timeout
 // follows the probe interval so a black-holed host cannot stall the probe
 // much longer than one interval.
@@ -476,25 +459,28 @@ func dialProbe(ctx context.Context, addr string, interval time.Duration) error {
 	return c.Close()
 }
 
-// sleep waits d on the injected clock. kicked is true when a request cut the
-// wait short; ok is false when ctx ended.
-func (e *endpoint) sleep(ctx context.Context, d time.Duration, what string) (kicked, ok bool) {
-	// What comes next is published before the timer exists: whoever sees the
-	// wait begin (a request's error message, a test on the fake clock) must
-	// also see what it waits for, not the previous wait's.
-	e.mu.Lock()
-	e.nextAt, e.nextWhat = e.b.clock.Now().Add(d), what
-	e.mu.Unlock()
+// sleep waits d on the injected clock and reports whether all of d passed;
+// it ends early when due fires (nil never does), a request kicks, or ctx
+// ends. Unless what is "", it is published as what happens at the end of d.
+func (e *endpoint) sleep(ctx context.Context, d time.Duration, what string, due <-chan time.Time) bool {
+	if what != "" {
+		// What comes next is published before the timer exists: whoever sees
+		// the wait begin (a request's error message, a test on the fake
+		// clock) must also see what it waits for, not the previous wait's.
+		e.mu.Lock()
+		e.nextAt, e.nextWhat = e.b.clock.Now().Add(d), what
+		e.mu.Unlock()
+	}
 	t := e.b.clock.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C():
-		return false, true
+		return true
+	case <-due:
 	case <-e.kick:
-		return true, true
 	case <-ctx.Done():
-		return false, false
 	}
+	return false
 }
 
 // serve waits while the connection is healthy, refetching lists on

@@ -3,6 +3,8 @@ package cmd
 import (
 	"fmt"
 	"strings"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // parseEnv parses repeated --env KEY=VALUE flags of a stdio server.
@@ -25,15 +27,11 @@ func parseHeaders(kvs []string) (map[string]string, error) {
 	return parseKV("--header", kvs, func(k, v string) string {
 		// Go's HTTP client refuses such names and values on every request, so
 		// the server would register but never connect.
-		for _, r := range k {
-			if !isTokenChar(r) {
-				return fmt.Sprintf("KEY %q is not an HTTP header name (letters, digits and !#$%%&'*+-.^_`|~ only)", k)
-			}
+		if !httpguts.ValidHeaderFieldName(k) {
+			return fmt.Sprintf("KEY %q is not an HTTP header name (letters, digits and !#$%%&'*+-.^_`|~ only)", k)
 		}
-		for _, b := range []byte(v) {
-			if (b < ' ' && b != '\t') || b == 0x7f {
-				return "VALUE contains a control character (line break, NUL, ...)"
-			}
+		if !httpguts.ValidHeaderFieldValue(v) {
+			return "VALUE contains a control character (line break, NUL, ...)"
 		}
 		return ""
 	})
@@ -64,13 +62,4 @@ func parseKV(flag string, kvs []string, check func(k, v string) string) (map[str
 		m[k] = v
 	}
 	return m, nil
-}
-
-// isTokenChar reports whether r may appear in an HTTP field name (RFC 9110 tchar).
-func isTokenChar(r rune) bool {
-	switch {
-	case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
-		return true
-	}
-	return strings.ContainsRune("!#$%&'*+-.^_`|~", r)
 }

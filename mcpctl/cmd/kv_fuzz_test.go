@@ -110,8 +110,11 @@ func FuzzHeaderFlag(f *testing.F) {
 		req, err := buildCreateRequest("fz", nil, addFlags{url: "http://127.0.0.1:1/mcp", headers: items})
 		got := req.GetServer().GetHttp().GetHeaders()
 		checkKV(t, "--header", items, got, err, func(k, v string) bool {
+			// RFC 9110 tchar, written out here rather than asked of the
+			// code under test.
 			for i := 0; i < len(k); i++ {
-				if !isTokenChar(rune(k[i])) || k[i] >= 0x80 {
+				c := k[i]
+				if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
 					return false
 				}
 			}
