@@ -16,7 +16,6 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
-	"github.com/mcpmesh/mcpmesh/internal/names"
 )
 
 // Pagination of the four list methods.
@@ -125,10 +124,11 @@ func paginationRequested(ctx context.Context) bool {
 	return on
 }
 
-// segment is one server's run of items in an aggregated list.
+// segment is one server's run of items in an aggregated list. prefix is
+// what the server's names are exposed with ("" for URI-keyed lists).
 type segment struct {
-	server     string
-	start, end int
+	server, prefix string
+	start, end     int
 }
 
 // pagedList is one aggregated list in served order (servers by name, then
@@ -140,21 +140,11 @@ type pagedList[T any] struct {
 	// upIdx maps a segment's number to its upstreamIndex, built the first
 	// time a walk follows that server's own pages.
 	upIdx sync.Map
-	// prefixes are the name prefixes of the servers (tools and prompts);
-	// a server not in it has the default "<server>__".
-	prefixes map[string]string
 }
 
-// prefixOf is the prefix of server srv's exposed names.
-func (l *pagedList[T]) prefixOf(srv string) string {
-	if p, ok := l.prefixes[srv]; ok {
-		return p
-	}
-	return names.DefaultPrefix(srv)
-}
-
-// add appends an item of server srv; servers must come in order.
-func (l *pagedList[T]) add(srv, key string, item T) {
+// add appends an item of server srv, whose names carry prefix; servers must
+// come in order.
+func (l *pagedList[T]) add(srv, prefix, key string, item T) {
 	n := len(l.items)
 	l.items = append(l.items, item)
 	l.keys = append(l.keys, key)
@@ -162,7 +152,7 @@ func (l *pagedList[T]) add(srv, key string, item T) {
 		l.segs[k-1].end = n + 1
 		return
 	}
-	l.segs = append(l.segs, segment{server: srv, start: n, end: n + 1})
+	l.segs = append(l.segs, segment{server: srv, prefix: prefix, start: n, end: n + 1})
 }
 
 // resume is the index of the first item after c's position (see the position
@@ -211,9 +201,8 @@ func (l *pagedList[T]) upstreamIndexOf(si int) upstreamIndex {
 	}
 	seg := l.segs[si]
 	idx := make(upstreamIndex, seg.end-seg.start)
-	prefix := l.prefixOf(seg.server)
 	for k, key := range l.keys[seg.start:seg.end] {
-		if name, ok := strings.CutPrefix(key, prefix); ok {
+		if name, ok := strings.CutPrefix(key, seg.prefix); ok && seg.prefix != "" {
 			idx[name] = k
 		}
 		if srv, orig, ok := parseMeshURI(key); ok && srv == seg.server {
@@ -233,16 +222,6 @@ type lists struct {
 	prompts   pagedList[mcp.Prompt]
 	resources pagedList[mcp.Resource]
 	templates pagedList[mcp.ResourceTemplate]
-}
-
-// setPrefix records server srv's name prefix for the lists of names.
-func (l *lists) setPrefix(srv, prefix string) {
-	for _, m := range []*map[string]string{&l.tools.prefixes, &l.prompts.prefixes} {
-		if *m == nil {
-			*m = map[string]string{}
-		}
-		(*m)[srv] = prefix
-	}
 }
 
 // pagePlan is what the Before hook decided for one list request.

@@ -702,7 +702,7 @@ func TestResumeRule(t *testing.T) {
 	for _, it := range []struct{ srv, key string }{
 		{"a", "a1"}, {"a", "a2"}, {"c", "c1"}, {"c", "c2"}, {"c", "c3"}, {"e", "e1"},
 	} {
-		l.add(it.srv, it.key, it.key)
+		l.add(it.srv, names.DefaultPrefix(it.srv), it.key, it.key)
 	}
 	tests := []struct {
 		name string

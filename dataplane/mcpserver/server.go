@@ -82,7 +82,7 @@ type routes struct {
 	prompts   map[string]nameRoute
 	resources map[string]resourceRoute
 	templates []templateRoute // servers by name, then upstream order
-	// shadowed lists, per server, the exposed names and URIs of its items
+	// shadowed lists, per server, the exposed names of its tools and prompts
 	// that an earlier server (by name) already exposes.
 	shadowed map[string][]string
 }
@@ -97,9 +97,10 @@ func newRoutes() *routes {
 }
 
 // Shadowed returns, per server, the exposed names of its tools and prompts
-// (and URIs of its resources) that are not served because an earlier server
-// by name exposes the same name: with an empty --prefix two servers can offer one
-// name, and the first keeps it. The map must not be modified.
+// that are not served because an earlier server by name exposes the same
+// name: with an empty --prefix two servers can offer one name, and the first
+// keeps it. (A contested resource URI is rewritten instead.) The map must not
+// be modified.
 func (s *Server) Shadowed() map[string][]string { return s.routes.Load().shadowed }
 
 // New builds the aggregated server. It serves nothing until Refresh.
@@ -210,7 +211,6 @@ func (s *Server) build() *aggregate {
 			continue
 		}
 		srv, prefix := b.Name(), b.Prefix()
-		agg.lists.setPrefix(srv, prefix)
 		s.addTools(agg, srv, prefix, b.Tools())
 		s.addPrompts(agg, srv, prefix, b.Prompts())
 	}
@@ -266,7 +266,7 @@ func (s *Server) addTools(agg *aggregate, srv, prefix string, tools []mcp.Tool) 
 		}
 		agg.toolFP[t.Name] = string(fp)
 		agg.routes.tools[t.Name] = nameRoute{server: srv, name: upstream}
-		agg.lists.tools.add(srv, t.Name, t)
+		agg.lists.tools.add(srv, prefix, t.Name, t)
 		agg.tools = append(agg.tools, server.ServerTool{Tool: t, Handler: s.callTool})
 	}
 }
@@ -291,7 +291,7 @@ func (s *Server) addPrompts(agg *aggregate, srv, prefix string, prompts []mcp.Pr
 		}
 		agg.promptFP[p.Name] = string(fp)
 		agg.routes.prompts[p.Name] = nameRoute{server: srv, name: upstream}
-		agg.lists.prompts.add(srv, p.Name, p)
+		agg.lists.prompts.add(srv, prefix, p.Name, p)
 		agg.prompts = append(agg.prompts, server.ServerPrompt{Prompt: p, Handler: s.getPrompt})
 	}
 }
@@ -318,7 +318,7 @@ func (s *Server) addResources(agg *aggregate, srv string, resources []mcp.Resour
 		}
 		agg.routes.resources[r.URI] = resourceRoute{server: srv, uri: upstream}
 		agg.resourceFP[r.URI] = string(fp)
-		agg.lists.resources.add(srv, r.URI, r)
+		agg.lists.resources.add(srv, "", r.URI, r)
 		agg.resources = append(agg.resources, server.ServerResource{Resource: r, Handler: s.readResource})
 	}
 }
@@ -351,7 +351,7 @@ func (s *Server) addTemplates(agg *aggregate, srv string, templates []mcp.Resour
 			continue
 		}
 		agg.templateFP[t.URITemplate.Raw()] = string(fp)
-		agg.lists.templates.add(srv, t.URITemplate.Raw(), t)
+		agg.lists.templates.add(srv, "", t.URITemplate.Raw(), t)
 		agg.templates = append(agg.templates, server.ServerResourceTemplate{Template: t, Handler: s.readResource})
 	}
 }
