@@ -21,10 +21,7 @@ import (
 // continues the outage it ended.
 func TestOutageIsOneOutage(t *testing.T) {
 	e := newEnv(t)
-	ls := startLiveServer(t, newMCPServer("flap", 0))
-	e.apply(ls.server("flap"))
-	b := e.backend("flap")
-	e.waitState(b, stateHealthy)
+	ls, b := e.liveHealthy("flap")
 
 	steps := resilience.DefaultSchedule()
 	for round := 1; round <= 2*len(steps); round++ {
@@ -75,10 +72,7 @@ func TestOutageIsOneOutage(t *testing.T) {
 // the step.
 func TestRecoveryImmediateInEveryState(t *testing.T) {
 	e := newEnv(t)
-	ls := startLiveServer(t, newMCPServer("back", 0))
-	e.apply(ls.server("back"))
-	b := e.backend("back")
-	e.waitState(b, stateHealthy)
+	ls, b := e.liveHealthy("back")
 
 	steps := resilience.DefaultSchedule()
 	for failures := 1; failures <= len(steps)+1; failures++ {
@@ -114,10 +108,7 @@ func TestRecoveryImmediateInEveryState(t *testing.T) {
 func TestHoldRidesOutShortOutage(t *testing.T) {
 	const hold = 2 * time.Second
 	e := newEnv(t, func(o *ManagerOptions) { o.Hold = hold })
-	ls := startLiveServer(t, newMCPServer("hold", 0))
-	e.apply(ls.server("hold"))
-	b := e.backend("hold")
-	e.waitState(b, stateHealthy)
+	ls, b := e.liveHealthy("hold")
 
 	e.clock.Advance(StableAfter)
 	ls.stop()
@@ -156,10 +147,7 @@ func TestHoldRidesOutShortOutage(t *testing.T) {
 // plane re-initializes at once.
 func TestSessionForgottenByRestart(t *testing.T) {
 	e := newEnv(t)
-	ls := startLiveServer(t, newMCPServer("re", 0))
-	e.apply(ls.server("re"))
-	b := e.backend("re")
-	e.waitState(b, stateHealthy)
+	ls, b := e.liveHealthy("re")
 
 	// The sessions are forgotten, the connections stay: the call finds out.
 	e.clock.Advance(StableAfter)

@@ -113,6 +113,17 @@ func (l *liveServer) server(name string) *mcpmeshv1.Server {
 	}
 }
 
+// liveHealthy serves a real MCP server named name on a liveServer, applies
+// it as the only server and waits until its backend is healthy.
+func (e *env) liveHealthy(name string) (*liveServer, *Backend) {
+	e.t.Helper()
+	ls := startLiveServer(e.t, newMCPServer(name, 0))
+	e.apply(ls.server(name))
+	b := e.backend(name)
+	e.waitState(b, stateHealthy)
+	return ls, b
+}
+
 // drainChanges forgets OnChange calls made so far.
 func (e *env) drainChanges() {
 	select {
@@ -158,10 +169,7 @@ func TestJitteredSchedule(t *testing.T) {
 // the port opens again the backend is reconnected and its items return.
 func TestProbeReconnectsWhenPortReopens(t *testing.T) {
 	e := newEnv(t)
-	ls := startLiveServer(t, newMCPServer("web", 0))
-	e.apply(ls.server("web"))
-	b := e.backend("web")
-	e.waitState(b, stateHealthy)
+	ls, b := e.liveHealthy("web")
 	nTools := len(b.Tools())
 
 	// The server dies: its event stream breaks and the port is closed, so

@@ -48,15 +48,16 @@ func newFakeCP() *fakeCP {
 	}
 }
 
-// start serves on addr ("127.0.0.1:0" the first time, the same address on restart).
-func (f *fakeCP) start(t *testing.T, addr string) {
+// start serves on addr ("127.0.0.1:0" the first time, the same address on
+// restart), with opts added to the server's options.
+func (f *fakeCP) start(t *testing.T, addr string, opts ...grpc.ServerOption) {
 	t.Helper()
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatalf("listen %s: %v", addr, err)
 	}
 	f.addr = lis.Addr().String()
-	f.srv = grpc.NewServer(grpc.StreamInterceptor(auth.StreamServerInterceptor(authtoken.AuthFunc(token))))
+	f.srv = grpc.NewServer(append([]grpc.ServerOption{grpc.StreamInterceptor(auth.StreamServerInterceptor(authtoken.AuthFunc(token)))}, opts...)...)
 	mcpmeshv1.RegisterDiscoveryServiceServer(f.srv, f)
 	done := make(chan struct{})
 	go func() {

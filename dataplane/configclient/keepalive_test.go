@@ -2,17 +2,14 @@ package configclient
 
 import (
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
-	"github.com/mcpmesh/mcpmesh/internal/authtoken"
 	"github.com/mcpmesh/mcpmesh/internal/faultproxy"
 )
 
@@ -21,26 +18,8 @@ import (
 // stream); without it the server would GOAWAY a client pinging every 10 s.
 func startWithKeepalive(t *testing.T, f *fakeCP) {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.addr = lis.Addr().String()
-	f.srv = grpc.NewServer(
-		grpc.StreamInterceptor(auth.StreamServerInterceptor(authtoken.AuthFunc(token))),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-	)
-	mcpmeshv1.RegisterDiscoveryServiceServer(f.srv, f)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = f.srv.Serve(lis)
-	}()
-	srv := f.srv
-	t.Cleanup(func() {
-		srv.Stop()
-		<-done
-	})
+	f.start(t, "127.0.0.1:0",
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}))
 }
 
 // waitUntil polls cond every 50 ms until it holds or d passes, and returns
