@@ -42,17 +42,10 @@ type serverHealth struct {
 
 func resourceURIs(t testing.TB, c *client.Client) []string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
-	defer cancel()
-	res, err := c.ListResources(ctx, mcp.ListResourcesRequest{})
+	out, err := listResources(c)
 	if err != nil {
-		t.Fatalf("resources/list: %v", err)
+		t.Fatal(err)
 	}
-	var out []string
-	for _, r := range res.Resources {
-		out = append(out, r.URI)
-	}
-	sort.Strings(out)
 	return out
 }
 
@@ -74,21 +67,11 @@ func promptNames(t testing.TB, c *client.Client) []string {
 
 func readText(t testing.TB, c *client.Client, uri string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
-	defer cancel()
-	req := mcp.ReadResourceRequest{}
-	req.Params.URI = uri
-	res, err := c.ReadResource(ctx, req)
+	text, err := readResource(c, uri)
 	if err != nil {
-		t.Fatalf("resources/read %s: %v", uri, err)
+		t.Fatal(err)
 	}
-	var sb strings.Builder
-	for _, ct := range res.Contents {
-		if tc, ok := ct.(mcp.TextResourceContents); ok {
-			sb.WriteString(tc.Text)
-		}
-	}
-	return sb.String()
+	return text
 }
 
 // TestCoreEndToEnd walks the whole path of issue 3: a control plane, two data

@@ -757,3 +757,61 @@ func rssKB(t testing.TB, pid int) int {
 	t.Fatalf("no VmRSS for pid %d", pid)
 	return 0
 }
+
+// getPrompt gets a prompt and returns the text of its messages.
+func getPrompt(c *client.Client, name string, args map[string]string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+	defer cancel()
+	req := mcp.GetPromptRequest{}
+	req.Params.Name = name
+	req.Params.Arguments = args
+	res, err := c.GetPrompt(ctx, req)
+	if err != nil {
+		return "", fmt.Errorf("prompts/get %s: %w", name, err)
+	}
+	var sb strings.Builder
+	for _, m := range res.Messages {
+		if tc, ok := m.Content.(mcp.TextContent); ok {
+			sb.WriteString(tc.Text)
+		}
+	}
+	return sb.String(), nil
+}
+
+// listResources lists the resource URIs, sorted.
+func listResources(c *client.Client) ([]string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+	defer cancel()
+	res, err := c.ListResources(ctx, mcp.ListResourcesRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("resources/list: %w", err)
+	}
+	out := make([]string, 0, len(res.Resources))
+	for _, r := range res.Resources {
+		out = append(out, r.URI)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// readResource reads a resource and returns its text contents.
+func readResource(c *client.Client, uri string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+	defer cancel()
+	req := mcp.ReadResourceRequest{}
+	req.Params.URI = uri
+	res, err := c.ReadResource(ctx, req)
+	if err != nil {
+		return "", fmt.Errorf("resources/read %s: %w", uri, err)
+	}
+	var sb strings.Builder
+	for _, ct := range res.Contents {
+		if tc, ok := ct.(mcp.TextResourceContents); ok {
+			sb.WriteString(tc.Text)
+		}
+	}
+	if sb.Len() == 0 && len(res.Contents) > 0 {
+		return "", errors.New("no text contents")
+	}
+	return sb.String(), nil
+}

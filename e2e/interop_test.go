@@ -3,8 +3,6 @@
 package e2e
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -14,9 +12,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/mark3labs/mcp-go/client"
-	"github.com/mark3labs/mcp-go/mcp"
 )
 
 // interopEnv names the directory scripts/interop-install.sh installs into.
@@ -131,14 +126,14 @@ func TestInteropServerEverything(t *testing.T) {
 
 	for _, s := range servers {
 		t.Run(s, func(t *testing.T) {
-			got, err := callTool(c, s+"__echo", map[string]any{"message": "hi from mcp-go"})
+			got, err := callErr(c, rpcTimeout, s+"__echo", map[string]any{"message": "hi from mcp-go"})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if got != "Echo: hi from mcp-go" {
 				t.Errorf("%s__echo = %q, want %q", s, got, "Echo: hi from mcp-go")
 			}
-			sum, err := callTool(c, s+"__get-sum", map[string]any{"a": 19, "b": 23})
+			sum, err := callErr(c, rpcTimeout, s+"__get-sum", map[string]any{"a": 19, "b": 23})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -193,68 +188,4 @@ func TestInteropServerEverything(t *testing.T) {
 			t.Errorf("read %s: empty text", uri)
 		}
 	}
-}
-
-// callTool calls tool and returns its text content; isError is an error.
-func callTool(c *client.Client, tool string, args map[string]any) (string, error) {
-	text, err := callErr(c, 30*time.Second, tool, args)
-	if err != nil {
-		return "", fmt.Errorf("call %s: %w", tool, err)
-	}
-	return text, nil
-}
-
-func getPrompt(c *client.Client, name string, args map[string]string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	req := mcp.GetPromptRequest{}
-	req.Params.Name = name
-	req.Params.Arguments = args
-	res, err := c.GetPrompt(ctx, req)
-	if err != nil {
-		return "", fmt.Errorf("prompts/get %s: %w", name, err)
-	}
-	var sb strings.Builder
-	for _, m := range res.Messages {
-		if tc, ok := m.Content.(mcp.TextContent); ok {
-			sb.WriteString(tc.Text)
-		}
-	}
-	return sb.String(), nil
-}
-
-func listResources(c *client.Client) ([]string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	res, err := c.ListResources(ctx, mcp.ListResourcesRequest{})
-	if err != nil {
-		return nil, fmt.Errorf("resources/list: %w", err)
-	}
-	out := make([]string, 0, len(res.Resources))
-	for _, r := range res.Resources {
-		out = append(out, r.URI)
-	}
-	sort.Strings(out)
-	return out, nil
-}
-
-func readResource(c *client.Client, uri string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	req := mcp.ReadResourceRequest{}
-	req.Params.URI = uri
-	res, err := c.ReadResource(ctx, req)
-	if err != nil {
-		return "", fmt.Errorf("resources/read %s: %w", uri, err)
-	}
-	var sb strings.Builder
-	for _, ct := range res.Contents {
-		if tc, ok := ct.(mcp.TextResourceContents); ok {
-			sb.WriteString(tc.Text)
-		}
-	}
-	if sb.Len() == 0 && len(res.Contents) > 0 {
-		return "", errors.New("no text contents")
-	}
-	return sb.String(), nil
 }

@@ -128,7 +128,7 @@ func runSoak(t *testing.T, d time.Duration, endpoints int, bounds soakBounds) so
 	mustCtl(t, cp, args...)
 	clients := make([]*client.Client, soakCallers)
 	for i := range clients {
-		clients[i] = soakClient(t, dp.mcpURL())
+		clients[i] = mcpClient(t, dp.mcpURL())
 	}
 	eventually(t, 30*time.Second, "flaky__add answers through the data plane", func() error {
 		_, err := soakCall(clients[0], 1)
@@ -407,27 +407,6 @@ func percentiles(ds []time.Duration) (p50, p99, worst time.Duration) {
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	at := func(q float64) time.Duration { return s[min(len(s)-1, int(q*float64(len(s))))] }
 	return at(0.5), at(0.99), s[len(s)-1]
-}
-
-func soakClient(t *testing.T, url string) *client.Client {
-	t.Helper()
-	c, err := client.NewStreamableHttpClient(url)
-	if err != nil {
-		t.Fatalf("new MCP client: %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := c.Start(ctx); err != nil {
-		t.Fatalf("start MCP client: %v", err)
-	}
-	var init mcp.InitializeRequest
-	init.Params.ProtocolVersion = mcp.LATEST_PROTOCOL_VERSION
-	init.Params.ClientInfo = mcp.Implementation{Name: "soak", Version: "1"}
-	if _, err := c.Initialize(ctx, init); err != nil {
-		t.Fatalf("initialize: %v", err)
-	}
-	return c
 }
 
 // soakCall calls the read-only, idempotent add tool and checks the sum.
