@@ -28,17 +28,6 @@ func newFaultProxy(t testing.TB, target string) *faultproxy.Proxy {
 	return p
 }
 
-// startDataPlaneVia starts a data plane that reaches cp at cpAddr (a proxy)
-// instead of cp's own address.
-func startDataPlaneVia(t testing.TB, cp *controlPlane, id, cpAddr string) *dataPlane {
-	t.Helper()
-	listen := freeAddr(t)
-	p := startProc(t, "dataplane "+id, []string{"MCPMESH_TOKEN_FILE=" + cp.tokenFile()}, bin("dataplane"),
-		"--control-plane", cpAddr, "--listen", listen, "--id", id)
-	waitHTTP(t, "http://"+listen+"/livez", 10*time.Second, p)
-	return &dataPlane{proc: p, id: id, listen: listen}
-}
-
 // echoes is nil when tool echoes text back through c.
 func echoes(c *client.Client, tool, text string) error {
 	got, err := callErr(c, 10*time.Second, tool, map[string]any{"text": text})

@@ -366,8 +366,15 @@ var dpServingRE = regexp.MustCompile(`"msg":"data plane serving".*?"mcp_url":"ht
 
 func startDataPlane(t testing.TB, cp *controlPlane, id string) *dataPlane {
 	t.Helper()
+	return startDataPlaneVia(t, cp, id, cp.grpcAddr)
+}
+
+// startDataPlaneVia starts a data plane of cp that dials the control plane
+// at cpAddr (a proxy in front of it, say).
+func startDataPlaneVia(t testing.TB, cp *controlPlane, id, cpAddr string) *dataPlane {
+	t.Helper()
 	p, m := startListener(t, "dataplane "+id, []string{"MCPMESH_TOKEN_FILE=" + cp.tokenFile()}, dpServingRE, bin("dataplane"),
-		"--control-plane", cp.grpcAddr, "--listen", "127.0.0.1:0", "--id", id, "--log-format", "json")
+		"--control-plane", cpAddr, "--listen", "127.0.0.1:0", "--id", id, "--log-format", "json")
 	d := &dataPlane{proc: p, id: id, listen: m[1]}
 	waitHTTP(t, "http://"+d.listen+"/livez", startTimeout, p)
 	return d
