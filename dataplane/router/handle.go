@@ -1,0 +1,384 @@
+package router
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/mcpmesh/mcpmesh/dataplane/backend"
+	"github.com/mcpmesh/mcpmesh/dataplane/catalog"
+	"github.com/mcpmesh/mcpmesh/dataplane/front"
+	"github.com/mcpmesh/mcpmesh/dataplane/jsonrpc"
+	"github.com/mcpmesh/mcpmesh/internal/states"
+	"github.com/mcpmesh/mcpmesh/internal/version"
+)
+
+// Protocol revisions the router speaks with clients, oldest first. The
+// 2026-07-28 stateless revision is not among them yet: server/discover is
+// answered -32601, and clients fall back to initialize.
+var protocols = []string{"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"}
+
+// LatestProtocol is offered to clients asking for a revision we do not speak.
+const LatestProtocol = "2025-11-25"
+
+// Negotiate picks the revision of a client's initialize: its own when we
+// speak it, else our latest (the client then decides whether to go on).
+func Negotiate(requested string) string {
+	for _, p := range protocols {
+		if p == requested {
+			return p
+		}
+	}
+	return LatestProtocol
+}
+
+// capabilities the gateway announces: it relays every feature, so it offers
+// them all; a backend that lacks one answers the request with its own error.
+const capabilities = `{"tools":{"listChanged":true},"prompts":{"listChanged":true},` +
+	`"resources":{"subscribe":true,"listChanged":true},"logging":{},"completions":{}}`
+
+// Initialize answers a client's initialize.
+func (r *Router) Initialize(_ context.Context, s *front.Session, params json.RawMessage) (json.RawMessage, []byte, error) {
+	requested, _, err := jsonrpc.LookupString(params, "protocolVersion")
+	if err != nil {
+		return nil, nil, errorf(jsonrpc.CodeInvalidParams, "initialize: params: %v", err)
+	}
+	v := Negotiate(requested)
+	res := fmt.Sprintf(`{"protocolVersion":%s,"capabilities":%s,"serverInfo":{"name":"mcpmesh","version":%s}}`,
+		quote(v), capabilities, quote(version.Version))
+	r.observe("initialize", "ok")
+	return json.RawMessage(res), nil, nil
+}
+
+// Handle answers one client request.
+func (r *Router) Handle(ctx context.Context, s *front.Session, req *jsonrpc.Message, out front.Stream) (json.RawMessage, error) {
+	res, err := r.handle(ctx, s, req, out)
+	status := "ok"
+	switch {
+	case err != nil:
+		status = "error"
+	case req.Method == "tools/call" && isErrorResult(res):
+		status = "tool_error"
+	}
+	r.observe(req.Method, status)
+	return res, err
+}
+
+func (r *Router) handle(ctx context.Context, s *front.Session, req *jsonrpc.Message, out front.Stream) (json.RawMessage, error) {
+	if k, ok := catalog.KindOfMethod(req.Method); ok {
+		return r.list(ctx, s, k, req.Params)
+	}
+	switch req.Method {
+	case "ping":
+		return json.RawMessage(`{}`), nil
+	case "tools/call":
+		return r.callTool(ctx, s, req, out)
+	case "prompts/get":
+		return r.getPrompt(ctx, s, req, out)
+	case "resources/read":
+		return r.readResource(ctx, s, req, out)
+	case "resources/subscribe", "resources/unsubscribe":
+		return r.subscribe(ctx, s, req)
+	case "completion/complete":
+		return r.complete(ctx, s, req, out)
+	case "logging/setLevel":
+		return r.setLevel(ctx, s, req)
+	case "initialize":
+		return nil, errorf(jsonrpc.CodeInvalidRequest, "initialize: the session is initialized already")
+	case "server/discover":
+		return nil, errorf(jsonrpc.CodeMethodNotFound,
+			"server/discover: this data plane speaks MCP %s with the initialize handshake; the 2026-07-28 stateless revision is not supported yet", LatestProtocol)
+	}
+	return nil, errorf(jsonrpc.CodeMethodNotFound, "method %q not found", req.Method)
+}
+
+func isErrorResult(res json.RawMessage) bool {
+	s, e, ok, err := jsonrpc.Lookup(res, "isError")
+	return err == nil && ok && string(res[s:e]) == "true"
+}
+
+func (r *Router) list(ctx context.Context, s *front.Session, k catalog.Kind, params json.RawMessage) (json.RawMessage, error) {
+	cfg := r.lists.Load()
+	var cursor string
+	if params != nil {
+		c, _, err := jsonrpc.LookupString(params, "cursor")
+		if err != nil {
+			return nil, errorf(jsonrpc.CodeInvalidParams, "%s: params: %v", k.Desc().Method, err)
+		}
+		cursor = c
+	}
+	return r.cat.Load().List(ctx, k, catalog.ListRequest{
+		Cursor:   cursor,
+		Paginate: cfg.paginate || s.Paginate,
+		PageSize: cfg.pageSize,
+		Revision: cfg.revision,
+		Key:      cfg.key,
+	}, fetcher{r})
+}
+
+// fetcher lets the catalog's walk read upstream pages.
+type fetcher struct{ r *Router }
+
+func (f fetcher) FetchPage(ctx context.Context, server string, k catalog.Kind, cursor string) (catalog.Page, error) {
+	b, ok := f.r.servers.Get(server)
+	if !ok {
+		return catalog.Page{}, fmt.Errorf("server %q is not configured", server)
+	}
+	return b.FetchPage(ctx, k, cursor)
+}
+
+// target is where a routed request goes.
+type target struct {
+	srv    Server
+	route  catalog.Route
+	params json.RawMessage // rewritten for the backend
+}
+
+func (r *Router) server(name string) (Server, error) {
+	b, ok := r.servers.Get(name)
+	if !ok {
+		return nil, errorf(jsonrpc.CodeInvalidParams, "server %q is not configured", name)
+	}
+	return b, nil
+}
+
+// byName routes a request whose params name a tool or prompt.
+func (r *Router) byName(method string, params json.RawMessage, find func(string) (catalog.Route, bool), what string) (target, error) {
+	name, ok, err := jsonrpc.LookupString(params, "name")
+	if err != nil || !ok {
+		return target{}, errorf(jsonrpc.CodeInvalidParams, "%s: params need a string \"name\"", method)
+	}
+	rt, ok := find(name)
+	if !ok {
+		return target{}, errorf(jsonrpc.CodeInvalidParams, "unknown %s %q", what, name)
+	}
+	b, err := r.server(rt.Server)
+	if err != nil {
+		return target{}, err
+	}
+	p := params
+	if rt.Name != name {
+		if p, err = jsonrpc.Set(params, "name", quote(rt.Name)); err != nil {
+			return target{}, errorf(jsonrpc.CodeInvalidParams, "%s: params: %v", method, err)
+		}
+	}
+	return target{srv: b, route: rt, params: p}, nil
+}
+
+// byURI routes a request whose params carry a resource URI.
+func (r *Router) byURI(method string, params json.RawMessage) (target, string, error) {
+	uri, ok, err := jsonrpc.LookupString(params, "uri")
+	if err != nil || !ok {
+		return target{}, "", errorf(jsonrpc.CodeInvalidParams, "%s: params need a string \"uri\"", method)
+	}
+	rt, ok := r.cat.Load().Resource(uri)
+	if !ok {
+		return target{}, uri, &jsonrpc.Error{Code: jsonrpc.CodeResourceNotFound, Message: fmt.Sprintf("resource %q not found: no backend serves it", uri)}
+	}
+	b, err := r.server(rt.Server)
+	if err != nil {
+		return target{}, uri, err
+	}
+	p := params
+	if rt.Name != uri {
+		if p, err = jsonrpc.Set(params, "uri", quote(rt.Name)); err != nil {
+			return target{}, uri, errorf(jsonrpc.CodeInvalidParams, "%s: params: %v", method, err)
+		}
+	}
+	return target{srv: b, route: rt, params: p}, uri, nil
+}
+
+func (r *Router) callTool(ctx context.Context, s *front.Session, req *jsonrpc.Message, out front.Stream) (json.RawMessage, error) {
+	cat := r.cat.Load()
+	t, err := r.byName(req.Method, req.Params, cat.Tool, "tool")
+	if err != nil {
+		var je *jsonrpc.Error
+		if errors.As(err, &je) && je.Code == jsonrpc.CodeInvalidParams && t.srv == nil {
+			// An unknown tool is a tool error, so the model reads why.
+			return toolError(je.Message), nil
+		}
+		return nil, err
+	}
+	what := fmt.Sprintf("call tool %q", t.route.Name)
+	res, err := r.forward(ctx, s, req, out, t, backend.Request{
+		Method: req.Method, Retry: t.srv.ToolRetryable(t.route.Name), What: what,
+	})
+	if err != nil {
+		var je *jsonrpc.Error
+		if errors.As(err, &je) || ctx.Err() != nil {
+			return nil, err
+		}
+		r.log.Debug("tool call failed", "server", t.route.Server, "tool", t.route.Name, "err", err)
+		return toolError(fmt.Sprintf("call tool %q on server %q (state %s): %v", t.route.Name, t.route.Server, states.Backend(t.srv.State()), err)), nil
+	}
+	return res, nil
+}
+
+// toolError is a tools/call result that reports a failure to the model.
+func toolError(msg string) json.RawMessage {
+	return json.RawMessage(`{"content":[{"type":"text","text":` + string(quote(msg)) + `}],"isError":true}`)
+}
+
+func (r *Router) getPrompt(ctx context.Context, s *front.Session, req *jsonrpc.Message, out front.Stream) (json.RawMessage, error) {
+	t, err := r.byName(req.Method, req.Params, r.cat.Load().Prompt, "prompt")
+	if err != nil {
+		return nil, err
+	}
+	res, err := r.forward(ctx, s, req, out, t, backend.Request{Method: req.Method, Retry: true, What: fmt.Sprintf("get prompt %q", t.route.Name)})
+	return res, upstreamErr(err, "get prompt %q on server %q (state %s)", t)
+}
+
+func (r *Router) readResource(ctx context.Context, s *front.Session, req *jsonrpc.Message, out front.Stream) (json.RawMessage, error) {
+	t, exposed, err := r.byURI(req.Method, req.Params)
+	if err != nil {
+		return nil, err
+	}
+	res, err := r.forward(ctx, s, req, out, t, backend.Request{Method: req.Method, Retry: true, What: fmt.Sprintf("read resource %q", t.route.Name)})
+	if err != nil {
+		return nil, upstreamErr(err, "read resource %q on server %q (state %s)", t)
+	}
+	if exposed != t.route.Name {
+		res = catalog.RewriteReadResult(res, t.route.Name, exposed)
+	}
+	return res, nil
+}
+
+// complete routes completion/complete by its ref: a prompt name or a
+// resource (template) URI.
+func (r *Router) complete(ctx context.Context, s *front.Session, req *jsonrpc.Message, out front.Stream) (json.RawMessage, error) {
+	rs, re, ok, err := jsonrpc.Lookup(req.Params, "ref")
+	if err != nil || !ok {
+		return nil, errorf(jsonrpc.CodeInvalidParams, "completion/complete: params need a \"ref\" object")
+	}
+	ref := req.Params[rs:re]
+	typ, _, _ := jsonrpc.LookupString(ref, "type")
+	cat := r.cat.Load()
+	var (
+		key   string
+		route catalog.Route
+		found bool
+	)
+	switch typ {
+	case "ref/prompt":
+		key = "name"
+		name, _, _ := jsonrpc.LookupString(ref, "name")
+		route, found = cat.Prompt(name)
+		if !found {
+			return nil, errorf(jsonrpc.CodeInvalidParams, "completion/complete: unknown prompt %q", name)
+		}
+	case "ref/resource":
+		key = "uri"
+		uri, _, _ := jsonrpc.LookupString(ref, "uri")
+		route, found = cat.Template(uri)
+		if !found {
+			route, found = cat.Resource(uri)
+		}
+		if !found {
+			return nil, errorf(jsonrpc.CodeInvalidParams, "completion/complete: unknown resource template %q", uri)
+		}
+	default:
+		return nil, errorf(jsonrpc.CodeInvalidParams, "completion/complete: ref.type must be \"ref/prompt\" or \"ref/resource\", not %q", typ)
+	}
+	b, err := r.server(route.Server)
+	if err != nil {
+		return nil, err
+	}
+	newRef, err := jsonrpc.Set(ref, key, quote(route.Name))
+	if err != nil {
+		return nil, errorf(jsonrpc.CodeInvalidParams, "completion/complete: ref: %v", err)
+	}
+	t := target{srv: b, route: route, params: jsonrpc.Splice(req.Params, rs, re, newRef)}
+	res, err := r.forward(ctx, s, req, out, t, backend.Request{Method: req.Method, Retry: true, What: "complete"})
+	return res, upstreamErr(err, "complete %q on server %q (state %s)", t)
+}
+
+// upstreamErr names the backend in a transport failure; a JSON-RPC error
+// of the backend reaches the client as it is.
+func upstreamErr(err error, format string, t target) error {
+	if err == nil {
+		return nil
+	}
+	var je *jsonrpc.Error
+	if errors.As(err, &je) {
+		return je
+	}
+	msg := fmt.Sprintf(format, t.route.Name, t.route.Server, states.Backend(t.srv.State()))
+	return &jsonrpc.Error{Code: jsonrpc.CodeUnavailable, Message: msg + ": " + err.Error()}
+}
+
+// forward sends a routed request upstream as the client's call: the client
+// can cancel it, its progress notifications and the backend's requests
+// during it find their way back to this client.
+func (r *Router) forward(ctx context.Context, s *front.Session, req *jsonrpc.Message, out front.Stream, t target, br backend.Request) (json.RawMessage, error) {
+	c, ctx, done := r.relay.begin(ctx, s, req.ID, out, t.route.Server)
+	defer done()
+	params, err := r.relay.rewriteProgress(c, t.params)
+	if err != nil {
+		return nil, errorf(jsonrpc.CodeInvalidParams, "%s: params._meta: %v", req.Method, err)
+	}
+	br.Params = params
+	return t.srv.Request(ctx, br)
+}
+
+// setLevel records the client's logging level (notifications/message are
+// filtered by it) and asks every backend that logs for the most verbose
+// level any client of this replica wants.
+func (r *Router) setLevel(ctx context.Context, s *front.Session, req *jsonrpc.Message) (json.RawMessage, error) {
+	level, ok, err := jsonrpc.LookupString(req.Params, "level")
+	if err != nil || !ok {
+		return nil, errorf(jsonrpc.CodeInvalidParams, "logging/setLevel: params need a string \"level\"")
+	}
+	rank, ok := levelRank[level]
+	if !ok {
+		return nil, errorf(jsonrpc.CodeInvalidParams, "logging/setLevel: unknown level %q (want one of debug, info, notice, warning, error, critical, alert, emergency)", level)
+	}
+	upstream := r.relay.setLevel(s, rank)
+	params := json.RawMessage(`{"level":` + string(quote(levelNames[upstream])) + `}`)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for _, b := range r.servers.List() {
+		if !hasCapability(b.Capabilities(), "logging") {
+			continue
+		}
+		if _, err := b.Request(ctx, backend.Request{Method: req.Method, Params: params, Retry: true, What: "set log level"}); err != nil {
+			r.log.Debug("set log level upstream", "server", b.Name(), "err", err)
+		}
+	}
+	return json.RawMessage(`{}`), nil
+}
+
+func hasCapability(caps json.RawMessage, name string) bool {
+	if caps == nil {
+		return false
+	}
+	_, _, ok, err := jsonrpc.Lookup(caps, name)
+	return err == nil && ok
+}
+
+// subscribe forwards resources/subscribe and unsubscribe. The upstream
+// session is shared by this replica's clients, so it is subscribed while
+// any of them is.
+func (r *Router) subscribe(ctx context.Context, s *front.Session, req *jsonrpc.Message) (json.RawMessage, error) {
+	t, exposed, err := r.byURI(req.Method, req.Params)
+	if err != nil {
+		return nil, err
+	}
+	on := req.Method == "resources/subscribe"
+	if !r.relay.subscription(s, exposed, t.route, on) {
+		return json.RawMessage(`{}`), nil // the upstream session is subscribed already (or still)
+	}
+	_, err = t.srv.Request(ctx, backend.Request{Method: req.Method, Params: t.params, Retry: true, What: req.Method})
+	if err != nil && on {
+		r.relay.subscription(s, exposed, t.route, false)
+	}
+	if err != nil {
+		return nil, upstreamErr(err, req.Method+" %q on server %q (state %s)", t)
+	}
+	return json.RawMessage(`{}`), nil
+}
+
+func backendUnsubscribe(params json.RawMessage) backend.Request {
+	return backend.Request{Method: "resources/unsubscribe", Params: params, Retry: true, What: "resources/unsubscribe"}
+}

@@ -1,0 +1,220 @@
+package router
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/dataplane/backend"
+	"github.com/mcpmesh/mcpmesh/dataplane/catalog"
+	"github.com/mcpmesh/mcpmesh/dataplane/front"
+	"github.com/mcpmesh/mcpmesh/dataplane/jsonrpc"
+)
+
+// Server is one backend as the router uses it; *backend.Backend is one.
+type Server interface {
+	Name() string
+	State() mcpmeshv1.BackendState
+	Request(ctx context.Context, r backend.Request) (json.RawMessage, error)
+	Notify(ctx context.Context, method string, params json.RawMessage) error
+	ToolRetryable(name string) bool
+	Catalog() (catalog.Server, bool)
+	FetchPage(ctx context.Context, k catalog.Kind, cursor string) (catalog.Page, error)
+	Capabilities() json.RawMessage
+}
+
+// Servers is where the router finds backends; backend.Manager is one (through Adapt).
+type Servers interface {
+	List() []Server
+	Get(name string) (Server, bool)
+}
+
+// Clients is the way back to clients that have no request open: the front's
+// per-session streams on this replica.
+type Clients interface {
+	Push(sessionID string, msg []byte) bool
+	Broadcast(msg []byte)
+}
+
+// Options configure a Router.
+type Options struct {
+	Servers Servers
+	// Observe, when set, is told the method and outcome ("ok",
+	// "tool_error", "error") of every client request.
+	Observe func(method, status string)
+	Logger  *slog.Logger
+}
+
+// Router implements front.Router.
+type Router struct {
+	servers Servers
+	observe func(method, status string)
+	log     *slog.Logger
+	clients atomic.Pointer[clientsBox]
+
+	cat   atomic.Pointer[catalog.Catalog]
+	lists atomic.Pointer[listConfig]
+
+	mu       sync.Mutex // guards the fingerprints and serialises Refresh
+	fp       [4]uint64
+	refreshd bool
+
+	relay relay
+}
+
+type clientsBox struct{ Clients }
+
+// listConfig is what the latest snapshot says about list methods.
+type listConfig struct {
+	paginate bool
+	pageSize int
+	revision uint64
+	key      []byte
+}
+
+var _ front.Router = (*Router)(nil)
+
+// New returns a router serving an empty catalog until Refresh.
+func New(o Options) *Router {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Observe == nil {
+		o.Observe = func(string, string) {}
+	}
+	r := &Router{servers: o.Servers, observe: o.Observe, log: o.Logger}
+	r.cat.Store(catalog.Build(nil))
+	r.lists.Store(&listConfig{pageSize: DefaultPageSize, key: randomKey()})
+	r.relay.init(r)
+	return r
+}
+
+// DefaultPageSize is the page size when the settings name none.
+const DefaultPageSize = 100
+
+// MaxPageSize mirrors the control plane's bound of pagination.page_size.
+const MaxPageSize = 1000
+
+func randomKey() []byte {
+	k := make([]byte, 32)
+	_, _ = rand.Read(k) // never fails (crashes the program instead)
+	return k
+}
+
+// SetClients connects the router to the front it serves (they refer to
+// each other, so one is given to the other after both exist).
+func (r *Router) SetClients(c Clients) { r.clients.Store(&clientsBox{c}) }
+
+func (r *Router) push(sessionID string, msg []byte) bool {
+	if c := r.clients.Load(); c != nil {
+		return c.Push(sessionID, msg)
+	}
+	return false
+}
+
+func (r *Router) broadcast(msg []byte) {
+	if c := r.clients.Load(); c != nil {
+		c.Broadcast(msg)
+	}
+}
+
+// SetConfig applies the list settings of a snapshot and the key that signs
+// cursors (derived from the cluster secret).
+func (r *Router) SetConfig(settings *mcpmeshv1.Settings, cursorKey []byte, revision uint64) {
+	p := settings.GetPagination()
+	size := int(p.GetPageSize())
+	switch {
+	case size <= 0:
+		size = DefaultPageSize
+	case size > MaxPageSize:
+		size = MaxPageSize
+	}
+	cfg := &listConfig{paginate: p.GetEnabled(), pageSize: size, revision: revision, key: cursorKey}
+	if len(cfg.key) == 0 {
+		cfg.key = r.lists.Load().key
+	}
+	r.lists.Store(cfg)
+}
+
+// Catalog returns what is served now.
+func (r *Router) Catalog() *catalog.Catalog { return r.cat.Load() }
+
+// Shadowed is the catalog's report of names an earlier server keeps.
+func (r *Router) Shadowed() map[string][]string { return r.cat.Load().Shadowed() }
+
+// Refresh rebuilds the catalog from the ready backends and tells every
+// client with an open stream which lists changed.
+func (r *Router) Refresh() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var servers []catalog.Server
+	for _, s := range r.servers.List() {
+		if cs, ok := s.Catalog(); ok {
+			servers = append(servers, cs)
+		}
+	}
+	cat := catalog.Build(servers)
+	r.cat.Store(cat)
+	var changed []catalog.Kind
+	for _, k := range catalog.Kinds {
+		fp := fingerprint(cat, k)
+		if r.refreshd && fp != r.fp[k] {
+			changed = append(changed, k)
+		}
+		r.fp[k] = fp
+	}
+	r.refreshd = true
+	sent := map[string]bool{}
+	for _, k := range changed {
+		m := listChangedMethod(k)
+		if !sent[m] {
+			sent[m] = true
+			r.broadcast(jsonrpc.Notification(m, nil))
+		}
+	}
+}
+
+// fingerprint hashes the whole exposed list of kind k.
+func fingerprint(cat *catalog.Catalog, k catalog.Kind) uint64 {
+	res, err := cat.List(context.Background(), k, catalog.ListRequest{}, nil)
+	h := fnv.New64a()
+	if err != nil {
+		h.Write([]byte(err.Error()))
+	}
+	h.Write(res)
+	return h.Sum64()
+}
+
+func listChangedMethod(k catalog.Kind) string {
+	switch k {
+	case catalog.Tools:
+		return "notifications/tools/list_changed"
+	case catalog.Prompts:
+		return "notifications/prompts/list_changed"
+	default:
+		return "notifications/resources/list_changed"
+	}
+}
+
+// replicaTag makes this replica's progress tokens and request ids its own.
+var replicaTag = func() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}()
+
+func quote(s string) json.RawMessage {
+	b, _ := json.Marshal(s) // a string cannot fail
+	return b
+}
+
+func errorf(code int, format string, args ...any) *jsonrpc.Error {
+	return &jsonrpc.Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
