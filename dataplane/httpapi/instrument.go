@@ -1,12 +1,8 @@
 package httpapi
 
 import (
-	"context"
 	"net/http"
 	"strconv"
-
-	"github.com/mark3labs/mcp-go/mcp"
-	"github.com/mark3labs/mcp-go/server"
 )
 
 // Instrument counts every request next serves by route, method and status.
@@ -62,39 +58,29 @@ func (s *statusRecorder) Flush() {
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// MCPHooks count MCP requests by method and outcome: ok, tool_error (a tool
-// result with isError) or error (a JSON-RPC error). Pass them to
-// mcpserver.Options.Hooks.
-func (a *API) MCPHooks() *server.Hooks {
-	h := &server.Hooks{}
-	h.AddOnSuccess(func(_ context.Context, _ any, method mcp.MCPMethod, _ any, result any) {
-		status := "ok"
-		if r, ok := result.(*mcp.CallToolResult); ok && r != nil && r.IsError {
-			status = "tool_error"
-		}
-		a.mcpReqs.WithLabelValues(methodLabel(method), status).Inc()
-	})
-	h.AddOnError(func(_ context.Context, _ any, method mcp.MCPMethod, _ any, _ error) {
-		a.mcpReqs.WithLabelValues(methodLabel(method), "error").Inc()
-	})
-	return h
+// ObserveMCP counts one MCP request by method and outcome: ok, tool_error
+// (a tool result with isError) or error (a JSON-RPC error). The router calls
+// it for every client request.
+func (a *API) ObserveMCP(method, status string) {
+	a.mcpReqs.WithLabelValues(methodLabel(method), status).Inc()
 }
 
 // knownMethods bounds the method label: a client may send any method name.
-var knownMethods = map[mcp.MCPMethod]bool{
-	mcp.MethodInitialize: true, mcp.MethodPing: true,
-	mcp.MethodToolsList: true, mcp.MethodToolsCall: true,
-	mcp.MethodPromptsList: true, mcp.MethodPromptsGet: true,
-	mcp.MethodResourcesList: true, mcp.MethodResourcesRead: true,
-	mcp.MethodResourcesTemplatesList: true,
-	mcp.MethodResourcesSubscribe:     true, mcp.MethodResourcesUnsubscribe: true,
-	mcp.MethodSetLogLevel: true, mcp.MethodCompletionComplete: true,
-	mcp.MethodServerDiscover: true, mcp.MethodSubscriptionsListen: true,
+var knownMethods = map[string]bool{
+	"initialize": true, "ping": true,
+	"tools/list": true, "tools/call": true,
+	"prompts/list": true, "prompts/get": true,
+	"resources/list": true, "resources/read": true,
+	"resources/templates/list": true,
+	"resources/subscribe":      true, "resources/unsubscribe": true,
+	"logging/setLevel": true, "completion/complete": true,
+	"server/discover": true, "subscriptions/listen": true,
+	"tasks/get": true, "tasks/result": true, "tasks/list": true, "tasks/cancel": true,
 }
 
-func methodLabel(m mcp.MCPMethod) string {
+func methodLabel(m string) string {
 	if knownMethods[m] {
-		return string(m)
+		return m
 	}
 	return "other"
 }

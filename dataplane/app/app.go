@@ -1,0 +1,218 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+
+	"github.com/mcpmesh/mcpmesh/dataplane/backend"
+	"github.com/mcpmesh/mcpmesh/dataplane/configclient"
+	"github.com/mcpmesh/mcpmesh/dataplane/front"
+	"github.com/mcpmesh/mcpmesh/dataplane/httpapi"
+	"github.com/mcpmesh/mcpmesh/dataplane/jsonrpc"
+	"github.com/mcpmesh/mcpmesh/dataplane/keys"
+	"github.com/mcpmesh/mcpmesh/dataplane/router"
+	"github.com/mcpmesh/mcpmesh/internal/version"
+)
+
+// ShutdownTimeout bounds the graceful stop of the HTTP server.
+const ShutdownTimeout = 5 * time.Second
+
+// cursorLabel names the key that signs list cursors.
+const cursorLabel = "mcpmesh cursor v3"
+
+// Config is what a data plane is started with.
+type Config struct {
+	ControlPlane string // gRPC address of the control plane
+	ID           string // data plane id
+	Token        string // credential for the config stream
+	Logger       *slog.Logger
+}
+
+// DataPlane is a built, not yet running data plane.
+type DataPlane struct {
+	cfg       Config
+	log       *slog.Logger
+	mgr       *backend.Manager
+	router    *router.Router
+	front     *front.Front
+	api       *httpapi.API
+	client    atomic.Pointer[configclient.Client]
+	keys      *keys.Keys
+	readiness *httpapi.Readiness
+}
+
+// New wires a data plane. Nothing runs until Serve.
+func New(cfg Config) (*DataPlane, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	d := &DataPlane{cfg: cfg, log: log, keys: keys.New()}
+	d.readiness = httpapi.NewReadiness(httpapi.ReadinessOptions{Logger: log.With("component", "readiness")})
+
+	// The router and the manager refer to each other (backends relay what
+	// they receive through the router; the router reads the backends), so
+	// the manager's callbacks go through d.
+	d.mgr = backend.NewManager(backend.ManagerOptions{
+		Logger:   log.With("component", "backend"),
+		OnChange: d.onBackendChange,
+		OnNotification: func(server string, n *jsonrpc.Message) {
+			d.router.OnNotification(server, n)
+		},
+		OnRequest: func(ctx context.Context, server string, req *jsonrpc.Message) (json.RawMessage, error) {
+			return d.router.OnRequest(ctx, server, req)
+		},
+	})
+	api, err := httpapi.New(httpapi.Options{
+		DataPlaneID: cfg.ID,
+		Health:      d.mgr.Health,
+		Revision: func() uint64 {
+			if c := d.client.Load(); c != nil {
+				return c.Revision()
+			}
+			return 0
+		},
+		Connected: func() bool { c := d.client.Load(); return c != nil && c.Connected() },
+		Shadowed:  func() map[string][]string { return d.router.Shadowed() },
+		Ready:     d.readiness.Ready,
+		Logger:    log.With("component", "httpapi"),
+	})
+	if err != nil {
+		d.mgr.Close()
+		return nil, err
+	}
+	d.api = api
+	d.router = router.New(router.Options{
+		Servers: router.Adapt[*backend.Backend](d.mgr),
+		Observe: api.ObserveMCP,
+		Logger:  log.With("component", "router"),
+	})
+	d.router.Refresh() // an empty, valid catalog until the first snapshot
+	d.front = front.New(front.Options{
+		Router: d.router,
+		Keys:   d.keys,
+		Logger: log.With("component", "front"),
+	})
+	d.router.SetClients(d.front)
+	return d, nil
+}
+
+func (d *DataPlane) onBackendChange() {
+	if d.router != nil {
+		d.refresh()
+	}
+	if c := d.client.Load(); c != nil {
+		c.NotifyHealth()
+	}
+}
+
+// refresh rebuilds the catalog and tells readiness whether every backend
+// had made its first connect attempt before the rebuild.
+func (d *DataPlane) refresh() {
+	d.readiness.Rebuild(d.firstAttemptPending, d.router.Refresh)
+}
+
+// apply takes a config snapshot.
+func (d *DataPlane) apply(_ context.Context, snap *mcpmeshv1.ConfigSnapshot) error {
+	if err := d.mgr.Apply(snap); err != nil {
+		return err
+	}
+	d.keys.SetSecret(snap.GetClusterSecret())
+	// Settings and key before the lists, so the first page cut from this
+	// snapshot's lists follows its rules.
+	d.router.SetConfig(snap.GetSettings(), d.keys.Derive(cursorLabel), snap.GetRevision())
+	d.readiness.Applied()
+	d.refresh()
+	return nil
+}
+
+// firstAttemptPending counts the backends still making their first connect
+// attempt: until it is zero, a rebuilt list may lack some of them.
+func (d *DataPlane) firstAttemptPending() int {
+	n := 0
+	for _, b := range d.mgr.List() {
+		if b.State() == mcpmeshv1.BackendState_BACKEND_STATE_CONNECTING {
+			n++
+		}
+	}
+	return n
+}
+
+// Serve runs the data plane on ln until ctx ends or something fails for
+// good, then stops everything it started.
+func (d *DataPlane) Serve(ctx context.Context, ln net.Listener) error {
+	client := configclient.New(configclient.Options{
+		Addr:        d.cfg.ControlPlane,
+		Token:       d.cfg.Token,
+		DataPlaneID: d.cfg.ID,
+		Version:     version.Version,
+		ListenAddr:  ln.Addr().String(),
+		Logger:      d.log.With("component", "configclient"),
+		Apply:       d.apply,
+		Health:      d.mgr.Health,
+	})
+	d.client.Store(client)
+	mux := http.NewServeMux()
+	d.api.Register(mux)
+	fh := d.front.Handler()
+	for _, p := range []string{"/mcp", "/sse", "/message"} {
+		mux.Handle(p, fh)
+	}
+	httpSrv := &http.Server{
+		Handler:           d.api.Instrument(mux),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- httpSrv.Serve(ln) }()
+	clientCtx, stopClient := context.WithCancel(ctx)
+	defer stopClient()
+	clientDone := make(chan error, 1)
+	go func() { clientDone <- client.Run(clientCtx) }()
+
+	base := "http://" + ln.Addr().String()
+	d.log.Info("data plane serving",
+		"mcp_url", base+"/mcp", "sse_url", base+"/sse", "health_url", base+"/health",
+		"dataplane", d.cfg.ID, "control_plane", d.cfg.ControlPlane, "version", version.Version)
+
+	var failed error
+	select {
+	case <-ctx.Done():
+		d.log.Info("shutting down")
+	case err := <-serveErr:
+		failed = fmt.Errorf("serve HTTP: %w", err)
+	case err := <-clientDone:
+		// Run returns early only when it gives up (e.g. a rejected token).
+		failed = fmt.Errorf("config client stopped: %w", err)
+		clientDone <- err
+	}
+
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	// Client streams first: they would otherwise hold Shutdown until the timeout.
+	if err := d.front.Close(); err != nil {
+		d.log.Warn("close client sessions", "err", err)
+	}
+	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
+		d.log.Warn("shut down HTTP server", "err", err)
+		_ = httpSrv.Close()
+	}
+	stopClient()
+	if err := <-clientDone; err != nil && !errors.Is(err, context.Canceled) {
+		d.log.Warn("config client", "err", err)
+	}
+	if err := d.mgr.Close(); err != nil {
+		d.log.Warn("close backends", "err", err)
+	}
+	d.log.Info("stopped")
+	return failed
+}
