@@ -129,6 +129,9 @@ func validateServer(s *mcpmeshv1.Server) *fieldError {
 			return invalid("server.prefix", "%v", err)
 		}
 	}
+	if _, ok := mcpmeshv1.SessionMode_name[int32(s.GetSession())]; !ok {
+		return invalid("server.session", "session mode %d is unknown: use per-client or shared", s.GetSession())
+	}
 	for i, tag := range s.GetTags() {
 		if !tagRE.MatchString(tag) {
 			return invalid(fmt.Sprintf("server.tags[%d]", i), "tag %q is invalid: use 1-63 characters of a-z, 0-9, '_', '.', '-', starting with a letter or digit", tag)

@@ -4,6 +4,7 @@
 package states
 
 import (
+	"fmt"
 	"strings"
 
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
@@ -32,4 +33,41 @@ func Breaker(s mcpmeshv1.BreakerState) string {
 	default:
 		return "closed"
 	}
+}
+
+// Session is the spelling of a session mode: per-client or shared; ""
+// when unset (the transport's default applies).
+func Session(m mcpmeshv1.SessionMode) string {
+	switch m {
+	case mcpmeshv1.SessionMode_SESSION_MODE_PER_CLIENT:
+		return "per-client"
+	case mcpmeshv1.SessionMode_SESSION_MODE_SHARED:
+		return "shared"
+	default:
+		return ""
+	}
+}
+
+// ParseSession reads a session mode as Session spells it.
+func ParseSession(s string) (mcpmeshv1.SessionMode, error) {
+	switch s {
+	case "per-client":
+		return mcpmeshv1.SessionMode_SESSION_MODE_PER_CLIENT, nil
+	case "shared":
+		return mcpmeshv1.SessionMode_SESSION_MODE_SHARED, nil
+	}
+	return 0, fmt.Errorf("session mode %q is not one of per-client, shared", s)
+}
+
+// EffectiveSession is the mode a server runs in: its own, else the default
+// of its transport (shared for stdio, whose child is one process; per-client
+// for HTTP and SSE).
+func EffectiveSession(s *mcpmeshv1.Server) mcpmeshv1.SessionMode {
+	if m := s.GetSession(); m != mcpmeshv1.SessionMode_SESSION_MODE_UNSPECIFIED {
+		return m
+	}
+	if s.GetTransport() == mcpmeshv1.Transport_TRANSPORT_STDIO {
+		return mcpmeshv1.SessionMode_SESSION_MODE_SHARED
+	}
+	return mcpmeshv1.SessionMode_SESSION_MODE_PER_CLIENT
 }

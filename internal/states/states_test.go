@@ -33,3 +33,24 @@ func TestLabels(t *testing.T) {
 		}
 	}
 }
+
+func TestSessionModes(t *testing.T) {
+	for _, m := range []mcpmeshv1.SessionMode{mcpmeshv1.SessionMode_SESSION_MODE_PER_CLIENT, mcpmeshv1.SessionMode_SESSION_MODE_SHARED} {
+		got, err := ParseSession(Session(m))
+		if err != nil || got != m {
+			t.Errorf("ParseSession(Session(%v)) = %v, %v", m, got, err)
+		}
+	}
+	if _, err := ParseSession("sticky"); err == nil {
+		t.Error("ParseSession accepted sticky")
+	}
+	stdio := &mcpmeshv1.Server{Transport: mcpmeshv1.Transport_TRANSPORT_STDIO}
+	http := &mcpmeshv1.Server{Transport: mcpmeshv1.Transport_TRANSPORT_STREAMABLE_HTTP}
+	if EffectiveSession(stdio) != mcpmeshv1.SessionMode_SESSION_MODE_SHARED || EffectiveSession(http) != mcpmeshv1.SessionMode_SESSION_MODE_PER_CLIENT {
+		t.Error("defaults: stdio must be shared, HTTP per-client")
+	}
+	http.Session = mcpmeshv1.SessionMode_SESSION_MODE_SHARED
+	if EffectiveSession(http) != mcpmeshv1.SessionMode_SESSION_MODE_SHARED {
+		t.Error("an explicit mode must win")
+	}
+}

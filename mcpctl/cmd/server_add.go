@@ -13,6 +13,7 @@ import (
 
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 	"github.com/mcpmesh/mcpmesh/internal/names"
+	"github.com/mcpmesh/mcpmesh/internal/states"
 	"github.com/mcpmesh/mcpmesh/mcpctl/printer"
 )
 
@@ -33,6 +34,7 @@ type addFlags struct {
 	// prefix is --prefix; prefixSet tells "--prefix ''" from no flag.
 	prefix    string
 	prefixSet bool
+	session   string
 }
 
 func newServerAddCommand(o *options) *cobra.Command {
@@ -43,7 +45,8 @@ func newServerAddCommand(o *options) *cobra.Command {
 		Example: `  mcpctl server add files -- npx -y @modelcontextprotocol/server-filesystem /srv
   mcpctl server add github --url https://api.example.com/mcp --header Authorization="Bearer $TOKEN"
   mcpctl server add legacy --url http://10.0.0.5:9000/sse --transport sse --tag team-a
-  mcpctl server add tools --url http://127.0.0.1:3000/mcp --prefix ''    # tools keep their own names`,
+  mcpctl server add tools --url http://127.0.0.1:3000/mcp --prefix ''    # tools keep their own names
+  mcpctl server add cache --url http://10.0.0.7:3000/mcp --session shared # one upstream session per data plane`,
 		RunE: func(c *cobra.Command, args []string) error {
 			name, command, err := splitAddArgs(args, c.ArgsLenAtDash())
 			if err != nil {
@@ -82,6 +85,7 @@ func newServerAddCommand(o *options) *cobra.Command {
 	fl.StringVar(&f.cwd, "cwd", "", "working directory of a stdio server")
 	fl.StringVar(&f.description, "description", "", "human description")
 	fl.StringVar(&f.prefix, "prefix", "", "prefix of the server's tool and prompt names (default NAME__; '' exposes them under their own names)")
+	fl.StringVar(&f.session, "session", "", "upstream sessions: per-client (each client its own; default for --url) or shared (one per data plane; default for stdio)")
 	fl.BoolVar(&f.disabled, "disabled", false, "register the server without serving it")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "validate with the control plane and print what would be created")
 	return c
@@ -185,6 +189,13 @@ func buildCreateRequest(name string, command []string, f addFlags) (*mcpmeshv1.C
 			return nil, fmt.Errorf("--prefix: %w", err)
 		}
 		s.Prefix = proto.String(f.prefix)
+	}
+	if f.session != "" {
+		m, err := states.ParseSession(f.session)
+		if err != nil {
+			return nil, fmt.Errorf("--session: %w", err)
+		}
+		s.Session = m
 	}
 	seen := map[string]bool{}
 	for _, t := range f.tags {

@@ -61,6 +61,11 @@ func TestBuildCreateRequest(t *testing.T) {
 			want: &mcpmeshv1.Server{Name: "a", Transport: mcpmeshv1.Transport_TRANSPORT_STDIO, Stdio: &mcpmeshv1.StdioConfig{Command: "cmd"}, Enabled: proto.Bool(true), Prefix: proto.String("gh.")},
 		},
 		{name: "bad prefix", args: []string{"a", "cmd"}, dash: 1, flags: addFlags{prefix: "a b", prefixSet: true}, wantErr: `--prefix: prefix "a b" is invalid`},
+		{
+			name: "shared session", args: []string{"a"}, dash: -1, flags: addFlags{url: "http://h/mcp", session: "shared"},
+			want: &mcpmeshv1.Server{Name: "a", Transport: mcpmeshv1.Transport_TRANSPORT_STREAMABLE_HTTP, Http: &mcpmeshv1.HttpConfig{Url: "http://h/mcp"}, Enabled: proto.Bool(true), Session: mcpmeshv1.SessionMode_SESSION_MODE_SHARED},
+		},
+		{name: "bad session", args: []string{"a"}, dash: -1, flags: addFlags{url: "http://h/mcp", session: "sticky"}, wantErr: `--session: session mode "sticky" is not one of per-client, shared`},
 		{name: "long prefix", args: []string{"a", "cmd"}, dash: 1, flags: addFlags{prefix: strings.Repeat("p", 33), prefixSet: true}, wantErr: "--prefix: prefix"},
 		{name: "command without dash", args: []string{"a", "cmd"}, dash: -1, wantErr: "after --"},
 		{name: "no name", args: []string{"cmd"}, dash: 0, wantErr: "NAME"},

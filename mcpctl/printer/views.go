@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/states"
 )
 
 // Redacted replaces every secret value mcpctl could print.
@@ -35,11 +36,14 @@ type Server struct {
 	Description string            `json:"description,omitempty"`
 	// Prefix is the registration's tool and prompt name prefix; nil when it
 	// sets none (the data planes use NAME__).
-	Prefix         *string `json:"prefix,omitempty"`
-	Revision       uint64  `json:"revision"`
-	CreateRevision uint64  `json:"create_revision"`
-	CreatedAt      string  `json:"created_at,omitempty"`
-	UpdatedAt      string  `json:"updated_at,omitempty"`
+	Prefix *string `json:"prefix,omitempty"`
+	// Session is the upstream session mode in effect: per-client or shared.
+	Session        string `json:"session"`
+	SessionDefault bool   `json:"-"`
+	Revision       uint64 `json:"revision"`
+	CreateRevision uint64 `json:"create_revision"`
+	CreatedAt      string `json:"created_at,omitempty"`
+	UpdatedAt      string `json:"updated_at,omitempty"`
 }
 
 // TransportName is the CLI spelling of a transport (what --transport takes).
@@ -73,6 +77,8 @@ func ServerFromProto(s *mcpmeshv1.Server) Server {
 		Enabled:        s.Enabled == nil || *s.Enabled,
 		Description:    s.GetDescription(),
 		Prefix:         s.Prefix,
+		Session:        states.Session(states.EffectiveSession(s)),
+		SessionDefault: s.GetSession() == mcpmeshv1.SessionMode_SESSION_MODE_UNSPECIFIED,
 		Revision:       s.GetModRevision(),
 		CreateRevision: s.GetCreateRevision(),
 		CreatedAt:      formatTime(s.GetCreatedAt()),
@@ -178,6 +184,11 @@ func (s Server) rows(t *table) {
 		}
 		t.row("PREFIX:", p)
 	}
+	session := s.Session
+	if s.SessionDefault {
+		session += " (default)"
+	}
+	t.row("SESSION:", session)
 	t.row("REVISION:", strconv.FormatUint(s.Revision, 10))
 }
 

@@ -79,6 +79,58 @@ func (Transport) EnumDescriptor() ([]byte, []int) {
 	return file_mcpmesh_v1_types_proto_rawDescGZIP(), []int{0}
 }
 
+// SessionMode says how a data plane maps client sessions to upstream sessions.
+type SessionMode int32
+
+const (
+	SessionMode_SESSION_MODE_UNSPECIFIED SessionMode = 0
+	// Every client session has its own upstream session.
+	SessionMode_SESSION_MODE_PER_CLIENT SessionMode = 1
+	// One upstream session per endpoint per data plane, shared by its clients.
+	SessionMode_SESSION_MODE_SHARED SessionMode = 2
+)
+
+// Enum value maps for SessionMode.
+var (
+	SessionMode_name = map[int32]string{
+		0: "SESSION_MODE_UNSPECIFIED",
+		1: "SESSION_MODE_PER_CLIENT",
+		2: "SESSION_MODE_SHARED",
+	}
+	SessionMode_value = map[string]int32{
+		"SESSION_MODE_UNSPECIFIED": 0,
+		"SESSION_MODE_PER_CLIENT":  1,
+		"SESSION_MODE_SHARED":      2,
+	}
+)
+
+func (x SessionMode) Enum() *SessionMode {
+	p := new(SessionMode)
+	*p = x
+	return p
+}
+
+func (x SessionMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SessionMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_mcpmesh_v1_types_proto_enumTypes[1].Descriptor()
+}
+
+func (SessionMode) Type() protoreflect.EnumType {
+	return &file_mcpmesh_v1_types_proto_enumTypes[1]
+}
+
+func (x SessionMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SessionMode.Descriptor instead.
+func (SessionMode) EnumDescriptor() ([]byte, []int) {
+	return file_mcpmesh_v1_types_proto_rawDescGZIP(), []int{1}
+}
+
 // BackendState is the state of one backend as seen by one data plane.
 type BackendState int32
 
@@ -122,11 +174,11 @@ func (x BackendState) String() string {
 }
 
 func (BackendState) Descriptor() protoreflect.EnumDescriptor {
-	return file_mcpmesh_v1_types_proto_enumTypes[1].Descriptor()
+	return file_mcpmesh_v1_types_proto_enumTypes[2].Descriptor()
 }
 
 func (BackendState) Type() protoreflect.EnumType {
-	return &file_mcpmesh_v1_types_proto_enumTypes[1]
+	return &file_mcpmesh_v1_types_proto_enumTypes[2]
 }
 
 func (x BackendState) Number() protoreflect.EnumNumber {
@@ -135,7 +187,7 @@ func (x BackendState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use BackendState.Descriptor instead.
 func (BackendState) EnumDescriptor() ([]byte, []int) {
-	return file_mcpmesh_v1_types_proto_rawDescGZIP(), []int{1}
+	return file_mcpmesh_v1_types_proto_rawDescGZIP(), []int{2}
 }
 
 // BreakerState is the state of a circuit breaker.
@@ -175,11 +227,11 @@ func (x BreakerState) String() string {
 }
 
 func (BreakerState) Descriptor() protoreflect.EnumDescriptor {
-	return file_mcpmesh_v1_types_proto_enumTypes[2].Descriptor()
+	return file_mcpmesh_v1_types_proto_enumTypes[3].Descriptor()
 }
 
 func (BreakerState) Type() protoreflect.EnumType {
-	return &file_mcpmesh_v1_types_proto_enumTypes[2]
+	return &file_mcpmesh_v1_types_proto_enumTypes[3]
 }
 
 func (x BreakerState) Number() protoreflect.EnumNumber {
@@ -188,7 +240,7 @@ func (x BreakerState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use BreakerState.Descriptor instead.
 func (BreakerState) EnumDescriptor() ([]byte, []int) {
-	return file_mcpmesh_v1_types_proto_rawDescGZIP(), []int{2}
+	return file_mcpmesh_v1_types_proto_rawDescGZIP(), []int{3}
 }
 
 // StdioConfig describes the command a data plane spawns for a stdio backend.
@@ -348,7 +400,11 @@ type Server struct {
 	// means "<name>__"; "" exposes them under their own names (a name two
 	// servers expose goes to the first server by name). At most 32 characters
 	// of A-Z, a-z, 0-9, '_', '-' and '.'.
-	Prefix        *string `protobuf:"bytes,16,opt,name=prefix,proto3,oneof" json:"prefix,omitempty"`
+	Prefix *string `protobuf:"bytes,16,opt,name=prefix,proto3,oneof" json:"prefix,omitempty"`
+	// How client sessions map to upstream sessions; unspecified means the
+	// default of the transport: per-client for streamable HTTP and SSE, shared
+	// for stdio.
+	Session       SessionMode `protobuf:"varint,17,opt,name=session,proto3,enum=mcpmesh.v1.SessionMode" json:"session,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -493,6 +549,13 @@ func (x *Server) GetPrefix() string {
 		return *x.Prefix
 	}
 	return ""
+}
+
+func (x *Server) GetSession() SessionMode {
+	if x != nil {
+		return x.Session
+	}
+	return SessionMode_SESSION_MODE_UNSPECIFIED
 }
 
 // PaginationSettings control list pagination on the data planes.
@@ -1114,7 +1177,7 @@ const file_mcpmesh_v1_types_proto_rawDesc = "" +
 	"\aheaders\x18\x02 \x03(\v2#.mcpmesh.v1.HttpConfig.HeadersEntryR\aheaders\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9b\x05\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xce\x05\n" +
 	"\x06Server\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x123\n" +
 	"\ttransport\x18\x02 \x01(\x0e2\x15.mcpmesh.v1.TransportR\ttransport\x12-\n" +
@@ -1134,7 +1197,8 @@ const file_mcpmesh_v1_types_proto_rawDesc = "" +
 	"\bredacted\x18\r \x01(\bR\bredacted\x12 \n" +
 	"\vdescription\x18\x0e \x01(\tR\vdescription\x123\n" +
 	"\abackoff\x18\x0f \x03(\v2\x19.google.protobuf.DurationR\abackoff\x12\x1b\n" +
-	"\x06prefix\x18\x10 \x01(\tH\x01R\x06prefix\x88\x01\x01B\n" +
+	"\x06prefix\x18\x10 \x01(\tH\x01R\x06prefix\x88\x01\x01\x121\n" +
+	"\asession\x18\x11 \x01(\x0e2\x17.mcpmesh.v1.SessionModeR\asessionB\n" +
 	"\n" +
 	"\b_enabledB\t\n" +
 	"\a_prefix\"K\n" +
@@ -1199,7 +1263,11 @@ const file_mcpmesh_v1_types_proto_rawDesc = "" +
 	"\x15TRANSPORT_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fTRANSPORT_STDIO\x10\x01\x12\x1d\n" +
 	"\x19TRANSPORT_STREAMABLE_HTTP\x10\x02\x12\x11\n" +
-	"\rTRANSPORT_SSE\x10\x03*\xbd\x01\n" +
+	"\rTRANSPORT_SSE\x10\x03*a\n" +
+	"\vSessionMode\x12\x1c\n" +
+	"\x18SESSION_MODE_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17SESSION_MODE_PER_CLIENT\x10\x01\x12\x17\n" +
+	"\x13SESSION_MODE_SHARED\x10\x02*\xbd\x01\n" +
 	"\fBackendState\x12\x1d\n" +
 	"\x19BACKEND_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18BACKEND_STATE_CONNECTING\x10\x01\x12\x19\n" +
@@ -1225,58 +1293,60 @@ func file_mcpmesh_v1_types_proto_rawDescGZIP() []byte {
 	return file_mcpmesh_v1_types_proto_rawDescData
 }
 
-var file_mcpmesh_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_mcpmesh_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_mcpmesh_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_mcpmesh_v1_types_proto_goTypes = []any{
 	(Transport)(0),                // 0: mcpmesh.v1.Transport
-	(BackendState)(0),             // 1: mcpmesh.v1.BackendState
-	(BreakerState)(0),             // 2: mcpmesh.v1.BreakerState
-	(*StdioConfig)(nil),           // 3: mcpmesh.v1.StdioConfig
-	(*HttpConfig)(nil),            // 4: mcpmesh.v1.HttpConfig
-	(*Server)(nil),                // 5: mcpmesh.v1.Server
-	(*PaginationSettings)(nil),    // 6: mcpmesh.v1.PaginationSettings
-	(*ResilienceSettings)(nil),    // 7: mcpmesh.v1.ResilienceSettings
-	(*Settings)(nil),              // 8: mcpmesh.v1.Settings
-	(*BackendHealth)(nil),         // 9: mcpmesh.v1.BackendHealth
-	(*DataPlane)(nil),             // 10: mcpmesh.v1.DataPlane
-	(*ServerStatus)(nil),          // 11: mcpmesh.v1.ServerStatus
-	(*ConfigSnapshot)(nil),        // 12: mcpmesh.v1.ConfigSnapshot
-	nil,                           // 13: mcpmesh.v1.StdioConfig.EnvEntry
-	nil,                           // 14: mcpmesh.v1.HttpConfig.HeadersEntry
-	(*durationpb.Duration)(nil),   // 15: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(SessionMode)(0),              // 1: mcpmesh.v1.SessionMode
+	(BackendState)(0),             // 2: mcpmesh.v1.BackendState
+	(BreakerState)(0),             // 3: mcpmesh.v1.BreakerState
+	(*StdioConfig)(nil),           // 4: mcpmesh.v1.StdioConfig
+	(*HttpConfig)(nil),            // 5: mcpmesh.v1.HttpConfig
+	(*Server)(nil),                // 6: mcpmesh.v1.Server
+	(*PaginationSettings)(nil),    // 7: mcpmesh.v1.PaginationSettings
+	(*ResilienceSettings)(nil),    // 8: mcpmesh.v1.ResilienceSettings
+	(*Settings)(nil),              // 9: mcpmesh.v1.Settings
+	(*BackendHealth)(nil),         // 10: mcpmesh.v1.BackendHealth
+	(*DataPlane)(nil),             // 11: mcpmesh.v1.DataPlane
+	(*ServerStatus)(nil),          // 12: mcpmesh.v1.ServerStatus
+	(*ConfigSnapshot)(nil),        // 13: mcpmesh.v1.ConfigSnapshot
+	nil,                           // 14: mcpmesh.v1.StdioConfig.EnvEntry
+	nil,                           // 15: mcpmesh.v1.HttpConfig.HeadersEntry
+	(*durationpb.Duration)(nil),   // 16: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
 }
 var file_mcpmesh_v1_types_proto_depIdxs = []int32{
-	13, // 0: mcpmesh.v1.StdioConfig.env:type_name -> mcpmesh.v1.StdioConfig.EnvEntry
-	14, // 1: mcpmesh.v1.HttpConfig.headers:type_name -> mcpmesh.v1.HttpConfig.HeadersEntry
+	14, // 0: mcpmesh.v1.StdioConfig.env:type_name -> mcpmesh.v1.StdioConfig.EnvEntry
+	15, // 1: mcpmesh.v1.HttpConfig.headers:type_name -> mcpmesh.v1.HttpConfig.HeadersEntry
 	0,  // 2: mcpmesh.v1.Server.transport:type_name -> mcpmesh.v1.Transport
-	3,  // 3: mcpmesh.v1.Server.stdio:type_name -> mcpmesh.v1.StdioConfig
-	4,  // 4: mcpmesh.v1.Server.http:type_name -> mcpmesh.v1.HttpConfig
-	15, // 5: mcpmesh.v1.Server.timeout:type_name -> google.protobuf.Duration
-	16, // 6: mcpmesh.v1.Server.created_at:type_name -> google.protobuf.Timestamp
-	16, // 7: mcpmesh.v1.Server.updated_at:type_name -> google.protobuf.Timestamp
-	15, // 8: mcpmesh.v1.Server.backoff:type_name -> google.protobuf.Duration
-	15, // 9: mcpmesh.v1.ResilienceSettings.backoff:type_name -> google.protobuf.Duration
-	15, // 10: mcpmesh.v1.ResilienceSettings.probe_interval:type_name -> google.protobuf.Duration
-	15, // 11: mcpmesh.v1.ResilienceSettings.request_timeout:type_name -> google.protobuf.Duration
-	15, // 12: mcpmesh.v1.ResilienceSettings.hold:type_name -> google.protobuf.Duration
-	6,  // 13: mcpmesh.v1.Settings.pagination:type_name -> mcpmesh.v1.PaginationSettings
-	7,  // 14: mcpmesh.v1.Settings.resilience:type_name -> mcpmesh.v1.ResilienceSettings
-	1,  // 15: mcpmesh.v1.BackendHealth.state:type_name -> mcpmesh.v1.BackendState
-	2,  // 16: mcpmesh.v1.BackendHealth.breaker:type_name -> mcpmesh.v1.BreakerState
-	16, // 17: mcpmesh.v1.BackendHealth.since:type_name -> google.protobuf.Timestamp
-	15, // 18: mcpmesh.v1.BackendHealth.latency:type_name -> google.protobuf.Duration
-	16, // 19: mcpmesh.v1.BackendHealth.reported_at:type_name -> google.protobuf.Timestamp
-	16, // 20: mcpmesh.v1.DataPlane.connected_at:type_name -> google.protobuf.Timestamp
-	16, // 21: mcpmesh.v1.DataPlane.last_seen:type_name -> google.protobuf.Timestamp
-	9,  // 22: mcpmesh.v1.ServerStatus.backends:type_name -> mcpmesh.v1.BackendHealth
-	5,  // 23: mcpmesh.v1.ConfigSnapshot.servers:type_name -> mcpmesh.v1.Server
-	8,  // 24: mcpmesh.v1.ConfigSnapshot.settings:type_name -> mcpmesh.v1.Settings
-	25, // [25:25] is the sub-list for method output_type
-	25, // [25:25] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	4,  // 3: mcpmesh.v1.Server.stdio:type_name -> mcpmesh.v1.StdioConfig
+	5,  // 4: mcpmesh.v1.Server.http:type_name -> mcpmesh.v1.HttpConfig
+	16, // 5: mcpmesh.v1.Server.timeout:type_name -> google.protobuf.Duration
+	17, // 6: mcpmesh.v1.Server.created_at:type_name -> google.protobuf.Timestamp
+	17, // 7: mcpmesh.v1.Server.updated_at:type_name -> google.protobuf.Timestamp
+	16, // 8: mcpmesh.v1.Server.backoff:type_name -> google.protobuf.Duration
+	1,  // 9: mcpmesh.v1.Server.session:type_name -> mcpmesh.v1.SessionMode
+	16, // 10: mcpmesh.v1.ResilienceSettings.backoff:type_name -> google.protobuf.Duration
+	16, // 11: mcpmesh.v1.ResilienceSettings.probe_interval:type_name -> google.protobuf.Duration
+	16, // 12: mcpmesh.v1.ResilienceSettings.request_timeout:type_name -> google.protobuf.Duration
+	16, // 13: mcpmesh.v1.ResilienceSettings.hold:type_name -> google.protobuf.Duration
+	7,  // 14: mcpmesh.v1.Settings.pagination:type_name -> mcpmesh.v1.PaginationSettings
+	8,  // 15: mcpmesh.v1.Settings.resilience:type_name -> mcpmesh.v1.ResilienceSettings
+	2,  // 16: mcpmesh.v1.BackendHealth.state:type_name -> mcpmesh.v1.BackendState
+	3,  // 17: mcpmesh.v1.BackendHealth.breaker:type_name -> mcpmesh.v1.BreakerState
+	17, // 18: mcpmesh.v1.BackendHealth.since:type_name -> google.protobuf.Timestamp
+	16, // 19: mcpmesh.v1.BackendHealth.latency:type_name -> google.protobuf.Duration
+	17, // 20: mcpmesh.v1.BackendHealth.reported_at:type_name -> google.protobuf.Timestamp
+	17, // 21: mcpmesh.v1.DataPlane.connected_at:type_name -> google.protobuf.Timestamp
+	17, // 22: mcpmesh.v1.DataPlane.last_seen:type_name -> google.protobuf.Timestamp
+	10, // 23: mcpmesh.v1.ServerStatus.backends:type_name -> mcpmesh.v1.BackendHealth
+	6,  // 24: mcpmesh.v1.ConfigSnapshot.servers:type_name -> mcpmesh.v1.Server
+	9,  // 25: mcpmesh.v1.ConfigSnapshot.settings:type_name -> mcpmesh.v1.Settings
+	26, // [26:26] is the sub-list for method output_type
+	26, // [26:26] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_mcpmesh_v1_types_proto_init() }
@@ -1290,7 +1360,7 @@ func file_mcpmesh_v1_types_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpmesh_v1_types_proto_rawDesc), len(file_mcpmesh_v1_types_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      4,
 			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
