@@ -900,3 +900,61 @@ func BenchmarkMemoryPerTool(b *testing.B) {
 	b.ReportMetric(perTool(before.rssFreed, after.rssFreed)/m.toolJSON, "x-json")
 	b.ReportMetric(0, "ns/op")
 }
+
+// BenchmarkProfile writes a CPU profile of the data plane under tools/call
+// load (echo over 16 sessions) to $MCPMESH_BENCH_CPUPROFILE, for
+// $MCPMESH_BENCH_PROFILE_SECONDS (10). It is skipped unless the file is
+// named: `make bench-profile` runs it.
+func BenchmarkProfile(b *testing.B) {
+	out := os.Getenv("MCPMESH_BENCH_CPUPROFILE")
+	if out == "" {
+		b.Skip("MCPMESH_BENCH_CPUPROFILE is not set")
+	}
+	secs := 10
+	if s := os.Getenv("MCPMESH_BENCH_PROFILE_SECONDS"); s != "" {
+		var err error
+		if secs, err = strconv.Atoi(s); err != nil || secs <= 0 {
+			b.Fatalf("MCPMESH_BENCH_PROFILE_SECONDS=%q: want a positive number", s)
+		}
+	}
+	e := environment(b)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req := echo.request(true)
+	var wg sync.WaitGroup
+	var calls atomic.Int64
+	for range sessions {
+		c, err := dial(ctx, e.dp.url())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				if err := do(c, req); err == nil {
+					calls.Add(1)
+				}
+			}
+		})
+	}
+	defer wg.Wait() // after cancel, before the clients close
+	for b.Loop() {
+		hc := http.Client{Timeout: time.Duration(secs+30) * time.Second}
+		resp, err := hc.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", e.dp.pprof, secs))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var buf bytes.Buffer
+		_, err = buf.ReadFrom(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			b.Fatalf("CPU profile: %s %v", resp.Status, err)
+		}
+		if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cancel()
+	b.ReportMetric(float64(calls.Load())/b.Elapsed().Seconds(), "calls/s")
+	b.ReportMetric(0, "ns/op")
+}
