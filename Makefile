@@ -9,7 +9,7 @@ BINS := controlplane dataplane mcpctl
 UNIT_PKGS := ./...
 E2E_TIMEOUT ?= 10m
 
-.PHONY: help build test unit-test e2e-test fuzz lint generate check-generate check-imports run bench soak clean tidy fmt
+.PHONY: help build test unit-test e2e-test fuzz lint generate check-generate check-imports run bench bench-profile soak clean tidy fmt
 
 help: ## List the targets.
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -73,6 +73,12 @@ bench: build ## Benchmarks against a direct connection, same run; records bench/
 	set -o pipefail; commit=$$(git describe --always --dirty); \
 	MCPMESH_BIN_DIR=$(CURDIR)/bin $(BENCH_CMD) | tee bench/results/latest.txt && \
 	$(GO) run ./bench/report -in bench/results/latest.txt -json bench/results/latest.json -md bench/results/latest.md -commit "$$commit" -command "$(BENCH_CMD)"
+
+PROFILE ?= $(CURDIR)/bench/results/dataplane-cpu.pprof
+bench-profile: build ## CPU profile of the bench data plane under tools/call load (16 sessions, 10 s) into $(PROFILE); prints pprof -top.
+	@mkdir -p $(dir $(PROFILE))
+	MCPMESH_BIN_DIR=$(CURDIR)/bin MCPMESH_BENCH_CPUPROFILE=$(PROFILE) $(GO) test -tags bench -run '^$$' -bench '^BenchmarkProfile$$' -count=1 -timeout 10m ./bench/
+	{ $(GO) tool pprof -top -nodecount=40 bin/dataplane $(PROFILE); echo; $(GO) tool pprof -top -cum -nodecount=60 bin/dataplane $(PROFILE) | sed -n '/flat%/,$$p'; } | tee $(basename $(PROFILE))-top.txt
 
 SOAK ?= 10m
 soak: build ## Chaos soak: flap backend endpoints for $(SOAK) (10m), report success rate, uptime, recovery.

@@ -29,6 +29,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	httpAddr := fs.String("http-addr", "127.0.0.1:7071", "address of /health, /metrics and the status page")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
+	pprofAddr := fs.String("pprof-addr", "", "serve net/http/pprof on this address, on a listener of its own (default off)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -55,7 +56,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err = app.Run(ctx, app.Config{DataDir: *dataDir, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, Logger: logger})
+	err = app.Run(ctx, app.Config{DataDir: *dataDir, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, PprofAddr: *pprofAddr, Logger: logger})
 	if err != nil {
 		fmt.Fprintf(stderr, "controlplane: %v\n", err)
 		return 1

@@ -14,6 +14,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/dataplane/app"
 	"github.com/mcpmesh/mcpmesh/internal/authtoken"
 	"github.com/mcpmesh/mcpmesh/internal/logging"
+	"github.com/mcpmesh/mcpmesh/internal/pprofserve"
 	"github.com/mcpmesh/mcpmesh/internal/version"
 )
 
@@ -26,6 +27,7 @@ type config struct {
 	tokenFile    string
 	logLevel     string
 	logFormat    string
+	pprofAddr    string
 	showVersion  bool
 }
 
@@ -42,6 +44,7 @@ func parseFlags() config {
 	flag.StringVar(&c.tokenFile, "token-file", tokenFile, "admin token file (default: $"+authtoken.EnvTokenFile+" or ./data/admin.token)")
 	flag.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	flag.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	flag.StringVar(&c.pprofAddr, "pprof-addr", "", "serve net/http/pprof on this address, on a listener of its own (default off)")
 	flag.BoolVar(&c.showVersion, "version", false, "print the version and exit")
 	flag.Parse()
 	return c
@@ -78,6 +81,10 @@ func run() int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if _, err := pprofserve.Start(ctx, cfg.pprofAddr, log.With("component", "pprof")); err != nil {
+		ln.Close()
+		return fail("%v", err)
+	}
 	dp, err := app.New(app.Config{
 		ControlPlane: cfg.controlPlane,
 		ID:           cfg.id,

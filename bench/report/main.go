@@ -4,11 +4,12 @@
 package main
 
 import (
-	"bufio"
+	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"runtime"
@@ -16,18 +17,63 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/perf/benchfmt"
 )
 
 // notes say what a benchmark measures where its name cannot.
 var notes = map[string]string{
-	"ToolCall/direct":         "tools/call straight to the demo backend (streamable HTTP)",
-	"ToolCall/proxy":          "the same tools/call through a data plane: proxy ÷ direct is the cost of the hop",
+	"ToolCall/direct":         "serial tools/call echo straight to the demo backend (streamable HTTP)",
+	"ToolCall/proxy":          "the same call through a data plane: proxy ÷ direct is the cost of the hop; dp-cpu-us/call is the data plane's own CPU per call",
+	"ToolCall/direct-wide60":  "serial tools/call echo_wide (60-parameter schema, same argument) straight to the backend",
+	"ToolCall/proxy-wide60":   "echo_wide through a data plane: its dp-cpu-us/call against proxy's is the cost of a large schema",
+	"AddedLatency":            "2000 serial echo calls each way, direct and proxied in turn; added = p(proxy) − p(direct)",
+	"Throughput16/direct":     "echo calls over 16 concurrent sessions straight to the backend",
+	"Throughput16/proxy":      "the same through a data plane: calls/s ÷ direct's is the share of direct throughput kept",
 	"ToolsList/direct":        "tools/list straight to the demo backend",
 	"ToolsList/gateway-cache": "tools/list through a data plane, served from the gateway's cache: no backend round trip, not comparable to direct",
+	"RSS10Backends":           "data-plane VmRSS with 10 HTTP backends connected (as read, and after a forced GC returning free pages); 1 MB = 10^6 B",
+	"MemoryPerTool":           "data-plane RSS and HeapInuse delta (after forced GC) between 0 and 10,006 cached tools, per tool, against the tool's JSON size",
+}
+
+// A ratio compares two medians: Num's metric over Den's.
+type ratioSpec struct {
+	Num, Den, Unit string
+}
+
+func (r ratioSpec) name() string {
+	if r.Unit == "ns/op" {
+		return r.Num + " ÷ " + r.Den
+	}
+	return r.Num + " ÷ " + r.Den + " (" + r.Unit + ")"
 }
 
 // ratios are the comparisons the README reads.
-var ratios = [][2]string{{"ToolCall/proxy", "ToolCall/direct"}}
+var ratios = []ratioSpec{
+	{"ToolCall/proxy", "ToolCall/direct", "ns/op"},
+	{"ToolCall/proxy-wide60", "ToolCall/proxy", "dp-cpu-us/call"},
+	{"Throughput16/proxy", "Throughput16/direct", "calls/s"},
+}
+
+// A target is one figure of issue 10, point 7: a metric's median, or a
+// ratio, against a bound.
+type targetSpec struct {
+	What  string
+	Bench string // benchmark of the metric, or "" for a ratio
+	Unit  string // the metric, or the ratio's name
+	Op    string // "<=", "<" or ">="
+	Limit float64
+}
+
+var targets = []targetSpec{
+	{"added latency p50 (serial)", "AddedLatency", "p50-added-us", "<=", 250},
+	{"added latency p99 (serial)", "AddedLatency", "p99-added-us", "<=", 1000},
+	{"data-plane CPU per tools/call (us)", "ToolCall/proxy", "dp-cpu-us/call", "<=", 150},
+	{"CPU per call, 60-parameter tool ÷ echo", "", ratios[1].name(), "<=", 1.30},
+	{"throughput at 16 sessions ÷ direct", "", ratios[2].name(), ">=", 0.75},
+	{"data-plane RSS with 10 backends (MB)", "RSS10Backends", "rss-MB", "<", 25},
+	{"memory per cached tool ÷ its JSON size (RSS)", "MemoryPerTool", "x-json", "<=", 3},
+}
 
 // Machine is where the benchmarks ran.
 type Machine struct {
@@ -43,28 +89,53 @@ type Machine struct {
 	LoadAvg string `json:"load_avg,omitempty"`
 }
 
+// Metric is one unit of one benchmark over all its -count runs.
+type Metric struct {
+	Unit string `json:"unit"`
+	// Median over the runs; Min and Max bound it.
+	Median  float64   `json:"median"`
+	Min     float64   `json:"min"`
+	Max     float64   `json:"max"`
+	Samples []float64 `json:"samples"`
+}
+
 // Result is one benchmark over all its -count runs.
 type Result struct {
 	Name string `json:"name"`
 	// Procs is GOMAXPROCS, the -N suffix of the benchmark name.
 	Procs int `json:"procs"`
 	Runs  int `json:"runs"`
-	// NsPerOp is the median over the runs; Min and Max bound it.
-	NsPerOp    float64   `json:"ns_per_op"`
-	MinNsPerOp float64   `json:"min_ns_per_op"`
-	MaxNsPerOp float64   `json:"max_ns_per_op"`
-	Samples    []float64 `json:"ns_per_op_samples"`
-	// BytesPerOp and AllocsPerOp are the last run's, of the benchmark
-	// client (not the gateway).
-	BytesPerOp  float64 `json:"bytes_per_op"`
-	AllocsPerOp float64 `json:"allocs_per_op"`
-	Note        string  `json:"note,omitempty"`
+	// Metrics are in the order of the output: ns/op first when there is
+	// one, then the benchmark's own (e.g. dp-cpu-us/call), then B/op and
+	// allocs/op, which are the benchmark client's, not the gateway's.
+	Metrics []Metric `json:"metrics"`
+	Note    string   `json:"note,omitempty"`
 }
 
-// Ratio is a ÷ b of the median ns/op.
+// Metric returns the metric of unit, if reported.
+func (r *Result) Metric(unit string) (Metric, bool) {
+	for _, m := range r.Metrics {
+		if m.Unit == unit {
+			return m, true
+		}
+	}
+	return Metric{}, false
+}
+
+// Ratio is Num ÷ Den of the medians.
 type Ratio struct {
 	Name  string  `json:"name"`
 	Value float64 `json:"value"`
+}
+
+// Target is a figure of issue 10, point 7, against its bound.
+type Target struct {
+	What  string  `json:"what"`
+	Value float64 `json:"value"`
+	Op    string  `json:"op"`
+	Limit float64 `json:"limit"`
+	Met   bool    `json:"met"`
+	From  string  `json:"from"`
 }
 
 // Report is latest.json.
@@ -73,6 +144,7 @@ type Report struct {
 	Command string   `json:"command"`
 	Results []Result `json:"results"`
 	Ratios  []Ratio  `json:"ratios"`
+	Targets []Target `json:"targets"`
 }
 
 func main() {
@@ -133,58 +205,60 @@ func run(in, jsonOut, mdOut, commit, command string) error {
 	return nil
 }
 
-// Parse reads `go test -bench -benchmem` output: the cpu: header line and
-// every Benchmark line, grouped by name. A benchmark that failed, or output
-// without any result, is an error: a report must not silently miss figures.
+// Parse reads `go test -bench -benchmem` output with golang.org/x/perf's
+// benchfmt: the cpu: configuration line and every result, grouped by name,
+// each unit as written (benchfmt's tidied units are not used). A benchmark
+// that failed, or output without any result, is an error: a report must not
+// silently miss figures.
 func Parse(r io.Reader) (*Report, error) {
-	rep := &Report{}
-	byName := map[string]*Result{}
-	var order []string
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		line := sc.Text()
-		if cpu, ok := strings.CutPrefix(line, "cpu: "); ok {
-			rep.Machine.CPU = strings.TrimSpace(cpu)
-			continue
-		}
-		if strings.HasPrefix(line, "--- FAIL") || strings.HasPrefix(line, "FAIL") {
+	in, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("read benchmark output: %w", err)
+	}
+	// benchfmt skips lines that are not results, failures among them.
+	for line := range strings.SplitSeq(string(in), "\n") {
+		if strings.HasPrefix(line, "--- FAIL") || strings.HasPrefix(line, "FAIL") || strings.HasPrefix(line, "panic:") {
 			return nil, fmt.Errorf("the benchmarks failed: %s", line)
 		}
-		f := strings.Fields(line)
-		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") || f[3] != "ns/op" {
-			continue
-		}
-		name, procs := strings.TrimPrefix(f[0], "Benchmark"), 1
-		if i := strings.LastIndexByte(name, '-'); i > 0 {
-			if n, err := strconv.Atoi(name[i+1:]); err == nil {
-				name, procs = name[:i], n
+	}
+	rep := &Report{}
+	byName := map[string]*Result{}
+	samples := map[string]map[string][]float64{}
+	var order []string
+	br := benchfmt.NewReader(bytes.NewReader(in), "")
+	for br.Scan() {
+		switch rec := br.Result().(type) {
+		case *benchfmt.SyntaxError:
+			return nil, fmt.Errorf("benchmark output: %w", rec)
+		case *benchfmt.Result:
+			if cpu := rec.GetConfig("cpu"); cpu != "" {
+				rep.Machine.CPU = cpu
 			}
-		}
-		ns, err := strconv.ParseFloat(f[2], 64)
-		if err != nil {
-			return nil, fmt.Errorf("ns/op of %q: %w", line, err)
-		}
-		res := byName[name]
-		if res == nil {
-			res = &Result{Name: name, Procs: procs, Note: notes[name]}
-			byName[name] = res
-			order = append(order, name)
-		}
-		res.Samples = append(res.Samples, ns)
-		for i := 4; i+1 < len(f); i += 2 {
-			v, err := strconv.ParseFloat(f[i], 64)
-			if err != nil {
-				continue
+			prefix, procsPart := splitProcs(rec.Name.String())
+			name, procs := strings.TrimPrefix(prefix, "Benchmark"), 1
+			if n, err := strconv.Atoi(strings.TrimPrefix(procsPart, "-")); err == nil {
+				procs = n
 			}
-			switch f[i+1] {
-			case "B/op":
-				res.BytesPerOp = v
-			case "allocs/op":
-				res.AllocsPerOp = v
+			res := byName[name]
+			if res == nil {
+				res = &Result{Name: name, Procs: procs, Note: notes[name]}
+				byName[name], samples[name] = res, map[string][]float64{}
+				order = append(order, name)
+			}
+			res.Runs++
+			for _, v := range rec.Values {
+				unit, val := v.Unit, v.Value
+				if v.OrigUnit != "" {
+					unit, val = v.OrigUnit, v.OrigValue
+				}
+				if _, ok := samples[name][unit]; !ok {
+					res.Metrics = append(res.Metrics, Metric{Unit: unit})
+				}
+				samples[name][unit] = append(samples[name][unit], val)
 			}
 		}
 	}
-	if err := sc.Err(); err != nil {
+	if err := br.Err(); err != nil {
 		return nil, fmt.Errorf("read benchmark output: %w", err)
 	}
 	if len(order) == 0 {
@@ -192,21 +266,65 @@ func Parse(r io.Reader) (*Report, error) {
 	}
 	for _, name := range order {
 		res := byName[name]
-		s := slices.Sorted(slices.Values(res.Samples))
-		res.Runs, res.MinNsPerOp, res.MaxNsPerOp = len(s), s[0], s[len(s)-1]
-		res.NsPerOp = s[len(s)/2]
-		if len(s)%2 == 0 {
-			res.NsPerOp = (s[len(s)/2-1] + s[len(s)/2]) / 2
+		for i := range res.Metrics {
+			m := &res.Metrics[i]
+			m.Samples = samples[name][m.Unit]
+			s := slices.Sorted(slices.Values(m.Samples))
+			m.Min, m.Max, m.Median = s[0], s[len(s)-1], s[len(s)/2]
+			if len(s)%2 == 0 {
+				m.Median = (s[len(s)/2-1] + s[len(s)/2]) / 2
+			}
 		}
 		rep.Results = append(rep.Results, *res)
 	}
-	for _, pair := range ratios {
-		a, b := byName[pair[0]], byName[pair[1]]
-		if a != nil && b != nil && b.NsPerOp > 0 {
-			rep.Ratios = append(rep.Ratios, Ratio{Name: pair[0] + " ÷ " + pair[1], Value: a.NsPerOp / b.NsPerOp})
+	median := func(bench, unit string) (float64, bool) {
+		if r := byName[bench]; r != nil {
+			if m, ok := r.Metric(unit); ok {
+				return m.Median, true
+			}
+		}
+		return 0, false
+	}
+	byRatio := map[string]float64{}
+	for _, spec := range ratios {
+		a, okA := median(spec.Num, spec.Unit)
+		b, okB := median(spec.Den, spec.Unit)
+		if okA && okB && b != 0 {
+			rep.Ratios = append(rep.Ratios, Ratio{Name: spec.name(), Value: a / b})
+			byRatio[spec.name()] = a / b
 		}
 	}
+	for _, spec := range targets {
+		v, ok, from := 0.0, false, ""
+		if spec.Bench == "" {
+			v, ok = byRatio[spec.Unit]
+			from = spec.Unit
+		} else {
+			v, ok = median(spec.Bench, spec.Unit)
+			from = spec.Bench + " " + spec.Unit + " (median)"
+		}
+		if !ok {
+			continue
+		}
+		met := v <= spec.Limit
+		switch spec.Op {
+		case "<":
+			met = v < spec.Limit
+		case ">=":
+			met = v >= spec.Limit
+		}
+		rep.Targets = append(rep.Targets, Target{What: spec.What, Value: v, Op: spec.Op, Limit: spec.Limit, Met: met, From: from})
+	}
 	return rep, nil
+}
+
+// splitProcs splits the -GOMAXPROCS suffix off a benchmark name.
+func splitProcs(name string) (prefix, procs string) {
+	i := strings.LastIndexByte(name, '-')
+	if i <= 0 || i == len(name)-1 || strings.Trim(name[i+1:], "0123456789") != "" {
+		return name, ""
+	}
+	return name[:i], name[i:]
 }
 
 // Markdown renders latest.md.
@@ -223,17 +341,46 @@ func Markdown(rep *Report) string {
 	if rep.Command != "" {
 		fmt.Fprintf(&b, "| command | `%s` |\n", rep.Command)
 	}
-	fmt.Fprintf(&b, "\n| benchmark | runs | ns/op (median) | min–max | client B/op | client allocs/op | what it measures |\n|---|---:|---:|---:|---:|---:|---|\n")
-	for _, r := range rep.Results {
-		fmt.Fprintf(&b, "| %s | %d | %.0f | %.0f–%.0f | %.0f | %.0f | %s |\n", r.Name, r.Runs, r.NsPerOp, r.MinNsPerOp, r.MaxNsPerOp, r.BytesPerOp, r.AllocsPerOp, r.Note)
+	if len(rep.Targets) > 0 {
+		fmt.Fprintf(&b, "\n## Targets (issue 10, point 7)\n\n| figure | value | target | met | from |\n|---|---:|---|---|---|\n")
+		for _, t := range rep.Targets {
+			met := "no"
+			if t.Met {
+				met = "yes"
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s %s | %s | %s |\n", t.What, num(t.Value), t.Op, num(t.Limit), met, t.From)
+		}
 	}
 	if len(rep.Ratios) > 0 {
-		fmt.Fprintf(&b, "\n| ratio | value |\n|---|---:|\n")
+		fmt.Fprintf(&b, "\n## Ratios (of medians)\n\n| ratio | value |\n|---|---:|\n")
 		for _, r := range rep.Ratios {
 			fmt.Fprintf(&b, "| %s | %.2f |\n", r.Name, r.Value)
 		}
 	}
+	fmt.Fprintf(&b, "\n## Benchmarks\n\nB/op and allocs/op are the benchmark client's, not the gateway's.\n\n")
+	fmt.Fprintf(&b, "| benchmark | runs | metric | median | min–max | what it measures |\n|---|---:|---|---:|---:|---|\n")
+	for _, r := range rep.Results {
+		for i, mt := range r.Metrics {
+			name, runs, note := "", "", ""
+			if i == 0 {
+				name, runs, note = r.Name, strconv.Itoa(r.Runs), r.Note
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s–%s | %s |\n", name, runs, mt.Unit, num(mt.Median), num(mt.Min), num(mt.Max), note)
+		}
+	}
 	return b.String()
+}
+
+// num prints a figure with as many decimals as its size deserves.
+func num(v float64) string {
+	switch a := math.Abs(v); {
+	case a >= 1000:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case a >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	default:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	}
 }
 
 func cpuModel() string {

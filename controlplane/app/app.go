@@ -22,6 +22,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/controlplane/store"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 	"github.com/mcpmesh/mcpmesh/internal/authtoken"
+	"github.com/mcpmesh/mcpmesh/internal/pprofserve"
 	"github.com/mcpmesh/mcpmesh/internal/version"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -34,6 +35,8 @@ type Config struct {
 	DataDir  string
 	GRPCAddr string
 	HTTPAddr string
+	// PprofAddr, if set, serves net/http/pprof there (internal/pprofserve).
+	PprofAddr string
 	// ShutdownTimeout bounds the graceful stop before connections are cut.
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
@@ -133,6 +136,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return listenError("--http-addr", cfg.HTTPAddr, err)
 	}
 	defer httpLis.Close()
+	pprofCtx, stopPprof := context.WithCancel(ctx)
+	defer stopPprof()
+	if _, err := pprofserve.Start(pprofCtx, cfg.PprofAddr, log.With("component", "pprof")); err != nil {
+		return err
+	}
 	if !isLoopback(grpcLis.Addr()) {
 		log.Warn("the admin and discovery gRPC API listens on a non-loopback address without TLS; protect it with a firewall or a TLS proxy",
 			"grpc_addr", grpcLis.Addr().String())

@@ -228,3 +228,50 @@ func TestRunServesAndStops(t *testing.T) {
 		t.Fatal("admin token changed across restart")
 	}
 }
+
+// --pprof-addr serves net/http/pprof on its own listener only, and a taken
+// address fails with the flag named.
+func TestRunPprofAddr(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pprofAddr := l.Addr().String()
+	err = Run(context.Background(), Config{DataDir: t.TempDir(), GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", PprofAddr: pprofAddr})
+	if err == nil || !strings.Contains(err.Error(), "--pprof-addr "+pprofAddr) {
+		t.Fatalf("pprof address in use err = %v", err)
+	}
+	l.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{DataDir: t.TempDir(), GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", PprofAddr: pprofAddr,
+			Ready: func(_, h string) { ready <- h }})
+	}()
+	var httpAddr string
+	select {
+	case httpAddr = <-ready:
+	case err := <-done:
+		t.Fatalf("Run failed: %v", err)
+	}
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	for _, tc := range []struct {
+		base string
+		want int
+	}{{"http://" + pprofAddr, http.StatusOK}, {"http://" + httpAddr, http.StatusNotFound}} {
+		resp, err := c.Get(tc.base + "/debug/pprof/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("GET %s/debug/pprof/: %d, want %d", tc.base, resp.StatusCode, tc.want)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}

@@ -11,11 +11,11 @@ import (
 	"sync"
 	"sync/atomic"
 
-	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 	"github.com/mcpmesh/mcpmesh/dataplane/backend"
 	"github.com/mcpmesh/mcpmesh/dataplane/catalog"
 	"github.com/mcpmesh/mcpmesh/dataplane/front"
 	"github.com/mcpmesh/mcpmesh/dataplane/jsonrpc"
+	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 )
 
 // Server is one backend as the router uses it; *backend.Backend is one.

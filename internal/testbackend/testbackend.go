@@ -22,6 +22,10 @@ type Options struct {
 	Name string
 	// Tools is the number of extra generated tools (tool-0000, tool-0001, …).
 	Tools int
+	// WideEcho adds WideEchoTool: echo with an input schema of
+	// WideEchoParams parameters, to measure what a large schema costs a
+	// proxy per call (bench/).
+	WideEcho bool
 	// PageSize enables mcp-go's server-side pagination of list results with
 	// this many items per page; 0 disables it.
 	PageSize int
@@ -34,6 +38,10 @@ const (
 	GreetPrompt      = "greet"
 	ReadmeText       = "mcpmesh demo backend: tools echo, add, whoami, sleep, fail, big_int."
 	generatedToolFmt = "tool-%04d"
+	// WideEchoTool returns its text argument like echo; its schema has
+	// WideEchoParams parameters: text (required) and p01… (optional).
+	WideEchoTool   = "echo_wide"
+	WideEchoParams = 60
 )
 
 // Readme is the text of demo://readme on the backend called name, so tests
@@ -63,6 +71,9 @@ func New(opts Options) *server.MCPServer {
 	s := server.NewMCPServer(opts.Name, version.Version, serverOpts...)
 
 	tools := fixedTools(opts.Name)
+	if opts.WideEcho {
+		tools = append(tools, wideEcho())
+	}
 	for i := 0; i < opts.Tools; i++ {
 		tools = append(tools, generatedTool(i))
 	}
@@ -210,6 +221,26 @@ func rawArgument(req mcp.CallToolRequest, key string) (string, error) {
 		return "", fmt.Errorf("argument %q is required", key)
 	}
 	return string(v), nil
+}
+
+func wideEcho() server.ServerTool {
+	props := []mcp.ToolOption{
+		mcp.WithDescription(fmt.Sprintf("Returns its text argument; its input schema has %d parameters", WideEchoParams)),
+		mcp.WithString("text", mcp.Required(), mcp.Description("Text to return")),
+	}
+	for i := 1; i < WideEchoParams; i++ {
+		props = append(props, mcp.WithString(fmt.Sprintf("p%02d", i), mcp.Description(fmt.Sprintf("Optional parameter %d, ignored", i))))
+	}
+	return server.ServerTool{
+		Tool: mcp.NewTool(WideEchoTool, props...),
+		Handler: func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			text, err := req.RequireString("text")
+			if err != nil {
+				return mcp.NewToolResultError(WideEchoTool + ": " + err.Error()), nil
+			}
+			return mcp.NewToolResultText(text), nil
+		},
+	}
 }
 
 func generatedTool(i int) server.ServerTool {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -308,4 +309,39 @@ func TestBinaryOverStdio(t *testing.T) {
 	if err := c.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
 		t.Logf("close: %v", err)
 	}
+}
+
+func TestWideEcho(t *testing.T) {
+	if got := toolNames(listAll(t, newClient(t, testbackend.Options{}))); slices.Contains(got, testbackend.WideEchoTool) {
+		t.Fatalf("%s listed without WideEcho: %v", testbackend.WideEchoTool, got)
+	}
+	c := newClient(t, testbackend.Options{WideEcho: true})
+	var wide *mcp.Tool
+	tools := listAll(t, c)
+	for i := range tools {
+		if tools[i].Name == testbackend.WideEchoTool {
+			wide = &tools[i]
+		}
+	}
+	if wide == nil {
+		t.Fatalf("%s not listed: %v", testbackend.WideEchoTool, toolNames(tools))
+	}
+	if n := len(wide.InputSchema.Properties); n != testbackend.WideEchoParams {
+		t.Errorf("%s has %d parameters, want %d", wide.Name, n, testbackend.WideEchoParams)
+	}
+	if got := text(t, callTool(t, c, testbackend.WideEchoTool, map[string]any{"text": "hi", "p07": "x"})); got != "hi" {
+		t.Errorf("%s text = %q, want hi", testbackend.WideEchoTool, got)
+	}
+	if res := callTool(t, c, testbackend.WideEchoTool, map[string]any{}); !res.IsError {
+		t.Errorf("%s without text: not an error result", testbackend.WideEchoTool)
+	}
+}
+
+func listAll(t *testing.T, c *client.Client) []mcp.Tool {
+	t.Helper()
+	res, err := c.ListTools(t.Context(), mcp.ListToolsRequest{})
+	if err != nil {
+		t.Fatalf("list tools: %v", err)
+	}
+	return res.Tools
 }

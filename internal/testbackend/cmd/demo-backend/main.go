@@ -39,6 +39,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	var stateful bool
 	fs.StringVar(&opts.Name, "name", "demo", "backend name (returned by the whoami tool)")
 	fs.IntVar(&opts.Tools, "tools", 0, "number of extra generated tools (tool-0000, …)")
+	fs.BoolVar(&opts.WideEcho, "wide-echo", false, "also serve echo_wide: echo with a 60-parameter input schema")
 	fs.IntVar(&opts.PageSize, "page-size", 0, "server-side page size of list results (0 = no paging)")
 	fs.StringVar(&httpAddr, "http", "", "serve streamable HTTP on this address at /mcp (e.g. 127.0.0.1:0)")
 	fs.StringVar(&sseAddr, "sse", "", "serve legacy SSE on this address at /sse and /message")
