@@ -1,7 +1,9 @@
 package catalog
 
 import (
+	"bytes"
 	"cmp"
+	"encoding/json"
 	"regexp"
 	"slices"
 	"sort"
@@ -36,7 +38,7 @@ type Route struct {
 // Contested names are not problems: Shadowed reports them.
 type Problem struct {
 	Server string
-	Kind   Kind
+	Kind   Kind   // with Key, zero for a problem of the server itself
 	Key    string // the upstream key, as far as it could be read
 	Reason string
 }
@@ -164,12 +166,20 @@ func (c *Catalog) add(k Kind, l *list, seg *segment, it Item, w []byte) []byte {
 	if it.Key == "" {
 		return problem("empty " + d.Key)
 	}
+	// An item that is not valid JSON would spoil every list result it is
+	// in. ParsePage has checked that much, but Build does not rely on it.
+	if !json.Valid(it.Raw) {
+		return problem("malformed JSON")
+	}
 	st, en, found, err := jsonrpc.Lookup(it.Raw, d.Key)
 	if err != nil {
-		return problem("malformed JSON: " + err.Error())
+		return problem("not a JSON object: " + err.Error())
 	}
 	if !found || it.Raw[st] != '"' {
 		return problem("no " + d.Key + " string in its JSON")
+	}
+	if !keyIs(it.Raw[st:en], it.Key) {
+		return problem("its JSON has another " + d.Key)
 	}
 	key, up := it.Key, it.Key
 	if d.Prefixed {
@@ -223,6 +233,15 @@ func (c *Catalog) add(k Kind, l *list, seg *segment, it Item, w []byte) []byte {
 	l.index[key] = int32(len(l.items))
 	l.items = append(l.items, entry{start: uint32(start), end: uint32(len(w)), key: key, up: up})
 	return w
+}
+
+// keyIs reports whether the JSON string quoted holds key.
+func keyIs(quoted []byte, key string) bool {
+	if inner := quoted[1 : len(quoted)-1]; bytes.IndexByte(inner, '\\') < 0 {
+		return string(inner) == key
+	}
+	var s string
+	return json.Unmarshal(quoted, &s) == nil && s == key
 }
 
 // serverOf is the server of item i of l.

@@ -221,11 +221,14 @@ func decode(t testing.TB, k catalog.Kind, res json.RawMessage) result {
 		t.Fatalf("%s result: %q is not an array (%v): %s", k, d.Field, err, res)
 	}
 	for _, raw := range r.raws {
-		var item map[string]any
+		var item map[string]json.RawMessage
 		if err := json.Unmarshal(raw, &item); err != nil {
 			t.Fatalf("%s item is not an object: %v", k, err)
 		}
-		key, _ := item[d.Key].(string)
+		var key string
+		if err := json.Unmarshal(item[d.Key], &key); err != nil {
+			t.Fatalf("%s item has no %q string: %s", k, d.Key, raw)
+		}
 		r.keys = append(r.keys, key)
 	}
 	if nc, ok := top["nextCursor"]; ok {
