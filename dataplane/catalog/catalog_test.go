@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/mcpmesh/mcpmesh/dataplane/catalog"
@@ -262,4 +263,24 @@ func TestProblems(t *testing.T) {
 	if len(c.Shadowed()) != 0 {
 		t.Errorf("shadowed = %v: a server's own duplicates are problems, not shadowing", c.Shadowed())
 	}
+}
+
+// TestConcurrentUse reads one catalog from many goroutines, as the router
+// does; -race checks the lazily compiled templates.
+func TestConcurrentUse(t *testing.T) {
+	f := bigFleet()
+	c := f.catalog()
+	want := walk(t, catalog.Resources, 0, nil, c)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			if r, ok := c.Resource("tpl://s05/0000/x"); !ok || r.Server != "s05" {
+				t.Errorf("template route = %+v, %v", r, ok)
+			}
+			if got := walk(t, catalog.Resources, 3+i, f, c); !slices.Equal(got, want) {
+				t.Errorf("concurrent walk of %d items, want %d", len(got), len(want))
+			}
+		})
+	}
+	wg.Wait()
 }

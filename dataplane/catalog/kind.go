@@ -5,6 +5,7 @@ import "fmt"
 // Kind is one of the four MCP list kinds.
 type Kind uint8
 
+// The kinds, in the order of Kinds.
 const (
 	Tools Kind = iota
 	Prompts
