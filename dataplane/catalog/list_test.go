@@ -1,7 +1,9 @@
 package catalog_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -268,5 +270,41 @@ func TestBadCursorsRefused(t *testing.T) {
 	r.Cursor = valid
 	if got := list(t, c, catalog.Tools, r, f).keys; len(got) != 4 || got[0] != "a__t0004" {
 		t.Fatalf("valid cursor: keys %v; want the 4 tools after a__t0003", got)
+	}
+}
+
+// TestPagesHoldTheWholeListsBytes: a page's items are the same bytes as the
+// whole list's, and a caller appending to a whole list cannot change the
+// catalog.
+func TestPagesHoldTheWholeListsBytes(t *testing.T) {
+	f := bigFleet()
+	c := f.catalog()
+	for _, k := range catalog.Kinds {
+		res, err := c.List(context.Background(), k, catalog.ListRequest{}, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		whole := decode(t, k, res)
+		_ = append(res, "garbage"...)
+		var paged []json.RawMessage
+		req := catalog.ListRequest{Paginate: true, PageSize: 13, Key: testKey}
+		for {
+			r := list(t, c, k, req, f)
+			paged = append(paged, r.raws...)
+			if req.Cursor = r.next; req.Cursor == "" {
+				break
+			}
+		}
+		if len(paged) != len(whole.raws) {
+			t.Fatalf("%s: %d paged items, %d in the whole list", k, len(paged), len(whole.raws))
+		}
+		for i := range paged {
+			if !bytes.Equal(paged[i], whole.raws[i]) {
+				t.Fatalf("%s item %d: paged %s, whole %s", k, i, paged[i], whole.raws[i])
+			}
+		}
+		if again, _ := c.List(context.Background(), k, catalog.ListRequest{}, f); !bytes.Equal(again, res) || !json.Valid(again) {
+			t.Fatalf("%s: the whole list changed after a caller appended to it", k)
+		}
 	}
 }

@@ -1,13 +1,13 @@
 package catalog_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"runtime"
 	"testing"
 
 	"github.com/mcpmesh/mcpmesh/dataplane/catalog"
-	"github.com/mcpmesh/mcpmesh/dataplane/jsonrpc"
 )
 
 // realisticServers are 20 servers of 500 tools each, tools the size of
@@ -120,8 +120,13 @@ func BenchmarkList(b *testing.B) {
 	})
 }
 
-// nextCursor reads a result's nextCursor without decoding the items.
+// nextCursor reads a result's nextCursor without scanning the items: List
+// writes it last, and a cursor holds no quote.
 func nextCursor(res json.RawMessage) string {
-	s, _, _ := jsonrpc.LookupString(res, "nextCursor")
-	return s
+	i := bytes.LastIndex(res, []byte(`,"nextCursor":"`))
+	if i < 0 {
+		return ""
+	}
+	rest := res[i+len(`,"nextCursor":"`):]
+	return string(rest[:bytes.IndexByte(rest, '"')])
 }
