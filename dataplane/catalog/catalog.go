@@ -100,15 +100,14 @@ func Build(servers []Server) *Catalog {
 	}
 	slices.SortStableFunc(srvs, func(a, b *Server) int { return cmp.Compare(a.Name, b.Name) })
 	c := &Catalog{shadowed: map[string][]string{}}
-	for i, s := range srvs {
-		if i > 0 && srvs[i-1].Name == s.Name {
+	srvs = slices.DeleteFunc(srvs, func(s *Server) bool {
+		if n := len(c.servers); n > 0 && c.servers[n-1] == s.Name {
 			c.problems = append(c.problems, Problem{Server: s.Name, Reason: "server listed twice; the first is kept"})
-			srvs[i] = nil
-			continue
+			return true
 		}
 		c.servers = append(c.servers, s.Name)
-	}
-	srvs = slices.DeleteFunc(srvs, func(s *Server) bool { return s == nil })
+		return false
+	})
 	for _, k := range Kinds {
 		c.build(k, srvs)
 	}

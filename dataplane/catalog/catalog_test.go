@@ -245,6 +245,7 @@ func TestProblems(t *testing.T) {
 			catalog.Templates: {templateItem("t://{unclosed", "t")},
 		}},
 		{Name: "a", Prefix: "dup__", Lists: [4][]catalog.Item{catalog.Tools: {toolItem("y")}}},
+		{Name: "a", Prefix: "dup2__", Lists: [4][]catalog.Item{catalog.Tools: {toolItem("z")}}},
 	})
 	if got := walk(t, catalog.Tools, 0, nil, c); !slices.Equal(got, []string{"a__x", "a__é"}) {
 		t.Errorf("tools = %v, want a__x and a__é only", got)
@@ -252,8 +253,8 @@ func TestProblems(t *testing.T) {
 	if c.Count(catalog.Resources) != 1 || c.Count(catalog.Templates) != 0 {
 		t.Errorf("resources %d, templates %d; want 1 and 0", c.Count(catalog.Resources), c.Count(catalog.Templates))
 	}
-	if got := len(c.Problems()); got != 9 {
-		t.Errorf("%d problems, want 9 (server, 6 tools, resource, template): %+v", got, c.Problems())
+	if got := len(c.Problems()); got != 10 {
+		t.Errorf("%d problems, want 10 (2 servers, 6 tools, resource, template): %+v", got, c.Problems())
 	}
 	for _, p := range c.Problems() {
 		if p.Server != "a" || p.Reason == "" {
