@@ -51,7 +51,12 @@ type Keys struct {
 	now   func() time.Time
 	gen   atomic.Uint64
 
-	mu   sync.RWMutex
+	// mu serialises SetSecret; readers load state without a lock.
+	mu    sync.Mutex
+	state atomic.Pointer[state]
+}
+
+type state struct {
 	cur  *secret
 	prev *secret // nil when there is none
 	// prevRetired is when prev was replaced.
@@ -105,7 +110,9 @@ func NewWithOptions(o Options) *Keys {
 	}
 	boot := make([]byte, 32)
 	_, _ = rand.Read(boot) // never fails (crypto/rand docs)
-	return &Keys{grace: o.Grace, now: o.Now, cur: newSecret(boot)}
+	k := &Keys{grace: o.Grace, now: o.Now}
+	k.state.Store(&state{cur: newSecret(boot)})
+	return k
 }
 
 // SetSecret makes secret the cluster secret. The one it replaces stays
@@ -119,11 +126,11 @@ func (k *Keys) SetSecret(secret []byte) bool {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if bytes.Equal(k.cur.raw, secret) {
+	old := k.state.Load()
+	if bytes.Equal(old.cur.raw, secret) {
 		return false
 	}
-	k.prev, k.prevRetired = k.cur, k.now()
-	k.cur = newSecret(secret)
+	k.state.Store(&state{cur: newSecret(secret), prev: old.cur, prevRetired: k.now()})
 	k.gen.Add(1)
 	return true
 }
@@ -142,18 +149,15 @@ func (k *Keys) Derive(label string) []byte { return k.Current(label).Bytes }
 
 // Current returns the current key for label and its id.
 func (k *Keys) Current(label string) Key {
-	k.mu.RLock()
-	cur := k.cur
-	k.mu.RUnlock()
+	cur := k.state.Load().cur
 	return Key{ID: cur.id, Bytes: cur.key(label)}
 }
 
 // Previous returns the key for label of the previous secret while its grace
 // lasts.
 func (k *Keys) Previous(label string) (Key, bool) {
-	k.mu.RLock()
-	prev, retired := k.prev, k.prevRetired
-	k.mu.RUnlock()
+	st := k.state.Load()
+	prev, retired := st.prev, st.prevRetired
 	if prev == nil {
 		return Key{}, false
 	}
