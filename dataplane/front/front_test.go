@@ -126,7 +126,9 @@ func initializeVersion(t *testing.T, c *client.Client, version string) *mcp.Init
 	res, err := c.Initialize(ctx, mcp.InitializeRequest{Params: mcp.InitializeParams{
 		ProtocolVersion: version,
 		ClientInfo:      mcp.Implementation{Name: "test-client", Version: "1.2.3"},
-		Capabilities:    mcp.ClientCapabilities{Roots: &struct{ ListChanged bool `json:"listChanged,omitempty"` }{ListChanged: true}},
+		Capabilities: mcp.ClientCapabilities{Roots: &struct {
+			ListChanged bool `json:"listChanged,omitempty"`
+		}{ListChanged: true}},
 	}})
 	if err != nil {
 		t.Fatalf("Initialize: %v", err)
