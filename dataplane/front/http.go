@@ -25,9 +25,13 @@ func httpError(w http.ResponseWriter, status, code int, format string, args ...a
 	writeJSON(w, status, jsonrpc.ErrorResponse(nil, &jsonrpc.Error{Code: code, Message: fmt.Sprintf(format, args...)}))
 }
 
+// jsonType is shared by every answer: Header.Set would allocate it each time
+// (net/http only reads header values).
+var jsonType = []string{"application/json"}
+
 func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
+	h["Content-Type"] = jsonType
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
