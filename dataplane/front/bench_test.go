@@ -16,11 +16,11 @@ import (
 )
 
 // benchRouter answers every request with a fixed result.
-type benchRouter struct{ fakeRouter }
+type benchRouter struct{ *fakeRouter }
 
 var benchResult = json.RawMessage(`{"content":[{"type":"text","text":"ok"}]}`)
 
-func (benchRouter) Handle(context.Context, *front.Session, *jsonrpc.Message, front.Stream) (json.RawMessage, error) {
+func (*benchRouter) Handle(context.Context, *front.Session, *jsonrpc.Message, front.Stream) (json.RawMessage, error) {
 	return benchResult, nil
 }
 
@@ -30,7 +30,7 @@ func (benchRouter) Handle(context.Context, *front.Session, *jsonrpc.Message, fro
 func BenchmarkPostToolsCall(b *testing.B) {
 	k := keys.New()
 	k.SetSecret(secretA)
-	rt := &benchRouter{*newFakeRouter()}
+	rt := &benchRouter{newFakeRouter()}
 	f := front.New(front.Options{Router: rt, Keys: k, Logger: quiet()})
 	defer f.Close()
 	h := f.Handler()

@@ -106,13 +106,16 @@ type codec struct {
 	maxAge time.Duration
 	grace  time.Duration // Options.SecretGrace, 0: as long as keys keeps it
 	now    func() time.Time
+	// random fills nonces; the fuzz test makes it deterministic.
+	random func([]byte)
 
 	ciphers atomic.Pointer[ciphers]
 	deny    denyList
 }
 
 func newCodec(k *keys.Keys, maxAge, grace time.Duration, now func() time.Time) *codec {
-	return &codec{keys: k, maxAge: maxAge, grace: grace, now: now, deny: denyList{m: map[nonce]int64{}}}
+	return &codec{keys: k, maxAge: maxAge, grace: grace, now: now, deny: denyList{m: map[nonce]int64{}},
+		random: func(b []byte) { _, _ = rand.Read(b) }} // never fails (crypto/rand docs)
 }
 
 func newAEAD(key []byte) cipher.AEAD {
@@ -157,7 +160,7 @@ func (c *codec) seal(s *Session) string {
 	raw := make([]byte, headerLen, headerLen+n+tagLen)
 	raw[0] = idVersion
 	copy(raw[1:], cs.cur.id[:])
-	_, _ = rand.Read(raw[1+keys.IDLen : headerLen]) // never fails (crypto/rand docs)
+	c.random(raw[1+keys.IDLen : headerLen])
 	s.issued = c.now().Unix()
 	copy(s.nonce[:], raw[1+keys.IDLen:headerLen])
 

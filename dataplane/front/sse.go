@@ -118,9 +118,12 @@ func (f *Front) serveMessage(w http.ResponseWriter, r *http.Request) {
 		answer, ok := f.initialize(ctx, s, &msg)
 		if ok {
 			l.mu.Lock()
+			first := l.sess.Protocol == ""
 			*l.sess = *s
 			l.mu.Unlock()
-			f.listening(l.ctx, l.session())
+			if first {
+				f.listening(l.ctx, l.session())
+			}
 		}
 		f.reply(l, answer)
 	case msg.IsRequest():

@@ -50,6 +50,8 @@ func (f *Front) servePost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if msg.Method == string(mcp.MethodInitialize) && msg.IsRequest() {
+		// Always a new session, whatever Mcp-Session-Id the request carries:
+		// a client re-initializes after its session was refused.
 		f.serveInitialize(w, r, &msg)
 		return
 	}
