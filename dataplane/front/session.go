@@ -27,7 +27,7 @@ import (
 //	           len(1)+protocol len(1)+clientName len(1)+clientVersion
 //	           len(2)+capabilities len(2)+upstream
 //
-// The key is keys.Derive("mcpmesh session v2") of the cluster secret; keyID
+// The key is keys.Derive(keys.SessionLabel) of the cluster secret; keyID
 // names that secret, so a replica tells "sealed under a secret I do not hold"
 // (another cluster, a rotation whose grace ended, a restart before the first
 // snapshot) from "tampered". The nonce is random and is also what makes the
@@ -44,7 +44,6 @@ import (
 // revoked everywhere (DELETE deny-lists it on the replica that received it),
 // or change after initialize.
 const (
-	sessionLabel   = "mcpmesh session v2"
 	idVersion      = 2
 	nonceLen       = 12
 	tagLen         = 16
@@ -138,9 +137,9 @@ func (c *codec) load() *ciphers {
 	if cs := c.ciphers.Load(); cs != nil && cs.gen == gen {
 		return cs
 	}
-	cur := c.keys.Current(sessionLabel)
+	cur := c.keys.Current(keys.SessionLabel)
 	cs := &ciphers{gen: gen, cur: sealKey{id: cur.ID, aead: newAEAD(cur.Bytes)}}
-	if prev, ok := c.keys.Previous(sessionLabel); ok {
+	if prev, ok := c.keys.Previous(keys.SessionLabel); ok {
 		until := prev.Until
 		if c.grace > 0 && prev.Retired.Add(c.grace).Before(until) {
 			until = prev.Retired.Add(c.grace)

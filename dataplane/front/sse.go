@@ -1,6 +1,7 @@
 package front
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"net/url"
@@ -117,6 +118,8 @@ func (f *Front) serveMessage(w http.ResponseWriter, r *http.Request) {
 	case msg.Method == string(mcp.MethodInitialize) && msg.IsRequest():
 		answer, ok := f.initialize(ctx, s, &msg)
 		if ok {
+			// Kept for the stream's life: not an alias of this body.
+			s.Capabilities = bytes.Clone(s.Capabilities)
 			l.mu.Lock()
 			first := l.sess.Protocol == ""
 			*l.sess = *s

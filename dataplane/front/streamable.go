@@ -127,6 +127,7 @@ func (f *Front) openSession(w http.ResponseWriter, id string) (*Session, bool) {
 		// Authentic but expired: the session ended.
 		f.router.Ended(s)
 	}
+	f.log.Debug("MCP request refused: bad session id", "err", err)
 	httpError(w, http.StatusNotFound, jsonrpc.CodeInvalidRequest, "%v", err)
 	return nil, false
 }

@@ -10,6 +10,13 @@ import (
 	"time"
 )
 
+// Labels of the keys derived from the cluster secret, one per use: a value
+// valid in one role never verifies in another.
+const (
+	SessionLabel = "mcpmesh session v2" // dataplane/front: session id encryption (AES-256-GCM)
+	CursorLabel  = "mcpmesh cursor v3"  // list cursor signing (HMAC-SHA256)
+)
+
 // DefaultGrace is how long the previous secret stays accepted after a
 // rotation when Options.Grace is zero: long enough for every replica to see
 // the new snapshot and for open sessions to carry on.
