@@ -317,7 +317,9 @@ func TestStdioBackendRestartsKilledChild(t *testing.T) {
 func TestCollectStopsCursorLoops(t *testing.T) {
 	ctx := context.Background()
 	item := func(k string) catalog.Item { return catalog.Item{Key: k, Raw: json.RawMessage(`{"name":"` + k + `"}`)} }
-	repeat := func(string) (catalog.Page, error) { return catalog.Page{Items: []catalog.Item{item("a")}, Next: "same"}, nil }
+	repeat := func(string) (catalog.Page, error) {
+		return catalog.Page{Items: []catalog.Item{item("a")}, Next: "same"}, nil
+	}
 	if _, _, err := collect(ctx, "tools", repeat); !errors.Is(err, errCursorLoop) {
 		t.Errorf("repeated cursor: err = %v, want errCursorLoop", err)
 	}

@@ -37,7 +37,16 @@ func TestMain(m *testing.M) {
 		os.Exit(3)
 	case "1":
 		fmt.Fprintln(os.Stderr, "helper stdio server starting")
-		if err := server.ServeStdio(newMCPServer("stdio", 0)); err != nil {
+		s := newMCPServer("stdio", 0)
+		// block reports on stderr (which the data plane logs) when it is
+		// cancelled: over stdio only notifications/cancelled can do that.
+		s.AddTool(mcp.NewTool("block"), func(ctx context.Context, _ mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			fmt.Fprintln(os.Stderr, "block started")
+			<-ctx.Done()
+			fmt.Fprintln(os.Stderr, "block cancelled upstream")
+			return nil, ctx.Err()
+		})
+		if err := server.ServeStdio(s); err != nil {
 			fmt.Fprintln(os.Stderr, "serve stdio:", err)
 			os.Exit(1)
 		}
@@ -119,6 +128,8 @@ type httpBackend struct {
 	// initGate, while set, holds initialize requests until it is closed, so
 	// a test can look at the state before a connect completes.
 	initGate atomic.Pointer[chan struct{}]
+	// onPost, while set, sees the body of every POST before the server does.
+	onPost atomic.Pointer[func(r *http.Request, body []byte)]
 }
 
 func startHTTPBackend(t *testing.T, s *server.MCPServer, sse bool) *httpBackend {
@@ -134,6 +145,11 @@ func startHTTPBackend(t *testing.T, s *server.MCPServer, sse bool) *httpBackend 
 	}
 	hb.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		init := isInitialize(r)
+		if f := hb.onPost.Load(); f != nil && r.Method == http.MethodPost {
+			body, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			(*f)(r, body)
+		}
 		if init {
 			hb.inits.Add(1)
 			if g := hb.initGate.Load(); g != nil {
