@@ -98,7 +98,7 @@ func TestHandshakeSendsOurInitialize(t *testing.T) {
 func TestParseInitResult(t *testing.T) {
 	for _, tc := range []struct {
 		name, res, err string
-		offered      [4]bool
+		offered        [4]bool
 	}{
 		{"full", `{"protocolVersion":"2025-11-25","capabilities":{"tools":{},"resources":{"subscribe":true}},"instructions":"hi","serverInfo":{"name":"x","version":"1"}}`, "", [4]bool{true, false, true, true}},
 		{"older revision", `{"protocolVersion":"2025-03-26","capabilities":{"prompts":{}}}`, "", [4]bool{false, true, false, false}},
