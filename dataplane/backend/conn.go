@@ -85,10 +85,13 @@ func (c *conn) request(ctx context.Context, method string, params json.RawMessag
 	var err error
 	if ctx.Done() == nil {
 		resp, err = c.tr.SendRequest(ctx, req)
-	} else if resp, err = c.sendCancellable(ctx, id, req); err == nil && resp == nil {
-		// Cancelled: whatever the backend answered after hearing so (mcp-go
-		// servers answer "context canceled") is not the request's outcome.
-		return nil, ctx.Err()
+	} else {
+		var abandoned bool
+		if resp, abandoned, err = c.sendCancellable(ctx, id, req); abandoned {
+			// Whatever the backend answered after hearing of the cancel
+			// (mcp-go servers answer "context canceled") is not the outcome.
+			return nil, ctx.Err()
+		}
 	}
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
@@ -101,11 +104,11 @@ func (c *conn) request(ctx context.Context, method string, params json.RawMessag
 
 // sendCancellable sends req so that ending ctx first tells the backend, with
 // notifications/cancelled on this connection, and only then abandons the
-// request; a cancelled request returns neither response nor error. The transport gets a context of its own that keeps ctx's values
+// request, reporting it abandoned. The transport gets a context of its own that keeps ctx's values
 // (streamable HTTP hands them to OnRequest) but ends only after the
 // notification went out: ending it with ctx would abort an HTTP POST before
 // the backend learns why, and over stdio leave it working for nobody.
-func (c *conn) sendCancellable(ctx context.Context, id int64, req transport.JSONRPCRequest) (*transport.JSONRPCResponse, error) {
+func (c *conn) sendCancellable(ctx context.Context, id int64, req transport.JSONRPCRequest) (resp *transport.JSONRPCResponse, abandoned bool, err error) {
 	sctx, scancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer scancel()
 	var fired sync.WaitGroup
@@ -115,13 +118,13 @@ func (c *conn) sendCancellable(ctx context.Context, id int64, req transport.JSON
 		c.sendCancelled(ctx, id)
 		scancel()
 	})
-	resp, err := c.tr.SendRequest(sctx, req)
+	resp, err = c.tr.SendRequest(sctx, req)
 	if stop() {
 		fired.Done() // never ran
-		return resp, err
+		return resp, false, err
 	}
 	fired.Wait() // a notification racing the answer is finished, not leaked
-	return nil, nil
+	return nil, true, nil
 }
 
 // sendCancelled tells the backend that request id is abandoned, giving ctx's
