@@ -2,24 +2,25 @@ package backend
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/mcpmesh/mcpmesh/internal/states"
 	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/mcpmesh/mcpmesh/dataplane/catalog"
 	"github.com/mcpmesh/mcpmesh/dataplane/resilience"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 	"github.com/mcpmesh/mcpmesh/internal/names"
+	"github.com/mcpmesh/mcpmesh/internal/states"
 )
 
 // ErrNotReady is wrapped by every error of a request made while the backend
@@ -58,6 +59,7 @@ type Backend struct {
 	logger *slog.Logger
 	clock  resilience.Clock
 	notify func() // non-blocking, coalesced by the manager
+	hooks  *hooks // shared by the manager's backends
 
 	eps     []*endpoint // config order: http.url first, then endpoints[]
 	picker  resilience.Picker
@@ -85,7 +87,7 @@ type Backend struct {
 	wake chan struct{}
 }
 
-func newBackend(cfg *mcpmeshv1.Server, p params, logger *slog.Logger, clock resilience.Clock, notify func(), bc resilience.BreakerConfig) *Backend {
+func newBackend(cfg *mcpmeshv1.Server, p params, logger *slog.Logger, clock resilience.Clock, notify func(), bc resilience.BreakerConfig, h *hooks) *Backend {
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Backend{
 		name:   cfg.GetName(),
@@ -93,6 +95,7 @@ func newBackend(cfg *mcpmeshv1.Server, p params, logger *slog.Logger, clock resi
 		logger: logger.With("server", cfg.GetName()),
 		clock:  clock,
 		notify: notify,
+		hooks:  h,
 		ctx:    ctx,
 		cancel: cancel,
 		done:   make(chan struct{}),
@@ -247,79 +250,88 @@ func (b *Backend) readyLists() (lists, bool) {
 	return kept, kept.known
 }
 
-// Tools returns the backend's complete tool list with upstream names; nil
-// when not ready. The slice is shared: do not modify it.
-func (b *Backend) Tools() []mcp.Tool {
-	l, _ := b.readyLists()
-	return l.tools
+// Request is one request to a backend, forwarded as raw JSON.
+type Request struct {
+	Method string          // e.g. "tools/call"
+	Params json.RawMessage // forwarded as is
+	// Retry says the request is safe to repeat after a transport failure, on
+	// another endpoint or after a reconnect. A request the backend answered
+	// 404 session-terminated never ran, so it is always repeated.
+	Retry bool
+	What  string // for error texts: `call tool "x"`; the method when empty
 }
 
-// Prompts returns the complete prompt list; nil when not ready.
-func (b *Backend) Prompts() []mcp.Prompt {
-	l, _ := b.readyLists()
-	return l.prompts
-}
-
-// Resources returns the complete resource list; nil when not ready.
-func (b *Backend) Resources() []mcp.Resource {
-	l, _ := b.readyLists()
-	return l.resources
-}
-
-// ResourceTemplates returns the complete resource template list; nil when not ready.
-func (b *Backend) ResourceTemplates() []mcp.ResourceTemplate {
-	l, _ := b.readyLists()
-	return l.templates
-}
-
-// Capabilities returns what the backend announced at initialize; zero when not ready.
-func (b *Backend) Capabilities() mcp.ServerCapabilities {
-	l, _ := b.readyLists()
-	return l.caps
-}
-
-// Instructions returns the backend's initialize instructions; "" when not ready.
-func (b *Backend) Instructions() string {
-	l, _ := b.readyLists()
-	return l.instructions
-}
-
-// CallTool calls a tool by its upstream name. A call that fails in transport
-// is retried once, on another endpoint or after a reconnect, only when the
-// tool declares itself read-only or idempotent: a retry could repeat a side
-// effect.
-func (b *Backend) CallTool(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-	// Decided before the call: a failure clears the lists of the endpoint it broke.
-	retry := b.toolRetryable(req.Params.Name)
-	return do(ctx, b, fmt.Sprintf("call tool %q", req.Params.Name), retry, func(ctx context.Context, cli *client.Client) (*mcp.CallToolResult, error) {
-		return cli.CallTool(ctx, req)
-	})
-}
-
-// toolRetryable reports whether the cached tool says a repeat is harmless.
-func (b *Backend) toolRetryable(name string) bool {
-	l, _ := b.readyLists()
-	for _, t := range l.tools {
-		if t.Name == name {
-			a := t.Annotations
-			return (a.ReadOnlyHint != nil && *a.ReadOnlyHint) || (a.IdempotentHint != nil && *a.IdempotentHint)
+// Request sends one request on an endpoint the picker chooses, under the
+// server's timeout, and returns the raw result. An upstream JSON-RPC error
+// comes back as *jsonrpc.Error (errors.As) and counts as a success for the
+// breaker. When ctx ends while the request is in flight (the caller
+// cancelled, or the timeout passed), the backend sends notifications/cancelled
+// {requestId: <our upstream id>} on that connection, then gives up.
+func (b *Backend) Request(ctx context.Context, r Request) (json.RawMessage, error) {
+	what := r.What
+	if what == "" {
+		what = r.Method
+	}
+	timeout := b.params().timeout
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	l, err := b.acquire(rctx, -1)
+	if err != nil {
+		return nil, b.requestErr(ctx, rctx, what, timeout, err)
+	}
+	res, err := b.call(ctx, rctx, l, r)
+	if err == nil {
+		return res, nil
+	}
+	// A backend that answers 404 for our session (it restarted and forgot
+	// it) did not run the request: repeating it is safe whatever it does.
+	unsent := errors.Is(err, transport.ErrSessionTerminated)
+	if (r.Retry || unsent) && rctx.Err() == nil && (isConnErr(rctx, err) || l.c.isDead()) {
+		b.logger.Info("retrying request", "method", what, "endpoint", l.ep.label, "err", err)
+		l2, aerr := b.acquire(rctx, l.ep.idx)
+		if aerr != nil {
+			err = fmt.Errorf("endpoint %s: %w; no retry: %w", l.ep.label, err, aerr)
+		} else {
+			res, err2 := b.call(ctx, rctx, l2, r)
+			if err2 == nil {
+				return res, nil
+			}
+			err = fmt.Errorf("endpoint %s: %w; retried on endpoint %s: %w", l.ep.label, err, l2.ep.label, err2)
 		}
 	}
-	return false
+	return nil, b.requestErr(ctx, rctx, what, timeout, err)
 }
 
-// GetPrompt gets a prompt by its upstream name; retried once on a transport failure.
-func (b *Backend) GetPrompt(ctx context.Context, req mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
-	return do(ctx, b, fmt.Sprintf("get prompt %q", req.Params.Name), true, func(ctx context.Context, cli *client.Client) (*mcp.GetPromptResult, error) {
-		return cli.GetPrompt(ctx, req)
-	})
-}
-
-// ReadResource reads a resource by its upstream URI; retried once on a transport failure.
-func (b *Backend) ReadResource(ctx context.Context, req mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
-	return do(ctx, b, fmt.Sprintf("read resource %q", req.Params.URI), true, func(ctx context.Context, cli *client.Client) (*mcp.ReadResourceResult, error) {
-		return cli.ReadResource(ctx, req)
-	})
+// Notify sends a notification to every connected endpoint of the backend
+// (roots/list_changed, a client's progress…). With none connected it
+// returns an error matching ErrNotReady.
+func (b *Backend) Notify(ctx context.Context, method string, params json.RawMessage) error {
+	n := mcp.JSONRPCNotification{JSONRPC: mcp.JSONRPC_VERSION, Notification: mcp.Notification{Method: method}}
+	if len(params) > 0 {
+		// mcp-go's SendNotification only takes its typed notification.
+		if err := json.Unmarshal(params, &n.Params); err != nil {
+			return fmt.Errorf("backend %q: notify %s: params: %w", b.name, method, err)
+		}
+	}
+	var errs []error
+	sent := 0
+	for _, e := range b.eps {
+		c := e.readyConn()
+		if c == nil {
+			continue
+		}
+		sent++
+		if err := c.tr.SendNotification(ctx, n); err != nil {
+			errs = append(errs, fmt.Errorf("endpoint %s: %w", e.label, err))
+		}
+	}
+	switch {
+	case sent == 0:
+		return fmt.Errorf("backend %q: notify %s: %w", b.name, method, ErrNotReady)
+	case len(errs) > 0:
+		return fmt.Errorf("backend %q: notify %s: %w", b.name, method, errors.Join(errs...))
+	}
+	return nil
 }
 
 // lease is one request's hold on an endpoint: done reports the outcome to
@@ -330,50 +342,15 @@ type lease struct {
 	done func(success bool)
 }
 
-// do runs one upstream request under the server's timeout (the caller's
-// cancellation propagates through ctx), on an endpoint chosen by the picker,
-// retrying once on a transport failure when retry is set.
-func do[T any](ctx context.Context, b *Backend, what string, retry bool, f func(context.Context, *client.Client) (T, error)) (T, error) {
-	var zero T
-	timeout := b.params().timeout
-	rctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	l, err := b.acquire(rctx, -1)
-	if err != nil {
-		return zero, b.requestErr(ctx, rctx, what, timeout, err)
-	}
-	res, err := call(ctx, rctx, b, l, f)
-	if err == nil {
-		return res, nil
-	}
-	// A backend that answers 404 for our session (it restarted and forgot
-	// it) did not run the request: repeating it is safe whatever it does.
-	unsent := errors.Is(err, transport.ErrSessionTerminated)
-	if (retry || unsent) && rctx.Err() == nil && (isConnErr(rctx, err) || l.c.isDead()) {
-		b.logger.Info("retrying request", "method", what, "endpoint", l.ep.label, "err", err)
-		l2, aerr := b.acquire(rctx, l.ep.idx)
-		if aerr != nil {
-			err = fmt.Errorf("endpoint %s: %w; no retry: %w", l.ep.label, err, aerr)
-		} else {
-			res, err2 := call(ctx, rctx, b, l2, f)
-			if err2 == nil {
-				return res, nil
-			}
-			err = fmt.Errorf("endpoint %s: %w; retried on endpoint %s: %w", l.ep.label, err, l2.ep.label, err2)
-		}
-	}
-	return zero, b.requestErr(ctx, rctx, what, timeout, err)
-}
-
 // call sends one request on a leased endpoint and reports the outcome to its
 // breaker: transport failures and our timeout are failures; an upstream
 // JSON-RPC error is an answer, so a success for the breaker.
-func call[T any](ctx, rctx context.Context, b *Backend, l lease, f func(context.Context, *client.Client) (T, error)) (T, error) {
+func (b *Backend) call(ctx, rctx context.Context, l lease, r Request) (json.RawMessage, error) {
 	l.ep.inflight.Add(1)
 	l.ep.requests.Add(1)
 	l.c.active.Add(1)
 	start := time.Now()
-	res, err := f(rctx, l.c.cli)
+	res, err := l.c.request(rctx, r.Method, r.Params)
 	l.c.active.Add(-1)
 	l.ep.inflight.Add(-1)
 	// A request aborted because its connection was found dead and closed
@@ -632,9 +609,9 @@ func (b *Backend) Health() *mcpmeshv1.BackendHealth {
 		h.Latency = durationpb.New(d)
 	}
 	if l, ok := b.readyLists(); ok {
-		h.Tools = uint32(len(l.tools))
-		h.Resources = uint32(len(l.resources))
-		h.Prompts = uint32(len(l.prompts))
+		h.Tools = uint32(len(l.items[catalog.Tools]))
+		h.Resources = uint32(len(l.items[catalog.Resources]))
+		h.Prompts = uint32(len(l.items[catalog.Prompts]))
 	}
 	return h
 }

@@ -2,8 +2,10 @@ package backend
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -14,6 +16,8 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/mcpmesh/mcpmesh/dataplane/catalog"
+	"github.com/mcpmesh/mcpmesh/dataplane/jsonrpc"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 )
 
@@ -22,14 +26,6 @@ const (
 	stateRetrying    = mcpmeshv1.BackendState_BACKEND_STATE_RETRYING
 	stateUnavailable = mcpmeshv1.BackendState_BACKEND_STATE_UNAVAILABLE
 )
-
-func toolNames(ts []mcp.Tool) []string {
-	out := make([]string, len(ts))
-	for i, t := range ts {
-		out[i] = t.Name
-	}
-	return out
-}
 
 func TestStreamableHTTPBackendFollowsCursors(t *testing.T) {
 	e := newEnv(t)
@@ -43,7 +39,7 @@ func TestStreamableHTTPBackendFollowsCursors(t *testing.T) {
 	if !b.Ready() {
 		t.Fatal("healthy backend is not Ready")
 	}
-	got := toolNames(b.Tools())
+	got := toolNames(b)
 	if len(got) != 11 {
 		t.Fatalf("tools = %v, want 11 (all pages)", got)
 	}
@@ -59,17 +55,21 @@ func TestStreamableHTTPBackendFollowsCursors(t *testing.T) {
 			t.Errorf("tool %q missing from %v", want, got)
 		}
 	}
-	if p := b.Prompts(); len(p) != 1 || p[0].Name != "greet" {
-		t.Errorf("prompts = %+v", p)
+	if p := keys(b, catalog.Prompts); !slices.Equal(p, []string{"greet"}) {
+		t.Errorf("prompts = %v", p)
 	}
-	if r := b.Resources(); len(r) != 1 || r[0].URI != "mem://alpha/readme" {
-		t.Errorf("resources = %+v", r)
+	if r := keys(b, catalog.Resources); !slices.Equal(r, []string{"mem://alpha/readme"}) {
+		t.Errorf("resources = %v", r)
 	}
-	if rt := b.ResourceTemplates(); len(rt) != 1 {
-		t.Errorf("templates = %+v", rt)
+	if rt := keys(b, catalog.Templates); !slices.Equal(rt, []string{"mem://alpha/items/{id}"}) {
+		t.Errorf("templates = %v", rt)
 	}
-	if caps := b.Capabilities(); caps.Tools == nil || !caps.Tools.ListChanged {
-		t.Errorf("capabilities = %+v, want tools with listChanged", caps)
+	var caps mcp.ServerCapabilities
+	if err := json.Unmarshal(b.Capabilities(), &caps); err != nil || caps.Tools == nil || !caps.Tools.ListChanged {
+		t.Errorf("capabilities = %s (%v), want tools with listChanged", b.Capabilities(), err)
+	}
+	if s, _ := b.Catalog(); s.Name != "alpha" || s.Prefix != "alpha__" || !s.Paged[catalog.Tools] || s.Paged[catalog.Prompts] {
+		t.Errorf("catalog server = %+v, want alpha, alpha__, tools paged", s)
 	}
 	if got := b.Instructions(); got != "instructions of alpha" {
 		t.Errorf("instructions = %q", got)
@@ -78,24 +78,11 @@ func TestStreamableHTTPBackendFollowsCursors(t *testing.T) {
 	if got := callText(t, b, "echo", map[string]any{"text": "hi"}); got != "alpha:hi" {
 		t.Errorf("echo = %q", got)
 	}
-	var pr mcp.GetPromptRequest
-	pr.Params.Name = "greet"
-	pr.Params.Arguments = map[string]string{"who": "bob"}
-	pres, err := b.GetPrompt(context.Background(), pr)
-	if err != nil {
-		t.Fatalf("get prompt: %v", err)
+	if text, err := getPrompt(context.Background(), b, "greet", map[string]string{"who": "bob"}); err != nil || text != "hello bob" {
+		t.Errorf("get prompt = %q, %v", text, err)
 	}
-	if tc, _ := mcp.AsTextContent(pres.Messages[0].Content); tc.Text != "hello bob" {
-		t.Errorf("prompt text = %q", tc.Text)
-	}
-	var rr mcp.ReadResourceRequest
-	rr.Params.URI = "mem://alpha/readme"
-	rres, err := b.ReadResource(context.Background(), rr)
-	if err != nil {
-		t.Fatalf("read resource: %v", err)
-	}
-	if tc, ok := rres.Contents[0].(mcp.TextResourceContents); !ok || tc.Text != "readme of alpha" {
-		t.Errorf("resource contents = %+v", rres.Contents)
+	if text, err := readResource(context.Background(), b, "mem://alpha/readme"); err != nil || text != "readme of alpha" {
+		t.Errorf("read resource = %q, %v", text, err)
 	}
 
 	h := b.Health()
@@ -110,10 +97,10 @@ func TestStreamableHTTPBackendFollowsCursors(t *testing.T) {
 	}
 
 	// An upstream JSON-RPC error is returned, named, and does not break the connection.
-	var bad mcp.GetPromptRequest
-	bad.Params.Name = "nope"
-	if _, err := b.GetPrompt(context.Background(), bad); err == nil || !strings.Contains(err.Error(), `backend "alpha"`) {
-		t.Errorf("unknown prompt error = %v, want one naming the backend", err)
+	_, err := getPrompt(context.Background(), b, "nope", nil)
+	var je *jsonrpc.Error
+	if !errors.As(err, &je) || !strings.Contains(err.Error(), `backend "alpha"`) {
+		t.Errorf("unknown prompt error = %v, want the upstream *jsonrpc.Error naming the backend", err)
 	}
 	if !b.Ready() {
 		t.Error("an upstream error made the backend not ready")
@@ -127,7 +114,7 @@ func TestListChangedRefetches(t *testing.T) {
 	e.apply(hb.server("beta"))
 	b := e.backend("beta")
 	e.waitState(b, stateHealthy)
-	before := len(b.Tools())
+	before := len(toolNames(b))
 
 	// mcp-go's server can lose a notification: the forwarder goroutine of a
 	// POST that just ended (here, the last list request) may take it off the
@@ -139,14 +126,14 @@ func TestListChangedRefetches(t *testing.T) {
 	s.AddTool(mcp.NewTool("added-later"), func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		return mcp.NewToolResultText("new"), nil
 	})
-	e.waitForNudging("the added tool to be listed", func() bool { return len(b.Tools()) == before+1 },
+	e.waitForNudging("the added tool to be listed", func() bool { return len(toolNames(b)) == before+1 },
 		reannounce(mcp.MethodNotificationToolsListChanged))
 	if got := callText(t, b, "added-later", nil); got != "new" {
 		t.Errorf("added-later = %q", got)
 	}
 
 	s.DeletePrompts("greet")
-	e.waitForNudging("the prompt to vanish", func() bool { return len(b.Prompts()) == 0 },
+	e.waitForNudging("the prompt to vanish", func() bool { return len(keys(b, catalog.Prompts)) == 0 },
 		reannounce(mcp.MethodNotificationPromptsListChanged))
 }
 
@@ -178,9 +165,7 @@ func TestRequestTimeout(t *testing.T) {
 	e.waitForNudging("slowpoke healthy", func() bool { return b.State() == stateHealthy },
 		func() { e.clock.Advance(e.waitTimer()) })
 
-	var req mcp.CallToolRequest
-	req.Params.Name = "slow"
-	_, err := b.CallTool(context.Background(), req)
+	_, err := callTool(context.Background(), b, "slow")
 	if err == nil || !strings.Contains(err.Error(), "no answer within 300ms") {
 		t.Fatalf("slow call error = %v, want a timeout naming the deadline", err)
 	}
@@ -222,14 +207,12 @@ func TestRetryScheduleAndRecovery(t *testing.T) {
 	if s := b.State(); s != stateUnavailable {
 		t.Fatalf("state after the schedule = %v, want UNAVAILABLE", s)
 	}
-	var req mcp.CallToolRequest
-	req.Params.Name = "echo"
-	_, err := b.CallTool(context.Background(), req)
+	_, err := callTool(context.Background(), b, "echo")
 	if !errors.Is(err, ErrNotReady) || !strings.Contains(err.Error(), `backend "delta" is unavailable`) ||
 		!strings.Contains(err.Error(), "next probe in 500ms") || !strings.Contains(err.Error(), "503") {
 		t.Fatalf("call while unavailable = %v, want ErrNotReady naming backend, state, last error and next probe", err)
 	}
-	if b.Tools() != nil {
+	if _, ok := b.Catalog(); ok {
 		t.Error("an unavailable backend lists tools")
 	}
 
@@ -257,8 +240,7 @@ func TestRetryScheduleAndRecovery(t *testing.T) {
 	// and the schedule starts over.
 	e.clock.Advance(8 * time.Second)
 	hb.down.Store(true)
-	req.Params.Arguments = map[string]any{"text": "x"}
-	if _, err := b.CallTool(context.Background(), req); err == nil {
+	if _, err := callToolArgs(context.Background(), b, "echo", map[string]any{"text": "x"}); err == nil {
 		t.Fatal("call to a down backend succeeded")
 	}
 	e.waitState(b, stateRetrying)
@@ -275,7 +257,7 @@ func TestRetryScheduleAndRecovery(t *testing.T) {
 	// A connection that dies right after connecting does not reset the
 	// schedule, so a flapping backend cannot make us reconnect in a loop.
 	hb.down.Store(true)
-	if _, err := b.CallTool(context.Background(), req); err == nil {
+	if _, err := callToolArgs(context.Background(), b, "echo", map[string]any{"text": "x"}); err == nil {
 		t.Fatal("call to a down backend succeeded")
 	}
 	if got := e.waitTimer(); got != 2*time.Second {
@@ -334,23 +316,34 @@ func TestStdioBackendRestartsKilledChild(t *testing.T) {
 
 func TestCollectStopsCursorLoops(t *testing.T) {
 	ctx := context.Background()
-	repeat := func(cur mcp.Cursor) ([]int, mcp.Cursor, error) { return []int{1}, "same", nil }
-	if _, err := collect(ctx, "tools", repeat); !errors.Is(err, errCursorLoop) {
+	item := func(k string) catalog.Item { return catalog.Item{Key: k, Raw: json.RawMessage(`{"name":"` + k + `"}`)} }
+	repeat := func(string) (catalog.Page, error) {
+		return catalog.Page{Items: []catalog.Item{item("a")}, Next: "same"}, nil
+	}
+	if _, _, err := collect(ctx, "tools", repeat); !errors.Is(err, errCursorLoop) {
 		t.Errorf("repeated cursor: err = %v, want errCursorLoop", err)
 	}
 	n := 0
-	endless := func(cur mcp.Cursor) ([]int, mcp.Cursor, error) {
+	endless := func(string) (catalog.Page, error) {
 		n++
-		return nil, mcp.Cursor(fmt.Sprint(n)), nil
+		return catalog.Page{Next: fmt.Sprint(n)}, nil
 	}
-	if _, err := collect(ctx, "tools", endless); !errors.Is(err, errCursorLoop) || n != maxListPages {
+	if _, _, err := collect(ctx, "tools", endless); !errors.Is(err, errCursorLoop) || n != maxListPages {
 		t.Errorf("endless cursors: err = %v after %d pages, want errCursorLoop after %d", err, n, maxListPages)
 	}
-	pages := map[mcp.Cursor][]int{"": {1, 2}, "a": {3}, "b": {}}
-	next := map[mcp.Cursor]mcp.Cursor{"": "a", "a": "b", "b": ""}
-	got, err := collect(ctx, "tools", func(cur mcp.Cursor) ([]int, mcp.Cursor, error) { return pages[cur], next[cur], nil })
-	if err != nil || fmt.Sprint(got) != "[1 2 3]" {
-		t.Errorf("collect = %v, %v; want [1 2 3]", got, err)
+	pages := map[string][]catalog.Item{"": {item("1"), item("2")}, "a": {item("3")}, "b": {}}
+	next := map[string]string{"": "a", "a": "b", "b": ""}
+	got, paged, err := collect(ctx, "tools", func(cur string) (catalog.Page, error) { return catalog.Page{Items: pages[cur], Next: next[cur]}, nil })
+	var ks []string
+	for _, it := range got {
+		ks = append(ks, it.Key)
+	}
+	if err != nil || !paged || fmt.Sprint(ks) != "[1 2 3]" {
+		t.Errorf("collect = %v, %v, %v; want [1 2 3], paged", ks, paged, err)
+	}
+	got, paged, err = collect(ctx, "tools", func(string) (catalog.Page, error) { return catalog.Page{}, nil })
+	if err != nil || paged || got == nil {
+		t.Errorf("collect of one empty page = %v, %v, %v; want an empty non-nil list, not paged", got, paged, err)
 	}
 }
 
@@ -369,7 +362,7 @@ func TestListResync(t *testing.T) {
 	e.apply(hb.server("quiet"))
 	b := e.backend("quiet")
 	e.waitState(b, stateHealthy)
-	if n := len(b.Tools()); n != 1 {
+	if n := len(toolNames(b)); n != 1 {
 		t.Fatalf("tools = %d, want 1", n)
 	}
 	// Added without a notification (listChanged not declared).
@@ -377,9 +370,9 @@ func TestListResync(t *testing.T) {
 		return mcp.NewToolResultText("2"), nil
 	})
 	e.waitPending(time.Minute) // the resync timer
-	if n := len(b.Tools()); n != 1 {
+	if n := len(toolNames(b)); n != 1 {
 		t.Fatalf("tools changed to %d before the resync", n)
 	}
 	e.clock.Advance(time.Minute)
-	e.waitFor("the resync to pick up the new tool", func() bool { return len(b.Tools()) == 2 })
+	e.waitFor("the resync to pick up the new tool", func() bool { return len(toolNames(b)) == 2 })
 }

@@ -1,4 +1,5 @@
 // Package backend holds the data plane's connections to backend MCP servers: per server,
-// one supervised mcp-go client per endpoint (stdio, streamable HTTP, SSE) with retry schedule,
-// recovery probe, circuit breaker and load balancing; a Manager reconciles them to snapshots.
+// one supervised connection per endpoint that speaks raw JSON-RPC over an mcp-go transport
+// (stdio, streamable HTTP, SSE), with retry schedule, recovery probe, circuit breaker and
+// load balancing; a Manager reconciles them to snapshots.
 package backend

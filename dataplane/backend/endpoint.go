@@ -2,9 +2,9 @@ package backend
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/mcpmesh/mcpmesh/internal/states"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,10 +15,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/mcpmesh/mcpmesh/dataplane/catalog"
+	"github.com/mcpmesh/mcpmesh/dataplane/jsonrpc"
 	"github.com/mcpmesh/mcpmesh/dataplane/resilience"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/states"
 )
 
 // maxRespawnDelay caps the growing wait between respawns of a stdio backend
@@ -59,7 +63,7 @@ type endpoint struct {
 	failures int
 	cur      *conn
 	lists    lists
-	dirty    listKind
+	dirty    kindSet
 	// attempting is true while the supervisor runs a connect attempt;
 	// attemptDone is closed when the current (or, if none runs, the next)
 	// attempt ends, so any number of requests wait on one attempt.
@@ -247,7 +251,7 @@ func (e *endpoint) attempt(ctx context.Context) (*conn, time.Time, error) {
 
 	switch {
 	case err == nil:
-		e.logger.Info("backend connected", "tools", len(l.tools), "prompts", len(l.prompts), "resources", len(l.resources))
+		e.logger.Info("backend connected", "tools", len(l.items[catalog.Tools]), "prompts", len(l.items[catalog.Prompts]), "resources", len(l.items[catalog.Resources]))
 	case ctx.Err() == nil:
 		e.logger.Warn("backend connect failed", "state", states.Backend(state), "failures", failures, "err", err)
 	}
@@ -506,7 +510,7 @@ func (e *endpoint) serve(ctx context.Context, c *conn) error {
 		select {
 		case <-resyncC:
 			e.mu.Lock()
-			e.dirty |= kindTools | kindPrompts | kindResources
+			e.dirty |= allKinds
 			e.mu.Unlock()
 			resync = e.b.clock.NewTimer(every)
 			resyncC = resync.C()
@@ -551,7 +555,7 @@ func (e *endpoint) checkLive(ctx context.Context, c *conn) error {
 	}
 	pctx, cancel := context.WithTimeout(ctx, max(interval, time.Second))
 	defer cancel()
-	if err := c.cli.Ping(pctx); isConnErr(pctx, err) {
+	if _, err := c.request(pctx, string(mcp.MethodPing), nil); isConnErr(pctx, err) {
 		return fmt.Errorf("the session is gone: %w", err)
 	}
 	return nil
@@ -569,7 +573,7 @@ func (e *endpoint) refetchLists(ctx context.Context, c *conn) error {
 	}
 	rctx, cancel := context.WithTimeout(ctx, e.b.params().timeout)
 	defer cancel()
-	if err := fetchLists(rctx, c.cli, &next, kinds); err != nil {
+	if err := fetchLists(rctx, c, &next, kinds); err != nil {
 		return err
 	}
 	e.mu.Lock()
@@ -581,7 +585,7 @@ func (e *endpoint) refetchLists(ctx context.Context, c *conn) error {
 	e.lists = next
 	e.mu.Unlock()
 	if changed {
-		e.logger.Info("backend lists changed", "tools", len(next.tools), "prompts", len(next.prompts), "resources", len(next.resources))
+		e.logger.Info("backend lists changed", "tools", len(next.items[catalog.Tools]), "prompts", len(next.items[catalog.Prompts]), "resources", len(next.items[catalog.Resources]))
 		e.b.notify()
 	}
 	return nil
@@ -597,18 +601,22 @@ func (e *endpoint) onStreamLost(err error) {
 }
 
 // onNotification runs on the transport's reader goroutine, so it must not
-// make requests (over stdio that would deadlock the reader): it only marks
-// the list dirty and wakes the supervisor.
+// make requests (over stdio that would deadlock the reader): a list_changed
+// only marks the list dirty and wakes the supervisor; anything else goes to
+// the manager's OnNotification, which must not block either.
 func (e *endpoint) onNotification(n mcp.JSONRPCNotification) {
-	var k listKind
-	switch n.Method {
-	case mcp.MethodNotificationToolsListChanged:
-		k = kindTools
-	case mcp.MethodNotificationPromptsListChanged:
-		k = kindPrompts
-	case mcp.MethodNotificationResourcesListChanged:
-		k = kindResources
-	default:
+	k, ok := listChanged(n.Method)
+	if !ok {
+		h := e.b.hooks.onNotification
+		if h == nil {
+			return
+		}
+		params, err := notificationParams(n.Params)
+		if err != nil {
+			e.logger.Warn("drop backend notification", "method", n.Method, "err", err)
+			return
+		}
+		h(e.b.name, &jsonrpc.Message{Method: n.Method, Params: params})
 		return
 	}
 	e.mu.Lock()
@@ -618,6 +626,48 @@ func (e *endpoint) onNotification(n mcp.JSONRPCNotification) {
 	case e.refetch <- struct{}{}:
 	default:
 	}
+}
+
+// onRequest answers a server-to-client request. mcp-go runs it on a
+// goroutine of its own, with the context of the POST it came with on
+// streamable HTTP (so the upstream Request's values), else a context of the
+// connection; it gets our timeout when it has no deadline.
+func (e *endpoint) onRequest(ctx context.Context, r transport.JSONRPCRequest) (*transport.JSONRPCResponse, error) {
+	if r.Method == string(mcp.MethodPing) {
+		// A ping checks the connection, whose peer is this data plane.
+		return transport.NewJSONRPCResultResponse(r.ID, json.RawMessage("{}")), nil
+	}
+	h := e.b.hooks.onRequest
+	if h == nil {
+		return transport.NewJSONRPCErrorResponse(r.ID, jsonrpc.CodeMethodNotFound, fmt.Sprintf("method %q is not supported", r.Method), nil), nil
+	}
+	msg := &jsonrpc.Message{Method: r.Method}
+	var err error
+	if msg.ID, err = json.Marshal(r.ID); err == nil && r.Params != nil {
+		// mcp-go decoded the params into an any: encode them again.
+		msg.Params, err = json.Marshal(r.Params)
+	}
+	if err != nil {
+		return transport.NewJSONRPCErrorResponse(r.ID, jsonrpc.CodeInvalidParams, "invalid request: "+err.Error(), nil), nil
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, e.b.params().timeout)
+		defer cancel()
+	}
+	res, err := h(ctx, e.b.name, msg)
+	if err != nil {
+		je := jsonrpc.AsError(err)
+		var data any
+		if len(je.Data) > 0 {
+			data = je.Data
+		}
+		return transport.NewJSONRPCErrorResponse(r.ID, je.Code, je.Message, data), nil
+	}
+	if len(res) == 0 {
+		res = json.RawMessage("{}")
+	}
+	return transport.NewJSONRPCResultResponse(r.ID, res), nil
 }
 
 // requestReconnect joins the connect attempt in progress, or asks the

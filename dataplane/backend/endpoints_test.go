@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,20 +52,6 @@ func newReplica(name string) (*replica, *server.MCPServer) {
 		server.ServerTool{Tool: mcp.NewTool("post"), Handler: handler(&r.posts)},
 	)
 	return r, s
-}
-
-func callTool(ctx context.Context, b *Backend, tool string) (string, error) {
-	var req mcp.CallToolRequest
-	req.Params.Name = tool
-	res, err := b.CallTool(ctx, req)
-	if err != nil {
-		return "", err
-	}
-	if res.IsError || len(res.Content) != 1 {
-		return "", errors.New("tool error result")
-	}
-	tc, _ := mcp.AsTextContent(res.Content[0])
-	return tc.Text, nil
 }
 
 func (e *env) waitEndpoints(b *Backend, want ...mcpmeshv1.BackendState) {
@@ -400,12 +387,7 @@ func TestCancellationReachesUpstream(t *testing.T) {
 	e.apply(hb.server("cancel"))
 	b := e.backend("cancel")
 	e.waitFor("the block tool", func() bool {
-		for _, tl := range b.Tools() {
-			if tl.Name == "block" {
-				return true
-			}
-		}
-		return false
+		return slices.Contains(toolNames(b), "block")
 	})
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -450,9 +432,7 @@ func TestSingleEndpointRetryAfterReconnect(t *testing.T) {
 
 	inits := hb.inits.Load()
 	hb.failNext.Store(1)
-	var rr mcp.ReadResourceRequest
-	rr.Params.URI = "mem://one/readme"
-	if _, err := b.ReadResource(context.Background(), rr); err != nil {
+	if _, err := readResource(context.Background(), b, "mem://one/readme"); err != nil {
 		t.Fatalf("read resource across a reconnect: %v", err)
 	}
 	if got := hb.inits.Load() - inits; got != 1 {
@@ -462,9 +442,7 @@ func TestSingleEndpointRetryAfterReconnect(t *testing.T) {
 	e.clock.Advance(8 * time.Second) // the new connection is stable
 	inits = hb.inits.Load()
 	hb.failNext.Store(1)
-	var pr mcp.GetPromptRequest
-	pr.Params.Name = "greet"
-	if _, err := b.GetPrompt(context.Background(), pr); err != nil {
+	if _, err := getPrompt(context.Background(), b, "greet", nil); err != nil {
 		t.Fatalf("get prompt across a reconnect: %v", err)
 	}
 	if got := hb.inits.Load() - inits; got != 1 {

@@ -3,6 +3,7 @@ package backend
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 	"go.uber.org/goleak"
 
+	"github.com/mcpmesh/mcpmesh/dataplane/catalog"
 	"github.com/mcpmesh/mcpmesh/dataplane/resilience"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 )
@@ -35,7 +37,16 @@ func TestMain(m *testing.M) {
 		os.Exit(3)
 	case "1":
 		fmt.Fprintln(os.Stderr, "helper stdio server starting")
-		if err := server.ServeStdio(newMCPServer("stdio", 0)); err != nil {
+		s := newMCPServer("stdio", 0)
+		// block reports on stderr (which the data plane logs) when it is
+		// cancelled: over stdio only notifications/cancelled can do that.
+		s.AddTool(mcp.NewTool("block"), func(ctx context.Context, _ mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			fmt.Fprintln(os.Stderr, "block started")
+			<-ctx.Done()
+			fmt.Fprintln(os.Stderr, "block cancelled upstream")
+			return nil, ctx.Err()
+		})
+		if err := server.ServeStdio(s); err != nil {
 			fmt.Fprintln(os.Stderr, "serve stdio:", err)
 			os.Exit(1)
 		}
@@ -117,6 +128,8 @@ type httpBackend struct {
 	// initGate, while set, holds initialize requests until it is closed, so
 	// a test can look at the state before a connect completes.
 	initGate atomic.Pointer[chan struct{}]
+	// onPost, while set, sees the body of every POST before the server does.
+	onPost atomic.Pointer[func(r *http.Request, body []byte)]
 }
 
 func startHTTPBackend(t *testing.T, s *server.MCPServer, sse bool) *httpBackend {
@@ -132,6 +145,11 @@ func startHTTPBackend(t *testing.T, s *server.MCPServer, sse bool) *httpBackend 
 	}
 	hb.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		init := isInitialize(r)
+		if f := hb.onPost.Load(); f != nil && r.Method == http.MethodPost {
+			body, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			(*f)(r, body)
+		}
 		if init {
 			hb.inits.Add(1)
 			if g := hb.initGate.Load(); g != nil {
@@ -410,23 +428,96 @@ func (e *env) supervisorWait() (time.Duration, bool) {
 	return 0, false
 }
 
+// keys returns the upstream keys of the backend's cached list of kind k; nil
+// when the backend is not ready.
+func keys(b *Backend, k catalog.Kind) []string {
+	s, ok := b.Catalog()
+	if !ok || s.Lists[k] == nil {
+		return nil
+	}
+	out := make([]string, len(s.Lists[k]))
+	for i, it := range s.Lists[k] {
+		out[i] = it.Key
+	}
+	return out
+}
+
+func toolNames(b *Backend) []string { return keys(b, catalog.Tools) }
+
+// request is Backend.Request with params encoded from a Go value.
+func request(ctx context.Context, b *Backend, method string, params any, retry bool) (json.RawMessage, error) {
+	raw, err := json.Marshal(params)
+	if err != nil {
+		return nil, err
+	}
+	return b.Request(ctx, Request{Method: method, Params: raw, Retry: retry})
+}
+
+// callToolArgs calls a tool as the router will: retried when the tool says
+// so. It returns the text of the result's only content.
+func callToolArgs(ctx context.Context, b *Backend, tool string, args map[string]any) (string, error) {
+	params, err := json.Marshal(map[string]any{"name": tool, "arguments": args})
+	if err != nil {
+		return "", err
+	}
+	res, err := b.Request(ctx, Request{Method: "tools/call", Params: params, Retry: b.ToolRetryable(tool), What: fmt.Sprintf("call tool %q", tool)})
+	if err != nil {
+		return "", err
+	}
+	var r struct {
+		Content []struct{ Type, Text string }
+		IsError bool
+	}
+	if err := json.Unmarshal(res, &r); err != nil {
+		return "", fmt.Errorf("decode tool result %s: %w", res, err)
+	}
+	if r.IsError || len(r.Content) != 1 {
+		return "", fmt.Errorf("tool error result: %s", res)
+	}
+	return r.Content[0].Text, nil
+}
+
+func callTool(ctx context.Context, b *Backend, tool string) (string, error) {
+	return callToolArgs(ctx, b, tool, nil)
+}
+
 func callText(t *testing.T, b *Backend, tool string, args map[string]any) string {
 	t.Helper()
-	var req mcp.CallToolRequest
-	req.Params.Name = tool
-	req.Params.Arguments = args
-	res, err := b.CallTool(context.Background(), req)
+	text, err := callToolArgs(context.Background(), b, tool, args)
 	if err != nil {
 		t.Fatalf("call %s: %v", tool, err)
 	}
-	if len(res.Content) != 1 {
-		t.Fatalf("call %s: %d contents", tool, len(res.Content))
+	return text
+}
+
+// getPrompt returns the text of the prompt's first message.
+func getPrompt(ctx context.Context, b *Backend, name string, args map[string]string) (string, error) {
+	res, err := request(ctx, b, "prompts/get", map[string]any{"name": name, "arguments": args}, true)
+	if err != nil {
+		return "", err
 	}
-	tc, ok := mcp.AsTextContent(res.Content[0])
-	if !ok {
-		t.Fatalf("call %s: content is %T", tool, res.Content[0])
+	var r struct {
+		Messages []struct{ Content struct{ Text string } }
 	}
-	return tc.Text
+	if err := json.Unmarshal(res, &r); err != nil || len(r.Messages) == 0 {
+		return "", fmt.Errorf("decode prompt result %s: %v", res, err)
+	}
+	return r.Messages[0].Content.Text, nil
+}
+
+// readResource returns the text of the resource's first contents.
+func readResource(ctx context.Context, b *Backend, uri string) (string, error) {
+	res, err := request(ctx, b, "resources/read", map[string]any{"uri": uri}, true)
+	if err != nil {
+		return "", err
+	}
+	var r struct {
+		Contents []struct{ URI, Text string }
+	}
+	if err := json.Unmarshal(res, &r); err != nil || len(r.Contents) == 0 {
+		return "", fmt.Errorf("decode read result %s: %v", res, err)
+	}
+	return r.Contents[0].Text, nil
 }
 
 type syncBuffer struct {

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/mcpmesh/mcpmesh/dataplane/jsonrpc"
 	"github.com/mcpmesh/mcpmesh/dataplane/resilience"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 	"github.com/mcpmesh/mcpmesh/internal/names"
@@ -77,11 +79,37 @@ type ManagerOptions struct {
 	Breaker resilience.BreakerConfig
 	// Clock drives backoff waits, probes and breakers; nil means the wall clock.
 	Clock resilience.Clock
+	// ClientCapabilities is the capabilities object sent upstream in
+	// initialize (raw JSON); nil means
+	// {"sampling":{},"elicitation":{"form":{},"url":{}},"roots":{"listChanged":true}}.
+	ClientCapabilities json.RawMessage
+	// OnNotification receives every notification a backend sends except the
+	// list_changed ones the backend handles itself (refetch lists, then
+	// OnChange). Params are re-encoded from what mcp-go decoded (see
+	// notificationParams). It runs on the transport's reader: it must not block.
+	OnNotification func(server string, n *jsonrpc.Message)
+	// OnRequest answers a server-to-client request (sampling/createMessage,
+	// elicitation/create, roots/list…; ping is answered by the backend
+	// itself). ctx is the ctx of the upstream Request it arrived with when the
+	// transport links them (streamable HTTP: the request's POST stream), so a
+	// value put in Request's ctx is visible here; otherwise a context of the
+	// connection. Either way it has a deadline. An error is answered as
+	// jsonrpc.AsError(err). nil: every request is answered -32601.
+	OnRequest func(ctx context.Context, server string, req *jsonrpc.Message) (json.RawMessage, error)
+}
+
+// hooks are what every backend of a manager shares: the initialize params
+// and the handlers of server-to-client traffic.
+type hooks struct {
+	initParams     json.RawMessage
+	onNotification func(server string, n *jsonrpc.Message)
+	onRequest      func(ctx context.Context, server string, req *jsonrpc.Message) (json.RawMessage, error)
 }
 
 // Manager owns one Backend per server of the current snapshot.
 type Manager struct {
 	opts   ManagerOptions
+	hooks  *hooks
 	logger *slog.Logger
 	clock  resilience.Clock
 	rand   func() float64 // opts.Rand serialized; nil for the default
@@ -106,9 +134,15 @@ func NewManager(opts ManagerOptions) *Manager {
 	if logger == nil {
 		logger = slog.Default()
 	}
+	init, err := initParams(opts.ClientCapabilities)
+	if err != nil {
+		logger.Error("ManagerOptions.ClientCapabilities is not JSON; sending the default", "err", err)
+		init, _ = initParams(nil)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{
 		opts:     opts,
+		hooks:    &hooks{initParams: init, onNotification: opts.OnNotification, onRequest: opts.OnRequest},
 		logger:   logger,
 		clock:    resilience.OrReal(opts.Clock),
 		ctx:      ctx,
@@ -199,7 +233,7 @@ func (m *Manager) Apply(snap *mcpmeshv1.ConfigSnapshot) error {
 			continue
 		}
 		cfg := proto.Clone(s).(*mcpmeshv1.Server)
-		nb := newBackend(cfg, sp, m.logger, m.clock, m.notify, m.opts.Breaker)
+		nb := newBackend(cfg, sp, m.logger, m.clock, m.notify, m.opts.Breaker, m.hooks)
 		toStart = append(toStart, nb)
 		switch {
 		case m.backends[name] == nil:

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/mcpmesh/mcpmesh/dataplane/resilience"
@@ -170,7 +169,7 @@ func TestJitteredSchedule(t *testing.T) {
 func TestProbeReconnectsWhenPortReopens(t *testing.T) {
 	e := newEnv(t)
 	ls, b := e.liveHealthy("web")
-	nTools := len(b.Tools())
+	nTools := len(toolNames(b))
 
 	// The server dies: its event stream breaks and the port is closed, so
 	// the loss is noticed without any request.
@@ -179,8 +178,6 @@ func TestProbeReconnectsWhenPortReopens(t *testing.T) {
 	if h := b.Health(); !strings.Contains(h.GetLastError(), "event stream lost") {
 		t.Errorf("last error = %q, want the lost stream", h.GetLastError())
 	}
-	var req mcp.CallToolRequest
-	req.Params.Name = "echo"
 	for i, step := range resilience.DefaultSchedule() {
 		if got := e.waitTimer(); got != step {
 			t.Fatalf("wait after failure %d = %v, want %v", i+1, got, step)
@@ -196,7 +193,7 @@ func TestProbeReconnectsWhenPortReopens(t *testing.T) {
 	// The last failure: unavailable, OnChange fired, items gone.
 	recvWithin(t, e.changes, "OnChange after the backend became unavailable")
 	e.waitState(b, stateUnavailable)
-	if b.Ready() || b.Tools() != nil || b.Resources() != nil || b.Prompts() != nil {
+	if _, ok := b.Catalog(); b.Ready() || ok || b.Capabilities() != nil {
 		t.Fatal("an unavailable backend still offers items")
 	}
 	h := b.Health()
@@ -208,7 +205,7 @@ func TestProbeReconnectsWhenPortReopens(t *testing.T) {
 	if got := e.waitTimer(); got != DefaultProbeInterval {
 		t.Fatalf("first probe wait = %v, want %v", got, DefaultProbeInterval)
 	}
-	_, err := b.CallTool(context.Background(), req)
+	_, err := callTool(context.Background(), b, "echo")
 	if !errors.Is(err, ErrNotReady) || !strings.Contains(err.Error(), `backend "web" is unavailable (last error: connect:`) ||
 		!strings.Contains(err.Error(), "connection refused; next probe in 500ms)") {
 		t.Fatalf("call when unavailable = %v", err)
@@ -233,7 +230,7 @@ func TestProbeReconnectsWhenPortReopens(t *testing.T) {
 	e.clock.Advance(DefaultProbeInterval)
 	e.waitState(b, stateHealthy)
 	t.Logf("reconnected %v after the probe fired", time.Since(start))
-	if got := len(b.Tools()); got != nTools {
+	if got := len(toolNames(b)); got != nTools {
 		t.Fatalf("tools after recovery = %d, want %d", got, nTools)
 	}
 	if got := callText(t, b, "echo", map[string]any{"text": "back"}); got != "web:back" {
@@ -301,10 +298,7 @@ func TestInlineReconnectSingleFlight(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var req mcp.CallToolRequest
-			req.Params.Name = "echo"
-			req.Params.Arguments = map[string]any{"text": "x"}
-			if _, err := b.CallTool(context.Background(), req); err != nil {
+			if _, err := callToolArgs(context.Background(), b, "echo", map[string]any{"text": "x"}); err != nil {
 				errs <- err
 			}
 		}()
@@ -327,9 +321,7 @@ func TestInlineReconnectSingleFlight(t *testing.T) {
 	// the schedule.)
 	e.clock.Advance(8 * time.Second)
 	hb.down.Store(true)
-	var req mcp.CallToolRequest
-	req.Params.Name = "echo"
-	if _, err := b.CallTool(context.Background(), req); err == nil {
+	if _, err := callTool(context.Background(), b, "echo"); err == nil {
 		t.Fatal("call to a down backend succeeded")
 	}
 	// The connection was stable, so the supervisor re-initializes at once;
@@ -338,7 +330,7 @@ func TestInlineReconnectSingleFlight(t *testing.T) {
 	e.waitTimer()
 	hb.inits.Store(0)
 	for i := 0; i < 20; i++ {
-		if _, err := b.CallTool(context.Background(), req); !errors.Is(err, ErrNotReady) {
+		if _, err := callTool(context.Background(), b, "echo"); !errors.Is(err, ErrNotReady) {
 			t.Fatalf("call %d = %v, want ErrNotReady", i, err)
 		}
 	}
