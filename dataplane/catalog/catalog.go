@@ -295,6 +295,13 @@ func (c *Catalog) Resource(uri string) (Route, bool) {
 	return Route{}, false
 }
 
+// Template routes an exposed resource template (its uriTemplate string, as
+// a completion/complete ref names it). A contested template of a later
+// server is exposed under its mcpmesh:// form and routes back to it.
+func (c *Catalog) Template(uriTemplate string) (Route, bool) {
+	return c.route(Templates, uriTemplate)
+}
+
 func (c *Catalog) compileTemplates() {
 	l := &c.lists[Templates]
 	c.tmplREs = make([]*regexp.Regexp, len(c.tmpls))

@@ -190,6 +190,20 @@ func TestResourceURIs(t *testing.T) {
 			t.Errorf("Resource(%q) = %+v, %v; want %+v, %v", tt.uri, got, ok, tt.want, tt.ok)
 		}
 	}
+	for _, tt := range []struct {
+		tmpl string
+		want catalog.Route
+		ok   bool
+	}{
+		{"file:///docs/{name}", catalog.Route{Server: "alpha", Name: "file:///docs/{name}"}, true},
+		{"mcpmesh://beta/file:%2F%2F%2Fdocs%2F{name}", catalog.Route{Server: "beta", Name: "file:///docs/{name}"}, true},
+		{"beta://t/{id}", catalog.Route{Server: "beta", Name: "beta://t/{id}"}, true},
+		{"beta://t/42", catalog.Route{}, false},
+	} {
+		if got, ok := c.Template(tt.tmpl); got != tt.want || ok != tt.ok {
+			t.Errorf("Template(%q) = %+v, %v; want %+v, %v", tt.tmpl, got, ok, tt.want, tt.ok)
+		}
+	}
 	for _, tt := range []struct{ server, upstream, want string }{
 		{"alpha", "file:///shared.txt", "file:///shared.txt"},
 		{"beta", "file:///shared.txt", "mcpmesh://beta/file:%2F%2F%2Fshared.txt"},
