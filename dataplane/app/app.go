@@ -66,10 +66,10 @@ func New(cfg Config) (*DataPlane, error) {
 		Logger:   log.With("component", "backend"),
 		OnChange: d.onBackendChange,
 		OnNotification: func(server string, n *jsonrpc.Message) {
-			d.router.OnNotification(server, n)
+			d.router.OnNotification(server, "", n)
 		},
 		OnRequest: func(ctx context.Context, server string, req *jsonrpc.Message) (json.RawMessage, error) {
-			return d.router.OnRequest(ctx, server, req)
+			return d.router.OnRequest(ctx, server, "", req)
 		},
 	})
 	api, err := httpapi.New(httpapi.Options{

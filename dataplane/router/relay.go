@@ -134,7 +134,10 @@ func (rl *relay) rewriteProgress(c *call, params json.RawMessage) (json.RawMessa
 }
 
 // OnNotification takes what a backend sends on its own (backend.ManagerOptions).
-func (r *Router) OnNotification(server string, n *jsonrpc.Message) {
+//
+// client is the client session the upstream session belongs to ("" for a
+// shared upstream session).
+func (r *Router) OnNotification(server, client string, n *jsonrpc.Message) {
 	rl := &r.relay
 	switch n.Method {
 	case "notifications/progress":
@@ -290,7 +293,7 @@ func (rl *relay) subscribers(server, uri string) []string {
 
 // OnRequest relays a backend's request (sampling, elicitation, roots) to the
 // client whose call it came with, and returns the client's answer.
-func (r *Router) OnRequest(ctx context.Context, server string, req *jsonrpc.Message) (json.RawMessage, error) {
+func (r *Router) OnRequest(ctx context.Context, server, client string, req *jsonrpc.Message) (json.RawMessage, error) {
 	if req.Method == "ping" {
 		return json.RawMessage(`{}`), nil
 	}
@@ -439,11 +442,11 @@ func (r *Router) Ended(s *front.Session) {
 	for _, rt := range release {
 		if b, ok := r.servers.Get(rt.Server); ok {
 			params := json.RawMessage(`{"uri":` + string(quote(rt.Name)) + `}`)
-			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				_, _ = b.Request(ctx, backendUnsubscribe(params))
-			}()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if _, err := b.Request(ctx, backendUnsubscribe(params)); err != nil {
+				r.log.Debug("unsubscribe upstream", "server", rt.Server, "uri", rt.Name, "err", err)
+			}
+			cancel()
 		}
 	}
 }
