@@ -41,6 +41,8 @@ type Problem struct {
 	Kind   Kind   // with Key, zero for a problem of the server itself
 	Key    string // the upstream key, as far as it could be read
 	Reason string
+	// KeptBy is the server that keeps a contested exposed name.
+	KeptBy string
 }
 
 // Catalog is the aggregated view of a set of servers, built by Build. It is
@@ -193,6 +195,8 @@ func (c *Catalog) add(k Kind, l *list, seg *segment, it Item, w []byte) []byte {
 		if d.Prefixed {
 			if keeper != seg.server {
 				c.shadowed[seg.server] = append(c.shadowed[seg.server], key)
+				c.problems = append(c.problems, Problem{Server: seg.server, Kind: k, Key: it.Key, KeptBy: keeper,
+					Reason: "another server exposes the same name, and the first server by name keeps it"})
 				return w
 			}
 			return problem("the server lists the name twice")

@@ -86,8 +86,13 @@ func TestPrefixes(t *testing.T) {
 	if len(sh) != 1 {
 		t.Errorf("shadowed = %v, want beta's only", sh)
 	}
-	if len(c.Problems()) != 0 {
-		t.Errorf("problems = %v, want none", c.Problems())
+	for _, p := range c.Problems() {
+		if p.Server != "beta" || p.KeptBy != "alpha" {
+			t.Errorf("problem %+v, want only beta's names kept by alpha", p)
+		}
+	}
+	if len(c.Problems()) != 3 {
+		t.Errorf("problems = %v, want beta's three shadowed names", c.Problems())
 	}
 	// beta is removed: its names were shadowed, nothing changes for
 	// clients, and nothing is reported any more.

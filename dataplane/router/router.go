@@ -65,6 +65,9 @@ type Router struct {
 	mu       sync.Mutex // guards the fingerprints and serialises Refresh
 	fp       [4]uint64
 	refreshd bool
+	// logged holds the catalog problems already logged, so that a refresh
+	// logs only new ones.
+	logged map[catalog.Problem]bool
 
 	relay relay
 }
@@ -162,6 +165,7 @@ func (r *Router) Refresh() {
 	}
 	cat := catalog.Build(servers)
 	r.cat.Store(cat)
+	r.logProblems(cat)
 	var changed []catalog.Kind
 	for _, k := range catalog.Kinds {
 		fp := fingerprint(cat, k)
@@ -217,4 +221,24 @@ func quote(s string) json.RawMessage {
 
 func errorf(code int, format string, args ...any) *jsonrpc.Error {
 	return &jsonrpc.Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// logProblems logs what the catalog left out, once per problem.
+func (r *Router) logProblems(cat *catalog.Catalog) {
+	now := map[catalog.Problem]bool{}
+	for _, p := range cat.Problems() {
+		now[p] = true
+		if r.logged[p] {
+			continue
+		}
+		attrs := []any{"server", p.Server, "reason", p.Reason}
+		if p.Key != "" {
+			attrs = append(attrs, "kind", p.Kind.String(), "item", p.Key)
+		}
+		if p.KeptBy != "" {
+			attrs = append(attrs, "kept_by", p.KeptBy)
+		}
+		r.log.Warn("catalog: backend item not served", attrs...)
+	}
+	r.logged = now
 }
