@@ -14,12 +14,15 @@ E2E_TIMEOUT ?= 10m
 help: ## List the targets.
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-build: ## Build bin/controlplane, bin/dataplane, bin/mcpctl and bin/demo-backend.
+build: ## Build bin/controlplane, bin/dataplane, bin/mcpctl, bin/demo-backend and bin/conformance-fixture.
 	@mkdir -p bin
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/controlplane ./controlplane
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/dataplane ./dataplane
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/mcpctl ./mcpctl
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/demo-backend ./internal/testbackend/cmd/demo-backend
+	@# mcp-go's own server for the official conformance suite (e2e/conformance_test.go),
+	@# built from the module cache at the version go.mod requires.
+	$(GO) build -o bin/conformance-fixture github.com/mark3labs/mcp-go/examples/conformance
 
 test: lint check-imports check-generate unit-test fuzz e2e-test ## Run every check and test (what CI runs).
 
