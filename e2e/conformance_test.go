@@ -320,6 +320,9 @@ func startConformanceFixture(t *testing.T) conformanceFixture {
 }
 
 func TestConformance(t *testing.T) {
+	// Runs alongside the other interop test; both spend their time waiting
+	// on Node processes.
+	t.Parallel()
 	in := interopInstall(t)
 	expected := loadConformanceExpected(t)
 	fixture := startConformanceFixture(t)
