@@ -14,12 +14,15 @@ E2E_TIMEOUT ?= 10m
 help: ## List the targets.
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-build: ## Build bin/controlplane, bin/dataplane, bin/mcpctl and bin/demo-backend.
+build: ## Build bin/controlplane, bin/dataplane, bin/mcpctl, bin/demo-backend and bin/conformance-fixture.
 	@mkdir -p bin
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/controlplane ./controlplane
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/dataplane ./dataplane
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/mcpctl ./mcpctl
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/demo-backend ./internal/testbackend/cmd/demo-backend
+	@# mcp-go's own server for the official conformance suite (e2e/conformance_test.go),
+	@# built from the module cache at the version go.mod requires.
+	$(GO) build -o bin/conformance-fixture github.com/mark3labs/mcp-go/examples/conformance
 
 test: lint check-imports check-generate unit-test fuzz e2e-test ## Run every check and test (what CI runs).
 
@@ -32,12 +35,13 @@ fuzz: ## Every fuzz target with -fuzz for FUZZTIME (default 10s) each.
 e2e-test: build ## End-to-end tests against the real binaries.
 	MCPMESH_BIN_DIR=$(CURDIR)/bin $(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./e2e/...
 
-# Real MCP software that is not mcp-go (Node 22, the official everything server
-# and TypeScript SDK), for e2e/interop_test.go. With MCPMESH_INTEROP_DIR set, as
-# here, those tests fail rather than skip when the install is missing.
+# Real MCP software that is not mcp-go (Node 22, the official everything server,
+# TypeScript SDK and conformance suite), for e2e/{interop,conformance,relay}_test.go.
+# With MCPMESH_INTEROP_DIR set, as here, those tests fail rather than skip when
+# the install is missing.
 INTEROP_DIR ?= $(CURDIR)/.cache/interop
 .PHONY: interop
-interop: ## Install the interop test servers (pinned npm packages) into .cache/interop.
+interop: ## Install the interop test software (pinned npm packages) into .cache/interop.
 	MCPMESH_INTEROP_DIR=$(INTEROP_DIR) scripts/interop-install.sh
 e2e-test: interop
 e2e-test: export MCPMESH_INTEROP_DIR := $(INTEROP_DIR)

