@@ -193,6 +193,16 @@ func (c conformanceCLI) exec(url string, args ...string) (map[string]scenarioRes
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join(out, e.Name(), "checks.json"))
+		if errors.Is(err, os.ErrNotExist) {
+			// The scenario started and never wrote its checks (it threw):
+			// a failure of that scenario, not of the run.
+			r := res[m[1]]
+			r.failed++
+			r.errs = append(r.errs, "the scenario wrote no checks.json (it did not finish)")
+			r.msgs = append(r.msgs, "no checks.json")
+			res[m[1]] = r
+			continue
+		}
 		if err != nil {
 			return nil, total, err
 		}

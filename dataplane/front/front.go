@@ -115,8 +115,8 @@ type Options struct {
 	SSEKeepAlive time.Duration
 	// MaxBody bounds a POST body (DefaultMaxBody); larger gets 413.
 	MaxBody int64
-	// CheckOrigin, when set, vets every request (e.g. its Origin header);
-	// an error is answered 403 with its text. nil allows every request.
+	// CheckOrigin vets every request (its Host and Origin headers); an
+	// error is answered 403 with its text. nil means DefaultCheck.
 	CheckOrigin func(*http.Request) error
 	// StreamQueue bounds the messages waiting for one GET or SSE stream
 	// (default 256); a stream that falls further behind is closed.
@@ -167,6 +167,9 @@ func New(o Options) *Front {
 	}
 	if o.StreamQueue <= 0 {
 		o.StreamQueue = 256
+	}
+	if o.CheckOrigin == nil {
+		o.CheckOrigin = DefaultCheck
 	}
 	return &Front{
 		router:      o.Router,

@@ -175,7 +175,14 @@ func (r *Router) byURI(method string, params json.RawMessage) (target, string, e
 	}
 	rt, ok := r.cat.Load().Resource(uri)
 	if !ok {
-		return target{}, uri, &jsonrpc.Error{Code: jsonrpc.CodeResourceNotFound, Message: fmt.Sprintf("resource %q not found: no backend serves it", uri)}
+		// A URI no list names (a resource a server makes up on demand)
+		// can only go to the one server that offers resources, if there
+		// is just one; otherwise nobody can say whose it is.
+		srv, found := r.onlyResourceServer()
+		if !found {
+			return target{}, uri, &jsonrpc.Error{Code: jsonrpc.CodeResourceNotFound, Message: fmt.Sprintf("resource %q not found: no backend lists it or a template matching it", uri)}
+		}
+		rt = catalog.Route{Server: srv, Name: uri}
 	}
 	b, err := r.server(rt.Server)
 	if err != nil {
@@ -381,4 +388,19 @@ func (r *Router) subscribe(ctx context.Context, s *front.Session, req *jsonrpc.M
 
 func backendUnsubscribe(params json.RawMessage) backend.Request {
 	return backend.Request{Method: "resources/unsubscribe", Params: params, Retry: true, What: "resources/unsubscribe"}
+}
+
+// onlyResourceServer is the one ready server that announced resources, if
+// exactly one did.
+func (r *Router) onlyResourceServer() (string, bool) {
+	name := ""
+	for _, b := range r.servers.List() {
+		if hasCapability(b.Capabilities(), "resources") {
+			if name != "" {
+				return "", false
+			}
+			name = b.Name()
+		}
+	}
+	return name, name != ""
 }

@@ -219,7 +219,11 @@ await feature('completion', async () => {
 // notifications/resources/list_changed.
 await feature('list_changed', async () => {
   const before = seen.listChanged.resources;
-  const r = await call('gzip-file-as-resource', { name: 'relay-matrix.txt.gz', data: 'data:text/plain;base64,cmVsYXktbWF0cml4', outputType: 'resourceLink' });
+  // A name of this run's own: server-everything keeps session resources in
+  // one registry per process and removes another session's resource of the
+  // same name, and the rows of the matrix share one server process.
+  const name = `relay-matrix-${process.pid}-${Date.now()}.txt.gz`;
+  const r = await call('gzip-file-as-resource', { name, data: 'data:text/plain;base64,cmVsYXktbWF0cml4', outputType: 'resourceLink' });
   const got = await until(() => seen.listChanged.resources > before, WAIT);
   rec('list_changed', got && !r.isError, `resources/list_changed ${seen.listChanged.resources - before} after the call (tools/list_changed ${seen.listChanged.tools} since connect)`);
 });
