@@ -86,24 +86,28 @@ type ManagerOptions struct {
 	// OnNotification receives every notification a backend sends except the
 	// list_changed ones the backend handles itself (refetch lists, then
 	// OnChange). Params are re-encoded from what mcp-go decoded (see
-	// notificationParams). It runs on the transport's reader: it must not block.
-	OnNotification func(server string, n *jsonrpc.Message)
+	// notificationParams; raw as received on a client's own GET stream). It
+	// runs on the transport's reader: it must not block. client is the
+	// SessionInit.Client of the upstream session it came on, "" for the
+	// shared connection.
+	OnNotification func(server, client string, n *jsonrpc.Message)
 	// OnRequest answers a server-to-client request (sampling/createMessage,
 	// elicitation/create, roots/list…; ping is answered by the backend
 	// itself). ctx is the ctx of the upstream Request it arrived with when the
 	// transport links them (streamable HTTP: the request's POST stream), so a
 	// value put in Request's ctx is visible here; otherwise a context of the
 	// connection. Either way it has a deadline. An error is answered as
-	// jsonrpc.AsError(err). nil: every request is answered -32601.
-	OnRequest func(ctx context.Context, server string, req *jsonrpc.Message) (json.RawMessage, error)
+	// jsonrpc.AsError(err). nil: every request is answered -32601. client is
+	// as for OnNotification.
+	OnRequest func(ctx context.Context, server, client string, req *jsonrpc.Message) (json.RawMessage, error)
 }
 
 // hooks are what every backend of a manager shares: the initialize params
 // and the handlers of server-to-client traffic.
 type hooks struct {
 	initParams     json.RawMessage
-	onNotification func(server string, n *jsonrpc.Message)
-	onRequest      func(ctx context.Context, server string, req *jsonrpc.Message) (json.RawMessage, error)
+	onNotification func(server, client string, n *jsonrpc.Message)
+	onRequest      func(ctx context.Context, server, client string, req *jsonrpc.Message) (json.RawMessage, error)
 }
 
 // Manager owns one Backend per server of the current snapshot.

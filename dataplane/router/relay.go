@@ -134,7 +134,9 @@ func (rl *relay) rewriteProgress(c *call, params json.RawMessage) (json.RawMessa
 }
 
 // OnNotification takes what a backend sends on its own (backend.ManagerOptions).
-func (r *Router) OnNotification(server string, n *jsonrpc.Message) {
+// client is the client session the upstream session belongs to ("" for the
+// shared connection); not used yet.
+func (r *Router) OnNotification(server, client string, n *jsonrpc.Message) {
 	rl := &r.relay
 	switch n.Method {
 	case "notifications/progress":
@@ -290,7 +292,8 @@ func (rl *relay) subscribers(server, uri string) []string {
 
 // OnRequest relays a backend's request (sampling, elicitation, roots) to the
 // client whose call it came with, and returns the client's answer.
-func (r *Router) OnRequest(ctx context.Context, server string, req *jsonrpc.Message) (json.RawMessage, error) {
+// client is as for OnNotification; not used yet.
+func (r *Router) OnRequest(ctx context.Context, server, client string, req *jsonrpc.Message) (json.RawMessage, error) {
 	if req.Method == "ping" {
 		return json.RawMessage(`{}`), nil
 	}
