@@ -103,6 +103,9 @@ type sessionCache struct {
 	opening map[string]chan struct{}
 	// listeners end a client's Listen calls on CloseSession.
 	listeners map[string]map[*int]context.CancelFunc
+	// closedAt remembers the clients CloseSession ended (until idle), so
+	// that a Listen or request racing the close does not open a new session.
+	closedAt map[string]time.Time
 }
 
 func newSessionCache(max int, idle time.Duration) *sessionCache {
@@ -112,6 +115,7 @@ func newSessionCache(max int, idle time.Duration) *sessionCache {
 		repl:      map[string]*upSession{},
 		opening:   map[string]chan struct{}{},
 		listeners: map[string]map[*int]context.CancelFunc{},
+		closedAt:  map[string]time.Time{},
 	}
 }
 
@@ -196,9 +200,16 @@ func (sc *sessionCache) forget(s *upSession) bool {
 
 // take removes and returns the sessions of cs (its replacement and the one
 // its Upstream names) and ends its Listen calls.
-func (sc *sessionCache) take(cs *ClientSession) []*upSession {
+func (sc *sessionCache) take(cs *ClientSession, now time.Time) []*upSession {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
+	if len(sc.closedAt) >= sc.max {
+		for c := range sc.closedAt { // bounded: forget any one
+			delete(sc.closedAt, c)
+			break
+		}
+	}
+	sc.closedAt[cs.Init.Client] = now
 	var out []*upSession
 	if s := sc.repl[cs.Init.Client]; s != nil {
 		sc.removeLocked(s)
@@ -234,7 +245,20 @@ func (sc *sessionCache) drain() []*upSession {
 func (sc *sessionCache) sweep(now time.Time) []*upSession {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
+	for c, at := range sc.closedAt {
+		if now.Sub(at) > sc.idle {
+			delete(sc.closedAt, c)
+		}
+	}
 	return sc.expireLocked(now)
+}
+
+// isClosed reports whether CloseSession ended client's session here.
+func (sc *sessionCache) isClosed(client string) bool {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	_, ok := sc.closedAt[client]
+	return ok
 }
 
 func (sc *sessionCache) expireLocked(now time.Time) []*upSession {
@@ -289,6 +313,9 @@ func (sc *sessionCache) addListener(client string, cancel context.CancelFunc) fu
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	id := new(int)
+	if _, closed := sc.closedAt[client]; closed {
+		cancel()
+	}
 	if sc.listeners[client] == nil {
 		sc.listeners[client] = map[*int]context.CancelFunc{}
 	}
@@ -434,6 +461,9 @@ func (b *Backend) sessionLease(rctx context.Context, cs *ClientSession, exclude 
 				return l, s, nil
 			}
 		}
+		if b.ses.isClosed(cs.Init.Client) {
+			return lease{}, nil, fmt.Errorf("backend %q: the client's session was closed", b.name)
+		}
 		ch, mine := b.ses.beginOpen(cs.Init.Client)
 		if !mine {
 			select {
@@ -526,7 +556,7 @@ func (b *Backend) CloseSession(ctx context.Context, cs *ClientSession) error {
 	if !b.perClient || cs == nil {
 		return nil
 	}
-	held := b.ses.take(cs)
+	held := b.ses.take(cs, b.clock.Now())
 	release(held...)
 	if b.cfg.GetTransport() != mcpmeshv1.Transport_TRANSPORT_STREAMABLE_HTTP {
 		return nil // closing the SSE stream ended the session
