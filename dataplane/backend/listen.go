@@ -50,7 +50,8 @@ func (b *Backend) Listen(ctx context.Context, cs *ClientSession) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(b.ctx, cancel)()
-	defer b.ses.addListener(cs.Init.Client, cancel)()
+	lis, unregister := b.ses.addListener(cs.Init.Client, cancel)
+	defer unregister()
 
 	backoff := listenBackoffMin
 	for ctx.Err() == nil {
@@ -61,13 +62,20 @@ func (b *Backend) Listen(ctx context.Context, cs *ClientSession) error {
 		case s == nil:
 			return nil // the server keeps no sessions
 		default:
-			got, err := b.listenOnce(ctx, s)
+			cctx, ccancel := context.WithCancel(ctx)
+			b.ses.setConn(lis, ccancel)
+			got, err := b.listenOnce(cctx, s)
+			b.ses.setConn(lis, nil)
+			moved := cctx.Err() != nil
+			ccancel()
 			if got {
 				backoff = listenBackoffMin
 			}
 			switch {
 			case ctx.Err() != nil:
 				return nil
+			case moved:
+				continue // the client's session was replaced: follow it now
 			case errors.Is(err, errNoStream):
 				return nil
 			case errors.Is(err, transport.ErrSessionTerminated):

@@ -101,8 +101,9 @@ type sessionCache struct {
 	repl map[string]*upSession
 	// opening serializes the opening of a client's replacement session.
 	opening map[string]chan struct{}
-	// listeners end a client's Listen calls on CloseSession.
-	listeners map[string]map[*int]context.CancelFunc
+	// listeners are the client's Listen calls: CloseSession stops them, a
+	// replacement session moves their stream to it.
+	listeners map[string]map[*listener]struct{}
 	// closedAt remembers the clients CloseSession ended (until idle), so
 	// that a Listen or request racing the close does not open a new session.
 	closedAt map[string]time.Time
@@ -114,7 +115,7 @@ func newSessionCache(max int, idle time.Duration) *sessionCache {
 		byKey:     map[sessKey]*upSession{},
 		repl:      map[string]*upSession{},
 		opening:   map[string]chan struct{}{},
-		listeners: map[string]map[*int]context.CancelFunc{},
+		listeners: map[string]map[*listener]struct{}{},
 		closedAt:  map[string]time.Time{},
 	}
 }
@@ -158,6 +159,11 @@ func (sc *sessionCache) put(s *upSession, now time.Time) (kept *upSession, gone 
 			gone = append(gone, old)
 		}
 		sc.repl[s.client] = s
+		for l := range sc.listeners[s.client] {
+			if l.conn != nil {
+				l.conn() // its stream is on the session s replaces
+			}
+		}
 	}
 	s.used = now
 	s.elem = sc.lru.PushFront(s)
@@ -221,8 +227,8 @@ func (sc *sessionCache) take(cs *ClientSession, now time.Time) []*upSession {
 			out = append(out, s)
 		}
 	}
-	for _, cancel := range sc.listeners[cs.Init.Client] {
-		cancel()
+	for l := range sc.listeners[cs.Init.Client] {
+		l.stop()
 	}
 	return out
 }
@@ -307,27 +313,40 @@ func (sc *sessionCache) endOpen(client string, ch chan struct{}) {
 	close(ch)
 }
 
-// addListener registers a Listen call of client; the returned func
-// unregisters it.
-func (sc *sessionCache) addListener(client string, cancel context.CancelFunc) func() {
+// listener is one Listen call: stop ends it, conn its current stream.
+type listener struct {
+	stop context.CancelFunc
+	conn context.CancelFunc // guarded by sessionCache.mu
+}
+
+// addListener registers a Listen call of client (stopped at once when the
+// client's session was closed); the returned func unregisters it.
+func (sc *sessionCache) addListener(client string, stop context.CancelFunc) (*listener, func()) {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	id := new(int)
+	l := &listener{stop: stop}
 	if _, closed := sc.closedAt[client]; closed {
-		cancel()
+		stop()
 	}
 	if sc.listeners[client] == nil {
-		sc.listeners[client] = map[*int]context.CancelFunc{}
+		sc.listeners[client] = map[*listener]struct{}{}
 	}
-	sc.listeners[client][id] = cancel
-	return func() {
+	sc.listeners[client][l] = struct{}{}
+	return l, func() {
 		sc.mu.Lock()
 		defer sc.mu.Unlock()
-		delete(sc.listeners[client], id)
+		delete(sc.listeners[client], l)
 		if len(sc.listeners[client]) == 0 {
 			delete(sc.listeners, client)
 		}
 	}
+}
+
+// setConn records how to end l's current stream (nil: none).
+func (sc *sessionCache) setConn(l *listener, cancel context.CancelFunc) {
+	sc.mu.Lock()
+	l.conn = cancel
+	sc.mu.Unlock()
 }
 
 // release frees what forgotten sessions hold on this replica: an SSE stream

@@ -551,3 +551,78 @@ func FuzzReadEvents(f *testing.F) {
 		})
 	})
 }
+
+// TestSessionFailover: when the endpoint of a client's session is down, the
+// client gets a new session on another endpoint (its state is lost with the
+// endpoint), even for a request that may not be repeated: it never ran.
+func TestSessionFailover(t *testing.T) {
+	e := newEnv(t)
+	sbs := []*sessionBackend{startSessionBackend(t, false), startSessionBackend(t, false)}
+	cfg := sbs[0].server("web", 0)
+	cfg.Endpoints = []string{sbs[1].ts.URL + "/mcp"}
+	b := e.readyBackend(cfg)
+	e.waitFor("both endpoints healthy", func() bool { return b.eps[0].readyConn() != nil && b.eps[1].readyConn() != nil })
+	a := clientSession("a")
+	openAs(t, b, a)
+	callAs(t, b, a, "set", map[string]any{"v": "A"})
+	down, other := a.Upstream.Endpoint, 1-a.Upstream.Endpoint
+	within(t, "stopping endpoint", func() {
+		_ = sbs[down].ts.Config.Close()
+		sbs[down].ts.Close()
+	})
+	e.waitFor("the endpoint of the session to be down", func() bool { return b.eps[down].readyConn() == nil })
+	if got := callAs(t, b, a, "get", nil); got != "value=" {
+		t.Errorf("client a reads %q after failover, want a fresh session", got)
+	}
+	if n := len(sbs[other].clientInits()); n != 1 {
+		t.Errorf("the other endpoint saw %d client initializes, want 1", n)
+	}
+	callAs(t, b, a, "set", map[string]any{"v": "B"})
+	if got := callAs(t, b, a, "get", nil); got != "value=B" {
+		t.Errorf("client a reads %q on its new session, want value=B", got)
+	}
+}
+
+// TestListenFollowsReplacement: when the client's session is replaced (the
+// backend restarted), Listen moves its stream to the new session.
+func TestListenFollowsReplacement(t *testing.T) {
+	notes := make(chan string, 16)
+	e := newEnv(t, func(o *ManagerOptions) {
+		o.OnNotification = func(_, client string, n *jsonrpc.Message) { notes <- client + " " + string(n.Params) }
+	})
+	sb := startSessionBackend(t, false)
+	b := e.readyBackend(sb.server("web", 0))
+	a := clientSession("a")
+	openAs(t, b, a)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Listen(ctx, a) }()
+	defer func() { cancel(); recvWithin(t, done, "Listen to end") }()
+	sb.restart()
+	var who struct{ Session string }
+	if err := json.Unmarshal([]byte(callAs(t, b, a, "whoami", nil)), &who); err != nil {
+		t.Fatal(err)
+	}
+	if who.Session == a.Upstream.ID {
+		t.Fatal("no new session after the restart")
+	}
+	srv := sb.cur.Load()
+	deadline := time.Now().Add(testWait)
+	for {
+		// Until Listen's GET is on the new session, the server holds the
+		// message for a stream that is not there yet, or the session is
+		// not registered: resend until one arrives.
+		_ = srv.SendNotificationToSpecificClient(who.Session, "notifications/message", map[string]any{"level": "info", "data": "after"})
+		select {
+		case n := <-notes:
+			if !strings.HasPrefix(n, "a ") || !strings.Contains(n, `"after"`) {
+				t.Errorf("notification %q, want client a's", n)
+			}
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no notification on the replacement session")
+		}
+	}
+}
