@@ -65,11 +65,11 @@ func New(cfg Config) (*DataPlane, error) {
 	d.mgr = backend.NewManager(backend.ManagerOptions{
 		Logger:   log.With("component", "backend"),
 		OnChange: d.onBackendChange,
-		OnNotification: func(server string, n *jsonrpc.Message) {
-			d.router.OnNotification(server, "", n)
+		OnNotification: func(server, client string, n *jsonrpc.Message) {
+			d.router.OnNotification(server, client, n)
 		},
-		OnRequest: func(ctx context.Context, server string, req *jsonrpc.Message) (json.RawMessage, error) {
-			return d.router.OnRequest(ctx, server, "", req)
+		OnRequest: func(ctx context.Context, server, client string, req *jsonrpc.Message) (json.RawMessage, error) {
+			return d.router.OnRequest(ctx, server, client, req)
 		},
 	})
 	api, err := httpapi.New(httpapi.Options{

@@ -65,6 +65,11 @@ type Backend struct {
 	picker  resilience.Picker
 	latency atomic.Int64 // of the last successful request, in ns
 
+	// perClient: every client gets its own upstream session (ses), held on
+	// this replica.
+	perClient bool
+	ses       *sessionCache
+
 	ctx       context.Context
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup // endpoint supervisors
@@ -104,6 +109,10 @@ func newBackend(cfg *mcpmeshv1.Server, p params, logger *slog.Logger, clock resi
 		state:  mcpmeshv1.BackendState_BACKEND_STATE_CONNECTING,
 		since:  clock.Now(),
 		wake:   make(chan struct{}),
+
+		perClient: states.EffectiveSession(cfg) == mcpmeshv1.SessionMode_SESSION_MODE_PER_CLIENT &&
+			cfg.GetTransport() != mcpmeshv1.Transport_TRANSPORT_STDIO,
+		ses: newSessionCache(h.maxSessions, h.sessionIdle),
 	}
 	for i, u := range endpointURLs(cfg) {
 		b.eps = append(b.eps, newEndpoint(b, i, u, bc))
@@ -137,6 +146,14 @@ func (b *Backend) start() {
 		go func() {
 			defer b.wg.Done()
 			e.run(b.ctx)
+		}()
+	}
+	if b.perClient {
+		every := min(max(b.ses.idle/4, time.Second), time.Minute)
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			b.sweeper(every)
 		}()
 	}
 }
@@ -259,6 +276,16 @@ type Request struct {
 	// 404 session-terminated never ran, so it is always repeated.
 	Retry bool
 	What  string // for error texts: `call tool "x"`; the method when empty
+	// Client, when set and the server is per-client (PerClient), sends the
+	// request on that client's own upstream session: the one Upstream names
+	// (streamable HTTP: continued by a transport cached on this replica, any
+	// replica may continue it), or, when that is zero, forgotten by the
+	// backend (404) or on an endpoint that is down, a new one opened on this
+	// replica and kept here for the client (the state of the lost one is
+	// gone with it). SSE: one stream per client session per replica. Same
+	// retry, breaker and hold rules as shared requests. Ignored on shared
+	// servers.
+	Client *ClientSession
 }
 
 // Request sends one request on an endpoint the picker chooses, under the
@@ -275,11 +302,18 @@ func (b *Backend) Request(ctx context.Context, r Request) (json.RawMessage, erro
 	timeout := b.params().timeout
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if r.Client != nil && b.perClient {
+		res, err := b.sessionRequest(ctx, rctx, r)
+		if err != nil {
+			return nil, b.requestErr(ctx, rctx, what, timeout, err)
+		}
+		return res, nil
+	}
 	l, err := b.acquire(rctx, -1)
 	if err != nil {
 		return nil, b.requestErr(ctx, rctx, what, timeout, err)
 	}
-	res, err := b.call(ctx, rctx, l, r)
+	res, err := b.call(ctx, rctx, l, nil, r)
 	if err == nil {
 		return res, nil
 	}
@@ -292,7 +326,7 @@ func (b *Backend) Request(ctx context.Context, r Request) (json.RawMessage, erro
 		if aerr != nil {
 			err = fmt.Errorf("endpoint %s: %w; no retry: %w", l.ep.label, err, aerr)
 		} else {
-			res, err2 := b.call(ctx, rctx, l2, r)
+			res, err2 := b.call(ctx, rctx, l2, nil, r)
 			if err2 == nil {
 				return res, nil
 			}
@@ -342,22 +376,36 @@ type lease struct {
 	done func(success bool)
 }
 
-// call sends one request on a leased endpoint and reports the outcome to its
+// call sends one request on a leased endpoint, on its shared connection or
+// (s set) on a client's session there, and reports the outcome to its
 // breaker: transport failures and our timeout are failures; an upstream
-// JSON-RPC error is an answer, so a success for the breaker.
-func (b *Backend) call(ctx, rctx context.Context, l lease, r Request) (json.RawMessage, error) {
+// JSON-RPC error is an answer, so a success for the breaker, and so is the
+// 404 of a client's session the backend forgot.
+func (b *Backend) call(ctx, rctx context.Context, l lease, s *upSession, r Request) (json.RawMessage, error) {
+	via := l.c
+	if s != nil {
+		via = s.c
+	}
 	l.ep.inflight.Add(1)
 	l.ep.requests.Add(1)
-	l.c.active.Add(1)
+	via.active.Add(1)
 	start := time.Now()
-	res, err := l.c.request(rctx, r.Method, r.Params)
-	l.c.active.Add(-1)
+	res, err := via.request(rctx, r.Method, r.Params)
+	via.active.Add(-1)
 	l.ep.inflight.Add(-1)
 	// A request aborted because its connection was found dead and closed
 	// under it failed in transport too, whatever error mcp-go gave.
-	connErr := isConnErr(rctx, err) || (err != nil && rctx.Err() == nil && l.c.isDead())
+	connErr := isConnErr(rctx, err) || (err != nil && rctx.Err() == nil && via.isDead())
+	if s != nil && errors.Is(err, transport.ErrSessionTerminated) {
+		connErr = false
+	}
 	if connErr {
+		// A client's session failing in transport says the endpoint does:
+		// the shared connection is checked again like after its own failure.
 		l.c.markDead(err)
+		if s != nil && s.owned {
+			s.c.markDead(err)
+		}
 	}
 	timedOut := err != nil && errors.Is(rctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
 	l.done(!connErr && !timedOut)
@@ -626,11 +674,13 @@ func (b *Backend) Endpoints() []EndpointHealth {
 }
 
 // Close stops the supervisors and closes the connections (reaping a stdio
-// child). It waits for every goroutine of the backend.
+// child) and every client session held on this replica (see closeSessions).
+// It waits for every goroutine of the backend; Listen calls end.
 func (b *Backend) Close() error {
 	b.closeOnce.Do(func() {
 		b.cancel()
 		b.wg.Wait()
+		b.closeSessions()
 		for _, e := range b.eps {
 			if e.htr != nil {
 				e.htr.CloseIdleConnections()

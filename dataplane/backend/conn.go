@@ -39,6 +39,7 @@ type conn struct {
 
 	watchers sync.WaitGroup // the stderr reader of a stdio child
 	active   atomic.Int64   // requests in flight on it
+	version  string         // negotiated at the handshake
 }
 
 // markDead records why the connection is unusable and wakes the supervisor.
@@ -173,6 +174,12 @@ func initParams(caps json.RawMessage) (json.RawMessage, error) {
 	if caps == nil {
 		caps = defaultClientCapabilities
 	}
+	return initParamsFor(mcp.Implementation{Name: "mcpmesh", Version: version.Version}, caps)
+}
+
+// initParamsFor builds initialize params with that client info and
+// capabilities (raw).
+func initParamsFor(info mcp.Implementation, caps json.RawMessage) (json.RawMessage, error) {
 	return json.Marshal(struct {
 		ProtocolVersion string             `json:"protocolVersion"`
 		ClientInfo      mcp.Implementation `json:"clientInfo"`
@@ -182,7 +189,7 @@ func initParams(caps json.RawMessage) (json.RawMessage, error) {
 		// cheaper proxy hop (MCP-GO-NOTES) and keeps list_changed on the
 		// transport's own stream, with no subscriptions/listen to manage.
 		ProtocolVersion: mcp.LATEST_LEGACY_PROTOCOL_VERSION,
-		ClientInfo:      mcp.Implementation{Name: "mcpmesh", Version: version.Version},
+		ClientInfo:      info,
 		Capabilities:    caps,
 	})
 }
@@ -215,6 +222,7 @@ func (c *conn) handshake(ctx context.Context, params json.RawMessage) (initResul
 	if err != nil {
 		return initResult{}, err
 	}
+	c.version = version
 	if hc, ok := c.tr.(transport.HTTPConnection); ok {
 		// Before initialized, so that it carries the header too.
 		hc.SetProtocolVersion(version)

@@ -202,6 +202,8 @@ func (e *endpoint) connect(ctx context.Context) (*conn, *lists, error) {
 	if err != nil {
 		return fail("initialize", err)
 	}
+	v := c.version
+	e.version.Store(&v)
 	l := &lists{known: true, caps: ir.caps, instructions: ir.instructions, offered: ir.offered}
 	if err := fetchLists(tctx, c, l, allKinds); err != nil {
 		return fail("fetch lists", err)

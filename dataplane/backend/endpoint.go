@@ -40,9 +40,19 @@ type endpoint struct {
 	probeAddr string // host:port dialed by the recovery probe; "" for stdio
 	logger    *slog.Logger
 
-	hc      *http.Client // shared by every request to this endpoint; nil for stdio
-	htr     *http.Transport
-	breaker *resilience.Breaker
+	hc  *http.Client // shared by every request to this endpoint; nil for stdio
+	htr *http.Transport
+	// pc is hc without the event-stream watch, for clients' own upstream
+	// sessions: their streams say nothing about the shared connection.
+	pc *http.Client
+	// version is the protocol version the shared connection negotiated; a
+	// client's session continued from another replica speaks it too.
+	version atomic.Pointer[string]
+	// sessionless is set once the server answered a client's initialize
+	// without a session id: it keeps no sessions, so clients share the
+	// shared connection.
+	sessionless atomic.Bool
+	breaker     *resilience.Breaker
 
 	inflight atomic.Int64
 	requests atomic.Uint64
@@ -94,6 +104,7 @@ func newEndpoint(b *Backend, idx int, rawURL string, bc resilience.BreakerConfig
 		e.label = b.cfg.GetStdio().GetCommand()
 	} else {
 		e.hc, e.htr = newHTTPClient(e.onStreamLost)
+		e.pc = &http.Client{Transport: e.htr}
 		e.probeAddr = probeAddr(rawURL)
 	}
 	e.logger = b.logger.With("endpoint", e.label)
@@ -604,20 +615,36 @@ func (e *endpoint) onStreamLost(err error) {
 // make requests (over stdio that would deadlock the reader): a list_changed
 // only marks the list dirty and wakes the supervisor; anything else goes to
 // the manager's OnNotification, which must not block either.
-func (e *endpoint) onNotification(n mcp.JSONRPCNotification) {
-	k, ok := listChanged(n.Method)
-	if !ok {
-		h := e.b.hooks.onNotification
-		if h == nil {
-			return
-		}
-		params, err := notificationParams(n.Params)
-		if err != nil {
-			e.logger.Warn("drop backend notification", "method", n.Method, "err", err)
-			return
-		}
-		h(e.b.name, &jsonrpc.Message{Method: n.Method, Params: params})
+func (e *endpoint) onNotification(n mcp.JSONRPCNotification) { e.notification("", n) }
+
+// notification handles a notification that came on the shared connection
+// (client "") or on a client's own upstream session. A list_changed on a
+// client's session refetches the shared lists too: the catalog is per server.
+func (e *endpoint) notification(client string, n mcp.JSONRPCNotification) {
+	if e.listChanged(n.Method) {
 		return
+	}
+	params, err := notificationParams(n.Params)
+	if err != nil {
+		e.logger.Warn("drop backend notification", "method", n.Method, "err", err)
+		return
+	}
+	e.deliver(client, &jsonrpc.Message{Method: n.Method, Params: params})
+}
+
+// deliver hands a notification other than list_changed to OnNotification.
+func (e *endpoint) deliver(client string, m *jsonrpc.Message) {
+	if h := e.b.hooks.onNotification; h != nil {
+		h(e.b.name, client, m)
+	}
+}
+
+// listChanged marks the lists of a list_changed method dirty and wakes the
+// supervisor; false when method is no list_changed.
+func (e *endpoint) listChanged(method string) bool {
+	k, ok := listChanged(method)
+	if !ok {
+		return false
 	}
 	e.mu.Lock()
 	e.dirty |= k
@@ -626,6 +653,7 @@ func (e *endpoint) onNotification(n mcp.JSONRPCNotification) {
 	case e.refetch <- struct{}{}:
 	default:
 	}
+	return true
 }
 
 // onRequest answers a server-to-client request. mcp-go runs it on a
@@ -633,13 +661,15 @@ func (e *endpoint) onNotification(n mcp.JSONRPCNotification) {
 // streamable HTTP (so the upstream Request's values), else a context of the
 // connection; it gets our timeout when it has no deadline.
 func (e *endpoint) onRequest(ctx context.Context, r transport.JSONRPCRequest) (*transport.JSONRPCResponse, error) {
+	return e.request(ctx, "", r)
+}
+
+// request answers a server-to-client request that came on the shared
+// connection (client "") or on a client's own upstream session.
+func (e *endpoint) request(ctx context.Context, client string, r transport.JSONRPCRequest) (*transport.JSONRPCResponse, error) {
 	if r.Method == string(mcp.MethodPing) {
 		// A ping checks the connection, whose peer is this data plane.
 		return transport.NewJSONRPCResultResponse(r.ID, json.RawMessage("{}")), nil
-	}
-	h := e.b.hooks.onRequest
-	if h == nil {
-		return transport.NewJSONRPCErrorResponse(r.ID, jsonrpc.CodeMethodNotFound, fmt.Sprintf("method %q is not supported", r.Method), nil), nil
 	}
 	msg := &jsonrpc.Message{Method: r.Method}
 	var err error
@@ -650,24 +680,40 @@ func (e *endpoint) onRequest(ctx context.Context, r transport.JSONRPCRequest) (*
 	if err != nil {
 		return transport.NewJSONRPCErrorResponse(r.ID, jsonrpc.CodeInvalidParams, "invalid request: "+err.Error(), nil), nil
 	}
+	res, jerr := e.answer(ctx, client, msg)
+	if jerr != nil {
+		var data any
+		if len(jerr.Data) > 0 {
+			data = jerr.Data
+		}
+		return transport.NewJSONRPCErrorResponse(r.ID, jerr.Code, jerr.Message, data), nil
+	}
+	return transport.NewJSONRPCResultResponse(r.ID, res), nil
+}
+
+// answer runs OnRequest for a server-to-client request (with our timeout
+// when ctx has none) and returns its result, never empty, or its error.
+func (e *endpoint) answer(ctx context.Context, client string, msg *jsonrpc.Message) (json.RawMessage, *jsonrpc.Error) {
+	if msg.Method == string(mcp.MethodPing) {
+		return json.RawMessage("{}"), nil
+	}
+	h := e.b.hooks.onRequest
+	if h == nil {
+		return nil, jsonrpc.Errorf(jsonrpc.CodeMethodNotFound, "method %q is not supported", msg.Method)
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, e.b.params().timeout)
 		defer cancel()
 	}
-	res, err := h(ctx, e.b.name, msg)
+	res, err := h(ctx, e.b.name, client, msg)
 	if err != nil {
-		je := jsonrpc.AsError(err)
-		var data any
-		if len(je.Data) > 0 {
-			data = je.Data
-		}
-		return transport.NewJSONRPCErrorResponse(r.ID, je.Code, je.Message, data), nil
+		return nil, jsonrpc.AsError(err)
 	}
 	if len(res) == 0 {
 		res = json.RawMessage("{}")
 	}
-	return transport.NewJSONRPCResultResponse(r.ID, res), nil
+	return res, nil
 }
 
 // requestReconnect joins the connect attempt in progress, or asks the

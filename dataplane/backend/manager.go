@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -86,24 +87,37 @@ type ManagerOptions struct {
 	// OnNotification receives every notification a backend sends except the
 	// list_changed ones the backend handles itself (refetch lists, then
 	// OnChange). Params are re-encoded from what mcp-go decoded (see
-	// notificationParams). It runs on the transport's reader: it must not block.
-	OnNotification func(server string, n *jsonrpc.Message)
+	// notificationParams; raw as received on a client's own GET stream). It
+	// runs on the transport's reader: it must not block. client is the
+	// SessionInit.Client of the upstream session it came on, "" for the
+	// shared connection.
+	OnNotification func(server, client string, n *jsonrpc.Message)
 	// OnRequest answers a server-to-client request (sampling/createMessage,
 	// elicitation/create, roots/list…; ping is answered by the backend
 	// itself). ctx is the ctx of the upstream Request it arrived with when the
 	// transport links them (streamable HTTP: the request's POST stream), so a
 	// value put in Request's ctx is visible here; otherwise a context of the
 	// connection. Either way it has a deadline. An error is answered as
-	// jsonrpc.AsError(err). nil: every request is answered -32601.
-	OnRequest func(ctx context.Context, server string, req *jsonrpc.Message) (json.RawMessage, error)
+	// jsonrpc.AsError(err). nil: every request is answered -32601. client is
+	// as for OnNotification.
+	OnRequest func(ctx context.Context, server, client string, req *jsonrpc.Message) (json.RawMessage, error)
+	// SessionIdle is how long a client's upstream session may go unused
+	// before this replica forgets it (no DELETE: other replicas may continue
+	// it; its SSE stream is closed); 0 means DefaultSessionIdle.
+	SessionIdle time.Duration
+	// MaxSessions bounds the client sessions held per backend on this
+	// replica; 0 means MaxSessions.
+	MaxSessions int
 }
 
 // hooks are what every backend of a manager shares: the initialize params
 // and the handlers of server-to-client traffic.
 type hooks struct {
 	initParams     json.RawMessage
-	onNotification func(server string, n *jsonrpc.Message)
-	onRequest      func(ctx context.Context, server string, req *jsonrpc.Message) (json.RawMessage, error)
+	onNotification func(server, client string, n *jsonrpc.Message)
+	onRequest      func(ctx context.Context, server, client string, req *jsonrpc.Message) (json.RawMessage, error)
+	sessionIdle    time.Duration
+	maxSessions    int
 }
 
 // Manager owns one Backend per server of the current snapshot.
@@ -141,8 +155,11 @@ func NewManager(opts ManagerOptions) *Manager {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{
-		opts:     opts,
-		hooks:    &hooks{initParams: init, onNotification: opts.OnNotification, onRequest: opts.OnRequest},
+		opts: opts,
+		hooks: &hooks{
+			initParams: init, onNotification: opts.OnNotification, onRequest: opts.OnRequest,
+			sessionIdle: cmp.Or(opts.SessionIdle, DefaultSessionIdle), maxSessions: cmp.Or(opts.MaxSessions, MaxSessions),
+		},
 		logger:   logger,
 		clock:    resilience.OrReal(opts.Clock),
 		ctx:      ctx,
@@ -437,6 +454,11 @@ func validateServer(s *mcpmeshv1.Server) error {
 	case mcpmeshv1.Transport_TRANSPORT_STDIO:
 		if len(s.GetEndpoints()) > 0 {
 			return errors.New("endpoints are only for streamable HTTP and SSE servers")
+		}
+		if s.GetSession() == mcpmeshv1.SessionMode_SESSION_MODE_PER_CLIENT {
+			// One child per client session is not built: refused, not
+			// silently shared.
+			return errors.New("session per-client is not supported for stdio servers (one child per client session is not implemented): set session shared")
 		}
 		if s.GetStdio().GetCommand() == "" {
 			return errors.New("stdio.command is required for transport STDIO")

@@ -247,7 +247,7 @@ func TestServerRequestOnPOSTStream(t *testing.T) {
 	var sawReq atomic.Pointer[jsonrpc.Message]
 	progress := make(chan json.RawMessage, 4)
 	e := newEnv(t, func(o *ManagerOptions) {
-		o.OnRequest = func(ctx context.Context, server string, req *jsonrpc.Message) (json.RawMessage, error) {
+		o.OnRequest = func(ctx context.Context, server, _ string, req *jsonrpc.Message) (json.RawMessage, error) {
 			v := fmt.Sprint(ctx.Value(routerKey{}))
 			sawValue.Store(&v)
 			sawReq.Store(req)
@@ -256,7 +256,7 @@ func TestServerRequestOnPOSTStream(t *testing.T) {
 			}
 			return json.RawMessage(`{"action":"accept","content":{"name":"ada"}}`), nil
 		}
-		o.OnNotification = func(server string, n *jsonrpc.Message) {
+		o.OnNotification = func(server, _ string, n *jsonrpc.Message) {
 			if server == "asker" && n.Method == "notifications/progress" {
 				select {
 				case progress <- n.Params:
