@@ -28,6 +28,7 @@ type config struct {
 	logLevel     string
 	logFormat    string
 	pprofAddr    string
+	advertise    string
 	showVersion  bool
 }
 
@@ -45,6 +46,7 @@ func parseFlags() config {
 	flag.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	flag.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	flag.StringVar(&c.pprofAddr, "pprof-addr", "", "serve net/http/pprof on this address, on a listener of its own (default off)")
+	flag.StringVar(&c.advertise, "advertise-addr", "", "host:port other data planes reach this one on, for client answers a balancer sends to another replica (default: the --listen address; for 0.0.0.0, the first non-loopback address)")
 	flag.BoolVar(&c.showVersion, "version", false, "print the version and exit")
 	flag.Parse()
 	return c
@@ -85,10 +87,15 @@ func run() int {
 		ln.Close()
 		return fail("%v", err)
 	}
+	advertise := cfg.advertise
+	if advertise == "" {
+		advertise = app.AdvertiseAddr(ln.Addr())
+	}
 	dp, err := app.New(app.Config{
 		ControlPlane: cfg.controlPlane,
 		ID:           cfg.id,
 		Token:        token,
+		Advertise:    advertise,
 		Logger:       log,
 	})
 	if err != nil {

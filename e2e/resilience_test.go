@@ -371,7 +371,10 @@ func TestTwoEndpoints(t *testing.T) {
 	dp := startDataPlane(t, cp, "dp-lb")
 	pa, ua := startHTTPBackend(t, "rep-a")
 	_, ub := startHTTPBackend(t, "rep-b")
-	mustCtl(t, cp, "server", "add", "rep", "--url", ua, "--endpoint", ub)
+	// Shared upstream sessions: one client's requests are balanced request by
+	// request. (Per-client sessions pin a client to the endpoint its session
+	// lives on; TestPerClientSessionsSpread covers those.)
+	mustCtl(t, cp, "server", "add", "rep", "--url", ua, "--endpoint", ub, "--session", "shared")
 	c := mcpClient(t, dp.mcpURL())
 	eventually(t, waitTimeout, "rep listed", func() error { return toolsListed(c, []string{"rep__whoami"}) })
 	eventually(t, waitTimeout, "both endpoints connected", func() error {
@@ -481,5 +484,50 @@ func TestTwoEndpoints(t *testing.T) {
 	}
 	if err := lossSeen(); err != nil {
 		t.Errorf("/health after the calls: %v", err)
+	}
+}
+
+// TestPerClientSessionsSpread: with per-client upstream sessions (the default
+// for HTTP servers) each client's session lives on one endpoint, so its calls
+// stay there, and the picker spreads the clients' sessions over the endpoints.
+func TestPerClientSessionsSpread(t *testing.T) {
+	cp := startControlPlane(t, filepath.Join(t.TempDir(), "data"), "", "")
+	dp := startDataPlane(t, cp, "dp-pc")
+	_, ua := startHTTPBackend(t, "pc-a")
+	_, ub := startHTTPBackend(t, "pc-b")
+	mustCtl(t, cp, "server", "add", "pc", "--url", ua, "--endpoint", ub)
+	first := mcpClient(t, dp.mcpURL())
+	eventually(t, waitTimeout, "pc listed", func() error { return toolsListed(first, []string{"pc__whoami"}) })
+	eventually(t, waitTimeout, "both endpoints healthy", func() error {
+		s, err := dp.server("pc")
+		if err != nil {
+			return err
+		}
+		if s.State != "healthy" {
+			return fmt.Errorf("pc is %s", s.State)
+		}
+		return nil
+	})
+	perEndpoint := map[string]int{}
+	for i := 0; i < 8; i++ {
+		c := mcpClient(t, dp.mcpURL())
+		seen := map[string]bool{}
+		for j := 0; j < 5; j++ {
+			w, err := callErr(c, rpcTimeout, "pc__whoami", nil)
+			if err != nil {
+				t.Fatalf("client %d: whoami: %v", i, err)
+			}
+			seen[strings.Fields(w)[0]] = true
+		}
+		if len(seen) != 1 {
+			t.Errorf("client %d was answered by %v: its upstream session must stay on one endpoint", i, seen)
+		}
+		for ep := range seen {
+			perEndpoint[ep]++
+		}
+	}
+	t.Logf("measure: 8 clients' upstream sessions per endpoint: %v", perEndpoint)
+	if len(perEndpoint) != 2 {
+		t.Errorf("sessions per endpoint %v: the picker must spread clients over both endpoints", perEndpoint)
 	}
 }

@@ -34,7 +34,10 @@ type Config struct {
 	ControlPlane string // gRPC address of the control plane
 	ID           string // data plane id
 	Token        string // credential for the config stream
-	Logger       *slog.Logger
+	// Advertise is the host:port other replicas reach this one's MCP
+	// listener on (AdvertiseAddr gives the default for a listener).
+	Advertise string
+	Logger    *slog.Logger
 }
 
 // DataPlane is a built, not yet running data plane.
@@ -92,9 +95,11 @@ func New(cfg Config) (*DataPlane, error) {
 	}
 	d.api = api
 	d.router = router.New(router.Options{
-		Servers: router.Adapt[*backend.Backend](d.mgr),
-		Observe: api.ObserveMCP,
-		Logger:  log.With("component", "router"),
+		Servers:   router.Adapt[*backend.Backend](d.mgr),
+		Observe:   api.ObserveMCP,
+		Advertise: cfg.Advertise,
+		Keys:      d.keys,
+		Logger:    log.With("component", "router"),
 	})
 	d.router.Refresh() // an empty, valid catalog until the first snapshot
 	d.front = front.New(front.Options{
@@ -215,4 +220,23 @@ func (d *DataPlane) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	d.log.Info("stopped")
 	return failed
+}
+
+// AdvertiseAddr is the address other replicas reach a listener on: its own,
+// or for a listener on every interface (0.0.0.0, ::), the first non-loopback
+// address of the machine with the listener's port.
+func AdvertiseAddr(l net.Addr) string {
+	ta, ok := l.(*net.TCPAddr)
+	if !ok || !ta.IP.IsUnspecified() {
+		return l.String()
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err == nil {
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil {
+				return net.JoinHostPort(ipn.IP.String(), fmt.Sprint(ta.Port))
+			}
+		}
+	}
+	return net.JoinHostPort("127.0.0.1", fmt.Sprint(ta.Port))
 }

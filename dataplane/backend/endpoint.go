@@ -619,9 +619,12 @@ func (e *endpoint) onNotification(n mcp.JSONRPCNotification) { e.notification(""
 
 // notification handles a notification that came on the shared connection
 // (client "") or on a client's own upstream session. A list_changed on a
-// client's session refetches the shared lists too: the catalog is per server.
+// client's session refetches the shared lists too (the catalog is per
+// server) and is delivered to the client.
 func (e *endpoint) notification(client string, n mcp.JSONRPCNotification) {
-	if e.listChanged(n.Method) {
+	// A list_changed of a client's own session also goes to that client:
+	// its session's own items changed.
+	if e.listChanged(n.Method) && client == "" {
 		return
 	}
 	params, err := notificationParams(n.Params)
@@ -632,7 +635,7 @@ func (e *endpoint) notification(client string, n mcp.JSONRPCNotification) {
 	e.deliver(client, &jsonrpc.Message{Method: n.Method, Params: params})
 }
 
-// deliver hands a notification other than list_changed to OnNotification.
+// deliver hands a notification to OnNotification.
 func (e *endpoint) deliver(client string, m *jsonrpc.Message) {
 	if h := e.b.hooks.onNotification; h != nil {
 		h(e.b.name, client, m)

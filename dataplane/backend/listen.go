@@ -158,7 +158,10 @@ func (b *Backend) listenOnce(ctx context.Context, s *upSession) (got bool, err e
 		}
 		switch {
 		case m.IsNotification():
-			if !e.listChanged(m.Method) {
+			// A list_changed of the client's own session refetches the
+			// shared lists and goes to the client too (its session's own
+			// items changed).
+			if !e.listChanged(m.Method) || s.client != "" {
 				e.deliver(s.client, &m)
 			}
 		case m.IsRequest():

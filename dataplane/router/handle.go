@@ -40,7 +40,7 @@ const capabilities = `{"tools":{"listChanged":true},"prompts":{"listChanged":tru
 	`"resources":{"subscribe":true,"listChanged":true},"logging":{},"completions":{}}`
 
 // Initialize answers a client's initialize.
-func (r *Router) Initialize(_ context.Context, s *front.Session, params json.RawMessage) (json.RawMessage, []byte, error) {
+func (r *Router) Initialize(ctx context.Context, s *front.Session, params json.RawMessage) (json.RawMessage, []byte, error) {
 	requested, _, err := jsonrpc.LookupString(params, "protocolVersion")
 	if err != nil {
 		return nil, nil, errorf(jsonrpc.CodeInvalidParams, "initialize: params: %v", err)
@@ -48,8 +48,12 @@ func (r *Router) Initialize(_ context.Context, s *front.Session, params json.Raw
 	v := Negotiate(requested)
 	res := fmt.Sprintf(`{"protocolVersion":%s,"capabilities":%s,"serverInfo":{"name":"mcpmesh","version":%s}}`,
 		quote(v), capabilities, quote(version.Version))
+	// The upstream sessions are opened with the capabilities and client
+	// info the front read from params.
+	s.Protocol = v
+	upstream := r.openUpstreams(ctx, s)
 	r.observe("initialize", "ok")
-	return json.RawMessage(res), nil, nil
+	return json.RawMessage(res), upstream, nil
 }
 
 // Handle answers one client request.
@@ -326,6 +330,7 @@ func (r *Router) forward(ctx context.Context, s *front.Session, req *jsonrpc.Mes
 		return nil, errorf(jsonrpc.CodeInvalidParams, "%s: params._meta: %v", req.Method, err)
 	}
 	br.Params = params
+	br.Client = r.clientSession(s, t.srv)
 	return t.srv.Request(ctx, br)
 }
 
@@ -345,11 +350,17 @@ func (r *Router) setLevel(ctx context.Context, s *front.Session, req *jsonrpc.Me
 	params := json.RawMessage(`{"level":` + string(quote(levelNames[upstream])) + `}`)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	own := json.RawMessage(`{"level":` + string(quote(level)) + `}`)
 	for _, b := range r.servers.List() {
 		if !hasCapability(b.Capabilities(), "logging") {
 			continue
 		}
-		if _, err := b.Request(ctx, backend.Request{Method: req.Method, Params: params, Retry: true, What: "set log level"}); err != nil {
+		br := backend.Request{Method: req.Method, Params: params, Retry: true, What: "set log level"}
+		if cs := r.clientSession(s, b); cs != nil {
+			// The client's own upstream session takes the client's own level.
+			br.Params, br.Client = own, cs
+		}
+		if _, err := b.Request(ctx, br); err != nil {
 			r.log.Debug("set log level upstream", "server", b.Name(), "err", err)
 		}
 	}
@@ -373,6 +384,14 @@ func (r *Router) subscribe(ctx context.Context, s *front.Session, req *jsonrpc.M
 		return nil, err
 	}
 	on := req.Method == "resources/subscribe"
+	if cs := r.clientSession(s, t.srv); cs != nil {
+		// The client's own upstream session: its updates come back to it alone.
+		_, err = t.srv.Request(ctx, backend.Request{Method: req.Method, Params: t.params, Retry: true, What: req.Method, Client: cs})
+		if err != nil {
+			return nil, upstreamErr(err, req.Method+" %q on server %q (state %s)", t)
+		}
+		return json.RawMessage(`{}`), nil
+	}
 	if !r.relay.subscription(s, exposed, t.route, on) {
 		return json.RawMessage(`{}`), nil // the upstream session is subscribed already (or still)
 	}

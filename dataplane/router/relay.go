@@ -65,6 +65,9 @@ type relay struct {
 	// upstreamSubs counts, per server and upstream URI, the sessions of
 	// this replica subscribed to it.
 	upstreamSubs map[catalog.Route]int
+	// byKey maps the client keys of per-client upstream sessions to the
+	// session last seen with each.
+	byKey map[string]*front.Session
 }
 
 type progressRoute struct {
@@ -82,6 +85,7 @@ func (rl *relay) init(r *Router) {
 	rl.pending = map[string]chan *jsonrpc.Message{}
 	rl.clients = map[string]*clientState{}
 	rl.upstreamSubs = map[catalog.Route]int{}
+	rl.byKey = map[string]*front.Session{}
 }
 
 type callKey struct{}
@@ -153,8 +157,21 @@ func (r *Router) OnNotification(server, client string, n *jsonrpc.Message) {
 			r.send(pr.c, jsonrpc.Notification(n.Method, p))
 		}
 	case "notifications/message":
+		if cs := r.sessionOf(client); cs != nil {
+			r.toClient(cs, server, n)
+			return
+		}
 		r.relayLog(server, n)
 	case "notifications/resources/updated":
+		if cs := r.sessionOf(client); cs != nil {
+			uri, _, _ := jsonrpc.LookupString(n.Params, "uri")
+			p := n.Params
+			if exposed := r.cat.Load().ExposedURI(server, uri); exposed != uri {
+				p, _ = jsonrpc.Set(n.Params, "uri", quote(exposed))
+			}
+			r.toClient(cs, server, &jsonrpc.Message{Method: n.Method, Params: p})
+			return
+		}
 		uri, _, _ := jsonrpc.LookupString(n.Params, "uri")
 		exposed := r.cat.Load().ExposedURI(server, uri)
 		p := n.Params
@@ -166,7 +183,35 @@ func (r *Router) OnNotification(server, client string, n *jsonrpc.Message) {
 			r.push(id, msg)
 		}
 	default:
+		if cs := r.sessionOf(client); cs != nil {
+			r.toClient(cs, server, n)
+			return
+		}
 		r.log.Debug("backend notification not relayed", "server", server, "method", n.Method)
+	}
+}
+
+// toClient delivers a notification of a client's own upstream session: on
+// the stream of its newest call to that server if it has one open, else on
+// its session stream. A log message below the client's level is dropped.
+func (r *Router) toClient(s *front.Session, server string, n *jsonrpc.Message) {
+	rl := &r.relay
+	rl.mu.Lock()
+	if n.Method == "notifications/message" {
+		level, _, _ := jsonrpc.LookupString(n.Params, "level")
+		if !rl.admitsLocked(s.ID, levelRank[level]) {
+			rl.mu.Unlock()
+			return
+		}
+	}
+	c := rl.latestCallLocked(server, s.ID)
+	rl.mu.Unlock()
+	msg := jsonrpc.Notification(n.Method, n.Params)
+	if c != nil && r.send(c, msg) {
+		return
+	}
+	if s.ID != "" {
+		r.push(s.ID, msg)
 	}
 }
 
@@ -298,6 +343,19 @@ func (r *Router) OnRequest(ctx context.Context, server, client string, req *json
 		return json.RawMessage(`{}`), nil
 	}
 	c, _ := ctx.Value(callKey{}).(*call)
+	if c == nil && client != "" {
+		// A request on the client's own upstream session outside any call
+		// (its event stream): to that client, on its newest call's stream
+		// or its session stream.
+		if s := r.sessionOf(client); s != nil {
+			r.relay.mu.Lock()
+			c = r.relay.latestCallLocked(server, s.ID)
+			r.relay.mu.Unlock()
+			if c == nil {
+				c = &call{session: s, server: server}
+			}
+		}
+	}
 	if c == nil {
 		c = r.relay.latestCall(server)
 	}
@@ -308,8 +366,7 @@ func (r *Router) OnRequest(ctx context.Context, server, client string, req *json
 		return nil, err
 	}
 	rl := &r.relay
-	id := "mcpmesh-" + replicaTag + "-" + strconv.FormatUint(rl.seq.Add(1), 10)
-	idJSON := quote(id)
+	idJSON := quote(r.relayID(rl.seq.Add(1)))
 	key := callKey2(c.session.ID, idJSON)
 	ch := make(chan *jsonrpc.Message, 1)
 	rl.mu.Lock()
@@ -340,9 +397,15 @@ func (r *Router) OnRequest(ctx context.Context, server, client string, req *json
 func (rl *relay) latestCall(server string) *call {
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
+	return rl.latestCallLocked(server, "")
+}
+
+// latestCallLocked is the newest call in flight to server, of the session
+// sessionID only unless that is "".
+func (rl *relay) latestCallLocked(server, sessionID string) *call {
 	var best *call
 	for _, c := range rl.calls {
-		if c.server == server && (best == nil || c.seq > best.seq) {
+		if c.server == server && (sessionID == "" || c.session.ID == sessionID) && (best == nil || c.seq > best.seq) {
 			best = c
 		}
 	}
@@ -407,7 +470,7 @@ func (r *Router) Notify(ctx context.Context, s *front.Session, n *jsonrpc.Messag
 }
 
 // Respond takes a client's answer to a request relayed to it.
-func (r *Router) Respond(_ context.Context, s *front.Session, resp *jsonrpc.Message) {
+func (r *Router) Respond(ctx context.Context, s *front.Session, resp *jsonrpc.Message) {
 	key := callKey2(s.ID, resp.ID)
 	r.relay.mu.Lock()
 	ch := r.relay.pending[key]
@@ -415,15 +478,20 @@ func (r *Router) Respond(_ context.Context, s *front.Session, resp *jsonrpc.Mess
 	r.relay.mu.Unlock()
 	if ch != nil {
 		ch <- resp
+		return
+	}
+	var id string
+	if json.Unmarshal(resp.ID, &id) == nil {
+		if addr, ok := r.relayOwner(id); ok {
+			r.forwardAnswer(ctx, addr, s, resp)
+		}
 	}
 }
 
-// Listening is told of a session's stream; shared upstream sessions need
-// nothing per listener.
-func (r *Router) Listening(context.Context, *front.Session) {}
-
-// Ended forgets a session and releases its upstream subscriptions.
+// Ended forgets a session, ends its own upstream sessions and releases its
+// share of the shared ones' subscriptions.
 func (r *Router) Ended(s *front.Session) {
+	r.closeUpstreams(s)
 	rl := &r.relay
 	rl.mu.Lock()
 	st := rl.clients[s.ID]

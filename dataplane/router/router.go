@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"net/http"
 	"sync"
 	"sync/atomic"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/dataplane/catalog"
 	"github.com/mcpmesh/mcpmesh/dataplane/front"
 	"github.com/mcpmesh/mcpmesh/dataplane/jsonrpc"
+	"github.com/mcpmesh/mcpmesh/dataplane/keys"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 )
 
@@ -28,6 +30,13 @@ type Server interface {
 	Catalog() (catalog.Server, bool)
 	FetchPage(ctx context.Context, k catalog.Kind, cursor string) (catalog.Page, error)
 	Capabilities() json.RawMessage
+	// Connected reports whether an endpoint is ready for requests.
+	Connected() bool
+	// Per-client upstream sessions (backend.Backend documents them).
+	PerClient() bool
+	OpenSession(ctx context.Context, init backend.SessionInit) (backend.Upstream, error)
+	CloseSession(ctx context.Context, cs *backend.ClientSession) error
+	Listen(ctx context.Context, cs *backend.ClientSession) error
 }
 
 // Servers is where the router finds backends; backend.Manager is one (through Adapt).
@@ -49,7 +58,14 @@ type Options struct {
 	// Observe, when set, is told the method and outcome ("ok",
 	// "tool_error", "error") of every client request.
 	Observe func(method, status string)
-	Logger  *slog.Logger
+	// Advertise is the address other replicas reach this one on (host:port
+	// of its MCP listener), for answers to relayed requests that a balancer
+	// sends to another replica.
+	Advertise string
+	// Keys derives the key that signs replica addresses; nil means keys of
+	// this process only (answers are then not forwarded between replicas).
+	Keys   *keys.Keys
+	Logger *slog.Logger
 }
 
 // Router implements front.Router.
@@ -58,6 +74,10 @@ type Router struct {
 	observe func(method, status string)
 	log     *slog.Logger
 	clients atomic.Pointer[clientsBox]
+
+	advertise string
+	keys      *keys.Keys
+	peers     *http.Client
 
 	cat   atomic.Pointer[catalog.Catalog]
 	lists atomic.Pointer[listConfig]
@@ -92,7 +112,11 @@ func New(o Options) *Router {
 	if o.Observe == nil {
 		o.Observe = func(string, string) {}
 	}
-	r := &Router{servers: o.Servers, observe: o.Observe, log: o.Logger}
+	if o.Keys == nil {
+		o.Keys = keys.New()
+	}
+	r := &Router{servers: o.Servers, observe: o.Observe, log: o.Logger, advertise: o.Advertise, keys: o.Keys,
+		peers: &http.Client{Timeout: forwardTimeout}}
 	r.cat.Store(catalog.Build(nil))
 	r.lists.Store(&listConfig{pageSize: DefaultPageSize, key: randomKey()})
 	r.relay.init(r)
@@ -206,6 +230,8 @@ func listChangedMethod(k catalog.Kind) string {
 		return "notifications/resources/list_changed"
 	}
 }
+
+func (r *Router) relayKey() []byte { return r.keys.Derive(relayLabel) }
 
 // replicaTag makes this replica's progress tokens and request ids its own.
 var replicaTag = func() string {

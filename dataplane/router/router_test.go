@@ -37,6 +37,13 @@ func (f *fakeServer) State() mcpmeshv1.BackendState {
 func (f *fakeServer) ToolRetryable(string) bool                             { return false }
 func (f *fakeServer) Capabilities() json.RawMessage                         { return f.caps }
 func (f *fakeServer) Notify(context.Context, string, json.RawMessage) error { return nil }
+func (f *fakeServer) Connected() bool                                       { return true }
+func (f *fakeServer) PerClient() bool                                       { return false }
+func (f *fakeServer) OpenSession(context.Context, backend.SessionInit) (backend.Upstream, error) {
+	return backend.Upstream{}, errors.New("shared")
+}
+func (f *fakeServer) CloseSession(context.Context, *backend.ClientSession) error { return nil }
+func (f *fakeServer) Listen(context.Context, *backend.ClientSession) error       { return nil }
 func (f *fakeServer) Catalog() (catalog.Server, bool) {
 	return catalog.Server{Name: f.name, Prefix: f.name + "__", Lists: f.items}, true
 }

@@ -1,0 +1,248 @@
+package router
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/mcpmesh/mcpmesh/dataplane/backend"
+	"github.com/mcpmesh/mcpmesh/dataplane/front"
+)
+
+// Per-client upstream sessions. At initialize the router opens, on every
+// ready per-client server, an upstream session of the client's own (with its
+// capabilities and client info) and returns their ids as the upstream payload,
+// which the front seals into the client's session id. Any replica that gets a
+// request of the session reads them back and continues the same upstream
+// session: no sticky routing, no shared store.
+//
+// Payload: version(1) | client key(16) | uvarint count | count ×
+// (uvarint len | server | uvarint endpoint | uvarint len | upstream id).
+// The client key names the client towards backends (their messages come back
+// tagged with it); it is random, not the session id, which does not exist yet
+// when the payload is made.
+const (
+	upstreamVersion = 1
+	clientKeyLen    = 16
+	// maxUpstreamPayload stays under the front's bound with room to spare; a
+	// server that does not fit gets its session on first use instead.
+	maxUpstreamPayload = 3072
+	// openTimeout bounds initialize's wait for the upstream sessions.
+	openTimeout = 10 * time.Second
+)
+
+// upstreams is a session's decoded payload.
+type upstreams struct {
+	key  string // hex of the client key
+	refs map[string]backend.Upstream
+}
+
+func encodeUpstreams(key []byte, refs map[string]backend.Upstream, order []string) []byte {
+	b := []byte{upstreamVersion}
+	b = append(b, key...)
+	var entries [][]byte
+	for _, name := range order {
+		up, ok := refs[name]
+		if !ok {
+			continue
+		}
+		e := binary.AppendUvarint(nil, uint64(len(name)))
+		e = append(e, name...)
+		e = binary.AppendUvarint(e, uint64(up.Endpoint))
+		e = binary.AppendUvarint(e, uint64(len(up.ID)))
+		e = append(e, up.ID...)
+		entries = append(entries, e)
+	}
+	size := len(b) + binary.MaxVarintLen64
+	n := 0
+	for _, e := range entries {
+		if size+len(e) > maxUpstreamPayload {
+			break
+		}
+		size += len(e)
+		n++
+	}
+	b = binary.AppendUvarint(b, uint64(n))
+	for _, e := range entries[:n] {
+		b = append(b, e...)
+	}
+	return b
+}
+
+var errPayload = errors.New("malformed upstream session payload")
+
+func decodeUpstreams(b []byte) (upstreams, error) {
+	if len(b) < 1+clientKeyLen || b[0] != upstreamVersion {
+		return upstreams{}, errPayload
+	}
+	u := upstreams{key: hex.EncodeToString(b[1 : 1+clientKeyLen]), refs: map[string]backend.Upstream{}}
+	b = b[1+clientKeyLen:]
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > 1000 {
+		return upstreams{}, errPayload
+	}
+	b = b[k:]
+	str := func() (string, bool) {
+		l, k := binary.Uvarint(b)
+		if k <= 0 || l > uint64(len(b)-k) {
+			return "", false
+		}
+		s := string(b[k : k+int(l)])
+		b = b[k+int(l):]
+		return s, true
+	}
+	for range n {
+		name, ok := str()
+		if !ok {
+			return upstreams{}, errPayload
+		}
+		ep, k := binary.Uvarint(b)
+		if k <= 0 || ep > 1<<16 {
+			return upstreams{}, errPayload
+		}
+		b = b[k:]
+		id, ok := str()
+		if !ok {
+			return upstreams{}, errPayload
+		}
+		u.refs[name] = backend.Upstream{Endpoint: int(ep), ID: id}
+	}
+	return u, nil
+}
+
+// openUpstreams opens the client's sessions on every ready per-client server.
+func (r *Router) openUpstreams(ctx context.Context, s *front.Session) []byte {
+	key := make([]byte, clientKeyLen)
+	_, _ = rand.Read(key)
+	init := initFor(s, hex.EncodeToString(key))
+	ctx, cancel := context.WithTimeout(ctx, openTimeout)
+	defer cancel()
+	var (
+		mu    sync.Mutex
+		refs  = map[string]backend.Upstream{}
+		order []string
+		wg    sync.WaitGroup
+	)
+	for _, b := range r.servers.List() {
+		if !b.PerClient() || !b.Connected() {
+			continue
+		}
+		order = append(order, b.Name())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			up, err := b.OpenSession(ctx, init)
+			if err != nil {
+				// The session is opened on the first request instead.
+				r.log.Info("open a client's upstream session", "server", b.Name(), "err", err)
+				return
+			}
+			if !up.IsZero() {
+				mu.Lock()
+				refs[b.Name()] = up
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return encodeUpstreams(key, refs, order)
+}
+
+func initFor(s *front.Session, key string) backend.SessionInit {
+	return backend.SessionInit{
+		Client:        key,
+		Protocol:      s.Protocol,
+		Capabilities:  s.Capabilities,
+		ClientName:    s.ClientName,
+		ClientVersion: s.ClientVersion,
+	}
+}
+
+// clientSession is the session of client s with server b, for a request
+// routed to a per-client server; nil for shared servers and for clients that
+// have no session (stateless requests), whose requests use the shared one.
+func (r *Router) clientSession(s *front.Session, b Server) *backend.ClientSession {
+	if !b.PerClient() || s == nil || len(s.Upstream) == 0 {
+		return nil
+	}
+	u, err := decodeUpstreams(s.Upstream)
+	if err != nil {
+		r.log.Warn("client session", "err", err)
+		return nil
+	}
+	r.remember(u.key, s)
+	return &backend.ClientSession{Init: initFor(s, u.key), Upstream: u.refs[b.Name()]}
+}
+
+// remember maps a client key to the latest session seen with it on this
+// replica, for messages that come back on the client's upstream sessions.
+func (r *Router) remember(key string, s *front.Session) {
+	r.relay.mu.Lock()
+	if old, ok := r.relay.byKey[key]; !ok || old != s {
+		if len(r.relay.byKey) < maxClients || ok {
+			r.relay.byKey[key] = s
+		}
+	}
+	r.relay.mu.Unlock()
+}
+
+// sessionOf is the session a client key names, if this replica saw it.
+func (r *Router) sessionOf(key string) *front.Session {
+	r.relay.mu.Lock()
+	defer r.relay.mu.Unlock()
+	return r.relay.byKey[key]
+}
+
+// Listening holds the client's upstream event streams (of every per-client
+// server) while its stream here is open, so that what its backends send on
+// their own reaches it.
+func (r *Router) Listening(ctx context.Context, s *front.Session) {
+	var wg sync.WaitGroup
+	for _, b := range r.servers.List() {
+		cs := r.clientSession(s, b)
+		if cs == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := b.Listen(ctx, cs); err != nil {
+				r.log.Debug("listen on a client's upstream session", "server", b.Name(), "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// closeUpstreams ends the client's upstream sessions.
+func (r *Router) closeUpstreams(s *front.Session) {
+	if len(s.Upstream) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, b := range r.servers.List() {
+		cs := r.clientSession(s, b)
+		if cs == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := b.CloseSession(ctx, cs); err != nil {
+				r.log.Debug("close a client's upstream session", "server", b.Name(), "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if u, err := decodeUpstreams(s.Upstream); err == nil {
+		r.relay.mu.Lock()
+		delete(r.relay.byKey, u.key)
+		r.relay.mu.Unlock()
+	}
+}
