@@ -57,22 +57,17 @@ var relayGaps = []relayGap{
 	{throughAll, "tools", tasks + ": the gateway does not declare the tasks capability upstream, so server-everything lists its 2 task tools for direct clients only (19 tools) and 17 through the gateway", false},
 	{throughAll, "tools_json", tasks + ": the tools a capable client sees differ by the task tools (see tools)", false},
 	{throughAll, "tasks", tasks + ": task-augmented tools/call and tasks/get|result|list|cancel are not relayed", false},
-	{replicas, "sampling", crossReplica, false},
-	{replicas, "elicitation_form", crossReplica, false},
-	{replicas, "elicitation_url", crossReplica, false},
-	{replicas, "roots", crossReplica, false},
-	{replicas, "resources_subscribe", sharedReplica + ": the subscription lives in the upstream session of the replica that took resources/subscribe; the update reaches the client's stream only when that stream is on the same replica", false},
-	{replicas, "list_changed", sharedReplica + ": the session resource is registered in the upstream session of the replica that ran the call, and its resources/list_changed never reaches the client's stream on another replica (it does when the balancer happens to put both on one replica)", true},
-	{replicas, "logging", sharedReplica + ": the client's logging/setLevel is kept by the replica that took it; another replica's shared upstream session relays the backend's messages to the client unfiltered, so messages below the level arrive (or none, when the toggle and the client's stream are on different replicas)", true},
+	{[]string{"through/stdio/*/3-replicas"}, "resources_subscribe", shared + ": the subscription lives in the shared stdio session of the replica that took resources/subscribe; the update reaches the client's stream only when that stream is on the same replica", false},
+	{[]string{"through/stdio/*/3-replicas"}, "list_changed", shared + ": the session resource is registered in the stdio session of the replica that ran the call, and its resources/list_changed reaches the client only when the balancer put its stream on that replica", true},
+	{[]string{"through/stdio/*/3-replicas"}, "logging", shared + ": the client's logging/setLevel is kept by the replica that took it; another replica's shared session relays the backend's messages to the client unfiltered, so messages below the level arrive (or none, when the toggle and the client's stream are on different replicas)", true},
 }
 
 // replicas matches the rows behind the round-robin balancer.
 var replicas = []string{"through/*/*/3-replicas"}
 
 const (
-	tasks         = "issue 10, not done yet (tasks)"
-	crossReplica  = "issue 10, not done yet (point 3): the client answers a relayed server-to-client request with a POST that the balancer sends to another replica, which does not hold the pending request"
-	sharedReplica = "issue 10, not done yet (point 3, per-client upstream sessions)"
+	tasks  = "issue 10, not done yet (tasks)"
+	shared = "shared upstream sessions (the stdio default) across replicas"
 )
 
 // relayRow is one column of the matrix: how the client reaches
