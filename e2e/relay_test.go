@@ -54,9 +54,8 @@ var throughAll = []string{"through/*/*", "through/*/*/*"}
 // relayGaps lists what today's data plane does not relay. The router work
 // empties it.
 var relayGaps = []relayGap{
-	{throughAll, "tools", tasks + ": the gateway does not declare the tasks capability upstream, so server-everything lists its 2 task tools for direct clients only (19 tools) and 17 through the gateway", false},
-	{throughAll, "tools_json", tasks + ": the tools a capable client sees differ by the task tools (see tools)", false},
-	{throughAll, "tasks", tasks + ": task-augmented tools/call and tasks/get|result|list|cancel are not relayed", false},
+	{replicas, "elicitation_url", "under investigation: failed once in five runs under a concurrent make test (the client's answer reached the data plane, but mcp-go's POST of it to the backend was cancelled: \"failed to send response to server: context canceled\"), so the tool waited until the client's timeout", true},
+	{[]string{"through/stdio/*/3-replicas"}, "tasks", shared + ": each replica runs its own stdio child, and a task lives in the child of the replica that took the tools/call; tasks/get on another replica finds no such task", false},
 	{[]string{"through/stdio/*/3-replicas"}, "resources_subscribe", shared + ": the subscription lives in the shared stdio session of the replica that took resources/subscribe; the update reaches the client's stream only when that stream is on the same replica", false},
 	{[]string{"through/stdio/*/3-replicas"}, "list_changed", shared + ": the session resource is registered in the stdio session of the replica that ran the call, and its resources/list_changed reaches the client only when the balancer put its stream on that replica", true},
 	{[]string{"through/stdio/*/3-replicas"}, "logging", shared + ": the client's logging/setLevel is kept by the replica that took it; another replica's shared session relays the backend's messages to the client unfiltered, so messages below the level arrive (or none, when the toggle and the client's stream are on different replicas)", true},

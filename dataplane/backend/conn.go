@@ -194,7 +194,8 @@ func initParamsFor(info mcp.Implementation, caps json.RawMessage) (json.RawMessa
 	})
 }
 
-var defaultClientCapabilities = json.RawMessage(`{"sampling":{},"elicitation":{"form":{},"url":{}},"roots":{"listChanged":true}}`)
+var defaultClientCapabilities = json.RawMessage(`{"sampling":{},"elicitation":{"form":{},"url":{}},"roots":{"listChanged":true},` +
+	`"tasks":{"list":{},"cancel":{},"requests":{"sampling":{"createMessage":{}},"elicitation":{"create":{}}}}}`)
 
 // initResult is what initialize told us about the server.
 type initResult struct {

@@ -82,7 +82,9 @@ type ManagerOptions struct {
 	Clock resilience.Clock
 	// ClientCapabilities is the capabilities object sent upstream in
 	// initialize (raw JSON); nil means
-	// {"sampling":{},"elicitation":{"form":{},"url":{}},"roots":{"listChanged":true}}.
+	// {"sampling":{},"elicitation":{"form":{},"url":{}},"roots":{"listChanged":true},
+	// "tasks":{…}}: a shared session offers every feature (the router refuses,
+	// per client, what a client cannot handle).
 	ClientCapabilities json.RawMessage
 	// OnNotification receives every notification a backend sends except the
 	// list_changed ones the backend handles itself (refetch lists, then

@@ -37,7 +37,8 @@ func Negotiate(requested string) string {
 // capabilities the gateway announces: it relays every feature, so it offers
 // them all; a backend that lacks one answers the request with its own error.
 const capabilities = `{"tools":{"listChanged":true},"prompts":{"listChanged":true},` +
-	`"resources":{"subscribe":true,"listChanged":true},"logging":{},"completions":{}}`
+	`"resources":{"subscribe":true,"listChanged":true},"logging":{},"completions":{},` +
+	`"tasks":{"list":{},"cancel":{},"requests":{"tools":{"call":{}}}}}`
 
 // Initialize answers a client's initialize.
 func (r *Router) Initialize(ctx context.Context, s *front.Session, params json.RawMessage) (json.RawMessage, []byte, error) {
@@ -89,6 +90,10 @@ func (r *Router) handle(ctx context.Context, s *front.Session, req *jsonrpc.Mess
 		return r.complete(ctx, s, req, out)
 	case "logging/setLevel":
 		return r.setLevel(ctx, s, req)
+	case "tasks/get", "tasks/result", "tasks/cancel":
+		return r.task(ctx, s, req, out)
+	case "tasks/list":
+		return r.listTasks(ctx, s, req)
 	case "initialize":
 		return nil, errorf(jsonrpc.CodeInvalidRequest, "initialize: the session is initialized already")
 	case "server/discover":
@@ -223,6 +228,10 @@ func (r *Router) callTool(ctx context.Context, s *front.Session, req *jsonrpc.Me
 		}
 		r.log.Debug("tool call failed", "server", t.route.Server, "tool", t.route.Name, "err", err)
 		return toolError(fmt.Sprintf("call tool %q on server %q (state %s): %v", t.route.Name, t.route.Server, states.Backend(t.srv.State()), err)), nil
+	}
+	if _, _, ok, _ := jsonrpc.Lookup(req.Params, "task"); ok {
+		// A task-augmented call answers with the task it created.
+		res = rewriteTaskIDs(t.route.Server, res)
 	}
 	return res, nil
 }

@@ -184,6 +184,9 @@ func (r *Router) OnNotification(server, client string, n *jsonrpc.Message) {
 		}
 	default:
 		if cs := r.sessionOf(client); cs != nil {
+			if n.Method == "notifications/tasks/status" {
+				n = &jsonrpc.Message{Method: n.Method, Params: rewriteTaskIDs(server, n.Params)}
+			}
 			r.toClient(cs, server, n)
 			return
 		}

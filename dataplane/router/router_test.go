@@ -379,3 +379,40 @@ func mustQuote(s string) []byte {
 	b, _ := json.Marshal(s)
 	return b
 }
+
+func TestTasksAreRoutedByTheServerTheirIDNames(t *testing.T) {
+	srv := &fakeServer{name: "research", caps: json.RawMessage(`{"tasks":{}}`), items: [4][]catalog.Item{catalog.Tools: {tool("slow")}}}
+	srv.do = func(_ context.Context, r backend.Request) (json.RawMessage, error) {
+		switch r.Method {
+		case "tools/call":
+			return json.RawMessage(`{"task":{"taskId":"t-1","status":"working"}}`), nil
+		case "tasks/get":
+			id, _, _ := jsonrpc.LookupString(r.Params, "taskId")
+			return json.RawMessage(`{"taskId":"` + id + `","status":"completed"}`), nil
+		case "tasks/list":
+			return json.RawMessage(`{"tasks":[{"taskId":"t-1"},{"taskId":"t-2"}]}`), nil
+		}
+		return nil, errors.New("unexpected " + r.Method)
+	}
+	r, _ := newRouter(t, srv)
+	res, err := r.Handle(context.Background(), session, request("tools/call", `{"name":"research__slow","task":{"ttl":1000}}`), newStream())
+	if err != nil || string(res) != `{"task":{"taskId":"research.t-1","status":"working"}}` {
+		t.Fatalf("tools/call = %s, %v", res, err)
+	}
+	res, err = r.Handle(context.Background(), session, request("tasks/get", `{"taskId":"research.t-1"}`), newStream())
+	if err != nil || string(res) != `{"taskId":"research.t-1","status":"completed"}` {
+		t.Fatalf("tasks/get = %s, %v", res, err)
+	}
+	if sent := srv.requests(); string(sent[1].Params) != `{"taskId":"t-1"}` {
+		t.Errorf("upstream tasks/get params %s", sent[1].Params)
+	}
+	res, err = r.Handle(context.Background(), session, request("tasks/list", `{}`), newStream())
+	if err != nil || string(res) != `{"tasks":[{"taskId":"research.t-1"},{"taskId":"research.t-2"}]}` {
+		t.Fatalf("tasks/list = %s, %v", res, err)
+	}
+	for _, bad := range []string{`{"taskId":"nodot"}`, `{"taskId":"gone.t-1"}`, `{}`} {
+		if _, err := r.Handle(context.Background(), session, request("tasks/get", bad), newStream()); err == nil {
+			t.Errorf("tasks/get %s accepted", bad)
+		}
+	}
+}
