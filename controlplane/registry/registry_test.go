@@ -243,6 +243,7 @@ func TestValidation(t *testing.T) {
 		{"prefix with a space", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Prefix = proto.String("a b") }), "server.prefix"},
 		{"prefix too long", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Prefix = proto.String(strings.Repeat("p", 33)) }), "server.prefix"},
 		{"unknown session mode", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Session = 9 }), "server.session"},
+		{"per-client stdio", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Session = mcpmeshv1.SessionMode_SESSION_MODE_PER_CLIENT }), "server.session"},
 		{"bad tag", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Tags = []string{"ok", "Not OK"} }), "server.tags[1]"},
 	}
 	for _, tc := range tests {

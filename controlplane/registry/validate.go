@@ -132,6 +132,9 @@ func validateServer(s *mcpmeshv1.Server) *fieldError {
 	if _, ok := mcpmeshv1.SessionMode_name[int32(s.GetSession())]; !ok {
 		return invalid("server.session", "session mode %d is unknown: use per-client or shared", s.GetSession())
 	}
+	if s.GetSession() == mcpmeshv1.SessionMode_SESSION_MODE_PER_CLIENT && s.GetTransport() == mcpmeshv1.Transport_TRANSPORT_STDIO {
+		return invalid("server.session", "per-client sessions are not supported for stdio servers (their child process is one session per data plane): use shared")
+	}
 	for i, tag := range s.GetTags() {
 		if !tagRE.MatchString(tag) {
 			return invalid(fmt.Sprintf("server.tags[%d]", i), "tag %q is invalid: use 1-63 characters of a-z, 0-9, '_', '.', '-', starting with a letter or digit", tag)
