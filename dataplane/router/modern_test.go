@@ -107,7 +107,7 @@ func TestModernResultsAreDecorated(t *testing.T) {
 	var answer json.RawMessage
 	srv := &fakeServer{name: "a", caps: json.RawMessage(`{"resources":{}}`),
 		items: [4][]catalog.Item{catalog.Tools: {tool("t")}, catalog.Resources: {{Key: "file:///x", Raw: json.RawMessage(`{"uri":"file:///x","name":"x"}`)}}},
-		do: func(context.Context, backend.Request) (json.RawMessage, error) { return answer, nil }}
+		do:    func(context.Context, backend.Request) (json.RawMessage, error) { return answer, nil }}
 	r, _ := newRouter(t, srv)
 	const info = `"io.modelcontextprotocol/serverInfo":{"name":"mcpmesh","version":`
 	tests := []struct {
