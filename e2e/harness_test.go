@@ -610,6 +610,14 @@ func ctlStatus(cp *controlPlane) (statusView, error) {
 // mcpClient connects an mcp-go streamable HTTP client to url.
 func mcpClient(t testing.TB, url string) *client.Client {
 	t.Helper()
+	return mcpClientVersion(t, url, "")
+}
+
+// mcpClientVersion is mcpClient asking for a protocol revision: "" lets
+// mcp-go choose (it probes server/discover and stays on 2026-07-28, with no
+// session); mcp.ProtocolVersion20251125 gets an initialize and a session.
+func mcpClientVersion(t testing.TB, url, version string) *client.Client {
+	t.Helper()
 	c, err := client.NewStreamableHttpClient(url)
 	if err != nil {
 		t.Fatal(err)
@@ -620,6 +628,7 @@ func mcpClient(t testing.TB, url string) *client.Client {
 		t.Fatalf("start MCP client for %s: %v", url, err)
 	}
 	init := mcp.InitializeRequest{}
+	init.Params.ProtocolVersion = version
 	init.Params.ClientInfo = mcp.Implementation{Name: "mcpmesh-e2e", Version: "1"}
 	if _, err := c.Initialize(ctx, init); err != nil {
 		t.Fatalf("initialize %s: %v", url, err)

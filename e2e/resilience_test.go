@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"github.com/mark3labs/mcp-go/mcp"
 )
 
 // hostPort is the host:port of a URL.
@@ -488,8 +489,10 @@ func TestTwoEndpoints(t *testing.T) {
 }
 
 // TestPerClientSessionsSpread: with per-client upstream sessions (the default
-// for HTTP servers) each client's session lives on one endpoint, so its calls
-// stay there, and the picker spreads the clients' sessions over the endpoints.
+// for HTTP servers) each client session's upstream session lives on one
+// endpoint, so its calls stay there, and the picker spreads the clients'
+// sessions over the endpoints. (2025-11-25 clients: 2026-07-28 has no
+// sessions, so its requests use the shared connection.)
 func TestPerClientSessionsSpread(t *testing.T) {
 	cp := startControlPlane(t, filepath.Join(t.TempDir(), "data"), "", "")
 	dp := startDataPlane(t, cp, "dp-pc")
@@ -510,7 +513,7 @@ func TestPerClientSessionsSpread(t *testing.T) {
 	})
 	perEndpoint := map[string]int{}
 	for i := 0; i < 8; i++ {
-		c := mcpClient(t, dp.mcpURL())
+		c := mcpClientVersion(t, dp.mcpURL(), mcp.ProtocolVersion20251125)
 		seen := map[string]bool{}
 		for j := 0; j < 5; j++ {
 			w, err := callErr(c, rpcTimeout, "pc__whoami", nil)

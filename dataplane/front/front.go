@@ -48,6 +48,9 @@ type Session struct {
 	Upstream  []byte
 	Paginate  bool   // ?pagination=true on the request URL (SSE: on the /sse URL)
 	Transport string // TransportStreamableHTTP or TransportSSE
+	// LogLevel is a stateless request's _meta logLevel ("" when absent: it
+	// wants no notifications/message); see modern.go.
+	LogLevel string
 
 	// issued is when the id was minted (unix seconds), for the deny-list.
 	issued int64
@@ -134,6 +137,7 @@ type Front struct {
 	queueLen    int
 
 	streams registry
+	listens listenSet // open subscriptions/listen requests (modern.go)
 
 	// mu guards closed against wg.Add: every stream and Listening goroutine
 	// is counted in wg, which Close waits for.
@@ -211,6 +215,7 @@ func (f *Front) Close() error {
 	f.closed = true
 	f.mu.Unlock()
 	f.streams.each(func(l *listener) { l.stop() })
+	f.listens.close()
 	f.wg.Wait()
 	return nil
 }

@@ -46,7 +46,7 @@ func (f *Front) admit(w http.ResponseWriter, r *http.Request) bool {
 			return false
 		}
 	}
-	if v := r.Header.Get(headerProtocol); v != "" && !mcp.IsValidProtocolVersion(v) {
+	if v := r.Header.Get(headerProtocol); v != "" && !mcp.IsValidProtocolVersion(v) && !mcp.IsModernProtocol(v) {
 		httpError(w, http.StatusBadRequest, jsonrpc.CodeInvalidRequest,
 			"unsupported %s header %q: this data plane speaks %s", headerProtocol, v, strings.Join(mcp.ValidProtocolVersions, ", "))
 		return false

@@ -278,8 +278,7 @@ func TestStatelessAndNotifications(t *testing.T) {
 		status   int
 		protocol string
 	}{
-		{"_meta protocol version", nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`, 200, ""},
-		{"header", map[string]string{"Mcp-Protocol-Version": "2026-07-28"}, echoCall, 200, "2026-07-28"},
+		// Requests of the stateless revision: modern_test.go.
 		{"server/discover", nil, `{"jsonrpc":"2.0","id":1,"method":"server/discover"}`, 200, ""},
 		{"old _meta version", nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2025-11-25"}}}`, 400, ""},
 	}

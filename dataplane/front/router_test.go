@@ -31,6 +31,7 @@ type fakeRouter struct {
 	listening chan listenCall
 	ended     chan *front.Session
 	cancelled chan error // slow's ctx.Err()
+	discover  bool       // answer server/discover (else -32601)
 }
 
 type handled struct {
@@ -72,7 +73,18 @@ func (r *fakeRouter) Handle(ctx context.Context, s *front.Session, req *jsonrpc.
 	r.mu.Unlock()
 	switch req.Method {
 	case "server/discover":
+		if r.discover && s.Stateless() {
+			return json.RawMessage(`{"resultType":"complete","supportedVersions":["2026-07-28"],"capabilities":{"tools":{}},"_meta":{"io.modelcontextprotocol/serverInfo":{"name":"fake","version":"1"}}}`), nil
+		}
 		return nil, jsonrpc.Errorf(jsonrpc.CodeMethodNotFound, "method not found: server/discover")
+	case "subscriptions/listen":
+		tag := `{"_meta":{"io.modelcontextprotocol/subscriptionId":` + string(req.ID) + `}}`
+		if err := out.Send(jsonrpc.Notification("notifications/subscriptions/acknowledged", json.RawMessage(tag))); err != nil {
+			return nil, err
+		}
+		r.listening <- listenCall{s: s, ctx: ctx}
+		<-ctx.Done()
+		return json.RawMessage(tag), nil
 	case "ping":
 		return json.RawMessage(`{}`), nil
 	case "tools/call":

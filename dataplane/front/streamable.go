@@ -17,7 +17,7 @@ import (
 // stateless 2026-07-28) on /mcp.
 
 func (f *Front) serveMCP(w http.ResponseWriter, r *http.Request) {
-	if !f.admit(w, r) {
+	if !f.admit(w, r) || modernGetOrDelete(w, r) {
 		return
 	}
 	switch r.Method {
@@ -47,6 +47,10 @@ func (f *Front) servePost(w http.ResponseWriter, r *http.Request) {
 	msg, err := jsonrpc.Parse(body)
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, jsonrpc.ErrorResponse(nil, jsonrpc.AsError(err)))
+		return
+	}
+	if isModern(r, &msg) {
+		f.serveModern(w, r, &msg)
 		return
 	}
 	if msg.Method == string(mcp.MethodInitialize) && msg.IsRequest() {
@@ -86,7 +90,7 @@ func (f *Front) handle(ctx context.Context, s *Session, msg *jsonrpc.Message, ou
 }
 
 // session finds the session of a request that is not initialize: decoded
-// from its id, or an id-less one for the stateless protocol. Otherwise it
+// from its id, or an id-less one for discovery (see stateless). Otherwise it
 // answers the error.
 func (f *Front) session(w http.ResponseWriter, r *http.Request, msg *jsonrpc.Message) (*Session, bool) {
 	id := r.Header.Get(headerSession)
@@ -132,21 +136,12 @@ func (f *Front) openSession(w http.ResponseWriter, id string) (*Session, bool) {
 	return nil, false
 }
 
-// stateless reports whether a message without a session belongs to the
-// stateless protocol (2026-07-28), which has no initialize.
-func stateless(r *http.Request, msg *jsonrpc.Message) bool {
-	if mcp.IsModernProtocol(r.Header.Get(headerProtocol)) || msg.Method == string(mcp.MethodServerDiscover) {
-		return true
-	}
-	if msg.Params == nil {
-		return false
-	}
-	st, en, ok, err := jsonrpc.Lookup(msg.Params, "_meta")
-	if err != nil || !ok {
-		return false
-	}
-	v, ok, err := jsonrpc.LookupString(msg.Params[st:en], mcp.MetaKeyProtocolVersion)
-	return err == nil && ok && mcp.IsModernProtocol(v)
+// stateless reports whether a message without a session may be answered
+// without one: server/discover and subscriptions/listen of a client that did
+// not say it speaks the stateless revision (modern.go serves those that do),
+// which the router answers -32601.
+func stateless(_ *http.Request, msg *jsonrpc.Message) bool {
+	return msg.Method == string(mcp.MethodServerDiscover) || msg.Method == string(mcp.MethodSubscriptionsListen)
 }
 
 func (f *Front) serveInitialize(w http.ResponseWriter, r *http.Request, msg *jsonrpc.Message) {

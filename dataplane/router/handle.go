@@ -15,9 +15,8 @@ import (
 	"github.com/mcpmesh/mcpmesh/internal/version"
 )
 
-// Protocol revisions the router speaks with clients, oldest first. The
-// 2026-07-28 stateless revision is not among them yet: server/discover is
-// answered -32601, and clients fall back to initialize.
+// Protocol revisions the router negotiates in initialize, oldest first. The
+// 2026-07-28 stateless revision has no initialize: see modern.go.
 var protocols = []string{"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"}
 
 // LatestProtocol is offered to clients asking for a revision we do not speak.
@@ -59,7 +58,7 @@ func (r *Router) Initialize(ctx context.Context, s *front.Session, params json.R
 
 // Handle answers one client request.
 func (r *Router) Handle(ctx context.Context, s *front.Session, req *jsonrpc.Message, out front.Stream) (json.RawMessage, error) {
-	res, err := r.handle(ctx, s, req, out)
+	res, err := r.dispatch(ctx, s, req, out)
 	status := "ok"
 	switch {
 	case err != nil:
@@ -98,7 +97,7 @@ func (r *Router) handle(ctx context.Context, s *front.Session, req *jsonrpc.Mess
 		return nil, errorf(jsonrpc.CodeInvalidRequest, "initialize: the session is initialized already")
 	case "server/discover":
 		return nil, errorf(jsonrpc.CodeMethodNotFound,
-			"server/discover: this data plane speaks MCP %s with the initialize handshake; the 2026-07-28 stateless revision is not supported yet", LatestProtocol)
+			"server/discover is part of MCP 2026-07-28: send it with the MCP-Protocol-Version header and _meta of that revision (this request is of a %s session)", LatestProtocol)
 	}
 	return nil, errorf(jsonrpc.CodeMethodNotFound, "method %q not found", req.Method)
 }

@@ -98,7 +98,7 @@ func callKey2(sessionID string, id json.RawMessage) string {
 func (rl *relay) begin(ctx context.Context, s *front.Session, id json.RawMessage, out front.Stream, server string) (*call, context.Context, func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	c := &call{session: s, id: id, out: out, server: server, cancel: cancel, seq: rl.seq.Add(1)}
-	key := callKey2(s.ID, id)
+	key := callKeyOf(s, id, c.seq)
 	rl.mu.Lock()
 	rl.calls[key] = c
 	rl.mu.Unlock()
@@ -178,6 +178,7 @@ func (r *Router) OnNotification(server, client string, n *jsonrpc.Message) {
 		if exposed != uri {
 			p, _ = jsonrpc.Set(n.Params, "uri", quote(exposed))
 		}
+		r.updatedToListeners(server, uri, p)
 		msg := jsonrpc.Notification(n.Method, p)
 		for _, id := range rl.subscribers(server, uri) {
 			r.push(id, msg)
@@ -233,14 +234,19 @@ func (r *Router) relayLog(server string, n *jsonrpc.Message) {
 	rl.mu.Lock()
 	var targets []*call
 	seen := map[string]bool{}
+	claimed := false // a stateless call is in flight: the message is its, even when its level refuses it
 	for _, c := range rl.calls {
-		if c.server == server && !seen[c.session.ID] && rl.admitsLocked(c.session.ID, rank) {
-			seen[c.session.ID] = true
+		if c.server != server {
+			continue
+		}
+		claimed = claimed || c.session.Stateless()
+		if k := seenKey(c); !seen[k] && rl.admitsCallLocked(c, rank) {
+			seen[k] = true
 			targets = append(targets, c)
 		}
 	}
 	var listeners []string
-	if len(targets) == 0 {
+	if len(targets) == 0 && !claimed {
 		for id, st := range rl.clients {
 			if st.level >= 0 && rank >= st.level {
 				listeners = append(listeners, id)
@@ -364,6 +370,9 @@ func (r *Router) OnRequest(ctx context.Context, server, client string, req *json
 	}
 	if c == nil {
 		return nil, errorf(jsonrpc.CodeInternalError, "%s from server %q: no client request is in flight to relay it to", req.Method, server)
+	}
+	if c.session.Stateless() {
+		return nil, modernServerRequest(req.Method, server)
 	}
 	if err := capable(c.session.Capabilities, req.Method, req.Params); err != nil {
 		return nil, err

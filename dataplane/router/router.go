@@ -89,7 +89,8 @@ type Router struct {
 	// logs only new ones.
 	logged map[catalog.Problem]bool
 
-	relay relay
+	relay     relay
+	listeners listeners // subscriptions/listen streams (modern.go)
 }
 
 type clientsBox struct{ Clients }
@@ -199,6 +200,9 @@ func (r *Router) Refresh() {
 		r.fp[k] = fp
 	}
 	r.refreshd = true
+	if len(changed) > 0 {
+		r.listChangedToListeners(changed)
+	}
 	sent := map[string]bool{}
 	for _, k := range changed {
 		m := listChangedMethod(k)
