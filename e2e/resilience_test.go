@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
 	"github.com/mark3labs/mcp-go/mcp"
 )
 

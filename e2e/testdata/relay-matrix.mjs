@@ -123,7 +123,7 @@ try {
   await finish(0);
 }
 
-const RPC = 15_000;
+const RPC = 30_000; // generous: the matrix runs its rows in parallel, alongside other tests
 const text = (r) => (r?.content ?? []).map((c) => c.text ?? c.type).join(' ');
 const call = (name, args = {}, opts = {}) =>
   bounded(client.callTool({ name: P + name, arguments: args }, undefined, { timeout: RPC, ...opts }), RPC + 1000, `tools/call ${name}`);
