@@ -201,19 +201,21 @@ func (r *Router) sessionOf(key string) *front.Session {
 // server) while its stream here is open, so that what its backends send on
 // their own reaches it.
 func (r *Router) Listening(ctx context.Context, s *front.Session) {
+	r.eachClientSession(s, func(b Server, cs *backend.ClientSession) {
+		if err := b.Listen(ctx, cs); err != nil {
+			r.log.Debug("listen on a client's upstream session", "server", b.Name(), "err", err)
+		}
+	})
+}
+
+// eachClientSession runs f for each per-client server with the client's
+// session of it, concurrently, and waits for them all.
+func (r *Router) eachClientSession(s *front.Session, f func(Server, *backend.ClientSession)) {
 	var wg sync.WaitGroup
 	for _, b := range r.servers.List() {
-		cs := r.clientSession(s, b)
-		if cs == nil {
-			continue
+		if cs := r.clientSession(s, b); cs != nil {
+			wg.Go(func() { f(b, cs) })
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := b.Listen(ctx, cs); err != nil {
-				r.log.Debug("listen on a client's upstream session", "server", b.Name(), "err", err)
-			}
-		}()
 	}
 	wg.Wait()
 }
@@ -225,21 +227,11 @@ func (r *Router) closeUpstreams(s *front.Session) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var wg sync.WaitGroup
-	for _, b := range r.servers.List() {
-		cs := r.clientSession(s, b)
-		if cs == nil {
-			continue
+	r.eachClientSession(s, func(b Server, cs *backend.ClientSession) {
+		if err := b.CloseSession(ctx, cs); err != nil {
+			r.log.Debug("close a client's upstream session", "server", b.Name(), "err", err)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := b.CloseSession(ctx, cs); err != nil {
-				r.log.Debug("close a client's upstream session", "server", b.Name(), "err", err)
-			}
-		}()
-	}
-	wg.Wait()
+	})
 	if u, err := decodeUpstreams(s.Upstream); err == nil {
 		r.relay.mu.Lock()
 		delete(r.relay.byKey, u.key)
