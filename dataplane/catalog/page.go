@@ -3,6 +3,7 @@ package catalog
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/mcpmesh/mcpmesh/dataplane/jsonrpc"
@@ -22,8 +23,9 @@ type Page struct {
 }
 
 // ParsePage reads a backend's list result for kind, such as
-// {"tools":[...],"nextCursor":"..."}. Items stay raw (each a copy, so that the
-// page does not pin the whole response); only their keys are read. A result
+// {"tools":[...],"nextCursor":"..."}. Items stay raw and alias result (no
+// copy per item: a cached list holds its pages' bytes once); only their keys
+// are read, and result must not be modified afterwards. A result
 // without the array, or with a null one, is an empty page, as typed MCP
 // clients read it; anything else malformed is an error naming what is wrong.
 func ParsePage(kind Kind, result json.RawMessage) (Page, error) {
@@ -37,8 +39,11 @@ func ParsePage(kind Kind, result json.RawMessage) (Page, error) {
 		return Page{}, fmt.Errorf("parse %s result: %w", d.Method, err)
 	}
 	if ok && !bytes.Equal(result[st:en], []byte("null")) {
-		var raws []json.RawMessage
-		if err := json.Unmarshal(result[st:en], &raws); err != nil {
+		raws, err := jsonrpc.Elements(result[st:en])
+		if err == nil && !json.Valid(result[st:en]) {
+			err = errors.New("invalid JSON")
+		}
+		if err != nil {
 			return Page{}, fmt.Errorf("parse %s result: %q is not an array of JSON values: %w", d.Method, d.Field, err)
 		}
 		p.Items = make([]Item, len(raws))

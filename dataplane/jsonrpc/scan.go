@@ -202,3 +202,39 @@ func keyEquals(quoted []byte, key string) bool {
 	}
 	return s == key
 }
+
+// Elements returns the elements of the JSON array arr as subslices of it
+// (no copies), checking nesting and strings as Lookup does.
+func Elements(arr []byte) ([][]byte, error) {
+	i := skipSpace(arr, 0)
+	if i >= len(arr) || arr[i] != '[' {
+		return nil, errors.New("not a JSON array")
+	}
+	i = skipSpace(arr, i+1)
+	var out [][]byte
+	if i < len(arr) && arr[i] == ']' {
+		return out, nil
+	}
+	for {
+		e, err := skipValue(arr, i)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, arr[i:e])
+		i = skipSpace(arr, e)
+		if i >= len(arr) {
+			return nil, errSyntax
+		}
+		switch arr[i] {
+		case ',':
+			i = skipSpace(arr, i+1)
+		case ']':
+			if skipSpace(arr, i+1) != len(arr) {
+				return nil, errSyntax
+			}
+			return out, nil
+		default:
+			return nil, errSyntax
+		}
+	}
+}

@@ -77,3 +77,18 @@ func FuzzLookup(f *testing.F) {
 		}
 	})
 }
+
+func TestElements(t *testing.T) {
+	got, err := Elements([]byte(` [ {"a":[1,2]}, "x,]", 3 ,null] `))
+	if err != nil || len(got) != 4 || string(got[0]) != `{"a":[1,2]}` || string(got[1]) != `"x,]"` || string(got[2]) != "3" {
+		t.Fatalf("Elements = %q, %v", got, err)
+	}
+	if got, err := Elements([]byte(`[]`)); err != nil || len(got) != 0 {
+		t.Fatalf("empty: %q %v", got, err)
+	}
+	for _, bad := range []string{``, `{}`, `[1,`, `[1 2]`, `[1]x`, `["a]`} {
+		if _, err := Elements([]byte(bad)); err == nil {
+			t.Errorf("Elements(%q) accepted", bad)
+		}
+	}
+}
