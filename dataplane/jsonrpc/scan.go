@@ -238,3 +238,71 @@ func Elements(arr []byte) ([][]byte, error) {
 		}
 	}
 }
+
+// DeleteMembers returns obj without the members whose (unescaped) key drop
+// reports true, and whether any went; obj itself when none did. The other
+// members keep their bytes and order.
+func DeleteMembers(obj []byte, drop func(key string) bool) ([]byte, bool, error) {
+	i := skipSpace(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
+		return nil, false, errNotObject
+	}
+	var keep [][2]int // spans of kept members
+	dropped := false
+	i = skipSpace(obj, i+1)
+	if i < len(obj) && obj[i] == '}' {
+		return obj, false, nil
+	}
+	for {
+		if i >= len(obj) || obj[i] != '"' {
+			return nil, false, errSyntax
+		}
+		ks := i
+		ke, err := skipString(obj, i)
+		if err != nil {
+			return nil, false, err
+		}
+		i = skipSpace(obj, ke)
+		if i >= len(obj) || obj[i] != ':' {
+			return nil, false, errSyntax
+		}
+		ve, err := skipValue(obj, skipSpace(obj, i+1))
+		if err != nil {
+			return nil, false, err
+		}
+		key := string(obj[ks+1 : ke-1])
+		if bytes.IndexByte(obj[ks:ke], '\\') >= 0 {
+			if json.Unmarshal(obj[ks:ke], &key) != nil {
+				return nil, false, errSyntax
+			}
+		}
+		if drop(key) {
+			dropped = true
+		} else {
+			keep = append(keep, [2]int{ks, ve})
+		}
+		i = skipSpace(obj, ve)
+		if i >= len(obj) {
+			return nil, false, errSyntax
+		}
+		if obj[i] == '}' {
+			break
+		}
+		if obj[i] != ',' {
+			return nil, false, errSyntax
+		}
+		i = skipSpace(obj, i+1)
+	}
+	if !dropped {
+		return obj, false, nil
+	}
+	out := make([]byte, 0, len(obj))
+	out = append(out, '{')
+	for j, k := range keep {
+		if j > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, obj[k[0]:k[1]]...)
+	}
+	return append(out, '}'), true, nil
+}

@@ -2,6 +2,7 @@ package jsonrpc
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -91,4 +92,37 @@ func TestElements(t *testing.T) {
 			t.Errorf("Elements(%q) accepted", bad)
 		}
 	}
+}
+
+func TestDeleteMembers(t *testing.T) {
+	drop := func(k string) bool { return strings.HasPrefix(k, "io.") }
+	for _, c := range []struct{ in, want string }{
+		{`{}`, `{}`},
+		{`{"a":1}`, `{"a":1}`},
+		{`{"io.x":{"y":[1]}, "a" : 1,"io.z":"q","b":[2]}`, `{"a" : 1,"b":[2]}`},
+		{`{"io\u002ex":1}`, `{}`},
+	} {
+		got, _, err := DeleteMembers([]byte(c.in), drop)
+		if err != nil || string(got) != c.want {
+			t.Errorf("DeleteMembers(%s) = %s, %v; want %s", c.in, got, err, c.want)
+		}
+	}
+	for _, bad := range []string{`[]`, `{"a"}`, `{"a":1,}`, `{"a":1 "b":2}`} {
+		if _, _, err := DeleteMembers([]byte(bad), drop); err == nil {
+			t.Errorf("DeleteMembers(%s) accepted", bad)
+		}
+	}
+}
+
+func FuzzDeleteMembers(f *testing.F) {
+	f.Add([]byte(`{"io.a":1,"b":{"c":[1,"]"]}}`))
+	f.Fuzz(func(t *testing.T, obj []byte) {
+		out, _, err := DeleteMembers(obj, func(k string) bool { return strings.HasPrefix(k, "io.") })
+		if err != nil {
+			return
+		}
+		if json.Valid(obj) && !json.Valid(out) {
+			t.Fatalf("valid %q became invalid %q", obj, out)
+		}
+	})
 }

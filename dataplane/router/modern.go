@@ -187,25 +187,13 @@ func stripMeta(params json.RawMessage) (json.RawMessage, error) {
 	if err != nil || !ok || params[ms] != '{' {
 		return params, err
 	}
-	var meta map[string]json.RawMessage
-	if err := json.Unmarshal(params[ms:me], &meta); err != nil {
-		return nil, err
+	meta, stripped, err := jsonrpc.DeleteMembers(params[ms:me], func(k string) bool {
+		return strings.HasPrefix(k, "io.modelcontextprotocol/")
+	})
+	if err != nil || !stripped {
+		return params, err
 	}
-	stripped := false
-	for k := range meta {
-		if strings.HasPrefix(k, "io.modelcontextprotocol/") {
-			delete(meta, k)
-			stripped = true
-		}
-	}
-	if !stripped {
-		return params, nil
-	}
-	b, err := json.Marshal(meta)
-	if err != nil {
-		return nil, err
-	}
-	return jsonrpc.Splice(params, ms, me, b), nil
+	return jsonrpc.Splice(params, ms, me, meta), nil
 }
 
 // callKeyOf is the relay's key of a call: stateless requests have no
