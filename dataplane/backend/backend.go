@@ -337,9 +337,10 @@ func (b *Backend) Request(ctx context.Context, r Request) (json.RawMessage, erro
 }
 
 // Notify sends a notification to every connected endpoint of the backend
-// (roots/list_changed, a client's progress…). With none connected it
-// returns an error matching ErrNotReady.
-func (b *Backend) Notify(ctx context.Context, method string, params json.RawMessage) error {
+// (roots/list_changed, a client's progress…), or, with cs set on a
+// per-client server, on that client's own upstream session only. With no
+// endpoint connected it returns an error matching ErrNotReady.
+func (b *Backend) Notify(ctx context.Context, cs *ClientSession, method string, params json.RawMessage) error {
 	n := mcp.JSONRPCNotification{JSONRPC: mcp.JSONRPC_VERSION, Notification: mcp.Notification{Method: method}}
 	if len(params) > 0 {
 		// mcp-go's SendNotification only takes its typed notification.
@@ -349,6 +350,16 @@ func (b *Backend) Notify(ctx context.Context, method string, params json.RawMess
 	}
 	var errs []error
 	sent := 0
+	if b.perClient && cs != nil {
+		// The client's own upstream session, if this replica holds it;
+		// none yet means there is nothing upstream to tell.
+		if s := b.lookup(cs); s != nil {
+			if err := s.c.tr.SendNotification(ctx, n); err != nil {
+				return fmt.Errorf("backend %q: notify %s on the client's session: %w", b.name, method, err)
+			}
+		}
+		return nil
+	}
 	for _, e := range b.eps {
 		c := e.readyConn()
 		if c == nil {

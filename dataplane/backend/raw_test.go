@@ -345,7 +345,7 @@ func TestNotifyReachesEveryEndpoint(t *testing.T) {
 	e.apply(srv)
 	b := e.backend("n")
 	e.waitEndpoints(b, stateHealthy, stateHealthy)
-	if err := b.Notify(context.Background(), "notifications/roots/list_changed", json.RawMessage(`{}`)); err != nil {
+	if err := b.Notify(context.Background(), nil, "notifications/roots/list_changed", json.RawMessage(`{}`)); err != nil {
 		t.Fatalf("Notify: %v", err)
 	}
 	seen := []string{recvWithin(t, got, "a notification"), recvWithin(t, got, "another notification")}
@@ -353,7 +353,7 @@ func TestNotifyReachesEveryEndpoint(t *testing.T) {
 	if !slices.Equal(seen, []string{"n-a", "n-b"}) {
 		t.Errorf("notified replicas = %v", seen)
 	}
-	if err := b.Notify(context.Background(), "x", json.RawMessage(`[`)); err == nil {
+	if err := b.Notify(context.Background(), nil, "x", json.RawMessage(`[`)); err == nil {
 		t.Error("Notify with malformed params succeeded")
 	}
 }

@@ -38,11 +38,12 @@ type sessionBackend struct {
 	inits  []jsonrpc.Message // initialize requests received
 	values map[string]string // session id → value set
 	ended  chan string       // unregistered session ids
+	notes  chan string       // session ids that sent notifications/roots/list_changed
 }
 
 func startSessionBackend(t *testing.T, sse bool) *sessionBackend {
 	t.Helper()
-	sb := &sessionBackend{t: t, sse: sse, values: map[string]string{}, ended: make(chan string, 64)}
+	sb := &sessionBackend{t: t, sse: sse, values: map[string]string{}, ended: make(chan string, 64), notes: make(chan string, 64)}
 	sb.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if isInitialize(r) {
 			body := readBody(r)
@@ -75,6 +76,12 @@ func (sb *sessionBackend) restart() {
 	})
 	s := server.NewMCPServer("sess", "1.0.0", server.WithToolCapabilities(true), server.WithHooks(hooks))
 	sid := func(ctx context.Context) string { return server.ClientSessionFromContext(ctx).SessionID() }
+	s.AddNotificationHandler("notifications/roots/list_changed", func(ctx context.Context, _ mcp.JSONRPCNotification) {
+		select {
+		case sb.notes <- sid(ctx):
+		default:
+		}
+	})
 	s.AddTools(
 		server.ServerTool{Tool: mcp.NewTool("set", mcp.WithString("v")), Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			sb.mu.Lock()
@@ -625,4 +632,36 @@ func TestListenFollowsReplacement(t *testing.T) {
 			t.Fatal("no notification on the replacement session")
 		}
 	}
+}
+
+// TestNotifyClientSession: a client's notification (roots/list_changed) goes
+// on its own upstream session only; without a client, to the shared ones.
+func TestNotifyClientSession(t *testing.T) {
+	e := newEnv(t)
+	sb := startSessionBackend(t, false)
+	b := e.readyBackend(sb.server("web", 0))
+	a, c := clientSession("a"), clientSession("b")
+	openAs(t, b, a)
+	openAs(t, b, c)
+	if err := b.Notify(context.Background(), a, "notifications/roots/list_changed", nil); err != nil {
+		t.Fatal(err)
+	}
+	within(t, "the notification on client a's session", func() {
+		if got := <-sb.notes; got != a.Upstream.ID {
+			t.Errorf("notified session %q, want client a's %q", got, a.Upstream.ID)
+		}
+	})
+	select {
+	case got := <-sb.notes:
+		t.Errorf("a second session %q was notified", got)
+	default:
+	}
+	if err := b.Notify(context.Background(), nil, "notifications/roots/list_changed", nil); err != nil {
+		t.Fatal(err)
+	}
+	within(t, "the notification on the shared session", func() {
+		if got := <-sb.notes; got == a.Upstream.ID || got == c.Upstream.ID {
+			t.Errorf("the shared notification reached client session %q", got)
+		}
+	})
 }

@@ -474,7 +474,7 @@ func (r *Router) Notify(ctx context.Context, s *front.Session, n *jsonrpc.Messag
 		}
 	case "notifications/roots/list_changed":
 		for _, b := range r.servers.List() {
-			if err := b.Notify(ctx, n.Method, n.Params); err != nil {
+			if err := b.Notify(ctx, r.clientSession(s, b), n.Method, n.Params); err != nil {
 				r.log.Debug("relay roots/list_changed", "server", b.Name(), "err", err)
 			}
 		}

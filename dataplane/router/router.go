@@ -25,7 +25,7 @@ type Server interface {
 	Name() string
 	State() mcpmeshv1.BackendState
 	Request(ctx context.Context, r backend.Request) (json.RawMessage, error)
-	Notify(ctx context.Context, method string, params json.RawMessage) error
+	Notify(ctx context.Context, cs *backend.ClientSession, method string, params json.RawMessage) error
 	ToolRetryable(name string) bool
 	Catalog() (catalog.Server, bool)
 	FetchPage(ctx context.Context, k catalog.Kind, cursor string) (catalog.Page, error)

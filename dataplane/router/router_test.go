@@ -34,11 +34,13 @@ func (f *fakeServer) Name() string { return f.name }
 func (f *fakeServer) State() mcpmeshv1.BackendState {
 	return mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY
 }
-func (f *fakeServer) ToolRetryable(string) bool                             { return false }
-func (f *fakeServer) Capabilities() json.RawMessage                         { return f.caps }
-func (f *fakeServer) Notify(context.Context, string, json.RawMessage) error { return nil }
-func (f *fakeServer) Connected() bool                                       { return true }
-func (f *fakeServer) PerClient() bool                                       { return false }
+func (f *fakeServer) ToolRetryable(string) bool     { return false }
+func (f *fakeServer) Capabilities() json.RawMessage { return f.caps }
+func (f *fakeServer) Notify(context.Context, *backend.ClientSession, string, json.RawMessage) error {
+	return nil
+}
+func (f *fakeServer) Connected() bool { return true }
+func (f *fakeServer) PerClient() bool { return false }
 func (f *fakeServer) OpenSession(context.Context, backend.SessionInit) (backend.Upstream, error) {
 	return backend.Upstream{}, errors.New("shared")
 }
