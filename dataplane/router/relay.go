@@ -66,8 +66,11 @@ type relay struct {
 	// this replica subscribed to it.
 	upstreamSubs map[catalog.Route]int
 	// byKey maps the client keys of per-client upstream sessions to the
-	// session last seen with each.
-	byKey map[string]*front.Session
+	// session last seen with each, and when (clients mostly vanish without
+	// DELETE: entries unseen for keyIdle are swept).
+	byKey     map[string]keyEntry
+	keySweep  time.Time
+	keyInsert int
 }
 
 type progressRoute struct {
@@ -85,7 +88,7 @@ func (rl *relay) init(r *Router) {
 	rl.pending = map[string]chan *jsonrpc.Message{}
 	rl.clients = map[string]*clientState{}
 	rl.upstreamSubs = map[catalog.Route]int{}
-	rl.byKey = map[string]*front.Session{}
+	rl.byKey = map[string]keyEntry{}
 }
 
 type callKey struct{}

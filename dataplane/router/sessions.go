@@ -178,29 +178,76 @@ func (r *Router) clientSession(s *front.Session, b Server) *backend.ClientSessio
 	return &backend.ClientSession{Init: initFor(s, u.key), Upstream: u.refs[b.Name()]}
 }
 
+// keyEntry is a session last seen with a client key, and when.
+type keyEntry struct {
+	s    *front.Session
+	seen time.Time
+}
+
+// keyIdle is how long a client key is remembered without a request or an
+// open stream of its session on this replica (the backend forgets idle
+// upstream sessions after as long).
+const keyIdle = backend.DefaultSessionIdle
+
 // remember maps a client key to the latest session seen with it on this
 // replica, for messages that come back on the client's upstream sessions.
 func (r *Router) remember(key string, s *front.Session) {
-	r.relay.mu.Lock()
-	if old, ok := r.relay.byKey[key]; !ok || old != s {
-		if len(r.relay.byKey) < maxClients || ok {
-			r.relay.byKey[key] = s
+	now := time.Now()
+	rl := &r.relay
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	if _, ok := rl.byKey[key]; !ok {
+		rl.keyInsert++
+		if len(rl.byKey) >= maxClients || rl.keyInsert%1024 == 0 || now.Sub(rl.keySweep) > keyIdle {
+			rl.sweepKeysLocked(now)
+		}
+		if len(rl.byKey) >= maxClients {
+			return
 		}
 	}
-	r.relay.mu.Unlock()
+	rl.byKey[key] = keyEntry{s: s, seen: now}
+}
+
+// sweepKeysLocked forgets the client keys unseen for keyIdle.
+func (rl *relay) sweepKeysLocked(now time.Time) {
+	rl.keySweep = now
+	for k, e := range rl.byKey {
+		if now.Sub(e.seen) > keyIdle {
+			delete(rl.byKey, k)
+		}
+	}
 }
 
 // sessionOf is the session a client key names, if this replica saw it.
 func (r *Router) sessionOf(key string) *front.Session {
 	r.relay.mu.Lock()
 	defer r.relay.mu.Unlock()
-	return r.relay.byKey[key]
+	return r.relay.byKey[key].s
 }
 
 // Listening holds the client's upstream event streams (of every per-client
 // server) while its stream here is open, so that what its backends send on
 // their own reaches it.
 func (r *Router) Listening(ctx context.Context, s *front.Session) {
+	if u, err := decodeUpstreams(s.Upstream); err == nil {
+		// A client that only listens is not idle: keep its key.
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			t := time.NewTicker(keyIdle / 3)
+			defer t.Stop()
+			for {
+				select {
+				case <-t.C:
+					r.remember(u.key, s)
+				case <-ctx.Done():
+					return
+				case <-stop:
+					return
+				}
+			}
+		}()
+	}
 	r.eachClientSession(s, func(b Server, cs *backend.ClientSession) {
 		if err := b.Listen(ctx, cs); err != nil {
 			r.log.Debug("listen on a client's upstream session", "server", b.Name(), "err", err)
