@@ -163,6 +163,10 @@ func TestEndpointsSpreadAndFailover(t *testing.T) {
 	// starts over): a plain (non-idempotent) call that lands on B fails
 	// after exactly one attempt; it is not repeated on A.
 	e.clock.Advance(8 * time.Second)
+	// B's event stream must be open before B breaks: a stream that B
+	// refuses would tell the data plane at once, and no call would land on
+	// B (right, but not what this part tests).
+	e.waitFor("B's event stream open", func() bool { return lb.gets.Load() > 0 })
 	lb.down.Store(true)
 	reqB = b.Endpoints()[1].Requests
 	postsA := ra.posts.Load()

@@ -31,6 +31,7 @@ type liveServer struct {
 	mcp   *server.MCPServer
 	inner atomic.Pointer[http.Handler] // swapped by forgetSessions
 	inits atomic.Int64                 // initialize requests received
+	gets  atomic.Int64                 // event streams (GET) being served
 
 	mu  sync.Mutex
 	srv *http.Server
@@ -52,6 +53,10 @@ func startLiveServer(t *testing.T, s *server.MCPServer) *liveServer {
 		if l.down.Load() {
 			http.Error(w, "down for the test", http.StatusServiceUnavailable)
 			return
+		}
+		if r.Method == http.MethodGet {
+			l.gets.Add(1)
+			defer l.gets.Add(-1)
 		}
 		(*l.inner.Load()).ServeHTTP(w, r)
 	})
