@@ -188,7 +188,10 @@ await feature('logging', async () => {
   await bounded(client.setLoggingLevel('warning'), RPC, 'logging/setLevel');
   const before = seen.logs.length;
   await call('toggle-simulated-logging');
-  const got = await until(() => seen.logs.length > before, WAIT);
+  // server-everything sends a message of a random level at once and every
+  // 5 s, dropping those below the level: 3 in 8 are, so the wait must cover
+  // enough of them (12 messages: (3/8)^12, about 1 in 130,000, find none).
+  const got = await until(() => seen.logs.length > before, Math.max(WAIT, 60_000));
   await call('toggle-simulated-logging').catch(() => {});
   const severe = ['warning', 'error', 'critical', 'alert', 'emergency'];
   const msgs = seen.logs.slice(before);
