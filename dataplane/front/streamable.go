@@ -105,6 +105,19 @@ func (f *Front) session(w http.ResponseWriter, r *http.Request, msg *jsonrpc.Mes
 	return f.openMCP(w, r, id)
 }
 
+// requireSession decodes the session id of a request that must carry one
+// (why says what it needs it for, in the 400 when it has none), answering
+// the error otherwise.
+func (f *Front) requireSession(w http.ResponseWriter, r *http.Request, why string) (*Session, string, bool) {
+	id := r.Header.Get(headerSession)
+	if id == "" {
+		httpError(w, http.StatusBadRequest, jsonrpc.CodeInvalidRequest, "missing %s header: %s", headerSession, why)
+		return nil, "", false
+	}
+	s, ok := f.openMCP(w, r, id)
+	return s, id, ok
+}
+
 // openMCP decodes the id of a /mcp request, refusing one of an SSE session:
 // its stream and state live with the /sse stream (see sse.go).
 func (f *Front) openMCP(w http.ResponseWriter, r *http.Request, id string) (*Session, bool) {
@@ -236,13 +249,7 @@ func (f *Front) serveBatch(w http.ResponseWriter, r *http.Request, body []byte) 
 		httpError(w, http.StatusBadRequest, jsonrpc.CodeInvalidRequest, "invalid request: empty batch")
 		return
 	}
-	id := r.Header.Get(headerSession)
-	if id == "" {
-		httpError(w, http.StatusBadRequest, jsonrpc.CodeInvalidRequest,
-			"missing %s header: a batch belongs to a session (and initialize must not be batched)", headerSession)
-		return
-	}
-	s, ok := f.openMCP(w, r, id)
+	s, _, ok := f.requireSession(w, r, "a batch belongs to a session (and initialize must not be batched)")
 	if !ok {
 		return
 	}
@@ -365,13 +372,7 @@ func (f *Front) serveListen(w http.ResponseWriter, r *http.Request) {
 	if !checkStreamAccept(w, r) {
 		return
 	}
-	id := r.Header.Get(headerSession)
-	if id == "" {
-		httpError(w, http.StatusBadRequest, jsonrpc.CodeInvalidRequest,
-			"missing %s header: GET opens the stream of a session", headerSession)
-		return
-	}
-	s, ok := f.openMCP(w, r, id)
+	s, id, ok := f.requireSession(w, r, "GET opens the stream of a session")
 	if !ok {
 		return
 	}
@@ -393,13 +394,7 @@ func (f *Front) serveListen(w http.ResponseWriter, r *http.Request) {
 
 // serveDelete ends a session on this replica.
 func (f *Front) serveDelete(w http.ResponseWriter, r *http.Request) {
-	id := r.Header.Get(headerSession)
-	if id == "" {
-		httpError(w, http.StatusBadRequest, jsonrpc.CodeInvalidRequest,
-			"missing %s header: DELETE ends the session it names", headerSession)
-		return
-	}
-	s, ok := f.openMCP(w, r, id)
+	s, id, ok := f.requireSession(w, r, "DELETE ends the session it names")
 	if !ok {
 		return
 	}
