@@ -242,7 +242,7 @@ func (p *postStream) finishStatus(answer []byte, status int) {
 	defer p.mu.Unlock()
 	p.done = true
 	if p.sse {
-		_ = p.sw.event(messageHead, answer)
+		_ = p.sw.event(messageHead, answer) // the client is gone: nobody to tell
 		return
 	}
 	writeJSON(p.w, status, answer)

@@ -95,7 +95,7 @@ func (f *Front) handle(ctx context.Context, s *Session, msg *jsonrpc.Message, ou
 func (f *Front) session(w http.ResponseWriter, r *http.Request, msg *jsonrpc.Message) (*Session, bool) {
 	id := r.Header.Get(headerSession)
 	if id == "" {
-		if stateless(r, msg) {
+		if stateless(msg) {
 			return &Session{Protocol: r.Header.Get(headerProtocol), Paginate: paginate(r), Transport: TransportStreamableHTTP}, true
 		}
 		httpError(w, http.StatusBadRequest, jsonrpc.CodeInvalidRequest,
@@ -108,14 +108,13 @@ func (f *Front) session(w http.ResponseWriter, r *http.Request, msg *jsonrpc.Mes
 // requireSession decodes the session id of a request that must carry one
 // (why says what it needs it for, in the 400 when it has none), answering
 // the error otherwise.
-func (f *Front) requireSession(w http.ResponseWriter, r *http.Request, why string) (*Session, string, bool) {
+func (f *Front) requireSession(w http.ResponseWriter, r *http.Request, why string) (*Session, bool) {
 	id := r.Header.Get(headerSession)
 	if id == "" {
 		httpError(w, http.StatusBadRequest, jsonrpc.CodeInvalidRequest, "missing %s header: %s", headerSession, why)
-		return nil, "", false
+		return nil, false
 	}
-	s, ok := f.openMCP(w, r, id)
-	return s, id, ok
+	return f.openMCP(w, r, id)
 }
 
 // openMCP decodes the id of a /mcp request, refusing one of an SSE session:
@@ -153,7 +152,7 @@ func (f *Front) openSession(w http.ResponseWriter, id string) (*Session, bool) {
 // without one: server/discover and subscriptions/listen of a client that did
 // not say it speaks the stateless revision (modern.go serves those that do),
 // which the router answers -32601.
-func stateless(_ *http.Request, msg *jsonrpc.Message) bool {
+func stateless(msg *jsonrpc.Message) bool {
 	return msg.Method == string(mcp.MethodServerDiscover) || msg.Method == string(mcp.MethodSubscriptionsListen)
 }
 
@@ -249,7 +248,7 @@ func (f *Front) serveBatch(w http.ResponseWriter, r *http.Request, body []byte) 
 		httpError(w, http.StatusBadRequest, jsonrpc.CodeInvalidRequest, "invalid request: empty batch")
 		return
 	}
-	s, _, ok := f.requireSession(w, r, "a batch belongs to a session (and initialize must not be batched)")
+	s, ok := f.requireSession(w, r, "a batch belongs to a session (and initialize must not be batched)")
 	if !ok {
 		return
 	}
@@ -259,7 +258,7 @@ func (f *Front) serveBatch(w http.ResponseWriter, r *http.Request, body []byte) 
 		return
 	}
 	ctx := r.Context()
-	ps := &postStream{w: w, batch: true}
+	ps := &postStream{w: w}
 	for _, raw := range elems {
 		msg, err := jsonrpc.Parse(raw)
 		switch {
@@ -296,7 +295,6 @@ type postStream struct {
 	sw    sseWriter
 	sse   bool
 	done  bool
-	batch bool
 	// pending holds a batch's answers until the body is written.
 	pending [][]byte
 }
@@ -329,16 +327,7 @@ func (p *postStream) toSSE() error {
 }
 
 // finish writes the answer of a single request.
-func (p *postStream) finish(answer []byte) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.done = true
-	if p.sse {
-		_ = p.sw.event(messageHead, answer) // the client is gone: nobody to tell
-		return
-	}
-	writeJSON(p.w, http.StatusOK, answer)
-}
+func (p *postStream) finish(answer []byte) { p.finishStatus(answer, http.StatusOK) }
 
 // answer adds the answer of one batch element.
 func (p *postStream) answer(a []byte) {
@@ -372,16 +361,16 @@ func (f *Front) serveListen(w http.ResponseWriter, r *http.Request) {
 	if !checkStreamAccept(w, r) {
 		return
 	}
-	s, id, ok := f.requireSession(w, r, "GET opens the stream of a session")
+	s, ok := f.requireSession(w, r, "GET opens the stream of a session")
 	if !ok {
 		return
 	}
 	l := newListener(f.queueLen)
-	if !f.openStream(id, l) {
+	if !f.openStream(s.ID, l) {
 		httpError(w, http.StatusServiceUnavailable, jsonrpc.CodeInternalError, "%v", errClosing)
 		return
 	}
-	defer f.closeStream(id, l)
+	defer f.closeStream(s.ID, l)
 	sw := startSSE(w)
 	if err := sw.rc.Flush(); err != nil {
 		return
@@ -394,12 +383,12 @@ func (f *Front) serveListen(w http.ResponseWriter, r *http.Request) {
 
 // serveDelete ends a session on this replica.
 func (f *Front) serveDelete(w http.ResponseWriter, r *http.Request) {
-	s, id, ok := f.requireSession(w, r, "DELETE ends the session it names")
+	s, ok := f.requireSession(w, r, "DELETE ends the session it names")
 	if !ok {
 		return
 	}
 	f.codec.revoke(s)
-	if l := f.streams.get(id); l != nil {
+	if l := f.streams.get(s.ID); l != nil {
 		l.stop()
 	}
 	f.router.Ended(s)
