@@ -28,7 +28,6 @@ var levelRank = func() map[string]int {
 // call is one client request in flight upstream.
 type call struct {
 	session *front.Session
-	id      json.RawMessage // the client's request id
 	out     front.Stream
 	server  string
 	cancel  context.CancelFunc
@@ -100,7 +99,7 @@ func callKey2(sessionID string, id json.RawMessage) string {
 // begin registers a call; done unregisters it.
 func (rl *relay) begin(ctx context.Context, s *front.Session, id json.RawMessage, out front.Stream, server string) (*call, context.Context, func()) {
 	ctx, cancel := context.WithCancel(ctx)
-	c := &call{session: s, id: id, out: out, server: server, cancel: cancel, seq: rl.seq.Add(1)}
+	c := &call{session: s, out: out, server: server, cancel: cancel, seq: rl.seq.Add(1)}
 	key := callKeyOf(s, id, c.seq)
 	rl.mu.Lock()
 	rl.calls[key] = c
@@ -166,20 +165,15 @@ func (r *Router) OnNotification(server, client string, n *jsonrpc.Message) {
 		}
 		r.relayLog(server, n)
 	case "notifications/resources/updated":
+		// The client knows the URI under the name the catalog exposes.
+		uri, _, _ := jsonrpc.LookupString(n.Params, "uri")
+		p := n.Params
+		if exposed := r.cat.Load().ExposedURI(server, uri); exposed != uri {
+			p, _ = jsonrpc.Set(n.Params, "uri", quote(exposed))
+		}
 		if cs := r.sessionOf(client); cs != nil {
-			uri, _, _ := jsonrpc.LookupString(n.Params, "uri")
-			p := n.Params
-			if exposed := r.cat.Load().ExposedURI(server, uri); exposed != uri {
-				p, _ = jsonrpc.Set(n.Params, "uri", quote(exposed))
-			}
 			r.toClient(cs, server, &jsonrpc.Message{Method: n.Method, Params: p})
 			return
-		}
-		uri, _, _ := jsonrpc.LookupString(n.Params, "uri")
-		exposed := r.cat.Load().ExposedURI(server, uri)
-		p := n.Params
-		if exposed != uri {
-			p, _ = jsonrpc.Set(n.Params, "uri", quote(exposed))
 		}
 		r.updatedToListeners(server, uri, p)
 		msg := jsonrpc.Notification(n.Method, p)
@@ -229,10 +223,7 @@ func (r *Router) toClient(s *front.Session, server string, n *jsonrpc.Message) {
 func (r *Router) relayLog(server string, n *jsonrpc.Message) {
 	rl := &r.relay
 	level, _, _ := jsonrpc.LookupString(n.Params, "level")
-	rank, ok := levelRank[level]
-	if !ok {
-		rank = 0
-	}
+	rank := levelRank[level] // an unknown level counts as debug
 	msg := jsonrpc.Notification(n.Method, n.Params)
 	rl.mu.Lock()
 	var targets []*call

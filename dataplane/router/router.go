@@ -119,16 +119,10 @@ func New(o Options) *Router {
 	r := &Router{servers: o.Servers, observe: o.Observe, log: o.Logger, advertise: o.Advertise, keys: o.Keys,
 		peers: &http.Client{Timeout: forwardTimeout}}
 	r.cat.Store(catalog.Build(nil))
-	r.lists.Store(&listConfig{pageSize: DefaultPageSize, key: randomKey()})
+	r.lists.Store(&listConfig{pageSize: catalog.DefaultPageSize, key: randomKey()})
 	r.relay.init(r)
 	return r
 }
-
-// DefaultPageSize is the page size when the settings name none.
-const DefaultPageSize = 100
-
-// MaxPageSize mirrors the control plane's bound of pagination.page_size.
-const MaxPageSize = 1000
 
 func randomKey() []byte {
 	k := make([]byte, 32)
@@ -157,14 +151,8 @@ func (r *Router) broadcast(msg []byte) {
 // cursors (derived from the cluster secret).
 func (r *Router) SetConfig(settings *mcpmeshv1.Settings, cursorKey []byte, revision uint64) {
 	p := settings.GetPagination()
-	size := int(p.GetPageSize())
-	switch {
-	case size <= 0:
-		size = DefaultPageSize
-	case size > MaxPageSize:
-		size = MaxPageSize
-	}
-	cfg := &listConfig{paginate: p.GetEnabled(), pageSize: size, revision: revision, key: cursorKey}
+	// catalog.List bounds the size (0 is its default).
+	cfg := &listConfig{paginate: p.GetEnabled(), pageSize: int(p.GetPageSize()), revision: revision, key: cursorKey}
 	if len(cfg.key) == 0 {
 		cfg.key = r.lists.Load().key
 	}
