@@ -670,10 +670,6 @@ func (e *endpoint) onRequest(ctx context.Context, r transport.JSONRPCRequest) (*
 // request answers a server-to-client request that came on the shared
 // connection (client "") or on a client's own upstream session.
 func (e *endpoint) request(ctx context.Context, client string, r transport.JSONRPCRequest) (*transport.JSONRPCResponse, error) {
-	if r.Method == string(mcp.MethodPing) {
-		// A ping checks the connection, whose peer is this data plane.
-		return transport.NewJSONRPCResultResponse(r.ID, json.RawMessage("{}")), nil
-	}
 	msg := &jsonrpc.Message{Method: r.Method}
 	var err error
 	if msg.ID, err = json.Marshal(r.ID); err == nil && r.Params != nil {
@@ -698,6 +694,7 @@ func (e *endpoint) request(ctx context.Context, client string, r transport.JSONR
 // when ctx has none) and returns its result, never empty, or its error.
 func (e *endpoint) answer(ctx context.Context, client string, msg *jsonrpc.Message) (json.RawMessage, *jsonrpc.Error) {
 	if msg.Method == string(mcp.MethodPing) {
+		// A ping checks the connection, whose peer is this data plane.
 		return json.RawMessage("{}"), nil
 	}
 	h := e.b.hooks.onRequest

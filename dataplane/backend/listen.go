@@ -158,12 +158,11 @@ func (b *Backend) listenOnce(ctx context.Context, s *upSession) (got bool, err e
 		}
 		switch {
 		case m.IsNotification():
-			// A list_changed of the client's own session refetches the
-			// shared lists and goes to the client too (its session's own
-			// items changed).
-			if !e.listChanged(m.Method) || s.client != "" {
-				e.deliver(s.client, &m)
-			}
+			// This is a client's own session: a list_changed refetches
+			// the shared lists and goes to the client too (its session's
+			// own items changed), like everything else.
+			e.listChanged(m.Method)
+			e.deliver(s.client, &m)
 		case m.IsRequest():
 			answers.Add(1)
 			go func() {
