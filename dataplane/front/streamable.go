@@ -290,11 +290,11 @@ func skipSpace(b []byte) int {
 // postStream is the answer of one POST: one JSON body unless the router
 // calls Send, which turns it into an event stream.
 type postStream struct {
-	mu    sync.Mutex
-	w     http.ResponseWriter
-	sw    sseWriter
-	sse   bool
-	done  bool
+	mu   sync.Mutex
+	w    http.ResponseWriter
+	sw   sseWriter
+	sse  bool
+	done bool
 	// pending holds a batch's answers until the body is written.
 	pending [][]byte
 }
