@@ -286,6 +286,10 @@ type Request struct {
 	// retry, breaker and hold rules as shared requests. Ignored on shared
 	// servers.
 	Client *ClientSession
+	// Caller is the client the request is made for, which a backend that
+	// speaks MCP 2026-07-28 is told in the request's _meta (modern.go); nil
+	// means the gateway itself. Backends of the session era ignore it.
+	Caller *Caller
 }
 
 // Request sends one request on an endpoint the picker chooses, under the
@@ -366,6 +370,9 @@ func (b *Backend) Notify(ctx context.Context, cs *ClientSession, method string, 
 			continue
 		}
 		sent++
+		if c.mod != nil {
+			continue // 2026-07-28 has no client notifications of this kind: each request says it all
+		}
 		if err := c.tr.SendNotification(ctx, n); err != nil {
 			errs = append(errs, fmt.Errorf("endpoint %s: %w", e.label, err))
 		}
@@ -401,7 +408,7 @@ func (b *Backend) call(ctx, rctx context.Context, l lease, s *upSession, r Reque
 	l.ep.requests.Add(1)
 	via.active.Add(1)
 	start := time.Now()
-	res, err := via.request(rctx, r.Method, r.Params)
+	res, err := via.forward(rctx, b.perClient, r)
 	via.active.Add(-1)
 	l.ep.inflight.Add(-1)
 	// A request aborted because its connection was found dead and closed

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +41,9 @@ type conn struct {
 	watchers sync.WaitGroup // the stderr reader of a stdio child
 	active   atomic.Int64   // requests in flight on it
 	version  string         // negotiated at the handshake
+	// mod is set on a connection that speaks MCP 2026-07-28 (modern.go):
+	// no session, per-request _meta and headers, subscriptions/listen.
+	mod *modernConn
 }
 
 // markDead records why the connection is unusable and wakes the supervisor.
@@ -65,6 +69,9 @@ func (c *conn) isDead() bool {
 func (c *conn) close() error {
 	err := c.tr.Close()
 	c.cancel()
+	if c.mod != nil {
+		c.mod.shutdown()
+	}
 	c.watchers.Wait()
 	return err
 }
@@ -74,11 +81,25 @@ func (c *conn) close() error {
 // *jsonrpc.Error; a failure of the transport is wrapped in *transport.Error
 // (see isConnErr); an ended ctx is returned as ctx's error.
 func (c *conn) request(ctx context.Context, method string, params json.RawMessage) (json.RawMessage, error) {
+	var header http.Header
+	if c.mod != nil {
+		var err error
+		if params, header, err = c.mod.prepare(method, params, nil); err != nil {
+			return nil, err
+		}
+		return c.mod.send(ctx, method, params, header)
+	}
+	return c.send(ctx, method, params, header)
+}
+
+// send is request with params as they are and header on the HTTP request
+// (nil: none of its own).
+func (c *conn) send(ctx context.Context, method string, params json.RawMessage, header http.Header) (json.RawMessage, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err // not sent: nothing to cancel
 	}
 	id := c.ids.Add(1)
-	req := transport.JSONRPCRequest{JSONRPC: mcp.JSONRPC_VERSION, ID: mcp.NewRequestId(id), Method: method}
+	req := transport.JSONRPCRequest{JSONRPC: mcp.JSONRPC_VERSION, ID: mcp.NewRequestId(id), Method: method, Header: header}
 	if len(params) > 0 {
 		req.Params = params // json.RawMessage: marshalled as is (encoding/json only compacts it)
 	}
@@ -131,6 +152,9 @@ func (c *conn) sendCancellable(ctx context.Context, id int64, req transport.JSON
 // sendCancelled tells the backend that request id is abandoned, giving ctx's
 // cause as the reason.
 func (c *conn) sendCancelled(ctx context.Context, id int64) {
+	if c.mod != nil {
+		return // 2026-07-28: closing the request's POST is the cancellation
+	}
 	reason := "request cancelled"
 	switch cause := context.Cause(ctx); {
 	case errors.Is(cause, context.DeadlineExceeded):
@@ -249,22 +273,33 @@ func parseInitResult(res json.RawMessage) (initResult, string, error) {
 	if !mcp.IsValidProtocolVersion(r.ProtocolVersion) || mcp.IsModernProtocol(r.ProtocolVersion) {
 		return initResult{}, "", fmt.Errorf("invalid initialize result: %w", mcp.UnsupportedProtocolVersionError{Version: r.ProtocolVersion})
 	}
+	ir, err := parseCapabilities(r.Capabilities)
+	if err != nil {
+		return initResult{}, "", fmt.Errorf("invalid initialize result: %w", err)
+	}
+	ir.instructions = r.Instructions
+	return ir, r.ProtocolVersion, nil
+}
+
+// parseCapabilities reads which list kinds a server capabilities object
+// (of initialize or server/discover) announces.
+func parseCapabilities(raw json.RawMessage) (initResult, error) {
 	var caps struct {
 		Tools, Prompts, Resources json.RawMessage
 	}
-	if len(r.Capabilities) == 0 || r.Capabilities[0] != '{' {
-		return initResult{}, "", errors.New(`invalid initialize result: "capabilities" is not an object`)
+	if len(raw) == 0 || raw[0] != '{' {
+		return initResult{}, errors.New(`"capabilities" is not an object`)
 	}
-	if err := json.Unmarshal(r.Capabilities, &caps); err != nil {
-		return initResult{}, "", fmt.Errorf("invalid initialize result: capabilities: %w", err)
+	if err := json.Unmarshal(raw, &caps); err != nil {
+		return initResult{}, fmt.Errorf("capabilities: %w", err)
 	}
 	has := func(v json.RawMessage) bool { return len(v) > 0 && string(v) != "null" }
-	ir := initResult{caps: r.Capabilities, instructions: r.Instructions}
+	ir := initResult{caps: raw}
 	ir.offered[catalog.Tools] = has(caps.Tools)
 	ir.offered[catalog.Prompts] = has(caps.Prompts)
 	ir.offered[catalog.Resources] = has(caps.Resources)
 	ir.offered[catalog.Templates] = has(caps.Resources)
-	return ir, r.ProtocolVersion, nil
+	return ir, nil
 }
 
 // notificationParams re-encodes the params mcp-go decoded into maps. The

@@ -159,6 +159,11 @@ func commandFunc(dir string) transport.CommandFunc {
 // server announces, all within timeout. On error nothing is left running.
 func (e *endpoint) connect(ctx context.Context) (*conn, *lists, error) {
 	timeout := e.b.params().timeout
+	if e.era() != eraLegacy {
+		if c, l, legacy, err := e.connectModern(ctx, timeout); !legacy {
+			return c, l, err
+		}
+	}
 	tr, err := e.newTransport(timeout)
 	if err != nil {
 		return nil, nil, err

@@ -262,7 +262,7 @@ func (e *endpoint) attempt(ctx context.Context) (*conn, time.Time, error) {
 
 	switch {
 	case err == nil:
-		e.logger.Info("backend connected", "tools", len(l.items[catalog.Tools]), "prompts", len(l.items[catalog.Prompts]), "resources", len(l.items[catalog.Resources]))
+		e.logger.Info("backend connected", "protocol", c.version, "tools", len(l.items[catalog.Tools]), "prompts", len(l.items[catalog.Prompts]), "resources", len(l.items[catalog.Resources]))
 	case ctx.Err() == nil:
 		e.logger.Warn("backend connect failed", "state", states.Backend(state), "failures", failures, "err", err)
 	}
@@ -566,7 +566,7 @@ func (e *endpoint) checkLive(ctx context.Context, c *conn) error {
 	}
 	pctx, cancel := context.WithTimeout(ctx, max(interval, time.Second))
 	defer cancel()
-	if _, err := c.request(pctx, string(mcp.MethodPing), nil); isConnErr(pctx, err) {
+	if _, err := c.request(pctx, c.liveMethod(), nil); isConnErr(pctx, err) {
 		return fmt.Errorf("the session is gone: %w", err)
 	}
 	return nil

@@ -25,6 +25,7 @@ type lists struct {
 	offered      [4]bool           // per catalog.Kind: announced in capabilities
 	items        [4][]catalog.Item // complete, upstream order; nil when not offered
 	paged        [4]bool           // the last fetch took more than one page
+	cache        [4]catalog.Cache  // of the last fetch: the minimum over its pages
 	// retryable holds the tools whose annotations say a repeat is harmless
 	// (readOnlyHint or idempotentHint), read once per fetch.
 	retryable map[string]bool
@@ -57,8 +58,15 @@ func fetchLists(ctx context.Context, c *conn, l *lists, kinds kindSet) error {
 		if kinds&kindBit(k) == 0 || !l.offered[k] {
 			continue
 		}
+		var hint catalog.Cache
 		items, paged, err := collect(ctx, k.Desc().Method, func(cur string) (catalog.Page, error) {
-			return fetchPage(ctx, c, k, cur)
+			p, err := fetchPage(ctx, c, k, cur)
+			if cur == "" {
+				hint = p.Cache
+			} else {
+				hint = hint.Min(p.Cache)
+			}
+			return p, err
 		})
 		var je *jsonrpc.Error
 		if k == catalog.Templates && errors.As(err, &je) && je.Code == jsonrpc.CodeMethodNotFound {
@@ -69,7 +77,7 @@ func fetchLists(ctx context.Context, c *conn, l *lists, kinds kindSet) error {
 		if err != nil {
 			return err
 		}
-		l.items[k], l.paged[k] = items, paged
+		l.items[k], l.paged[k], l.cache[k] = items, paged, hint
 		if k == catalog.Tools {
 			l.retryable = retryableTools(items)
 		}
@@ -169,7 +177,7 @@ func (b *Backend) Catalog() (catalog.Server, bool) {
 	if !ok {
 		return catalog.Server{}, false
 	}
-	s := catalog.Server{Name: b.name, Prefix: b.Prefix(), Lists: l.items}
+	s := catalog.Server{Name: b.name, Prefix: b.Prefix(), Lists: l.items, Cache: l.cache}
 	if b.Connected() {
 		s.Paged = l.paged
 	}

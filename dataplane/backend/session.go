@@ -384,7 +384,7 @@ func (b *Backend) OpenSession(ctx context.Context, init SessionInit) (Upstream, 
 	if err != nil {
 		return Upstream{}, b.requestErr(ctx, rctx, what, timeout, err)
 	}
-	if l.ep.sessionless.Load() {
+	if l.ep.sessionless.Load() || l.c.mod != nil { // 2026-07-28 has no sessions
 		l.done(true)
 		return Upstream{}, nil
 	}
@@ -512,7 +512,7 @@ func (b *Backend) replace(rctx context.Context, cs *ClientSession, old *upSessio
 	if old != nil && old.ep == l.ep {
 		return l, old, nil // its endpoint is back
 	}
-	if l.ep.sessionless.Load() {
+	if l.ep.sessionless.Load() || l.c.mod != nil { // 2026-07-28 has no sessions
 		return l, nil, nil
 	}
 	s, err := b.openOn(rctx, rctx, l, cs.Init)
@@ -575,6 +575,7 @@ func (b *Backend) CloseSession(ctx context.Context, cs *ClientSession) error {
 	if !b.perClient || cs == nil {
 		return nil
 	}
+	b.dropModernSubscriptions(cs.Init.Client)
 	held := b.ses.take(cs, b.clock.Now())
 	release(held...)
 	if b.cfg.GetTransport() != mcpmeshv1.Transport_TRANSPORT_STREAMABLE_HTTP {

@@ -26,6 +26,8 @@ type Server struct {
 	// Paged says the backend paginated the kind when its list was fetched,
 	// so a paginated walk follows its own pages (see List).
 	Paged [4]bool
+	// Cache is each list's caching hint (zero: 0 ms, private).
+	Cache [4]Cache
 }
 
 // Route names the backend that serves an exposed item and what the backend
@@ -71,6 +73,8 @@ type list struct {
 	segs  []segment
 	// index finds an item by its exposed key.
 	index map[string]int32
+	// cache is the hint of the whole list: the minimum over its servers.
+	cache Cache
 }
 
 // entry is one exposed item.
@@ -132,9 +136,15 @@ func (c *Catalog) build(k Kind, srvs []*Server) {
 	w = append(w, '{')
 	w = appendQuoted(w, d.Field)
 	w = append(w, ":["...)
+	first := true
 	for _, s := range srvs {
 		if s.Lists[k] == nil {
 			continue
+		}
+		if first {
+			l.cache, first = s.Cache[k], false
+		} else {
+			l.cache = l.cache.Min(s.Cache[k])
 		}
 		seg := segment{server: s.Name, start: len(l.items), paged: s.Paged[k]}
 		if d.Prefixed {
@@ -344,3 +354,8 @@ func (c *Catalog) Count(k Kind) int { return len(c.lists[k].items) }
 // Servers returns the names of the catalog's servers, sorted. The slice must
 // not be modified.
 func (c *Catalog) Servers() []string { return c.servers }
+
+// Cache returns the caching hint of the whole list of kind k: the shortest
+// TTL of the servers that offer the kind, private if any of them is (0 ms
+// and private when none does).
+func (c *Catalog) Cache(k Kind) Cache { return c.lists[k].cache }

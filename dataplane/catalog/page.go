@@ -20,6 +20,37 @@ type Item struct {
 type Page struct {
 	Items []Item
 	Next  string // the backend's nextCursor; "" on its last page
+	Cache Cache  // the page's ttlMs / cacheScope (MCP 2026-07-28)
+}
+
+// Cache is a list result's caching hint of MCP 2026-07-28: for how many
+// milliseconds a client may reuse it (ttlMs) and whether shared caches may
+// keep it (cacheScope "public"). The zero value, 0 ms and private, is what a
+// result without hints counts as, as every result of an earlier revision is.
+type Cache struct {
+	TTLms  int64
+	Public bool
+}
+
+// Min combines the hints of two parts of one list: the shorter TTL, and
+// private when either is.
+func (c Cache) Min(o Cache) Cache {
+	return Cache{TTLms: min(c.TTLms, o.TTLms), Public: c.Public && o.Public}
+}
+
+// parseCache reads ttlMs and cacheScope from a result; absent, malformed or
+// negative values count as 0 and private.
+func parseCache(result []byte) Cache {
+	var c Cache
+	if st, en, ok, err := jsonrpc.Lookup(result, "ttlMs"); err == nil && ok {
+		var ms int64
+		if json.Unmarshal(result[st:en], &ms) == nil && ms > 0 {
+			c.TTLms = ms
+		}
+	}
+	scope, _, _ := jsonrpc.LookupString(result, "cacheScope")
+	c.Public = scope == "public"
+	return c
 }
 
 // ParsePage reads a backend's list result for kind, such as
@@ -69,5 +100,6 @@ func ParsePage(kind Kind, result json.RawMessage) (Page, error) {
 			return Page{}, fmt.Errorf("parse %s result: \"nextCursor\" is not a string", d.Method)
 		}
 	}
+	p.Cache = parseCache(result)
 	return p, nil
 }

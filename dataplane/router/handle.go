@@ -339,7 +339,12 @@ func (r *Router) forward(ctx context.Context, s *front.Session, req *jsonrpc.Mes
 	}
 	br.Params = params
 	br.Client = r.clientSession(s, t.srv)
-	return t.srv.Request(ctx, br)
+	br.Caller = r.callerOf(s)
+	res, err := t.srv.Request(ctx, br)
+	if err != nil {
+		return nil, err
+	}
+	return r.bridgeInput(ctx, s, t, br, res)
 }
 
 // setLevel records the client's logging level (notifications/message are

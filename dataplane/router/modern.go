@@ -28,7 +28,8 @@ import (
 //     keys (a 2025 backend that is also 2026-capable would take them for a
 //     2026 request and refuse it), and their results get what the revision
 //     requires: resultType, ttlMs and cacheScope on the cacheable ones, the
-//     gateway's serverInfo in _meta; -32002 becomes -32602 with data.uri;
+//     gateway's serverInfo in _meta (a composed list gets the backends'
+//     minimum ttlMs and cacheScope, era.go); -32002 becomes -32602 with data.uri;
 //   - notifications/message reach a call only at or above its _meta logLevel
 //     (none without one); a backend's sampling, elicitation or roots request
 //     during a stateless call is answered -32601 (no input_required bridge).
@@ -99,6 +100,10 @@ func (r *Router) handleModern(ctx context.Context, s *front.Session, req *jsonrp
 	res, err := r.handle(ctx, s, &up, out)
 	if err != nil {
 		return nil, modernError(req, err)
+	}
+	if k, ok := catalog.KindOfMethod(req.Method); ok {
+		// The gateway composed the list: its hint is the backends' minimum.
+		res = withCache(res, r.cat.Load().Cache(k))
 	}
 	return decorate(req.Method, res), nil
 }
