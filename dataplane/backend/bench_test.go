@@ -23,7 +23,7 @@ func benchBackend(b *testing.B) *Backend {
 	s.AddTool(mcp.NewTool("echo", mcp.WithString("text")), func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		return mcp.NewToolResultText(req.GetString("text", "")), nil
 	})
-	ts := httptest.NewServer(server.NewStreamableHTTPServer(s))
+	ts := httptest.NewServer(server.NewStreamableHTTPServer(s, legacyOnly))
 	m := NewManager(ManagerOptions{Logger: slog.New(slog.DiscardHandler), ListResync: -1})
 	b.Cleanup(func() {
 		_ = m.Close()

@@ -141,7 +141,7 @@ func startHTTPBackend(t *testing.T, s *server.MCPServer, sse bool) *httpBackend 
 		sseSrv = server.NewSSEServer(s)
 		h = sseSrv
 	} else {
-		h = server.NewStreamableHTTPServer(s)
+		h = server.NewStreamableHTTPServer(s, legacyOnly)
 	}
 	hb.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		init := isInitialize(r)

@@ -120,7 +120,7 @@ func (sb *sessionBackend) restart() {
 		ss := server.NewSSEServer(s, server.WithBaseURL(sb.ts.URL))
 		h = ss
 	} else {
-		h = server.NewStreamableHTTPServer(s, server.WithStateful(true))
+		h = server.NewStreamableHTTPServer(s, server.WithStateful(true), legacyOnly)
 	}
 	sb.cur.Store(s)
 	sb.h.Store(&h)

@@ -69,7 +69,7 @@ func startLiveServer(t *testing.T, s *server.MCPServer) *liveServer {
 // session id handed out so far is unknown (404, as a stateful server
 // answers after a restart).
 func (l *liveServer) forgetSessions() {
-	var h http.Handler = server.NewStreamableHTTPServer(l.mcp, server.WithStateful(true))
+	var h http.Handler = server.NewStreamableHTTPServer(l.mcp, server.WithStateful(true), legacyOnly)
 	l.inner.Store(&h)
 }
 

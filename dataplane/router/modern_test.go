@@ -149,8 +149,8 @@ func TestModernResultsAreDecorated(t *testing.T) {
 			if strings.Count(string(res), `"resultType"`) != 1 {
 				t.Errorf("resultType twice: %s", res)
 			}
-			if tt.upstream == "" {
-				return
+			if tt.upstream == "" || strings.Contains(tt.upstream, "input_required") {
+				return // a session's input_required is bridged (era_test.go)
 			}
 			// A session sees the backend's bytes.
 			legacy, err := r.Handle(context.Background(), session, request(tt.method, tt.params), newStream())
