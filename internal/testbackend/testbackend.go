@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -29,6 +30,14 @@ type Options struct {
 	// PageSize enables mcp-go's server-side pagination of list results with
 	// this many items per page; 0 disables it.
 	PageSize int
+	// InputTools adds the tools of MCP 2026-07-28 features: AskTool, which
+	// asks for a sampling with an input_required result, and GrowTool,
+	// which adds a tool (a list_changed).
+	InputTools bool
+	// CacheTTLms and CacheScope, when CacheTTLms > 0, are the ttlMs and
+	// cacheScope of list and read results (2026-07-28 clients see them).
+	CacheTTLms int64
+	CacheScope mcp.CacheScope
 }
 
 // Fixed names, exported so tests elsewhere (data plane, e2e) do not repeat literals.
@@ -42,6 +51,11 @@ const (
 	// WideEchoParams parameters: text (required) and p01… (optional).
 	WideEchoTool   = "echo_wide"
 	WideEchoParams = 60
+	// AskTool asks the client for a sampling of its "prompt" argument and
+	// returns "sampled: <text>" (state ok: requestState echoed).
+	AskTool = "ask_sample"
+	// GrowTool adds a tool named "grown-<n>" and returns its name.
+	GrowTool = "grow"
 )
 
 // Readme is the text of demo://readme on the backend called name, so tests
@@ -68,6 +82,9 @@ func New(opts Options) *server.MCPServer {
 	if opts.PageSize > 0 {
 		serverOpts = append(serverOpts, server.WithPaginationLimit(opts.PageSize))
 	}
+	if opts.CacheTTLms > 0 {
+		serverOpts = append(serverOpts, server.WithCacheHints(opts.CacheTTLms, opts.CacheScope))
+	}
 	s := server.NewMCPServer(opts.Name, version.Version, serverOpts...)
 
 	tools := fixedTools(opts.Name)
@@ -76,6 +93,9 @@ func New(opts Options) *server.MCPServer {
 	}
 	for i := 0; i < opts.Tools; i++ {
 		tools = append(tools, generatedTool(i))
+	}
+	if opts.InputTools {
+		tools = append(tools, inputTools(s)...)
 	}
 	// One AddTools call: one list_changed at most, not one per tool.
 	s.AddTools(tools...)
@@ -257,4 +277,52 @@ func generatedTool(i int) server.ServerTool {
 
 func formatNumber(f float64) string {
 	return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.6f", f), "0"), ".")
+}
+
+// askState is the requestState AskTool hands out and expects back.
+const askState = "ask-1"
+
+// inputTools are AskTool and GrowTool (see Options.InputTools).
+func inputTools(s *server.MCPServer) []server.ServerTool {
+	var grown atomic.Int64
+	return []server.ServerTool{
+		{
+			Tool: mcp.NewTool(AskTool,
+				mcp.WithDescription("Asks the client to sample its prompt (an input_required result) and returns the answer"),
+				mcp.WithString("prompt", mcp.Required())),
+			Handler: func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+				resp, ok := req.Params.InputResponses["sample"]
+				if !ok {
+					prompt := req.GetString("prompt", "")
+					return server.NewInputRequestBuilder(askState).Sample("sample", mcp.CreateMessageParams{
+						Messages:  []mcp.SamplingMessage{{Role: mcp.RoleUser, Content: mcp.NewTextContent(prompt)}},
+						MaxTokens: 64,
+					}).ToolResult(), nil
+				}
+				if err := resp.DecodeFor(mcp.MethodSamplingCreateMessage); err != nil || resp.Sampling == nil {
+					return mcp.NewToolResultError(fmt.Sprintf("%s: the input response is no sampling result: %v", AskTool, err)), nil
+				}
+				raw, _ := json.Marshal(resp.Sampling)
+				var r struct {
+					Content struct{ Text string } `json:"content"`
+				}
+				_ = json.Unmarshal(raw, &r)
+				state := "state ok"
+				if req.Params.RequestState != askState {
+					state = fmt.Sprintf("state %q", req.Params.RequestState)
+				}
+				return mcp.NewToolResultText("sampled: " + r.Content.Text + " (" + state + ")"), nil
+			},
+		},
+		{
+			Tool: mcp.NewTool(GrowTool, mcp.WithDescription("Adds a tool grown-<n> and returns its name")),
+			Handler: func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+				name := fmt.Sprintf("grown-%d", grown.Add(1))
+				s.AddTool(mcp.NewTool(name), func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+					return mcp.NewToolResultText(name), nil
+				})
+				return mcp.NewToolResultText(name), nil
+			},
+		},
+	}
 }

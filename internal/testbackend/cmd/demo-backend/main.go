@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/mcpmesh/mcpmesh/internal/testbackend"
@@ -36,13 +37,18 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.SetOutput(stderr)
 	var opts testbackend.Options
 	var httpAddr, sseAddr string
-	var stateful bool
+	var stateful, modern bool
+	var cacheScope string
 	fs.StringVar(&opts.Name, "name", "demo", "backend name (returned by the whoami tool)")
 	fs.IntVar(&opts.Tools, "tools", 0, "number of extra generated tools (tool-0000, …)")
 	fs.BoolVar(&opts.WideEcho, "wide-echo", false, "also serve echo_wide: echo with a 60-parameter input schema")
 	fs.IntVar(&opts.PageSize, "page-size", 0, "server-side page size of list results (0 = no paging)")
 	fs.StringVar(&httpAddr, "http", "", "serve streamable HTTP on this address at /mcp (e.g. 127.0.0.1:0)")
 	fs.StringVar(&sseAddr, "sse", "", "serve legacy SSE on this address at /sse and /message")
+	fs.BoolVar(&modern, "modern", false, "with --http: also serve MCP 2026-07-28 (server/discover, stateless requests); without it only the 2025 revisions are advertised")
+	fs.BoolVar(&opts.InputTools, "input-tools", false, "also serve ask_sample (an input_required sampling) and grow (adds a tool: list_changed)")
+	fs.Int64Var(&opts.CacheTTLms, "cache-ttl-ms", 0, "ttlMs of list and read results (0: mcp-go's default, 0)")
+	fs.StringVar(&cacheScope, "cache-scope", "private", "cacheScope of list and read results with --cache-ttl-ms: public or private")
 	fs.BoolVar(&stateful, "stateful", false, "with --http: remember the sessions it issued and answer 404 for others, as a restarted stateful server does")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -58,14 +64,25 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return errors.New("--http and --sse are exclusive: pick one transport")
 	case stateful && httpAddr == "":
 		return errors.New("--stateful needs --http")
+	case modern && httpAddr == "":
+		return errors.New("--modern needs --http")
+	case cacheScope != "public" && cacheScope != "private":
+		return fmt.Errorf("--cache-scope must be public or private, got %q", cacheScope)
 	}
+	opts.CacheScope = mcp.CacheScope(cacheScope)
 	log := slog.New(slog.NewTextHandler(stderr, nil)).With("backend", opts.Name)
 	mcpSrv := testbackend.New(opts)
 
 	switch {
 	case httpAddr != "":
 		return serveHTTP(ctx, log, httpAddr, "/mcp", stderr, func(string) http.Handler {
-			return server.NewStreamableHTTPServer(mcpSrv, server.WithStateful(stateful))
+			hopts := []server.StreamableHTTPOption{server.WithStateful(stateful)}
+			if !modern {
+				// mcp-go serves 2026-07-28 by default; a data plane would then
+				// reach this backend statelessly (no upstream sessions).
+				hopts = append(hopts, server.WithStreamableHTTPProtocolVersions(legacyVersions...))
+			}
+			return server.NewStreamableHTTPServer(mcpSrv, hopts...)
 		})
 	case sseAddr != "":
 		return serveHTTP(ctx, log, sseAddr, "/sse", stderr, func(base string) http.Handler {
@@ -129,3 +146,6 @@ func serveHTTP(ctx context.Context, log *slog.Logger, addr, path string, stderr 
 	}
 	return nil
 }
+
+// legacyVersions are the revisions served without --modern.
+var legacyVersions = []string{mcp.ProtocolVersion20251125, "2025-06-18", "2025-03-26", "2024-11-05"}
