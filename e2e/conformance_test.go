@@ -339,7 +339,12 @@ func TestConformance(t *testing.T) {
 
 	cp := startControlPlane(t, filepath.Join(t.TempDir(), "data"), "", "")
 	dp := startDataPlane(t, cp, "dp-conformance")
-	mustCtl(t, cp, "server", "add", "conformance", "--url", fixture.url, "--prefix", "")
+	// The fixture serves 2026-07-28 too, but its tools ask for sampling and
+	// elicitation with server-to-client requests, which that revision does
+	// not carry: pinned to 2025-11-25 (README "Protocol eras"), the gateway
+	// reaches it as the suite's session clients do directly.
+	mustCtl(t, cp, "server", "add", "conformance", "--url", fixture.url, "--prefix", "",
+		"--header", "MCP-Protocol-Version=2025-11-25")
 	c := mcpClient(t, dp.mcpURL())
 	eventually(t, waitTimeout, "the fixture's tools listed under their own names", func() error {
 		return toolsListed(c, []string{"test_simple_text", "test_tool_with_progress"})

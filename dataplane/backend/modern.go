@@ -165,15 +165,21 @@ func (e *endpoint) connectModern(ctx context.Context, timeout time.Duration) (c 
 	e.version.Store(&c.version)
 	tctx, tcancel := context.WithTimeout(cctx, timeout)
 	defer tcancel()
-	l = &lists{known: true, caps: ir.caps, instructions: ir.instructions, offered: ir.offered}
-	if err := fetchLists(tctx, c, l, allKinds); err != nil {
-		return fail("fetch lists", err)
-	}
-	c.mod.listLists(mcp.SubscriptionFilter{
+	// Listening first, then fetching: a change between the two is not lost.
+	listening := c.mod.listLists(mcp.SubscriptionFilter{
 		ToolsListChanged:     ir.offered[catalog.Tools],
 		PromptsListChanged:   ir.offered[catalog.Prompts],
 		ResourcesListChanged: ir.offered[catalog.Resources],
 	})
+	select {
+	case <-listening:
+	case <-tctx.Done():
+		return fail("subscriptions/listen", tctx.Err())
+	}
+	l = &lists{known: true, caps: ir.caps, instructions: ir.instructions, offered: ir.offered}
+	if err := fetchLists(tctx, c, l, allKinds); err != nil {
+		return fail("fetch lists", err)
+	}
 	return c, l, false, nil
 }
 
@@ -367,18 +373,25 @@ func (m *modernConn) shutdown() {
 // mark the lists dirty (the supervisor refetches them). A stream that fails
 // wakes the supervisor's liveness check, and one that comes back after a
 // break refetches every list, since notifications may have been missed. A
-// server that grants nothing ends it.
-func (m *modernConn) listLists(filter mcp.SubscriptionFilter) {
+// server that grants nothing ends it. The channel returned is closed once
+// the first stream was acknowledged or failed.
+func (m *modernConn) listLists(filter mcp.SubscriptionFilter) <-chan struct{} {
+	first := make(chan struct{})
+	var once sync.Once
+	settled := func() { once.Do(func() { close(first) }) }
 	if filter.IsEmpty() {
-		return
+		settled()
+		return first
 	}
-	m.goStream(func(ctx context.Context) {
+	_, ok := m.goStream(func(ctx context.Context) {
+		defer settled()
 		e := m.e
 		backoff := listenBackoffMin
 		broken := false
 		for ctx.Err() == nil {
 			granted := true
 			got, err := m.listen(ctx, filter, func(g mcp.SubscriptionFilter) {
+				settled()
 				granted = g.ToolsListChanged || g.PromptsListChanged || g.ResourcesListChanged
 				if broken {
 					e.mu.Lock()
@@ -404,6 +417,7 @@ func (m *modernConn) listLists(filter mcp.SubscriptionFilter) {
 			if err == nil {
 				err = errors.New("subscriptions/listen stream ended")
 			}
+			settled()
 			e.onStreamLost(err)
 			if !sleepCtx(ctx, backoff) {
 				return
@@ -411,6 +425,10 @@ func (m *modernConn) listLists(filter mcp.SubscriptionFilter) {
 			backoff = min(2*backoff, listenBackoffMax)
 		}
 	})
+	if !ok {
+		settled()
+	}
+	return first
 }
 
 // goStream runs f on a goroutine of the connection, with a context that ends
