@@ -23,6 +23,7 @@ type fakeServer struct {
 	name  string
 	items [4][]catalog.Item
 	caps  json.RawMessage
+	cache [4]catalog.Cache // list hints (2026-07-28 backends)
 	// do answers a request; nil answers {}.
 	do func(ctx context.Context, r backend.Request) (json.RawMessage, error)
 
@@ -47,7 +48,7 @@ func (f *fakeServer) OpenSession(context.Context, backend.SessionInit) (backend.
 func (f *fakeServer) CloseSession(context.Context, *backend.ClientSession) error { return nil }
 func (f *fakeServer) Listen(context.Context, *backend.ClientSession) error       { return nil }
 func (f *fakeServer) Catalog() (catalog.Server, bool) {
-	return catalog.Server{Name: f.name, Prefix: f.name + "__", Lists: f.items}, true
+	return catalog.Server{Name: f.name, Prefix: f.name + "__", Lists: f.items, Cache: f.cache}, true
 }
 func (f *fakeServer) FetchPage(context.Context, catalog.Kind, string) (catalog.Page, error) {
 	return catalog.Page{}, errors.New("not paginated")
