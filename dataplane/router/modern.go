@@ -19,7 +19,8 @@ import (
 )
 
 // The 2026-07-28 stateless revision towards clients, in front of backends
-// that speak 2025-11-25 (sessions, initialize). The front has validated the
+// that speak 2025-11-25 (sessions, initialize); backends of 2026-07-28 are
+// era.go's. The front has validated the
 // request and made its Session from the _meta (front/modern.go); here:
 //
 //   - server/discover and subscriptions/listen are answered by the gateway;
