@@ -38,6 +38,8 @@ type serverHealth struct {
 	Since time.Time `json:"since"`
 	// Shadowed are names of its items another server (first by name) keeps.
 	Shadowed []string `json:"shadowed"`
+	// Protocol is the MCP revision the data plane reaches it with.
+	Protocol string `json:"protocol"`
 }
 
 func resourceURIs(t testing.TB, c *client.Client) []string {

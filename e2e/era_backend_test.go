@@ -63,8 +63,11 @@ func TestModernBackends(t *testing.T) {
 	_, urlB := startHTTPBackend(t, "mb", "--modern", "--cache-ttl-ms", "30000", "--cache-scope", "public")
 	mustCtl(t, cp, "server", "add", "ma", "--url", urlA)
 	mustCtl(t, cp, "server", "add", "mb", "--url", urlB)
-	dp.waitState(t, "ma", "healthy")
-	dp.waitState(t, "mb", "healthy")
+	for _, name := range []string{"ma", "mb"} {
+		if h := dp.waitState(t, name, "healthy"); h.Protocol != mcp.ProtocolVersion20260728 {
+			t.Errorf("/health: %s reached with %q, want 2026-07-28", name, h.Protocol)
+		}
+	}
 	// The era each endpoint chose is in the log.
 	dp.waitLog(time.Time{}, "msg", "backend connected", "server", "ma", "protocol", mcp.ProtocolVersion20260728)
 

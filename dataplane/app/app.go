@@ -86,6 +86,7 @@ func New(cfg Config) (*DataPlane, error) {
 		},
 		Connected: func() bool { c := d.client.Load(); return c != nil && c.Connected() },
 		Shadowed:  func() map[string][]string { return d.router.Shadowed() },
+		Protocols: d.mgr.Protocols,
 		Ready:     d.readiness.Ready,
 		Logger:    log.With("component", "httpapi"),
 	})

@@ -676,3 +676,26 @@ func (m *modernConn) listen(ctx context.Context, filter mcp.SubscriptionFilter, 
 	}
 	return got, err
 }
+
+// Protocol is the revision the server is reached with: that of its first
+// connected endpoint (config order), "" while none is.
+func (b *Backend) Protocol() string {
+	for _, e := range b.eps {
+		if c := e.readyConn(); c != nil {
+			return c.version
+		}
+	}
+	return ""
+}
+
+// Protocols returns, per server, the revision it is reached with (see
+// Backend.Protocol); servers with no connected endpoint are left out.
+func (m *Manager) Protocols() map[string]string {
+	out := map[string]string{}
+	for _, b := range m.List() {
+		if v := b.Protocol(); v != "" {
+			out[b.Name()] = v
+		}
+	}
+	return out
+}

@@ -29,6 +29,8 @@ type Options struct {
 	// Shadowed returns, per server, the exposed names of its items that
 	// another server (first by name) already exposes; nil reads as none.
 	Shadowed func() map[string][]string
+	// Protocols returns, per server, the MCP revision it is reached with.
+	Protocols func() map[string]string
 	// Ready says whether the data plane should get traffic, and why (or why
 	// not); Readiness.Ready is the one the data plane uses. nil reads as
 	// "not ready".
@@ -118,6 +120,9 @@ type ServerHealth struct {
 	// Shadowed are exposed names of this server's items that are not served
 	// because a server earlier by name exposes the same name.
 	Shadowed []string `json:"shadowed,omitempty"`
+	// Protocol is the MCP revision the server is reached with
+	// (2026-07-28 or a session-era one); absent while it is not connected.
+	Protocol string `json:"protocol,omitempty"`
 }
 
 // Health is the /health document.
@@ -155,6 +160,10 @@ func (a *API) Snapshot() Health {
 	if a.opts.Shadowed != nil {
 		shadowed = a.opts.Shadowed()
 	}
+	var protocols map[string]string
+	if a.opts.Protocols != nil {
+		protocols = a.opts.Protocols()
+	}
 	healthy := 0
 	for _, b := range backends {
 		if b == nil {
@@ -171,6 +180,7 @@ func (a *API) Snapshot() Health {
 			Resources:           b.GetResources(),
 			Prompts:             b.GetPrompts(),
 			Shadowed:            shadowed[b.GetServer()],
+			Protocol:            protocols[b.GetServer()],
 		}
 		if b.GetSince() != nil {
 			s.Since = b.GetSince().AsTime().UTC().Format(time.RFC3339Nano)

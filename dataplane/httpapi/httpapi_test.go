@@ -183,3 +183,19 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+func TestHealthNamesEachServersProtocol(t *testing.T) {
+	a, err := New(Options{
+		Health: func() []*mcpmeshv1.BackendHealth {
+			return []*mcpmeshv1.BackendHealth{{Server: "m", State: mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY}, {Server: "o"}}
+		},
+		Protocols: func() map[string]string { return map[string]string{"m": "2026-07-28"} },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := a.Snapshot()
+	if len(h.Servers) != 2 || h.Servers[0].Protocol != "2026-07-28" || h.Servers[1].Protocol != "" {
+		t.Errorf("servers %+v, want m on 2026-07-28 and o without a protocol", h.Servers)
+	}
+}
