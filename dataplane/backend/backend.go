@@ -380,11 +380,13 @@ func (b *Backend) Notify(ctx context.Context, cs *ClientSession, method string, 
 }
 
 // lease is one request's hold on an endpoint: done reports the outcome to
-// the endpoint's breaker.
+// the endpoint's breaker; release, for a lease that sent nothing, gives the
+// breaker's permission back with no outcome. Only the first of them counts.
 type lease struct {
-	ep   *endpoint
-	c    *conn
-	done func(success bool)
+	ep      *endpoint
+	c       *conn
+	done    func(success bool)
+	release func()
 }
 
 // call sends one request on a leased endpoint, on its shared connection or
@@ -531,7 +533,7 @@ func (b *Backend) pick(exclude int) (l lease, ok bool, err error) {
 		if i < 0 {
 			break
 		}
-		done, aerr := b.eps[i].breaker.Allow()
+		done, release, aerr := b.eps[i].breaker.AllowRelease()
 		if aerr != nil { // half-open with its probe in flight, or just tripped
 			loads[i].Available = false
 			if err == nil {
@@ -539,7 +541,7 @@ func (b *Backend) pick(exclude int) (l lease, ok bool, err error) {
 			}
 			continue
 		}
-		return lease{ep: b.eps[i], c: conns[i], done: done}, true, nil
+		return lease{ep: b.eps[i], c: conns[i], done: done, release: release}, true, nil
 	}
 	return lease{}, err != nil, err
 }

@@ -99,7 +99,10 @@ func (b *Backend) Listen(ctx context.Context, cs *ClientSession) error {
 }
 
 // listenSession finds or opens the session Listen reads, under the server's
-// timeout. Listening is no request: the lease's breaker sees a success.
+// timeout, on the endpoint a request of the client would use. Listening is
+// no request: the lease is released with no outcome, so a half-open
+// breaker's probe is left to a real request and the failures counted so far
+// stay. Only a failed initialize of a session opened here counts (openOn).
 func (b *Backend) listenSession(ctx context.Context, cs *ClientSession) (*upSession, error) {
 	rctx, cancel := context.WithTimeout(ctx, b.params().timeout)
 	defer cancel()
@@ -107,7 +110,7 @@ func (b *Backend) listenSession(ctx context.Context, cs *ClientSession) (*upSess
 	if err != nil {
 		return nil, err
 	}
-	l.done(true)
+	l.release()
 	return s, nil
 }
 

@@ -385,7 +385,7 @@ func (b *Backend) OpenSession(ctx context.Context, init SessionInit) (Upstream, 
 		return Upstream{}, b.requestErr(ctx, rctx, what, timeout, err)
 	}
 	if l.ep.sessionless.Load() {
-		l.done(true)
+		l.release() // nothing was sent
 		return Upstream{}, nil
 	}
 	s, err := b.openOn(ctx, rctx, l, init)
@@ -459,11 +459,11 @@ func (b *Backend) leaseOn(e *endpoint) (lease, bool) {
 	if c == nil {
 		return lease{}, false
 	}
-	done, err := e.breaker.Allow()
+	done, release, err := e.breaker.AllowRelease()
 	if err != nil {
 		return lease{}, false
 	}
-	return lease{ep: e, c: c, done: done}, true
+	return lease{ep: e, c: c, done: done, release: release}, true
 }
 
 // sessionLease finds the session a request of cs goes on and leases its

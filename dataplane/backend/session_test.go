@@ -19,6 +19,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/mcpmesh/mcpmesh/dataplane/jsonrpc"
+	"github.com/mcpmesh/mcpmesh/dataplane/resilience"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 )
 
@@ -664,4 +665,66 @@ func TestNotifyClientSession(t *testing.T) {
 			t.Errorf("the shared notification reached client session %q", got)
 		}
 	})
+}
+
+// TestListenReportsNoOutcome: opening a client's event stream on a session
+// it already has is no request: the endpoint's breaker must see no success
+// (which would wipe the failures counted so far, or close a half-open
+// breaker whose probe never ran) and must be left to the next request.
+func TestListenReportsNoOutcome(t *testing.T) {
+	tests := []struct {
+		name      string
+		failures  int
+		halfOpen  bool
+		wantState resilience.BreakerState
+	}{
+		{"closed with failures counted", 3, false, resilience.BreakerClosed},
+		{"half-open", resilience.DefaultConsecutiveFailures, true, resilience.BreakerHalfOpen},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			sb := startSessionBackend(t, false)
+			b := e.readyBackend(sb.server("web", 0))
+			a := clientSession("a")
+			openAs(t, b, a)
+			br := b.eps[0].breaker
+			for range tt.failures {
+				done, err := br.Allow()
+				if err != nil {
+					t.Fatal(err)
+				}
+				done(false)
+			}
+			if tt.halfOpen {
+				e.clock.Advance(br.Config().OpenFor)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- b.Listen(ctx, a) }()
+			defer func() { cancel(); recvWithin(t, done, "Listen to end") }()
+			e.waitFor("Listen's event stream", func() bool {
+				b.ses.mu.Lock()
+				defer b.ses.mu.Unlock()
+				for l := range b.ses.listeners["a"] {
+					if l.conn != nil {
+						return true
+					}
+				}
+				return false
+			})
+			if s, n := br.State(), br.ConsecutiveFailures(); s != tt.wantState || n != tt.failures {
+				t.Errorf("breaker after Listen: %v with %d failures, want %v with %d", s, n, tt.wantState, tt.failures)
+			}
+			if tt.halfOpen {
+				// The probe is the next request's, not taken by Listen.
+				if got := callAs(t, b, a, "whoami", nil); !strings.Contains(got, a.Upstream.ID) {
+					t.Errorf("whoami = %s, want client a's session", got)
+				}
+				if s := br.State(); s != resilience.BreakerClosed {
+					t.Errorf("breaker after the probe: %v, want closed", s)
+				}
+			}
+		})
+	}
 }
