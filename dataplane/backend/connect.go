@@ -93,9 +93,27 @@ func (b *watchBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// newTransport builds an unstarted mcp-go transport for the endpoint.
-func (e *endpoint) newTransport(timeout time.Duration) (transport.Interface, error) {
+// transportUse says whose transport newTransport builds.
+type transportUse struct {
+	// client: a client's own upstream session. Its requests go through pc
+	// (its streams say nothing about the shared connection) and mcp-go opens
+	// no GET stream for it (Listen reads that).
+	client bool
+	// session, on streamable HTTP, continues that session (maybe opened on
+	// another replica) instead of initializing one.
+	session string
+}
+
+// newTransport builds an unstarted mcp-go transport for the endpoint: the
+// shared connection's, or (use.client) one of a client's own session. A
+// client's session is never on stdio (the registry refuses per-client stdio
+// servers).
+func (e *endpoint) newTransport(timeout time.Duration, use transportUse) (transport.Interface, error) {
 	b := e.b
+	hcl := e.hc
+	if use.client {
+		hcl = e.pc
+	}
 	switch b.cfg.GetTransport() {
 	case mcpmeshv1.Transport_TRANSPORT_STDIO:
 		sc := b.cfg.GetStdio()
@@ -103,22 +121,27 @@ func (e *endpoint) newTransport(timeout time.Duration) (transport.Interface, err
 			transport.WithCommandFunc(commandFunc(sc.GetWorkingDir())),
 			transport.WithCommandLogger(e.logger)), nil
 	case mcpmeshv1.Transport_TRANSPORT_STREAMABLE_HTTP:
-		hc := b.cfg.GetHttp()
-		tr, err := transport.NewStreamableHTTP(e.url,
-			transport.WithHTTPHeaders(hc.GetHeaders()),
-			transport.WithHTTPBasicClient(e.hc),
+		opts := []transport.StreamableHTTPCOption{
+			transport.WithHTTPHeaders(b.cfg.GetHttp().GetHeaders()),
+			transport.WithHTTPBasicClient(hcl),
+			transport.WithHTTPLogger(e.logger),
+		}
+		if use.session != "" {
+			opts = append(opts, transport.WithSession(use.session))
+		}
+		if !use.client {
 			// The GET stream is where a legacy-revision server sends list_changed.
-			transport.WithContinuousListening(),
-			transport.WithHTTPLogger(e.logger))
+			opts = append(opts, transport.WithContinuousListening())
+		}
+		tr, err := transport.NewStreamableHTTP(e.url, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("create streamable HTTP transport: %w", err)
 		}
 		return tr, nil
 	case mcpmeshv1.Transport_TRANSPORT_SSE:
-		hc := b.cfg.GetHttp()
 		tr, err := transport.NewSSE(e.url,
-			transport.WithHeaders(hc.GetHeaders()),
-			transport.WithHTTPClient(e.hc),
+			transport.WithHeaders(b.cfg.GetHttp().GetHeaders()),
+			transport.WithHTTPClient(hcl),
 			transport.WithEndpointTimeout(timeout),
 			// Our request context bounds every wait; mcp-go's own 60 s
 			// default would cut servers configured with a longer timeout.
@@ -131,6 +154,18 @@ func (e *endpoint) newTransport(timeout time.Duration) (transport.Interface, err
 	default:
 		return nil, fmt.Errorf("unsupported transport %s", b.cfg.GetTransport())
 	}
+}
+
+// newConn wraps an unstarted transport of the endpoint in a conn whose
+// context (to start the transport with) ends with parent.
+func (e *endpoint) newConn(parent context.Context, tr transport.Interface) *conn {
+	cctx, cancel := context.WithCancel(parent)
+	c := &conn{tr: tr, ctx: cctx, cancel: cancel, logger: e.logger, dead: make(chan struct{})}
+	if sse, ok := tr.(*transport.SSE); ok {
+		// Only the legacy SSE transport reports a dropped stream.
+		sse.SetConnectionLostHandler(func(err error) { c.markDead(fmt.Errorf("SSE stream lost: %w", err)) })
+	}
+	return c
 }
 
 // envList turns the configured environment into sorted KEY=VALUE pairs.
@@ -159,12 +194,11 @@ func commandFunc(dir string) transport.CommandFunc {
 // server announces, all within timeout. On error nothing is left running.
 func (e *endpoint) connect(ctx context.Context) (*conn, *lists, error) {
 	timeout := e.b.params().timeout
-	tr, err := e.newTransport(timeout)
+	tr, err := e.newTransport(timeout, transportUse{})
 	if err != nil {
 		return nil, nil, err
 	}
-	cctx, cancel := context.WithCancel(ctx)
-	c := &conn{tr: tr, ctx: cctx, cancel: cancel, logger: e.logger, dead: make(chan struct{})}
+	c := e.newConn(ctx, tr)
 	fail := func(what string, err error) (*conn, *lists, error) {
 		_ = c.close()
 		return nil, nil, fmt.Errorf("%s: %w", what, err)
@@ -174,13 +208,9 @@ func (e *endpoint) connect(ctx context.Context) (*conn, *lists, error) {
 	if bt, ok := tr.(transport.BidirectionalInterface); ok {
 		bt.SetRequestHandler(e.onRequest)
 	}
-	if sse, ok := tr.(*transport.SSE); ok {
-		// Only the legacy SSE transport reports a dropped stream.
-		sse.SetConnectionLostHandler(func(err error) { c.markDead(fmt.Errorf("SSE stream lost: %w", err)) })
-	}
 
 	// Start gets the long-lived context: it owns the stdio child and streams.
-	if err := tr.Start(cctx); err != nil {
+	if err := tr.Start(c.ctx); err != nil {
 		return fail("start transport", err)
 	}
 	if s, ok := tr.(interface{ Stderr() io.Reader }); ok {
@@ -196,7 +226,7 @@ func (e *endpoint) connect(ctx context.Context) (*conn, *lists, error) {
 		}
 	}
 
-	tctx, tcancel := context.WithTimeout(cctx, timeout)
+	tctx, tcancel := context.WithTimeout(c.ctx, timeout)
 	defer tcancel()
 	ir, err := c.handshake(tctx, e.b.hooks.initParams)
 	if err != nil {

@@ -662,8 +662,7 @@ func (b *Backend) sweeper(every time.Duration) {
 // tagged with the client, its ids start at random so that replicas
 // continuing one session do not reuse each other's.
 func (e *endpoint) sessionConn(tr transport.Interface, client string) *conn {
-	cctx, cancel := context.WithCancel(e.b.ctx)
-	c := &conn{tr: tr, ctx: cctx, cancel: cancel, logger: e.logger, dead: make(chan struct{})}
+	c := e.newConn(e.b.ctx, tr)
 	c.ids.Store(rand.Int64N(1 << 50))
 	tr.SetNotificationHandler(func(n mcp.JSONRPCNotification) { e.notification(client, n) })
 	if bt, ok := tr.(transport.BidirectionalInterface); ok {
@@ -686,17 +685,15 @@ func (e *endpoint) pinnedVersion() string {
 // continueSession builds a transport continuing a client's streamable HTTP
 // session that may have been opened on another replica. It starts nothing.
 func (e *endpoint) continueSession(client, id string) (*conn, error) {
-	tr, err := transport.NewStreamableHTTP(e.url,
-		transport.WithSession(id),
-		transport.WithHTTPHeaders(e.b.cfg.GetHttp().GetHeaders()),
-		transport.WithHTTPBasicClient(e.pc),
-		transport.WithHTTPLogger(e.logger))
+	tr, err := e.newTransport(e.b.params().timeout, transportUse{client: true, session: id})
 	if err != nil {
-		return nil, fmt.Errorf("create streamable HTTP transport: %w", err)
+		return nil, err
 	}
 	c := e.sessionConn(tr, client)
 	c.version = e.pinnedVersion()
-	tr.SetProtocolVersion(c.version)
+	if hc, ok := tr.(transport.HTTPConnection); ok {
+		hc.SetProtocolVersion(c.version)
+	}
 	if err := tr.Start(c.ctx); err != nil { // no GET stream: Listen reads it
 		c.cancel()
 		return nil, fmt.Errorf("start transport: %w", err)
@@ -721,30 +718,12 @@ func (e *endpoint) open(ctx context.Context, init SessionInit) (*upSession, erro
 	if err != nil {
 		return nil, fmt.Errorf("client capabilities: %w", err)
 	}
-	timeout := b.params().timeout
-	hc := b.cfg.GetHttp()
-	var tr transport.Interface
-	sse := b.cfg.GetTransport() == mcpmeshv1.Transport_TRANSPORT_SSE
-	if sse {
-		tr, err = transport.NewSSE(e.url,
-			transport.WithHeaders(hc.GetHeaders()),
-			transport.WithHTTPClient(e.pc),
-			transport.WithEndpointTimeout(timeout),
-			transport.WithResponseTimeout(24*time.Hour),
-			transport.WithSSELogger(e.logger))
-	} else {
-		tr, err = transport.NewStreamableHTTP(e.url,
-			transport.WithHTTPHeaders(hc.GetHeaders()),
-			transport.WithHTTPBasicClient(e.pc),
-			transport.WithHTTPLogger(e.logger))
-	}
+	tr, err := e.newTransport(b.params().timeout, transportUse{client: true})
 	if err != nil {
-		return nil, fmt.Errorf("create transport: %w", err)
+		return nil, err
 	}
+	sse := b.cfg.GetTransport() == mcpmeshv1.Transport_TRANSPORT_SSE
 	c := e.sessionConn(tr, init.Client)
-	if st, ok := tr.(*transport.SSE); ok {
-		st.SetConnectionLostHandler(func(err error) { c.markDead(fmt.Errorf("SSE stream lost: %w", err)) })
-	}
 	if err := tr.Start(c.ctx); err != nil {
 		_ = c.close()
 		return nil, fmt.Errorf("start transport: %w", err)
