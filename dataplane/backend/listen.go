@@ -15,16 +15,13 @@ import (
 	"github.com/mark3labs/mcp-go/client/transport"
 
 	"github.com/mcpmesh/mcpmesh/dataplane/jsonrpc"
+	"github.com/mcpmesh/mcpmesh/dataplane/resilience"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 )
 
-// Backoff of Listen's reconnects: from listenBackoffMin, doubled per
-// fruitless attempt up to listenBackoffMax, back to the start once a message
-// arrived.
-const (
-	listenBackoffMin = 250 * time.Millisecond
-	listenBackoffMax = 10 * time.Second
-)
+// listenBackoff spaces Listen's reconnects: 250 ms, doubled per fruitless
+// attempt up to 10 s, back to the start once a message arrived.
+var listenBackoff = resilience.Exponential{Min: 250 * time.Millisecond, Max: 10 * time.Second}
 
 // errNoStream: the backend offers no GET stream (405).
 var errNoStream = errors.New("the backend offers no event stream (405)")
@@ -53,7 +50,7 @@ func (b *Backend) Listen(ctx context.Context, cs *ClientSession) error {
 	lis, unregister := b.ses.addListener(cs.Init.Client, cancel)
 	defer unregister()
 
-	backoff := listenBackoffMin
+	fruitless := 0 // attempts since a message arrived
 	for ctx.Err() == nil {
 		s, err := b.listenSession(ctx, cs)
 		switch {
@@ -69,7 +66,7 @@ func (b *Backend) Listen(ctx context.Context, cs *ClientSession) error {
 			moved := cctx.Err() != nil
 			ccancel()
 			if got {
-				backoff = listenBackoffMin
+				fruitless = 0
 			}
 			switch {
 			case ctx.Err() != nil:
@@ -87,13 +84,8 @@ func (b *Backend) Listen(ctx context.Context, cs *ClientSession) error {
 				b.logger.Debug("listen: event stream failed", "endpoint", s.ep.label, "err", err)
 			}
 		}
-		t := b.clock.NewTimer(backoff)
-		select {
-		case <-t.C():
-		case <-ctx.Done():
-		}
-		t.Stop()
-		backoff = min(2*backoff, listenBackoffMax)
+		_ = resilience.Sleep(ctx, b.clock, listenBackoff.Delay(fruitless)) // an ended ctx ends the loop
+		fruitless++
 	}
 	return nil
 }

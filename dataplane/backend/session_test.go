@@ -728,3 +728,56 @@ func TestListenReportsNoOutcome(t *testing.T) {
 		})
 	}
 }
+
+// TestListenBackoff: Listen reconnects a failing event stream after 250 ms,
+// doubled per fruitless attempt up to 10 s, and starts over once a stream
+// brought a message; all on the injected clock.
+func TestListenBackoff(t *testing.T) {
+	e := newEnv(t)
+	sb := startSessionBackend(t, false)
+	b := e.readyBackend(sb.server("web", 0))
+	a := clientSession("a")
+	openAs(t, b, a)
+
+	// The client's GET stream fails with 503, or (message set) brings one
+	// message and ends.
+	var message atomic.Bool
+	gets := make(chan struct{}, 64)
+	inner := *sb.h.Load()
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet || r.Header.Get("Mcp-Session-Id") != a.Upstream.ID {
+			inner.ServeHTTP(w, r)
+			return
+		}
+		gets <- struct{}{}
+		if !message.Load() {
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"info\",\"data\":\"x\"}}\n\n")
+	})
+	sb.h.Store(&h)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Listen(ctx, a) }()
+	defer func() { cancel(); recvWithin(t, done, "Listen to end") }()
+
+	ms := time.Millisecond
+	wait := func(d time.Duration) {
+		t.Helper()
+		recvWithin(t, gets, "Listen's GET")
+		e.waitPending(d)
+		e.clock.Advance(d)
+	}
+	for _, d := range []time.Duration{250 * ms, 500 * ms, time.Second} {
+		wait(d)
+	}
+	message.Store(true)
+	wait(250 * ms) // a message arrived: the backoff starts over
+	message.Store(false)
+	for _, d := range []time.Duration{500 * ms, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 10 * time.Second, 10 * time.Second} {
+		wait(d)
+	}
+}
