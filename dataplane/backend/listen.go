@@ -123,7 +123,7 @@ func (b *Backend) listenOnce(ctx context.Context, s *upSession) (got bool, err e
 	if err != nil {
 		return false, err
 	}
-	e.sessionHeaders(req.Header, s.key.id, s.c.version)
+	e.sessionHeaders(req.Header, s.key.ID, s.c.version)
 	req.Header.Set("Accept", "text/event-stream")
 	resp, err := e.pc.Do(req)
 	if err != nil {
@@ -184,7 +184,7 @@ func (b *Backend) answerOnStream(ctx context.Context, s *upSession, m *jsonrpc.M
 	if err != nil {
 		return
 	}
-	s.ep.sessionHeaders(req.Header, s.key.id, s.c.version)
+	s.ep.sessionHeaders(req.Header, s.key.ID, s.c.version)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	resp, err := s.ep.pc.Do(req)

@@ -60,15 +60,9 @@ type ClientSession struct {
 	Upstream Upstream
 }
 
-// sessKey names an upstream session on one endpoint.
-type sessKey struct {
-	ep int
-	id string
-}
-
 // upSession is one client's upstream session as this replica holds it.
 type upSession struct {
-	key    sessKey
+	key    Upstream // also its key in the sessionCache
 	client string
 	ep     *endpoint
 	c      *conn
@@ -94,7 +88,7 @@ type sessionCache struct {
 
 	mu     sync.Mutex
 	closed bool
-	byKey  map[sessKey]*upSession
+	byKey  map[Upstream]*upSession
 	lru    list.List // of *upSession, most recently used first
 	// repl is the session opened on this replica for a client, which wins
 	// over the one its ClientSession names.
@@ -112,7 +106,7 @@ type sessionCache struct {
 func newSessionCache(max int, idle time.Duration) *sessionCache {
 	return &sessionCache{
 		max: max, idle: idle,
-		byKey:     map[sessKey]*upSession{},
+		byKey:     map[Upstream]*upSession{},
 		repl:      map[string]*upSession{},
 		opening:   map[string]chan struct{}{},
 		listeners: map[string]map[*listener]struct{}{},
@@ -128,7 +122,7 @@ func (sc *sessionCache) get(cs *ClientSession, now time.Time) (s *upSession, fou
 	defer sc.mu.Unlock()
 	expired = sc.expireLocked(now)
 	if s = sc.repl[cs.Init.Client]; s == nil && !cs.Upstream.IsZero() {
-		s = sc.byKey[sessKey{cs.Upstream.Endpoint, cs.Upstream.ID}]
+		s = sc.byKey[cs.Upstream]
 	}
 	if s == nil {
 		return nil, false, expired
@@ -222,7 +216,7 @@ func (sc *sessionCache) take(cs *ClientSession, now time.Time) []*upSession {
 		out = append(out, s)
 	}
 	if !cs.Upstream.IsZero() {
-		if s := sc.byKey[sessKey{cs.Upstream.Endpoint, cs.Upstream.ID}]; s != nil && s.client == cs.Init.Client {
+		if s := sc.byKey[cs.Upstream]; s != nil && s.client == cs.Init.Client {
 			sc.removeLocked(s)
 			out = append(out, s)
 		}
@@ -243,7 +237,7 @@ func (sc *sessionCache) drain() []*upSession {
 		out = append(out, el.Value.(*upSession))
 	}
 	sc.lru.Init()
-	sc.byKey, sc.repl = map[sessKey]*upSession{}, map[string]*upSession{}
+	sc.byKey, sc.repl = map[Upstream]*upSession{}, map[string]*upSession{}
 	return out
 }
 
@@ -396,9 +390,8 @@ func (b *Backend) OpenSession(ctx context.Context, init SessionInit) (Upstream, 
 	if s == nil {
 		return Upstream{}, nil
 	}
-	up := Upstream{Endpoint: s.key.ep, ID: s.key.id}
 	b.store(s)
-	return up, nil
+	return s.key, nil
 }
 
 // openOn opens a client's session on a leased endpoint. On error the lease
@@ -449,7 +442,7 @@ func (b *Backend) lookup(cs *ClientSession) *upSession {
 		b.logger.Warn("continue a client's upstream session", "err", err)
 		return nil
 	}
-	return b.store(&upSession{key: sessKey{up.Endpoint, up.ID}, client: cs.Init.Client, ep: b.eps[up.Endpoint], c: c})
+	return b.store(&upSession{key: up, client: cs.Init.Client, ep: b.eps[up.Endpoint], c: c})
 }
 
 // leaseOn leases e for a request on a client's session: e must be ready and
@@ -583,18 +576,18 @@ func (b *Backend) CloseSession(ctx context.Context, cs *ClientSession) error {
 	ctx, cancel := context.WithTimeout(ctx, b.params().timeout)
 	defer cancel()
 	var errs []error
-	deleted := map[sessKey]bool{}
-	del := func(k sessKey) {
-		if deleted[k] || k.id == "" || k.ep < 0 || k.ep >= len(b.eps) {
+	deleted := map[Upstream]bool{}
+	del := func(k Upstream) {
+		if deleted[k] || k.ID == "" || k.Endpoint < 0 || k.Endpoint >= len(b.eps) {
 			return
 		}
 		deleted[k] = true
-		if err := b.eps[k.ep].deleteSession(ctx, k.id); err != nil {
+		if err := b.eps[k.Endpoint].deleteSession(ctx, k.ID); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if !cs.Upstream.IsZero() {
-		del(sessKey{cs.Upstream.Endpoint, cs.Upstream.ID})
+		del(cs.Upstream)
 	}
 	for _, s := range held {
 		del(s.key)
@@ -624,7 +617,7 @@ func (b *Backend) closeSessions() {
 		go func() {
 			defer wg.Done()
 			for s := range work {
-				if err := s.ep.deleteSession(ctx, s.key.id); err != nil {
+				if err := s.ep.deleteSession(ctx, s.key.ID); err != nil {
 					s.ep.logger.Debug("delete client session at close", "err", err)
 				}
 			}
@@ -750,7 +743,7 @@ func (e *endpoint) open(ctx context.Context, init SessionInit) (*upSession, erro
 		}
 		return nil, nil
 	}
-	return &upSession{key: sessKey{e.idx, id}, client: init.Client, ep: e, c: c, owned: sse}, nil
+	return &upSession{key: Upstream{Endpoint: e.idx, ID: id}, client: init.Client, ep: e, c: c, owned: sse}, nil
 }
 
 // sessionHeaders sets what every request of ours on a client's streamable
