@@ -519,47 +519,6 @@ func (b *Backend) replace(rctx context.Context, cs *ClientSession, old *upSessio
 	return l, b.store(s), nil
 }
 
-// sessionRequest is Request on the client's own upstream session. A 404 (the
-// backend forgot the session) never ran the request: a new session is opened
-// and the request repeated. A transport failure repeats a Retry request once,
-// on another endpoint when there is one.
-func (b *Backend) sessionRequest(ctx, rctx context.Context, r Request) (json.RawMessage, error) {
-	cs := r.Client
-	exclude := -1
-	repeated := false
-	var prev error
-	for n := 0; ; n++ {
-		l, s, err := b.sessionLease(rctx, cs, exclude)
-		if err != nil {
-			if prev != nil {
-				return nil, fmt.Errorf("%w; no retry: %w", prev, err)
-			}
-			return nil, err
-		}
-		res, err := b.call(ctx, rctx, l, s, r)
-		if err == nil {
-			return res, nil
-		}
-		terminated := s != nil && errors.Is(err, transport.ErrSessionTerminated)
-		if terminated && b.ses.end(s) {
-			release(s)
-		}
-		err = fmt.Errorf("endpoint %s: %w", l.ep.label, err)
-		if prev != nil {
-			err = fmt.Errorf("%w; retried: %w", prev, err)
-		}
-		prev = err
-		connErr := isConnErr(rctx, err) || l.c.isDead()
-		if rctx.Err() != nil || n >= 3 || !(terminated || (r.Retry && !repeated && connErr)) {
-			return nil, err
-		}
-		if !terminated {
-			repeated, exclude = true, l.ep.idx
-		}
-		b.logger.Info("retrying request on the client's session", "method", r.Method, "endpoint", l.ep.label, "session_ended", terminated)
-	}
-}
-
 // CloseSession ends the client's upstream sessions (a DELETE upstream for
 // streamable HTTP: the one its ClientSession names and any replacement this
 // replica opened) and forgets this replica's transports, SSE streams and
