@@ -30,13 +30,12 @@ const MaxSessions = 10_000
 const DefaultSessionIdle = 30 * time.Minute
 
 // SessionInit is what a client's own upstream session is initialized with.
+// Not the client's revision: the session speaks the one the shared
+// connection negotiated, so that any replica can continue it.
 type SessionInit struct {
 	// Client is the client's session id here: reported back with its
 	// messages (OnNotification, OnRequest). It is never logged.
 	Client string
-	// Protocol is the client's negotiated revision; upstream stays pinned
-	// as the shared connection is.
-	Protocol string
 	// Capabilities are the client's capabilities as it sent them: they go
 	// upstream verbatim ({} when empty).
 	Capabilities              json.RawMessage

@@ -167,7 +167,6 @@ func (sb *sessionBackend) clientInits() []jsonrpc.Message {
 func clientSession(id string) *ClientSession {
 	return &ClientSession{Init: SessionInit{
 		Client:        id,
-		Protocol:      "2025-06-18",
 		Capabilities:  json.RawMessage(fmt.Sprintf(`{"roots":{"listChanged":true},"experimental":{"who":%q}}`, id)),
 		ClientName:    "client-" + id,
 		ClientVersion: "9.9",
