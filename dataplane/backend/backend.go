@@ -451,17 +451,23 @@ func (b *Backend) call(ctx, rctx context.Context, l lease, s *upSession, r Reque
 			s.c.markDead(err)
 		}
 	}
-	timedOut := err != nil && errors.Is(rctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
-	l.done(!connErr && !timedOut)
+	l.done(!connErr && !(err != nil && timedOut(ctx, rctx)))
 	if err == nil {
 		b.latency.Store(int64(time.Since(start)))
 	}
 	return res, err
 }
 
+// timedOut reports whether rctx, the caller's ctx under our timeout, ended
+// by that timeout rather than because the caller gave up: for the breaker a
+// failure of the endpoint.
+func timedOut(ctx, rctx context.Context) bool {
+	return errors.Is(rctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
+}
+
 // requestErr names the backend and, for our own timeout, the deadline.
 func (b *Backend) requestErr(ctx, rctx context.Context, what string, timeout time.Duration, err error) error {
-	if errors.Is(rctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+	if timedOut(ctx, rctx) {
 		return fmt.Errorf("backend %q: %s: no answer within %s: %w", b.name, what, timeout, err)
 	}
 	var ue *unavailableError

@@ -119,15 +119,9 @@ func (b *Backend) listenOnce(ctx context.Context, s *upSession) (got bool, err e
 		}
 	}
 	e := s.ep
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.url, nil)
+	resp, err := e.sessionDo(ctx, http.MethodGet, s.key.ID, s.c.version, nil)
 	if err != nil {
-		return false, err
-	}
-	e.sessionHeaders(req.Header, s.key.ID, s.c.version)
-	req.Header.Set("Accept", "text/event-stream")
-	resp, err := e.pc.Do(req)
-	if err != nil {
-		return false, fmt.Errorf("open event stream: %w", redactURLError(err))
+		return false, fmt.Errorf("open event stream: %w", err)
 	}
 	defer resp.Body.Close()
 	switch resp.StatusCode {
@@ -180,20 +174,12 @@ func (b *Backend) answerOnStream(ctx context.Context, s *upSession, m *jsonrpc.M
 	}
 	pctx, cancel := context.WithTimeout(ctx, b.params().timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(pctx, http.MethodPost, s.ep.url, bytes.NewReader(body))
+	resp, err := s.ep.sessionDo(pctx, http.MethodPost, s.key.ID, s.c.version, body)
 	if err != nil {
+		s.ep.logger.Debug("listen: post answer", "method", m.Method, "err", err)
 		return
 	}
-	s.ep.sessionHeaders(req.Header, s.key.ID, s.c.version)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	resp, err := s.ep.pc.Do(req)
-	if err != nil {
-		s.ep.logger.Debug("listen: post answer", "method", m.Method, "err", redactURLError(err))
-		return
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-	resp.Body.Close()
+	discard(resp)
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusAccepted {
 		s.ep.logger.Debug("listen: answer refused", "method", m.Method, "status", resp.Status)
 	}

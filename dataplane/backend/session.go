@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"bytes"
 	"container/list"
 	"context"
 	"encoding/json"
@@ -399,8 +400,7 @@ func (b *Backend) OpenSession(ctx context.Context, init SessionInit) (Upstream, 
 func (b *Backend) openOn(ctx, rctx context.Context, l lease, init SessionInit) (*upSession, error) {
 	s, err := l.ep.open(rctx, init)
 	if err != nil {
-		timedOut := errors.Is(rctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
-		l.done(!isConnErr(rctx, err) && !timedOut)
+		l.done(!isConnErr(rctx, err) && !timedOut(ctx, rctx))
 		return nil, fmt.Errorf("endpoint %s: open a session for the client: %w", l.ep.label, err)
 	}
 	return s, nil
@@ -704,30 +704,55 @@ func (e *endpoint) open(ctx context.Context, init SessionInit) (*upSession, erro
 	return &upSession{key: Upstream{Endpoint: e.idx, ID: id}, client: init.Client, ep: e, c: c, owned: sse}, nil
 }
 
-// sessionHeaders sets what every request of ours on a client's streamable
-// HTTP session carries.
-func (e *endpoint) sessionHeaders(h http.Header, id, version string) {
+// sessionDo sends one HTTP request of ours (not mcp-go's) on a client's
+// streamable HTTP session: the Listen GET, an answer POSTed back, the
+// DELETE. It carries the session's headers and the configured ones, and
+// goes through pc. An error does not repeat the URL: callers name the
+// endpoint.
+func (e *endpoint) sessionDo(ctx context.Context, method, id, version string, body []byte) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, e.url, rd)
+	if err != nil {
+		return nil, err
+	}
+	h := req.Header
 	h.Set(transport.HeaderKeySessionID, id)
 	h.Set(transport.HeaderKeyProtocolVersion, version)
 	for k, v := range e.b.cfg.GetHttp().GetHeaders() {
 		h.Set(k, v)
 	}
+	switch method {
+	case http.MethodGet:
+		h.Set("Accept", "text/event-stream")
+	case http.MethodPost:
+		h.Set("Content-Type", "application/json")
+		h.Set("Accept", "application/json, text/event-stream")
+	}
+	resp, err := e.pc.Do(req)
+	if err != nil {
+		return nil, redactURLError(err)
+	}
+	return resp, nil
+}
+
+// discard reads what little of a response body we ignore (so its
+// connection can be reused) and closes it.
+func discard(resp *http.Response) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
 }
 
 // deleteSession ends a streamable HTTP session upstream. A backend that
 // forgot it (404) or does not let clients end sessions (405) is no error.
 func (e *endpoint) deleteSession(ctx context.Context, id string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, e.url, nil)
+	resp, err := e.sessionDo(ctx, http.MethodDelete, id, e.pinnedVersion(), nil)
 	if err != nil {
 		return fmt.Errorf("endpoint %s: delete session: %w", e.label, err)
 	}
-	e.sessionHeaders(req.Header, id, e.pinnedVersion())
-	resp, err := e.pc.Do(req)
-	if err != nil {
-		return fmt.Errorf("endpoint %s: delete session: %w", e.label, redactURLError(err))
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-	resp.Body.Close()
+	discard(resp)
 	switch resp.StatusCode {
 	case http.StatusOK, http.StatusAccepted, http.StatusNoContent, http.StatusNotFound, http.StatusMethodNotAllowed:
 		return nil
