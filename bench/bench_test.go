@@ -903,8 +903,9 @@ func BenchmarkMemoryPerTool(b *testing.B) {
 
 // BenchmarkProfile writes a CPU profile of the data plane under tools/call
 // load (echo over 16 sessions) to $MCPMESH_BENCH_CPUPROFILE, for
-// $MCPMESH_BENCH_PROFILE_SECONDS (10). It is skipped unless the file is
-// named: `make bench-profile` runs it.
+// $MCPMESH_BENCH_PROFILE_SECONDS (10), with $MCPMESH_BENCH_PROFILE_SESSIONS
+// (16) clients calling in a loop (1 profiles the serial path of ToolCall). It
+// is skipped unless the file is named: `make bench-profile` runs it.
 func BenchmarkProfile(b *testing.B) {
 	out := os.Getenv("MCPMESH_BENCH_CPUPROFILE")
 	if out == "" {
@@ -917,13 +918,20 @@ func BenchmarkProfile(b *testing.B) {
 			b.Fatalf("MCPMESH_BENCH_PROFILE_SECONDS=%q: want a positive number", s)
 		}
 	}
+	clients := sessions
+	if s := os.Getenv("MCPMESH_BENCH_PROFILE_SESSIONS"); s != "" {
+		var err error
+		if clients, err = strconv.Atoi(s); err != nil || clients <= 0 {
+			b.Fatalf("MCPMESH_BENCH_PROFILE_SESSIONS=%q: want a positive number", s)
+		}
+	}
 	e := environment(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	req := echo.request(true)
 	var wg sync.WaitGroup
 	var calls atomic.Int64
-	for range sessions {
+	for range clients {
 		c, err := dial(ctx, e.dp.url())
 		if err != nil {
 			b.Fatal(err)
