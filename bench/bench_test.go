@@ -926,7 +926,8 @@ func BenchmarkMemoryPerTool(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 }
 
-// BenchmarkProfile writes a CPU profile of the data plane under tools/call
+// BenchmarkProfile writes a CPU profile (and, beside it as -allocs.pprof,
+// the allocation profile) of the data plane under tools/call
 // load (echo over 16 sessions) to $MCPMESH_BENCH_CPUPROFILE, for
 // $MCPMESH_BENCH_PROFILE_SECONDS (10), with $MCPMESH_BENCH_PROFILE_SESSIONS
 // (16) clients calling in a loop (1 profiles the serial path of ToolCall). It
@@ -984,6 +985,14 @@ func BenchmarkProfile(b *testing.B) {
 			b.Fatalf("CPU profile: %s %v", resp.Status, err)
 		}
 		if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		// And what was allocated, where, since the data plane started.
+		code, allocs, err := get(e.dp.pprof + "/debug/pprof/allocs")
+		if err != nil || code != http.StatusOK {
+			b.Fatalf("allocation profile: %d %v", code, err)
+		}
+		if err := os.WriteFile(strings.TrimSuffix(out, ".pprof")+"-allocs.pprof", allocs, 0o644); err != nil {
 			b.Fatal(err)
 		}
 	}
