@@ -33,7 +33,11 @@ const maxListPages = 1000
 // SSE) fails or ends while its caller still wants it: mcp-go's streamable
 // HTTP client only logs that and retries, so without this a killed backend
 // would look healthy until the next request.
-func newHTTPClient(streamLost func(error)) (*http.Client, *http.Transport) {
+//
+// Plain-HTTP requests go through h1Transport (h1.go), which reads each
+// response on the caller's goroutine; https and proxied requests go through
+// net/http's Transport, configured here.
+func newHTTPClient(streamLost func(error)) (*http.Client, *h1Transport) {
 	tr := &http.Transport{
 		Proxy: http.ProxyFromEnvironment,
 		DialContext: (&net.Dialer{
@@ -47,7 +51,8 @@ func newHTTPClient(streamLost func(error)) (*http.Client, *http.Transport) {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
-	return &http.Client{Transport: &watchTransport{base: tr, lost: streamLost}}, tr
+	h1 := newH1Transport(tr)
+	return &http.Client{Transport: &watchTransport{base: h1, lost: streamLost}}, h1
 }
 
 // watchTransport reports the failure or end of GET streams.
