@@ -79,9 +79,9 @@ bench: build ## Benchmarks against a direct connection, same run; records bench/
 	$(GO) run ./bench/report -in bench/results/latest.txt -json bench/results/latest.json -md bench/results/latest.md -commit "$$commit" -command "$(BENCH_CMD)"
 
 PROFILE ?= $(CURDIR)/bench/results/dataplane-cpu.pprof
-bench-profile: build ## CPU profile of the bench data plane under tools/call load (16 sessions, 10 s) into $(PROFILE); prints pprof -top.
+bench-profile: build ## CPU and allocation profiles of the bench data plane under tools/call load (16 sessions, 10 s; SESSIONS=1 for the serial path) into $(PROFILE) and its -allocs.pprof; prints pprof -top.
 	@mkdir -p $(dir $(PROFILE))
-	MCPMESH_BIN_DIR=$(CURDIR)/bin MCPMESH_BENCH_CPUPROFILE=$(PROFILE) $(GO) test -tags bench -run '^$$' -bench '^BenchmarkProfile$$' -count=1 -timeout 10m ./bench/
+	MCPMESH_BIN_DIR=$(CURDIR)/bin MCPMESH_BENCH_CPUPROFILE=$(PROFILE) MCPMESH_BENCH_PROFILE_SESSIONS=$(or $(SESSIONS),16) $(GO) test -tags bench -run '^$$' -bench '^BenchmarkProfile$$' -count=1 -timeout 10m ./bench/
 	{ $(GO) tool pprof -top -nodecount=40 bin/dataplane $(PROFILE); echo; $(GO) tool pprof -top -cum -nodecount=60 bin/dataplane $(PROFILE) | sed -n '/flat%/,$$p'; } | tee $(basename $(PROFILE))-top.txt
 
 SOAK ?= 10m

@@ -45,8 +45,13 @@ type env struct {
 	tmp     string
 	backend *proc
 	direct  string // the backend's MCP URL
-	cp      *controlPlane
-	dp      *dataPlane
+	// floor is a plain Go reverse proxy (demo-backend --forward,
+	// httputil.ReverseProxy) in front of the backend, at floorURL: what
+	// any Go HTTP hop costs on this machine, measured beside the data plane.
+	floor    *proc
+	floorURL string
+	cp       *controlPlane
+	dp       *dataPlane
 }
 
 // proc is a started process; exited is closed once it has been waited for.
@@ -322,6 +327,9 @@ func setup() (e *env, err error) {
 	if e.backend, e.direct, err = e.startBackend(blog, "--name", "b", "--wide-echo"); err != nil {
 		return e, withLogs(err)
 	}
+	if e.floor, e.floorURL, err = e.startBackend(&syncBuf{}, "--forward", e.direct); err != nil {
+		return e, withLogs(err)
+	}
 	if e.cp, err = e.startControlPlane(log, "cp"); err != nil {
 		return e, withLogs(err)
 	}
@@ -529,26 +537,42 @@ func do(c *client.Client, req mcp.CallToolRequest) error {
 	return nil
 }
 
+// A route is how a benchmark client reaches the backend.
+type route int
+
+const (
+	viaDirect route = iota // straight to the backend
+	viaProxy               // through the data plane
+	viaFloor               // through the plain reverse proxy
+)
+
 // benchCall runs serial calls on one session and reports the CPU each
-// process spent per call: the backend's always, the data plane's when
-// proxied.
-func benchCall(b *testing.B, k call, proxied bool) {
+// process spent per call: the backend's always, the data plane's or the
+// reverse proxy's when the call goes through one.
+func benchCall(b *testing.B, k call, via route) {
 	e := environment(b)
-	url := e.direct
-	if proxied {
-		url = e.dp.url()
+	url, hop, unit := e.direct, (*proc)(nil), ""
+	switch via {
+	case viaProxy:
+		url, hop, unit = e.dp.url(), e.dp.proc, "dp-cpu-us/call"
+	case viaFloor:
+		url, hop, unit = e.floorURL, e.floor, "floor-cpu-us/call"
 	}
 	c := connect(b, url)
-	req := k.request(proxied)
-	backendCPU, dpCPU := startCPU(b, e.backend.pid()), startCPU(b, e.dp.pid())
+	req := k.request(via == viaProxy)
+	backendCPU := startCPU(b, e.backend.pid())
+	var hopCPU cpuMeter
+	if hop != nil {
+		hopCPU = startCPU(b, hop.pid())
+	}
 	for b.Loop() {
 		if err := do(c, req); err != nil {
 			b.Fatal(err)
 		}
 	}
 	backendCPU.report(b, b.N, "backend-cpu-us/call")
-	if proxied {
-		dpCPU.report(b, b.N, "dp-cpu-us/call")
+	if hop != nil {
+		hopCPU.report(b, b.N, unit)
 	}
 }
 
@@ -576,10 +600,11 @@ func benchList(b *testing.B, proxied bool) {
 // the hop. dp-cpu-us/call is the data plane's own CPU time (utime+stime
 // from /proc) over the b.N calls, divided by b.N.
 func BenchmarkToolCall(b *testing.B) {
-	b.Run("direct", func(b *testing.B) { benchCall(b, echo, false) })
-	b.Run("proxy", func(b *testing.B) { benchCall(b, echo, true) })
-	b.Run("direct-wide60", func(b *testing.B) { benchCall(b, wide, false) })
-	b.Run("proxy-wide60", func(b *testing.B) { benchCall(b, wide, true) })
+	b.Run("direct", func(b *testing.B) { benchCall(b, echo, viaDirect) })
+	b.Run("proxy", func(b *testing.B) { benchCall(b, echo, viaProxy) })
+	b.Run("floor", func(b *testing.B) { benchCall(b, echo, viaFloor) })
+	b.Run("direct-wide60", func(b *testing.B) { benchCall(b, wide, viaDirect) })
+	b.Run("proxy-wide60", func(b *testing.B) { benchCall(b, wide, viaProxy) })
 }
 
 // latencySamples is the number of direct/proxied pairs of one
@@ -901,10 +926,12 @@ func BenchmarkMemoryPerTool(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 }
 
-// BenchmarkProfile writes a CPU profile of the data plane under tools/call
+// BenchmarkProfile writes a CPU profile (and, beside it as -allocs.pprof,
+// the allocation profile) of the data plane under tools/call
 // load (echo over 16 sessions) to $MCPMESH_BENCH_CPUPROFILE, for
-// $MCPMESH_BENCH_PROFILE_SECONDS (10). It is skipped unless the file is
-// named: `make bench-profile` runs it.
+// $MCPMESH_BENCH_PROFILE_SECONDS (10), with $MCPMESH_BENCH_PROFILE_SESSIONS
+// (16) clients calling in a loop (1 profiles the serial path of ToolCall). It
+// is skipped unless the file is named: `make bench-profile` runs it.
 func BenchmarkProfile(b *testing.B) {
 	out := os.Getenv("MCPMESH_BENCH_CPUPROFILE")
 	if out == "" {
@@ -917,13 +944,20 @@ func BenchmarkProfile(b *testing.B) {
 			b.Fatalf("MCPMESH_BENCH_PROFILE_SECONDS=%q: want a positive number", s)
 		}
 	}
+	clients := sessions
+	if s := os.Getenv("MCPMESH_BENCH_PROFILE_SESSIONS"); s != "" {
+		var err error
+		if clients, err = strconv.Atoi(s); err != nil || clients <= 0 {
+			b.Fatalf("MCPMESH_BENCH_PROFILE_SESSIONS=%q: want a positive number", s)
+		}
+	}
 	e := environment(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	req := echo.request(true)
 	var wg sync.WaitGroup
 	var calls atomic.Int64
-	for range sessions {
+	for range clients {
 		c, err := dial(ctx, e.dp.url())
 		if err != nil {
 			b.Fatal(err)
@@ -951,6 +985,14 @@ func BenchmarkProfile(b *testing.B) {
 			b.Fatalf("CPU profile: %s %v", resp.Status, err)
 		}
 		if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		// And what was allocated, where, since the data plane started.
+		code, allocs, err := get(e.dp.pprof + "/debug/pprof/allocs")
+		if err != nil || code != http.StatusOK {
+			b.Fatalf("allocation profile: %d %v", code, err)
+		}
+		if err := os.WriteFile(strings.TrimSuffix(out, ".pprof")+"-allocs.pprof", allocs, 0o644); err != nil {
 			b.Fatal(err)
 		}
 	}

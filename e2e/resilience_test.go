@@ -418,9 +418,17 @@ func TestTwoEndpoints(t *testing.T) {
 	}
 	wg.Wait()
 	t.Logf("measure: 400 calls over two healthy endpoints: %v", counts)
+	// The picker sends each call to the endpoint with fewer calls in flight
+	// (round robin on ties), so on an idle machine the two get about 200
+	// each; on a loaded one a replica that is descheduled for a moment
+	// rightly gets less (35/65 was seen). What must hold is that both take
+	// a real share: a picker stuck on one endpoint gives 400/0.
+	if len(counts) != 2 {
+		t.Errorf("calls answered by %v, want both endpoints", counts)
+	}
 	for name, n := range counts {
-		if n < 140 || n > 260 {
-			t.Errorf("endpoint %s got %d of 400 calls, want about 200", name, n)
+		if n < 100 {
+			t.Errorf("endpoint %s got %d of 400 calls, want at least a quarter", name, n)
 		}
 	}
 

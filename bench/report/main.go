@@ -26,6 +26,7 @@ var notes = map[string]string{
 	"ToolCall/direct":         "serial tools/call echo straight to the demo backend (streamable HTTP)",
 	"ToolCall/proxy":          "the same call through a data plane: proxy ÷ direct is the cost of the hop; dp-cpu-us/call is the data plane's own CPU per call",
 	"ToolCall/direct-wide60":  "serial tools/call echo_wide (60-parameter schema, same argument) straight to the backend",
+	"ToolCall/floor":          "the same call through httputil.ReverseProxy (demo-backend --forward): floor-cpu-us/call is what a plain Go HTTP hop costs on this machine, beside dp-cpu-us/call",
 	"ToolCall/proxy-wide60":   "echo_wide through a data plane: its dp-cpu-us/call against proxy's is the cost of a large schema",
 	"AddedLatency":            "2000 serial echo calls each way, direct and proxied in turn; added = p(proxy) − p(direct)",
 	"Throughput16/direct":     "echo calls over 16 concurrent sessions straight to the backend",
@@ -36,12 +37,23 @@ var notes = map[string]string{
 	"MemoryPerTool":           "data-plane RSS and HeapInuse delta (after forced GC) between 0 and 10,006 cached tools, per tool, against the tool's JSON size",
 }
 
-// A ratio compares two medians: Num's metric over Den's.
+// A ratio compares two medians: Num's metric over Den's (DenUnit, when the
+// two name it differently).
 type ratioSpec struct {
-	Num, Den, Unit string
+	Num, Den, Unit, DenUnit string
+}
+
+func (r ratioSpec) denUnit() string {
+	if r.DenUnit != "" {
+		return r.DenUnit
+	}
+	return r.Unit
 }
 
 func (r ratioSpec) name() string {
+	if r.DenUnit != "" {
+		return r.Num + " (" + r.Unit + ") ÷ " + r.Den + " (" + r.DenUnit + ")"
+	}
 	if r.Unit == "ns/op" {
 		return r.Num + " ÷ " + r.Den
 	}
@@ -50,9 +62,11 @@ func (r ratioSpec) name() string {
 
 // ratios are the comparisons the README reads.
 var ratios = []ratioSpec{
-	{"ToolCall/proxy", "ToolCall/direct", "ns/op"},
-	{"ToolCall/proxy-wide60", "ToolCall/proxy", "dp-cpu-us/call"},
-	{"Throughput16/proxy", "Throughput16/direct", "calls/s"},
+	{"ToolCall/proxy", "ToolCall/direct", "ns/op", ""},
+	{"ToolCall/proxy-wide60", "ToolCall/proxy", "dp-cpu-us/call", ""},
+	{"Throughput16/proxy", "Throughput16/direct", "calls/s", ""},
+	// The data plane's CPU per call against a plain Go reverse proxy's.
+	{"ToolCall/proxy", "ToolCall/floor", "dp-cpu-us/call", "floor-cpu-us/call"},
 }
 
 // A target is one figure of issue 10, point 7: a metric's median, or a
@@ -288,7 +302,7 @@ func Parse(r io.Reader) (*Report, error) {
 	byRatio := map[string]float64{}
 	for _, spec := range ratios {
 		a, okA := median(spec.Num, spec.Unit)
-		b, okB := median(spec.Den, spec.Unit)
+		b, okB := median(spec.Den, spec.denUnit())
 		if okA && okB && b != 0 {
 			rep.Ratios = append(rep.Ratios, Ratio{Name: spec.name(), Value: a / b})
 			byRatio[spec.name()] = a / b

@@ -306,38 +306,69 @@ func (b *Backend) Request(ctx context.Context, r Request) (json.RawMessage, erro
 	timeout := b.params().timeout
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if r.Client != nil && b.perClient {
-		res, err := b.sessionRequest(ctx, rctx, r)
-		if err != nil {
-			return nil, b.requestErr(ctx, rctx, what, timeout, err)
-		}
-		return res, nil
+	leaseFn := func(exclude int) (lease, *upSession, error) {
+		l, err := b.acquire(rctx, exclude)
+		return l, nil, err
 	}
-	l, err := b.acquire(rctx, -1)
+	if r.Client != nil && b.perClient {
+		leaseFn = func(exclude int) (lease, *upSession, error) { return b.sessionLease(rctx, r.Client, exclude) }
+	}
+	res, err := b.send(ctx, rctx, r, leaseFn)
 	if err != nil {
 		return nil, b.requestErr(ctx, rctx, what, timeout, err)
 	}
-	res, err := b.call(ctx, rctx, l, nil, r)
-	if err == nil {
-		return res, nil
-	}
-	// A backend that answers 404 for our session (it restarted and forgot
-	// it) did not run the request: repeating it is safe whatever it does.
-	unsent := errors.Is(err, transport.ErrSessionTerminated)
-	if (r.Retry || unsent) && rctx.Err() == nil && (isConnErr(rctx, err) || l.c.isDead()) {
-		b.logger.Info("retrying request", "method", what, "endpoint", l.ep.label, "err", err)
-		l2, aerr := b.acquire(rctx, l.ep.idx)
-		if aerr != nil {
-			err = fmt.Errorf("endpoint %s: %w; no retry: %w", l.ep.label, err, aerr)
-		} else {
-			res, err2 := b.call(ctx, rctx, l2, nil, r)
-			if err2 == nil {
-				return res, nil
+	return res, nil
+}
+
+// maxAttempts bounds how often one request is sent, however often the
+// backend forgets the client's session under it.
+const maxAttempts = 4
+
+// send is the one retry policy of every request: it sends r on a lease from
+// leaseFn (the shared connection, or a client's session; avoiding exclude,
+// the endpoint of a failed attempt, when it can) until it is answered or may
+// not be repeated. A 404 of a client's session (the backend forgot it) never
+// ran the request: leaseFn opens a new session and the request is repeated.
+// A transport failure repeats it once, on another endpoint when there is
+// one, if r.Retry says that is safe or the failure was a 404 of the shared
+// connection (which never ran it either).
+func (b *Backend) send(ctx, rctx context.Context, r Request, leaseFn func(exclude int) (lease, *upSession, error)) (json.RawMessage, error) {
+	exclude, repeated := -1, false
+	var prev error
+	for n := 1; ; n++ {
+		l, s, err := leaseFn(exclude)
+		if err != nil {
+			if prev != nil {
+				return nil, fmt.Errorf("%w; no retry: %w", prev, err)
 			}
-			err = fmt.Errorf("endpoint %s: %w; retried on endpoint %s: %w", l.ep.label, err, l2.ep.label, err2)
+			return nil, err
 		}
+		res, err := b.call(ctx, rctx, l, s, r)
+		if err == nil {
+			return res, nil
+		}
+		unsent := errors.Is(err, transport.ErrSessionTerminated)
+		sessionEnded := unsent && s != nil
+		if sessionEnded && b.ses.end(s) {
+			release(s)
+		}
+		connErr := isConnErr(rctx, err) || l.c.isDead()
+		err = fmt.Errorf("endpoint %s: %w", l.ep.label, err)
+		if prev != nil {
+			err = fmt.Errorf("%w; retried: %w", prev, err)
+		}
+		prev = err
+		switch {
+		case rctx.Err() != nil || n >= maxAttempts:
+			return nil, err
+		case sessionEnded: // on a new session, wherever the picker puts it
+		case connErr && (r.Retry || unsent) && !repeated:
+			repeated, exclude = true, l.ep.idx
+		default:
+			return nil, err
+		}
+		b.logger.Info("retrying request", "method", r.Method, "endpoint", l.ep.label, "session_ended", sessionEnded, "err", err)
 	}
-	return nil, b.requestErr(ctx, rctx, what, timeout, err)
 }
 
 // Notify sends a notification to every connected endpoint of the backend
@@ -387,11 +418,13 @@ func (b *Backend) Notify(ctx context.Context, cs *ClientSession, method string, 
 }
 
 // lease is one request's hold on an endpoint: done reports the outcome to
-// the endpoint's breaker.
+// the endpoint's breaker; release, for a lease that sent nothing, gives the
+// breaker's permission back with no outcome. Only the first of them counts.
 type lease struct {
-	ep   *endpoint
-	c    *conn
-	done func(success bool)
+	ep      *endpoint
+	c       *conn
+	done    func(success bool)
+	release func()
 }
 
 // call sends one request on a leased endpoint, on its shared connection or
@@ -425,17 +458,23 @@ func (b *Backend) call(ctx, rctx context.Context, l lease, s *upSession, r Reque
 			s.c.markDead(err)
 		}
 	}
-	timedOut := err != nil && errors.Is(rctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
-	l.done(!connErr && !timedOut)
+	l.done(!connErr && !(err != nil && timedOut(ctx, rctx)))
 	if err == nil {
 		b.latency.Store(int64(time.Since(start)))
 	}
 	return res, err
 }
 
+// timedOut reports whether rctx, the caller's ctx under our timeout, ended
+// by that timeout rather than because the caller gave up: for the breaker a
+// failure of the endpoint.
+func timedOut(ctx, rctx context.Context) bool {
+	return errors.Is(rctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
+}
+
 // requestErr names the backend and, for our own timeout, the deadline.
 func (b *Backend) requestErr(ctx, rctx context.Context, what string, timeout time.Duration, err error) error {
-	if errors.Is(rctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+	if timedOut(ctx, rctx) {
 		return fmt.Errorf("backend %q: %s: no answer within %s: %w", b.name, what, timeout, err)
 	}
 	var ue *unavailableError
@@ -538,7 +577,7 @@ func (b *Backend) pick(exclude int) (l lease, ok bool, err error) {
 		if i < 0 {
 			break
 		}
-		done, aerr := b.eps[i].breaker.Allow()
+		done, release, aerr := b.eps[i].breaker.AllowRelease()
 		if aerr != nil { // half-open with its probe in flight, or just tripped
 			loads[i].Available = false
 			if err == nil {
@@ -546,7 +585,7 @@ func (b *Backend) pick(exclude int) (l lease, ok bool, err error) {
 			}
 			continue
 		}
-		return lease{ep: b.eps[i], c: conns[i], done: done}, true, nil
+		return lease{ep: b.eps[i], c: conns[i], done: done, release: release}, true, nil
 	}
 	return lease{}, err != nil, err
 }

@@ -33,7 +33,11 @@ const maxListPages = 1000
 // SSE) fails or ends while its caller still wants it: mcp-go's streamable
 // HTTP client only logs that and retries, so without this a killed backend
 // would look healthy until the next request.
-func newHTTPClient(streamLost func(error)) (*http.Client, *http.Transport) {
+//
+// Plain-HTTP requests go through h1Transport (h1.go), which reads each
+// response on the caller's goroutine; https and proxied requests go through
+// net/http's Transport, configured here.
+func newHTTPClient(streamLost func(error)) (*http.Client, *h1Transport) {
 	tr := &http.Transport{
 		Proxy: http.ProxyFromEnvironment,
 		DialContext: (&net.Dialer{
@@ -47,7 +51,8 @@ func newHTTPClient(streamLost func(error)) (*http.Client, *http.Transport) {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
-	return &http.Client{Transport: &watchTransport{base: tr, lost: streamLost}}, tr
+	h1 := newH1Transport(tr)
+	return &http.Client{Transport: &watchTransport{base: h1, lost: streamLost}}, h1
 }
 
 // watchTransport reports the failure or end of GET streams.
@@ -93,9 +98,30 @@ func (b *watchBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// newTransport builds an unstarted mcp-go transport for the endpoint.
-func (e *endpoint) newTransport(timeout time.Duration) (transport.Interface, error) {
+// transportUse says whose transport newTransport builds.
+type transportUse struct {
+	// client: a client's own upstream session. Its requests go through pc
+	// (its streams say nothing about the shared connection) and mcp-go opens
+	// no GET stream for it (Listen reads that).
+	client bool
+	// session, on streamable HTTP, continues that session (maybe opened on
+	// another replica) instead of initializing one.
+	session string
+	// modern: the shared connection of a 2026-07-28 endpoint (modern.go),
+	// which has no GET stream.
+	modern bool
+}
+
+// newTransport builds an unstarted mcp-go transport for the endpoint: the
+// shared connection's, or (use.client) one of a client's own session. A
+// client's session is never on stdio (the registry refuses per-client stdio
+// servers).
+func (e *endpoint) newTransport(timeout time.Duration, use transportUse) (transport.Interface, error) {
 	b := e.b
+	hcl := e.hc
+	if use.client {
+		hcl = e.pc
+	}
 	switch b.cfg.GetTransport() {
 	case mcpmeshv1.Transport_TRANSPORT_STDIO:
 		sc := b.cfg.GetStdio()
@@ -103,22 +129,27 @@ func (e *endpoint) newTransport(timeout time.Duration) (transport.Interface, err
 			transport.WithCommandFunc(commandFunc(sc.GetWorkingDir())),
 			transport.WithCommandLogger(e.logger)), nil
 	case mcpmeshv1.Transport_TRANSPORT_STREAMABLE_HTTP:
-		hc := b.cfg.GetHttp()
-		tr, err := transport.NewStreamableHTTP(e.url,
-			transport.WithHTTPHeaders(hc.GetHeaders()),
-			transport.WithHTTPBasicClient(e.hc),
+		opts := []transport.StreamableHTTPCOption{
+			transport.WithHTTPHeaders(b.cfg.GetHttp().GetHeaders()),
+			transport.WithHTTPBasicClient(hcl),
+			transport.WithHTTPLogger(e.logger),
+		}
+		if use.session != "" {
+			opts = append(opts, transport.WithSession(use.session))
+		}
+		if !use.client && !use.modern {
 			// The GET stream is where a legacy-revision server sends list_changed.
-			transport.WithContinuousListening(),
-			transport.WithHTTPLogger(e.logger))
+			opts = append(opts, transport.WithContinuousListening())
+		}
+		tr, err := transport.NewStreamableHTTP(e.url, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("create streamable HTTP transport: %w", err)
 		}
 		return tr, nil
 	case mcpmeshv1.Transport_TRANSPORT_SSE:
-		hc := b.cfg.GetHttp()
 		tr, err := transport.NewSSE(e.url,
-			transport.WithHeaders(hc.GetHeaders()),
-			transport.WithHTTPClient(e.hc),
+			transport.WithHeaders(b.cfg.GetHttp().GetHeaders()),
+			transport.WithHTTPClient(hcl),
 			transport.WithEndpointTimeout(timeout),
 			// Our request context bounds every wait; mcp-go's own 60 s
 			// default would cut servers configured with a longer timeout.
@@ -131,6 +162,18 @@ func (e *endpoint) newTransport(timeout time.Duration) (transport.Interface, err
 	default:
 		return nil, fmt.Errorf("unsupported transport %s", b.cfg.GetTransport())
 	}
+}
+
+// newConn wraps an unstarted transport of the endpoint in a conn whose
+// context (to start the transport with) ends with parent.
+func (e *endpoint) newConn(parent context.Context, tr transport.Interface) *conn {
+	cctx, cancel := context.WithCancel(parent)
+	c := &conn{tr: tr, ctx: cctx, cancel: cancel, logger: e.logger, dead: make(chan struct{})}
+	if sse, ok := tr.(*transport.SSE); ok {
+		// Only the legacy SSE transport reports a dropped stream.
+		sse.SetConnectionLostHandler(func(err error) { c.markDead(fmt.Errorf("SSE stream lost: %w", err)) })
+	}
+	return c
 }
 
 // envList turns the configured environment into sorted KEY=VALUE pairs.
@@ -164,12 +207,11 @@ func (e *endpoint) connect(ctx context.Context) (*conn, *lists, error) {
 			return c, l, err
 		}
 	}
-	tr, err := e.newTransport(timeout)
+	tr, err := e.newTransport(timeout, transportUse{})
 	if err != nil {
 		return nil, nil, err
 	}
-	cctx, cancel := context.WithCancel(ctx)
-	c := &conn{tr: tr, ctx: cctx, cancel: cancel, logger: e.logger, dead: make(chan struct{})}
+	c := e.newConn(ctx, tr)
 	fail := func(what string, err error) (*conn, *lists, error) {
 		_ = c.close()
 		return nil, nil, fmt.Errorf("%s: %w", what, err)
@@ -179,13 +221,9 @@ func (e *endpoint) connect(ctx context.Context) (*conn, *lists, error) {
 	if bt, ok := tr.(transport.BidirectionalInterface); ok {
 		bt.SetRequestHandler(e.onRequest)
 	}
-	if sse, ok := tr.(*transport.SSE); ok {
-		// Only the legacy SSE transport reports a dropped stream.
-		sse.SetConnectionLostHandler(func(err error) { c.markDead(fmt.Errorf("SSE stream lost: %w", err)) })
-	}
 
 	// Start gets the long-lived context: it owns the stdio child and streams.
-	if err := tr.Start(cctx); err != nil {
+	if err := tr.Start(c.ctx); err != nil {
 		return fail("start transport", err)
 	}
 	if s, ok := tr.(interface{ Stderr() io.Reader }); ok {
@@ -201,7 +239,7 @@ func (e *endpoint) connect(ctx context.Context) (*conn, *lists, error) {
 		}
 	}
 
-	tctx, tcancel := context.WithTimeout(cctx, timeout)
+	tctx, tcancel := context.WithTimeout(c.ctx, timeout)
 	defer tcancel()
 	ir, err := c.handshake(tctx, e.b.hooks.initParams)
 	if err != nil {

@@ -41,7 +41,7 @@ type endpoint struct {
 	logger    *slog.Logger
 
 	hc  *http.Client // shared by every request to this endpoint; nil for stdio
-	htr *http.Transport
+	htr *h1Transport
 	// pc is hc without the event-stream watch, for clients' own upstream
 	// sessions: their streams say nothing about the shared connection.
 	pc *http.Client

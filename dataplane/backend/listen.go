@@ -15,16 +15,13 @@ import (
 	"github.com/mark3labs/mcp-go/client/transport"
 
 	"github.com/mcpmesh/mcpmesh/dataplane/jsonrpc"
+	"github.com/mcpmesh/mcpmesh/dataplane/resilience"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 )
 
-// Backoff of Listen's reconnects: from listenBackoffMin, doubled per
-// fruitless attempt up to listenBackoffMax, back to the start once a message
-// arrived.
-const (
-	listenBackoffMin = 250 * time.Millisecond
-	listenBackoffMax = 10 * time.Second
-)
+// listenBackoff spaces Listen's reconnects: 250 ms, doubled per fruitless
+// attempt up to 10 s, back to the start once a message arrived.
+var listenBackoff = resilience.Exponential{Min: 250 * time.Millisecond, Max: 10 * time.Second}
 
 // errNoStream: the backend offers no GET stream (405).
 var errNoStream = errors.New("the backend offers no event stream (405)")
@@ -53,7 +50,7 @@ func (b *Backend) Listen(ctx context.Context, cs *ClientSession) error {
 	lis, unregister := b.ses.addListener(cs.Init.Client, cancel)
 	defer unregister()
 
-	backoff := listenBackoffMin
+	fruitless := 0 // attempts since a message arrived
 	for ctx.Err() == nil {
 		s, err := b.listenSession(ctx, cs)
 		switch {
@@ -69,7 +66,7 @@ func (b *Backend) Listen(ctx context.Context, cs *ClientSession) error {
 			moved := cctx.Err() != nil
 			ccancel()
 			if got {
-				backoff = listenBackoffMin
+				fruitless = 0
 			}
 			switch {
 			case ctx.Err() != nil:
@@ -87,19 +84,17 @@ func (b *Backend) Listen(ctx context.Context, cs *ClientSession) error {
 				b.logger.Debug("listen: event stream failed", "endpoint", s.ep.label, "err", err)
 			}
 		}
-		t := b.clock.NewTimer(backoff)
-		select {
-		case <-t.C():
-		case <-ctx.Done():
-		}
-		t.Stop()
-		backoff = min(2*backoff, listenBackoffMax)
+		_ = resilience.Sleep(ctx, b.clock, listenBackoff.Delay(fruitless)) // an ended ctx ends the loop
+		fruitless++
 	}
 	return nil
 }
 
 // listenSession finds or opens the session Listen reads, under the server's
-// timeout. Listening is no request: the lease's breaker sees a success.
+// timeout, on the endpoint a request of the client would use. Listening is
+// no request: the lease is released with no outcome, so a half-open
+// breaker's probe is left to a real request and the failures counted so far
+// stay. Only a failed initialize of a session opened here counts (openOn).
 func (b *Backend) listenSession(ctx context.Context, cs *ClientSession) (*upSession, error) {
 	rctx, cancel := context.WithTimeout(ctx, b.params().timeout)
 	defer cancel()
@@ -107,7 +102,7 @@ func (b *Backend) listenSession(ctx context.Context, cs *ClientSession) (*upSess
 	if err != nil {
 		return nil, err
 	}
-	l.done(true)
+	l.release()
 	return s, nil
 }
 
@@ -124,15 +119,9 @@ func (b *Backend) listenOnce(ctx context.Context, s *upSession) (got bool, err e
 		}
 	}
 	e := s.ep
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.url, nil)
+	resp, err := e.sessionDo(ctx, http.MethodGet, s.key.ID, s.c.version, nil)
 	if err != nil {
-		return false, err
-	}
-	e.sessionHeaders(req.Header, s.key.id, s.c.version)
-	req.Header.Set("Accept", "text/event-stream")
-	resp, err := e.pc.Do(req)
-	if err != nil {
-		return false, fmt.Errorf("open event stream: %w", redactURLError(err))
+		return false, fmt.Errorf("open event stream: %w", err)
 	}
 	defer resp.Body.Close()
 	switch resp.StatusCode {
@@ -185,20 +174,12 @@ func (b *Backend) answerOnStream(ctx context.Context, s *upSession, m *jsonrpc.M
 	}
 	pctx, cancel := context.WithTimeout(ctx, b.params().timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(pctx, http.MethodPost, s.ep.url, bytes.NewReader(body))
+	resp, err := s.ep.sessionDo(pctx, http.MethodPost, s.key.ID, s.c.version, body)
 	if err != nil {
+		s.ep.logger.Debug("listen: post answer", "method", m.Method, "err", err)
 		return
 	}
-	s.ep.sessionHeaders(req.Header, s.key.id, s.c.version)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	resp, err := s.ep.pc.Do(req)
-	if err != nil {
-		s.ep.logger.Debug("listen: post answer", "method", m.Method, "err", redactURLError(err))
-		return
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-	resp.Body.Close()
+	discard(resp)
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusAccepted {
 		s.ep.logger.Debug("listen: answer refused", "method", m.Method, "status", resp.Status)
 	}

@@ -120,13 +120,11 @@ type subStream struct {
 // failure after the probe succeeded, is an error.
 func (e *endpoint) connectModern(ctx context.Context, timeout time.Duration) (c *conn, l *lists, legacy bool, err error) {
 	pinned := e.era() == eraModern
-	tr, err := transport.NewStreamableHTTP(e.url,
-		transport.WithHTTPHeaders(e.b.cfg.GetHttp().GetHeaders()),
-		transport.WithHTTPBasicClient(e.hc),
-		transport.WithHTTPLogger(e.logger))
+	tri, err := e.newTransport(timeout, transportUse{modern: true})
 	if err != nil {
-		return nil, nil, false, fmt.Errorf("create streamable HTTP transport: %w", err)
+		return nil, nil, false, err
 	}
+	tr := tri.(*transport.StreamableHTTP)
 	// The version goes in every request's header from the first one on.
 	tr.SetProtocolVersion(modernVersion)
 	cctx, cancel := context.WithCancel(ctx)
@@ -386,7 +384,7 @@ func (m *modernConn) listLists(filter mcp.SubscriptionFilter) <-chan struct{} {
 	_, ok := m.goStream(func(ctx context.Context) {
 		defer settled()
 		e := m.e
-		backoff := listenBackoffMin
+		fruitless := 0
 		broken := false
 		for ctx.Err() == nil {
 			granted := true
@@ -412,17 +410,17 @@ func (m *modernConn) listLists(filter mcp.SubscriptionFilter) <-chan struct{} {
 			}
 			broken = true
 			if got {
-				backoff = listenBackoffMin
+				fruitless = 0
 			}
 			if err == nil {
 				err = errors.New("subscriptions/listen stream ended")
 			}
 			settled()
 			e.onStreamLost(err)
-			if !sleepCtx(ctx, backoff) {
+			if !sleepCtx(ctx, listenBackoff.Delay(fruitless)) {
 				return
 			}
-			backoff = min(2*backoff, listenBackoffMax)
+			fruitless++
 		}
 	})
 	if !ok {
@@ -455,6 +453,8 @@ func (m *modernConn) goStreamLocked(f func(ctx context.Context)) context.CancelF
 	return cancel
 }
 
+// sleepCtx waits d on the wall clock (the listen streams are no part of the
+// supervisor's schedule, which the backend's clock drives).
 func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -558,7 +558,7 @@ func (m *modernConn) runSubscriptions(ctx context.Context, client string, filter
 			acked <- a
 		}
 	}
-	backoff := listenBackoffMin
+	fruitless := 0
 	for ctx.Err() == nil {
 		got, err := m.listen(ctx, filter, func(g mcp.SubscriptionFilter) { report(subAck{granted: g.ResourceSubscriptions}) },
 			func(n *jsonrpc.Message) { m.e.deliver(client, n) })
@@ -567,12 +567,12 @@ func (m *modernConn) runSubscriptions(ctx context.Context, client string, filter
 		}
 		report(subAck{err: err})
 		if got {
-			backoff = listenBackoffMin
+			fruitless = 0
 		}
-		if !sleepCtx(ctx, backoff) {
+		if !sleepCtx(ctx, listenBackoff.Delay(fruitless)) {
 			return
 		}
-		backoff = min(2*backoff, listenBackoffMax)
+		fruitless++
 	}
 }
 

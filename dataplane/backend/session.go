@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"bytes"
 	"container/list"
 	"context"
 	"encoding/json"
@@ -30,13 +31,12 @@ const MaxSessions = 10_000
 const DefaultSessionIdle = 30 * time.Minute
 
 // SessionInit is what a client's own upstream session is initialized with.
+// Not the client's revision: the session speaks the one the shared
+// connection negotiated, so that any replica can continue it.
 type SessionInit struct {
 	// Client is the client's session id here: reported back with its
 	// messages (OnNotification, OnRequest). It is never logged.
 	Client string
-	// Protocol is the client's negotiated revision; upstream stays pinned
-	// as the shared connection is.
-	Protocol string
 	// Capabilities are the client's capabilities as it sent them: they go
 	// upstream verbatim ({} when empty).
 	Capabilities              json.RawMessage
@@ -60,15 +60,9 @@ type ClientSession struct {
 	Upstream Upstream
 }
 
-// sessKey names an upstream session on one endpoint.
-type sessKey struct {
-	ep int
-	id string
-}
-
 // upSession is one client's upstream session as this replica holds it.
 type upSession struct {
-	key    sessKey
+	key    Upstream // also its key in the sessionCache
 	client string
 	ep     *endpoint
 	c      *conn
@@ -94,7 +88,7 @@ type sessionCache struct {
 
 	mu     sync.Mutex
 	closed bool
-	byKey  map[sessKey]*upSession
+	byKey  map[Upstream]*upSession
 	lru    list.List // of *upSession, most recently used first
 	// repl is the session opened on this replica for a client, which wins
 	// over the one its ClientSession names.
@@ -112,7 +106,7 @@ type sessionCache struct {
 func newSessionCache(max int, idle time.Duration) *sessionCache {
 	return &sessionCache{
 		max: max, idle: idle,
-		byKey:     map[sessKey]*upSession{},
+		byKey:     map[Upstream]*upSession{},
 		repl:      map[string]*upSession{},
 		opening:   map[string]chan struct{}{},
 		listeners: map[string]map[*listener]struct{}{},
@@ -128,7 +122,7 @@ func (sc *sessionCache) get(cs *ClientSession, now time.Time) (s *upSession, fou
 	defer sc.mu.Unlock()
 	expired = sc.expireLocked(now)
 	if s = sc.repl[cs.Init.Client]; s == nil && !cs.Upstream.IsZero() {
-		s = sc.byKey[sessKey{cs.Upstream.Endpoint, cs.Upstream.ID}]
+		s = sc.byKey[cs.Upstream]
 	}
 	if s == nil {
 		return nil, false, expired
@@ -222,7 +216,7 @@ func (sc *sessionCache) take(cs *ClientSession, now time.Time) []*upSession {
 		out = append(out, s)
 	}
 	if !cs.Upstream.IsZero() {
-		if s := sc.byKey[sessKey{cs.Upstream.Endpoint, cs.Upstream.ID}]; s != nil && s.client == cs.Init.Client {
+		if s := sc.byKey[cs.Upstream]; s != nil && s.client == cs.Init.Client {
 			sc.removeLocked(s)
 			out = append(out, s)
 		}
@@ -243,7 +237,7 @@ func (sc *sessionCache) drain() []*upSession {
 		out = append(out, el.Value.(*upSession))
 	}
 	sc.lru.Init()
-	sc.byKey, sc.repl = map[sessKey]*upSession{}, map[string]*upSession{}
+	sc.byKey, sc.repl = map[Upstream]*upSession{}, map[string]*upSession{}
 	return out
 }
 
@@ -385,7 +379,7 @@ func (b *Backend) OpenSession(ctx context.Context, init SessionInit) (Upstream, 
 		return Upstream{}, b.requestErr(ctx, rctx, what, timeout, err)
 	}
 	if l.ep.sessionless.Load() || l.c.mod != nil { // 2026-07-28 has no sessions
-		l.done(true)
+		l.release() // nothing was sent
 		return Upstream{}, nil
 	}
 	s, err := b.openOn(ctx, rctx, l, init)
@@ -396,9 +390,8 @@ func (b *Backend) OpenSession(ctx context.Context, init SessionInit) (Upstream, 
 	if s == nil {
 		return Upstream{}, nil
 	}
-	up := Upstream{Endpoint: s.key.ep, ID: s.key.id}
 	b.store(s)
-	return up, nil
+	return s.key, nil
 }
 
 // openOn opens a client's session on a leased endpoint. On error the lease
@@ -407,8 +400,7 @@ func (b *Backend) OpenSession(ctx context.Context, init SessionInit) (Upstream, 
 func (b *Backend) openOn(ctx, rctx context.Context, l lease, init SessionInit) (*upSession, error) {
 	s, err := l.ep.open(rctx, init)
 	if err != nil {
-		timedOut := errors.Is(rctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
-		l.done(!isConnErr(rctx, err) && !timedOut)
+		l.done(!isConnErr(rctx, err) && !timedOut(ctx, rctx))
 		return nil, fmt.Errorf("endpoint %s: open a session for the client: %w", l.ep.label, err)
 	}
 	return s, nil
@@ -449,7 +441,7 @@ func (b *Backend) lookup(cs *ClientSession) *upSession {
 		b.logger.Warn("continue a client's upstream session", "err", err)
 		return nil
 	}
-	return b.store(&upSession{key: sessKey{up.Endpoint, up.ID}, client: cs.Init.Client, ep: b.eps[up.Endpoint], c: c})
+	return b.store(&upSession{key: up, client: cs.Init.Client, ep: b.eps[up.Endpoint], c: c})
 }
 
 // leaseOn leases e for a request on a client's session: e must be ready and
@@ -459,11 +451,11 @@ func (b *Backend) leaseOn(e *endpoint) (lease, bool) {
 	if c == nil {
 		return lease{}, false
 	}
-	done, err := e.breaker.Allow()
+	done, release, err := e.breaker.AllowRelease()
 	if err != nil {
 		return lease{}, false
 	}
-	return lease{ep: e, c: c, done: done}, true
+	return lease{ep: e, c: c, done: done, release: release}, true
 }
 
 // sessionLease finds the session a request of cs goes on and leases its
@@ -526,47 +518,6 @@ func (b *Backend) replace(rctx context.Context, cs *ClientSession, old *upSessio
 	return l, b.store(s), nil
 }
 
-// sessionRequest is Request on the client's own upstream session. A 404 (the
-// backend forgot the session) never ran the request: a new session is opened
-// and the request repeated. A transport failure repeats a Retry request once,
-// on another endpoint when there is one.
-func (b *Backend) sessionRequest(ctx, rctx context.Context, r Request) (json.RawMessage, error) {
-	cs := r.Client
-	exclude := -1
-	repeated := false
-	var prev error
-	for n := 0; ; n++ {
-		l, s, err := b.sessionLease(rctx, cs, exclude)
-		if err != nil {
-			if prev != nil {
-				return nil, fmt.Errorf("%w; no retry: %w", prev, err)
-			}
-			return nil, err
-		}
-		res, err := b.call(ctx, rctx, l, s, r)
-		if err == nil {
-			return res, nil
-		}
-		terminated := s != nil && errors.Is(err, transport.ErrSessionTerminated)
-		if terminated && b.ses.end(s) {
-			release(s)
-		}
-		err = fmt.Errorf("endpoint %s: %w", l.ep.label, err)
-		if prev != nil {
-			err = fmt.Errorf("%w; retried: %w", prev, err)
-		}
-		prev = err
-		connErr := isConnErr(rctx, err) || l.c.isDead()
-		if rctx.Err() != nil || n >= 3 || !(terminated || (r.Retry && !repeated && connErr)) {
-			return nil, err
-		}
-		if !terminated {
-			repeated, exclude = true, l.ep.idx
-		}
-		b.logger.Info("retrying request on the client's session", "method", r.Method, "endpoint", l.ep.label, "session_ended", terminated)
-	}
-}
-
 // CloseSession ends the client's upstream sessions (a DELETE upstream for
 // streamable HTTP: the one its ClientSession names and any replacement this
 // replica opened) and forgets this replica's transports, SSE streams and
@@ -584,18 +535,18 @@ func (b *Backend) CloseSession(ctx context.Context, cs *ClientSession) error {
 	ctx, cancel := context.WithTimeout(ctx, b.params().timeout)
 	defer cancel()
 	var errs []error
-	deleted := map[sessKey]bool{}
-	del := func(k sessKey) {
-		if deleted[k] || k.id == "" || k.ep < 0 || k.ep >= len(b.eps) {
+	deleted := map[Upstream]bool{}
+	del := func(k Upstream) {
+		if deleted[k] || k.ID == "" || k.Endpoint < 0 || k.Endpoint >= len(b.eps) {
 			return
 		}
 		deleted[k] = true
-		if err := b.eps[k.ep].deleteSession(ctx, k.id); err != nil {
+		if err := b.eps[k.Endpoint].deleteSession(ctx, k.ID); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if !cs.Upstream.IsZero() {
-		del(sessKey{cs.Upstream.Endpoint, cs.Upstream.ID})
+		del(cs.Upstream)
 	}
 	for _, s := range held {
 		del(s.key)
@@ -625,7 +576,7 @@ func (b *Backend) closeSessions() {
 		go func() {
 			defer wg.Done()
 			for s := range work {
-				if err := s.ep.deleteSession(ctx, s.key.id); err != nil {
+				if err := s.ep.deleteSession(ctx, s.key.ID); err != nil {
 					s.ep.logger.Debug("delete client session at close", "err", err)
 				}
 			}
@@ -663,8 +614,7 @@ func (b *Backend) sweeper(every time.Duration) {
 // tagged with the client, its ids start at random so that replicas
 // continuing one session do not reuse each other's.
 func (e *endpoint) sessionConn(tr transport.Interface, client string) *conn {
-	cctx, cancel := context.WithCancel(e.b.ctx)
-	c := &conn{tr: tr, ctx: cctx, cancel: cancel, logger: e.logger, dead: make(chan struct{})}
+	c := e.newConn(e.b.ctx, tr)
 	c.ids.Store(rand.Int64N(1 << 50))
 	tr.SetNotificationHandler(func(n mcp.JSONRPCNotification) { e.notification(client, n) })
 	if bt, ok := tr.(transport.BidirectionalInterface); ok {
@@ -687,17 +637,15 @@ func (e *endpoint) pinnedVersion() string {
 // continueSession builds a transport continuing a client's streamable HTTP
 // session that may have been opened on another replica. It starts nothing.
 func (e *endpoint) continueSession(client, id string) (*conn, error) {
-	tr, err := transport.NewStreamableHTTP(e.url,
-		transport.WithSession(id),
-		transport.WithHTTPHeaders(e.b.cfg.GetHttp().GetHeaders()),
-		transport.WithHTTPBasicClient(e.pc),
-		transport.WithHTTPLogger(e.logger))
+	tr, err := e.newTransport(e.b.params().timeout, transportUse{client: true, session: id})
 	if err != nil {
-		return nil, fmt.Errorf("create streamable HTTP transport: %w", err)
+		return nil, err
 	}
 	c := e.sessionConn(tr, client)
 	c.version = e.pinnedVersion()
-	tr.SetProtocolVersion(c.version)
+	if hc, ok := tr.(transport.HTTPConnection); ok {
+		hc.SetProtocolVersion(c.version)
+	}
 	if err := tr.Start(c.ctx); err != nil { // no GET stream: Listen reads it
 		c.cancel()
 		return nil, fmt.Errorf("start transport: %w", err)
@@ -722,30 +670,12 @@ func (e *endpoint) open(ctx context.Context, init SessionInit) (*upSession, erro
 	if err != nil {
 		return nil, fmt.Errorf("client capabilities: %w", err)
 	}
-	timeout := b.params().timeout
-	hc := b.cfg.GetHttp()
-	var tr transport.Interface
-	sse := b.cfg.GetTransport() == mcpmeshv1.Transport_TRANSPORT_SSE
-	if sse {
-		tr, err = transport.NewSSE(e.url,
-			transport.WithHeaders(hc.GetHeaders()),
-			transport.WithHTTPClient(e.pc),
-			transport.WithEndpointTimeout(timeout),
-			transport.WithResponseTimeout(24*time.Hour),
-			transport.WithSSELogger(e.logger))
-	} else {
-		tr, err = transport.NewStreamableHTTP(e.url,
-			transport.WithHTTPHeaders(hc.GetHeaders()),
-			transport.WithHTTPBasicClient(e.pc),
-			transport.WithHTTPLogger(e.logger))
-	}
+	tr, err := e.newTransport(b.params().timeout, transportUse{client: true})
 	if err != nil {
-		return nil, fmt.Errorf("create transport: %w", err)
+		return nil, err
 	}
+	sse := b.cfg.GetTransport() == mcpmeshv1.Transport_TRANSPORT_SSE
 	c := e.sessionConn(tr, init.Client)
-	if st, ok := tr.(*transport.SSE); ok {
-		st.SetConnectionLostHandler(func(err error) { c.markDead(fmt.Errorf("SSE stream lost: %w", err)) })
-	}
 	if err := tr.Start(c.ctx); err != nil {
 		_ = c.close()
 		return nil, fmt.Errorf("start transport: %w", err)
@@ -772,33 +702,58 @@ func (e *endpoint) open(ctx context.Context, init SessionInit) (*upSession, erro
 		}
 		return nil, nil
 	}
-	return &upSession{key: sessKey{e.idx, id}, client: init.Client, ep: e, c: c, owned: sse}, nil
+	return &upSession{key: Upstream{Endpoint: e.idx, ID: id}, client: init.Client, ep: e, c: c, owned: sse}, nil
 }
 
-// sessionHeaders sets what every request of ours on a client's streamable
-// HTTP session carries.
-func (e *endpoint) sessionHeaders(h http.Header, id, version string) {
+// sessionDo sends one HTTP request of ours (not mcp-go's) on a client's
+// streamable HTTP session: the Listen GET, an answer POSTed back, the
+// DELETE. It carries the session's headers and the configured ones, and
+// goes through pc. An error does not repeat the URL: callers name the
+// endpoint.
+func (e *endpoint) sessionDo(ctx context.Context, method, id, version string, body []byte) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, e.url, rd)
+	if err != nil {
+		return nil, err
+	}
+	h := req.Header
 	h.Set(transport.HeaderKeySessionID, id)
 	h.Set(transport.HeaderKeyProtocolVersion, version)
 	for k, v := range e.b.cfg.GetHttp().GetHeaders() {
 		h.Set(k, v)
 	}
+	switch method {
+	case http.MethodGet:
+		h.Set("Accept", "text/event-stream")
+	case http.MethodPost:
+		h.Set("Content-Type", "application/json")
+		h.Set("Accept", "application/json, text/event-stream")
+	}
+	resp, err := e.pc.Do(req)
+	if err != nil {
+		return nil, redactURLError(err)
+	}
+	return resp, nil
+}
+
+// discard reads what little of a response body we ignore (so its
+// connection can be reused) and closes it.
+func discard(resp *http.Response) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
 }
 
 // deleteSession ends a streamable HTTP session upstream. A backend that
 // forgot it (404) or does not let clients end sessions (405) is no error.
 func (e *endpoint) deleteSession(ctx context.Context, id string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, e.url, nil)
+	resp, err := e.sessionDo(ctx, http.MethodDelete, id, e.pinnedVersion(), nil)
 	if err != nil {
 		return fmt.Errorf("endpoint %s: delete session: %w", e.label, err)
 	}
-	e.sessionHeaders(req.Header, id, e.pinnedVersion())
-	resp, err := e.pc.Do(req)
-	if err != nil {
-		return fmt.Errorf("endpoint %s: delete session: %w", e.label, redactURLError(err))
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-	resp.Body.Close()
+	discard(resp)
 	switch resp.StatusCode {
 	case http.StatusOK, http.StatusAccepted, http.StatusNoContent, http.StatusNotFound, http.StatusMethodNotAllowed:
 		return nil

@@ -19,6 +19,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/mcpmesh/mcpmesh/dataplane/jsonrpc"
+	"github.com/mcpmesh/mcpmesh/dataplane/resilience"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 )
 
@@ -166,7 +167,6 @@ func (sb *sessionBackend) clientInits() []jsonrpc.Message {
 func clientSession(id string) *ClientSession {
 	return &ClientSession{Init: SessionInit{
 		Client:        id,
-		Protocol:      "2025-06-18",
 		Capabilities:  json.RawMessage(fmt.Sprintf(`{"roots":{"listChanged":true},"experimental":{"who":%q}}`, id)),
 		ClientName:    "client-" + id,
 		ClientVersion: "9.9",
@@ -664,4 +664,119 @@ func TestNotifyClientSession(t *testing.T) {
 			t.Errorf("the shared notification reached client session %q", got)
 		}
 	})
+}
+
+// TestListenReportsNoOutcome: opening a client's event stream on a session
+// it already has is no request: the endpoint's breaker must see no success
+// (which would wipe the failures counted so far, or close a half-open
+// breaker whose probe never ran) and must be left to the next request.
+func TestListenReportsNoOutcome(t *testing.T) {
+	tests := []struct {
+		name      string
+		failures  int
+		halfOpen  bool
+		wantState resilience.BreakerState
+	}{
+		{"closed with failures counted", 3, false, resilience.BreakerClosed},
+		{"half-open", resilience.DefaultConsecutiveFailures, true, resilience.BreakerHalfOpen},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			sb := startSessionBackend(t, false)
+			b := e.readyBackend(sb.server("web", 0))
+			a := clientSession("a")
+			openAs(t, b, a)
+			br := b.eps[0].breaker
+			for range tt.failures {
+				done, err := br.Allow()
+				if err != nil {
+					t.Fatal(err)
+				}
+				done(false)
+			}
+			if tt.halfOpen {
+				e.clock.Advance(br.Config().OpenFor)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- b.Listen(ctx, a) }()
+			defer func() { cancel(); recvWithin(t, done, "Listen to end") }()
+			e.waitFor("Listen's event stream", func() bool {
+				b.ses.mu.Lock()
+				defer b.ses.mu.Unlock()
+				for l := range b.ses.listeners["a"] {
+					if l.conn != nil {
+						return true
+					}
+				}
+				return false
+			})
+			if s, n := br.State(), br.ConsecutiveFailures(); s != tt.wantState || n != tt.failures {
+				t.Errorf("breaker after Listen: %v with %d failures, want %v with %d", s, n, tt.wantState, tt.failures)
+			}
+			if tt.halfOpen {
+				// The probe is the next request's, not taken by Listen.
+				if got := callAs(t, b, a, "whoami", nil); !strings.Contains(got, a.Upstream.ID) {
+					t.Errorf("whoami = %s, want client a's session", got)
+				}
+				if s := br.State(); s != resilience.BreakerClosed {
+					t.Errorf("breaker after the probe: %v, want closed", s)
+				}
+			}
+		})
+	}
+}
+
+// TestListenBackoff: Listen reconnects a failing event stream after 250 ms,
+// doubled per fruitless attempt up to 10 s, and starts over once a stream
+// brought a message; all on the injected clock.
+func TestListenBackoff(t *testing.T) {
+	e := newEnv(t)
+	sb := startSessionBackend(t, false)
+	b := e.readyBackend(sb.server("web", 0))
+	a := clientSession("a")
+	openAs(t, b, a)
+
+	// The client's GET stream fails with 503, or (message set) brings one
+	// message and ends.
+	var message atomic.Bool
+	gets := make(chan struct{}, 64)
+	inner := *sb.h.Load()
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet || r.Header.Get("Mcp-Session-Id") != a.Upstream.ID {
+			inner.ServeHTTP(w, r)
+			return
+		}
+		gets <- struct{}{}
+		if !message.Load() {
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"info\",\"data\":\"x\"}}\n\n")
+	})
+	sb.h.Store(&h)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Listen(ctx, a) }()
+	defer func() { cancel(); recvWithin(t, done, "Listen to end") }()
+
+	ms := time.Millisecond
+	wait := func(d time.Duration) {
+		t.Helper()
+		recvWithin(t, gets, "Listen's GET")
+		e.waitPending(d)
+		e.clock.Advance(d)
+	}
+	for _, d := range []time.Duration{250 * ms, 500 * ms, time.Second} {
+		wait(d)
+	}
+	message.Store(true)
+	wait(250 * ms) // a message arrived: the backoff starts over
+	message.Store(false)
+	for _, d := range []time.Duration{500 * ms, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 10 * time.Second, 10 * time.Second} {
+		wait(d)
+	}
 }

@@ -66,22 +66,37 @@ type Catalog struct {
 // list is one kind's aggregated list in served order: servers by name, then
 // upstream order.
 type list struct {
-	// whole is the complete list result, {"tools":[...]}; each item's
-	// exposed JSON is a slice of it, so the catalog holds every item once.
-	whole []byte
 	items []entry
 	segs  []segment
 	// index finds an item by its exposed key.
 	index map[string]int32
+	// size is the length of the exposed JSON of every item, commas
+	// included, for sizing the lists List composes.
+	size int
 	// cache is the hint of the whole list: the minimum over its servers.
 	cache Cache
 }
 
-// entry is one exposed item.
+// entry is one exposed item. Its JSON is the backend's own (raw, which
+// aliases the backend's cached list page: the catalog copies no item),
+// with the key string at raw[at:to] replaced by the exposed key when the
+// two differ.
 type entry struct {
-	start, end uint32 // its exposed JSON, whole[start:end]
-	key        string // exposed name, URI or URI template
-	up         string // upstream key; a substring of key where it can be
+	raw     []byte
+	at, to  uint32
+	renamed bool
+	key     string // exposed name, URI or URI template
+	up      string // upstream key; a substring of key where it can be
+}
+
+// appendTo appends the item's exposed JSON to w.
+func (e *entry) appendTo(w []byte) []byte {
+	if !e.renamed {
+		return append(w, e.raw...)
+	}
+	w = append(w, e.raw[:e.at]...)
+	w = appendQuoted(w, e.key)
+	return append(w, e.raw[e.to:]...)
 }
 
 // segment is one server's run of items in a list.
@@ -90,8 +105,6 @@ type segment struct {
 	start, end     int
 	paged          bool
 }
-
-func (e *entry) raw(l *list) []byte { return l.whole[e.start:e.end:e.end] }
 
 // Build aggregates servers (in any order; the catalog sorts them by name).
 // An exposed name two servers offer goes to the first by name, and the
@@ -122,20 +135,13 @@ func Build(servers []Server) *Catalog {
 
 func (c *Catalog) build(k Kind, srvs []*Server) {
 	d := k.Desc()
-	n, size := 0, len(d.Field)+6
+	n := 0
 	for _, s := range srvs {
 		n += len(s.Lists[k])
-		for _, it := range s.Lists[k] {
-			size += len(it.Raw) + len(s.Prefix) + 1
-		}
 	}
 	l := &c.lists[k]
 	l.items = make([]entry, 0, n)
 	l.index = make(map[string]int32, n)
-	w := make([]byte, 0, size)
-	w = append(w, '{')
-	w = appendQuoted(w, d.Field)
-	w = append(w, ":["...)
 	first := true
 	for _, s := range srvs {
 		if s.Lists[k] == nil {
@@ -151,46 +157,44 @@ func (c *Catalog) build(k Kind, srvs []*Server) {
 			seg.prefix = s.Prefix
 		}
 		for _, it := range s.Lists[k] {
-			w = c.add(k, l, &seg, it, w)
+			c.add(k, l, &seg, it)
 		}
 		seg.end = len(l.items)
 		if seg.end > seg.start {
 			l.segs = append(l.segs, seg)
 		}
 	}
-	w = append(w, "]}"...)
-	if cap(w) > len(w)+len(w)/8 {
-		// Rewritten URIs outgrew the estimate: do not keep append's slack.
-		w = slices.Clone(w)
-	}
-	l.whole = w
 }
 
-// add exposes item it of seg's server at the end of w, recording its entry
-// and route, or records why it cannot.
-func (c *Catalog) add(k Kind, l *list, seg *segment, it Item, w []byte) []byte {
+// add exposes item it of seg's server after the list's items, recording its
+// entry and route, or records why it cannot.
+func (c *Catalog) add(k Kind, l *list, seg *segment, it Item) {
 	d := k.Desc()
-	problem := func(reason string) []byte {
+	problem := func(reason string) {
 		c.problems = append(c.problems, Problem{Server: seg.server, Kind: k, Key: it.Key, Reason: reason})
-		return w
 	}
 	if it.Key == "" {
-		return problem("empty " + d.Key)
+		problem("empty " + d.Key)
+		return
 	}
 	// An item that is not valid JSON would spoil every list result it is
 	// in. ParsePage has checked that much, but Build does not rely on it.
 	if !json.Valid(it.Raw) {
-		return problem("malformed JSON")
+		problem("malformed JSON")
+		return
 	}
 	st, en, found, err := jsonrpc.Lookup(it.Raw, d.Key)
 	if err != nil {
-		return problem("not a JSON object: " + err.Error())
+		problem("not a JSON object: " + err.Error())
+		return
 	}
 	if !found || it.Raw[st] != '"' {
-		return problem("no " + d.Key + " string in its JSON")
+		problem("no " + d.Key + " string in its JSON")
+		return
 	}
 	if !keyIs(it.Raw[st:en], it.Key) {
-		return problem("its JSON has another " + d.Key)
+		problem("its JSON has another " + d.Key)
+		return
 	}
 	key, up := it.Key, it.Key
 	if d.Prefixed {
@@ -207,12 +211,14 @@ func (c *Catalog) add(k Kind, l *list, seg *segment, it Item, w []byte) []byte {
 				c.shadowed[seg.server] = append(c.shadowed[seg.server], key)
 				c.problems = append(c.problems, Problem{Server: seg.server, Kind: k, Key: it.Key, KeptBy: keeper,
 					Reason: "another server exposes the same name, and the first server by name keeps it"})
-				return w
+				return
 			}
-			return problem("the server lists the name twice")
+			problem("the server lists the name twice")
+			return
 		}
 		if keeper == seg.server {
-			return problem("the server lists the " + d.Key + " twice")
+			problem("the server lists the " + d.Key + " twice")
+			return
 		}
 		var err error
 		if k == Templates {
@@ -221,31 +227,29 @@ func (c *Catalog) add(k Kind, l *list, seg *segment, it Item, w []byte) []byte {
 			key = meshURI(seg.server, it.Key)
 		}
 		if err != nil {
-			return problem("cannot rewrite the contested " + d.Key + ": " + err.Error())
+			problem("cannot rewrite the contested " + d.Key + ": " + err.Error())
+			return
 		}
 		if _, taken := l.index[key]; taken {
-			return problem("its rewritten " + d.Key + " " + key + " is taken")
+			problem("its rewritten " + d.Key + " " + key + " is taken")
+			return
 		}
 	} else if k == Templates {
 		if _, err := uritemplate.New(it.Key); err != nil {
-			return problem("invalid uri template: " + err.Error())
+			problem("invalid uri template: " + err.Error())
+			return
 		}
 		c.tmpls = append(c.tmpls, int32(len(l.items)))
 	}
-	if len(l.items) > 0 {
-		w = append(w, ',')
+	e := entry{raw: it.Raw[:len(it.Raw):len(it.Raw)], key: key, up: up}
+	size := len(it.Raw)
+	if key != it.Key {
+		e.at, e.to, e.renamed = uint32(st), uint32(en), true
+		size += len(key) + 2 - (en - st) // about: quoting may add escapes
 	}
-	start := len(w)
-	if key == it.Key {
-		w = append(w, it.Raw...)
-	} else {
-		w = append(w, it.Raw[:st]...)
-		w = appendQuoted(w, key)
-		w = append(w, it.Raw[en:]...)
-	}
+	l.size += size + 1
 	l.index[key] = int32(len(l.items))
-	l.items = append(l.items, entry{start: uint32(start), end: uint32(len(w)), key: key, up: up})
-	return w
+	l.items = append(l.items, e)
 }
 
 // keyIs reports whether the JSON string quoted holds key.

@@ -44,7 +44,8 @@ type ListRequest struct {
 // List returns the complete JSON result of a list request of kind k, such as
 // {"tools":[...],"nextCursor":"..."}, each item its exposed JSON (name
 // prefixed or URI rewritten, everything else as the backend sent it). The
-// result must not be modified: a whole list is the catalog's own copy.
+// result is the caller's: it is composed for each call, the catalog keeping
+// only the backends' own item bytes.
 //
 // Without a cursor and without Paginate the result is the whole list. With
 // Paginate, or with a cursor (which keeps the page size its walk started
@@ -76,18 +77,25 @@ func (c *Catalog) List(ctx context.Context, k Kind, req ListRequest, f Fetcher) 
 	case req.Paginate:
 		size = clampPageSize(req.PageSize)
 	}
+	field := k.Desc().Field
 	if size == 0 {
-		return l.whole[:len(l.whole):len(l.whole)], nil
+		out := make([]byte, 0, 16+len(field)+l.size)
+		out = append(appendQuoted(append(out, '{'), field), ":["...)
+		for i := range l.items {
+			if i > 0 {
+				out = append(out, ',')
+			}
+			out = l.items[i].appendTo(out)
+		}
+		return append(out, "]}"...), nil
 	}
 	w := &walk{ctx: ctx, l: l, k: k, f: f, size: size, fellBack: -1}
 	avg := 0
 	if len(l.items) > 0 {
-		avg = len(l.whole)/len(l.items) + 1
+		avg = l.size/len(l.items) + 1
 	}
-	w.out = make([]byte, 0, 64+len(k.Desc().Field)+min(size, len(l.items))*avg+cursorEstimate)
-	w.out = append(w.out, '{')
-	w.out = appendQuoted(w.out, k.Desc().Field)
-	w.out = append(w.out, ":["...)
+	w.out = make([]byte, 0, 64+len(field)+min(size, len(l.items))*avg+cursorEstimate)
+	w.out = append(appendQuoted(append(w.out, '{'), field), ":["...)
 	w.start(cur)
 	w.fill()
 	if w.err != nil {
@@ -257,11 +265,12 @@ func (w *walk) fill() {
 
 // take serves n items from i.
 func (w *walk) take(i, n int) {
-	for _, e := range w.l.items[i : i+n] {
+	for j := range w.l.items[i : i+n] {
+		e := &w.l.items[i+j]
 		if w.n > 0 {
 			w.out = append(w.out, ',')
 		}
-		w.out = append(w.out, e.raw(w.l)...)
+		w.out = e.appendTo(w.out)
 		w.n++
 	}
 	w.last = i + n - 1

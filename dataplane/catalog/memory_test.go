@@ -32,17 +32,22 @@ func realisticServers() ([]catalog.Server, int) {
 	return servers, size
 }
 
-// TestMemoryOf10000Tools: the catalog holds each item's exposed JSON once
-// (inside the whole-list result) plus a small entry and a map slot, so at
-// 10,000 tools it stays within 3x the items' JSON.
+// TestMemoryOf10000Tools: the catalog copies no item: its entries alias the
+// servers' own item JSON, so the servers' lists and the catalog together
+// hold each item's JSON once, plus a small entry and a map slot: at 10,000
+// tools, within 2x the items' JSON (the data plane's bound is 3x, for
+// everything it holds).
 func TestMemoryOf10000Tools(t *testing.T) {
-	servers, size := realisticServers()
-	var before, after runtime.MemStats
+	var before, mid, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
+	servers, size := realisticServers()
+	runtime.GC()
+	runtime.ReadMemStats(&mid)
 	c := catalog.Build(servers)
 	runtime.GC()
 	runtime.ReadMemStats(&after)
+	lists := int64(mid.HeapAlloc) - int64(before.HeapAlloc)
 	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
 	runtime.KeepAlive(c)
 	runtime.KeepAlive(servers)
@@ -50,9 +55,9 @@ func TestMemoryOf10000Tools(t *testing.T) {
 		t.Fatalf("catalog of %d tools, want 10000", c.Count(catalog.Tools))
 	}
 	ratio := float64(held) / float64(size)
-	t.Logf("10,000 tools: items' JSON %d bytes, catalog holds %d bytes: %.2fx", size, held, ratio)
-	if ratio > 3 {
-		t.Errorf("the catalog holds %.2fx the items' JSON, want at most 3x", ratio)
+	t.Logf("10,000 tools: items' JSON %d bytes; the lists hold %d bytes, lists and catalog %d bytes: %.2fx", size, lists, held, ratio)
+	if ratio > 2 {
+		t.Errorf("lists and catalog hold %.2fx the items' JSON, want at most 2x (an item copied into the catalog makes it 2.6x)", ratio)
 	}
 }
 

@@ -114,7 +114,8 @@ type Options struct {
 	// never accepted longer than Keys keeps it (keys.Options.Grace).
 	SecretGrace time.Duration
 	// SSEKeepAlive is the interval of keep-alive comments on GET and SSE
-	// streams (DefaultSSEKeepAlive).
+	// streams, and on the answer of a POST that takes longer than it (which
+	// then becomes an event stream) (DefaultSSEKeepAlive).
 	SSEKeepAlive time.Duration
 	// MaxBody bounds a POST body (DefaultMaxBody); larger gets 413.
 	MaxBody int64

@@ -579,3 +579,50 @@ func TestStreams(t *testing.T) {
 	resp, body = do(t, req)
 	expectError(t, resp, body, http.StatusServiceUnavailable, "shutting down")
 }
+
+// A POST whose answer takes longer than the keep-alive interval becomes an
+// event stream of keep-alive comments, so that idle timeouts of proxies do
+// not cut it, and ends with the answer; a quick answer stays plain JSON.
+func TestSlowPostKeepsAlive(t *testing.T) {
+	r := start(t, secretA, front.Options{SSEKeepAlive: 20 * time.Millisecond})
+	sid := initRaw(t, r.url, initBody)
+	hdr := map[string]string{"Mcp-Session-Id": sid}
+	ctx, cancel := context.WithTimeout(t.Context(), wait) // no keep-alive: Do would wait for the answer
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, r.url+"/mcp",
+		strings.NewReader(`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"hold"}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Session-Id", sid)
+	resp, err := http.DefaultClient.Do(req) // returns once the stream started
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("slow answer: %d %s, want an event stream", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	s := &stream{resp: resp, rd: bufio.NewReader(resp.Body)}
+	for range 2 {
+		if ev, data := s.next(t); ev != "comment" || data != "keep-alive" {
+			t.Fatalf("got %q %q, want a keep-alive", ev, data)
+		}
+	}
+	close(r.router.release)
+	for {
+		ev, data := s.next(t)
+		if ev == "comment" {
+			continue
+		}
+		if ev != "message" || !strings.Contains(data, `"id":7`) || !strings.Contains(data, "released") {
+			t.Fatalf("got %q %q, want the answer", ev, data)
+		}
+		break
+	}
+	s.ended(t)
+
+	resp, body := post(t, r.url+"/mcp", hdr, echoCall)
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") || len(body) == 0 {
+		t.Fatalf("quick answer: %d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+}

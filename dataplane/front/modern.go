@@ -129,7 +129,7 @@ func (f *Front) serveModern(w http.ResponseWriter, r *http.Request, msg *jsonrpc
 		}
 		defer stop()
 	}
-	ps := &postStream{w: w}
+	ps := newPostStream(w, f.keepAlive)
 	result, err := f.router.Handle(ctx, s, msg, ps)
 	if err != nil {
 		je := jsonrpc.AsError(err)
@@ -240,7 +240,7 @@ func checkStandardHeaders(r *http.Request, msg *jsonrpc.Message) *jsonrpc.Error 
 func (p *postStream) finishStatus(answer []byte, status int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.done = true
+	p.end()
 	if p.sse {
 		_ = p.sw.event(messageHead, answer) // the client is gone: nobody to tell
 		return

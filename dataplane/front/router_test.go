@@ -20,7 +20,7 @@ const wait = 5 * time.Second
 // Tools: echo (answers with what the session carried), progress (three
 // progress notifications via Stream.Send, then the answer), ask (a roots/list
 // request to the client via Stream.Send; answers with the client's reply),
-// slow (waits for its ctx to end).
+// slow (waits for its ctx to end), hold (answers once release is closed).
 type fakeRouter struct {
 	mu       sync.Mutex
 	handled  []handled
@@ -32,6 +32,7 @@ type fakeRouter struct {
 	ended     chan *front.Session
 	cancelled chan error // slow's ctx.Err()
 	discover  bool       // answer server/discover (else -32601)
+	release   chan struct{}
 }
 
 type handled struct {
@@ -50,6 +51,7 @@ func newFakeRouter() *fakeRouter {
 		listening: make(chan listenCall, 16),
 		ended:     make(chan *front.Session, 16),
 		cancelled: make(chan error, 16),
+		release:   make(chan struct{}),
 	}
 }
 
@@ -126,6 +128,13 @@ func (r *fakeRouter) Handle(ctx context.Context, s *front.Session, req *jsonrpc.
 		<-ctx.Done()
 		r.cancelled <- ctx.Err()
 		return nil, ctx.Err()
+	case "hold":
+		select {
+		case <-r.release:
+			return textResult("released"), nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	case "fail":
 		return nil, errors.New("backend exploded")
 	}

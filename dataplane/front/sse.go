@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"net/http"
-	"net/url"
 
 	"github.com/mark3labs/mcp-go/mcp"
 
@@ -56,10 +55,7 @@ func (f *Front) serveSSE(w http.ResponseWriter, r *http.Request) {
 		f.router.Ended(l.session())
 	}()
 	// The /sse query (e.g. pagination=true) carries over to every message.
-	q := url.Values{}
-	if r.URL.RawQuery != "" {
-		q, _ = url.ParseQuery(r.URL.RawQuery)
-	}
+	q := r.URL.Query()
 	q.Set("sessionId", id)
 	sw := startSSE(w)
 	if err := sw.event(endpointHead, []byte("/message?"+q.Encode())); err != nil {

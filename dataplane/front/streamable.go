@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 
@@ -66,7 +67,7 @@ func (f *Front) servePost(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	switch {
 	case msg.IsRequest():
-		ps := &postStream{w: w}
+		ps := newPostStream(w, f.keepAlive)
 		ps.finish(f.handle(ctx, s, &msg, ps))
 	case msg.IsNotification():
 		f.router.Notify(ctx, s, &msg)
@@ -258,7 +259,7 @@ func (f *Front) serveBatch(w http.ResponseWriter, r *http.Request, body []byte) 
 		return
 	}
 	ctx := r.Context()
-	ps := &postStream{w: w}
+	ps := newPostStream(w, f.keepAlive)
 	for _, raw := range elems {
 		msg, err := jsonrpc.Parse(raw)
 		switch {
@@ -288,7 +289,11 @@ func skipSpace(b []byte) int {
 }
 
 // postStream is the answer of one POST: one JSON body unless the router
-// calls Send, which turns it into an event stream.
+// calls Send, which turns it into an event stream, or the answer takes
+// longer than the keep-alive interval: then it becomes an event stream with
+// a keep-alive comment every interval, so that a proxy or load balancer
+// that cuts idle connections (60 s is a common default) does not cut a
+// long tool call.
 type postStream struct {
 	mu   sync.Mutex
 	w    http.ResponseWriter
@@ -297,6 +302,44 @@ type postStream struct {
 	done bool
 	// pending holds a batch's answers until the body is written.
 	pending [][]byte
+
+	every time.Duration
+	ka    *time.Timer
+}
+
+// newPostStream starts the answer of a POST with keep-alives every interval.
+func newPostStream(w http.ResponseWriter, every time.Duration) *postStream {
+	p := &postStream{w: w, every: every}
+	p.mu.Lock() // the first keep-alive reads p.ka
+	p.ka = time.AfterFunc(every, p.keepAlive)
+	p.mu.Unlock()
+	return p
+}
+
+// keepAlive writes a keep-alive comment, turning the answer into an event
+// stream first, and arms the next one.
+func (p *postStream) keepAlive() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done {
+		return
+	}
+	if !p.sse {
+		if err := p.toSSE(); err != nil {
+			return
+		}
+	}
+	if p.sw.keepAlive() == nil {
+		p.ka.Reset(p.every)
+	}
+}
+
+// end marks the answer written (under p.mu) and stops the keep-alives.
+func (p *postStream) end() {
+	p.done = true
+	if p.ka != nil {
+		p.ka.Stop()
+	}
 }
 
 func (p *postStream) Send(msg []byte) error {
@@ -344,7 +387,7 @@ func (p *postStream) answer(a []byte) {
 func (p *postStream) finishBatch() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.done = true
+	p.end()
 	switch {
 	case p.sse:
 	case len(p.pending) == 0:

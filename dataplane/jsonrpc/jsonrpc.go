@@ -71,32 +71,68 @@ func (m *Message) IsRequest() bool      { return m.Method != "" && m.ID != nil }
 func (m *Message) IsNotification() bool { return m.Method != "" && m.ID == nil }
 func (m *Message) IsResponse() bool     { return m.Method == "" && m.ID != nil }
 
-type wire struct {
-	JSONRPC string          `json:"jsonrpc"`
-	ID      json.RawMessage `json:"id"`
-	Method  string          `json:"method"`
-	Params  json.RawMessage `json:"params"`
-	Result  json.RawMessage `json:"result"`
-	Error   *Error          `json:"error"`
-}
-
 // Parse reads one message. The raw fields alias b. It checks the envelope
 // only: "jsonrpc":"2.0", an id that is a string or a number, a method or a
 // result or an error; what the params mean is the receiver's business.
+//
+// It validates b once and walks the top-level members with the scanner, so
+// params and results are neither decoded nor copied. Member names are
+// matched exactly (JSON-RPC names are case-sensitive); a repeated member
+// counts by its last occurrence, as with encoding/json.
 func Parse(b []byte) (Message, error) {
-	var w wire
-	if err := json.Unmarshal(b, &w); err != nil {
+	if !json.Valid(b) {
+		var v any
+		err := json.Unmarshal(b, &v) // for the position and the reason
+		if err == nil {
+			err = errSyntax
+		}
 		return Message{}, &Error{Code: CodeParseError, Message: "parse error: " + err.Error()}
 	}
-	if w.JSONRPC != "2.0" {
+	var (
+		m       Message
+		version string
+		bad     *Error
+	)
+	err := members(b, func(key string, val []byte) bool {
+		switch key {
+		case "jsonrpc":
+			version, bad = envelopeString(key, val)
+		case "method":
+			m.Method, bad = envelopeString(key, val)
+		case "id":
+			m.ID = nullIsAbsent(val)
+		case "params":
+			m.Params = nullIsAbsent(val)
+		case "result":
+			m.Result = nullIsAbsent(val)
+		case "error":
+			m.Error = nil
+			if val[0] == 'n' {
+				break
+			}
+			var e Error
+			if err := json.Unmarshal(val, &e); err != nil {
+				bad = &Error{Code: CodeInvalidRequest, Message: `invalid request: "error": ` + err.Error()}
+				break
+			}
+			m.Error = &e
+		}
+		return bad == nil
+	})
+	switch {
+	case errors.Is(err, errNotObject):
+		return Message{}, &Error{Code: CodeInvalidRequest, Message: "invalid request: a message is a JSON object"}
+	case err != nil:
+		return Message{}, &Error{Code: CodeParseError, Message: "parse error: " + err.Error()}
+	case bad != nil:
+		return Message{}, bad
+	case version != "2.0":
 		return Message{}, &Error{Code: CodeInvalidRequest, Message: `invalid request: "jsonrpc" must be "2.0"`}
 	}
-	m := Message{Method: w.Method, Params: nullIsAbsent(w.Params), Result: w.Result, Error: w.Error}
-	if id := nullIsAbsent(w.ID); id != nil {
-		if err := checkID(id); err != nil {
+	if m.ID != nil {
+		if err := checkID(m.ID); err != nil {
 			return Message{}, err
 		}
-		m.ID = id
 	}
 	switch {
 	case m.Method != "":
@@ -113,6 +149,19 @@ func Parse(b []byte) (Message, error) {
 		return Message{}, &Error{Code: CodeInvalidRequest, Message: `invalid request: no "method"`}
 	}
 	return m, nil
+}
+
+// envelopeString reads "jsonrpc" or "method": a string, or null for none.
+func envelopeString(key string, val []byte) (string, *Error) {
+	switch val[0] {
+	case 'n':
+		return "", nil
+	case '"':
+		if s, ok := unquote(val); ok {
+			return s, nil
+		}
+	}
+	return "", &Error{Code: CodeInvalidRequest, Message: fmt.Sprintf("invalid request: %q must be a string", key)}
 }
 
 func nullIsAbsent(r json.RawMessage) json.RawMessage {

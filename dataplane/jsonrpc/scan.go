@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"unicode/utf8"
 )
 
 // Lookup finds the value of key among the members of the JSON object obj
@@ -66,14 +67,77 @@ func LookupString(obj []byte, key string) (s string, ok bool, err error) {
 	if err != nil || !found || obj[st] != '"' {
 		return "", false, err
 	}
-	v := obj[st:en]
-	if bytes.IndexByte(v, '\\') < 0 {
-		return string(v[1 : len(v)-1]), true, nil
-	}
-	if err := json.Unmarshal(v, &s); err != nil {
+	s, ok = unquote(obj[st:en])
+	if !ok {
 		return "", false, errSyntax
 	}
 	return s, true, nil
+}
+
+// members calls fn with each member of the JSON object obj, in order, its
+// key unescaped and its value as a subslice of obj, until fn returns false.
+// obj must be valid JSON (json.Valid): members checks only that it is an
+// object.
+func members(obj []byte, fn func(key string, val []byte) bool) error {
+	i := skipSpace(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
+		return errNotObject
+	}
+	i = skipSpace(obj, i+1)
+	if i < len(obj) && obj[i] == '}' {
+		return nil
+	}
+	for {
+		if i >= len(obj) || obj[i] != '"' {
+			return errSyntax
+		}
+		ke, err := skipString(obj, i)
+		if err != nil {
+			return err
+		}
+		key, ok := unquote(obj[i:ke])
+		if !ok {
+			return errSyntax
+		}
+		i = skipSpace(obj, ke)
+		if i >= len(obj) || obj[i] != ':' {
+			return errSyntax
+		}
+		i = skipSpace(obj, i+1)
+		vs := i
+		ve, err := skipValue(obj, i)
+		if err != nil {
+			return err
+		}
+		if !fn(key, obj[vs:ve]) {
+			return nil
+		}
+		i = skipSpace(obj, ve)
+		if i >= len(obj) {
+			return errSyntax
+		}
+		switch obj[i] {
+		case ',':
+			i = skipSpace(obj, i+1)
+		case '}':
+			return nil
+		default:
+			return errSyntax
+		}
+	}
+}
+
+// unquote returns the string a quoted JSON string holds, decoding escapes
+// (and replacing invalid UTF-8, as encoding/json does) only when it has any.
+func unquote(quoted []byte) (string, bool) {
+	if inner := quoted[1 : len(quoted)-1]; bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+		return string(inner), true
+	}
+	var s string
+	if json.Unmarshal(quoted, &s) != nil {
+		return "", false
+	}
+	return s, true
 }
 
 // Splice returns a copy of b with b[start:end] replaced by val.
@@ -196,11 +260,8 @@ func keyEquals(quoted []byte, key string) bool {
 	if bytes.IndexByte(inner, '\\') < 0 {
 		return string(inner) == key
 	}
-	var s string
-	if json.Unmarshal(quoted, &s) != nil {
-		return false
-	}
-	return s == key
+	s, ok := unquote(quoted)
+	return ok && s == key
 }
 
 // Elements returns the elements of the JSON array arr as subslices of it

@@ -1,6 +1,7 @@
 package jsonrpc
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -123,6 +124,95 @@ func FuzzDeleteMembers(f *testing.F) {
 		}
 		if json.Valid(obj) && !json.Valid(out) {
 			t.Fatalf("valid %q became invalid %q", obj, out)
+		}
+	})
+}
+
+// refParse is Parse's rules written with encoding/json, member names exact:
+// what Parse must agree with.
+func refParse(b []byte) (Message, bool) {
+	var members map[string]json.RawMessage
+	if json.Unmarshal(b, &members) != nil || members == nil {
+		return Message{}, false
+	}
+	str := func(key string) (string, bool) {
+		v, ok := members[key]
+		if !ok || string(v) == "null" {
+			return "", true
+		}
+		var s string
+		return s, json.Unmarshal(v, &s) == nil
+	}
+	raw := func(key string) json.RawMessage {
+		if v, ok := members[key]; ok && string(v) != "null" {
+			return v
+		}
+		return nil
+	}
+	version, ok1 := str("jsonrpc")
+	method, ok2 := str("method")
+	if !ok1 || !ok2 || version != "2.0" {
+		return Message{}, false
+	}
+	m := Message{Method: method, ID: raw("id"), Params: raw("params"), Result: raw("result")}
+	if e := raw("error"); e != nil {
+		m.Error = &Error{}
+		if json.Unmarshal(e, m.Error) != nil {
+			return Message{}, false
+		}
+	}
+	if m.ID != nil && m.ID[0] != '"' && m.ID[0] != '-' && (m.ID[0] < '0' || m.ID[0] > '9') {
+		return Message{}, false
+	}
+	switch {
+	case m.Method != "":
+		return m, m.Result == nil && m.Error == nil
+	case m.ID == nil:
+		return m, m.Error != nil
+	}
+	return m, m.Result != nil || m.Error != nil
+}
+
+func compactEq(a, b []byte) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	var x, y bytes.Buffer
+	return json.Compact(&x, a) == nil && json.Compact(&y, b) == nil && bytes.Equal(x.Bytes(), y.Bytes())
+}
+
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}`,
+		`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}`,
+		`{"jsonrpc":"2.0","id":"a","result":{"content":[]}}`,
+		`{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"a","method":"b"}`,
+		`{"jsonrpc":"2.0","id":1,"meth\u006fd":"a"}`,
+		`{"jsonrpc":"2.0","id":{},"method":"x"}`,
+		`{"jsonrpc":"2.0","id":1,"method":5}`,
+		`[1]`, `"x"`, `{`, ` {"jsonrpc" : "2.0" , "id" : -1 , "result" : null , "error" : {"code":1,"message":""} } `,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := Parse(b)
+		ref, ok := refParse(b)
+		if (err == nil) != ok {
+			t.Fatalf("Parse(%q): err %v, reference accepts: %v", b, err, ok)
+		}
+		if err != nil {
+			if AsError(err).Code == 0 {
+				t.Fatalf("Parse(%q): error without a code: %v", b, err)
+			}
+			return
+		}
+		if m.Method != ref.Method || !compactEq(m.ID, ref.ID) || !compactEq(m.Params, ref.Params) || !compactEq(m.Result, ref.Result) || (m.Error == nil) != (ref.Error == nil) {
+			t.Fatalf("Parse(%q) = %+v, reference %+v", b, m, ref)
+		}
+		again, err := Parse(m.Marshal())
+		if err != nil || again.Method != m.Method || !compactEq(again.ID, m.ID) || !compactEq(again.Params, m.Params) {
+			t.Fatalf("Parse(Marshal(Parse(%q))) = %+v, %v", b, again, err)
 		}
 	})
 }

@@ -158,6 +158,15 @@ func (b *Breaker) Config() BreakerConfig { return b.cfg }
 // through before the latest transition or Reset are ignored: they describe a
 // state the breaker has already left.
 func (b *Breaker) Allow() (done func(success bool), err error) {
+	done, _, err = b.AllowRelease()
+	return done, err
+}
+
+// AllowRelease is Allow for a caller that may find it has no request to send
+// after all (what it was let through for needed no call): release hands the
+// permission back with no outcome, so a half-open breaker lets the next
+// request probe instead. Only the first of done and release counts.
+func (b *Breaker) AllowRelease() (done func(success bool), release func(), err error) {
 	b.mu.Lock()
 	now := b.clock.Now()
 	b.advanceLocked(now)
@@ -166,24 +175,40 @@ func (b *Breaker) Allow() (done func(success bool), err error) {
 	case BreakerHalfOpen:
 		if b.probing {
 			b.unlockAndNotify()
-			return nil, &OpenError{RetryAt: now}
+			return nil, nil, &OpenError{RetryAt: now}
 		}
 		b.probing = true
 	default:
 		retry := b.openUntil
 		b.unlockAndNotify()
-		return nil, &OpenError{RetryAt: retry}
+		return nil, nil, &OpenError{RetryAt: retry}
 	}
 	gen := b.gen
 	b.unlockAndNotify()
 
 	var used atomic.Bool
-	return func(success bool) {
+	done = func(success bool) {
 		if used.Swap(true) {
 			return
 		}
 		b.record(gen, success)
-	}, nil
+	}
+	release = func() {
+		if used.Swap(true) {
+			return
+		}
+		b.unprobe(gen)
+	}
+	return done, release, nil
+}
+
+// unprobe gives back the probe of generation gen, when it was one.
+func (b *Breaker) unprobe(gen uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if gen == b.gen && b.state == BreakerHalfOpen {
+		b.probing = false
+	}
 }
 
 // record applies one outcome of a request let through in generation gen.

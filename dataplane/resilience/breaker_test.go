@@ -44,6 +44,7 @@ func newTestBreaker(cfg BreakerConfig) (*Breaker, *FakeClock, *recorder) {
 // prefixed by "N*" to repeat:
 //
 //	ok / fail      Allow must pass; done(true) / done(false)
+//	release        AllowRelease must pass; release()
 //	deny           Allow must fail with *OpenError (RetryAt checked against RetryAt())
 //	+D             advance the fake clock by duration D
 //	reset          Reset()
@@ -71,6 +72,12 @@ func runScript(t *testing.T, b *Breaker, clock *FakeClock, script string) {
 					t.Fatalf("%s: Allow = %v, want pass", where, err)
 				}
 				done(op == "ok")
+			case op == "release":
+				_, release, err := b.AllowRelease()
+				if err != nil {
+					t.Fatalf("%s: AllowRelease = %v, want pass", where, err)
+				}
+				release()
 			case op == "deny":
 				done, err := b.Allow()
 				if err == nil {
@@ -185,6 +192,15 @@ func TestBreakerScripts(t *testing.T) {
 			"closed>open open>half_open half_open>closed closed>open"},
 		{"consecutive count is fresh after a probe closes it", consecOnly,
 			"5*fail +5s ok 4*fail state:closed", "closed>open open>half_open half_open>closed"},
+
+		{"release when closed counts nothing", consecOnly,
+			"4*fail release consec:4 state:closed fail state:open", "closed>open"},
+		{"release of the probe lets the next request probe", consecOnly,
+			"5*fail +5s release state:half_open consec:5 ok state:closed",
+			"closed>open open>half_open half_open>closed"},
+		{"released probe leaves the door to a failing probe", consecOnly,
+			"5*fail +5s release fail state:open consec:6 retry:10s",
+			"closed>open open>half_open half_open>open"},
 
 		{"reset from open", consecOnly,
 			"5*fail reset state:closed consec:0 retry:none ok", "closed>open open>closed"},
@@ -664,5 +680,44 @@ func BenchmarkBreakerAllowOpen(b *testing.B) {
 		if _, err := br.Allow(); err == nil {
 			b.Fatal("open breaker let a request through")
 		}
+	}
+}
+
+func TestBreakerRelease(t *testing.T) {
+	b, clock, _ := newTestBreaker(BreakerConfig{ConsecutiveFailures: 1})
+	fail, _ := b.Allow()
+	fail(false)
+	clock.Advance(5 * time.Second)
+	done, release, err := b.AllowRelease()
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	done(true) // after release: ignored, must not close the breaker
+	if s := b.State(); s != BreakerHalfOpen {
+		t.Fatalf("state %v after a released probe reported done, want half_open", s)
+	}
+
+	// A release from before a transition is stale: it must not free the
+	// probe slot of a later half-open period.
+	_, staleRelease, err := b.AllowRelease()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Reset()
+	fail, _ = b.Allow()
+	fail(false)
+	clock.Advance(5 * time.Second)
+	probe, err := b.Allow()
+	if err != nil {
+		t.Fatal(err)
+	}
+	staleRelease()
+	if _, err := b.Allow(); err == nil {
+		t.Fatal("a stale release let a second probe through")
+	}
+	probe(true)
+	if s := b.State(); s != BreakerClosed {
+		t.Fatalf("state %v after the probe succeeded, want closed", s)
 	}
 }

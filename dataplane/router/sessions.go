@@ -155,7 +155,6 @@ func (r *Router) openUpstreams(ctx context.Context, s *front.Session) []byte {
 func initFor(s *front.Session, key string) backend.SessionInit {
 	return backend.SessionInit{
 		Client:        key,
-		Protocol:      s.Protocol,
 		Capabilities:  s.Capabilities,
 		ClientName:    s.ClientName,
 		ClientVersion: s.ClientVersion,

@@ -1,5 +1,6 @@
 // Command demo-backend is the mcpmesh demo/test MCP server: stdio by default,
-// or streamable HTTP (--http) or legacy SSE (--sse) on a TCP address.
+// or streamable HTTP (--http) or legacy SSE (--sse) on a TCP address; with
+// --forward, a plain reverse proxy instead (the benchmarks' floor).
 package main
 
 import (
@@ -8,9 +9,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/signal"
 	"syscall"
@@ -38,7 +42,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	var opts testbackend.Options
 	var httpAddr, sseAddr string
 	var stateful, modern bool
-	var cacheScope string
+	var cacheScope, forward string
 	fs.StringVar(&opts.Name, "name", "demo", "backend name (returned by the whoami tool)")
 	fs.IntVar(&opts.Tools, "tools", 0, "number of extra generated tools (tool-0000, …)")
 	fs.BoolVar(&opts.WideEcho, "wide-echo", false, "also serve echo_wide: echo with a 60-parameter input schema")
@@ -50,6 +54,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.Int64Var(&opts.CacheTTLms, "cache-ttl-ms", 0, "ttlMs of list and read results (0: mcp-go's default, 0)")
 	fs.StringVar(&cacheScope, "cache-scope", "private", "cacheScope of list and read results with --cache-ttl-ms: public or private")
 	fs.BoolVar(&stateful, "stateful", false, "with --http: remember the sessions it issued and answer 404 for others, as a restarted stateful server does")
+	fs.StringVar(&forward, "forward", "", "with --http: serve no MCP of its own but forward /mcp to this URL with net/http's httputil.ReverseProxy (the benchmarks' measure of a plain Go HTTP hop)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -68,6 +73,22 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return errors.New("--modern needs --http")
 	case cacheScope != "public" && cacheScope != "private":
 		return fmt.Errorf("--cache-scope must be public or private, got %q", cacheScope)
+	case forward != "" && httpAddr == "":
+		return errors.New("--forward needs --http")
+	}
+	if forward != "" {
+		target, err := url.Parse(forward)
+		if err != nil || (target.Scheme != "http" && target.Scheme != "https") || target.Host == "" {
+			return fmt.Errorf("--forward %q: want an http(s) URL", forward)
+		}
+		log := slog.New(slog.NewTextHandler(stderr, nil)).With("forwarder", target.Host)
+		return serveHTTP(ctx, log, httpAddr, "/mcp", stderr, func(string) http.Handler {
+			return &httputil.ReverseProxy{
+				Rewrite:       func(r *httputil.ProxyRequest) { r.SetURL(target); r.Out.URL.Path = target.Path },
+				FlushInterval: -1, // event streams as they come
+				ErrorLog:      stdlog.New(io.Discard, "", 0),
+			}
+		})
 	}
 	opts.CacheScope = mcp.CacheScope(cacheScope)
 	log := slog.New(slog.NewTextHandler(stderr, nil)).With("backend", opts.Name)

@@ -171,3 +171,28 @@ func TestBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestForward: --forward serves a plain reverse proxy to another backend,
+// through which an MCP client reaches that backend.
+func TestForward(t *testing.T) {
+	backend, stopBackend := startRun(t, "--name", "fw", "--http", "127.0.0.1:0")
+	url, stop := startRun(t, "--http", "127.0.0.1:0", "--forward", backend)
+	c, err := client.NewStreamableHttpClient(url)
+	if err != nil {
+		t.Fatalf("new client: %v", err)
+	}
+	if got := whoami(t, c); !strings.HasPrefix(got, "fw pid=") {
+		t.Errorf("whoami through the forwarder = %q", got)
+	}
+	c.Close()
+	for _, stop := range []func() error{stop, stopBackend} {
+		if err := stop(); err != nil {
+			t.Errorf("run after shutdown: %v", err)
+		}
+	}
+	for _, bad := range [][]string{{"--forward", backend}, {"--http", "127.0.0.1:0", "--forward", "ftp://x"}} {
+		if err := run(t.Context(), bad, strings.NewReader(""), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "--forward") {
+			t.Errorf("run %q = %v, want an error naming --forward", bad, err)
+		}
+	}
+}

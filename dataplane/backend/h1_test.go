@@ -1,0 +1,229 @@
+package backend
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// countingServer is an HTTP/1.1 server that counts the connections it accepts.
+func countingServer(t *testing.T, h http.HandlerFunc) (*httptest.Server, *atomic.Int32) {
+	t.Helper()
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv, &conns
+}
+
+func newTestH1() *h1Transport {
+	_, h1 := newHTTPClient(func(error) {})
+	return h1
+}
+
+func post(t *testing.T, c *http.Client, url, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+func TestH1ReusesOneConnection(t *testing.T) {
+	srv, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"echo":%q}`, b)
+	})
+	h1 := newTestH1()
+	defer h1.CloseIdleConnections()
+	c := &http.Client{Transport: h1}
+	for i := range 20 {
+		code, body := post(t, c, srv.URL, fmt.Sprint(i))
+		if want := fmt.Sprintf(`{"echo":"%d"}`, i); code != 200 || body != want {
+			t.Fatalf("call %d: %d %s, want 200 %s", i, code, body, want)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d connections for 20 serial calls, want 1", n)
+	}
+}
+
+// A body the caller closes without reading (mcp-go does so for 202 answers
+// to notifications) is drained, so the connection is kept.
+func TestH1KeepsConnectionWhenUnreadBodyIsClosed(t *testing.T) {
+	srv, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusAccepted)
+		io.WriteString(w, "accepted")
+	})
+	h1 := newTestH1()
+	defer h1.CloseIdleConnections()
+	for range 5 {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader("{}"))
+		resp, err := h1.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d connections, want 1", n)
+	}
+}
+
+// A server that closes its idle connections (keep-alive timeout, restart)
+// costs no failed request: the next one goes out on a fresh connection.
+func TestH1SkipsConnectionsTheServerClosed(t *testing.T) {
+	srv, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	})
+	h1 := newTestH1()
+	defer h1.CloseIdleConnections()
+	c := &http.Client{Transport: h1}
+	post(t, c, srv.URL, "1")
+	srv.CloseClientConnections()
+	// The server's close reaches our socket asynchronously: wait until the
+	// pooled connection reads as closed, as it would by the next call.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		h1.mu.Lock()
+		idle := append([]*h1Conn(nil), h1.idle[srv.Listener.Addr().String()]...)
+		h1.mu.Unlock()
+		if len(idle) != 1 {
+			t.Fatalf("%d idle connections, want 1", len(idle))
+		}
+		if !alive(idle[0].nc) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the closed connection still reads as open")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if code, body := post(t, c, srv.URL, "2"); code != 200 || body != "ok" {
+		t.Fatalf("after the server closed the connection: %d %q", code, body)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Fatalf("%d connections, want 2", n)
+	}
+}
+
+// Ending the context ends a request whose response does not come, and the
+// connection is not reused.
+func TestH1ContextEndsBlockedRequest(t *testing.T) {
+	srv, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if b, _ := io.ReadAll(r.Body); string(b) == "block" {
+			<-r.Context().Done()
+		}
+		io.WriteString(w, "ok")
+	})
+	h1 := newTestH1()
+	defer h1.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, strings.NewReader("block"))
+	_, err := h1.RoundTrip(req)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want the context's deadline", err)
+	}
+	c := &http.Client{Transport: h1}
+	if code, _ := post(t, c, srv.URL, "{}"); code != 200 {
+		t.Fatalf("next call: %d", code)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Fatalf("%d connections, want 2 (the abandoned one is not reused)", n)
+	}
+}
+
+// A stream (an SSE GET) blocks in Read until the caller closes it, from
+// another goroutine, or its context ends.
+func TestH1StreamEndsOnCloseAndOnContext(t *testing.T) {
+	srv, _ := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: one\n\n")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	})
+	h1 := newTestH1()
+	defer h1.CloseIdleConnections()
+	for _, how := range []string{"close", "context"} {
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+		resp, err := h1.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(resp.Body)
+		if line, err := br.ReadString('\n'); err != nil || line != "data: one\n" {
+			t.Fatalf("%s: first line %q %v", how, line, err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := io.ReadAll(br)
+			done <- err
+		}()
+		if how == "close" {
+			resp.Body.Close()
+		} else {
+			cancel()
+		}
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Fatalf("%s: the stream read ended without an error", how)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the blocked read did not end", how)
+		}
+		resp.Body.Close()
+		cancel()
+	}
+}
+
+// https and requests through a proxy are the standard Transport's.
+func TestH1LeavesHTTPSAndProxiesToNetHTTP(t *testing.T) {
+	h1 := newTestH1()
+	for _, c := range []struct {
+		url   string
+		proxy bool
+		want  bool
+	}{
+		{"http://127.0.0.1:1/mcp", false, true},
+		{"https://127.0.0.1:1/mcp", false, false},
+		{"http://127.0.0.1:1/mcp", true, false},
+	} {
+		h1.next.Proxy = nil
+		if c.proxy {
+			h1.next.Proxy = func(*http.Request) (*url.URL, error) { return url.Parse("http://proxy:3128") }
+		}
+		req, _ := http.NewRequest(http.MethodPost, c.url, nil)
+		if got := h1.handles(req); got != c.want {
+			t.Errorf("%s proxy=%v: handles = %v, want %v", c.url, c.proxy, got, c.want)
+		}
+	}
+}
