@@ -183,7 +183,7 @@ func (r *Router) OnNotification(server, client string, n *jsonrpc.Message) {
 	default:
 		if cs := r.sessionOf(client); cs != nil {
 			if n.Method == "notifications/tasks/status" {
-				n = &jsonrpc.Message{Method: n.Method, Params: rewriteTaskIDs(server, n.Params)}
+				n = &jsonrpc.Message{Method: n.Method, Params: r.rewriteTaskIDs(server, n.Params)}
 			}
 			r.toClient(cs, server, n)
 			return
@@ -495,9 +495,17 @@ func (r *Router) Respond(ctx context.Context, s *front.Session, resp *jsonrpc.Me
 }
 
 // Ended forgets a session, ends its own upstream sessions and releases its
-// share of the shared ones' subscriptions.
+// share of the shared ones' subscriptions, here and at its home replica.
 func (r *Router) Ended(s *front.Session) {
-	r.closeUpstreams(s)
+	switch home, ok := r.homeOf(s); {
+	case r.fromPeer(s):
+		// The replica that sent it ended the upstream sessions.
+	case ok && r.hasShared():
+		r.endAtHome(home, s)
+		r.closeUpstreams(s)
+	default:
+		r.closeUpstreams(s)
+	}
 	rl := &r.relay
 	rl.mu.Lock()
 	st := rl.clients[s.ID]
