@@ -30,8 +30,8 @@ import (
 const (
 	upstreamVersion = 2
 	// maxHome bounds the home address in a payload.
-	maxHome = 255
-	clientKeyLen    = 16
+	maxHome      = 255
+	clientKeyLen = 16
 	// maxUpstreamPayload stays under the front's bound with room to spare; a
 	// server that does not fit gets its session on first use instead.
 	maxUpstreamPayload = 3072
