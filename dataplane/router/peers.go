@@ -80,7 +80,8 @@ func (r *Router) relayOwner(id string) (string, bool) {
 	return addr, true
 }
 
-// forward hands a client's answer to the replica that relayed the request.
+// forwardAnswer hands a client's answer to the replica that relayed the
+// request (or a notification to the replica it concerns), as the client's POST.
 func (r *Router) forwardAnswer(ctx context.Context, addr string, s *front.Session, resp *jsonrpc.Message) {
 	ctx, cancel := context.WithTimeout(ctx, forwardTimeout)
 	defer cancel()

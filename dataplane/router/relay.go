@@ -465,6 +465,10 @@ func (r *Router) Notify(ctx context.Context, s *front.Session, n *jsonrpc.Messag
 			// Cancelling the upstream request's context makes the backend
 			// send notifications/cancelled with its own request id.
 			c.cancel()
+		} else if home, ok := r.homeOf(s); ok && r.hasShared() {
+			// Not in flight here: it may be a shared server's call, which
+			// runs on the session's home (peers.go).
+			r.forwardAnswer(ctx, home, s, n)
 		}
 	case "notifications/roots/list_changed":
 		for _, b := range r.servers.List() {

@@ -202,3 +202,45 @@ func TestSharedServersOfASessionAreServedOnItsHome(t *testing.T) {
 		}
 	}
 }
+
+func TestCancellingASharedServersCallReachesItsHome(t *testing.T) {
+	secret := bytes.Repeat([]byte{3}, 32)
+	started, cancelled := make(chan struct{}, 1), make(chan struct{}, 1)
+	blocking := func() *fakeServer {
+		be := &fakeServer{name: "ev", items: [4][]catalog.Item{catalog.Tools: {tool("slow")}}}
+		be.do = func(ctx context.Context, r backend.Request) (json.RawMessage, error) {
+			started <- struct{}{}
+			<-ctx.Done()
+			cancelled <- struct{}{}
+			return nil, ctx.Err()
+		}
+		return be
+	}
+	a, b, c := newReplica(t, secret, blocking()), newReplica(t, secret, blocking()), newReplica(t, secret, blocking())
+	id := initialize(t, a)
+	done := make(chan []string, 1)
+	go func() {
+		msgs, _ := post(t, b, id, `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"ev__slow","arguments":{}}}`)
+		done <- msgs
+	}()
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call did not start")
+	}
+	if len(a.be.requests()) != 1 {
+		t.Fatalf("the call did not run on the home")
+	}
+	// The cancellation lands on a third replica.
+	post(t, c, id, `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7}}`)
+	select {
+	case <-cancelled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the cancellation did not reach the call on the home")
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the cancelled call did not end")
+	}
+}
