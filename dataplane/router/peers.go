@@ -287,7 +287,15 @@ func oneLine(b []byte) string {
 	return s
 }
 
+// setSessionHeaders names the client's session on a request to another
+// replica. A request that fails on a kept-alive connection before any answer
+// is sent again on a new one (the idempotency key, which is not sent, lets
+// net/http do so for a POST): the usual cause is a replica that restarted or
+// shut the idle connection, and without it the first request after that
+// would fail instead of reaching the replica, or, if it is gone, being
+// served here.
 func setSessionHeaders(req *http.Request, s *front.Session) {
+	req.Header["X-Idempotency-Key"] = nil
 	if s.ID != "" {
 		req.Header.Set("Mcp-Session-Id", s.ID)
 	}
