@@ -83,4 +83,3 @@ func TestProxyErrorsAndUnreachable(t *testing.T) {
 		t.Errorf("closed replica: %v, want errUnreached", err)
 	}
 }
-
