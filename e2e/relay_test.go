@@ -53,21 +53,7 @@ var throughAll = []string{"through/*/*", "through/*/*/*"}
 
 // relayGaps lists what today's data plane does not relay. The router work
 // empties it.
-var relayGaps = []relayGap{
-	{replicas, "elicitation_url", "under investigation: failed once in about ten runs, under a concurrent make test: the call timed out at the client (cause not found; suspects: the cross-replica answer forwarding, per-client session transports evicted or replaced mid-call)", true},
-	{[]string{"through/stdio/*/3-replicas"}, "tasks", shared + ": each replica runs its own stdio child, and a task lives in the child of the replica that took the tools/call; tasks/get on another replica finds no such task", false},
-	{[]string{"through/stdio/*/3-replicas"}, "resources_subscribe", shared + ": the subscription lives in the shared stdio session of the replica that took resources/subscribe; the update reaches the client's stream only when that stream is on the same replica", false},
-	{[]string{"through/stdio/*/3-replicas"}, "list_changed", shared + ": the session resource is registered in the stdio session of the replica that ran the call, and its resources/list_changed reaches the client only when the balancer put its stream on that replica", true},
-	{[]string{"through/stdio/*/3-replicas"}, "logging", shared + ": the client's logging/setLevel is kept by the replica that took it; another replica's shared session relays the backend's messages to the client unfiltered, so messages below the level arrive (or none, when the toggle and the client's stream are on different replicas)", true},
-}
-
-// replicas matches the rows behind the round-robin balancer.
-var replicas = []string{"through/*/*/3-replicas"}
-
-const (
-	tasks  = "issue 10, not done yet (tasks)"
-	shared = "shared upstream sessions (the stdio default) across replicas"
-)
+var relayGaps = []relayGap{}
 
 // relayRow is one column of the matrix: how the client reaches
 // server-everything.
@@ -354,7 +340,23 @@ func startBalancer(t *testing.T, hosts []string) *balancer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: proxy, ReadHeaderTimeout: rpcTimeout}
+	// Full duplex: by default an HTTP/1 server, once the handler writes the
+	// response, discards and closes the rest of the request body; the
+	// proxy's transport may not yet have read the body's EOF (it checks for
+	// extra bytes after Content-Length), fails on the closed body and closes
+	// the connection to the replica, which cancels the client's call in the
+	// middle of its stream. A replica that relays a sampling or elicitation
+	// request starts its answer early, so under load about one driver run
+	// in fifteen lost a sampling or elicitation call so (the balancer logs
+	// "ReverseProxy read error during body copy: use of closed network
+	// connection"; the replica sees the call cancelled). In full duplex the
+	// transport finishes reading the body while the answer streams, as a
+	// real L7 balancer does.
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = http.NewResponseController(w).EnableFullDuplex()
+		proxy.ServeHTTP(w, r)
+	})
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: rpcTimeout}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	lb.url = "http://" + l.Addr().String()

@@ -51,6 +51,9 @@ type Session struct {
 	// LogLevel is a stateless request's _meta logLevel ("" when absent: it
 	// wants no notifications/message); see modern.go.
 	LogLevel string
+	// Peer is the Mcpmesh-Peer header of a GET or DELETE: another replica
+	// sent it for the session's sake (the router signs and checks it).
+	Peer string
 
 	// issued is when the id was minted (unix seconds), for the deny-list.
 	issued int64

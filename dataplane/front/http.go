@@ -17,6 +17,8 @@ import (
 const (
 	headerSession  = "Mcp-Session-Id"
 	headerProtocol = "Mcp-Protocol-Version"
+	// HeaderPeer marks a GET or DELETE another replica sends (Session.Peer).
+	HeaderPeer = "Mcpmesh-Peer"
 )
 
 // httpError answers status with a JSON-RPC error body (id null) saying what

@@ -408,6 +408,7 @@ func (f *Front) serveListen(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	s.Peer = r.Header.Get(HeaderPeer)
 	l := newListener(f.queueLen)
 	if !f.openStream(s.ID, l) {
 		httpError(w, http.StatusServiceUnavailable, jsonrpc.CodeInternalError, "%v", errClosing)
@@ -430,6 +431,7 @@ func (f *Front) serveDelete(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	s.Peer = r.Header.Get(HeaderPeer)
 	f.codec.revoke(s)
 	if l := f.streams.get(s.ID); l != nil {
 		l.stop()

@@ -71,6 +71,9 @@ func (r *Router) Handle(ctx context.Context, s *front.Session, req *jsonrpc.Mess
 }
 
 func (r *Router) handle(ctx context.Context, s *front.Session, req *jsonrpc.Message, out front.Stream) (json.RawMessage, error) {
+	if res, ok, err := r.atHome(ctx, s, req, out); ok {
+		return res, err // a shared server's state of this session lives there (peers.go)
+	}
 	if k, ok := catalog.KindOfMethod(req.Method); ok {
 		return r.list(ctx, s, k, req.Params)
 	}
@@ -230,7 +233,7 @@ func (r *Router) callTool(ctx context.Context, s *front.Session, req *jsonrpc.Me
 	}
 	if _, _, ok, _ := jsonrpc.Lookup(req.Params, "task"); ok {
 		// A task-augmented call answers with the task it created.
-		res = rewriteTaskIDs(t.route.Server, res)
+		res = r.rewriteTaskIDs(t.route.Server, res)
 	}
 	return res, nil
 }

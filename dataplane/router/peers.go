@@ -1,13 +1,18 @@
 package router
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"mime"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -75,7 +80,8 @@ func (r *Router) relayOwner(id string) (string, bool) {
 	return addr, true
 }
 
-// forward hands a client's answer to the replica that relayed the request.
+// forwardAnswer hands a client's answer to the replica that relayed the
+// request (or a notification to the replica it concerns), as the client's POST.
 func (r *Router) forwardAnswer(ctx context.Context, addr string, s *front.Session, resp *jsonrpc.Message) {
 	ctx, cancel := context.WithTimeout(ctx, forwardTimeout)
 	defer cancel()
@@ -86,12 +92,7 @@ func (r *Router) forwardAnswer(ctx context.Context, addr string, s *front.Sessio
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
-	if s.ID != "" {
-		req.Header.Set("Mcp-Session-Id", s.ID)
-	}
-	if s.Protocol != "" {
-		req.Header.Set("MCP-Protocol-Version", s.Protocol)
-	}
+	setSessionHeaders(req, s)
 	res, err := r.peers.Do(req)
 	if err != nil {
 		r.log.Warn("forward a client's answer", "replica", addr, "err", err)
@@ -102,4 +103,347 @@ func (r *Router) forwardAnswer(ctx context.Context, addr string, s *front.Sessio
 	if res.StatusCode/100 != 2 {
 		r.log.Warn("forward a client's answer", "replica", addr, "err", fmt.Errorf("HTTP %s", res.Status))
 	}
+}
+
+// Shared servers across replicas. A shared server (every stdio one) runs one
+// upstream session per replica: a child process each. What a client leaves
+// in it (a task, a subscription, a log level, a session resource) lives in
+// that replica's child only, and a round-robin balancer sends the client's
+// next request, and its GET stream, anywhere. So each session has a home,
+// the replica that took its initialize (its advertised address is sealed
+// into the session id, sessions.go): requests of the session that concern a
+// shared server are served there, as the client's own POST that the
+// receiving replica relays (its answer, and what comes before it on the
+// POST's stream, go back to the client as they arrive); a GET stream of the
+// session on another replica follows the home's stream for the session, so
+// that what the home pushes (resource updates, log messages, list_changed of
+// its child) reaches the client wherever its stream is. A home that does not
+// answer is served around: the request is served where it landed.
+//
+// Task ids of shared servers also name, signed, the replica whose child owns
+// the task (tasks.go): tasks/get, tasks/result and tasks/cancel go there,
+// whoever asks (a 2026-07-28 client has no session, so no home).
+
+// proxyIdle bounds the idle connections kept to one peer replica.
+const proxyIdle = 32
+
+// followBackoff bounds the wait between attempts to follow a home's stream.
+const followBackoff = 10 * time.Second
+
+// maxPeerMessage bounds one message read from a peer's answer.
+const maxPeerMessage = 64 << 20
+
+func newProxyClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = proxyIdle
+	return &http.Client{Transport: t}
+}
+
+// CloseIdle closes the idle connections to other replicas.
+func (r *Router) CloseIdle() {
+	r.proxyClient.CloseIdleConnections()
+	r.peers.CloseIdleConnections()
+}
+
+// homeOf is the home of s when it is another replica.
+func (r *Router) homeOf(s *front.Session) (string, bool) {
+	if s == nil || s.ID == "" || len(s.Upstream) == 0 || r.advertise == "" {
+		return "", false
+	}
+	u, err := decodeUpstreams(s.Upstream)
+	if err != nil || u.home == "" || u.home == r.advertise {
+		return "", false
+	}
+	return u.home, true
+}
+
+// atHome serves a request of a session whose home is another replica
+// there, when it concerns a shared server; ok is false when it is to be
+// served here.
+func (r *Router) atHome(ctx context.Context, s *front.Session, req *jsonrpc.Message, out front.Stream) (res json.RawMessage, served bool, err error) {
+	home, ok := r.homeOf(s)
+	if !ok || !r.concernsShared(req) {
+		return nil, false, nil
+	}
+	res, err = r.proxy(ctx, home, s, req, out)
+	if errors.Is(err, errUnreached) {
+		r.log.Info("shared server request served here: the session's home replica does not answer", "replica", home, "method", req.Method, "err", err)
+		return nil, false, nil
+	}
+	return res, true, err
+}
+
+// errUnreached says a request for another replica was not sent: it could
+// not be reached.
+var errUnreached = errors.New("replica unreachable")
+
+// concernsShared reports whether a request is served by (or, for those that
+// go to every server, reaches) a shared server whose state is per replica.
+func (r *Router) concernsShared(req *jsonrpc.Message) bool {
+	shared := func(b Server) bool { return b != nil && !b.PerClient() }
+	any := func(capability string) bool {
+		for _, b := range r.servers.List() {
+			if shared(b) && hasCapability(b.Capabilities(), capability) {
+				return true
+			}
+		}
+		return false
+	}
+	switch req.Method {
+	case "tools/call":
+		t, err := r.byName(req.Method, req.Params, r.cat.Load().Tool, "tool")
+		return err == nil && shared(t.srv)
+	case "prompts/get":
+		t, err := r.byName(req.Method, req.Params, r.cat.Load().Prompt, "prompt")
+		return err == nil && shared(t.srv)
+	case "resources/read", "resources/subscribe", "resources/unsubscribe":
+		t, _, err := r.byURI(req.Method, req.Params)
+		return err == nil && shared(t.srv)
+	case "logging/setLevel":
+		return any("logging")
+	case "tasks/list":
+		return any("tasks")
+	}
+	return false
+}
+
+// proxy sends a client's request to another replica as the client's POST and
+// returns its answer; what the replica sends before it (progress, requests
+// for the client) goes to out. The error wraps errUnreached when the replica
+// could not be reached at all (the request was not sent).
+func (r *Router) proxy(ctx context.Context, addr string, s *front.Session, req *jsonrpc.Message, out front.Stream) (json.RawMessage, error) {
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/mcp", bytes.NewReader(req.Marshal()))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errUnreached, err)
+	}
+	setSessionHeaders(hreq, s)
+	hreq.Header.Set("Content-Type", "application/json")
+	hreq.Header.Set("Accept", "application/json, text/event-stream")
+	hres, err := r.proxyClient.Do(hreq)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return nil, fmt.Errorf("%w: %v", errUnreached, err)
+		}
+		return nil, peerErr(req.Method, addr, err)
+	}
+	defer hres.Body.Close()
+	ct, _, _ := mime.ParseMediaType(hres.Header.Get("Content-Type"))
+	switch {
+	case ct == "text/event-stream" && hres.StatusCode == http.StatusOK:
+		var answer *jsonrpc.Message
+		err := readEvents(hres.Body, func(data []byte) bool {
+			m, err := jsonrpc.Parse(data)
+			if err == nil && m.IsResponse() && jsonrpc.IDKey(m.ID) == jsonrpc.IDKey(req.ID) {
+				answer = &m
+				return false
+			}
+			if out != nil {
+				_ = out.Send(data) // a client gone is the request's context ending
+			}
+			return true
+		})
+		if answer == nil {
+			if err == nil {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, peerErr(req.Method, addr, fmt.Errorf("its stream ended before the answer: %w", err))
+		}
+		return answerOf(answer)
+	case ct == "application/json":
+		body, err := io.ReadAll(io.LimitReader(hres.Body, maxPeerMessage))
+		if err != nil {
+			return nil, peerErr(req.Method, addr, err)
+		}
+		m, err := jsonrpc.Parse(body)
+		if err != nil || !m.IsResponse() {
+			return nil, peerErr(req.Method, addr, fmt.Errorf("HTTP %s: %s", hres.Status, oneLine(body)))
+		}
+		return answerOf(&m)
+	}
+	body, _ := io.ReadAll(io.LimitReader(hres.Body, 512))
+	return nil, peerErr(req.Method, addr, fmt.Errorf("HTTP %s: %s", hres.Status, oneLine(body)))
+}
+
+func answerOf(m *jsonrpc.Message) (json.RawMessage, error) {
+	if m.Error != nil {
+		return nil, m.Error
+	}
+	if m.Result == nil {
+		return json.RawMessage(`{}`), nil
+	}
+	return m.Result, nil
+}
+
+func peerErr(method, addr string, err error) error {
+	return &jsonrpc.Error{Code: jsonrpc.CodeUnavailable, Message: fmt.Sprintf("%s: relay to data plane %s: %v", method, addr, err)}
+}
+
+func oneLine(b []byte) string {
+	s := strings.Join(strings.Fields(string(b)), " ")
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s
+}
+
+// setSessionHeaders names the client's session on a request to another
+// replica. A request that fails on a kept-alive connection before any answer
+// is sent again on a new one (the idempotency key, which is not sent, lets
+// net/http do so for a POST): the usual cause is a replica that restarted or
+// shut the idle connection, and without it the first request after that
+// would fail instead of reaching the replica, or, if it is gone, being
+// served here.
+func setSessionHeaders(req *http.Request, s *front.Session) {
+	req.Header["X-Idempotency-Key"] = nil
+	if s.ID != "" {
+		req.Header.Set("Mcp-Session-Id", s.ID)
+	}
+	if s.Protocol != "" {
+		req.Header.Set("MCP-Protocol-Version", s.Protocol)
+	}
+}
+
+// readEvents calls f with the data of each server-sent event until f says
+// stop, the stream ends or a read fails.
+func readEvents(body io.Reader, f func(data []byte) bool) error {
+	br := bufio.NewReaderSize(body, 16<<10)
+	var data []byte
+	for {
+		line, err := readLine(br)
+		if err != nil {
+			return err
+		}
+		switch {
+		case len(line) == 0:
+			if len(data) > 0 {
+				if !f(data) {
+					return nil
+				}
+				data = nil
+			}
+		case bytes.HasPrefix(line, []byte("data:")):
+			v := bytes.TrimPrefix(line[len("data:"):], []byte(" "))
+			if len(data) > 0 {
+				data = append(data, '\n')
+			}
+			if len(data)+len(v) > maxPeerMessage {
+				return fmt.Errorf("an event of more than %d bytes", maxPeerMessage)
+			}
+			data = append(data, v...)
+		}
+	}
+}
+
+// readLine reads one line without its end (LF or CRLF), of any length up
+// to maxPeerMessage.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		line = append(line, chunk...)
+		if err == bufio.ErrBufferFull {
+			if len(line) > maxPeerMessage {
+				return nil, fmt.Errorf("a line of more than %d bytes", maxPeerMessage)
+			}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		line = bytes.TrimSuffix(line[:len(line)-1], []byte("\r"))
+		return line, nil
+	}
+}
+
+// peerMAC signs what a replica sends another for a session's sake (its
+// stream, its end).
+func (r *Router) peerMAC(sessionID string) string {
+	m := hmac.New(sha256.New, r.relayKey())
+	m.Write([]byte("peer\x00"))
+	m.Write([]byte(sessionID))
+	return b64.EncodeToString(m.Sum(nil)[:18])
+}
+
+// fromPeer reports whether s's GET or DELETE came from another replica.
+func (r *Router) fromPeer(s *front.Session) bool {
+	return s.Peer != "" && s.ID != "" && hmac.Equal([]byte(s.Peer), []byte(r.peerMAC(s.ID)))
+}
+
+// endAtHome tells the home of an ended session so (its shared servers'
+// subscriptions of the session are there).
+func (r *Router) endAtHome(home string, s *front.Session) {
+	ctx, cancel := context.WithTimeout(context.Background(), forwardTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, "http://"+home+"/mcp", nil)
+	if err != nil {
+		return
+	}
+	setSessionHeaders(req, s)
+	req.Header.Set(front.HeaderPeer, r.peerMAC(s.ID))
+	res, err := r.peers.Do(req)
+	if err != nil {
+		r.log.Debug("end a session at its home replica", "replica", home, "err", err)
+		return
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 1<<16))
+	res.Body.Close()
+}
+
+// hasShared reports whether any shared server is configured.
+func (r *Router) hasShared() bool {
+	for _, b := range r.servers.List() {
+		if !b.PerClient() {
+			return true
+		}
+	}
+	return false
+}
+
+// followHome relays the home's stream of s to s's stream here until ctx
+// ends, reopening it when it breaks.
+func (r *Router) followHome(ctx context.Context, home string, s *front.Session) {
+	wait := time.Second
+	for {
+		began := time.Now()
+		err := r.followOnce(ctx, home, s)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(began) > followBackoff {
+			wait = time.Second
+		}
+		r.log.Debug("follow the home replica's stream of a session", "replica", home, "err", err, "retry_in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		wait = min(2*wait, followBackoff)
+	}
+}
+
+func (r *Router) followOnce(ctx context.Context, home string, s *front.Session) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+home+"/mcp", nil)
+	if err != nil {
+		return err
+	}
+	setSessionHeaders(req, s)
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set(front.HeaderPeer, r.peerMAC(s.ID))
+	res, err := r.proxyClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(res.Body, 512))
+		return fmt.Errorf("HTTP %s: %s", res.Status, oneLine(body))
+	}
+	return readEvents(res.Body, func(data []byte) bool {
+		r.push(s.ID, append([]byte(nil), data...))
+		return true
+	})
 }

@@ -183,7 +183,7 @@ func (r *Router) OnNotification(server, client string, n *jsonrpc.Message) {
 	default:
 		if cs := r.sessionOf(client); cs != nil {
 			if n.Method == "notifications/tasks/status" {
-				n = &jsonrpc.Message{Method: n.Method, Params: rewriteTaskIDs(server, n.Params)}
+				n = &jsonrpc.Message{Method: n.Method, Params: r.rewriteTaskIDs(server, n.Params)}
 			}
 			r.toClient(cs, server, n)
 			return
@@ -465,6 +465,10 @@ func (r *Router) Notify(ctx context.Context, s *front.Session, n *jsonrpc.Messag
 			// Cancelling the upstream request's context makes the backend
 			// send notifications/cancelled with its own request id.
 			c.cancel()
+		} else if home, ok := r.homeOf(s); ok && r.hasShared() {
+			// Not in flight here: it may be a shared server's call, which
+			// runs on the session's home (peers.go).
+			r.forwardAnswer(ctx, home, s, n)
 		}
 	case "notifications/roots/list_changed":
 		for _, b := range r.servers.List() {
@@ -495,9 +499,17 @@ func (r *Router) Respond(ctx context.Context, s *front.Session, resp *jsonrpc.Me
 }
 
 // Ended forgets a session, ends its own upstream sessions and releases its
-// share of the shared ones' subscriptions.
+// share of the shared ones' subscriptions, here and at its home replica.
 func (r *Router) Ended(s *front.Session) {
-	r.closeUpstreams(s)
+	switch home, ok := r.homeOf(s); {
+	case r.fromPeer(s):
+		// The replica that sent it ended the upstream sessions.
+	case ok && r.hasShared():
+		r.endAtHome(home, s)
+		r.closeUpstreams(s)
+	default:
+		r.closeUpstreams(s)
+	}
 	rl := &r.relay
 	rl.mu.Lock()
 	st := rl.clients[s.ID]

@@ -78,6 +78,9 @@ type Router struct {
 	advertise string
 	keys      *keys.Keys
 	peers     *http.Client
+	// proxyClient carries requests and streams relayed to other replicas
+	// (peers.go); they last as long as the client's, so it has no timeout.
+	proxyClient *http.Client
 
 	cat   atomic.Pointer[catalog.Catalog]
 	lists atomic.Pointer[listConfig]
@@ -117,7 +120,7 @@ func New(o Options) *Router {
 		o.Keys = keys.New()
 	}
 	r := &Router{servers: o.Servers, observe: o.Observe, log: o.Logger, advertise: o.Advertise, keys: o.Keys,
-		peers: &http.Client{Timeout: forwardTimeout}}
+		peers: &http.Client{Timeout: forwardTimeout}, proxyClient: newProxyClient()}
 	r.cat.Store(catalog.Build(nil))
 	r.lists.Store(&listConfig{pageSize: catalog.DefaultPageSize, key: randomKey()})
 	r.relay.init(r)

@@ -20,14 +20,18 @@ import (
 // request of the session reads them back and continues the same upstream
 // session: no sticky routing, no shared store.
 //
-// Payload: version(1) | client key(16) | uvarint count | count ×
-// (uvarint len | server | uvarint endpoint | uvarint len | upstream id).
+// Payload: version(1) | client key(16) | uvarint len | home | uvarint count |
+// count × (uvarint len | server | uvarint endpoint | uvarint len | upstream id).
 // The client key names the client towards backends (their messages come back
 // tagged with it); it is random, not the session id, which does not exist yet
-// when the payload is made.
+// when the payload is made. Home is the advertised address of the replica
+// that took initialize: the session's requests to shared servers are served
+// there (peers.go). Version 1 had no home.
 const (
-	upstreamVersion = 1
-	clientKeyLen    = 16
+	upstreamVersion = 2
+	// maxHome bounds the home address in a payload.
+	maxHome      = 255
+	clientKeyLen = 16
 	// maxUpstreamPayload stays under the front's bound with room to spare; a
 	// server that does not fit gets its session on first use instead.
 	maxUpstreamPayload = 3072
@@ -38,12 +42,18 @@ const (
 // upstreams is a session's decoded payload.
 type upstreams struct {
 	key  string // hex of the client key
+	home string // "" when the payload names none
 	refs map[string]backend.Upstream
 }
 
-func encodeUpstreams(key []byte, refs map[string]backend.Upstream, order []string) []byte {
+func encodeUpstreams(key []byte, home string, refs map[string]backend.Upstream, order []string) []byte {
 	b := []byte{upstreamVersion}
 	b = append(b, key...)
+	if len(home) > maxHome {
+		home = "" // an address that long is no address: serve shared servers where the requests land
+	}
+	b = binary.AppendUvarint(b, uint64(len(home)))
+	b = append(b, home...)
 	var entries [][]byte
 	for _, name := range order {
 		up, ok := refs[name]
@@ -76,16 +86,12 @@ func encodeUpstreams(key []byte, refs map[string]backend.Upstream, order []strin
 var errPayload = errors.New("malformed upstream session payload")
 
 func decodeUpstreams(b []byte) (upstreams, error) {
-	if len(b) < 1+clientKeyLen || b[0] != upstreamVersion {
+	if len(b) < 1+clientKeyLen || (b[0] != upstreamVersion && b[0] != 1) {
 		return upstreams{}, errPayload
 	}
+	version := b[0]
 	u := upstreams{key: hex.EncodeToString(b[1 : 1+clientKeyLen]), refs: map[string]backend.Upstream{}}
 	b = b[1+clientKeyLen:]
-	n, k := binary.Uvarint(b)
-	if k <= 0 || n > 1000 {
-		return upstreams{}, errPayload
-	}
-	b = b[k:]
 	str := func() (string, bool) {
 		l, k := binary.Uvarint(b)
 		if k <= 0 || l > uint64(len(b)-k) {
@@ -95,6 +101,18 @@ func decodeUpstreams(b []byte) (upstreams, error) {
 		b = b[k+int(l):]
 		return s, true
 	}
+	if version >= 2 {
+		home, ok := str()
+		if !ok || len(home) > maxHome {
+			return upstreams{}, errPayload
+		}
+		u.home = home
+	}
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > 1000 {
+		return upstreams{}, errPayload
+	}
+	b = b[k:]
 	for range n {
 		name, ok := str()
 		if !ok {
@@ -149,7 +167,7 @@ func (r *Router) openUpstreams(ctx context.Context, s *front.Session) []byte {
 		}()
 	}
 	wg.Wait()
-	return encodeUpstreams(key, refs, order)
+	return encodeUpstreams(key, r.advertise, refs, order)
 }
 
 func initFor(s *front.Session, key string) backend.SessionInit {
@@ -226,8 +244,18 @@ func (r *Router) sessionOf(key string) *front.Session {
 
 // Listening holds the client's upstream event streams (of every per-client
 // server) while its stream here is open, so that what its backends send on
-// their own reaches it.
+// their own reaches it, and follows the stream of the session's home replica
+// for what its shared servers send (peers.go). A stream another replica
+// opened to follow this one carries only what this replica pushes.
 func (r *Router) Listening(ctx context.Context, s *front.Session) {
+	if r.fromPeer(s) {
+		return
+	}
+	if home, ok := r.homeOf(s); ok && r.hasShared() {
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		wg.Go(func() { r.followHome(ctx, home, s) })
+	}
 	if u, err := decodeUpstreams(s.Upstream); err == nil {
 		// A client that only listens is not idle: keep its key.
 		stop := make(chan struct{})

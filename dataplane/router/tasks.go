@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"crypto/hmac"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,30 +16,76 @@ import (
 // Tasks (MCP 2025-11-25). A task belongs to the backend that created it, so
 // the task ids clients see name that server: "<server>.<upstream id>" (a
 // server name never holds a dot). Every replica can then route tasks/get,
-// tasks/result and tasks/cancel without remembering anything; tasks/list
-// asks every server that offers tasks.
+// tasks/result and tasks/cancel without remembering anything, for a
+// per-client server: every replica continues the client's upstream session,
+// which holds the task.
+//
+// A shared server's task lives in the upstream session of one replica (its
+// stdio child), so its ids also name that replica, signed like relayed
+// request ids (peers.go): "<server>.@<address>.<mac>.<upstream id>", and the
+// other replicas relay the request there. tasks/list asks every server that
+// offers tasks, on the session's home replica (peers.go), where its shared
+// servers' tasks are made; a client without a session (2026-07-28) sees the
+// shared servers' tasks of the replica that answers.
 
-const taskSep = "."
+const (
+	taskSep   = "."
+	ownerMark = "@" // starts the owner replica part of a shared server's task id
+)
 
-func exposedTaskID(server, id string) string { return server + taskSep + id }
+// exposedTaskID is the id clients see of a task of server.
+func (r *Router) exposedTaskID(server, id string) string {
+	if b, ok := r.servers.Get(server); ok && !b.PerClient() && r.advertise != "" {
+		addr := r.advertise
+		return server + taskSep + ownerMark + b64.EncodeToString([]byte(addr)) + taskSep + r.addrMAC(addr) + taskSep + id
+	}
+	return server + taskSep + id
+}
 
-func splitTaskID(exposed string) (server, id string, ok bool) {
-	server, id, ok = strings.Cut(exposed, taskSep)
-	return server, id, ok && server != "" && id != ""
+// parsedTask is an exposed task id read back.
+type parsedTask struct {
+	server, id string
+	b          Server
+	owner      string // the replica whose upstream session holds it; "" for this one or any
+}
+
+func (r *Router) parseTaskID(method, exposed string) (parsedTask, error) {
+	server, id, ok := strings.Cut(exposed, taskSep)
+	if !ok || server == "" || id == "" {
+		return parsedTask{}, errorf(jsonrpc.CodeInvalidParams, "%s: unknown task %q: task ids of this gateway are <server>.<id>", method, exposed)
+	}
+	b, err := r.server(server)
+	if err != nil {
+		return parsedTask{}, errorf(jsonrpc.CodeInvalidParams, "%s: unknown task %q: %v", method, exposed, err)
+	}
+	t := parsedTask{server: server, id: id, b: b}
+	if b.PerClient() || !strings.HasPrefix(id, ownerMark) {
+		return t, nil
+	}
+	parts := strings.SplitN(id[len(ownerMark):], taskSep, 3)
+	raw, err := b64.DecodeString(parts[0])
+	if len(parts) != 3 || err != nil || len(raw) == 0 || !hmac.Equal([]byte(parts[1]), []byte(r.addrMAC(string(raw)))) || parts[2] == "" {
+		return parsedTask{}, errorf(jsonrpc.CodeInvalidParams, "%s: unknown task %q: its replica part is not one this gateway signed", method, exposed)
+	}
+	t.id = parts[2]
+	if owner := string(raw); owner != r.advertise {
+		t.owner = owner
+	}
+	return t, nil
 }
 
 // rewriteTaskIDs renames the task ids in a backend's result (or
 // notification params) from upstream to exposed form: a CreateTaskResult's
 // task.taskId, a Task's taskId, and the related-task in _meta.
-func rewriteTaskIDs(server string, res json.RawMessage) json.RawMessage {
-	res = setTaskID(server, res)
+func (r *Router) rewriteTaskIDs(server string, res json.RawMessage) json.RawMessage {
+	res = r.setTaskID(server, res)
 	if s, e, ok, err := jsonrpc.Lookup(res, "task"); err == nil && ok && res[s] == '{' {
-		res = jsonrpc.Splice(res, s, e, setTaskID(server, res[s:e]))
+		res = jsonrpc.Splice(res, s, e, r.setTaskID(server, res[s:e]))
 	}
 	if ms, me, ok, err := jsonrpc.Lookup(res, "_meta"); err == nil && ok && res[ms] == '{' {
 		meta := res[ms:me]
 		if s, e, ok, err := jsonrpc.Lookup(meta, "io.modelcontextprotocol/related-task"); err == nil && ok && meta[s] == '{' {
-			meta = jsonrpc.Splice(meta, s, e, setTaskID(server, meta[s:e]))
+			meta = jsonrpc.Splice(meta, s, e, r.setTaskID(server, meta[s:e]))
 			res = jsonrpc.Splice(res, ms, me, meta)
 		}
 	}
@@ -46,12 +93,12 @@ func rewriteTaskIDs(server string, res json.RawMessage) json.RawMessage {
 }
 
 // setTaskID renames obj.taskId when it is a string.
-func setTaskID(server string, obj json.RawMessage) json.RawMessage {
+func (r *Router) setTaskID(server string, obj json.RawMessage) json.RawMessage {
 	id, ok, err := jsonrpc.LookupString(obj, "taskId")
 	if err != nil || !ok {
 		return obj
 	}
-	out, err := jsonrpc.Set(obj, "taskId", quote(exposedTaskID(server, id)))
+	out, err := jsonrpc.Set(obj, "taskId", quote(r.exposedTaskID(server, id)))
 	if err != nil {
 		return obj
 	}
@@ -59,33 +106,36 @@ func setTaskID(server string, obj json.RawMessage) json.RawMessage {
 }
 
 // task routes tasks/get, tasks/result and tasks/cancel by the server the
-// task id names.
+// task id names, on the replica it names.
 func (r *Router) task(ctx context.Context, s *front.Session, req *jsonrpc.Message, out front.Stream) (json.RawMessage, error) {
 	exposed, ok, err := jsonrpc.LookupString(req.Params, "taskId")
 	if err != nil || !ok {
 		return nil, errorf(jsonrpc.CodeInvalidParams, "%s: params need a string \"taskId\"", req.Method)
 	}
-	server, id, ok := splitTaskID(exposed)
-	if !ok {
-		return nil, errorf(jsonrpc.CodeInvalidParams, "%s: unknown task %q: task ids of this gateway are <server>.<id>", req.Method, exposed)
-	}
-	b, err := r.server(server)
+	pt, err := r.parseTaskID(req.Method, exposed)
 	if err != nil {
-		return nil, errorf(jsonrpc.CodeInvalidParams, "%s: unknown task %q: %v", req.Method, exposed, err)
+		return nil, err
 	}
-	params, err := jsonrpc.Set(req.Params, "taskId", quote(id))
+	if pt.owner != "" {
+		res, err := r.proxy(ctx, pt.owner, s, req, out)
+		if errors.Is(err, errUnreached) {
+			return nil, &jsonrpc.Error{Code: jsonrpc.CodeUnavailable, Message: fmt.Sprintf("%s %q: the task lives on data plane %s, which does not answer: %v", req.Method, exposed, pt.owner, err)}
+		}
+		return res, err
+	}
+	params, err := jsonrpc.Set(req.Params, "taskId", quote(pt.id))
 	if err != nil {
 		return nil, errorf(jsonrpc.CodeInvalidParams, "%s: params: %v", req.Method, err)
 	}
-	t := target{srv: b, params: params}
-	t.route.Server, t.route.Name = server, id
+	t := target{srv: pt.b, params: params}
+	t.route.Server, t.route.Name = pt.server, pt.id
 	// tasks/result may block until the task ends, and the backend may ask
 	// the client for input meanwhile: it is a call like any other.
 	res, err := r.forward(ctx, s, req, out, t, backend.Request{Method: req.Method, Retry: req.Method != "tasks/cancel", What: req.Method})
 	if err != nil {
 		return nil, upstreamErr(err, req.Method+" %q on server %q (state %s)", t)
 	}
-	return rewriteTaskIDs(server, res), nil
+	return r.rewriteTaskIDs(pt.server, res), nil
 }
 
 // listTasks merges tasks/list of every server that offers tasks (the first
@@ -115,7 +165,7 @@ func (r *Router) listTasks(ctx context.Context, s *front.Session, req *jsonrpc.M
 			if n > 0 {
 				out = append(out, ',')
 			}
-			out = append(out, setTaskID(b.Name(), t)...)
+			out = append(out, r.setTaskID(b.Name(), t)...)
 			n++
 		}
 	}
