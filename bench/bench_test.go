@@ -324,7 +324,19 @@ func setup() (e *env, err error) {
 	blog, log := &syncBuf{}, &syncBuf{}
 	withLogs := func(err error) error { return fmt.Errorf("%w\nbackend log:\n%s\nmesh log:\n%s", err, blog, log) }
 
-	if e.backend, e.direct, err = e.startBackend(blog, "--name", "b", "--wide-echo"); err != nil {
+	// The backend serves what mcp-go serves by default (2026-07-28 and the
+	// 2025 revisions), so the client and the data plane reach it with
+	// 2026-07-28; MCPMESH_BENCH_BACKEND_ERA=2025 makes it a 2025-only server
+	// (the client then speaks 2025-11-25 to it directly, the data plane too).
+	args := []string{"--name", "b", "--wide-echo", "--modern"}
+	switch era := os.Getenv("MCPMESH_BENCH_BACKEND_ERA"); era {
+	case "", "2026":
+	case "2025":
+		args = args[:len(args)-1]
+	default:
+		return e, fmt.Errorf("MCPMESH_BENCH_BACKEND_ERA=%q: want 2025 or 2026", era)
+	}
+	if e.backend, e.direct, err = e.startBackend(blog, args...); err != nil {
 		return e, withLogs(err)
 	}
 	if e.floor, e.floorURL, err = e.startBackend(&syncBuf{}, "--forward", e.direct); err != nil {
@@ -930,7 +942,8 @@ func BenchmarkMemoryPerTool(b *testing.B) {
 // the allocation profile) of the data plane under tools/call
 // load (echo over 16 sessions) to $MCPMESH_BENCH_CPUPROFILE, for
 // $MCPMESH_BENCH_PROFILE_SECONDS (10), with $MCPMESH_BENCH_PROFILE_SESSIONS
-// (16) clients calling in a loop (1 profiles the serial path of ToolCall). It
+// (16) clients calling in a loop (1 profiles the serial path of ToolCall),
+// echo or, with $MCPMESH_BENCH_PROFILE_TOOL=echo_wide, the 60-parameter tool. It
 // is skipped unless the file is named: `make bench-profile` runs it.
 func BenchmarkProfile(b *testing.B) {
 	out := os.Getenv("MCPMESH_BENCH_CPUPROFILE")
@@ -954,7 +967,11 @@ func BenchmarkProfile(b *testing.B) {
 	e := environment(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	req := echo.request(true)
+	k := echo
+	if os.Getenv("MCPMESH_BENCH_PROFILE_TOOL") == testbackend.WideEchoTool {
+		k = wide
+	}
+	req := k.request(true)
 	var wg sync.WaitGroup
 	var calls atomic.Int64
 	for range clients {
