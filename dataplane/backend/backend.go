@@ -740,7 +740,7 @@ func (b *Backend) Close() error {
 		b.closeSessions()
 		for _, e := range b.eps {
 			if e.htr != nil {
-				e.htr.CloseIdleConnections()
+				e.htr.Close()
 			}
 		}
 		close(b.done)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/client/transport"
 
+	"github.com/mcpmesh/mcpmesh/dataplane/h1"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 )
 
@@ -34,10 +35,10 @@ const maxListPages = 1000
 // HTTP client only logs that and retries, so without this a killed backend
 // would look healthy until the next request.
 //
-// Plain-HTTP requests go through h1Transport (h1.go), which reads each
+// Plain-HTTP requests go through h1.Transport, which reads each
 // response on the caller's goroutine; https and proxied requests go through
 // net/http's Transport, configured here.
-func newHTTPClient(streamLost func(error)) (*http.Client, *h1Transport) {
+func newHTTPClient(streamLost func(error)) (*http.Client, *h1.Transport) {
 	tr := &http.Transport{
 		Proxy: http.ProxyFromEnvironment,
 		DialContext: (&net.Dialer{
@@ -51,8 +52,8 @@ func newHTTPClient(streamLost func(error)) (*http.Client, *h1Transport) {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
-	h1 := newH1Transport(tr)
-	return &http.Client{Transport: &watchTransport{base: h1, lost: streamLost}}, h1
+	ht := h1.New(tr)
+	return &http.Client{Transport: &watchTransport{base: ht, lost: streamLost}}, ht
 }
 
 // watchTransport reports the failure or end of GET streams.

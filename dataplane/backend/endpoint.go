@@ -19,6 +19,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/mcpmesh/mcpmesh/dataplane/catalog"
+	"github.com/mcpmesh/mcpmesh/dataplane/h1"
 	"github.com/mcpmesh/mcpmesh/dataplane/jsonrpc"
 	"github.com/mcpmesh/mcpmesh/dataplane/resilience"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
@@ -41,7 +42,7 @@ type endpoint struct {
 	logger    *slog.Logger
 
 	hc  *http.Client // shared by every request to this endpoint; nil for stdio
-	htr *h1Transport
+	htr *h1.Transport
 	// pc is hc without the event-stream watch, for clients' own upstream
 	// sessions: their streams say nothing about the shared connection.
 	pc *http.Client

@@ -54,6 +54,11 @@ type Session struct {
 	// Peer is the Mcpmesh-Peer header of a GET or DELETE: another replica
 	// sent it for the session's sake (the router signs and checks it).
 	Peer string
+	// Relayed says the request came from another replica, which relayed
+	// it here to be served (the Mcpmesh-Relayed header): the router serves
+	// it itself rather than relaying it again. A client that sends the
+	// header only keeps its own request from being relayed.
+	Relayed bool
 
 	// issued is when the id was minted (unix seconds), for the deny-list.
 	issued int64

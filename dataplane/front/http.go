@@ -19,6 +19,8 @@ const (
 	headerProtocol = "Mcp-Protocol-Version"
 	// HeaderPeer marks a GET or DELETE another replica sends (Session.Peer).
 	HeaderPeer = "Mcpmesh-Peer"
+	// HeaderRelayed marks a POST another replica relays (Session.Relayed).
+	HeaderRelayed = "Mcpmesh-Relayed"
 )
 
 // httpError answers status with a JSON-RPC error body (id null) saying what

@@ -111,6 +111,7 @@ func (f *Front) serveModern(w http.ResponseWriter, r *http.Request, msg *jsonrpc
 		fail(e)
 		return
 	}
+	s.Relayed = r.Header.Get(HeaderRelayed) != ""
 	s.Paginate = paginate(r)
 	ctx := r.Context()
 	if msg.IsNotification() {

@@ -64,6 +64,7 @@ func (f *Front) servePost(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	s.Relayed = r.Header.Get(HeaderRelayed) != ""
 	ctx := r.Context()
 	switch {
 	case msg.IsRequest():
@@ -259,7 +260,9 @@ func (f *Front) serveBatch(w http.ResponseWriter, r *http.Request, body []byte) 
 		return
 	}
 	ctx := r.Context()
-	ps := newPostStream(w, f.keepAlive)
+	// Keep-alives start with the first request: a batch of notifications
+	// and responses only is answered 202, however long it takes.
+	ps := &postStream{w: w, every: f.keepAlive}
 	for _, raw := range elems {
 		msg, err := jsonrpc.Parse(raw)
 		switch {
@@ -270,6 +273,7 @@ func (f *Front) serveBatch(w http.ResponseWriter, r *http.Request, body []byte) 
 				ps.answer(jsonrpc.ErrorResponse(msg.ID, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "invalid request: initialize must not be part of a batch")))
 			}
 		case msg.IsRequest():
+			ps.arm()
 			ps.answer(f.handle(ctx, s, &msg, ps))
 		case msg.IsNotification():
 			f.router.Notify(ctx, s, &msg)
@@ -310,10 +314,17 @@ type postStream struct {
 // newPostStream starts the answer of a POST with keep-alives every interval.
 func newPostStream(w http.ResponseWriter, every time.Duration) *postStream {
 	p := &postStream{w: w, every: every}
-	p.mu.Lock() // the first keep-alive reads p.ka
-	p.ka = time.AfterFunc(every, p.keepAlive)
-	p.mu.Unlock()
+	p.arm()
 	return p
+}
+
+// arm starts the keep-alives, once.
+func (p *postStream) arm() {
+	p.mu.Lock() // the first keep-alive reads p.ka
+	defer p.mu.Unlock()
+	if p.ka == nil && !p.done {
+		p.ka = time.AfterFunc(p.every, p.keepAlive)
+	}
 }
 
 // keepAlive writes a keep-alive comment, turning the answer into an event

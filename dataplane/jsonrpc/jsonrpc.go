@@ -104,7 +104,7 @@ func Parse(b []byte) (Message, error) {
 		case "params":
 			m.Params = nullIsAbsent(val)
 		case "result":
-			m.Result = nullIsAbsent(val)
+			m.Result = val // null is a result (of a request answered with nothing)
 		case "error":
 			m.Error = nil
 			if val[0] == 'n' {

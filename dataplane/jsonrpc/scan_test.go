@@ -154,7 +154,7 @@ func refParse(b []byte) (Message, bool) {
 	if !ok1 || !ok2 || version != "2.0" {
 		return Message{}, false
 	}
-	m := Message{Method: method, ID: raw("id"), Params: raw("params"), Result: raw("result")}
+	m := Message{Method: method, ID: raw("id"), Params: raw("params"), Result: members["result"]}
 	if e := raw("error"); e != nil {
 		m.Error = &Error{}
 		if json.Unmarshal(e, m.Error) != nil {
@@ -191,6 +191,7 @@ func FuzzParse(f *testing.F) {
 		`{"jsonrpc":"2.0","id":1,"meth\u006fd":"a"}`,
 		`{"jsonrpc":"2.0","id":{},"method":"x"}`,
 		`{"jsonrpc":"2.0","id":1,"method":5}`,
+		`{"jsonrpc":"2.0","id":1,"result":null}`,
 		`[1]`, `"x"`, `{`, ` {"jsonrpc" : "2.0" , "id" : -1 , "result" : null , "error" : {"code":1,"message":""} } `,
 	} {
 		f.Add([]byte(s))

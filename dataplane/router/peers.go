@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net"
 	"net/http"
@@ -18,7 +19,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mark3labs/mcp-go/mcp"
+
 	"github.com/mcpmesh/mcpmesh/dataplane/front"
+	"github.com/mcpmesh/mcpmesh/dataplane/h1"
 	"github.com/mcpmesh/mcpmesh/dataplane/jsonrpc"
 )
 
@@ -133,10 +137,21 @@ const followBackoff = 10 * time.Second
 // maxPeerMessage bounds one message read from a peer's answer.
 const maxPeerMessage = 64 << 20
 
-func newProxyClient() *http.Client {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConnsPerHost = proxyIdle
-	return &http.Client{Transport: t}
+// peerDialTimeout bounds a dial to another replica: a replica that is gone
+// (its address dropped by a restart) is served around after this long.
+const peerDialTimeout = 2 * time.Second
+
+// newPeerTransport is the transport of every request to another replica:
+// never through a proxy of the environment (replica traffic, session ids
+// included, stays between replicas), a short dial timeout, and h1, which
+// never writes a request on a connection the replica has closed and never
+// sends one twice: a relayed tools/call runs once.
+func newPeerTransport() *h1.Transport {
+	return h1.New(&http.Transport{
+		DialContext:         (&net.Dialer{Timeout: peerDialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: proxyIdle,
+		IdleConnTimeout:     90 * time.Second,
+	})
 }
 
 // CloseIdle closes the idle connections to other replicas.
@@ -161,6 +176,9 @@ func (r *Router) homeOf(s *front.Session) (string, bool) {
 // there, when it concerns a shared server; ok is false when it is to be
 // served here.
 func (r *Router) atHome(ctx context.Context, s *front.Session, req *jsonrpc.Message, out front.Stream) (res json.RawMessage, served bool, err error) {
+	if s != nil && s.Relayed {
+		return nil, false, nil // relayed here to be served here
+	}
 	home, ok := r.homeOf(s)
 	if !ok || !r.concernsShared(req) {
 		return nil, false, nil
@@ -212,10 +230,22 @@ func (r *Router) concernsShared(req *jsonrpc.Message) bool {
 // for the client) goes to out. The error wraps errUnreached when the replica
 // could not be reached at all (the request was not sent).
 func (r *Router) proxy(ctx context.Context, addr string, s *front.Session, req *jsonrpc.Message, out front.Stream) (json.RawMessage, error) {
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/mcp", bytes.NewReader(req.Marshal()))
+	msg := *req
+	var header http.Header
+	if s.Protocol == front.ModernProtocol {
+		// A stateless request carries its revision, capabilities and client
+		// info itself: handleModern took them out of _meta, the replica
+		// checks them again.
+		var err error
+		if msg.Params, header, err = modernRelay(s, req.Method, req.Params); err != nil {
+			return nil, errorf(jsonrpc.CodeInvalidParams, "%s: params: %v", req.Method, err)
+		}
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/mcp", bytes.NewReader(msg.Marshal()))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errUnreached, err)
 	}
+	maps.Copy(hreq.Header, header)
 	setSessionHeaders(hreq, s)
 	hreq.Header.Set("Content-Type", "application/json")
 	hreq.Header.Set("Accept", "application/json, text/event-stream")
@@ -287,15 +317,72 @@ func oneLine(b []byte) string {
 	return s
 }
 
+// modernRelay gives a stateless request the _meta keys and headers the
+// revision requires of it, from the client's session: protocol version,
+// capabilities, client info and log level; Mcp-Method and Mcp-Name.
+func modernRelay(s *front.Session, method string, params json.RawMessage) (json.RawMessage, http.Header, error) {
+	if len(params) == 0 {
+		params = json.RawMessage(`{}`)
+	}
+	meta := json.RawMessage(`{}`)
+	if st, en, ok, err := jsonrpc.Lookup(params, "_meta"); err != nil {
+		return nil, nil, err
+	} else if ok && params[st] == '{' {
+		meta = params[st:en]
+	}
+	caps := s.Capabilities
+	if len(caps) == 0 {
+		caps = json.RawMessage(`{}`)
+	}
+	info, _ := json.Marshal(mcp.Implementation{Name: s.ClientName, Version: s.ClientVersion})
+	members := []struct {
+		key string
+		val []byte
+	}{
+		{mcp.MetaKeyProtocolVersion, quote(front.ModernProtocol)},
+		{mcp.MetaKeyClientCapabilities, caps},
+		{mcp.MetaKeyClientInfo, info},
+	}
+	if s.LogLevel != "" {
+		members = append(members, struct {
+			key string
+			val []byte
+		}{mcp.MetaKeyLogLevel, quote(s.LogLevel)})
+	}
+	var err error
+	for _, m := range members {
+		if meta, err = jsonrpc.Set(meta, m.key, m.val); err != nil {
+			return nil, nil, err
+		}
+	}
+	if params, err = jsonrpc.Set(params, "_meta", meta); err != nil {
+		return nil, nil, err
+	}
+	h := http.Header{}
+	h.Set(mcp.HeaderMethod, method)
+	if mcp.MethodRequiresNameHeader(mcp.MCPMethod(method)) {
+		key := "name"
+		if method == string(mcp.MethodResourcesRead) {
+			key = "uri"
+		}
+		if v, ok, _ := jsonrpc.LookupString(params, key); ok {
+			if enc, ok := mcp.EncodeHeaderValue(v); ok {
+				h.Set(mcp.HeaderName, enc)
+			}
+		}
+	}
+	return params, h, nil
+}
+
 // setSessionHeaders names the client's session on a request to another
-// replica. A request that fails on a kept-alive connection before any answer
-// is sent again on a new one (the idempotency key, which is not sent, lets
-// net/http do so for a POST): the usual cause is a replica that restarted or
-// shut the idle connection, and without it the first request after that
-// would fail instead of reaching the replica, or, if it is gone, being
-// served here.
+// replica, and marks it relayed: the replica serves it itself, never
+// relaying it again (a misconfigured --advertise-addr that reaches a
+// balancer would otherwise bounce it between replicas). A kept-alive
+// connection the replica has closed (it restarted) is never written to
+// (h1), so the first request after a restart reaches the new process, or,
+// if the replica is gone, is served here; a request is never sent twice.
 func setSessionHeaders(req *http.Request, s *front.Session) {
-	req.Header["X-Idempotency-Key"] = nil
+	req.Header.Set(front.HeaderRelayed, "1")
 	if s.ID != "" {
 		req.Header.Set("Mcp-Session-Id", s.ID)
 	}

@@ -143,6 +143,23 @@ func TestSharedServersOfASessionAreServedOnItsHome(t *testing.T) {
 	if got, _, _ := jsonrpc.LookupString(res, "taskId"); got != taskID {
 		t.Errorf("tasks/get says task %q, want %q", got, taskID)
 	}
+	// So does a 2026-07-28 client's (no session: the task id alone routes
+	// it), relayed with the _meta and headers its revision requires.
+	mreq, _ := http.NewRequest(http.MethodPost, b.srv.URL+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":5,"method":"tasks/get","params":{"taskId":`+string(mustQuote(taskID))+
+		`,"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`))
+	mreq.Header.Set("Content-Type", "application/json")
+	mreq.Header.Set("Accept", "application/json, text/event-stream")
+	mreq.Header.Set("MCP-Protocol-Version", "2026-07-28")
+	mreq.Header.Set("Mcp-Method", "tasks/get")
+	mres, err := http.DefaultClient.Do(mreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mbody, _ := io.ReadAll(mres.Body)
+	mres.Body.Close()
+	if by, _, _ := jsonrpc.LookupString(result(t, []string{string(mbody)}), "by"); mres.StatusCode != 200 || by != "a" {
+		t.Errorf("2026-07-28 tasks/get on b: HTTP %s %s, want a's answer", mres.Status, mbody)
+	}
 	// A forged owner is refused, not followed.
 	forged := strings.Replace(taskID, taskID[4:strings.Index(taskID[4:], ".")+4], "MTI3LjAuMC4xOjE", 1)
 	msgs, _ = post(t, b, id, `{"jsonrpc":"2.0","id":4,"method":"tasks/get","params":{"taskId":`+string(mustQuote(forged))+`}}`)

@@ -120,7 +120,7 @@ func New(o Options) *Router {
 		o.Keys = keys.New()
 	}
 	r := &Router{servers: o.Servers, observe: o.Observe, log: o.Logger, advertise: o.Advertise, keys: o.Keys,
-		peers: &http.Client{Timeout: forwardTimeout}, proxyClient: newProxyClient()}
+		peers: &http.Client{Timeout: forwardTimeout, Transport: newPeerTransport()}, proxyClient: &http.Client{Transport: newPeerTransport()}}
 	r.cat.Store(catalog.Build(nil))
 	r.lists.Store(&listConfig{pageSize: catalog.DefaultPageSize, key: randomKey()})
 	r.relay.init(r)

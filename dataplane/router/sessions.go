@@ -20,15 +20,19 @@ import (
 // request of the session reads them back and continues the same upstream
 // session: no sticky routing, no shared store.
 //
-// Payload: version(1) | client key(16) | uvarint len | home | uvarint count |
-// count × (uvarint len | server | uvarint endpoint | uvarint len | upstream id).
+// Payload: version(1) | client key(16) | uvarint count |
+// count × (uvarint len | server | uvarint endpoint | uvarint len | upstream id)
+// | [uvarint len | home].
 // The client key names the client towards backends (their messages come back
 // tagged with it); it is random, not the session id, which does not exist yet
 // when the payload is made. Home is the advertised address of the replica
 // that took initialize: the session's requests to shared servers are served
-// there (peers.go). Version 1 had no home.
+// there (peers.go). It comes last, so that a replica of a release before homes
+// (which reads version 1 and ignores what follows the entries) still reads
+// the upstream sessions of an id minted by a newer one during an upgrade,
+// and an id without it reads as having no home.
 const (
-	upstreamVersion = 2
+	upstreamVersion = 1
 	// maxHome bounds the home address in a payload.
 	maxHome      = 255
 	clientKeyLen = 16
@@ -52,8 +56,6 @@ func encodeUpstreams(key []byte, home string, refs map[string]backend.Upstream, 
 	if len(home) > maxHome {
 		home = "" // an address that long is no address: serve shared servers where the requests land
 	}
-	b = binary.AppendUvarint(b, uint64(len(home)))
-	b = append(b, home...)
 	var entries [][]byte
 	for _, name := range order {
 		up, ok := refs[name]
@@ -67,7 +69,7 @@ func encodeUpstreams(key []byte, home string, refs map[string]backend.Upstream, 
 		e = append(e, up.ID...)
 		entries = append(entries, e)
 	}
-	size := len(b) + binary.MaxVarintLen64
+	size := len(b) + 2*binary.MaxVarintLen64 + len(home)
 	n := 0
 	for _, e := range entries {
 		if size+len(e) > maxUpstreamPayload {
@@ -80,16 +82,19 @@ func encodeUpstreams(key []byte, home string, refs map[string]backend.Upstream, 
 	for _, e := range entries[:n] {
 		b = append(b, e...)
 	}
+	if home != "" {
+		b = binary.AppendUvarint(b, uint64(len(home)))
+		b = append(b, home...)
+	}
 	return b
 }
 
 var errPayload = errors.New("malformed upstream session payload")
 
 func decodeUpstreams(b []byte) (upstreams, error) {
-	if len(b) < 1+clientKeyLen || (b[0] != upstreamVersion && b[0] != 1) {
+	if len(b) < 1+clientKeyLen || b[0] != upstreamVersion {
 		return upstreams{}, errPayload
 	}
-	version := b[0]
 	u := upstreams{key: hex.EncodeToString(b[1 : 1+clientKeyLen]), refs: map[string]backend.Upstream{}}
 	b = b[1+clientKeyLen:]
 	str := func() (string, bool) {
@@ -100,13 +105,6 @@ func decodeUpstreams(b []byte) (upstreams, error) {
 		s := string(b[k : k+int(l)])
 		b = b[k+int(l):]
 		return s, true
-	}
-	if version >= 2 {
-		home, ok := str()
-		if !ok || len(home) > maxHome {
-			return upstreams{}, errPayload
-		}
-		u.home = home
 	}
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n > 1000 {
@@ -128,6 +126,13 @@ func decodeUpstreams(b []byte) (upstreams, error) {
 			return upstreams{}, errPayload
 		}
 		u.refs[name] = backend.Upstream{Endpoint: int(ep), ID: id}
+	}
+	if len(b) > 0 {
+		home, ok := str()
+		if !ok || len(home) > maxHome || len(b) > 0 {
+			return upstreams{}, errPayload
+		}
+		u.home = home
 	}
 	return u, nil
 }

@@ -35,6 +35,12 @@ func TestUpstreamPayload(t *testing.T) {
 	if u, err := decodeUpstreams(b); err != nil || len(u.refs) == 0 || len(u.refs) == 200 {
 		t.Errorf("decoded %d refs, %v", len(u.refs), err)
 	}
+	// A replica of the release before homes reads version 1 and stops
+	// after the entries: it still reads an id minted with a home.
+	withHome := encodeUpstreams(key, "10.0.0.1:8080", refs, []string{"a"})
+	if withHome[0] != 1 || !bytes.HasSuffix(withHome, append([]byte{13}, "10.0.0.1:8080"...)) {
+		t.Errorf("the home is not a trailer of a version-1 payload: %x", withHome)
+	}
 	// A version-1 payload (before homes) still decodes, with no home.
 	v1 := append(append([]byte{1}, key...), 1, 1, 'a', 0, 1, 'x')
 	if u, err := decodeUpstreams(v1); err != nil || u.home != "" || u.refs["a"].ID != "x" {

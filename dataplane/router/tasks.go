@@ -117,6 +117,9 @@ func (r *Router) task(ctx context.Context, s *front.Session, req *jsonrpc.Messag
 		return nil, err
 	}
 	if pt.owner != "" {
+		if s != nil && s.Relayed {
+			return nil, &jsonrpc.Error{Code: jsonrpc.CodeUnavailable, Message: fmt.Sprintf("%s %q: the task lives on data plane %s, and this request was relayed here by another: check each data plane's --advertise-addr reaches that data plane itself", req.Method, exposed, pt.owner)}
+		}
 		res, err := r.proxy(ctx, pt.owner, s, req, out)
 		if errors.Is(err, errUnreached) {
 			return nil, &jsonrpc.Error{Code: jsonrpc.CodeUnavailable, Message: fmt.Sprintf("%s %q: the task lives on data plane %s, which does not answer: %v", req.Method, exposed, pt.owner, err)}

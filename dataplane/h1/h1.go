@@ -1,4 +1,7 @@
-package backend
+// Package h1 is an HTTP/1.1 client transport that serves a request on the
+// calling goroutine, for the data plane's hops to backends and to other
+// replicas.
+package h1
 
 import (
 	"bufio"
@@ -11,7 +14,7 @@ import (
 	"time"
 )
 
-// h1Transport is an HTTP/1.1 RoundTripper for plain-HTTP backends that writes
+// Transport is an HTTP/1.1 RoundTripper for plain-HTTP peers that writes
 // a request and reads its response on the calling goroutine.
 //
 // net/http's Transport hands every request to a per-connection write
@@ -23,24 +26,24 @@ import (
 // caller writes, then blocks in the read itself: the only wake-up is the
 // network poller's.
 //
-// It keeps idle connections per host for reuse, retries a request once on a
-// fresh connection when a reused one turns out to be closed before any byte
-// of the response arrived (the server's keep-alive timeout), ends a blocked
+// It keeps idle connections per host for reuse, never hands out one the
+// server has closed (see conn), never sends a request twice, ends a blocked
 // read or write when the request's context ends, and hands everything it
 // does not do (https, proxies from the environment, protocol upgrades) to
-// next, the standard Transport.
-type h1Transport struct {
+// next, the standard Transport. After Close, connections in use are closed
+// when their response ends instead of kept.
+type Transport struct {
 	next    *http.Transport
 	dial    func(ctx context.Context, network, addr string) (net.Conn, error)
 	maxIdle int           // idle connections kept per host
 	idleFor time.Duration // an idle connection older than this is closed, not reused
 
 	mu     sync.Mutex
-	idle   map[string][]*h1Conn
+	idle   map[string][]*conn
 	closed bool
 }
 
-type h1Conn struct {
+type conn struct {
 	nc    net.Conn
 	br    *bufio.Reader
 	bw    *bufio.Writer
@@ -50,18 +53,20 @@ type h1Conn struct {
 // aLongTimeAgo is a deadline that makes every blocked read or write return.
 var aLongTimeAgo = time.Unix(1, 0)
 
-func newH1Transport(next *http.Transport) *h1Transport {
-	return &h1Transport{
+// New returns a Transport that hands what it does not serve itself to next,
+// whose dialer, proxy setting, idle limit per host and idle timeout it uses.
+func New(next *http.Transport) *Transport {
+	return &Transport{
 		next:    next,
 		dial:    next.DialContext,
 		maxIdle: next.MaxIdleConnsPerHost,
 		idleFor: next.IdleConnTimeout,
-		idle:    map[string][]*h1Conn{},
+		idle:    map[string][]*conn{},
 	}
 }
 
-// handles says whether req is one h1Transport serves itself.
-func (t *h1Transport) handles(req *http.Request) bool {
+// handles says whether req is one Transport serves itself.
+func (t *Transport) handles(req *http.Request) bool {
 	if req.URL.Scheme != "http" || t.dial == nil || req.Header.Get("Upgrade") != "" {
 		return false
 	}
@@ -73,7 +78,7 @@ func (t *h1Transport) handles(req *http.Request) bool {
 	return true
 }
 
-func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !t.handles(req) {
 		return t.next.RoundTrip(req)
 	}
@@ -105,7 +110,7 @@ const maxBodyDrain = 256 << 10
 
 // exchange writes req on pc and reads the response head. The body it returns
 // gives pc back to the pool when read to the end, and closes it otherwise.
-func (t *h1Transport) exchange(req *http.Request, pc *h1Conn, addr string) (*http.Response, error) {
+func (t *Transport) exchange(req *http.Request, pc *conn, addr string) (*http.Response, error) {
 	stop := context.AfterFunc(req.Context(), func() { pc.nc.SetDeadline(aLongTimeAgo) })
 	resp, err := func() (*http.Response, error) {
 		if err := req.Write(pc.bw); err != nil {
@@ -120,7 +125,7 @@ func (t *h1Transport) exchange(req *http.Request, pc *h1Conn, addr string) (*htt
 		stop()
 		return nil, err
 	}
-	resp.Body = &h1Body{
+	resp.Body = &body{
 		body:      resp.Body,
 		pc:        pc,
 		t:         t,
@@ -139,11 +144,11 @@ func (t *h1Transport) exchange(req *http.Request, pc *h1Conn, addr string) (*htt
 // socket (without blocking) before handing one out, so a request is never
 // written to a connection already gone. A request that fails after it was
 // written is not sent again (it may have been acted on), as in net/http.
-func (t *h1Transport) conn(ctx context.Context, addr string) (*h1Conn, error) {
+func (t *Transport) conn(ctx context.Context, addr string) (*conn, error) {
 	now := time.Now()
 	for {
 		t.mu.Lock()
-		var pc *h1Conn
+		var pc *conn
 		if l := t.idle[addr]; len(l) > 0 {
 			pc = l[len(l)-1]
 			l[len(l)-1] = nil
@@ -163,11 +168,11 @@ func (t *h1Transport) conn(ctx context.Context, addr string) (*h1Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &h1Conn{nc: nc, br: bufio.NewReaderSize(nc, 16<<10), bw: bufio.NewWriterSize(nc, 8<<10)}, nil
+	return &conn{nc: nc, br: bufio.NewReaderSize(nc, 16<<10), bw: bufio.NewWriterSize(nc, 8<<10)}, nil
 }
 
 // put keeps pc for reuse, or closes it when the pool is full or closed.
-func (t *h1Transport) put(addr string, pc *h1Conn) {
+func (t *Transport) put(addr string, pc *conn) {
 	if err := pc.nc.SetDeadline(time.Time{}); err != nil {
 		pc.nc.Close()
 		return
@@ -184,11 +189,19 @@ func (t *h1Transport) put(addr string, pc *h1Conn) {
 	}
 }
 
+// Close closes the idle connections and keeps none from now on.
+func (t *Transport) Close() {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	t.CloseIdleConnections()
+}
+
 // CloseIdleConnections closes the idle connections of both transports.
-func (t *h1Transport) CloseIdleConnections() {
+func (t *Transport) CloseIdleConnections() {
 	t.mu.Lock()
 	idle := t.idle
-	t.idle = map[string][]*h1Conn{}
+	t.idle = map[string][]*conn{}
 	t.mu.Unlock()
 	for _, l := range idle {
 		for _, pc := range l {
@@ -198,11 +211,11 @@ func (t *h1Transport) CloseIdleConnections() {
 	t.next.CloseIdleConnections()
 }
 
-// h1Body is a response body on an h1Conn.
-type h1Body struct {
+// body is a response body on an conn.
+type body struct {
 	body  io.ReadCloser
-	pc    *h1Conn
-	t     *h1Transport
+	pc    *conn
+	t     *Transport
 	stop  func() bool
 	addr  string
 	reuse bool
@@ -216,7 +229,7 @@ type h1Body struct {
 	done bool
 }
 
-func (b *h1Body) Read(p []byte) (int, error) {
+func (b *body) Read(p []byte) (int, error) {
 	if b.drainable {
 		b.rmu.Lock()
 		defer b.rmu.Unlock()
@@ -228,7 +241,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (b *h1Body) Close() error {
+func (b *body) Close() error {
 	eof := false
 	if b.drainable && b.reuse {
 		b.rmu.Lock()
@@ -243,7 +256,7 @@ func (b *h1Body) Close() error {
 // finish releases the connection once: back to the pool after a body read to
 // its end, closed otherwise (unread bytes would be taken for the next
 // response).
-func (b *h1Body) finish(eof bool) {
+func (b *body) finish(eof bool) {
 	b.mu.Lock()
 	done := b.done
 	b.done = true

@@ -1,4 +1,4 @@
-package backend
+package h1
 
 import (
 	"bufio"
@@ -14,7 +14,11 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // countingServer is an HTTP/1.1 server that counts the connections it accepts.
 func countingServer(t *testing.T, h http.HandlerFunc) (*httptest.Server, *atomic.Int32) {
@@ -31,9 +35,12 @@ func countingServer(t *testing.T, h http.HandlerFunc) (*httptest.Server, *atomic
 	return srv, &conns
 }
 
-func newTestH1() *h1Transport {
-	_, h1 := newHTTPClient(func(error) {})
-	return h1
+func newTestH1() *Transport {
+	return New(&http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+	})
 }
 
 func post(t *testing.T, c *http.Client, url, body string) (int, string) {
@@ -112,7 +119,7 @@ func TestH1SkipsConnectionsTheServerClosed(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		h1.mu.Lock()
-		idle := append([]*h1Conn(nil), h1.idle[srv.Listener.Addr().String()]...)
+		idle := append([]*conn(nil), h1.idle[srv.Listener.Addr().String()]...)
 		h1.mu.Unlock()
 		if len(idle) != 1 {
 			t.Fatalf("%d idle connections, want 1", len(idle))
@@ -225,5 +232,57 @@ func TestH1LeavesHTTPSAndProxiesToNetHTTP(t *testing.T) {
 		if got := h1.handles(req); got != c.want {
 			t.Errorf("%s proxy=%v: handles = %v, want %v", c.url, c.proxy, got, c.want)
 		}
+	}
+}
+
+// After Close, a response that ends gives its connection up instead of
+// pooling it.
+func TestH1KeepsNothingAfterClose(t *testing.T) {
+	srv, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	})
+	h1 := newTestH1()
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader("{}"))
+	resp, err := h1.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h1.Close()
+	io.ReadAll(resp.Body)
+	resp.Body.Close()
+	h1.mu.Lock()
+	n := len(h1.idle[srv.Listener.Addr().String()])
+	h1.mu.Unlock()
+	if n != 0 || conns.Load() != 1 {
+		t.Fatalf("%d idle connections after Close, want 0", n)
+	}
+}
+
+// A request whose connection fails after it was written is not sent again
+// (the server may have acted on it): the caller gets the error.
+func TestH1NeverSendsARequestTwice(t *testing.T) {
+	var got atomic.Int32
+	srv, _ := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if b, _ := io.ReadAll(r.Body); string(b) == "warm" {
+			io.WriteString(w, "ok")
+			return
+		}
+		got.Add(1)
+		c, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			c.Close() // acted on, then the connection dies before the answer
+		}
+	})
+	h1 := newTestH1()
+	defer h1.CloseIdleConnections()
+	c := &http.Client{Transport: h1}
+	post(t, c, srv.URL, "warm") // the next request reuses this connection
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader("call"))
+	if resp, err := c.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatal("a request whose connection died before the answer succeeded")
+	}
+	if n := got.Load(); n != 1 {
+		t.Fatalf("the server got the request %d times, want once", n)
 	}
 }
