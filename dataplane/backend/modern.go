@@ -490,6 +490,13 @@ func (m *modernConn) subscribe(ctx context.Context, client, uri string, on bool)
 		m.mu.Unlock()
 		return json.RawMessage(`{}`), nil // nothing changes
 	}
+	if old == nil && len(m.streams) >= m.e.b.ses.max {
+		// Each client's subscriptions hold a stream to the backend until
+		// its session ends: as many as client sessions are kept, no more.
+		m.mu.Unlock()
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: fmt.Sprintf(
+			"resources/subscribe: this data plane already holds %d subscription streams to the server (its bound, as for client sessions); unsubscribe or end other sessions", len(m.streams))}
+	}
 	uris := map[string]bool{}
 	if old != nil {
 		for u := range old.uris {

@@ -237,6 +237,7 @@ func TestModernResourceSubscriptions(t *testing.T) {
 	notes := make(chan note, 16)
 	e := newEnv(t, func(o *ManagerOptions) {
 		o.OnNotification = func(_, client string, m *jsonrpc.Message) { notes <- note{client, m} }
+		o.MaxSessions = 1 // as many subscription streams as client sessions
 	})
 	listens := make(chan []string, 16)
 	fake := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -307,7 +308,12 @@ func TestModernResourceSubscriptions(t *testing.T) {
 	if n.client != "a" || n.m.Method != "notifications/resources/updated" || !strings.Contains(string(n.m.Params), "x://a") {
 		t.Errorf("got %s %s for %q, want x://a's update for client a", n.m.Method, n.m.Params, n.client)
 	}
-	err := sub("resources/subscribe", "x://refused")
+	// A second client's stream would pass the bound: refused, saying why.
+	_, err := b.Request(context.Background(), Request{Method: "resources/subscribe", Params: json.RawMessage(`{"uri":"x://a"}`), Client: clientSession("b")})
+	if err == nil || !strings.Contains(err.Error(), "subscription streams") {
+		t.Errorf("subscribe beyond the bound: %v, want an error naming it", err)
+	}
+	err = sub("resources/subscribe", "x://refused")
 	if err == nil || !strings.Contains(err.Error(), "did not grant") {
 		t.Errorf("refused subscribe: %v, want an error saying it was not granted", err)
 	}
