@@ -295,6 +295,13 @@ func (m *modernConn) prepare(method string, params json.RawMessage, who *Caller)
 	if err != nil {
 		return nil, nil, jsonrpc.Errorf(jsonrpc.CodeInvalidParams, "%s: params: %v", method, err)
 	}
+	return params, ModernHeaders(method, params), nil
+}
+
+// ModernHeaders are the headers a 2026-07-28 request of method with params
+// must carry: Mcp-Method, and Mcp-Name (the tool or prompt name, or the
+// resource URI) for the methods that route by one.
+func ModernHeaders(method string, params json.RawMessage) http.Header {
 	header := http.Header{}
 	header.Set(mcp.HeaderMethod, method)
 	if mcp.MethodRequiresNameHeader(mcp.MCPMethod(method)) {
@@ -308,7 +315,7 @@ func (m *modernConn) prepare(method string, params json.RawMessage, who *Caller)
 			}
 		}
 	}
-	return params, header, nil
+	return header
 }
 
 type metaMember struct {

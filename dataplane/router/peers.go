@@ -21,6 +21,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/mcpmesh/mcpmesh/dataplane/backend"
 	"github.com/mcpmesh/mcpmesh/dataplane/front"
 	"github.com/mcpmesh/mcpmesh/dataplane/h1"
 	"github.com/mcpmesh/mcpmesh/dataplane/jsonrpc"
@@ -358,20 +359,7 @@ func modernRelay(s *front.Session, method string, params json.RawMessage) (json.
 	if params, err = jsonrpc.Set(params, "_meta", meta); err != nil {
 		return nil, nil, err
 	}
-	h := http.Header{}
-	h.Set(mcp.HeaderMethod, method)
-	if mcp.MethodRequiresNameHeader(mcp.MCPMethod(method)) {
-		key := "name"
-		if method == string(mcp.MethodResourcesRead) {
-			key = "uri"
-		}
-		if v, ok, _ := jsonrpc.LookupString(params, key); ok {
-			if enc, ok := mcp.EncodeHeaderValue(v); ok {
-				h.Set(mcp.HeaderName, enc)
-			}
-		}
-	}
-	return params, h, nil
+	return params, backend.ModernHeaders(method, params), nil
 }
 
 // setSessionHeaders names the client's session on a request to another
