@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"mime"
 	"net/http"
@@ -104,7 +105,13 @@ type modernConn struct {
 	closed  bool
 	streams map[string]*subStream // resource subscriptions per client key ("" shared)
 	wg      sync.WaitGroup
+	// subMu serializes a client's subscribes (striped by client key): each
+	// replaces the client's stream, and two at once would end each other's
+	// before its acknowledgement.
+	subMu [16]sync.Mutex
 }
+
+var subSeed = maphash.MakeSeed()
 
 // subStream is one subscriptions/listen stream carrying a client's
 // resource subscriptions.
@@ -486,6 +493,9 @@ type subAck struct {
 // once the new one is acknowledged, so no update is lost in between (one may
 // come twice); the subscribe fails when the backend does not grant the URI.
 func (m *modernConn) subscribe(ctx context.Context, client, uri string, on bool) (json.RawMessage, error) {
+	lk := &m.subMu[maphash.String(subSeed, client)%uint64(len(m.subMu))]
+	lk.Lock()
+	defer lk.Unlock()
 	acked := make(chan subAck, 1)
 	m.mu.Lock()
 	if m.closed {

@@ -9,9 +9,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -280,6 +282,11 @@ func TestModernResourceSubscriptions(t *testing.T) {
 					granted = append(granted, u)
 				}
 			}
+			if slices.Contains(uris, "x://b") && !slices.Contains(uris, "x://c") {
+				// A slow acknowledgement: a concurrent subscribe of the same
+				// client must wait for it, not end this stream.
+				time.Sleep(500 * time.Millisecond)
+			}
 			send("notifications/subscriptions/acknowledged", map[string]any{"notifications": map[string]any{"resourceSubscriptions": granted}})
 			for _, u := range granted {
 				send("notifications/resources/updated", map[string]any{"uri": u})
@@ -307,6 +314,17 @@ func TestModernResourceSubscriptions(t *testing.T) {
 	n := recvWithin(t, notes, "resources/updated")
 	if n.client != "a" || n.m.Method != "notifications/resources/updated" || !strings.Contains(string(n.m.Params), "x://a") {
 		t.Errorf("got %s %s for %q, want x://a's update for client a", n.m.Method, n.m.Params, n.client)
+	}
+	// Two subscribes of one client at once both succeed: each replaces the
+	// client's stream, one after the other.
+	errs := make(chan error, 2)
+	go func() { errs <- sub("resources/subscribe", "x://b") }()
+	recvWithin(t, listens, "x://b's subscriptions/listen") // b's stream is waiting for its slow acknowledgement
+	go func() { errs <- sub("resources/subscribe", "x://c") }()
+	for range 2 {
+		if err := recvWithin(t, errs, "a concurrent subscribe"); err != nil {
+			t.Errorf("concurrent subscribe: %v", err)
+		}
 	}
 	// A second client's stream would pass the bound: refused, saying why.
 	_, err := b.Request(context.Background(), Request{Method: "resources/subscribe", Params: json.RawMessage(`{"uri":"x://a"}`), Client: clientSession("b")})
