@@ -269,23 +269,29 @@ func (c *conn) forward(ctx context.Context, perClient bool, r Request) (json.Raw
 	return m.send(ctx, r.Method, params, header)
 }
 
-// prepare adds to a request of method what 2026-07-28 requires: _meta
-// protocolVersion, clientCapabilities, clientInfo (and logLevel) of who (nil:
-// the gateway), and the Mcp-Method and Mcp-Name headers. The protocol
-// version header is the transport's.
+// prepare adds to a request of method what 2026-07-28 requires, for who
+// (nil: the gateway; a caller without client info goes as the gateway).
 func (m *modernConn) prepare(method string, params json.RawMessage, who *Caller) (json.RawMessage, http.Header, error) {
 	if who == nil {
 		who = &m.gw
 	}
+	c := *who
+	if c.Name == "" {
+		c.Name, c.Version = m.gw.Name, m.gw.Version
+	}
+	return ModernRequest(method, params, c)
+}
+
+// ModernRequest gives a request of method what 2026-07-28 requires of it:
+// _meta protocolVersion, clientCapabilities, clientInfo (and logLevel) of
+// who, and the Mcp-Method and Mcp-Name headers (ModernHeaders). The
+// protocol version header is the transport's.
+func ModernRequest(method string, params json.RawMessage, who Caller) (json.RawMessage, http.Header, error) {
 	caps := who.Capabilities
 	if len(caps) == 0 {
 		caps = json.RawMessage("{}")
 	}
-	info := mcp.Implementation{Name: who.Name, Version: who.Version}
-	if info.Name == "" {
-		info = mcp.Implementation{Name: m.gw.Name, Version: m.gw.Version}
-	}
-	rawInfo, err := json.Marshal(info)
+	rawInfo, err := json.Marshal(mcp.Implementation{Name: who.Name, Version: who.Version})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -19,8 +19,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mark3labs/mcp-go/mcp"
-
 	"github.com/mcpmesh/mcpmesh/dataplane/backend"
 	"github.com/mcpmesh/mcpmesh/dataplane/front"
 	"github.com/mcpmesh/mcpmesh/dataplane/h1"
@@ -238,8 +236,8 @@ func (r *Router) proxy(ctx context.Context, addr string, s *front.Session, req *
 		// info itself: handleModern took them out of _meta, the replica
 		// checks them again.
 		var err error
-		if msg.Params, header, err = modernRelay(s, req.Method, req.Params); err != nil {
-			return nil, errorf(jsonrpc.CodeInvalidParams, "%s: params: %v", req.Method, err)
+		if msg.Params, header, err = backend.ModernRequest(req.Method, req.Params, *r.callerOf(s)); err != nil {
+			return nil, err
 		}
 	}
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/mcp", bytes.NewReader(msg.Marshal()))
@@ -316,50 +314,6 @@ func oneLine(b []byte) string {
 		s = s[:200]
 	}
 	return s
-}
-
-// modernRelay gives a stateless request the _meta keys and headers the
-// revision requires of it, from the client's session: protocol version,
-// capabilities, client info and log level; Mcp-Method and Mcp-Name.
-func modernRelay(s *front.Session, method string, params json.RawMessage) (json.RawMessage, http.Header, error) {
-	if len(params) == 0 {
-		params = json.RawMessage(`{}`)
-	}
-	meta := json.RawMessage(`{}`)
-	if st, en, ok, err := jsonrpc.Lookup(params, "_meta"); err != nil {
-		return nil, nil, err
-	} else if ok && params[st] == '{' {
-		meta = params[st:en]
-	}
-	caps := s.Capabilities
-	if len(caps) == 0 {
-		caps = json.RawMessage(`{}`)
-	}
-	info, _ := json.Marshal(mcp.Implementation{Name: s.ClientName, Version: s.ClientVersion})
-	members := []struct {
-		key string
-		val []byte
-	}{
-		{mcp.MetaKeyProtocolVersion, quote(front.ModernProtocol)},
-		{mcp.MetaKeyClientCapabilities, caps},
-		{mcp.MetaKeyClientInfo, info},
-	}
-	if s.LogLevel != "" {
-		members = append(members, struct {
-			key string
-			val []byte
-		}{mcp.MetaKeyLogLevel, quote(s.LogLevel)})
-	}
-	var err error
-	for _, m := range members {
-		if meta, err = jsonrpc.Set(meta, m.key, m.val); err != nil {
-			return nil, nil, err
-		}
-	}
-	if params, err = jsonrpc.Set(params, "_meta", meta); err != nil {
-		return nil, nil, err
-	}
-	return params, backend.ModernHeaders(method, params), nil
 }
 
 // setSessionHeaders names the client's session on a request to another
