@@ -650,6 +650,13 @@ func (e *endpoint) listChanged(method string) bool {
 	if !ok {
 		return false
 	}
+	e.markDirty(k)
+	return true
+}
+
+// markDirty marks lists of kinds k dirty and wakes the supervisor to
+// refetch them.
+func (e *endpoint) markDirty(k kindSet) {
 	e.mu.Lock()
 	e.dirty |= k
 	e.mu.Unlock()
@@ -657,7 +664,6 @@ func (e *endpoint) listChanged(method string) bool {
 	case e.refetch <- struct{}{}:
 	default:
 	}
-	return true
 }
 
 // onRequest answers a server-to-client request. mcp-go runs it on a

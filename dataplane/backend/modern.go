@@ -412,13 +412,7 @@ func (m *modernConn) listLists(filter mcp.SubscriptionFilter) <-chan struct{} {
 				settled()
 				granted = g.ToolsListChanged || g.PromptsListChanged || g.ResourcesListChanged
 				if broken {
-					e.mu.Lock()
-					e.dirty |= allKinds
-					e.mu.Unlock()
-					select {
-					case e.refetch <- struct{}{}:
-					default:
-					}
+					e.markDirty(allKinds)
 				}
 			}, func(n *jsonrpc.Message) {
 				if !e.listChanged(n.Method) {
