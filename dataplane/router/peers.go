@@ -96,15 +96,8 @@ func (r *Router) forwardAnswer(ctx context.Context, addr string, s *front.Sessio
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	setSessionHeaders(req, s)
-	res, err := r.peers.Do(req)
-	if err != nil {
+	if err := r.tell(req); err != nil {
 		r.log.Warn("forward a client's answer", "replica", addr, "err", err)
-		return
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 1<<16))
-	res.Body.Close()
-	if res.StatusCode/100 != 2 {
-		r.log.Warn("forward a client's answer", "replica", addr, "err", fmt.Errorf("HTTP %s", res.Status))
 	}
 }
 
@@ -410,13 +403,24 @@ func (r *Router) endAtHome(home string, s *front.Session) {
 	}
 	setSessionHeaders(req, s)
 	req.Header.Set(front.HeaderPeer, r.peerMAC(s.ID))
+	if err := r.tell(req); err != nil {
+		r.log.Debug("end a session at its home replica", "replica", home, "err", err)
+	}
+}
+
+// tell sends another replica a request whose answer only says whether it
+// was taken (a forwarded answer, a DELETE), and reads the answer off.
+func (r *Router) tell(req *http.Request) error {
 	res, err := r.peers.Do(req)
 	if err != nil {
-		r.log.Debug("end a session at its home replica", "replica", home, "err", err)
-		return
+		return err
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 1<<16))
 	res.Body.Close()
+	if res.StatusCode/100 != 2 {
+		return fmt.Errorf("HTTP %s", res.Status)
+	}
+	return nil
 }
 
 // hasShared reports whether any shared server is configured.
