@@ -16,6 +16,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/dataplane/backend"
 	"github.com/mcpmesh/mcpmesh/dataplane/configclient"
 	"github.com/mcpmesh/mcpmesh/dataplane/front"
+	"github.com/mcpmesh/mcpmesh/dataplane/h1"
 	"github.com/mcpmesh/mcpmesh/dataplane/httpapi"
 	"github.com/mcpmesh/mcpmesh/dataplane/jsonrpc"
 	"github.com/mcpmesh/mcpmesh/dataplane/keys"
@@ -173,10 +174,12 @@ func (d *DataPlane) Serve(ctx context.Context, ln net.Listener) error {
 	for _, p := range []string{"/mcp", "/sse", "/message"} {
 		mux.Handle(p, fh)
 	}
-	httpSrv := &http.Server{
+	// h1.Server, not net/http's: it starts no goroutine for a request
+	// answered within a few milliseconds (see its doc).
+	httpSrv := &h1.Server{
 		Handler:           d.api.Instrument(mux),
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
+		Logger:            d.log.With("component", "http"),
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
