@@ -44,6 +44,9 @@ type conn struct {
 	// mod is set on a connection that speaks MCP 2026-07-28 (modern.go):
 	// no session, per-request _meta and headers, subscriptions/listen.
 	mod *modernConn
+	// post is set on a streamable HTTP connection: it sends the requests
+	// mcp-go's transport does not have to (post.go).
+	post *poster
 }
 
 // markDead records why the connection is unusable and wakes the supervisor.
@@ -67,6 +70,9 @@ func (c *conn) isDead() bool {
 // close shuts the transport down (which reaps a stdio child), then ends the
 // start context and waits for the stderr reader.
 func (c *conn) close() error {
+	if c.post != nil {
+		c.post.close() // as mcp-go's Close aborts its requests in flight
+	}
 	err := c.tr.Close()
 	c.cancel()
 	if c.mod != nil {
@@ -99,21 +105,15 @@ func (c *conn) send(ctx context.Context, method string, params json.RawMessage, 
 		return nil, err // not sent: nothing to cancel
 	}
 	id := c.ids.Add(1)
-	req := transport.JSONRPCRequest{JSONRPC: mcp.JSONRPC_VERSION, ID: mcp.NewRequestId(id), Method: method, Header: header}
-	if len(params) > 0 {
-		req.Params = params // json.RawMessage: marshalled as is (encoding/json only compacts it)
-	}
-	var resp *transport.JSONRPCResponse
-	var err error
+	var res json.RawMessage
+	var answerErr, err error
+	exchange := func(sctx context.Context) { res, answerErr, err = c.exchange(sctx, id, method, params, header) }
 	if ctx.Done() == nil {
-		resp, err = c.tr.SendRequest(ctx, req)
-	} else {
-		var abandoned bool
-		if resp, abandoned, err = c.sendCancellable(ctx, id, req); abandoned {
-			// Whatever the backend answered after hearing of the cancel
-			// (mcp-go servers answer "context canceled") is not the outcome.
-			return nil, ctx.Err()
-		}
+		exchange(ctx)
+	} else if c.sendCancellable(ctx, id, exchange) {
+		// Whatever the backend answered after hearing of the cancel
+		// (mcp-go servers answer "context canceled") is not the outcome.
+		return nil, ctx.Err()
 	}
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
@@ -121,16 +121,43 @@ func (c *conn) send(ctx context.Context, method string, params json.RawMessage, 
 		}
 		return nil, transport.NewError(err)
 	}
-	return responseResult(resp)
+	return res, answerErr
 }
 
-// sendCancellable sends req so that ending ctx first tells the backend, with
-// notifications/cancelled on this connection, and only then abandons the
-// request, reporting it abandoned. The transport gets a context of its own that keeps ctx's values
-// (streamable HTTP hands them to OnRequest) but ends only after the
-// notification went out: ending it with ctx would abort an HTTP POST before
-// the backend learns why, and over stdio leave it working for nobody.
-func (c *conn) sendCancellable(ctx context.Context, id int64, req transport.JSONRPCRequest) (resp *transport.JSONRPCResponse, abandoned bool, err error) {
+// exchange sends request id and returns the backend's answer, a result or
+// a *jsonrpc.Error (answerErr), or why none came (err). Streamable HTTP
+// requests go through the connection's poster, the rest through mcp-go.
+func (c *conn) exchange(ctx context.Context, id int64, method string, params json.RawMessage, header http.Header) (res json.RawMessage, answerErr, err error) {
+	if c.post != nil && postable(method) {
+		m, err := c.post.do(ctx, c.version, id, method, params, header)
+		switch {
+		case err != nil:
+			return nil, nil, err
+		case m.Error != nil:
+			return nil, m.Error, nil
+		}
+		return m.Result, nil, nil
+	}
+	req := transport.JSONRPCRequest{JSONRPC: mcp.JSONRPC_VERSION, ID: mcp.NewRequestId(id), Method: method, Header: header}
+	if len(params) > 0 {
+		req.Params = params // json.RawMessage: marshalled as is (encoding/json only compacts it)
+	}
+	resp, err := c.tr.SendRequest(ctx, req)
+	if err != nil {
+		return nil, nil, err
+	}
+	res, answerErr = responseResult(resp)
+	return res, answerErr, nil
+}
+
+// sendCancellable runs exchange so that ending ctx first tells the backend,
+// with notifications/cancelled on this connection, and only then abandons
+// the request, reporting it abandoned. exchange gets a context of its own
+// that keeps ctx's values (streamable HTTP hands them to OnRequest) but
+// ends only after the notification went out: ending it with ctx would abort
+// an HTTP POST before the backend learns why, and over stdio leave it
+// working for nobody.
+func (c *conn) sendCancellable(ctx context.Context, id int64, exchange func(context.Context)) (abandoned bool) {
 	sctx, scancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer scancel()
 	var fired sync.WaitGroup
@@ -140,13 +167,13 @@ func (c *conn) sendCancellable(ctx context.Context, id int64, req transport.JSON
 		c.sendCancelled(ctx, id)
 		scancel()
 	})
-	resp, err = c.tr.SendRequest(sctx, req)
+	exchange(sctx)
 	if stop() {
 		fired.Done() // never ran
-		return resp, false, err
+		return false
 	}
 	fired.Wait() // a notification racing the answer is finished, not leaked
-	return nil, true, nil
+	return true
 }
 
 // sendCancelled tells the backend that request id is abandoned, giving ctx's

@@ -213,6 +213,7 @@ func (e *endpoint) connect(ctx context.Context) (*conn, *lists, error) {
 		return nil, nil, err
 	}
 	c := e.newConn(ctx, tr)
+	c.post = e.newPoster(tr, e.hc, "")
 	fail := func(what string, err error) (*conn, *lists, error) {
 		_ = c.close()
 		return nil, nil, fmt.Errorf("%s: %w", what, err)

@@ -623,17 +623,23 @@ func (e *endpoint) onNotification(n mcp.JSONRPCNotification) { e.notification(""
 // client's session refetches the shared lists too (the catalog is per
 // server) and is delivered to the client.
 func (e *endpoint) notification(client string, n mcp.JSONRPCNotification) {
-	// A list_changed of a client's own session also goes to that client:
-	// its session's own items changed.
-	if e.listChanged(n.Method) && client == "" {
-		return
-	}
 	params, err := notificationParams(n.Params)
 	if err != nil {
 		e.logger.Warn("drop backend notification", "method", n.Method, "err", err)
 		return
 	}
-	e.deliver(client, &jsonrpc.Message{Method: n.Method, Params: params})
+	e.rawNotification(client, &jsonrpc.Message{Method: n.Method, Params: params})
+}
+
+// rawNotification is notification with its params raw: those that came on
+// a response stream we read (post.go), which mcp-go never decoded.
+func (e *endpoint) rawNotification(client string, m *jsonrpc.Message) {
+	// A list_changed of a client's own session also goes to that client:
+	// its session's own items changed.
+	if e.listChanged(m.Method) && client == "" {
+		return
+	}
+	e.deliver(client, &jsonrpc.Message{Method: m.Method, Params: m.Params})
 }
 
 // deliver hands a notification to OnNotification.

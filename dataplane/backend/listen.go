@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -193,30 +194,68 @@ var errEventTooLarge = errors.New("event stream: event too large")
 // each. It returns nil when the stream ends, else the read error. fn owns
 // the slice it gets.
 func readEvents(r io.Reader, max int, fn func(data []byte)) error {
+	_, err := scanEvents(r, max, nil, func(event string, data []byte) bool {
+		if event == "" || event == "message" {
+			fn(data)
+		}
+		return true
+	})
+	return err
+}
+
+// sseCursor is where a response stream stands, for resuming it the
+// 2025-11-25 way (post.go): the id of the last event dispatched and the
+// reconnection time the server asked for.
+type sseCursor struct {
+	lastID   string
+	retry    time.Duration
+	hasRetry bool
+}
+
+// scanEvents parses a text/event-stream and calls fn with the name ("" when
+// unnamed) and data of each event that has data, at most max bytes each,
+// until fn returns false or the stream ends. With cur set it reads the way
+// mcp-go's streamable HTTP client reads a response stream: it records id
+// and retry in cur (an id counts once its event is dispatched), and
+// dispatches an event left unfinished at EOF (without recording its id);
+// otherwise, as the SSE spec says, such an event is dropped. ended reports
+// that the stream ended (EOF, or fn stopped it) rather than failed. fn owns
+// the slice it gets.
+func scanEvents(r io.Reader, max int, cur *sseCursor, fn func(event string, data []byte) bool) (ended bool, err error) {
 	br := bufio.NewReaderSize(r, 32*1024)
 	var data []byte
 	hasData := false
 	event := ""
+	id, hasID := "", false
 	var line []byte
 	for {
 		chunk, err := br.ReadSlice('\n')
 		if len(line)+len(chunk) > max+2 { // +2: the line's own CRLF
-			return errEventTooLarge
+			return false, errEventTooLarge
 		}
 		line = append(line, chunk...)
 		if errors.Is(err, bufio.ErrBufferFull) {
 			continue
 		}
 		if err != nil && !errors.Is(err, io.EOF) {
-			return err
+			return false, err
 		}
-		eof := err != nil
+		if err != nil { // EOF: a partial last line counts for nothing
+			if cur != nil && len(data) > 0 {
+				fn(event, data)
+			}
+			return true, nil
+		}
 		l := bytes.TrimRight(line, "\r\n")
 		line = line[:0]
 		switch {
 		case len(l) == 0:
-			if !eof && hasData && (event == "" || event == "message") {
-				fn(data)
+			if cur != nil && hasID {
+				cur.lastID = id
+			}
+			hasID = false
+			if hasData && (cur == nil || len(data) > 0) && !fn(event, data) {
+				return true, nil
 			}
 			data, hasData, event = nil, false, ""
 		case l[0] == ':': // comment, keep-alive
@@ -231,14 +270,19 @@ func readEvents(r io.Reader, max int, fn func(data []byte)) error {
 					data = append(data, '\n')
 				}
 				if len(data)+len(value) > max {
-					return errEventTooLarge
+					return false, errEventTooLarge
 				}
 				data = append(data, value...)
 				hasData = true
+			case "id":
+				if bytes.IndexByte(value, 0) < 0 {
+					id, hasID = string(value), true
+				}
+			case "retry":
+				if ms, err := strconv.ParseUint(string(value), 10, 31); err == nil && cur != nil {
+					cur.retry, cur.hasRetry = time.Duration(ms)*time.Millisecond, true
+				}
 			}
-		}
-		if eof {
-			return nil // an unfinished last event is dropped, as the SSE spec says
 		}
 	}
 }

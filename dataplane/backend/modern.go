@@ -137,6 +137,7 @@ func (e *endpoint) connectModern(ctx context.Context, timeout time.Duration) (c 
 	cctx, cancel := context.WithCancel(ctx)
 	c = &conn{tr: tr, ctx: cctx, cancel: cancel, logger: e.logger, dead: make(chan struct{}), version: modernVersion}
 	c.mod = &modernConn{e: e, c: c, gw: gatewayCaller(e.b.hooks.initParams), streams: map[string]*subStream{}}
+	c.post = e.newPoster(tr, e.hc, "")
 	fail := func(what string, err error) (*conn, *lists, bool, error) {
 		_ = c.close()
 		return nil, nil, false, fmt.Errorf("%s: %w", what, err)

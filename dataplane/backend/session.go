@@ -616,6 +616,7 @@ func (b *Backend) sweeper(every time.Duration) {
 func (e *endpoint) sessionConn(tr transport.Interface, client string) *conn {
 	c := e.newConn(e.b.ctx, tr)
 	c.ids.Store(rand.Int64N(1 << 50))
+	c.post = e.newPoster(tr, e.pc, client)
 	tr.SetNotificationHandler(func(n mcp.JSONRPCNotification) { e.notification(client, n) })
 	if bt, ok := tr.(transport.BidirectionalInterface); ok {
 		bt.SetRequestHandler(func(ctx context.Context, r transport.JSONRPCRequest) (*transport.JSONRPCResponse, error) {
