@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,9 +59,10 @@ type Server struct {
 	closing   atomic.Bool
 	done      chan struct{} // closed by Shutdown and Close
 	doneOnce  sync.Once
-	wake      chan struct{} // wakes the watchdog
-	asleep    atomic.Bool   // the watchdog waits for wake
-	watching  bool          // the watchdog runs
+	dateNow   atomic.Pointer[dateLine] // the Date header of this second
+	wake      chan struct{}            // wakes the watchdog
+	asleep    atomic.Bool              // the watchdog waits for wake
+	watching  bool                     // the watchdog runs
 }
 
 // Defaults of Server's settings.
@@ -112,6 +114,22 @@ func (s *Server) logger() *slog.Logger {
 		return s.Logger
 	}
 	return slog.New(slog.DiscardHandler)
+}
+
+type dateLine struct {
+	sec int64
+	b   []byte
+}
+
+// date is the value of the Date header now, formatted once a second.
+func (s *Server) date() []byte {
+	now := time.Now()
+	if d := s.dateNow.Load(); d != nil && d.sec == now.Unix() {
+		return d.b
+	}
+	d := &dateLine{sec: now.Unix(), b: now.UTC().AppendFormat(nil, http.TimeFormat)}
+	s.dateNow.Store(d)
+	return d.b
 }
 
 func (s *Server) doneChan() chan struct{} {
@@ -332,14 +350,16 @@ const (
 )
 
 type serverConn struct {
-	s     *Server
-	nc    net.Conn
-	cr    *connReader
-	br    *bufio.Reader
-	bw    *bufio.Writer
-	tls   *tls.ConnectionState
-	state atomic.Int32
-	base  context.Context
+	s       *Server
+	nc      net.Conn
+	cr      *connReader
+	br      *bufio.Reader
+	bw      *bufio.Writer
+	tls     *tls.ConnectionState
+	state   atomic.Int32
+	base    context.Context
+	remote  string   // the client's address
+	scratch [20]byte // for numbers in heads
 }
 
 func (c *serverConn) serve() {
@@ -363,6 +383,7 @@ func (c *serverConn) serve() {
 	c.br = bufio.NewReaderSize(c.cr, 4<<10)
 	c.bw = bufio.NewWriterSize(c.nc, 4<<10)
 	c.base = context.WithValue(context.Background(), http.LocalAddrContextKey, c.nc.LocalAddr())
+	c.remote = c.nc.RemoteAddr().String()
 	for {
 		if !c.waitRequest() {
 			return
@@ -409,7 +430,7 @@ func (c *serverConn) serveOne() (keep bool) {
 	ctx, cancel := context.WithCancelCause(c.base)
 	defer cancel(errors.New("the request ended"))
 	req = req.WithContext(ctx)
-	req.RemoteAddr = c.nc.RemoteAddr().String()
+	req.RemoteAddr = c.remote
 	req.TLS = c.tls
 	w := &response{c: c, req: req, header: http.Header{}, contentLength: -1}
 	b := &requestBody{rc: req.Body, w: w}
@@ -420,7 +441,7 @@ func (c *serverConn) serveOne() (keep bool) {
 		b.expect = true
 	}
 	req.Body = b
-	c.cr.arm(b, func() { cancel(errClientGone) })
+	c.cr.arm(b, cancel)
 	c.s.wakeWatchdog()
 	c.s.Handler.ServeHTTP(w, req)
 	c.cr.endWatch()
@@ -557,7 +578,7 @@ type connReader struct {
 	hasByte      bool // the watch read the first byte of the next request
 	byteBuf      [1]byte
 	err          error // what the watch's read failed with
-	onDisconnect func()
+	onDisconnect context.CancelCauseFunc
 }
 
 func newConnReader(nc net.Conn) *connReader {
@@ -571,7 +592,7 @@ func (cr *connReader) abort() {
 	cr.mu.Lock()
 	defer cr.mu.Unlock()
 	if cr.armed && cr.onDisconnect != nil {
-		cr.onDisconnect()
+		cr.onDisconnect(http.ErrServerClosed)
 	}
 }
 
@@ -614,7 +635,7 @@ func (cr *connReader) Read(p []byte) (int, error) {
 // arm marks a request whose body is b as running: the server's watchdog
 // starts a watch of the connection for it (fire) once it has been running
 // for a sweep or two. onDisconnect cancels the request.
-func (cr *connReader) arm(b *requestBody, onDisconnect func()) {
+func (cr *connReader) arm(b *requestBody, onDisconnect context.CancelCauseFunc) {
 	cr.mu.Lock()
 	cr.armed, cr.fired, cr.seen = true, false, false
 	cr.body, cr.onDisconnect = b, onDisconnect
@@ -668,7 +689,7 @@ func (cr *connReader) backgroundRead(gen uint64) {
 	if err != nil && !(cr.aborted && errors.As(err, &ne) && ne.Timeout()) {
 		cr.err = err
 		if cr.onDisconnect != nil {
-			cr.onDisconnect()
+			cr.onDisconnect(errClientGone)
 		}
 	}
 	cr.aborted = false
@@ -909,41 +930,41 @@ func (w *response) sendHeader(final bool) {
 	h := w.header
 	req := w.req
 	body := bodyAllowed(w.status)
+	// What the server adds goes straight to the connection, not through h.
+	length := int64(-1)
 	switch {
 	case !body:
 		h.Del("Content-Length")
 		h.Del("Transfer-Encoding")
 	case w.contentLength >= 0:
+		h.Del("Transfer-Encoding")
 	case final:
-		h.Set("Content-Length", strconv.Itoa(len(w.buf)))
+		length = int64(len(w.buf))
 		if req.Method == http.MethodHead {
-			h.Set("Content-Length", strconv.FormatInt(w.written, 10))
+			length = w.written
 		}
+		h.Del("Transfer-Encoding")
 	case req.ProtoAtLeast(1, 1):
 		w.chunked = true
-		h.Set("Transfer-Encoding", "chunked")
+		h.Del("Transfer-Encoding")
 		h.Del("Content-Length")
 	default:
 		w.closeAfter = true // HTTP/1.0: the end of the connection ends the body
+		h.Del("Transfer-Encoding")
 	}
 	if body && len(w.buf) > 0 {
-		if _, ok := h["Content-Type"]; !ok && h.Get("Transfer-Encoding") == "" {
+		if _, ok := h["Content-Type"]; !ok && !w.chunked {
 			h.Set("Content-Type", http.DetectContentType(w.buf))
 		}
 	}
-	if hasToken(h.Get("Connection"), "close") || w.c.s.closing.Load() || !w.body.drain() {
+	connection, hasConnection := h["Connection"]
+	saysClose := hasConnection && hasToken(strings.Join(connection, ","), "close")
+	if saysClose || w.c.s.closing.Load() || !w.body.drain() || req.Close {
 		w.closeAfter = true
 	}
-	if req.Close && !w.closeAfter {
-		w.closeAfter = true
-	}
-	if w.closeAfter && req.ProtoAtLeast(1, 1) {
-		h.Set("Connection", "close")
-	} else if !w.closeAfter && !req.ProtoAtLeast(1, 1) {
-		h.Set("Connection", "keep-alive")
-	}
-	if _, ok := h["Date"]; !ok {
-		h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	if hasConnection && w.closeAfter && !saysClose {
+		h.Del("Connection") // ours says close
+		hasConnection = false
 	}
 	bw := w.c.bw
 	if w.status == http.StatusOK {
@@ -953,6 +974,26 @@ func (w *response) sendHeader(final bool) {
 	}
 	if err := h.Write(bw); err != nil {
 		w.failed = true
+	}
+	if _, ok := h["Date"]; !ok {
+		_, _ = bw.WriteString("Date: ")
+		_, _ = bw.Write(w.c.s.date())
+		_, _ = bw.WriteString("\r\n")
+	}
+	switch {
+	case length >= 0:
+		_, _ = bw.WriteString("Content-Length: ")
+		_, _ = bw.Write(strconv.AppendInt(w.c.scratch[:0], length, 10))
+		_, _ = bw.WriteString("\r\n")
+	case w.chunked:
+		_, _ = bw.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	switch {
+	case hasConnection:
+	case w.closeAfter && req.ProtoAtLeast(1, 1):
+		_, _ = bw.WriteString("Connection: close\r\n")
+	case !w.closeAfter && !req.ProtoAtLeast(1, 1):
+		_, _ = bw.WriteString("Connection: keep-alive\r\n")
 	}
 	_, _ = bw.WriteString("\r\n")
 	if len(w.buf) > 0 {

@@ -551,3 +551,68 @@ func BenchmarkServer(b *testing.B) {
 		res.Body.Close()
 	}
 }
+
+// TestServerConnectionHeader: a handler's own Connection header is kept,
+// unless the connection is to close, when the answer says close.
+func TestServerConnectionHeader(t *testing.T) {
+	addr := startServer(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "keep-alive")
+		io.WriteString(w, "x")
+	})})
+	nc, br := rawConn(t, addr)
+	io.WriteString(nc, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if res, _ := readResponse(t, br, "GET"); res.Close || len(res.Header["Connection"]) != 1 {
+		t.Errorf("kept connection: close %v, Connection %q", res.Close, res.Header["Connection"])
+	}
+	io.WriteString(nc, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if res, _ := readResponse(t, br, "GET"); !res.Close {
+		t.Errorf("closing connection: close %v (net/http's reader takes Connection: close off)", res.Close)
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("after Connection: close: %v, want the connection closed", err)
+	}
+}
+
+// FuzzServer: whatever a client sends, the server answers or closes the
+// connection within the deadline, and never fails (a panic would end the
+// test process). The handler reads the body and echoes its length.
+func FuzzServer(f *testing.F) {
+	for _, seed := range []string{
+		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}GET /2 HTTP/1.1\r\nHost: x\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nz",
+		"HEAD / HTTP/1.0\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x\r\n X: folded\r\n\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	s := &Server{MaxHeaderBytes: 4096, ReadHeaderTimeout: 2 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
+		fmt.Fprintf(w, "%d", n)
+		if r.URL.Path == "/stream" {
+			w.(http.Flusher).Flush()
+			io.WriteString(w, "more")
+		}
+	})}
+	addr := startServer(f, s)
+	f.Fuzz(func(t *testing.T, in []byte) {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := nc.Write(in); err != nil {
+			return // the server may close before reading it all
+		}
+		nc.(*net.TCPConn).CloseWrite()
+		if _, err := io.Copy(io.Discard, nc); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("the server neither answered nor closed in 10 s")
+			}
+		}
+	})
+}
