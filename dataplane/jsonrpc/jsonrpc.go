@@ -93,12 +93,16 @@ func Parse(b []byte) (Message, error) {
 		version string
 		bad     *Error
 	)
-	err := members(b, func(key string, val []byte) bool {
-		switch key {
+	err := members(b, func(key, val []byte) bool {
+		switch string(key) {
 		case "jsonrpc":
-			version, bad = envelopeString(key, val)
+			if string(val) == `"2.0"` {
+				version = "2.0"
+				break
+			}
+			version, bad = envelopeString("jsonrpc", val)
 		case "method":
-			m.Method, bad = envelopeString(key, val)
+			m.Method, bad = envelopeString("method", val)
 		case "id":
 			m.ID = nullIsAbsent(val)
 		case "params":
@@ -157,12 +161,38 @@ func envelopeString(key string, val []byte) (string, *Error) {
 	case 'n':
 		return "", nil
 	case '"':
+		if s, ok := methodNames[string(val[1:len(val)-1])]; ok {
+			return s, nil // no copy of the names of MCP's methods
+		}
 		if s, ok := unquote(val); ok {
 			return s, nil
 		}
 	}
 	return "", &Error{Code: CodeInvalidRequest, Message: fmt.Sprintf("invalid request: %q must be a string", key)}
 }
+
+// methodNames are MCP's method names, so that reading one allocates nothing.
+var methodNames = func() map[string]string {
+	m := map[string]string{}
+	for _, n := range []string{
+		"initialize", "ping", "server/discover", "subscriptions/listen",
+		"tools/list", "tools/call", "prompts/list", "prompts/get",
+		"resources/list", "resources/read", "resources/templates/list",
+		"resources/subscribe", "resources/unsubscribe",
+		"logging/setLevel", "completion/complete",
+		"tasks/get", "tasks/result", "tasks/list", "tasks/cancel",
+		"sampling/createMessage", "elicitation/create", "roots/list",
+		"notifications/initialized", "notifications/cancelled", "notifications/progress",
+		"notifications/message", "notifications/resources/updated",
+		"notifications/resources/list_changed", "notifications/tools/list_changed",
+		"notifications/prompts/list_changed", "notifications/roots/list_changed",
+		"notifications/tasks/status", "notifications/elicitation/complete",
+		"notifications/subscriptions/acknowledged",
+	} {
+		m[n] = n
+	}
+	return m
+}()
 
 func nullIsAbsent(r json.RawMessage) json.RawMessage {
 	if len(r) == 0 || bytes.Equal(r, []byte("null")) {
@@ -190,7 +220,7 @@ func IntID(n int64) json.RawMessage { return strconv.AppendInt(nil, n, 10) }
 // Marshal encodes m with "jsonrpc":"2.0". Params and Result are written as
 // they are (they must be valid JSON), not re-encoded.
 func (m *Message) Marshal() []byte {
-	b := make([]byte, 0, 48+len(m.Params)+len(m.Result))
+	b := make([]byte, 0, 48+len(m.ID)+len(m.Method)+len(m.Params)+len(m.Result))
 	b = append(b, `{"jsonrpc":"2.0"`...)
 	if m.ID != nil {
 		b = append(b, `,"id":`...)
@@ -239,7 +269,4 @@ func Notification(method string, params json.RawMessage) []byte {
 	return (&Message{Method: method, Params: params}).Marshal()
 }
 
-func appendString(b []byte, s string) []byte {
-	q, _ := json.Marshal(s) // a string cannot fail
-	return append(b, q...)
-}
+func appendString(b []byte, s string) []byte { return AppendString(b, s) }

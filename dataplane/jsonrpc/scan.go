@@ -75,10 +75,11 @@ func LookupString(obj []byte, key string) (s string, ok bool, err error) {
 }
 
 // members calls fn with each member of the JSON object obj, in order, its
-// key unescaped and its value as a subslice of obj, until fn returns false.
+// key unescaped (a subslice of obj unless it has escapes: fn must not keep
+// it) and its value as a subslice of obj, until fn returns false.
 // obj must be valid JSON (json.Valid): members checks only that it is an
 // object.
-func members(obj []byte, fn func(key string, val []byte) bool) error {
+func members(obj []byte, fn func(key, val []byte) bool) error {
 	i := skipSpace(obj, 0)
 	if i >= len(obj) || obj[i] != '{' {
 		return errNotObject
@@ -95,7 +96,7 @@ func members(obj []byte, fn func(key string, val []byte) bool) error {
 		if err != nil {
 			return err
 		}
-		key, ok := unquote(obj[i:ke])
+		key, ok := unquoteKey(obj[i:ke])
 		if !ok {
 			return errSyntax
 		}
@@ -140,6 +141,17 @@ func unquote(quoted []byte) (string, bool) {
 	return s, true
 }
 
+// unquoteKey is the unescaped content of a quoted JSON key: a subslice of
+// quoted unless it has escapes or invalid UTF-8 (then a copy, as unquote
+// decodes it).
+func unquoteKey(quoted []byte) ([]byte, bool) {
+	if inner := quoted[1 : len(quoted)-1]; bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+		return inner, true
+	}
+	s, ok := unquote(quoted)
+	return []byte(s), ok
+}
+
 // Splice returns a copy of b with b[start:end] replaced by val.
 func Splice(b []byte, start, end int, val []byte) []byte {
 	out := make([]byte, 0, len(b)-(end-start)+len(val))
@@ -159,13 +171,16 @@ func Set(obj []byte, key string, val []byte) ([]byte, error) {
 		return Splice(obj, st, en, val), nil
 	}
 	end := bytes.LastIndexByte(obj, '}')
-	member := appendString(nil, key)
-	member = append(member, ':')
-	member = append(member, val...)
-	if bytes.IndexByte(bytes.TrimSpace(obj[skipSpace(obj, 0)+1:end]), '"') >= 0 {
-		member = append([]byte{','}, member...)
+	comma := bytes.IndexByte(bytes.TrimSpace(obj[skipSpace(obj, 0)+1:end]), '"') >= 0
+	out := make([]byte, 0, len(obj)+len(key)+len(val)+4)
+	out = append(out, obj[:end]...)
+	if comma {
+		out = append(out, ',')
 	}
-	return Splice(obj, end, end, member), nil
+	out = AppendString(out, key)
+	out = append(out, ':')
+	out = append(out, val...)
+	return append(out, obj[end:]...), nil
 }
 
 var (
@@ -302,13 +317,15 @@ func Elements(arr []byte) ([][]byte, error) {
 
 // DeleteMembers returns obj without the members whose (unescaped) key drop
 // reports true, and whether any went; obj itself when none did. The other
-// members keep their bytes and order.
-func DeleteMembers(obj []byte, drop func(key string) bool) ([]byte, bool, error) {
+// members keep their bytes and order. The key drop is given may alias obj:
+// drop must not keep it.
+func DeleteMembers(obj []byte, drop func(key []byte) bool) ([]byte, bool, error) {
 	i := skipSpace(obj, 0)
 	if i >= len(obj) || obj[i] != '{' {
 		return nil, false, errNotObject
 	}
-	var keep [][2]int // spans of kept members
+	var spans [16][2]int
+	keep := spans[:0] // spans of kept members
 	dropped := false
 	i = skipSpace(obj, i+1)
 	if i < len(obj) && obj[i] == '}' {
@@ -331,11 +348,13 @@ func DeleteMembers(obj []byte, drop func(key string) bool) ([]byte, bool, error)
 		if err != nil {
 			return nil, false, err
 		}
-		key := string(obj[ks+1 : ke-1])
-		if bytes.IndexByte(obj[ks:ke], '\\') >= 0 {
-			if json.Unmarshal(obj[ks:ke], &key) != nil {
+		key := obj[ks+1 : ke-1]
+		if bytes.IndexByte(key, '\\') >= 0 {
+			var k string
+			if json.Unmarshal(obj[ks:ke], &k) != nil {
 				return nil, false, errSyntax
 			}
+			key = []byte(k)
 		}
 		if drop(key) {
 			dropped = true

@@ -3,7 +3,6 @@ package jsonrpc
 import (
 	"bytes"
 	"encoding/json"
-	"strings"
 	"testing"
 )
 
@@ -96,7 +95,7 @@ func TestElements(t *testing.T) {
 }
 
 func TestDeleteMembers(t *testing.T) {
-	drop := func(k string) bool { return strings.HasPrefix(k, "io.") }
+	drop := func(k []byte) bool { return bytes.HasPrefix(k, []byte("io.")) }
 	for _, c := range []struct{ in, want string }{
 		{`{}`, `{}`},
 		{`{"a":1}`, `{"a":1}`},
@@ -118,7 +117,7 @@ func TestDeleteMembers(t *testing.T) {
 func FuzzDeleteMembers(f *testing.F) {
 	f.Add([]byte(`{"io.a":1,"b":{"c":[1,"]"]}}`))
 	f.Fuzz(func(t *testing.T, obj []byte) {
-		out, _, err := DeleteMembers(obj, func(k string) bool { return strings.HasPrefix(k, "io.") })
+		out, _, err := DeleteMembers(obj, func(k []byte) bool { return bytes.HasPrefix(k, []byte("io.")) })
 		if err != nil {
 			return
 		}
@@ -216,4 +215,32 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse(Marshal(Parse(%q))) = %+v, %v", b, again, err)
 		}
 	})
+}
+
+func BenchmarkParse(b *testing.B) {
+	msg := []byte(`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"bench__echo","arguments":{"text":"hello"}}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkMarshal(b *testing.B) {
+	m := Message{ID: json.RawMessage(`7`), Method: "tools/call", Params: json.RawMessage(`{"name":"echo"}`)}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = m.Marshal()
+	}
+}
+
+func BenchmarkSet(b *testing.B) {
+	obj := []byte(`{"name":"bench__echo","arguments":{"text":"hello"}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Set(obj, "name", []byte(`"echo"`)); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

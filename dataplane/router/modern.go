@@ -1,12 +1,12 @@
 package router
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -193,14 +193,17 @@ func stripMeta(params json.RawMessage) (json.RawMessage, error) {
 	if err != nil || !ok || params[ms] != '{' {
 		return params, err
 	}
-	meta, stripped, err := jsonrpc.DeleteMembers(params[ms:me], func(k string) bool {
-		return strings.HasPrefix(k, "io.modelcontextprotocol/")
+	meta, stripped, err := jsonrpc.DeleteMembers(params[ms:me], func(k []byte) bool {
+		return bytes.HasPrefix(k, metaPrefix)
 	})
 	if err != nil || !stripped {
 		return params, err
 	}
 	return jsonrpc.Splice(params, ms, me, meta), nil
 }
+
+// metaPrefix begins the _meta keys stripMeta removes.
+var metaPrefix = []byte("io.modelcontextprotocol/")
 
 // callKeyOf is the relay's key of a call: stateless requests have no
 // session id, so theirs is unique per call.

@@ -235,10 +235,8 @@ var replicaTag = func() string {
 	return hex.EncodeToString(b)
 }()
 
-func quote(s string) json.RawMessage {
-	b, _ := json.Marshal(s) // a string cannot fail
-	return b
-}
+// quote is s as a JSON string.
+func quote(s string) json.RawMessage { return jsonrpc.Quote(s) }
 
 func errorf(code int, format string, args ...any) *jsonrpc.Error {
 	return &jsonrpc.Error{Code: code, Message: fmt.Sprintf(format, args...)}
