@@ -17,13 +17,18 @@ import (
 // benchBackend serves an in-process streamable HTTP mcp-go echo server and
 // returns a connected backend for it. The allocations of a benchmark that
 // uses it include the server's.
-func benchBackend(b *testing.B) *Backend {
+func benchBackend(b *testing.B) *Backend { return benchBackendOf(b, legacyOnly) }
+
+// benchModernBackend is benchBackend of a server that speaks 2026-07-28.
+func benchModernBackend(b *testing.B) *Backend { return benchBackendOf(b) }
+
+func benchBackendOf(b *testing.B, opts ...server.StreamableHTTPOption) *Backend {
 	b.Helper()
 	s := server.NewMCPServer("bench", "1.0.0", server.WithToolCapabilities(false))
 	s.AddTool(mcp.NewTool("echo", mcp.WithString("text")), func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		return mcp.NewToolResultText(req.GetString("text", "")), nil
 	})
-	ts := httptest.NewServer(server.NewStreamableHTTPServer(s, legacyOnly))
+	ts := httptest.NewServer(server.NewStreamableHTTPServer(s, opts...))
 	m := NewManager(ManagerOptions{Logger: slog.New(slog.DiscardHandler), ListResync: -1})
 	b.Cleanup(func() {
 		_ = m.Close()
@@ -71,4 +76,21 @@ func BenchmarkRequestToolsCallParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkRequestToolsCallModern: one tools/call through Request, serially,
+// to a backend of 2026-07-28, for a client (its _meta).
+func BenchmarkRequestToolsCallModern(b *testing.B) {
+	be := benchModernBackend(b)
+	if p := be.Protocol(); p != modernVersion {
+		b.Fatalf("protocol %q", p)
+	}
+	ctx := context.Background()
+	who := &Caller{Capabilities: json.RawMessage(`{"sampling":{},"roots":{"listChanged":true}}`), Name: "bench-client", Version: "1.0.0"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := be.Request(ctx, Request{Method: "tools/call", Params: benchParams, Caller: who}); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

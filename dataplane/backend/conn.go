@@ -108,9 +108,20 @@ func (c *conn) send(ctx context.Context, method string, params json.RawMessage, 
 	var res json.RawMessage
 	var answerErr, err error
 	exchange := func(sctx context.Context) { res, answerErr, err = c.exchange(sctx, id, method, params, header) }
-	if ctx.Done() == nil {
+	switch {
+	case ctx.Done() == nil:
 		exchange(ctx)
-	} else if c.sendCancellable(ctx, id, exchange) {
+	case c.mod != nil && c.post != nil && postable(method):
+		// 2026-07-28 over our poster: closing the request's POST is its
+		// cancellation (sendCancelled sends nothing), so the exchange may
+		// end with ctx itself; sendCancellable would only add a context and
+		// a callback per request. An answer that comes as ctx ends is not
+		// the outcome, as there.
+		exchange(ctx)
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, cerr
+		}
+	case c.sendCancellable(ctx, id, exchange):
 		// Whatever the backend answered after hearing of the cancel
 		// (mcp-go servers answer "context canceled") is not the outcome.
 		return nil, ctx.Err()

@@ -101,6 +101,8 @@ type modernConn struct {
 	c  *conn
 	gw Caller
 
+	meta metaCache // of the callers seen
+
 	mu      sync.Mutex
 	closed  bool
 	streams map[string]*subStream // resource subscriptions per client key ("" shared)
@@ -272,15 +274,21 @@ func (c *conn) forward(ctx context.Context, perClient bool, r Request) (json.Raw
 
 // prepare adds to a request of method what 2026-07-28 requires, for who
 // (nil: the gateway; a caller without client info goes as the gateway).
+// The encoded _meta members of a caller are kept (metaCache): they are the
+// same for every request of the same client.
 func (m *modernConn) prepare(method string, params json.RawMessage, who *Caller) (json.RawMessage, http.Header, error) {
 	if who == nil {
 		who = &m.gw
 	}
-	c := *who
-	if c.Name == "" {
-		c.Name, c.Version = m.gw.Name, m.gw.Version
+	name, ver := who.Name, who.Version
+	if name == "" {
+		name, ver = m.gw.Name, m.gw.Version
 	}
-	return ModernRequest(method, params, c)
+	members, err := m.meta.members(who.Capabilities, name, ver, who.LogLevel)
+	if err != nil {
+		return nil, nil, err
+	}
+	return modernRequest(method, params, members)
 }
 
 // ModernRequest gives a request of method what 2026-07-28 requires of it:
@@ -288,28 +296,117 @@ func (m *modernConn) prepare(method string, params json.RawMessage, who *Caller)
 // who, and the Mcp-Method and Mcp-Name headers (ModernHeaders). The
 // protocol version header is the transport's.
 func ModernRequest(method string, params json.RawMessage, who Caller) (json.RawMessage, http.Header, error) {
-	caps := who.Capabilities
-	if len(caps) == 0 {
-		caps = json.RawMessage("{}")
-	}
-	rawInfo, err := json.Marshal(mcp.Implementation{Name: who.Name, Version: who.Version})
+	members, err := encodeMeta(who.Capabilities, who.Name, who.Version, who.LogLevel)
 	if err != nil {
 		return nil, nil, err
 	}
-	members := []metaMember{
-		{mcp.MetaKeyProtocolVersion, json.RawMessage(`"` + modernVersion + `"`)},
-		{mcp.MetaKeyClientCapabilities, caps},
-		{mcp.MetaKeyClientInfo, rawInfo},
-	}
-	if who.LogLevel != "" {
-		lv, _ := json.Marshal(who.LogLevel) // a string cannot fail
-		members = append(members, metaMember{mcp.MetaKeyLogLevel, lv})
-	}
-	params, err = setMeta(params, members)
+	return modernRequest(method, params, members)
+}
+
+func modernRequest(method string, params json.RawMessage, members []metaMember) (json.RawMessage, http.Header, error) {
+	params, err := setMeta(params, members)
 	if err != nil {
 		return nil, nil, jsonrpc.Errorf(jsonrpc.CodeInvalidParams, "%s: params: %v", method, err)
 	}
 	return params, ModernHeaders(method, params), nil
+}
+
+// encodeMeta encodes the _meta members of a request of 2026-07-28 for a
+// client of those capabilities (raw; {} when empty), client info and log
+// level ("": none), in the order they are set.
+func encodeMeta(caps json.RawMessage, name, ver, level string) ([]metaMember, error) {
+	if len(caps) == 0 {
+		caps = json.RawMessage("{}")
+	}
+	rawInfo, err := json.Marshal(mcp.Implementation{Name: name, Version: ver})
+	if err != nil {
+		return nil, err
+	}
+	members := make([]metaMember, 0, 4)
+	members = append(members,
+		metaMember{key: mcp.MetaKeyProtocolVersion, val: json.RawMessage(`"` + modernVersion + `"`)},
+		metaMember{key: mcp.MetaKeyClientCapabilities, val: caps},
+		metaMember{key: mcp.MetaKeyClientInfo, val: rawInfo},
+	)
+	if level != "" {
+		lv, _ := json.Marshal(level) // a string cannot fail
+		members = append(members, metaMember{key: mcp.MetaKeyLogLevel, val: lv})
+	}
+	for i := range members {
+		members[i].encoded = memberBytes(members[i].key, members[i].val)
+	}
+	return members, nil
+}
+
+// memberBytes encodes "key":val.
+func memberBytes(key string, val json.RawMessage) []byte {
+	k, _ := json.Marshal(key) // a string cannot fail
+	b := make([]byte, 0, len(k)+1+len(val))
+	b = append(b, k...)
+	b = append(b, ':')
+	return append(b, val...)
+}
+
+// metaCacheSize bounds the callers a connection keeps the _meta of; when it
+// is full the cache starts over.
+const metaCacheSize = 256
+
+var metaSeed = maphash.MakeSeed()
+
+// metaCache keeps the encoded _meta members per caller (capabilities,
+// client info, log level): a request of a caller seen before reuses them.
+// An entry is only used when every field it was made from is equal, so a
+// client whose capabilities differ (or a hash collision) never gets
+// another's.
+type metaCache struct {
+	mu      sync.RWMutex
+	entries map[uint64]*metaEntry
+}
+
+type metaEntry struct {
+	caps             json.RawMessage // a copy of the caller's
+	name, ver, level string
+	members          []metaMember // read only once cached
+}
+
+// metaKey hashes a caller's fields; nil and empty capabilities are the same
+// ({}), as for encodeMeta.
+func metaKey(caps json.RawMessage, name, ver, level string) uint64 {
+	var h maphash.Hash
+	h.SetSeed(metaSeed)
+	h.Write(caps)
+	h.WriteByte(0)
+	h.WriteString(name)
+	h.WriteByte(0)
+	h.WriteString(ver)
+	h.WriteByte(0)
+	h.WriteString(level)
+	return h.Sum64()
+}
+
+// members returns the encoded _meta members for that caller (encodeMeta),
+// from the cache when it has them.
+func (mc *metaCache) members(caps json.RawMessage, name, ver, level string) ([]metaMember, error) {
+	k := metaKey(caps, name, ver, level)
+	mc.mu.RLock()
+	e := mc.entries[k]
+	mc.mu.RUnlock()
+	if e != nil && bytes.Equal(e.caps, caps) && e.name == name && e.ver == ver && e.level == level {
+		return e.members, nil
+	}
+	caps = bytes.Clone(caps) // the members refer to it
+	members, err := encodeMeta(caps, name, ver, level)
+	if err != nil {
+		return nil, err
+	}
+	e = &metaEntry{caps: caps, name: name, ver: ver, level: level, members: members}
+	mc.mu.Lock()
+	if mc.entries == nil || len(mc.entries) >= metaCacheSize {
+		mc.entries = make(map[uint64]*metaEntry, 16)
+	}
+	mc.entries[k] = e
+	mc.mu.Unlock()
+	return members, nil
 }
 
 // ModernHeaders are the headers a 2026-07-28 request of method with params
@@ -333,12 +430,17 @@ func ModernHeaders(method string, params json.RawMessage) http.Header {
 }
 
 type metaMember struct {
-	key string
-	val json.RawMessage
+	key     string
+	val     json.RawMessage
+	encoded []byte // "key":val
 }
 
 // setMeta sets members in params._meta (made when absent; params may be
-// empty), keeping every other key.
+// empty), keeping every other key. The result is byte for byte what setting
+// each member in turn with jsonrpc.Set gives (setMetaBySet): members absent
+// from _meta go at its end, in order, and _meta, when absent, at the end of
+// params; only a _meta that has some of them already is rewritten member by
+// member.
 func setMeta(params json.RawMessage, members []metaMember) (json.RawMessage, error) {
 	if len(bytes.TrimSpace(params)) == 0 || string(bytes.TrimSpace(params)) == "null" {
 		params = json.RawMessage(`{}`)
@@ -347,22 +449,82 @@ func setMeta(params json.RawMessage, members []metaMember) (json.RawMessage, err
 	if err != nil {
 		return nil, err
 	}
-	meta := []byte(`{}`)
-	if ok {
-		if params[ms] != '{' {
-			return nil, errors.New(`"_meta" is not an object`)
+	if !ok {
+		// "_meta":{members} at the end of params, as Set puts a new key.
+		end := bytes.LastIndexByte(params, '}')
+		out := make([]byte, 0, len(params)+len(`,"_meta":{}`)+membersLen(members))
+		out = append(out, params[:end]...)
+		if hasMember(params[:end]) {
+			out = append(out, ',')
 		}
-		meta = params[ms:me]
+		out = append(out, `"_meta":{`...)
+		out = appendMembers(out, members, false)
+		out = append(out, '}')
+		return append(out, params[end:]...), nil
 	}
+	if params[ms] != '{' {
+		return nil, errors.New(`"_meta" is not an object`)
+	}
+	meta := params[ms:me]
+	for _, mm := range members {
+		if _, _, has, err := jsonrpc.Lookup(meta, mm.key); err != nil {
+			return nil, err
+		} else if has {
+			return setMetaBySet(params, ms, me, members)
+		}
+	}
+	// None of them is there: they go at the end of _meta, in place.
+	end := ms + bytes.LastIndexByte(meta, '}')
+	comma := hasMember(params[ms:end])
+	out := make([]byte, 0, len(params)+membersLen(members))
+	out = append(out, params[:end]...)
+	out = appendMembers(out, members, comma)
+	return append(out, params[end:]...), nil
+}
+
+// membersLen is the size of the encoded members with a comma each.
+func membersLen(members []metaMember) int {
+	n := 0
+	for _, mm := range members {
+		n += len(mm.encoded) + 1
+	}
+	return n
+}
+
+// appendMembers appends the encoded members, comma-separated (and after a
+// comma when comma is set).
+func appendMembers(b []byte, members []metaMember, comma bool) []byte {
+	for _, mm := range members {
+		if comma {
+			b = append(b, ',')
+		}
+		b = append(b, mm.encoded...)
+		comma = true
+	}
+	return b
+}
+
+// hasMember is jsonrpc.Set's test for whether the object opening obj (up to
+// its closing brace, excluded) has a member already: a key's quote.
+func hasMember(obj []byte) bool {
+	i := 0
+	for i < len(obj) && (obj[i] == ' ' || obj[i] == '\t' || obj[i] == '\n' || obj[i] == '\r') {
+		i++
+	}
+	return bytes.IndexByte(bytes.TrimSpace(obj[i+1:]), '"') >= 0
+}
+
+// setMetaBySet sets each member in params._meta (params[ms:me]) in turn
+// with jsonrpc.Set: a member already there is replaced where it is.
+func setMetaBySet(params json.RawMessage, ms, me int, members []metaMember) (json.RawMessage, error) {
+	meta := params[ms:me]
+	var err error
 	for _, mm := range members {
 		if meta, err = jsonrpc.Set(meta, mm.key, mm.val); err != nil {
 			return nil, err
 		}
 	}
-	if ok {
-		return jsonrpc.Splice(params, ms, me, meta), nil
-	}
-	return jsonrpc.Set(params, "_meta", meta)
+	return jsonrpc.Splice(params, ms, me, meta), nil
 }
 
 // send sends on the connection, mapping the HTTP 404 with which the

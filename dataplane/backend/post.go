@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -75,6 +76,21 @@ type poster struct {
 	// comes on a response stream goes to e with it, as to mcp-go's handlers.
 	client string
 
+	// Made once per connection (newPoster): the request every request is a
+	// copy of (its URL parsed once; nil when url does not parse, and then
+	// http.NewRequest reports why per request), the configured headers
+	// canonicalized, and the values of the constant ones.
+	tmpl       *http.Request
+	configured []headerValue
+	// rt is hc's RoundTripper, which do calls itself when hc would add
+	// nothing to what it does (no cookie jar, no timeout, no credentials in
+	// the URL): Client.Do copies the headers for redirects and wraps the
+	// request in deadline handling per call. A response that redirects
+	// makes the poster go through hc from then on, which follows it.
+	rt        http.RoundTripper
+	urlStr    string // the URL as Client.Do's errors give it
+	redirects atomic.Bool
+
 	// hadSession is set once a request went out with a session id; a
 	// session id gone since (mcp-go ended the session after a 404 of its
 	// own, or the transport was closed) ends the session for us too.
@@ -82,10 +98,28 @@ type poster struct {
 	// ended: the server answered 404 to a POST with our session id. As
 	// mcp-go does, later requests fail with ErrSessionTerminated unsent.
 	ended atomic.Bool
-	// closed ends with the transport: requests in flight are aborted.
-	closed context.Context
-	close  context.CancelFunc
+	// closed ends with the transport: requests in flight (the cancels of
+	// inflight, by request id) are aborted.
+	closed   context.Context
+	close    context.CancelFunc
+	mu       sync.Mutex
+	inflight map[int64]context.CancelFunc
+	// Header values shared by every request (never modified once made).
+	version    atomic.Pointer[headerValue] // the last protocol version sent
+	sessionVal atomic.Pointer[headerValue] // the last session id sent
 }
+
+// headerValue is a canonical header key and its values.
+type headerValue struct {
+	key string
+	val []string
+}
+
+var (
+	contentTypeJSON = []string{"application/json"}
+	acceptPost      = []string{"application/json, text/event-stream"}
+	acceptGet       = []string{"text/event-stream"}
+)
 
 // newPoster returns the poster of a connection over tr, which was built
 // with hc, for client's session ("" for the shared connection); nil when tr
@@ -96,7 +130,51 @@ func (e *endpoint) newPoster(tr transport.Interface, hc *http.Client, client str
 		return nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &poster{tr: st, hc: hc, url: e.url, header: e.b.cfg.GetHttp().GetHeaders(), e: e, client: client, closed: ctx, close: cancel}
+	p := &poster{tr: st, hc: hc, url: e.url, header: e.b.cfg.GetHttp().GetHeaders(), e: e, client: client,
+		closed: ctx, close: cancel, inflight: map[int64]context.CancelFunc{}}
+	context.AfterFunc(ctx, p.abort)
+	for k, v := range p.header {
+		p.configured = append(p.configured, headerValue{http.CanonicalHeaderKey(k), []string{v}})
+	}
+	if req, err := http.NewRequest(http.MethodPost, p.url, nil); err == nil {
+		p.tmpl = req
+		if hc.Jar == nil && hc.Timeout == 0 && req.URL.User == nil {
+			p.rt = hc.Transport
+			if p.rt == nil {
+				p.rt = http.DefaultTransport
+			}
+			p.urlStr = req.URL.String()
+		}
+	}
+	return p
+}
+
+// abort ends the requests in flight, once the transport is closed.
+func (p *poster) abort() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, cancel := range p.inflight {
+		cancel()
+	}
+}
+
+// track makes closing the transport end ctx (a request's, of id): the
+// context returned, to be untracked with the function returned.
+func (p *poster) track(ctx context.Context, id int64) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	p.mu.Lock()
+	if p.closed.Err() != nil {
+		cancel() // closed already: abort has run, or is waiting for mu
+	} else {
+		p.inflight[id] = cancel
+	}
+	p.mu.Unlock()
+	return ctx, func() {
+		p.mu.Lock()
+		delete(p.inflight, id)
+		p.mu.Unlock()
+		cancel()
+	}
 }
 
 // postable reports whether a request of method goes through the poster.
@@ -125,66 +203,142 @@ func (p *poster) session(modern bool) (string, error) {
 	return id, nil
 }
 
+// shared returns the header value v, from *cache when it holds the same.
+func shared(cache *atomic.Pointer[headerValue], key, v string) []string {
+	if hv := cache.Load(); hv != nil && hv.val[0] == v {
+		return hv.val
+	}
+	hv := &headerValue{key, []string{v}}
+	cache.Store(hv)
+	return hv.val
+}
+
 // newRequest builds a POST (or, body nil, a GET) of ours with mcp-go's
-// headers: the request's own (header), Content-Type, Accept, the session
-// id, the protocol version, then the configured ones, which win.
+// headers: the request's own (header, which it takes and adds to), then
+// Content-Type, Accept, the session id, the protocol version, then the
+// configured ones, which win. It is what http.NewRequestWithContext and
+// Header.Set in that order give, with the URL parsed and the header values
+// made once.
 func (p *poster) newRequest(ctx context.Context, version, session string, body []byte, header http.Header) (*http.Request, error) {
-	method, accept := http.MethodPost, "application/json, text/event-stream"
-	var rd io.Reader
+	accept := acceptPost
 	if body == nil {
-		method, accept = http.MethodGet, "text/event-stream"
-	} else {
-		rd = bytes.NewReader(body)
+		accept = acceptGet
 	}
-	req, err := http.NewRequestWithContext(ctx, method, p.url, rd)
-	if err != nil {
-		return nil, fmt.Errorf("failed to create request: %w", err)
+	if header == nil {
+		header = make(http.Header, 4+len(p.configured))
 	}
-	h := make(http.Header, len(header)+4+len(p.header))
-	for k, v := range header {
-		h[k] = v // Set below replaces, never appends to, a caller's slice
-	}
-	h.Set("Content-Type", "application/json")
-	h.Set("Accept", accept)
+	header["Content-Type"] = contentTypeJSON
+	header["Accept"] = accept
 	if session != "" {
-		h.Set(transport.HeaderKeySessionID, session)
+		header[transport.HeaderKeySessionID] = shared(&p.sessionVal, transport.HeaderKeySessionID, session)
 	}
 	if version != "" {
-		h.Set(transport.HeaderKeyProtocolVersion, version)
+		header[transport.HeaderKeyProtocolVersion] = shared(&p.version, transport.HeaderKeyProtocolVersion, version)
 	}
-	for k, v := range p.header {
-		h.Set(k, v)
+	for _, hv := range p.configured {
+		header[hv.key] = hv.val
 	}
-	req.Header = h
+	if p.tmpl == nil {
+		method := http.MethodPost
+		var rd io.Reader
+		if body == nil {
+			method = http.MethodGet
+		} else {
+			rd = bytes.NewReader(body)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, p.url, rd)
+		if err != nil {
+			return nil, fmt.Errorf("failed to create request: %w", err)
+		}
+		req.Header = header
+		return req, nil
+	}
+	req := p.tmpl.WithContext(ctx)
+	req.Header = header
+	if body == nil {
+		req.Method = http.MethodGet
+	} else {
+		// As NewRequestWithContext makes them of a bytes.Reader.
+		req.ContentLength = int64(len(body))
+		req.Body = &bytesBody{Reader: bytes.NewReader(body)}
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	}
 	return req, nil
 }
 
+// bytesBody is a request body of bytes (io.NopCloser of a bytes.Reader, in
+// one allocation less).
+type bytesBody struct{ *bytes.Reader }
+
+func (bytesBody) Close() error { return nil }
+
+// send sends req, made by newRequest, as hc.Do(req) would: on hc's
+// RoundTripper directly when hc would do nothing more (see poster.rt), its
+// errors wrapped in a *url.Error as Client.Do wraps them. A redirect is
+// followed by hc, which is asked again: the server did not act on a request
+// it redirected.
+func (p *poster) send(req *http.Request, body []byte) (*http.Response, error) {
+	if p.rt == nil || p.redirects.Load() {
+		return p.hc.Do(req)
+	}
+	resp, err := p.rt.RoundTrip(req)
+	if err != nil {
+		return nil, &url.Error{Op: urlErrorOp(req.Method), URL: p.urlStr, Err: err}
+	}
+	if resp.Body == nil {
+		resp.Body = http.NoBody
+	}
+	switch resp.StatusCode {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		if resp.Header.Get("Location") == "" {
+			return resp, nil // not followed by hc either
+		}
+		discard(resp)
+		p.redirects.Store(true)
+		again := req.Clone(req.Context())
+		if body != nil {
+			again.Body = &bytesBody{Reader: bytes.NewReader(body)}
+		}
+		return p.hc.Do(again)
+	}
+	return resp, nil
+}
+
+// urlErrorOp is the Op of Client.Do's errors for a request of method.
+func urlErrorOp(method string) string {
+	if method == http.MethodGet {
+		return "Get"
+	}
+	return "Post"
+}
+
 // do sends the request id of method with params (raw JSON, or empty for
-// none) and header, on a connection of that protocol version, and returns
-// the backend's answer: a response with our id carrying a result or a
-// *jsonrpc.Error. err is why no answer came: a failure of the transport, or
-// an error the server gave instead (401, another status) as mcp-go reports
-// them. An ended ctx, or closing the transport, aborts the request.
+// none) and header (which it takes), on a connection of that protocol
+// version, and returns the backend's answer: a response with our id
+// carrying a result or a *jsonrpc.Error. err is why no answer came: a
+// failure of the transport, or an error the server gave instead (401,
+// another status) as mcp-go reports them. An ended ctx, or closing the
+// transport, aborts the request.
 func (p *poster) do(ctx context.Context, version string, id int64, method string, params []byte, header http.Header) (jsonrpc.Message, error) {
 	modern := mcp.IsModernProtocol(version)
 	session, err := p.session(modern)
 	if err != nil {
 		return jsonrpc.Message{}, fmt.Errorf("failed to send request: %w", err)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	defer context.AfterFunc(p.closed, cancel)()
+	ctx, untrack := p.track(ctx, id)
+	defer untrack()
 
 	rid := jsonrpc.IntID(id)
 	var raw []byte
 	if len(params) > 0 {
 		raw = params
 	}
-	req, err := p.newRequest(ctx, version, session, jsonrpc.Request(rid, method, raw), header)
+	body := jsonrpc.Request(rid, method, raw)
+	req, err := p.newRequest(ctx, version, session, body, header)
 	if err != nil {
 		return jsonrpc.Message{}, fmt.Errorf("failed to send request: %w", err)
 	}
-	resp, err := p.hc.Do(req)
+	resp, err := p.send(req, body)
 	if err != nil {
 		return jsonrpc.Message{}, fmt.Errorf("failed to send request: failed to send request: %w", err)
 	}
@@ -198,7 +352,7 @@ func (p *poster) do(ctx context.Context, version string, id int64, method string
 	}
 	switch mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt {
 	case "application/json":
-		b, err := readBounded(resp.Body, jsonrpc.MaxMessage)
+		b, err := readBounded(resp.Body, resp.ContentLength, jsonrpc.MaxMessage)
 		if err != nil {
 			return jsonrpc.Message{}, fmt.Errorf("failed to decode response: %w", err)
 		}
@@ -245,16 +399,31 @@ func statusAnswer(resp *http.Response) (jsonrpc.Message, error) {
 	return jsonrpc.Message{}, fmt.Errorf("request failed with status %d: %s", resp.StatusCode, b)
 }
 
-// readBounded reads r to its end, failing beyond max bytes.
-func readBounded(r io.Reader, max int) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, int64(max)+1))
-	if err != nil {
-		return nil, err
+// readBounded reads r to its end, failing beyond max bytes. size is the
+// length the response announced (-1: unknown): a buffer of that size, when
+// within max, is read into without growing.
+func readBounded(r io.Reader, size int64, max int) ([]byte, error) {
+	n := 512
+	if size >= 0 && size <= int64(max) {
+		n = int(size) + 1 // room to see the end without growing
 	}
-	if len(b) > max {
-		return nil, fmt.Errorf("response larger than %d bytes", max)
+	b := make([]byte, 0, n)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		k, err := r.Read(b[len(b):min(cap(b), max+1)])
+		b = b[:len(b)+k]
+		if len(b) > max {
+			return nil, fmt.Errorf("response larger than %d bytes", max)
+		}
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
-	return b, nil
 }
 
 func nullIfNone(id []byte) []byte {
@@ -346,7 +515,7 @@ func (p *poster) resume(ctx context.Context, version string, cur *sseCursor, han
 	if err != nil {
 		return false, err
 	}
-	resp, err := p.hc.Do(req)
+	resp, err := p.send(req, nil)
 	if err != nil {
 		return false, fmt.Errorf("failed to send request: %w", err)
 	}
@@ -395,7 +564,7 @@ func (p *poster) answerServer(ctx context.Context, version string, m *jsonrpc.Me
 		p.e.logger.Debug("response stream: post answer", "method", m.Method, "err", err)
 		return
 	}
-	resp, err := p.hc.Do(req)
+	resp, err := p.send(req, body)
 	if err != nil {
 		p.e.logger.Debug("response stream: post answer", "method", m.Method, "err", redactURLError(err))
 		return

@@ -510,3 +510,64 @@ func TestScanEventsMCPGoWay(t *testing.T) {
 		t.Errorf("readEvents %q, %v", got, err)
 	}
 }
+
+// TestPostRedirect: a request the server redirects (307, as a server
+// mounted at /mcp/ answers /mcp) is followed as http.Client follows it, with
+// the same body and headers, then and for the later requests.
+func TestPostRedirect(t *testing.T) {
+	eras(t, func(t *testing.T, modern bool) {
+		pe := newPostEnv(t, modern)
+		var redirected atomic.Int32
+		pe.pb.set(func(w http.ResponseWriter, r *http.Request, m jsonrpc.Message) bool {
+			if r.URL.Path == "/mcp" && m.Method == "tools/call" {
+				redirected.Add(1)
+				http.Redirect(w, r, "/mcp/", http.StatusTemporaryRedirect)
+				return true
+			}
+			return false
+		})
+		for i := range 2 {
+			res, err := pe.call(context.Background(), `{"name":"echo","arguments":{"text":"hop"}}`)
+			if err != nil || !strings.Contains(string(res), "echo:hop") {
+				t.Fatalf("call %d through a redirect = %s, %v", i, res, err)
+			}
+		}
+		if n := redirected.Load(); n < 2 {
+			t.Errorf("redirected %d times", n)
+		}
+		var calls []seenRequest
+		for _, r := range pe.pb.requests("tools/call") {
+			calls = append(calls, r)
+		}
+		last := calls[len(calls)-1]
+		if got := last.header.Get("X-Tenant"); got != "t1" {
+			t.Errorf("followed request's X-Tenant = %q", got)
+		}
+		if got := last.header.Get("Content-Type"); got != "application/json" {
+			t.Errorf("followed request's Content-Type = %q", got)
+		}
+	})
+}
+
+// TestPostCloseAborts: closing the connection aborts a request in flight,
+// and fails one made after.
+func TestPostCloseAborts(t *testing.T) {
+	pe := newPostEnv(t, true)
+	c := pe.conn()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.request(context.Background(), "tools/call", json.RawMessage(`{"name":"block","arguments":{}}`))
+		done <- err
+	}()
+	recvWithin(t, pe.blocked, "the call to block")
+	_ = c.close()
+	if err := recvWithin(t, done, "the call on the closed connection"); err == nil {
+		t.Fatal("a call on a closed connection succeeded")
+	}
+	if len(c.post.inflight) != 0 {
+		t.Errorf("%d requests still tracked", len(c.post.inflight))
+	}
+	if _, err := c.request(context.Background(), "tools/call", json.RawMessage(`{"name":"echo","arguments":{}}`)); err == nil {
+		t.Fatal("a call after the close succeeded")
+	}
+}
