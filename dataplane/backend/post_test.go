@@ -101,6 +101,19 @@ func mcpgoSending() (sending, watchers int) {
 	return sending, bytes.Count(st, []byte("(*StreamableHTTP).contextAwareOfClientClose.func1("))
 }
 
+// idleSending is mcpgoSending while nothing is sent: the least of a few
+// samples, so that a goroutine of the connection's start (initialize, the
+// GET stream's first request) that is still ending does not count as idle.
+func idleSending() (sending, watchers int) {
+	sending, watchers = mcpgoSending()
+	for range 20 {
+		time.Sleep(time.Millisecond)
+		s, w := mcpgoSending()
+		sending, watchers = min(sending, s), min(watchers, w)
+	}
+	return sending, watchers
+}
+
 // fastPathProbe is a tool handler's check that the call it serves came
 // through the poster: no more goroutines in mcp-go's request path than
 // while the connection is idle.
@@ -208,7 +221,7 @@ func newPostEnv(t *testing.T, modern bool) *postEnv {
 			return false
 		})
 	}
-	pe.probe.sending, pe.probe.watchers = mcpgoSending()
+	pe.probe.sending, pe.probe.watchers = idleSending()
 	return pe
 }
 
@@ -240,6 +253,7 @@ func TestPostSendsWhatMCPGoSends(t *testing.T) {
 		pe.probe.verify(t)
 		mine := pe.pb.requests("tools/call")
 
+		pe.probe.sending, pe.probe.watchers = idleSending()
 		var header http.Header
 		sent := params
 		if c.mod != nil {
