@@ -91,7 +91,12 @@ func fetchPage(ctx context.Context, c *conn, k catalog.Kind, cursor string) (cat
 	if err != nil {
 		return catalog.Page{}, err
 	}
-	return catalog.ParsePage(k, res)
+	// The page's items alias what they are parsed from, and the cached list
+	// keeps them: res is a slice of the answer's read buffer, which holds the
+	// envelope too and, for an answer of unknown length, grew in steps. Kept
+	// as it is, that slack was a tenth of a cached tool's memory; a copy of
+	// the result keeps its own bytes only.
+	return catalog.ParsePage(k, bytes.Clone(res))
 }
 
 // cursorParams are the params of a list request: none for the first page.
