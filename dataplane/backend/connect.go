@@ -18,6 +18,7 @@ import (
 	"github.com/mark3labs/mcp-go/client/transport"
 
 	"github.com/mcpmesh/mcpmesh/dataplane/h1"
+	"github.com/mcpmesh/mcpmesh/dataplane/jsonrpc"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 )
 
@@ -53,7 +54,13 @@ func newHTTPClient(streamLost func(error)) (*http.Client, *h1.Transport) {
 		ExpectContinueTimeout: time.Second,
 	}
 	ht := h1.New(tr)
-	return &http.Client{Transport: &watchTransport{base: ht, lost: streamLost}}, ht
+	return &http.Client{Transport: &watchTransport{base: boundedTransport(ht), lost: streamLost}}, ht
+}
+
+// boundedTransport bounds every answer read through base to one message of
+// jsonrpc.MaxMessage (limit.go).
+func boundedTransport(base http.RoundTripper) http.RoundTripper {
+	return &boundTransport{base: base, max: jsonrpc.MaxMessage}
 }
 
 // watchTransport reports the failure or end of GET streams.

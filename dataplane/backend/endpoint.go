@@ -105,7 +105,7 @@ func newEndpoint(b *Backend, idx int, rawURL string, bc resilience.BreakerConfig
 		e.label = b.cfg.GetStdio().GetCommand()
 	} else {
 		e.hc, e.htr = newHTTPClient(e.onStreamLost)
-		e.pc = &http.Client{Transport: e.htr}
+		e.pc = &http.Client{Transport: boundedTransport(e.htr)}
 		e.probeAddr = probeAddr(rawURL)
 	}
 	e.logger = b.logger.With("endpoint", e.label)
