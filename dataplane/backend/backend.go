@@ -34,6 +34,7 @@ type params struct {
 	probeInterval time.Duration
 	listResync    time.Duration // <0: off
 	hold          time.Duration // 0: requests never wait for a reconnect
+	lists         catalog.Limits
 }
 
 // EndpointHealth is this data plane's view of one endpoint (replica) of a server.

@@ -585,7 +585,7 @@ func (e *endpoint) refetchLists(ctx context.Context, c *conn) error {
 	}
 	rctx, cancel := context.WithTimeout(ctx, e.b.params().timeout)
 	defer cancel()
-	if err := fetchLists(rctx, c, &next, kinds); err != nil {
+	if err := fetchLists(rctx, c, &next, kinds, e.b.params().lists); err != nil {
 		return err
 	}
 	e.mu.Lock()
