@@ -21,6 +21,7 @@ import (
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 	"github.com/mcpmesh/mcpmesh/internal/names"
 	"github.com/mcpmesh/mcpmesh/internal/states"
+	"github.com/mcpmesh/mcpmesh/internal/textlimit"
 )
 
 // ErrNotReady is wrapped by every error of a request made while the backend
@@ -701,10 +702,10 @@ func (b *Backend) Health() *mcpmeshv1.BackendHealth {
 				h.ConsecutiveFailures = uint32(e.failures)
 			}
 			if e.lastErr != nil {
-				h.LastError = e.lastErr.Error()
+				h.LastError = textlimit.Truncate(e.lastErr.Error(), textlimit.ErrorText)
 			}
 		} else if otherErr == "" && e.lastErr != nil {
-			otherErr = fmt.Sprintf("endpoint %s: %v", e.label, e.lastErr)
+			otherErr = textlimit.Truncate(fmt.Sprintf("endpoint %s: %v", e.label, e.lastErr), textlimit.ErrorText)
 		}
 		e.mu.RUnlock()
 	}
