@@ -197,14 +197,20 @@ func (o *options) transportCredentials() (credentials.TransportCredentials, erro
 	return insecure.NewCredentials(), nil
 }
 
-// unavailable explains a call that never reached the service: a TLS
-// failure says what TLS disliked; a plaintext client hung up on before
-// the server's first frame was most likely talking to a TLS server.
+// unavailable explains a call that never reached the service. Over TLS,
+// anything but a refused connection is most likely TLS's doing: a server
+// that wants a client certificate may hang up (broken pipe) before the
+// client reads why. A plaintext client hung up on before the server's first
+// frame was most likely talking to a TLS server.
 func (o *options) unavailable(msg string) error {
+	down := strings.Contains(msg, "connection refused") || strings.Contains(msg, "no such host")
 	switch {
-	case o.tls.Enabled() && (strings.Contains(msg, "tls:") || strings.Contains(msg, "x509:") || strings.Contains(msg, "handshake")):
+	case down:
+	case o.tls.Enabled() && o.tls.Cert == "":
+		return fmt.Errorf("TLS with control plane at %s failed: %s (check --ca; if it requires mutual TLS, set --client-cert and --client-key, env %s and %s)", o.addr, msg, EnvClientCert, EnvClientKey)
+	case o.tls.Enabled():
 		return fmt.Errorf("TLS with control plane at %s failed: %s (check --ca, --client-cert, --client-key and --tls-server-name)", o.addr, msg)
-	case !o.tls.Enabled() && (strings.Contains(msg, "server preface") || strings.Contains(msg, "EOF")):
+	case strings.Contains(msg, "server preface") || strings.Contains(msg, "EOF") || strings.Contains(msg, "broken pipe") || strings.Contains(msg, "reset by peer"):
 		return fmt.Errorf("control plane at %s closed the connection before answering: if it serves TLS, set --ca (env %s) to the CA bundle of its certificate", o.addr, EnvCA)
 	}
 	return fmt.Errorf("cannot reach control plane at %s: is it running? (set --addr or %s)", o.addr, EnvAddr)
