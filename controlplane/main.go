@@ -14,6 +14,7 @@ import (
 
 	"github.com/mcpmesh/mcpmesh/controlplane/app"
 	"github.com/mcpmesh/mcpmesh/internal/logging"
+	"github.com/mcpmesh/mcpmesh/internal/tlsconfig"
 	"github.com/mcpmesh/mcpmesh/internal/version"
 )
 
@@ -30,6 +31,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	pprofAddr := fs.String("pprof-addr", "", "serve net/http/pprof on this address, on a listener of its own (default off)")
+	var tlsFiles tlsconfig.ServerFiles
+	fs.StringVar(&tlsFiles.Cert, "tls-cert", "", "PEM certificate chain the gRPC API serves TLS with (re-read when it changes)")
+	fs.StringVar(&tlsFiles.Key, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&tlsFiles.ClientCA, "client-ca", "", "PEM CA bundle client certificates must chain to: mutual TLS (needs --tls-cert)")
+	insecure := fs.Bool("insecure", false, "allow plaintext gRPC on a non-loopback --grpc-addr (tokens and secrets cross the network unencrypted)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -56,7 +62,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err = app.Run(ctx, app.Config{DataDir: *dataDir, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, PprofAddr: *pprofAddr, Logger: logger})
+	err = app.Run(ctx, app.Config{DataDir: *dataDir, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, PprofAddr: *pprofAddr,
+		TLS: tlsFiles, Insecure: *insecure, Logger: logger})
 	if err != nil {
 		fmt.Fprintf(stderr, "controlplane: %v\n", err)
 		return 1

@@ -4,8 +4,10 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -21,7 +23,9 @@ import (
 	"github.com/mcpmesh/mcpmesh/internal/authtoken"
 	"github.com/mcpmesh/mcpmesh/internal/logging"
 	"github.com/mcpmesh/mcpmesh/internal/pprofserve"
+	"github.com/mcpmesh/mcpmesh/internal/tlsconfig"
 	"github.com/mcpmesh/mcpmesh/internal/version"
+	"google.golang.org/grpc/credentials"
 )
 
 func main() { os.Exit(run()) }
@@ -41,6 +45,10 @@ type config struct {
 	oauthRes     string
 	oauthJWKS    string
 	oauthScopes  string
+	// cpTLS verifies the control plane; listenTLS is the MCP listener's.
+	cpTLS     tlsconfig.ClientFiles
+	listenTLS tlsconfig.ServerFiles
+	insecure  bool
 }
 
 func parseFlags() config {
@@ -59,6 +67,13 @@ func parseFlags() config {
 	flag.StringVar(&c.pprofAddr, "pprof-addr", "", "serve net/http/pprof on this address, on a listener of its own (default off)")
 	flag.StringVar(&c.advertise, "advertise-addr", "", "host:port other data planes reach this one on, for client answers a balancer sends to another replica (default: the --listen address; for 0.0.0.0, the first non-loopback address)")
 	flag.BoolVar(&c.showVersion, "version", false, "print the version and exit")
+	flag.StringVar(&c.cpTLS.CA, "ca", "", "PEM CA bundle the control plane's TLS certificate must chain to; turns TLS on for --control-plane (re-read when it changes)")
+	flag.StringVar(&c.cpTLS.Cert, "client-cert", "", "PEM client certificate for a control plane with mutual TLS (--client-ca there)")
+	flag.StringVar(&c.cpTLS.Key, "client-key", "", "PEM private key of --client-cert")
+	flag.StringVar(&c.cpTLS.ServerName, "tls-server-name", "", "name the control plane's certificate must carry (default: the host of --control-plane)")
+	flag.BoolVar(&c.insecure, "insecure", false, "allow plaintext to a non-loopback --control-plane (the token and every secret of the config stream cross the network unencrypted)")
+	flag.StringVar(&c.listenTLS.Cert, "tls-cert", "", "PEM certificate chain the MCP listener (--listen) serves TLS with (re-read when it changes)")
+	flag.StringVar(&c.listenTLS.Key, "tls-key", "", "PEM private key of --tls-cert")
 	l := &c.limits
 	flag.Int64Var(&l.MaxBody, "max-body", front.DefaultMaxBody, "largest client POST body in bytes (413 past it)")
 	flag.IntVar(&l.MaxHeaderBytes, "max-header-bytes", http.DefaultMaxHeaderBytes, "largest request head in bytes (431 past it)")
@@ -70,7 +85,7 @@ func parseFlags() config {
 	flag.IntVar(&l.Lists.MaxKey, "max-name-bytes", catalog.DefaultMaxKey, "longest tool or prompt name or resource URI in bytes; longer items are left out with a warning")
 	flag.IntVar(&l.Lists.MaxDescription, "max-description-bytes", catalog.DefaultMaxDescription, "longest item description in bytes (as JSON); longer items are left out with a warning")
 	flag.StringVar(&c.oauthIssuer, "oauth-issuer", "", "require OAuth access tokens from clients, issued by this authorization server (issuer URL); off by default")
-	flag.StringVar(&c.oauthRes, "oauth-resource", "", "with --oauth-issuer: this data plane's resource URL as clients reach it, the tokens' audience (default: http://<listen address>/mcp); the same on every replica")
+	flag.StringVar(&c.oauthRes, "oauth-resource", "", "with --oauth-issuer: this data plane's resource URL as clients reach it, the tokens' audience (default: http(s)://<advertise address>/mcp); the same on every replica")
 	flag.StringVar(&c.oauthJWKS, "oauth-jwks-url", "", "with --oauth-issuer: the authorization server's JWKS URL (default: discovered from its metadata)")
 	flag.StringVar(&c.oauthScopes, "oauth-scopes", "", "with --oauth-issuer: comma-separated scopes every token must carry")
 	flag.Parse()
@@ -101,6 +116,29 @@ func checkLimits(l app.Limits) error {
 	return nil
 }
 
+// controlPlaneCreds are the config stream's TLS credentials (nil: plaintext).
+// Plaintext to a control plane off loopback is refused unless --insecure.
+func controlPlaneCreds(cfg config, log *slog.Logger) (credentials.TransportCredentials, error) {
+	if cfg.cpTLS.Enabled() {
+		if cfg.insecure {
+			return nil, fmt.Errorf("--insecure contradicts --ca/--client-cert: drop one")
+		}
+		return tlsconfig.GRPCClient(cfg.cpTLS, log.With("component", "tls"))
+	}
+	if cfg.cpTLS.ServerName != "" {
+		return nil, fmt.Errorf("--tls-server-name needs --ca (TLS to the control plane)")
+	}
+	if tlsconfig.IsLoopbackTarget(cfg.controlPlane) {
+		return nil, nil
+	}
+	if !cfg.insecure {
+		return nil, fmt.Errorf("refusing plaintext to --control-plane %s (not a loopback address): set --ca to the CA bundle of the control plane's TLS certificate, or --insecure to allow plaintext", cfg.controlPlane)
+	}
+	log.Warn("INSECURE: plaintext config stream to a non-loopback control plane (--insecure): the token and every secret of the config stream cross the network unencrypted; set --ca",
+		"control_plane", cfg.controlPlane)
+	return nil, nil
+}
+
 func fail(format string, args ...any) int {
 	fmt.Fprintf(os.Stderr, "dataplane: "+format+"\n", args...)
 	return 1
@@ -126,6 +164,17 @@ func run() int {
 	if err != nil {
 		return fail("%v (set --token-file or %s)", err, authtoken.EnvTokenFile)
 	}
+	cpCreds, err := controlPlaneCreds(cfg, log)
+	if err != nil {
+		return fail("%v", err)
+	}
+	var listenTLS *tls.Config
+	if cfg.listenTLS.Enabled() {
+		// h1 speaks HTTP/1.x only: advertising h2 would break clients.
+		if listenTLS, err = tlsconfig.Server(cfg.listenTLS, []string{"http/1.1"}, log.With("component", "tls")); err != nil {
+			return fail("%v", err)
+		}
+	}
 	// Listen before starting anything, so a taken address fails at once with
 	// nothing to clean up.
 	ln, err := net.Listen("tcp", cfg.listen)
@@ -139,6 +188,10 @@ func run() int {
 		ln.Close()
 		return fail("%v", err)
 	}
+	if listenTLS == nil && !tlsconfig.IsLoopbackAddr(ln.Addr()) {
+		log.Warn("the MCP listener serves plaintext HTTP on a non-loopback address; set --tls-cert and --tls-key, or keep it behind a TLS-terminating proxy",
+			"listen", ln.Addr().String())
+	}
 	advertise := cfg.advertise
 	if advertise == "" {
 		advertise = app.AdvertiseAddr(ln.Addr())
@@ -149,6 +202,9 @@ func run() int {
 		res := cfg.oauthRes
 		if res == "" {
 			res = "http://" + advertise + "/mcp"
+			if listenTLS != nil {
+				res = "https://" + advertise + "/mcp"
+			}
 		}
 		var scopes []string
 		for _, s := range strings.Split(cfg.oauthScopes, ",") {
@@ -175,6 +231,9 @@ func run() int {
 		Logger:       log,
 		Limits:       cfg.limits,
 		OAuth:        oauth,
+		ListenTLS:    listenTLS,
+
+		ControlPlaneCreds: cpCreds,
 	})
 	if err != nil {
 		ln.Close()

@@ -23,6 +23,7 @@ import (
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 	"github.com/mcpmesh/mcpmesh/internal/authtoken"
 	"github.com/mcpmesh/mcpmesh/internal/pprofserve"
+	"github.com/mcpmesh/mcpmesh/internal/tlsconfig"
 	"github.com/mcpmesh/mcpmesh/internal/version"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -37,6 +38,11 @@ type Config struct {
 	HTTPAddr string
 	// PprofAddr, if set, serves net/http/pprof there (internal/pprofserve).
 	PprofAddr string
+	// TLS, if any file is named, makes the gRPC API serve TLS (and with
+	// TLS.ClientCA, mutual TLS). The files are re-read when they change.
+	TLS tlsconfig.ServerFiles
+	// Insecure allows plaintext gRPC on a non-loopback address.
+	Insecure bool
 	// ShutdownTimeout bounds the graceful stop before connections are cut.
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
@@ -120,6 +126,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	var grpcCreds []grpc.ServerOption
+	if cfg.TLS.Enabled() {
+		tc, err := tlsconfig.Server(cfg.TLS, nil, log.With("component", "tls"))
+		if err != nil {
+			return err
+		}
+		grpcCreds = append(grpcCreds, grpc.Creds(tlsconfig.GRPCServer(tc)))
+	}
 	st, err := store.OpenBolt(filepath.Join(cfg.DataDir, store.FileName))
 	if err != nil {
 		return err
@@ -141,9 +155,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if _, err := pprofserve.Start(pprofCtx, cfg.PprofAddr, log.With("component", "pprof")); err != nil {
 		return err
 	}
-	if !isLoopback(grpcLis.Addr()) {
-		log.Warn("the admin and discovery gRPC API listens on a non-loopback address without TLS; protect it with a firewall or a TLS proxy",
-			"grpc_addr", grpcLis.Addr().String())
+	if err := checkPlaintext(cfg, grpcLis.Addr(), log); err != nil {
+		return err
 	}
 
 	m := NewMetrics()
@@ -153,7 +166,7 @@ func Run(ctx context.Context, cfg Config) error {
 	regSvc := registry.New(st, disc, agg, log)
 	m.RegisterState(st, disc)
 
-	gs := grpc.NewServer(ServerOptions(log, token, m)...)
+	gs := grpc.NewServer(append(ServerOptions(log, token, m), grpcCreds...)...)
 	mcpmeshv1.RegisterRegistryServiceServer(gs, regSvc)
 	mcpmeshv1.RegisterDiscoveryServiceServer(gs, disc)
 	m.grpc.initialize(gs)
@@ -174,7 +187,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}()
 	log.Info("control plane started", "grpc_addr", grpcLis.Addr().String(), "http_addr", httpLis.Addr().String(),
-		"data_dir", cfg.DataDir, "token_file", tokenPath, "version", version.Version)
+		"data_dir", cfg.DataDir, "token_file", tokenPath, "grpc_tls", tlsMode(cfg.TLS), "version", version.Version)
 	if cfg.Ready != nil {
 		cfg.Ready(grpcLis.Addr().String(), httpLis.Addr().String())
 	}
@@ -224,7 +237,27 @@ func listenError(flag, addr string, err error) error {
 	return fmt.Errorf("listen on %s %s: %w", flag, addr, err)
 }
 
-func isLoopback(a net.Addr) bool {
-	tcp, ok := a.(*net.TCPAddr)
-	return ok && tcp.IP.IsLoopback()
+// checkPlaintext refuses plaintext gRPC off loopback (tokens and every
+// secret of the config stream would cross the network in the clear) unless
+// cfg.Insecure says so, and then says so loudly.
+func checkPlaintext(cfg Config, addr net.Addr, log *slog.Logger) error {
+	if cfg.TLS.Enabled() || tlsconfig.IsLoopbackAddr(addr) {
+		return nil
+	}
+	if !cfg.Insecure {
+		return fmt.Errorf("refusing plaintext gRPC on --grpc-addr %s, which is not a loopback address (listening on %s): set --tls-cert and --tls-key to serve TLS, or --insecure to allow plaintext", cfg.GRPCAddr, addr)
+	}
+	log.Warn("INSECURE: gRPC serves plaintext on a non-loopback address (--insecure): admin tokens, data plane tokens and every secret of the config stream cross the network unencrypted; set --tls-cert and --tls-key",
+		"grpc_addr", addr.String())
+	return nil
+}
+
+func tlsMode(f tlsconfig.ServerFiles) string {
+	switch {
+	case f.ClientCA != "":
+		return "mtls"
+	case f.Enabled():
+		return "tls"
+	}
+	return "off"
 }

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/dataplane/keys"
 	"github.com/mcpmesh/mcpmesh/dataplane/router"
 	"github.com/mcpmesh/mcpmesh/internal/version"
+	"google.golang.org/grpc/credentials"
 )
 
 // ShutdownTimeout bounds the graceful stop of the HTTP server.
@@ -37,6 +39,10 @@ type Config struct {
 	ControlPlane string // gRPC address of the control plane
 	ID           string // data plane id
 	Token        string // credential for the config stream
+	// ControlPlaneCreds secure the config stream (TLS); nil is plaintext.
+	ControlPlaneCreds credentials.TransportCredentials
+	// ListenTLS, if set, makes the MCP listener serve TLS (HTTP/1.1 only).
+	ListenTLS *tls.Config
 	// Advertise is the host:port other replicas reach this one's MCP
 	// listener on (AdvertiseAddr gives the default for a listener).
 	Advertise string
@@ -198,14 +204,15 @@ func (d *DataPlane) firstAttemptPending() int {
 // good, then stops everything it started.
 func (d *DataPlane) Serve(ctx context.Context, ln net.Listener) error {
 	client := configclient.New(configclient.Options{
-		Addr:        d.cfg.ControlPlane,
-		Token:       d.cfg.Token,
-		DataPlaneID: d.cfg.ID,
-		Version:     version.Version,
-		ListenAddr:  ln.Addr().String(),
-		Logger:      d.log.With("component", "configclient"),
-		Apply:       d.apply,
-		Health:      d.mgr.Health,
+		Addr:                 d.cfg.ControlPlane,
+		Token:                d.cfg.Token,
+		TransportCredentials: d.cfg.ControlPlaneCreds,
+		DataPlaneID:          d.cfg.ID,
+		Version:              version.Version,
+		ListenAddr:           ln.Addr().String(),
+		Logger:               d.log.With("component", "configclient"),
+		Apply:                d.apply,
+		Health:               d.mgr.Health,
 	})
 	d.client.Store(client)
 	mux := http.NewServeMux()
@@ -229,6 +236,12 @@ func (d *DataPlane) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    d.cfg.Limits.MaxHeaderBytes,
 		Logger:            d.log.With("component", "http"),
 	}
+	scheme := "http"
+	if d.cfg.ListenTLS != nil {
+		// h1 handshakes each *tls.Conn itself, under its read-header timeout.
+		ln = tls.NewListener(ln, d.cfg.ListenTLS)
+		scheme = "https"
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 	clientCtx, stopClient := context.WithCancel(ctx)
@@ -236,7 +249,7 @@ func (d *DataPlane) Serve(ctx context.Context, ln net.Listener) error {
 	clientDone := make(chan error, 1)
 	go func() { clientDone <- client.Run(clientCtx) }()
 
-	base := "http://" + ln.Addr().String()
+	base := scheme + "://" + ln.Addr().String()
 	d.log.Info("data plane serving",
 		"mcp_url", base+"/mcp", "sse_url", base+"/sse", "health_url", base+"/health",
 		"dataplane", d.cfg.ID, "control_plane", d.cfg.ControlPlane, "version", version.Version)

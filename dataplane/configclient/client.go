@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
@@ -55,8 +56,12 @@ type Options struct {
 	// time below 10 s to 10 s. The control plane's enforcement policy must
 	// allow pings this often (its MinTime <= KeepaliveTime).
 	KeepaliveTime, KeepaliveTimeout time.Duration
-	// DialOptions are appended to the defaults (insecure transport, bearer
-	// token, keepalive).
+	// TransportCredentials secure the connection (TLS, from
+	// internal/tlsconfig); nil means plaintext, which the caller allows only
+	// to a loopback control plane unless told otherwise.
+	TransportCredentials credentials.TransportCredentials
+	// DialOptions are appended to the defaults (transport credentials,
+	// bearer token, keepalive).
 	DialOptions []grpc.DialOption
 }
 
@@ -148,8 +153,12 @@ func (c *Client) Run(ctx context.Context) error {
 	if c.opts.Apply == nil {
 		return errors.New("config client: Apply is nil")
 	}
+	creds := c.opts.TransportCredentials
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
 	dialOpts := append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithPerRPCCredentials(authtoken.Credentials(c.opts.Token)),
 		// Without pings a stream over a network that silently drops packets
 		// looks open forever, and the data plane never learns of new config.
@@ -183,6 +192,11 @@ func (c *Client) Run(ctx context.Context) error {
 		if status.Code(err) == codes.Unauthenticated {
 			wait = c.backoff.Max
 			c.logger.Error("control plane rejected the admin token; check the token file", "err", err, "retry_in", wait)
+		} else if c.opts.TransportCredentials == nil && status.Code(err) == codes.Unavailable {
+			// A TLS control plane hangs up on a plaintext client before
+			// the HTTP/2 preface, which reads like a network problem.
+			c.logger.Warn("config stream ended", "err", err, "retry_in", wait, "revision", c.Revision(),
+				"hint", "if the control plane serves TLS, set --ca (and --client-cert/--client-key for mutual TLS)")
 		} else {
 			c.logger.Warn("config stream ended", "err", err, "retry_in", wait, "revision", c.Revision())
 		}

@@ -15,17 +15,26 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 	"github.com/mcpmesh/mcpmesh/internal/authtoken"
+	"github.com/mcpmesh/mcpmesh/internal/tlsconfig"
 	"github.com/mcpmesh/mcpmesh/internal/version"
 	"github.com/mcpmesh/mcpmesh/mcpctl/printer"
 )
 
 // EnvAddr names the environment variable with the control plane's address.
 const EnvAddr = "MCPMESH_ADDR"
+
+// Environment variables of the TLS flags (--ca, --client-cert, --client-key).
+const (
+	EnvCA         = "MCPMESH_CA"
+	EnvClientCert = "MCPMESH_CLIENT_CERT"
+	EnvClientKey  = "MCPMESH_CLIENT_KEY"
+)
 
 // Defaults used when neither a flag nor the environment says otherwise.
 const (
@@ -40,6 +49,8 @@ type options struct {
 	tokenFile      string
 	output         string
 	requestTimeout time.Duration
+	tls            tlsconfig.ClientFiles
+	insecure       bool
 
 	format printer.Format
 	stdout io.Writer
@@ -102,6 +113,11 @@ func newRootCommand(stdout io.Writer, getenv func(string) string) *cobra.Command
 	pf.StringVar(&o.addr, "addr", envOr(getenv, EnvAddr, DefaultAddr), "control plane gRPC address (env "+EnvAddr+")")
 	pf.StringVar(&o.tokenFile, "token-file", envOr(getenv, authtoken.EnvTokenFile, DefaultTokenFile), "admin token file (env "+authtoken.EnvTokenFile+")")
 	pf.StringVarP(&o.output, "output", "o", string(printer.Table), "output format: table, json or yaml")
+	pf.StringVar(&o.tls.CA, "ca", getenv(EnvCA), "PEM CA bundle the control plane's TLS certificate must chain to; turns TLS on (env "+EnvCA+")")
+	pf.StringVar(&o.tls.Cert, "client-cert", getenv(EnvClientCert), "PEM client certificate for a control plane with mutual TLS (env "+EnvClientCert+")")
+	pf.StringVar(&o.tls.Key, "client-key", getenv(EnvClientKey), "PEM private key of --client-cert (env "+EnvClientKey+")")
+	pf.StringVar(&o.tls.ServerName, "tls-server-name", "", "name the control plane's certificate must carry (default: the host of --addr)")
+	pf.BoolVar(&o.insecure, "insecure", false, "allow plaintext to a non-loopback --addr (the token crosses the network unencrypted)")
 	pf.DurationVar(&o.requestTimeout, "request-timeout", DefaultRequestTimeout, "deadline of each call to the control plane")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())
@@ -146,8 +162,12 @@ func (o *options) dial() (*conn, error) {
 		}
 		return nil, fmt.Errorf("%w (set --token-file or %s)", err, authtoken.EnvTokenFile)
 	}
+	creds, err := o.transportCredentials()
+	if err != nil {
+		return nil, err
+	}
 	cc, err := grpc.NewClient(o.addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithPerRPCCredentials(authtoken.Credentials(tok)),
 	)
 	if err != nil {
@@ -157,6 +177,44 @@ func (o *options) dial() (*conn, error) {
 }
 
 func (c *conn) Close() { _ = c.cc.Close() }
+
+// transportCredentials are TLS when a TLS flag is set, else plaintext,
+// which is refused off loopback unless --insecure: the token would cross
+// the network in the clear.
+func (o *options) transportCredentials() (credentials.TransportCredentials, error) {
+	if o.tls.Enabled() {
+		if o.insecure {
+			return nil, errors.New("--insecure contradicts --ca/--client-cert: drop one")
+		}
+		return tlsconfig.GRPCClient(o.tls, nil)
+	}
+	if o.tls.ServerName != "" {
+		return nil, fmt.Errorf("--tls-server-name needs --ca (env %s)", EnvCA)
+	}
+	if !o.insecure && !tlsconfig.IsLoopbackTarget(o.addr) {
+		return nil, fmt.Errorf("refusing plaintext to control plane %s (not a loopback address): set --ca (env %s) to the CA bundle of its TLS certificate, or --insecure to allow plaintext", o.addr, EnvCA)
+	}
+	return insecure.NewCredentials(), nil
+}
+
+// unavailable explains a call that never reached the service. Over TLS,
+// anything but a refused connection is most likely TLS's doing: a server
+// that wants a client certificate may hang up (broken pipe) before the
+// client reads why. A plaintext client hung up on before the server's first
+// frame was most likely talking to a TLS server.
+func (o *options) unavailable(msg string) error {
+	down := strings.Contains(msg, "connection refused") || strings.Contains(msg, "no such host")
+	switch {
+	case down:
+	case o.tls.Enabled() && o.tls.Cert == "":
+		return fmt.Errorf("TLS with control plane at %s failed: %s (check --ca; if it requires mutual TLS, set --client-cert and --client-key, env %s and %s)", o.addr, msg, EnvClientCert, EnvClientKey)
+	case o.tls.Enabled():
+		return fmt.Errorf("TLS with control plane at %s failed: %s (check --ca, --client-cert, --client-key and --tls-server-name)", o.addr, msg)
+	case strings.Contains(msg, "server preface") || strings.Contains(msg, "EOF") || strings.Contains(msg, "broken pipe") || strings.Contains(msg, "reset by peer"):
+		return fmt.Errorf("control plane at %s closed the connection before answering: if it serves TLS, set --ca (env %s) to the CA bundle of its certificate", o.addr, EnvCA)
+	}
+	return fmt.Errorf("cannot reach control plane at %s: is it running? (set --addr or %s)", o.addr, EnvAddr)
+}
 
 // callCtx bounds one unary call.
 func (o *options) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -188,7 +246,7 @@ func (o *options) explain(err error, server string) error {
 	}
 	switch st.Code() {
 	case codes.Unavailable:
-		return fmt.Errorf("cannot reach control plane at %s: is it running? (set --addr or %s)", o.addr, EnvAddr)
+		return o.unavailable(st.Message())
 	case codes.DeadlineExceeded:
 		return fmt.Errorf("control plane at %s did not answer within %s (raise --request-timeout)", o.addr, o.requestTimeout)
 	case codes.Unauthenticated:
