@@ -180,9 +180,9 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		wait := c.backoff.Delay(attempt)
 		attempt++
-		if status.Code(err) == codes.Unauthenticated {
+		if code := status.Code(err); code == codes.Unauthenticated || code == codes.PermissionDenied {
 			wait = c.backoff.Max
-			c.logger.Error("control plane rejected the admin token; check the token file", "err", err, "retry_in", wait)
+			c.logger.Error("control plane rejected the token; check the token file (a data plane needs a dataplane token: mcpctl token create --role dataplane)", "err", err, "retry_in", wait)
 		} else {
 			c.logger.Warn("config stream ended", "err", err, "retry_in", wait, "revision", c.Revision())
 		}
