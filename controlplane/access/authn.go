@@ -45,8 +45,8 @@ type TokenReader interface {
 
 // Why a tracked stream was ended.
 var (
-	errRevoked = errors.New("token revoked")
-	errExpired = errors.New("token expired")
+	errRevoked = errors.New("revoked")
+	errExpired = errors.New("expired")
 )
 
 // Authenticator checks bearer tokens and roles on every RPC and keeps track
@@ -160,8 +160,8 @@ func (a *Authenticator) StreamInterceptor() grpc.StreamServerInterceptor {
 		}
 		err := handler(srv, &stream{ServerStream: ss, ctx: ctx})
 		if cause := context.Cause(ctx); errors.Is(cause, errRevoked) || errors.Is(cause, errExpired) {
-			a.log.Info("stream ended: "+cause.Error(), "token_id", id.TokenID, "role", authtoken.RoleName(id.Role))
-			return status.Errorf(codes.Unauthenticated, "%s %s: the stream was ended", cause, id.TokenID)
+			a.log.Info("stream ended: its token was "+cause.Error(), "token_id", id.TokenID, "role", authtoken.RoleName(id.Role))
+			return status.Errorf(codes.Unauthenticated, "token %s %s: the stream was ended", id.TokenID, cause)
 		}
 		return err
 	}
