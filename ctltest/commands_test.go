@@ -222,7 +222,7 @@ func TestBadToken(t *testing.T) {
 	}
 	for _, args := range [][]string{{"server", "list"}, {"server", "add", "x", "--", "cmd"}, {"status", "--watch"}} {
 		_, errOut, code := runWith(t, noEnv, append([]string{"--addr", cp.addr, "--token-file", wrong}, args...)...)
-		if want := "control plane rejected the admin token from " + wrong; code != 1 || !strings.Contains(errOut, want) {
+		if want := "control plane rejected the token from " + wrong; code != 1 || !strings.Contains(errOut, want) {
 			t.Errorf("%v with a wrong token: exit %d, %q; want %q", args, code, errOut, want)
 		}
 	}
@@ -421,7 +421,7 @@ func TestAgainstAppRun(t *testing.T) {
 	if err := os.WriteFile(wrong, []byte("nope\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, errOut, code := runWith(t, noEnv, "--addr", addr, "--token-file", wrong, "server", "list"); code != 1 || !strings.Contains(errOut, "rejected the admin token") {
+	if _, errOut, code := runWith(t, noEnv, "--addr", addr, "--token-file", wrong, "server", "list"); code != 1 || !strings.Contains(errOut, "rejected the token from") {
 		t.Errorf("wrong token: exit %d, %q", code, errOut)
 	}
 }

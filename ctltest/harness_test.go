@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/mcpmesh/mcpmesh/controlplane/access"
 	"github.com/mcpmesh/mcpmesh/controlplane/app"
 	"github.com/mcpmesh/mcpmesh/controlplane/discovery"
 	"github.com/mcpmesh/mcpmesh/controlplane/health"
@@ -36,6 +37,7 @@ type controlPlane struct {
 	st                     *faultstore.Fault
 	disc                   *discovery.Server
 	health                 *health.Aggregator
+	authn                  *access.Authenticator
 	cc                     *grpc.ClientConn // admin-token client for the test's own calls
 }
 
@@ -57,9 +59,11 @@ func startControlPlane(t *testing.T, extra ...grpc.ServerOption) *controlPlane {
 	log := slog.New(slog.DiscardHandler)
 	cp.health = health.New(cp.st, func() map[string]bool { return cp.disc.ConnectedIDs() }, log)
 	cp.disc = discovery.New(cp.st, cp.health, log)
-	gs := grpc.NewServer(append(app.ServerOptions(log, token, app.NewMetrics()), extra...)...)
+	cp.authn = access.NewAuthenticator(token, cp.st, log)
+	gs := grpc.NewServer(append(app.ServerOptions(log, cp.authn, app.NewMetrics()), extra...)...)
 	mcpmeshv1.RegisterRegistryServiceServer(gs, registry.New(cp.st, cp.disc, cp.health, log))
 	mcpmeshv1.RegisterDiscoveryServiceServer(gs, cp.disc)
+	mcpmeshv1.RegisterTokenServiceServer(gs, access.NewService(cp.st, cp.authn, log))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

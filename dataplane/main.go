@@ -61,7 +61,7 @@ func parseFlags() config {
 	flag.StringVar(&c.controlPlane, "control-plane", "127.0.0.1:7070", "control plane gRPC address")
 	flag.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address to serve MCP clients, /health and /metrics on")
 	flag.StringVar(&c.id, "id", host, "data plane id reported to the control plane (default: hostname)")
-	flag.StringVar(&c.tokenFile, "token-file", tokenFile, "admin token file (default: $"+authtoken.EnvTokenFile+" or ./data/admin.token)")
+	flag.StringVar(&c.tokenFile, "token-file", tokenFile, "token file, a dataplane token from 'mcpctl token create --role dataplane' (default: $"+authtoken.EnvTokenFile+" or ./data/admin.token)")
 	flag.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	flag.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	flag.StringVar(&c.pprofAddr, "pprof-addr", "", "serve net/http/pprof on this address, on a listener of its own (default off)")

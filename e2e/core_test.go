@@ -324,7 +324,7 @@ func TestMcpctlErrors(t *testing.T) {
 		{"duplicate", nil, []string{"server", "add", "dup", "--url", "http://127.0.0.1:1/mcp"}, `already exists`},
 		{"bad name", nil, []string{"server", "add", "Bad_Name", "--url", "http://127.0.0.1:1/mcp"}, `server name "Bad_Name" is invalid: use`},
 		{"unreachable", []string{"MCPMESH_ADDR=" + closed}, []string{"server", "list"}, `cannot reach control plane`},
-		{"bad token", []string{"MCPMESH_TOKEN_FILE=" + badToken}, []string{"server", "list"}, `rejected the admin token`},
+		{"bad token", []string{"MCPMESH_TOKEN_FILE=" + badToken}, []string{"server", "list"}, `rejected the token from`},
 		{"missing token file", []string{"MCPMESH_TOKEN_FILE=" + missingToken}, []string{"server", "list"}, `read admin token ` + missingToken + `: no such file (start the control plane first`},
 		{"bad output", nil, []string{"server", "list", "-o", "xml"}, `--output "xml" is not supported`},
 	}

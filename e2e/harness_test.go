@@ -324,6 +324,23 @@ type controlPlane struct {
 
 func (c *controlPlane) tokenFile() string { return filepath.Join(c.dataDir, "admin.token") }
 
+// dataplaneTokenFile returns a file holding a dataplane token of c, issued
+// with mcpctl on first use and kept next to the data (the token lives in
+// the store, so it survives control plane restarts on the same data dir).
+// Data planes never get the admin token, as in the shipped deployments.
+func (c *controlPlane) dataplaneTokenFile(t testing.TB) string {
+	t.Helper()
+	path := filepath.Join(c.dataDir, "dataplane.token")
+	if _, err := os.Stat(path); err == nil {
+		return path
+	}
+	r := mcpctl(t, c, "token", "create", "--role", "dataplane", "--description", "e2e data planes", "--secret-file", path)
+	if r.code != 0 {
+		t.Fatalf("issue a dataplane token: %s", r.stderr)
+	}
+	return path
+}
+
 var cpStartedRE = regexp.MustCompile(`"msg":"control plane started".*?"grpc_addr":"([^"]+)".*?"http_addr":"([^"]+)"`)
 
 // startControlPlane starts a control plane on the given addresses; "" picks
@@ -376,7 +393,7 @@ func startDataPlane(t testing.TB, cp *controlPlane, id string) *dataPlane {
 func startDataPlaneVia(t testing.TB, cp *controlPlane, id, cpAddr string, extra ...string) *dataPlane {
 	t.Helper()
 	args := append([]string{"--control-plane", cpAddr, "--listen", "127.0.0.1:0", "--id", id, "--log-format", "json"}, extra...)
-	p, m := startListener(t, "dataplane "+id, []string{"MCPMESH_TOKEN_FILE=" + cp.tokenFile()}, dpServingRE, bin("dataplane"), args...)
+	p, m := startListener(t, "dataplane "+id, []string{"MCPMESH_TOKEN_FILE=" + cp.dataplaneTokenFile(t)}, dpServingRE, bin("dataplane"), args...)
 	d := &dataPlane{proc: p, id: id, listen: m[1]}
 	waitHTTP(t, "http://"+d.listen+"/livez", startTimeout, p)
 	return d

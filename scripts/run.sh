@@ -40,7 +40,14 @@ if [ ! -e "$DATA_DIR/.demo-registered" ]; then
   fi
 fi
 
-bin/dataplane --control-plane "$CP_GRPC" --listen "$DP_LISTEN" --id "$(hostname)-1" &
+# The data plane holds a dataplane token (the config stream only), never the
+# admin one; it is issued on first start and kept in the data dir.
+DP_TOKEN=$DATA_DIR/dataplane.token
+if [ ! -s "$DP_TOKEN" ]; then
+  rm -f "$DP_TOKEN"
+  bin/mcpctl token create --role dataplane --description "make run data plane" --secret-file "$DP_TOKEN" >/dev/null
+fi
+MCPMESH_TOKEN_FILE=$DP_TOKEN bin/dataplane --control-plane "$CP_GRPC" --listen "$DP_LISTEN" --id "$(hostname)-1" &
 pids+=($!)
 wait_tcp "$DP_LISTEN" "data plane"
 
@@ -57,6 +64,7 @@ cat <<MSG
     bin/mcpctl status
     bin/mcpctl server list
     bin/mcpctl server add everything -- npx -y @modelcontextprotocol/server-everything
+    bin/mcpctl token list
 
   Ctrl-C stops the control plane and the data plane.
 

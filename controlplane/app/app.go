@@ -12,9 +12,9 @@ import (
 	"runtime/debug"
 	"time"
 
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/mcpmesh/mcpmesh/controlplane/access"
 	"github.com/mcpmesh/mcpmesh/controlplane/discovery"
 	"github.com/mcpmesh/mcpmesh/controlplane/health"
 	"github.com/mcpmesh/mcpmesh/controlplane/httpapi"
@@ -54,9 +54,10 @@ type Config struct {
 // ServerOptions returns what every control plane gRPC server runs with: the
 // keepalive policy data planes rely on, and the interceptor chain of every
 // service, unary and stream alike: metrics, logging, panic recovery (→
-// Internal), then bearer-token auth. Metrics come first so that rejected and
-// panicking calls are counted too.
-func ServerOptions(logger *slog.Logger, token string, m *Metrics) []grpc.ServerOption {
+// Internal), then bearer-token auth and the caller's role (controlplane/access;
+// streams are also tracked per token, so a revoked token's streams end).
+// Metrics come first so that rejected and panicking calls are counted too.
+func ServerOptions(logger *slog.Logger, authn *access.Authenticator, m *Metrics) []grpc.ServerOption {
 	logFn := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
 		logger.Log(ctx, slog.Level(lvl), msg, fields...)
 	})
@@ -65,20 +66,19 @@ func ServerOptions(logger *slog.Logger, token string, m *Metrics) []grpc.ServerO
 		logger.ErrorContext(ctx, "panic in gRPC handler", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		return status.Error(codes.Internal, "internal error (the control plane log has details)")
 	})}
-	authFn := authtoken.AuthFunc(token)
+	authUnary, authStream := authn.Interceptors()
 	return append(keepaliveOptions(),
 		grpc.ChainUnaryInterceptor(
 			m.grpc.unary(),
 			logging.UnaryServerInterceptor(logFn, logOpts...),
 			recovery.UnaryServerInterceptor(recOpts...),
-			auth.UnaryServerInterceptor(authFn),
+			authUnary,
 		),
-		grpc.ChainStreamInterceptor(
+		grpc.ChainStreamInterceptor(append([]grpc.StreamServerInterceptor{
 			m.grpc.stream(),
 			logging.StreamServerInterceptor(logFn, logOpts...),
 			recovery.StreamServerInterceptor(recOpts...),
-			auth.StreamServerInterceptor(authFn),
-		),
+		}, authStream...)...),
 	)
 }
 
@@ -166,9 +166,11 @@ func Run(ctx context.Context, cfg Config) error {
 	regSvc := registry.New(st, disc, agg, log)
 	m.RegisterState(st, disc)
 
-	gs := grpc.NewServer(append(ServerOptions(log, token, m), grpcCreds...)...)
+	authn := access.NewAuthenticator(token, st, log.With("component", "access"))
+	gs := grpc.NewServer(append(ServerOptions(log, authn, m), grpcCreds...)...)
 	mcpmeshv1.RegisterRegistryServiceServer(gs, regSvc)
 	mcpmeshv1.RegisterDiscoveryServiceServer(gs, disc)
+	mcpmeshv1.RegisterTokenServiceServer(gs, access.NewService(st, authn, log.With("component", "tokens")))
 	m.grpc.initialize(gs)
 	hs := &http.Server{
 		Handler:           httpapi.New(httpapi.Deps{Store: st, DataPlanes: disc, Health: agg, Metrics: m.Handler(log), Logger: log}),

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/mcpmesh/mcpmesh/controlplane/access"
+	"github.com/mcpmesh/mcpmesh/controlplane/store"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 	"github.com/mcpmesh/mcpmesh/internal/authtoken"
 	"go.uber.org/goleak"
@@ -60,7 +62,7 @@ func TestInterceptorChain(t *testing.T) {
 	logs := &syncBuf{}
 	logger := slog.New(slog.NewTextHandler(logs, nil))
 	m := NewMetrics()
-	gs := grpc.NewServer(ServerOptions(logger, "tok", m)...)
+	gs := grpc.NewServer(ServerOptions(logger, access.NewAuthenticator("tok", store.NewMemory(), nil), m)...)
 	mcpmeshv1.RegisterRegistryServiceServer(gs, panicky{})
 	m.grpc.initialize(gs)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

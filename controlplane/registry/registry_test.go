@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpmesh/mcpmesh/controlplane/access"
 	"github.com/mcpmesh/mcpmesh/controlplane/app"
 	"github.com/mcpmesh/mcpmesh/controlplane/discovery"
 	"github.com/mcpmesh/mcpmesh/controlplane/health"
@@ -54,7 +55,7 @@ func startWith(t *testing.T, st store.Store, logger *slog.Logger) *env {
 	e := &env{st: st}
 	agg := health.New(st, func() map[string]bool { return e.disc.ConnectedIDs() }, logger)
 	e.disc = discovery.New(st, agg, logger)
-	gs := grpc.NewServer(app.ServerOptions(logger, token, app.NewMetrics())...)
+	gs := grpc.NewServer(app.ServerOptions(logger, access.NewAuthenticator(token, st, logger), app.NewMetrics())...)
 	mcpmeshv1.RegisterRegistryServiceServer(gs, registry.New(st, e.disc, agg, logger))
 	mcpmeshv1.RegisterDiscoveryServiceServer(gs, e.disc)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -131,7 +132,7 @@ func TestAuth(t *testing.T) {
 		})
 	}
 	_, err := mcpmeshv1.NewRegistryServiceClient(dial(t, e.addr, "nope")).GetStatus(ctx, &mcpmeshv1.GetStatusRequest{})
-	wantCode(t, err, codes.Unauthenticated, "invalid admin token")
+	wantCode(t, err, codes.Unauthenticated, "invalid token")
 }
 
 func TestCreateGetListDelete(t *testing.T) {

@@ -445,5 +445,91 @@ func (s *BoltStore) ListEvents(ctx context.Context, limit int) ([]Event, error) 
 	return out, err
 }
 
+func unsafeGetToken(tx *bolt.Tx, id string) (*mcpmeshv1.StoredToken, error) {
+	v := tx.Bucket(bucketTokens).Get([]byte(id))
+	if v == nil {
+		return nil, fmt.Errorf("token %q: %w", id, ErrNotFound)
+	}
+	tok := &mcpmeshv1.StoredToken{}
+	if err := proto.Unmarshal(v, tok); err != nil {
+		return nil, fmt.Errorf("decode token %q: %w", id, err)
+	}
+	return tok, nil
+}
+
+func unsafePutToken(tx *bolt.Tx, tok *mcpmeshv1.StoredToken) error {
+	id := tok.GetToken().GetId()
+	b, err := proto.Marshal(tok)
+	if err != nil {
+		return fmt.Errorf("encode token %q: %w", id, err)
+	}
+	if err := tx.Bucket(bucketTokens).Put([]byte(id), b); err != nil {
+		return fmt.Errorf("write token %q: %w", id, err)
+	}
+	return nil
+}
+
+// CreateToken implements Store. It does not bump the config revision.
+func (s *BoltStore) CreateToken(ctx context.Context, tok *mcpmeshv1.StoredToken) error {
+	if err := validateTokenArg(tok); err != nil {
+		return fmt.Errorf("create token: %w", err)
+	}
+	id := tok.GetToken().GetId()
+	_, err := s.update(ctx, fmt.Sprintf("create token %q", id), func(tx *bolt.Tx) (uint64, error) {
+		if tx.Bucket(bucketTokens).Get([]byte(id)) != nil {
+			return 0, fmt.Errorf("token %q: %w", id, ErrExists)
+		}
+		return 0, unsafePutToken(tx, tok)
+	})
+	return err
+}
+
+// GetToken implements Store.
+func (s *BoltStore) GetToken(ctx context.Context, id string) (*mcpmeshv1.StoredToken, error) {
+	var out *mcpmeshv1.StoredToken
+	err := s.view(ctx, fmt.Sprintf("get token %q", id), func(tx *bolt.Tx) error {
+		var err error
+		out, err = unsafeGetToken(tx, id)
+		return err
+	})
+	return out, err
+}
+
+// ListTokens implements Store.
+func (s *BoltStore) ListTokens(ctx context.Context) ([]*mcpmeshv1.StoredToken, error) {
+	var out []*mcpmeshv1.StoredToken
+	err := s.view(ctx, "list tokens", func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
+			tok := &mcpmeshv1.StoredToken{}
+			if err := proto.Unmarshal(v, tok); err != nil {
+				return fmt.Errorf("decode token %q: %w", k, err)
+			}
+			out = append(out, tok)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// RevokeToken implements Store. It does not bump the config revision.
+func (s *BoltStore) RevokeToken(ctx context.Context, id string, at time.Time) (*mcpmeshv1.StoredToken, error) {
+	var out *mcpmeshv1.StoredToken
+	_, err := s.update(ctx, fmt.Sprintf("revoke token %q", id), func(tx *bolt.Tx) (uint64, error) {
+		tok, err := unsafeGetToken(tx, id)
+		if err != nil {
+			return 0, err
+		}
+		out = tok
+		if !stampRevoked(tok, at) {
+			return 0, nil
+		}
+		return 0, unsafePutToken(tx, tok)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // Watch implements Store.
 func (s *BoltStore) Watch(ctx context.Context) <-chan uint64 { return s.watchers.watch(ctx) }

@@ -67,3 +67,30 @@ func cloneServers(in []*mcpmeshv1.Server) []*mcpmeshv1.Server {
 func cloneHealth(h *mcpmeshv1.BackendHealth) *mcpmeshv1.BackendHealth {
 	return proto.Clone(h).(*mcpmeshv1.BackendHealth)
 }
+
+func validateTokenArg(tok *mcpmeshv1.StoredToken) error {
+	if tok == nil || tok.GetToken() == nil {
+		return fmt.Errorf("token is nil")
+	}
+	if tok.GetToken().GetId() == "" {
+		return fmt.Errorf("token id is empty")
+	}
+	if len(tok.GetSecretSha256()) == 0 {
+		return fmt.Errorf("token %q has no secret hash", tok.GetToken().GetId())
+	}
+	return nil
+}
+
+func cloneToken(t *mcpmeshv1.StoredToken) *mcpmeshv1.StoredToken {
+	return proto.Clone(t).(*mcpmeshv1.StoredToken)
+}
+
+// stampRevoked sets revoked_at unless it is set already; it reports whether
+// it changed tok.
+func stampRevoked(tok *mcpmeshv1.StoredToken, at time.Time) bool {
+	if tok.GetToken().GetRevokedAt() != nil {
+		return false
+	}
+	tok.Token.RevokedAt = timestamppb.New(at)
+	return true
+}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -28,6 +29,7 @@ type MemoryStore struct {
 	health   map[string]*mcpmeshv1.BackendHealth // key healthKey
 	events   []Event
 	eventSeq uint64
+	tokens   map[string]*mcpmeshv1.StoredToken
 	watchers watchers
 	now      func() time.Time
 }
@@ -47,6 +49,7 @@ func NewMemory() *MemoryStore {
 		settings: &mcpmeshv1.Settings{},
 		secret:   secret,
 		health:   make(map[string]*mcpmeshv1.BackendHealth),
+		tokens:   make(map[string]*mcpmeshv1.StoredToken),
 		now:      time.Now,
 	}
 }
@@ -300,6 +303,63 @@ func (m *MemoryStore) ListEvents(ctx context.Context, limit int) ([]Event, error
 			out = append(out, Event{Seq: e.Seq, Health: cloneHealth(e.Health)})
 		}
 		return nil
+	})
+	return out, err
+}
+
+// CreateToken implements Store. It does not bump the config revision.
+func (m *MemoryStore) CreateToken(ctx context.Context, tok *mcpmeshv1.StoredToken) error {
+	if err := validateTokenArg(tok); err != nil {
+		return fmt.Errorf("create token: %w", err)
+	}
+	id := tok.GetToken().GetId()
+	_, err := m.write(ctx, fmt.Sprintf("create token %q", id), func() (uint64, error) {
+		if _, ok := m.tokens[id]; ok {
+			return 0, fmt.Errorf("token %q: %w", id, ErrExists)
+		}
+		m.tokens[id] = cloneToken(tok)
+		return 0, nil
+	})
+	return err
+}
+
+// GetToken implements Store.
+func (m *MemoryStore) GetToken(ctx context.Context, id string) (*mcpmeshv1.StoredToken, error) {
+	var out *mcpmeshv1.StoredToken
+	err := m.read(ctx, fmt.Sprintf("get token %q", id), func() error {
+		tok, ok := m.tokens[id]
+		if !ok {
+			return fmt.Errorf("token %q: %w", id, ErrNotFound)
+		}
+		out = cloneToken(tok)
+		return nil
+	})
+	return out, err
+}
+
+// ListTokens implements Store.
+func (m *MemoryStore) ListTokens(ctx context.Context) ([]*mcpmeshv1.StoredToken, error) {
+	var out []*mcpmeshv1.StoredToken
+	err := m.read(ctx, "list tokens", func() error {
+		for _, id := range slices.Sorted(maps.Keys(m.tokens)) {
+			out = append(out, cloneToken(m.tokens[id]))
+		}
+		return nil
+	})
+	return out, err
+}
+
+// RevokeToken implements Store. It does not bump the config revision.
+func (m *MemoryStore) RevokeToken(ctx context.Context, id string, at time.Time) (*mcpmeshv1.StoredToken, error) {
+	var out *mcpmeshv1.StoredToken
+	_, err := m.write(ctx, fmt.Sprintf("revoke token %q", id), func() (uint64, error) {
+		tok, ok := m.tokens[id]
+		if !ok {
+			return 0, fmt.Errorf("token %q: %w", id, ErrNotFound)
+		}
+		stampRevoked(tok, at)
+		out = cloneToken(tok)
+		return 0, nil
 	})
 	return out, err
 }

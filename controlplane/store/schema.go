@@ -14,10 +14,13 @@ var (
 	// bucketEvents: key big-endian uint64 sequence, value protobuf
 	// mcpmeshv1.BackendHealth; the last MaxEvents are kept.
 	bucketEvents = []byte("events")
+	// bucketTokens: key token id, value protobuf mcpmeshv1.StoredToken (the
+	// SHA-256 of the secret, never the secret).
+	bucketTokens = []byte("tokens")
 	// bucketMeta: the keys below.
 	bucketMeta = []byte("meta")
 
-	allBuckets = [][]byte{bucketServers, bucketSettings, bucketHealth, bucketEvents, bucketMeta}
+	allBuckets = [][]byte{bucketServers, bucketSettings, bucketHealth, bucketEvents, bucketTokens, bucketMeta}
 )
 
 var (
@@ -32,6 +35,8 @@ var (
 )
 
 // schemaVersion is bumped with a migration whenever the layout changes.
+// Adding a bucket is not such a change: an older binary ignores the tokens
+// bucket and accepts only the bootstrap admin token, which loses nothing.
 const schemaVersion uint64 = 1
 
 // clusterSecretLen is the size of the cluster secret in bytes.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 )
@@ -11,9 +12,9 @@ import (
 // Errors returned (wrapped with context) by every Store implementation; test
 // them with errors.Is.
 var (
-	// ErrNotFound: the named server does not exist.
+	// ErrNotFound: the named server (or token) does not exist.
 	ErrNotFound = errors.New("not found")
-	// ErrExists: a server with that name already exists.
+	// ErrExists: a server with that name (or a token with that id) already exists.
 	ErrExists = errors.New("already exists")
 	// ErrConflict: the expected revision is not the server's current mod_revision.
 	ErrConflict = errors.New("revision conflict")
@@ -100,6 +101,17 @@ type Store interface {
 	// ListEvents returns up to limit of the newest events, oldest first
 	// (limit <= 0 means all that are kept).
 	ListEvents(ctx context.Context, limit int) ([]Event, error)
+
+	// CreateToken stores a new credential (not config: the revision stays).
+	// ErrExists if its id is taken.
+	CreateToken(ctx context.Context, tok *mcpmeshv1.StoredToken) error
+	// GetToken returns one credential or ErrNotFound.
+	GetToken(ctx context.Context, id string) (*mcpmeshv1.StoredToken, error)
+	// ListTokens returns every credential, revoked ones too, sorted by id.
+	ListTokens(ctx context.Context) ([]*mcpmeshv1.StoredToken, error)
+	// RevokeToken sets revoked_at to at unless it is already set, and returns
+	// the credential as stored. ErrNotFound if it does not exist.
+	RevokeToken(ctx context.Context, id string, at time.Time) (*mcpmeshv1.StoredToken, error)
 
 	// Watch returns a channel that receives the new config revision after
 	// every committed config write. Notifications coalesce: a slow reader sees

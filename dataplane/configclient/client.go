@@ -189,9 +189,9 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		wait := c.backoff.Delay(attempt)
 		attempt++
-		if status.Code(err) == codes.Unauthenticated {
+		if code := status.Code(err); code == codes.Unauthenticated || code == codes.PermissionDenied {
 			wait = c.backoff.Max
-			c.logger.Error("control plane rejected the admin token; check the token file", "err", err, "retry_in", wait)
+			c.logger.Error("control plane rejected the token; check the token file (a data plane needs a dataplane token: mcpctl token create --role dataplane)", "err", err, "retry_in", wait)
 		} else if c.opts.TransportCredentials == nil && status.Code(err) == codes.Unavailable {
 			// A TLS control plane hangs up on a plaintext client before
 			// the HTTP/2 preface, which reads like a network problem.

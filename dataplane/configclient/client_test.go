@@ -299,7 +299,7 @@ func TestRejectedTokenWaitsMaxBackoff(t *testing.T) {
 		}
 		clock.Advance(3 * time.Second)
 	}
-	if !strings.Contains(logs.String(), "control plane rejected the admin token") {
+	if !strings.Contains(logs.String(), "control plane rejected the token") {
 		t.Errorf("logs lack the rejected-token message:\n%s", logs.String())
 	}
 	if c.Connected() {

@@ -1,6 +1,7 @@
-// Package authtoken manages the admin bearer token shared by the control plane,
-// data planes and mcpctl: creation at first start, reading, and the gRPC glue
-// on both sides.
+// Package authtoken handles the bearer tokens of the control plane's gRPC
+// API: the bootstrap admin.token (created at first start), reading a token
+// file, sending a token, and the spelling of the roles. Which role may call
+// what is decided in controlplane/access.
 package authtoken
 
 import (
@@ -86,7 +87,8 @@ func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]strin
 
 func (bearer) RequireTransportSecurity() bool { return false }
 
-// AuthFunc returns a go-grpc-middleware auth function accepting only token.
+// AuthFunc returns a go-grpc-middleware auth function accepting only token
+// (for test servers; the control plane uses controlplane/access).
 func AuthFunc(token string) auth.AuthFunc {
 	want := []byte(token)
 	return func(ctx context.Context) (context.Context, error) {

@@ -130,7 +130,9 @@ func newRootCommand(stdout io.Writer, getenv func(string) string) *cobra.Command
 	config.AddCommand(newConfigGetCommand(o), newConfigSetCommand(o))
 	dataplane := &cobra.Command{Use: "dataplane", Short: "Inspect data planes"}
 	dataplane.AddCommand(newDataplaneListCommand(o))
-	root.AddCommand(server, config, dataplane, newStatusCommand(o))
+	token := &cobra.Command{Use: "token", Short: "Issue, list and revoke control-plane credentials (admin, viewer, dataplane)"}
+	token.AddCommand(newTokenCreateCommand(o), newTokenListCommand(o), newTokenRevokeCommand(o))
+	root.AddCommand(server, config, dataplane, token, newStatusCommand(o))
 	return root
 }
 
@@ -149,6 +151,7 @@ type conn struct {
 	o      *options
 	cc     *grpc.ClientConn
 	client mcpmeshv1.RegistryServiceClient
+	tokens mcpmeshv1.TokenServiceClient
 }
 
 // dial reads the admin token and prepares a client. grpc.NewClient does not
@@ -173,7 +176,7 @@ func (o *options) dial() (*conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("control plane address %q is invalid: %w (set --addr or %s)", o.addr, err, EnvAddr)
 	}
-	return &conn{o: o, cc: cc, client: mcpmeshv1.NewRegistryServiceClient(cc)}, nil
+	return &conn{o: o, cc: cc, client: mcpmeshv1.NewRegistryServiceClient(cc), tokens: mcpmeshv1.NewTokenServiceClient(cc)}, nil
 }
 
 func (c *conn) Close() { _ = c.cc.Close() }
@@ -231,6 +234,16 @@ func (o *options) withClient(ctx context.Context, server string, fn func(ctx con
 	return o.explain(fn(ctx, c.client), server)
 }
 
+// withTokenClient is withClient for the token service.
+func (o *options) withTokenClient(ctx context.Context, fn func(ctx context.Context, c mcpmeshv1.TokenServiceClient) error) error {
+	c, err := o.dial()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return o.explain(fn(ctx, c.tokens), "")
+}
+
 // explain maps a gRPC error to a one-line message that says what to do.
 // server names the server the command is about ("" if none).
 func (o *options) explain(err error, server string) error {
@@ -250,7 +263,7 @@ func (o *options) explain(err error, server string) error {
 	case codes.DeadlineExceeded:
 		return fmt.Errorf("control plane at %s did not answer within %s (raise --request-timeout)", o.addr, o.requestTimeout)
 	case codes.Unauthenticated:
-		return fmt.Errorf("control plane rejected the admin token from %s (set --token-file or %s)", o.tokenFile, authtoken.EnvTokenFile)
+		return fmt.Errorf("control plane rejected the token from %s: %s (set --token-file or %s)", o.tokenFile, st.Message(), authtoken.EnvTokenFile)
 	case codes.PermissionDenied:
 		return fmt.Errorf("control plane denied the request: %s", st.Message())
 	case codes.NotFound:

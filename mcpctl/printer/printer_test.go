@@ -92,6 +92,22 @@ func TestGolden(t *testing.T) {
 		"config":         Config{"pagination.enabled": "true", "pagination.page_size": "50", "resilience.jitter": ""},
 		"result-created": Result{Action: "created", Name: "files", Revision: 7},
 		"result-dry-run": Result{Action: "validated", Name: "files", DryRun: true, Server: &created},
+		"token-list": TokenList{
+			TokenFromProto(&mcpmeshv1.Token{Id: "0a1b2c3d4e5f6071", Role: mcpmeshv1.Role_ROLE_DATAPLANE, CreatedAt: timestamppb.New(t0), Description: "k8s data planes"}, t0),
+			TokenFromProto(&mcpmeshv1.Token{Id: "1122334455667788", Role: mcpmeshv1.Role_ROLE_VIEWER, CreatedAt: timestamppb.New(t0), ExpiresAt: timestamppb.New(t0.Add(time.Hour))}, t0.Add(2*time.Hour)),
+			TokenFromProto(&mcpmeshv1.Token{Id: "99aabbccddeeff00", Role: mcpmeshv1.Role_ROLE_ADMIN, CreatedAt: timestamppb.New(t0), RevokedAt: timestamppb.New(t0.Add(time.Minute))}, t0),
+		},
+		"token-list-empty": TokenList{},
+		"token-created": CreatedToken{
+			Token:  TokenFromProto(&mcpmeshv1.Token{Id: "0a1b2c3d4e5f6071", Role: mcpmeshv1.Role_ROLE_DATAPLANE, CreatedAt: timestamppb.New(t0), ExpiresAt: timestamppb.New(t0.Add(24 * time.Hour))}, t0),
+			Secret: "mcpm_0a1b2c3d4e5f6071_" + strings.Repeat("5e", 32),
+		},
+		"token-created-file": CreatedToken{
+			Token:      TokenFromProto(&mcpmeshv1.Token{Id: "0a1b2c3d4e5f6071", Role: mcpmeshv1.Role_ROLE_DATAPLANE, CreatedAt: timestamppb.New(t0)}, t0),
+			SecretFile: "/run/mcpmesh/dataplane.token",
+		},
+		"token-revoked": RevokedToken{Action: "revoked",
+			Token: TokenFromProto(&mcpmeshv1.Token{Id: "99aabbccddeeff00", Role: mcpmeshv1.Role_ROLE_ADMIN, CreatedAt: timestamppb.New(t0), RevokedAt: timestamppb.New(t0.Add(time.Minute))}, t0)},
 	}
 	for name, v := range views {
 		for _, f := range []Format{Table, JSON, YAML} {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/mcpmesh/mcpmesh/controlplane/store"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
@@ -272,6 +273,38 @@ func (f *Fault) ListEvents(ctx context.Context, limit int) ([]store.Event, error
 		return nil, err
 	}
 	return f.inner.ListEvents(ctx, limit)
+}
+
+// CreateToken implements store.Store.
+func (f *Fault) CreateToken(ctx context.Context, tok *mcpmeshv1.StoredToken) error {
+	if err := f.before(fmt.Sprintf("create token %q", tok.GetToken().GetId()), true); err != nil {
+		return err
+	}
+	return f.inner.CreateToken(ctx, tok)
+}
+
+// GetToken implements store.Store.
+func (f *Fault) GetToken(ctx context.Context, id string) (*mcpmeshv1.StoredToken, error) {
+	if err := f.before(fmt.Sprintf("get token %q", id), false); err != nil {
+		return nil, err
+	}
+	return f.inner.GetToken(ctx, id)
+}
+
+// ListTokens implements store.Store.
+func (f *Fault) ListTokens(ctx context.Context) ([]*mcpmeshv1.StoredToken, error) {
+	if err := f.before("list tokens", false); err != nil {
+		return nil, err
+	}
+	return f.inner.ListTokens(ctx)
+}
+
+// RevokeToken implements store.Store.
+func (f *Fault) RevokeToken(ctx context.Context, id string, at time.Time) (*mcpmeshv1.StoredToken, error) {
+	if err := f.before(fmt.Sprintf("revoke token %q", id), true); err != nil {
+		return nil, err
+	}
+	return f.inner.RevokeToken(ctx, id, at)
 }
 
 // Watch implements store.Store: a failed write commits nothing, so it is not

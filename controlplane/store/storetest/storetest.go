@@ -12,6 +12,7 @@ import (
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // Open returns a fresh, empty store; the suite closes it.
@@ -48,6 +49,7 @@ func Run(t *testing.T, open Open) {
 		{"ReturnedCopiesAreIndependent", testCopies},
 		{"Concurrent", testConcurrent},
 		{"BadArguments", testBadArguments},
+		{"Tokens", testTokens},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -441,5 +443,59 @@ func testBadArguments(t *testing.T, s store.Store) {
 	cancel()
 	if _, err := s.CreateServer(cctx, Server("x")); !errors.Is(err, context.Canceled) {
 		t.Fatalf("create with cancelled ctx err = %v", err)
+	}
+}
+
+func testTokens(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	before := rev(t, s)
+	mk := func(id string, role mcpmeshv1.Role) *mcpmeshv1.StoredToken {
+		return &mcpmeshv1.StoredToken{
+			Token:        &mcpmeshv1.Token{Id: id, Role: role, CreatedAt: timestamppb.New(time.Unix(1700000000, 0))},
+			SecretSha256: []byte("0123456789abcdef0123456789abcdef"),
+		}
+	}
+	if err := s.CreateToken(ctx, mk("bb", mcpmeshv1.Role_ROLE_VIEWER)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateToken(ctx, mk("aa", mcpmeshv1.Role_ROLE_DATAPLANE)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateToken(ctx, mk("aa", mcpmeshv1.Role_ROLE_ADMIN)); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("create duplicate id: err = %v, want ErrExists", err)
+	}
+	if err := s.CreateToken(ctx, &mcpmeshv1.StoredToken{Token: &mcpmeshv1.Token{Id: "nohash"}}); err == nil {
+		t.Fatal("create token without a hash succeeded")
+	}
+	got, err := s.GetToken(ctx, "aa")
+	if err != nil || got.GetToken().GetRole() != mcpmeshv1.Role_ROLE_DATAPLANE || !proto.Equal(got, mk("aa", mcpmeshv1.Role_ROLE_DATAPLANE)) {
+		t.Fatalf("get token = %v, %v", got, err)
+	}
+	got.Token.Role = mcpmeshv1.Role_ROLE_ADMIN // a copy: the store must not change
+	if again, _ := s.GetToken(ctx, "aa"); again.GetToken().GetRole() != mcpmeshv1.Role_ROLE_DATAPLANE {
+		t.Fatal("GetToken returned the stored message, not a copy")
+	}
+	if _, err := s.GetToken(ctx, "zz"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("get missing token: err = %v", err)
+	}
+	at := time.Unix(1700000100, 0)
+	rv, err := s.RevokeToken(ctx, "aa", at)
+	if err != nil || !rv.GetToken().GetRevokedAt().AsTime().Equal(at) {
+		t.Fatalf("revoke = %v, %v", rv, err)
+	}
+	rv, err = s.RevokeToken(ctx, "aa", at.Add(time.Hour)) // the first revocation time stays
+	if err != nil || !rv.GetToken().GetRevokedAt().AsTime().Equal(at) {
+		t.Fatalf("second revoke = %v, %v", rv, err)
+	}
+	if _, err := s.RevokeToken(ctx, "zz", at); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("revoke missing token: err = %v", err)
+	}
+	list, err := s.ListTokens(ctx)
+	if err != nil || len(list) != 2 || list[0].GetToken().GetId() != "aa" || list[1].GetToken().GetId() != "bb" ||
+		list[0].GetToken().GetRevokedAt() == nil || list[1].GetToken().GetRevokedAt() != nil {
+		t.Fatalf("list tokens = %v, %v", list, err)
+	}
+	if after := rev(t, s); after != before {
+		t.Fatalf("token writes moved the config revision from %d to %d", before, after)
 	}
 }
