@@ -10,9 +10,11 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/mcpmesh/mcpmesh/dataplane/app"
+	"github.com/mcpmesh/mcpmesh/dataplane/backend"
 	"github.com/mcpmesh/mcpmesh/dataplane/catalog"
 	"github.com/mcpmesh/mcpmesh/dataplane/front"
 	"github.com/mcpmesh/mcpmesh/dataplane/h1"
@@ -35,6 +37,7 @@ type config struct {
 	advertise    string
 	showVersion  bool
 	limits       app.Limits
+	childEnv     []string
 }
 
 func parseFlags() config {
@@ -63,6 +66,14 @@ func parseFlags() config {
 	flag.IntVar(&l.Lists.MaxItems, "max-list-items", catalog.DefaultMaxItems, "items of one list (tools, prompts, resources, templates) one server may offer; the rest are left out with a warning")
 	flag.IntVar(&l.Lists.MaxKey, "max-name-bytes", catalog.DefaultMaxKey, "longest tool or prompt name or resource URI in bytes; longer items are left out with a warning")
 	flag.IntVar(&l.Lists.MaxDescription, "max-description-bytes", catalog.DefaultMaxDescription, "longest item description in bytes (as JSON); longer items are left out with a warning")
+	flag.Func("child-env", "NAME or PREFIX* (comma-separated, repeatable) of this process's environment that stdio backends inherit besides "+strings.Join(backend.DefaultChildEnv, ",")+"; MCPMESH_* never", func(v string) error {
+		names := strings.Split(v, ",")
+		if err := backend.CheckChildEnv(names); err != nil {
+			return err
+		}
+		c.childEnv = append(c.childEnv, names...)
+		return nil
+	})
 	flag.Parse()
 	return c
 }
@@ -140,6 +151,7 @@ func run() int {
 		Advertise:    advertise,
 		Logger:       log,
 		Limits:       cfg.limits,
+		ChildEnv:     cfg.childEnv,
 	})
 	if err != nil {
 		ln.Close()

@@ -43,6 +43,9 @@ type Config struct {
 	// Limits bound what clients and backends can make the data plane hold
 	// or wait for; zero fields take the defaults.
 	Limits Limits
+	// ChildEnv names variables of the data plane's environment stdio
+	// backends inherit besides backend.DefaultChildEnv.
+	ChildEnv []string
 }
 
 // Limits bound what clients and backends can make a data plane hold or
@@ -86,6 +89,7 @@ func New(cfg Config) (*DataPlane, error) {
 		Logger:     log.With("component", "backend"),
 		OnChange:   d.onBackendChange,
 		ListLimits: cfg.Limits.Lists,
+		ChildEnv:   cfg.ChildEnv,
 		OnNotification: func(server, client string, n *jsonrpc.Message) {
 			d.router.OnNotification(server, client, n)
 		},
