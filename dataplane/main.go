@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/mcpmesh/mcpmesh/dataplane/app"
+	"github.com/mcpmesh/mcpmesh/dataplane/backend"
 	"github.com/mcpmesh/mcpmesh/dataplane/catalog"
 	"github.com/mcpmesh/mcpmesh/dataplane/clientauth"
 	"github.com/mcpmesh/mcpmesh/dataplane/front"
@@ -49,6 +50,7 @@ type config struct {
 	cpTLS     tlsconfig.ClientFiles
 	listenTLS tlsconfig.ServerFiles
 	insecure  bool
+	childEnv     []string
 }
 
 func parseFlags() config {
@@ -88,6 +90,14 @@ func parseFlags() config {
 	flag.StringVar(&c.oauthRes, "oauth-resource", "", "with --oauth-issuer: this data plane's resource URL as clients reach it, the tokens' audience (default: http(s)://<advertise address>/mcp); the same on every replica")
 	flag.StringVar(&c.oauthJWKS, "oauth-jwks-url", "", "with --oauth-issuer: the authorization server's JWKS URL (default: discovered from its metadata)")
 	flag.StringVar(&c.oauthScopes, "oauth-scopes", "", "with --oauth-issuer: comma-separated scopes every token must carry")
+	flag.Func("child-env", "NAME or PREFIX* (comma-separated, repeatable) of this process's environment that stdio backends inherit besides "+strings.Join(backend.DefaultChildEnv, ",")+"; MCPMESH_* never", func(v string) error {
+		names := strings.Split(v, ",")
+		if err := backend.CheckChildEnv(names); err != nil {
+			return err
+		}
+		c.childEnv = append(c.childEnv, names...)
+		return nil
+	})
 	flag.Parse()
 	return c
 }
@@ -234,6 +244,7 @@ func run() int {
 		ListenTLS:    listenTLS,
 
 		ControlPlaneCreds: cpCreds,
+		ChildEnv:     cfg.childEnv,
 	})
 	if err != nil {
 		ln.Close()

@@ -17,6 +17,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/controlplane/internal/settings"
 	"github.com/mcpmesh/mcpmesh/controlplane/store"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/redact"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
@@ -387,7 +388,7 @@ func (s *Server) receive(ctx context.Context, id string, stream grpc.BidiStreami
 			})
 			log.Debug("config acked", "revision", rev, "nonce", m.Ack.GetNonce())
 		case *mcpmeshv1.StreamConfigRequest_Nack:
-			rev, msg := m.Nack.GetRevision(), m.Nack.GetError()
+			rev, msg := m.Nack.GetRevision(), redact.Text(m.Nack.GetError())
 			s.update(id, func(dp *dataplane) { dp.info.NackedRevision, dp.info.LastError = rev, msg })
 			log.Warn("config rejected by data plane", "revision", rev, "nonce", m.Nack.GetNonce(), "err", msg)
 		case *mcpmeshv1.StreamConfigRequest_Health:

@@ -3,6 +3,7 @@ package discovery_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -162,7 +163,7 @@ func TestNewerSchemaSendsNothing(t *testing.T) {
 	f.NewerSchema()
 	c := e.connect(t, "dp1", 0)
 	c.wantEndedWithoutSnapshot(codes.Internal, "build config snapshot")
-	if out := logs.String(); !strings.Contains(out, "store schema version 2 is newer than this binary supports (1)") {
+	if out := logs.String(); !strings.Contains(out, fmt.Sprintf("store schema version %d is newer than this binary supports (%d)", store.SchemaVersion+1, store.SchemaVersion)) {
 		t.Errorf("the control plane log does not name the schema version:\n%s", out)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/controlplane/internal/notify"
 	"github.com/mcpmesh/mcpmesh/controlplane/store"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/redact"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -80,6 +81,9 @@ func (a *Aggregator) Report(ctx context.Context, dataplaneID string, r *mcpmeshv
 		}
 		h := proto.Clone(b).(*mcpmeshv1.BackendHealth)
 		h.DataplaneId, h.ReportedAt = dataplaneID, now
+		// Data planes mask URL credentials in their errors; an older or
+		// foreign one may not, and what is stored here is shown on pages.
+		h.LastError = redact.Text(h.GetLastError())
 		byServer[h.GetServer()] = h // a repeated server: the last entry wins
 	}
 	backends := make([]*mcpmeshv1.BackendHealth, 0, len(byServer))
@@ -210,7 +214,7 @@ func (a *Aggregator) Transitions(ctx context.Context, limit int) ([]Transition, 
 		last[k] = to
 		all = append(all, Transition{
 			Time: h.GetReportedAt().AsTime().UTC(), DataPlane: k.dp, Server: k.server,
-			From: from, To: to, Error: h.GetLastError(),
+			From: from, To: to, Error: redact.Text(h.GetLastError()),
 		})
 	}
 	if limit <= 0 || limit > len(all) {

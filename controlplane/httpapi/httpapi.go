@@ -13,6 +13,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/controlplane/health"
 	"github.com/mcpmesh/mcpmesh/controlplane/store"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/redact"
 )
 
 // DataPlanes lists the known data planes (the discovery component).
@@ -114,6 +115,9 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 	if trs == nil {
 		trs = []health.Transition{} // an empty log is [], not null
 	}
+	for i := range trs {
+		trs[i].Error = redact.Text(trs[i].Error)
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = json.NewEncoder(w).Encode(trs)
@@ -170,7 +174,7 @@ func (h *handler) page(w http.ResponseWriter, r *http.Request) {
 		if s.GetTransport() == mcpmeshv1.Transport_TRANSPORT_STDIO {
 			ps.Target = s.GetStdio().GetCommand() // args and env may hold secrets: not shown
 		} else {
-			ps.Target = s.GetHttp().GetUrl()
+			ps.Target = redact.URL(s.GetHttp().GetUrl())
 		}
 		if i < len(sts) {
 			ps.State, ps.Healthy, ps.Total = sts[i].GetState(), sts[i].GetHealthyDataplanes(), sts[i].GetTotalDataplanes()
@@ -179,7 +183,7 @@ func (h *handler) page(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, dp := range h.d.DataPlanes.ListDataPlanes() {
 		p := pageDataPlane{ID: dp.GetId(), Version: dp.GetVersion(), ListenAddr: dp.GetListenAddr(), Peer: dp.GetPeer(),
-			LastError: dp.GetLastError(), Connected: dp.GetConnected(), Revision: dp.GetRevision(), Nacked: dp.GetNackedRevision()}
+			LastError: redact.Text(dp.GetLastError()), Connected: dp.GetConnected(), Revision: dp.GetRevision(), Nacked: dp.GetNackedRevision()}
 		if dp.GetLastSeen() != nil {
 			p.LastSeen = dp.GetLastSeen().AsTime().UTC().Format(time.RFC3339)
 		}
@@ -191,7 +195,7 @@ func (h *handler) page(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, tr := range trs {
 		data.Events = append(data.Events, pageEvent{At: tr.Time.Format(time.RFC3339), DataPlane: tr.DataPlane,
-			Server: tr.Server, From: tr.From, To: tr.To, Error: tr.Error})
+			Server: tr.Server, From: tr.From, To: tr.To, Error: redact.Text(tr.Error)})
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")

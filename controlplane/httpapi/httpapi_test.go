@@ -247,3 +247,44 @@ func TestStatusPageShowsNewest50Transitions(t *testing.T) {
 		t.Error("transitions are not newest first")
 	}
 }
+
+// TestNoSecretsShown: URL credentials of a registration, of a data plane's
+// NACK text and of stored events (written before masking existed, so
+// straight into the store) appear on neither the page nor /api/events.
+func TestNoSecretsShown(t *testing.T) {
+	st, err := store.OpenBolt(filepath.Join(t.TempDir(), store.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	planes := dps{{Id: "dp-b", NackedRevision: 1, LastError: `bad config: "https://u:nackpw1@h/x?token=nacktok1"`}}
+	agg := health.New(st, func() map[string]bool { return nil }, nil)
+	srv := httptest.NewServer(httpapi.New(httpapi.Deps{Store: st, DataPlanes: planes, Health: agg}))
+	t.Cleanup(func() { srv.Close(); st.Close() })
+	ctx := context.Background()
+	web := &mcpmeshv1.Server{Name: "web", Transport: mcpmeshv1.Transport_TRANSPORT_STREAMABLE_HTTP,
+		Http: &mcpmeshv1.HttpConfig{Url: "https://alice:urlpw1@example.com/mcp?api_key=urlkey1", Headers: map[string]string{"Authorization": "hdrsecret1"}}}
+	if _, err := st.CreateServer(ctx, web); err != nil {
+		t.Fatal(err)
+	}
+	ev := &mcpmeshv1.BackendHealth{Server: "web", DataplaneId: "dp-b", State: mcpmeshv1.BackendState_BACKEND_STATE_RETRYING,
+		LastError: `connect: Post "https://alice:evpw1@example.com/mcp?sig=evsig1": connection refused`}
+	if err := st.PutHealth(ctx, "dp-b", []*mcpmeshv1.BackendHealth{ev}, []*mcpmeshv1.BackendHealth{ev}); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/", "/api/events"} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, s := range []string{"nackpw1", "nacktok1", "urlpw1", "urlkey1", "hdrsecret1", "evpw1", "evsig1"} {
+			if strings.Contains(string(b), s) {
+				t.Errorf("%s shows %q:\n%s", path, s, b)
+			}
+		}
+		if !strings.Contains(string(b), "***") {
+			t.Errorf("%s shows no mask:\n%s", path, b)
+		}
+	}
+}

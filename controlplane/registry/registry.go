@@ -9,6 +9,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/controlplane/internal/settings"
 	"github.com/mcpmesh/mcpmesh/controlplane/store"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/redact"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -16,7 +17,7 @@ import (
 )
 
 // Redacted replaces every secret value in admin responses.
-const Redacted = "***"
+const Redacted = redact.Mask
 
 // DataPlanes is what the registry needs from the discovery component.
 type DataPlanes interface {
@@ -65,8 +66,8 @@ func storeError(name string, err error) error {
 	return status.Errorf(codes.Internal, "store: %v", err)
 }
 
-// redact returns a copy of s with secret values replaced.
-func redact(s *mcpmeshv1.Server) *mcpmeshv1.Server {
+// redactServer returns a copy of s with secret values replaced.
+func redactServer(s *mcpmeshv1.Server) *mcpmeshv1.Server {
 	out := proto.Clone(s).(*mcpmeshv1.Server)
 	out.Redacted = true
 	for k := range out.GetStdio().GetEnv() {
@@ -74,6 +75,9 @@ func redact(s *mcpmeshv1.Server) *mcpmeshv1.Server {
 	}
 	for k := range out.GetHttp().GetHeaders() {
 		out.Http.Headers[k] = Redacted
+	}
+	if sc := out.GetStdio(); sc != nil {
+		sc.Args = redact.Args(sc.GetArgs(), sc.GetSecretArgs())
 	}
 	return out
 }
@@ -89,6 +93,12 @@ func keepSecrets(in, cur *mcpmeshv1.Server) {
 	for k, v := range in.GetHttp().GetHeaders() {
 		if old, ok := cur.GetHttp().GetHeaders()[k]; ok && v == Redacted {
 			in.Http.Headers[k] = old
+		}
+	}
+	args, curArgs := in.GetStdio().GetArgs(), cur.GetStdio().GetArgs()
+	for _, i := range in.GetStdio().GetSecretArgs() {
+		if int(i) < len(args) && int(i) < len(curArgs) && args[i] == Redacted && slices.Contains(cur.GetStdio().GetSecretArgs(), i) {
+			args[i] = curArgs[i]
 		}
 	}
 }
@@ -118,14 +128,14 @@ func (s *Service) CreateServer(ctx context.Context, req *mcpmeshv1.CreateServerR
 		if err != nil {
 			return nil, storeError(in.GetName(), err)
 		}
-		return &mcpmeshv1.CreateServerResponse{Server: redact(in), Revision: rev}, nil
+		return &mcpmeshv1.CreateServerResponse{Server: redactServer(in), Revision: rev}, nil
 	}
 	out, err := s.st.CreateServer(ctx, in)
 	if err != nil {
 		return nil, storeError(in.GetName(), err)
 	}
 	s.log.Info("server created", "server", out.GetName(), "revision", out.GetModRevision(), "transport", transportName(out.GetTransport()))
-	return &mcpmeshv1.CreateServerResponse{Server: redact(out), Revision: out.GetModRevision()}, nil
+	return &mcpmeshv1.CreateServerResponse{Server: redactServer(out), Revision: out.GetModRevision()}, nil
 }
 
 // UpdateServer implements RegistryService.
@@ -148,7 +158,7 @@ func (s *Service) UpdateServer(ctx context.Context, req *mcpmeshv1.UpdateServerR
 			return nil, storeError(in.GetName(), err)
 		}
 		in.CreateRevision, in.ModRevision, in.CreatedAt, in.UpdatedAt = cur.GetCreateRevision(), cur.GetModRevision(), cur.GetCreatedAt(), cur.GetUpdatedAt()
-		return &mcpmeshv1.UpdateServerResponse{Server: redact(in), Revision: rev}, nil
+		return &mcpmeshv1.UpdateServerResponse{Server: redactServer(in), Revision: rev}, nil
 	}
 	// The store re-checks the revision inside its transaction, so a write
 	// racing between our read and this call still fails with Aborted. When the
@@ -162,7 +172,7 @@ func (s *Service) UpdateServer(ctx context.Context, req *mcpmeshv1.UpdateServerR
 		return nil, storeError(in.GetName(), err)
 	}
 	s.log.Info("server updated", "server", out.GetName(), "revision", out.GetModRevision())
-	return &mcpmeshv1.UpdateServerResponse{Server: redact(out), Revision: out.GetModRevision()}, nil
+	return &mcpmeshv1.UpdateServerResponse{Server: redactServer(out), Revision: out.GetModRevision()}, nil
 }
 
 // DeleteServer implements RegistryService.
@@ -191,7 +201,7 @@ func (s *Service) GetServer(ctx context.Context, req *mcpmeshv1.GetServerRequest
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "health of server %q: %v", req.GetName(), err)
 	}
-	return &mcpmeshv1.GetServerResponse{Server: redact(srv), Status: sts[0]}, nil
+	return &mcpmeshv1.GetServerResponse{Server: redactServer(srv), Status: sts[0]}, nil
 }
 
 // ListServers implements RegistryService.
@@ -203,7 +213,7 @@ func (s *Service) ListServers(ctx context.Context, req *mcpmeshv1.ListServersReq
 	resp := &mcpmeshv1.ListServersResponse{Revision: rev, Servers: []*mcpmeshv1.Server{}}
 	for _, srv := range servers {
 		if hasTags(srv, req.GetTags()) {
-			resp.Servers = append(resp.Servers, redact(srv))
+			resp.Servers = append(resp.Servers, redactServer(srv))
 		}
 	}
 	return resp, nil

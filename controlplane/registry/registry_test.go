@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -228,6 +229,7 @@ func TestValidation(t *testing.T) {
 		{"stdio with endpoints", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Endpoints = []string{"http://a"} }), "server.endpoints"},
 		{"env key with =", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Stdio.Env = map[string]string{"A=B": "c"} }), "server.stdio.env"},
 		{"env key empty", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Stdio.Env = map[string]string{"": "c"} }), "server.stdio.env"},
+		{"secret arg out of range", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Stdio.Args, s.Stdio.SecretArgs = []string{"a"}, []uint32{1} }), "server.stdio.secret_args[0]"},
 		{"http without url", mod(httpSrv("x", ""), func(*mcpmeshv1.Server) {}), "server.http.url"},
 		{"http bad scheme", httpSrv("x", "ftp://host/x"), "server.http.url"},
 		{"http no host", httpSrv("x", "http:///x"), "server.http.url"},
@@ -339,6 +341,38 @@ func TestUpdateConcurrencyAndSecrets(t *testing.T) {
 	g, _ := e.reg.GetServer(ctx, &mcpmeshv1.GetServerRequest{Name: "a"})
 	if g.GetStatus().GetState() != health.StateDisabled {
 		t.Fatalf("disabled server state = %s", g.GetStatus().GetState())
+	}
+}
+
+// TestSecretArgs: args marked secret come back as "***" and survive a
+// read-modify-write of the redacted server.
+func TestSecretArgs(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	in := stdio("a")
+	in.Stdio.Args, in.Stdio.SecretArgs = []string{"--token", "t0ps3cret", "--v"}, []uint32{1}
+	c, err := e.reg.CreateServer(ctx, &mcpmeshv1.CreateServerRequest{Server: in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.GetServer().GetStdio().GetArgs(); !slices.Equal(got, []string{"--token", registry.Redacted, "--v"}) {
+		t.Fatalf("create answered args %q", got)
+	}
+	g, _ := e.reg.GetServer(ctx, &mcpmeshv1.GetServerRequest{Name: "a"})
+	l, _ := e.reg.ListServers(ctx, &mcpmeshv1.ListServersRequest{})
+	for _, s := range []*mcpmeshv1.Server{g.GetServer(), l.GetServers()[0]} {
+		if s.GetStdio().GetArgs()[1] != registry.Redacted {
+			t.Fatalf("answered args %q", s.GetStdio().GetArgs())
+		}
+	}
+	s := g.GetServer()
+	s.Enabled = proto.Bool(false)
+	if _, err := e.reg.UpdateServer(ctx, &mcpmeshv1.UpdateServerRequest{Server: s}); err != nil {
+		t.Fatal(err)
+	}
+	stored, _ := e.st.GetServer(ctx, "a")
+	if got := stored.GetStdio().GetArgs(); !slices.Equal(got, []string{"--token", "t0ps3cret", "--v"}) {
+		t.Fatalf("redacted round trip clobbered the secret arg: %q", got)
 	}
 }
 

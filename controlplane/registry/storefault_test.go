@@ -3,6 +3,7 @@ package registry_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -235,7 +236,7 @@ func TestStoreNewerSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.NewerSchema()
-	want := "store schema version 2 is newer than this binary supports (1)"
+	want := fmt.Sprintf("store schema version %d is newer than this binary supports (%d)", store.SchemaVersion+1, store.SchemaVersion)
 	for name, call := range map[string]func() error{
 		"create": func() error {
 			_, err := e.reg.CreateServer(ctx, &mcpmeshv1.CreateServerRequest{Server: stdio("b")})

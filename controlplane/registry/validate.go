@@ -76,6 +76,11 @@ func validateServer(s *mcpmeshv1.Server) *fieldError {
 				return invalid("server.stdio.env", "value of %q contains a NUL byte", k)
 			}
 		}
+		for i, a := range s.GetStdio().GetSecretArgs() {
+			if int(a) >= len(s.GetStdio().GetArgs()) {
+				return invalid(fmt.Sprintf("server.stdio.secret_args[%d]", i), "%d is not the index of an arg (there are %d)", a, len(s.GetStdio().GetArgs()))
+			}
+		}
 	case mcpmeshv1.Transport_TRANSPORT_STREAMABLE_HTTP, mcpmeshv1.Transport_TRANSPORT_SSE:
 		if s.GetStdio() != nil && (s.GetStdio().GetCommand() != "" || len(s.GetStdio().GetArgs()) > 0 || len(s.GetStdio().GetEnv()) > 0) {
 			return invalid("server.stdio", "must not be set for the %s transport", transportName(s.GetTransport()))

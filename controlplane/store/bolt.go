@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
@@ -25,6 +27,7 @@ const lockTimeout = time.Second
 type BoltStore struct {
 	db       *bolt.DB
 	path     string
+	seal     *sealer
 	watchers watchers
 	now      func() time.Time
 }
@@ -32,8 +35,41 @@ type BoltStore struct {
 var _ Store = (*BoltStore)(nil)
 
 // OpenBolt opens (creating if needed) the store file at path, creates the
-// buckets and, on first open, the cluster secret.
+// buckets and, on first open, the cluster secret. Secrets are sealed with
+// the key in KeyFileName next to the file, created on first open; a file
+// written before that is migrated (sealed and compacted) on open.
 func OpenBolt(path string) (*BoltStore, error) {
+	db, err := openDB(path)
+	if err != nil {
+		return nil, err
+	}
+	sl, err := openSealer(db, filepath.Join(filepath.Dir(path), KeyFileName))
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	s := &BoltStore{db: db, path: path, seal: sl, now: time.Now}
+	var migrated int
+	if err := db.Update(func(tx *bolt.Tx) error {
+		var err error
+		migrated, err = s.unsafeInit(tx)
+		return err
+	}); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("initialise store %s: %w", path, err)
+	}
+	if migrated > 0 {
+		// The plaintext values are still in the pages bbolt freed: a
+		// compacted copy holds only the sealed ones.
+		if err := s.compact(); err != nil {
+			s.db.Close()
+			return nil, fmt.Errorf("compact store %s after sealing %d values: %w", path, migrated, err)
+		}
+	}
+	return s, nil
+}
+
+func openDB(path string) (*bolt.DB, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
@@ -41,38 +77,145 @@ func OpenBolt(path string) (*BoltStore, error) {
 		}
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	s := &BoltStore{db: db, path: path, now: time.Now}
-	if err := db.Update(unsafeInit); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("initialise store %s: %w", path, err)
-	}
-	return s, nil
+	return db, nil
 }
 
-func unsafeInit(tx *bolt.Tx) error {
+// openSealer loads the key at keyPath, creating it only while the store has
+// sealed nothing with another one, and checks it is the key the store was
+// sealed with.
+func openSealer(db *bolt.DB, keyPath string) (*sealer, error) {
+	var stored []byte
+	_ = db.View(func(tx *bolt.Tx) error {
+		if meta := tx.Bucket(bucketMeta); meta != nil {
+			stored = bytes.Clone(meta.Get(metaSecretsKeyID))
+		}
+		return nil
+	})
+	key, err := loadOrCreateKey(keyPath, stored == nil)
+	if err != nil {
+		return nil, err
+	}
+	sl, err := newSealer(key)
+	if err != nil {
+		return nil, err
+	}
+	if stored != nil && !bytes.Equal(stored, sl.id) {
+		return nil, fmt.Errorf("secrets key %s is not the key this store was encrypted with: restore the right file from a backup", keyPath)
+	}
+	return sl, nil
+}
+
+// unsafeInit creates what is missing and migrates an older layout; it
+// returns how many values it sealed.
+func (s *BoltStore) unsafeInit(tx *bolt.Tx) (int, error) {
 	for _, name := range allBuckets {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-			return fmt.Errorf("create bucket %s: %w", name, err)
+			return 0, fmt.Errorf("create bucket %s: %w", name, err)
 		}
 	}
 	meta := tx.Bucket(bucketMeta)
-	if v := meta.Get(metaSchemaVersion); v == nil {
-		if err := meta.Put(metaSchemaVersion, u64(schemaVersion)); err != nil {
-			return fmt.Errorf("write schema version: %w", err)
+	var migrated int
+	if got := fromU64(meta.Get(metaSchemaVersion)); got > schemaVersion {
+		return 0, &SchemaError{Found: got, Supported: schemaVersion}
+	} else if got < schemaVersion {
+		n, err := s.migrateSealSecrets(tx)
+		if err != nil {
+			return 0, err
 		}
-	} else if got := fromU64(v); got > schemaVersion {
-		return &SchemaError{Found: got, Supported: schemaVersion}
+		migrated = n
+		if err := meta.Put(metaSchemaVersion, u64(schemaVersion)); err != nil {
+			return 0, fmt.Errorf("write schema version: %w", err)
+		}
+	}
+	if meta.Get(metaSecretsKeyID) == nil {
+		if err := meta.Put(metaSecretsKeyID, s.seal.id); err != nil {
+			return 0, fmt.Errorf("write secrets key id: %w", err)
+		}
 	}
 	if meta.Get(metaClusterSecret) == nil {
 		secret := make([]byte, clusterSecretLen)
 		if _, err := rand.Read(secret); err != nil {
-			return fmt.Errorf("generate cluster secret: %w", err)
+			return 0, fmt.Errorf("generate cluster secret: %w", err)
 		}
-		if err := meta.Put(metaClusterSecret, secret); err != nil {
-			return fmt.Errorf("write cluster secret: %w", err)
+		if err := s.unsafePutSealed(tx, bucketMeta, metaClusterSecret, secret); err != nil {
+			return 0, fmt.Errorf("write cluster secret: %w", err)
 		}
 	}
+	return migrated, nil
+}
+
+// migrateSealSecrets seals every plaintext value of a version 1 file.
+func (s *BoltStore) migrateSealSecrets(tx *bolt.Tx) (int, error) {
+	n := 0
+	for _, bk := range []struct {
+		bucket []byte
+		only   []byte // nil: every key
+	}{{bucketServers, nil}, {bucketMeta, metaClusterSecret}} {
+		var plain [][2][]byte
+		err := tx.Bucket(bk.bucket).ForEach(func(k, v []byte) error {
+			if (bk.only == nil || bytes.Equal(k, bk.only)) && v != nil && !isSealed(v) {
+				plain = append(plain, [2][]byte{bytes.Clone(k), bytes.Clone(v)})
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+		for _, kv := range plain { // writing while iterating would skip keys
+			if err := s.unsafePutSealed(tx, bk.bucket, kv[0], kv[1]); err != nil {
+				return 0, fmt.Errorf("seal %s/%s: %w", bk.bucket, kv[0], err)
+			}
+			n++
+		}
+	}
+	return n, nil
+}
+
+// compact rewrites the file into a fresh one (keeping only live pages) and
+// reopens it.
+func (s *BoltStore) compact() error {
+	tmp := s.path + ".compact"
+	_ = os.Remove(tmp)
+	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: lockTimeout})
+	if err != nil {
+		return err
+	}
+	if err := bolt.Compact(dst, s.db, 0); err != nil {
+		dst.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := dst.Sync(); err != nil {
+		dst.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := dst.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := s.db.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, s.path); err != nil {
+		return err
+	}
+	db, err := openDB(s.path)
+	if err != nil {
+		return err
+	}
+	s.db = db
 	return nil
+}
+
+// unsafePutSealed writes v sealed under bucket/k.
+func (s *BoltStore) unsafePutSealed(tx *bolt.Tx, bucket, k, v []byte) error {
+	sealed, err := s.seal.seal(bucket, k, v)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucket).Put(k, sealed)
 }
 
 // Path returns the file the store lives in.
@@ -132,35 +275,43 @@ func unsafeRevision(tx *bolt.Tx) uint64 {
 	return fromU64(tx.Bucket(bucketMeta).Get(metaRevision))
 }
 
-func unsafeGetServer(tx *bolt.Tx, name string) (*mcpmeshv1.Server, error) {
+func (s *BoltStore) unsafeGetServer(tx *bolt.Tx, name string) (*mcpmeshv1.Server, error) {
 	v := tx.Bucket(bucketServers).Get([]byte(name))
 	if v == nil {
 		return nil, fmt.Errorf("server %q: %w", name, ErrNotFound)
 	}
+	return s.decodeServer([]byte(name), v)
+}
+
+func (s *BoltStore) decodeServer(k, v []byte) (*mcpmeshv1.Server, error) {
+	plain, err := s.seal.open(bucketServers, k, v)
+	if err != nil {
+		return nil, fmt.Errorf("decode server %q: %w", k, err)
+	}
 	srv := &mcpmeshv1.Server{}
-	if err := proto.Unmarshal(v, srv); err != nil {
-		return nil, fmt.Errorf("decode server %q: %w", name, err)
+	if err := proto.Unmarshal(plain, srv); err != nil {
+		return nil, fmt.Errorf("decode server %q: %w", k, err)
 	}
 	return srv, nil
 }
 
-func unsafePutServer(tx *bolt.Tx, srv *mcpmeshv1.Server) error {
+func (s *BoltStore) unsafePutServer(tx *bolt.Tx, srv *mcpmeshv1.Server) error {
 	b, err := proto.Marshal(srv)
 	if err != nil {
 		return fmt.Errorf("encode server %q: %w", srv.GetName(), err)
 	}
-	if err := tx.Bucket(bucketServers).Put([]byte(srv.GetName()), b); err != nil {
+	if err := s.unsafePutSealed(tx, bucketServers, []byte(srv.GetName()), b); err != nil {
 		return fmt.Errorf("write server %q: %w", srv.GetName(), err)
 	}
 	return nil
 }
 
-func unsafeListServers(tx *bolt.Tx) ([]*mcpmeshv1.Server, error) {
+func (s *BoltStore) unsafeListServers(tx *bolt.Tx) ([]*mcpmeshv1.Server, error) {
 	var out []*mcpmeshv1.Server
 	err := tx.Bucket(bucketServers).ForEach(func(k, v []byte) error {
-		srv := &mcpmeshv1.Server{}
-		if err := proto.Unmarshal(v, srv); err != nil {
-			return fmt.Errorf("decode server %q: %w", k, err)
+		srv, err := s.decodeServer(k, v)
+		if err != nil {
+			return err
 		}
 		out = append(out, srv)
 		return nil
@@ -193,7 +344,7 @@ func (s *BoltStore) CreateServer(ctx context.Context, srv *mcpmeshv1.Server) (*m
 			return 0, err
 		}
 		out = stampCreate(srv, rev, s.now())
-		return rev, unsafePutServer(tx, out)
+		return rev, s.unsafePutServer(tx, out)
 	})
 	if err != nil {
 		return nil, err
@@ -208,7 +359,7 @@ func (s *BoltStore) UpdateServer(ctx context.Context, srv *mcpmeshv1.Server, exp
 	}
 	var out *mcpmeshv1.Server
 	_, err := s.update(ctx, fmt.Sprintf("update server %q", srv.GetName()), func(tx *bolt.Tx) (uint64, error) {
-		cur, err := unsafeGetServer(tx, srv.GetName())
+		cur, err := s.unsafeGetServer(tx, srv.GetName())
 		if err != nil {
 			return 0, err
 		}
@@ -220,7 +371,7 @@ func (s *BoltStore) UpdateServer(ctx context.Context, srv *mcpmeshv1.Server, exp
 			return 0, err
 		}
 		out = stampUpdate(srv, cur, rev, s.now())
-		return rev, unsafePutServer(tx, out)
+		return rev, s.unsafePutServer(tx, out)
 	})
 	if err != nil {
 		return nil, err
@@ -231,7 +382,7 @@ func (s *BoltStore) UpdateServer(ctx context.Context, srv *mcpmeshv1.Server, exp
 // DeleteServer implements Store.
 func (s *BoltStore) DeleteServer(ctx context.Context, name string, expectedRevision uint64) (uint64, error) {
 	return s.update(ctx, fmt.Sprintf("delete server %q", name), func(tx *bolt.Tx) (uint64, error) {
-		cur, err := unsafeGetServer(tx, name)
+		cur, err := s.unsafeGetServer(tx, name)
 		if err != nil {
 			return 0, err
 		}
@@ -250,7 +401,7 @@ func (s *BoltStore) GetServer(ctx context.Context, name string) (*mcpmeshv1.Serv
 	var out *mcpmeshv1.Server
 	err := s.view(ctx, fmt.Sprintf("get server %q", name), func(tx *bolt.Tx) error {
 		var err error
-		out, err = unsafeGetServer(tx, name)
+		out, err = s.unsafeGetServer(tx, name)
 		return err
 	})
 	return out, err
@@ -264,7 +415,7 @@ func (s *BoltStore) ListServers(ctx context.Context) ([]*mcpmeshv1.Server, uint6
 	)
 	err := s.view(ctx, "list servers", func(tx *bolt.Tx) error {
 		var err error
-		out, err = unsafeListServers(tx)
+		out, err = s.unsafeListServers(tx)
 		rev = unsafeRevision(tx)
 		return err
 	})
@@ -318,14 +469,18 @@ func (s *BoltStore) State(ctx context.Context) (*State, error) {
 	st := &State{}
 	err := s.view(ctx, "read state", func(tx *bolt.Tx) error {
 		var err error
-		if st.Servers, err = unsafeListServers(tx); err != nil {
+		if st.Servers, err = s.unsafeListServers(tx); err != nil {
 			return err
 		}
 		if st.Settings, err = unsafeGetSettings(tx); err != nil {
 			return err
 		}
 		st.Revision = unsafeRevision(tx)
-		st.ClusterSecret = bytes.Clone(tx.Bucket(bucketMeta).Get(metaClusterSecret))
+		secret, err := s.seal.open(bucketMeta, metaClusterSecret, tx.Bucket(bucketMeta).Get(metaClusterSecret))
+		if err != nil {
+			return fmt.Errorf("read cluster secret: %w", err)
+		}
+		st.ClusterSecret = bytes.Clone(secret)
 		return nil
 	})
 	if err != nil {

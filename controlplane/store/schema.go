@@ -30,14 +30,28 @@ var (
 	metaRevision = []byte("revision")
 	// metaSchemaVersion: big-endian uint64, schemaVersion below.
 	metaSchemaVersion = []byte("schema_version")
-	// metaClusterSecret: 32 random bytes, created on first open.
+	// metaClusterSecret: 32 random bytes, created on first open; sealed.
 	metaClusterSecret = []byte("cluster_secret")
+	// metaSecretsKeyID: keyID of the KeyFileName key that sealed the values.
+	metaSecretsKeyID = []byte("secrets_key_id")
 )
 
 // schemaVersion is bumped with a migration whenever the layout changes.
+//
+//	1: plaintext values.
+//	2: server values and the cluster secret are sealed (seal.go) with the
+//	   key in KeyFileName; opening a version 1 file seals them
+//	   (migrateSealSecrets) and compacts the file, so no plaintext page
+//	   is left behind.
+//
 // Adding a bucket is not such a change: an older binary ignores the tokens
 // bucket and accepts only the bootstrap admin token, which loses nothing.
-const schemaVersion uint64 = 1
+const schemaVersion uint64 = 2
+
+// Bucket values that are sealed; everything else is plaintext protobuf.
+//
+//	servers/*           mcpmeshv1.Server (env, headers, URLs, args)
+//	meta/cluster_secret the cluster secret
 
 // clusterSecretLen is the size of the cluster secret in bytes.
 const clusterSecretLen = 32

@@ -53,6 +53,9 @@ type Config struct {
 	// OAuth, when set, makes the data plane an OAuth resource server: every
 	// MCP request needs an access token it accepts (clientauth).
 	OAuth *clientauth.OAuth
+	// ChildEnv names variables of the data plane's environment stdio
+	// backends inherit besides backend.DefaultChildEnv.
+	ChildEnv []string
 }
 
 // Limits bound what clients and backends can make a data plane hold or
@@ -96,6 +99,7 @@ func New(cfg Config) (*DataPlane, error) {
 		Logger:     log.With("component", "backend"),
 		OnChange:   d.onBackendChange,
 		ListLimits: cfg.Limits.Lists,
+		ChildEnv:   cfg.ChildEnv,
 		OnNotification: func(server, client string, n *jsonrpc.Message) {
 			d.router.OnNotification(server, client, n)
 		},

@@ -20,6 +20,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/dataplane/resilience"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 	"github.com/mcpmesh/mcpmesh/internal/names"
+	"github.com/mcpmesh/mcpmesh/internal/redact"
 	"github.com/mcpmesh/mcpmesh/internal/states"
 	"github.com/mcpmesh/mcpmesh/internal/textlimit"
 )
@@ -36,6 +37,7 @@ type params struct {
 	listResync    time.Duration // <0: off
 	hold          time.Duration // 0: requests never wait for a reconnect
 	lists         catalog.Limits
+	childEnv      []string // what a stdio child inherits (scrubEnv)
 }
 
 // EndpointHealth is this data plane's view of one endpoint (replica) of a server.
@@ -702,10 +704,10 @@ func (b *Backend) Health() *mcpmeshv1.BackendHealth {
 				h.ConsecutiveFailures = uint32(e.failures)
 			}
 			if e.lastErr != nil {
-				h.LastError = textlimit.Truncate(e.lastErr.Error(), textlimit.ErrorText)
+				h.LastError = textlimit.Truncate(redact.Text(e.lastErr.Error()), textlimit.ErrorText)
 			}
 		} else if otherErr == "" && e.lastErr != nil {
-			otherErr = textlimit.Truncate(fmt.Sprintf("endpoint %s: %v", e.label, e.lastErr), textlimit.ErrorText)
+			otherErr = textlimit.Truncate(redact.Text(fmt.Sprintf("endpoint %s: %v", e.label, e.lastErr)), textlimit.ErrorText)
 		}
 		e.mu.RUnlock()
 	}

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"sort"
 	"sync"
@@ -134,7 +133,7 @@ func (e *endpoint) newTransport(timeout time.Duration, use transportUse) (transp
 	case mcpmeshv1.Transport_TRANSPORT_STDIO:
 		sc := b.cfg.GetStdio()
 		return transport.NewStdioWithOptions(sc.GetCommand(), envList(sc.GetEnv()), sc.GetArgs(),
-			transport.WithCommandFunc(commandFunc(sc.GetWorkingDir())),
+			transport.WithCommandFunc(commandFunc(sc.GetWorkingDir(), b.params().childEnv)),
 			transport.WithCommandLogger(e.logger)), nil
 	case mcpmeshv1.Transport_TRANSPORT_STREAMABLE_HTTP:
 		opts := []transport.StreamableHTTPCOption{
@@ -195,12 +194,14 @@ func envList(env map[string]string) []string {
 }
 
 // commandFunc builds the child like mcp-go's default (configured env on top
-// of ours, killed with the start context) but also sets the working dir,
-// which mcp-go's constructor cannot.
-func commandFunc(dir string) transport.CommandFunc {
+// of inherited, killed with the start context) but inherits only base (the
+// scrubbed environment, see scrubEnv) and also sets the working dir, which
+// mcp-go's constructor cannot.
+func commandFunc(dir string, base []string) transport.CommandFunc {
 	return func(ctx context.Context, command string, env []string, args []string) (*exec.Cmd, error) {
 		cmd := exec.CommandContext(ctx, command, args...)
-		cmd.Env = append(os.Environ(), env...)
+		// Never nil: a nil Env would make exec inherit everything.
+		cmd.Env = append(append(make([]string, 0, len(base)+len(env)), base...), env...)
 		cmd.Dir = dir
 		return cmd, nil
 	}

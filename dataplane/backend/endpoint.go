@@ -23,6 +23,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/dataplane/jsonrpc"
 	"github.com/mcpmesh/mcpmesh/dataplane/resilience"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/redact"
 	"github.com/mcpmesh/mcpmesh/internal/states"
 	"github.com/mcpmesh/mcpmesh/internal/textlimit"
 )
@@ -91,10 +92,12 @@ type endpoint struct {
 
 func newEndpoint(b *Backend, idx int, rawURL string, bc resilience.BreakerConfig) *endpoint {
 	e := &endpoint{
-		b:           b,
-		idx:         idx,
-		url:         rawURL,
-		label:       rawURL,
+		b:   b,
+		idx: idx,
+		url: rawURL,
+		// The label names the endpoint in logs, errors and health: never
+		// with its credentials.
+		label:       redact.URL(rawURL),
 		refetch:     make(chan struct{}, 1),
 		kick:        make(chan struct{}, 1),
 		streamLost:  make(chan error, 1),
@@ -755,7 +758,7 @@ func (e *endpoint) health() EndpointHealth {
 	e.mu.RLock()
 	h := EndpointHealth{URL: e.label, State: e.state, Since: e.since}
 	if e.lastErr != nil {
-		h.LastError = textlimit.Truncate(e.lastErr.Error(), textlimit.ErrorText)
+		h.LastError = textlimit.Truncate(redact.Text(e.lastErr.Error()), textlimit.ErrorText)
 	}
 	e.mu.RUnlock()
 	h.Breaker = breakerState(e.breaker.State())

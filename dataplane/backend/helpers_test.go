@@ -12,6 +12,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -35,6 +36,15 @@ func TestMain(m *testing.M) {
 	case "exit": // a broken command: dies before speaking MCP
 		fmt.Fprintln(os.Stderr, "helper stdio server failing on purpose")
 		os.Exit(3)
+	case "env": // the stdio server with a tool "environ": its environment, one per line
+		s := newMCPServer("stdio", 0)
+		s.AddTool(mcp.NewTool("environ"), func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return mcp.NewToolResultText(strings.Join(os.Environ(), "\n")), nil
+		})
+		if err := server.ServeStdio(s); err != nil {
+			os.Exit(1)
+		}
+		os.Exit(0)
 	case "1":
 		fmt.Fprintln(os.Stderr, "helper stdio server starting")
 		s := newMCPServer("stdio", 0)

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -79,6 +81,13 @@ type ManagerOptions struct {
 	// Breaker configures every endpoint's circuit breaker; zero fields take
 	// the resilience defaults.
 	Breaker resilience.BreakerConfig
+	// ChildEnv names variables of the data plane's environment a stdio child
+	// inherits on top of DefaultChildEnv ("NAME" or "PREFIX*"; see
+	// CheckChildEnv). Nothing else is inherited, MCPMESH_* never.
+	ChildEnv []string
+	// Environ is the environment the child's is scrubbed from; nil means
+	// os.Environ() (tests pass their own).
+	Environ []string
 	// ListLimits bound the items of one server's lists the data plane
 	// caches; zero fields take catalog's defaults.
 	ListLimits catalog.Limits
@@ -133,6 +142,8 @@ type Manager struct {
 	logger *slog.Logger
 	clock  resilience.Clock
 	rand   func() float64 // opts.Rand serialized; nil for the default
+	// childEnv is the scrubbed environment every stdio child inherits.
+	childEnv []string
 
 	ctx    context.Context // ends at Close; stops swap waiters
 	cancel context.CancelFunc
@@ -174,6 +185,11 @@ func NewManager(opts ManagerOptions) *Manager {
 		backends: map[string]*Backend{},
 		pending:  map[string]*Backend{},
 	}
+	environ := opts.Environ
+	if environ == nil {
+		environ = os.Environ()
+	}
+	m.childEnv = scrubEnv(environ, slices.Concat(DefaultChildEnv, opts.ChildEnv))
 	if r := opts.Rand; r != nil {
 		var mu sync.Mutex
 		m.rand = func() float64 {
@@ -389,6 +405,7 @@ func (m *Manager) validate(snap *mcpmeshv1.ConfigSnapshot) (params, error) {
 		listResync:    m.opts.ListResync,
 		hold:          m.opts.Hold,
 		lists:         m.opts.ListLimits.WithDefaults(),
+		childEnv:      m.childEnv,
 	}
 	switch {
 	case p.hold == 0:

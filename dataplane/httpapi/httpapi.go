@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/redact"
 )
 
 // Options wire the API to the rest of the data plane. Every func must be safe
@@ -173,7 +174,7 @@ func (a *API) Snapshot() Health {
 			Name:                b.GetServer(),
 			State:               states.Backend(b.GetState()),
 			Breaker:             states.Breaker(b.GetBreaker()),
-			LastError:           b.GetLastError(),
+			LastError:           redact.Text(b.GetLastError()),
 			ConsecutiveFailures: b.GetConsecutiveFailures(),
 			LatencyMS:           float64(b.GetLatency().AsDuration().Microseconds()) / 1000,
 			Tools:               b.GetTools(),

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/mcpmesh/mcpmesh/internal/redact"
 )
 
 // Standard and MCP error codes.
@@ -46,13 +48,14 @@ func Errorf(code int, format string, args ...any) *Error {
 }
 
 // AsError returns err as a JSON-RPC error: itself when it is (or wraps) one,
-// otherwise an internal error carrying err's text.
+// otherwise an internal error carrying err's text, URL credentials masked
+// (transport errors repeat the backend's URL, and clients must not see them).
 func AsError(err error) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e
 	}
-	return &Error{Code: CodeInternalError, Message: err.Error()}
+	return &Error{Code: CodeInternalError, Message: redact.Text(err.Error())}
 }
 
 // Message is one JSON-RPC message with its payload left raw. Exactly one of

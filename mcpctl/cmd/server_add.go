@@ -35,6 +35,8 @@ type addFlags struct {
 	prefix    string
 	prefixSet bool
 	session   string
+	// secretArgs are --secret-arg positions, counted from 1 after COMMAND.
+	secretArgs []uint
 }
 
 func newServerAddCommand(o *options) *cobra.Command {
@@ -86,6 +88,7 @@ func newServerAddCommand(o *options) *cobra.Command {
 	fl.StringVar(&f.description, "description", "", "human description")
 	fl.StringVar(&f.prefix, "prefix", "", "prefix of the server's tool and prompt names (default NAME__; '' exposes them under their own names)")
 	fl.StringVar(&f.session, "session", "", "upstream sessions: per-client (each client its own; default for --url) or shared (one per data plane; default for stdio)")
+	fl.UintSliceVar(&f.secretArgs, "secret-arg", nil, "position N (1 = the first after COMMAND) of a stdio arg that is a secret, shown as *** like --env values (repeatable)")
 	fl.BoolVar(&f.disabled, "disabled", false, "register the server without serving it")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "validate with the control plane and print what would be created")
 	return c
@@ -139,9 +142,18 @@ func buildCreateRequest(name string, command []string, f addFlags) (*mcpmeshv1.C
 		}
 		s.Transport = mcpmeshv1.Transport_TRANSPORT_STDIO
 		s.Stdio = &mcpmeshv1.StdioConfig{Command: command[0], Args: command[1:], Env: env, WorkingDir: f.cwd}
+		for _, n := range f.secretArgs {
+			if n < 1 || int(n) >= len(command) {
+				return nil, fmt.Errorf("--secret-arg %d: the command has %d args after %s (count from 1)", n, len(command)-1, command[0])
+			}
+			s.Stdio.SecretArgs = append(s.Stdio.SecretArgs, uint32(n-1))
+		}
 	default:
 		if len(f.env) > 0 {
 			return nil, errors.New("--env applies only to stdio servers (a command after --); use --header for HTTP")
+		}
+		if len(f.secretArgs) > 0 {
+			return nil, errors.New("--secret-arg applies only to stdio servers (a command after --)")
 		}
 		if f.cwd != "" {
 			return nil, errors.New("--cwd applies only to stdio servers (a command after --)")

@@ -50,6 +50,13 @@ func TestBuildCreateRequest(t *testing.T) {
 			flags: addFlags{url: "http://127.0.0.1:9000/sse", transport: "sse"},
 			want:  &mcpmeshv1.Server{Name: "old", Transport: mcpmeshv1.Transport_TRANSPORT_SSE, Http: &mcpmeshv1.HttpConfig{Url: "http://127.0.0.1:9000/sse"}, Enabled: proto.Bool(true)},
 		},
+		{
+			name: "secret arg", args: []string{"a", "cmd", "--token", "t0k"}, dash: 1, flags: addFlags{secretArgs: []uint{2}},
+			want: &mcpmeshv1.Server{Name: "a", Transport: mcpmeshv1.Transport_TRANSPORT_STDIO, Stdio: &mcpmeshv1.StdioConfig{Command: "cmd", Args: []string{"--token", "t0k"}, SecretArgs: []uint32{1}}, Enabled: proto.Bool(true)},
+		},
+		{name: "secret arg out of range", args: []string{"a", "cmd", "x"}, dash: 1, flags: addFlags{secretArgs: []uint{2}}, wantErr: "--secret-arg 2"},
+		{name: "secret arg zero", args: []string{"a", "cmd", "x"}, dash: 1, flags: addFlags{secretArgs: []uint{0}}, wantErr: "count from 1"},
+		{name: "secret arg for url", args: []string{"a"}, dash: -1, flags: addFlags{url: "http://h/", secretArgs: []uint{1}}, wantErr: "--secret-arg applies only"},
 		{name: "both url and command", args: []string{"a", "cmd"}, dash: 1, flags: addFlags{url: "http://h/"}, wantErr: "either --url"},
 		{name: "neither", args: []string{"a"}, dash: -1, wantErr: "give a command after --"},
 		{

@@ -200,3 +200,40 @@ func TestParseFormat(t *testing.T) {
 		}
 	}
 }
+
+// TestNoSecretsPrinted prints servers and a status carrying every kind of
+// secret in every format and checks that none of the values appears.
+func TestNoSecretsPrinted(t *testing.T) {
+	stdio := stdioServer()
+	stdio.Stdio.Args = []string{"--api-token", "argsecret1"}
+	stdio.Stdio.SecretArgs = []uint32{1}
+	web := httpServer()
+	web.Http.Url = "https://alice:urlpass1@example.com/mcp?api_key=qsecret1&page=2"
+	web.Endpoints = []string{"https://tok3n1@replica.example.com/mcp"}
+	st := serverStatus()
+	st.Backends[1].LastError = `connect: Post "https://alice:errpass1@example.com/mcp?token=errtok1": refused`
+	secrets := []string{"s3cret", "other-secret", "argsecret1", "urlpass1", "qsecret1", "tok3n1", "Bearer xyz", "errpass1", "errtok1"}
+	views := []View{
+		ServerList{ServerFromProto(stdio), ServerFromProto(web)},
+		ServerDetail{Server: ServerFromProto(web)},
+		ServerDetail{Server: ServerFromProto(stdio)},
+		StatusFromProto(&mcpmeshv1.GetStatusResponse{Servers: []*mcpmeshv1.ServerStatus{st}}),
+		ServerDetail{Server: ServerFromProto(web), Status: ServerStatusFromProto(st)},
+	}
+	for _, f := range []Format{Table, JSON, YAML} {
+		for _, v := range views {
+			var buf bytes.Buffer
+			if err := Print(&buf, f, v); err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range secrets {
+				if strings.Contains(buf.String(), s) {
+					t.Errorf("format %v, %T shows secret %q:\n%s", f, v, s, buf.String())
+				}
+			}
+			if _, summary := v.(Status); !(summary && f == Table) && !strings.Contains(buf.String(), "***") {
+				t.Errorf("format %v, %T shows no mask:\n%s", f, v, buf.String())
+			}
+		}
+	}
+}

@@ -12,11 +12,12 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/redact"
 	"github.com/mcpmesh/mcpmesh/internal/states"
 )
 
 // Redacted replaces every secret value mcpctl could print.
-const Redacted = "***"
+const Redacted = redact.Mask
 
 // Server is one registered server as mcpctl prints it.
 type Server struct {
@@ -60,19 +61,20 @@ func TransportName(t mcpmeshv1.Transport) string {
 	}
 }
 
-// ServerFromProto converts a server, replacing every env and header value by
-// "***" whether or not the control plane already did.
+// ServerFromProto converts a server, replacing every env and header value and
+// every secret arg by "***" whether or not the control plane already did, and
+// masking URL credentials (see internal/redact).
 func ServerFromProto(s *mcpmeshv1.Server) Server {
 	v := Server{
 		Name:           s.GetName(),
 		Transport:      TransportName(s.GetTransport()),
-		URL:            s.GetHttp().GetUrl(),
+		URL:            redact.URL(s.GetHttp().GetUrl()),
 		Command:        s.GetStdio().GetCommand(),
-		Args:           s.GetStdio().GetArgs(),
-		Env:            redact(s.GetStdio().GetEnv()),
+		Args:           redact.Args(s.GetStdio().GetArgs(), s.GetStdio().GetSecretArgs()),
+		Env:            redact.Values(s.GetStdio().GetEnv()),
 		WorkingDir:     s.GetStdio().GetWorkingDir(),
-		Headers:        redact(s.GetHttp().GetHeaders()),
-		Endpoints:      s.GetEndpoints(),
+		Headers:        redact.Values(s.GetHttp().GetHeaders()),
+		Endpoints:      redact.URLs(s.GetEndpoints()),
 		Tags:           s.GetTags(),
 		Enabled:        s.Enabled == nil || *s.Enabled,
 		Description:    s.GetDescription(),
@@ -94,17 +96,6 @@ func ServerFromProto(s *mcpmeshv1.Server) Server {
 		v.Backoff = append(v.Backoff, d.AsDuration().String())
 	}
 	return v
-}
-
-func redact(m map[string]string) map[string]string {
-	if len(m) == 0 {
-		return nil
-	}
-	out := make(map[string]string, len(m))
-	for k := range m {
-		out[k] = Redacted
-	}
-	return out
 }
 
 func formatTime(ts *timestamppb.Timestamp) string {
@@ -257,7 +248,7 @@ func ServerStatusFromProto(s *mcpmeshv1.ServerStatus) ServerStatus {
 			Dataplane:           b.GetDataplaneId(),
 			State:               enumName(b.GetState().String(), "BACKEND_STATE_"),
 			Breaker:             enumName(b.GetBreaker().String(), "BREAKER_STATE_"),
-			LastError:           b.GetLastError(),
+			LastError:           redact.Text(b.GetLastError()),
 			Since:               formatTime(b.GetSince()),
 			ConsecutiveFailures: b.GetConsecutiveFailures(),
 			Tools:               b.GetTools(),
@@ -325,7 +316,7 @@ func DataPlaneFromProto(d *mcpmeshv1.DataPlane) DataPlane {
 		Connected:      d.GetConnected(),
 		Revision:       d.GetRevision(),
 		NackedRevision: d.GetNackedRevision(),
-		LastError:      d.GetLastError(),
+		LastError:      redact.Text(d.GetLastError()),
 		ConnectedAt:    formatTime(d.GetConnectedAt()),
 		LastSeen:       formatTime(d.GetLastSeen()),
 	}

@@ -250,8 +250,11 @@ type StdioConfig struct {
 	Args    []string               `protobuf:"bytes,2,rep,name=args,proto3" json:"args,omitempty"`
 	// Environment added to the child's environment. Values are secrets: the
 	// admin API never returns them (see Server.redacted).
-	Env           map[string]string `protobuf:"bytes,3,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	WorkingDir    string            `protobuf:"bytes,4,opt,name=working_dir,json=workingDir,proto3" json:"working_dir,omitempty"`
+	Env        map[string]string `protobuf:"bytes,3,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	WorkingDir string            `protobuf:"bytes,4,opt,name=working_dir,json=workingDir,proto3" json:"working_dir,omitempty"`
+	// Indexes into args of values that are secrets (a token passed on the
+	// command line): shown as "***" everywhere, like env values.
+	SecretArgs    []uint32 `protobuf:"varint,5,rep,packed,name=secret_args,json=secretArgs,proto3" json:"secret_args,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -312,6 +315,13 @@ func (x *StdioConfig) GetWorkingDir() string {
 		return x.WorkingDir
 	}
 	return ""
+}
+
+func (x *StdioConfig) GetSecretArgs() []uint32 {
+	if x != nil {
+		return x.SecretArgs
+	}
+	return nil
 }
 
 // HttpConfig describes a streamable HTTP or SSE backend.
@@ -1161,13 +1171,15 @@ var File_mcpmesh_v1_types_proto protoreflect.FileDescriptor
 const file_mcpmesh_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"\x16mcpmesh/v1/types.proto\x12\n" +
-	"mcpmesh.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x01\n" +
+	"mcpmesh.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe9\x01\n" +
 	"\vStdioConfig\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\tR\acommand\x12\x12\n" +
 	"\x04args\x18\x02 \x03(\tR\x04args\x122\n" +
 	"\x03env\x18\x03 \x03(\v2 .mcpmesh.v1.StdioConfig.EnvEntryR\x03env\x12\x1f\n" +
 	"\vworking_dir\x18\x04 \x01(\tR\n" +
-	"workingDir\x1a6\n" +
+	"workingDir\x12\x1f\n" +
+	"\vsecret_args\x18\x05 \x03(\rR\n" +
+	"secretArgs\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x99\x01\n" +
