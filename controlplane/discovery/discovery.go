@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/mcpmesh/mcpmesh/controlplane/internal/notify"
-	"github.com/mcpmesh/mcpmesh/controlplane/internal/settings"
 	"github.com/mcpmesh/mcpmesh/controlplane/store"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/limits"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
@@ -45,8 +45,11 @@ type Server struct {
 
 	changes notify.Broadcaster
 
-	snapMu sync.Mutex
-	snap   *mcpmeshv1.ConfigSnapshot // newest built snapshot, shared read-only by all streams
+	snapMu   sync.Mutex
+	snap     *mcpmeshv1.ConfigSnapshot // newest built snapshot, shared read-only by all streams
+	snapSize int                       // proto.Size(snap)
+
+	maxMessage int // gRPC message limit of the streams
 
 	noncePrefix string
 	nonceSeq    atomic.Uint64
@@ -77,6 +80,13 @@ const DefaultSendTimeout = 10 * time.Second
 // WithSendTimeout replaces DefaultSendTimeout (tests use a short one).
 func WithSendTimeout(d time.Duration) Option { return func(s *Server) { s.sendTimeout = d } }
 
+// WithMaxMessageSize sets the gRPC message limit of the config streams
+// (default limits.MaxMessageSize). A snapshot over
+// limits.MaxSnapshotSize(n) is not sent: data planes keep the config they
+// have, and the stream stays up. The registry refuses writes that would
+// build one, so only data stored before that check can.
+func WithMaxMessageSize(n int) Option { return func(s *Server) { s.maxMessage = n } }
+
 // ForgetAfter is how long a disconnected data plane stays in ListDataPlanes.
 // Data planes come and go (autoscaling, rolling restarts, new ids), so the
 // list would otherwise grow forever; their stored health reports are kept.
@@ -92,6 +102,7 @@ func New(st store.Store, health HealthSink, logger *slog.Logger, opts ...Option)
 	_, _ = rand.Read(b) // a prefix that differs per process keeps nonces unique across restarts
 	s := &Server{
 		st: st, health: health, log: logger, now: time.Now, sendTimeout: DefaultSendTimeout,
+		maxMessage:  limits.MaxMessageSize,
 		dps:         make(map[string]*dataplane),
 		noncePrefix: hex.EncodeToString(b),
 		shutdown:    make(chan struct{}),
@@ -218,20 +229,23 @@ func (s *Server) snapshot(ctx context.Context) (*mcpmeshv1.ConfigSnapshot, error
 	if err != nil {
 		return nil, fmt.Errorf("build snapshot: %w", err)
 	}
-	snap := &mcpmeshv1.ConfigSnapshot{
-		Revision:      state.Revision,
-		Settings:      settings.Effective(state.Settings),
-		ClusterSecret: state.ClusterSecret,
-	}
-	for _, srv := range state.Servers {
-		if srv.Enabled == nil || srv.GetEnabled() {
-			snap.Servers = append(snap.Servers, srv) // already sorted by name
-		}
-	}
+	snap := BuildSnapshot(state)
 	if s.snap == nil || snap.GetRevision() >= s.snap.GetRevision() {
-		s.snap = snap
+		s.snap, s.snapSize = snap, proto.Size(snap)
 	}
 	return snap, nil
+}
+
+// fits reports whether snap, built by snapshot, is within the message limit,
+// and its size.
+func (s *Server) fits(snap *mcpmeshv1.ConfigSnapshot) (bool, int) {
+	s.snapMu.Lock()
+	size := s.snapSize
+	if s.snap != snap {
+		size = proto.Size(snap)
+	}
+	s.snapMu.Unlock()
+	return size <= limits.MaxSnapshotSize(s.maxMessage), size
 }
 
 // StreamConfig implements DiscoveryService.
@@ -308,6 +322,7 @@ func (s *Server) StreamConfig(stream grpc.BidiStreamingServer[mcpmeshv1.StreamCo
 
 	var (
 		have, sentOnce = hello.GetLastRevision(), false
+		tooLarge       uint64 // revision last found over the limit (logged once)
 		inFlight       bool   // a snapshot is with the sender
 		flightRev      uint64 // its revision
 		flightNonce    string
@@ -324,6 +339,18 @@ func (s *Server) StreamConfig(stream grpc.BidiStreamingServer[mcpmeshv1.StreamCo
 			wantSend := rev != have || (have == 0 && !sentOnce)
 			if wantSend && rev != 0 && rev == s.nackedRevision(id) {
 				wantSend = false // it rejected this exact revision: wait for a newer one
+			}
+			if wantSend {
+				if ok, size := s.fits(snap); !ok {
+					// Sending it would end the stream with ResourceExhausted
+					// and the data plane would reconnect into the same wall.
+					if tooLarge != rev {
+						log.Error("config snapshot is over the gRPC message limit: not sent, the data plane keeps its config; shrink or remove servers",
+							"revision", rev, "size", size, "limit", limits.MaxSnapshotSize(s.maxMessage))
+						tooLarge = rev
+					}
+					wantSend = false
+				}
 			}
 			if wantSend {
 				flightNonce = fmt.Sprintf("%s-%d", s.noncePrefix, s.nonceSeq.Add(1))
