@@ -87,6 +87,13 @@ func WithSendTimeout(d time.Duration) Option { return func(s *Server) { s.sendTi
 // build one, so only data stored before that check can.
 func WithMaxMessageSize(n int) Option { return func(s *Server) { s.maxMessage = n } }
 
+// MaxDataPlaneID bounds hello.dataplane_id (a host name is at most 253
+// bytes); longer version and listen_addr texts are cut to maxHelloText.
+const (
+	MaxDataPlaneID = 256
+	maxHelloText   = 256
+)
+
 // ForgetAfter is how long a disconnected data plane stays in ListDataPlanes.
 // Data planes come and go (autoscaling, rolling restarts, new ids), so the
 // list would otherwise grow forever; their stored health reports are kept.
@@ -188,7 +195,8 @@ func (s *Server) connect(h *mcpmeshv1.Hello, peerAddr string) {
 		s.dps[h.GetDataplaneId()] = dp
 	}
 	dp.streams++
-	dp.info.Version, dp.info.ListenAddr, dp.info.Peer = h.GetVersion(), h.GetListenAddr(), peerAddr
+	dp.info.Version, dp.info.ListenAddr = limits.Truncate(h.GetVersion(), maxHelloText), limits.Truncate(h.GetListenAddr(), maxHelloText)
+	dp.info.Peer = peerAddr
 	dp.info.Connected, dp.info.ConnectedAt, dp.info.LastSeen = true, now, now
 	if h.GetLastRevision() != 0 {
 		dp.info.Revision = h.GetLastRevision()
@@ -262,6 +270,9 @@ func (s *Server) StreamConfig(stream grpc.BidiStreamingServer[mcpmeshv1.StreamCo
 	id := hello.GetDataplaneId()
 	if id == "" {
 		return status.Error(codes.InvalidArgument, "hello.dataplane_id: must not be empty")
+	}
+	if len(id) > MaxDataPlaneID {
+		return status.Errorf(codes.InvalidArgument, "hello.dataplane_id: is %d bytes long: at most %d are allowed", len(id), MaxDataPlaneID)
 	}
 	peerAddr := ""
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
@@ -414,7 +425,7 @@ func (s *Server) receive(ctx context.Context, id string, stream grpc.BidiStreami
 			})
 			log.Debug("config acked", "revision", rev, "nonce", m.Ack.GetNonce())
 		case *mcpmeshv1.StreamConfigRequest_Nack:
-			rev, msg := m.Nack.GetRevision(), m.Nack.GetError()
+			rev, msg := m.Nack.GetRevision(), limits.Truncate(m.Nack.GetError(), limits.MaxErrorText)
 			s.update(id, func(dp *dataplane) { dp.info.NackedRevision, dp.info.LastError = rev, msg })
 			log.Warn("config rejected by data plane", "revision", rev, "nonce", m.Nack.GetNonce(), "err", msg)
 		case *mcpmeshv1.StreamConfigRequest_Health:
