@@ -124,10 +124,25 @@ func TestEffectiveClampsOldValues(t *testing.T) {
 func FuzzSet(f *testing.F) {
 	f.Add("resilience.backoff", "1s,2s")
 	f.Add("pagination.page_size", "10")
+	f.Add("resilience.probe_interval", "1ns")
+	f.Add("resilience.backoff", "10ms,1h")
 	f.Fuzz(func(t *testing.T, key, value string) {
 		s, err := Set(nil, key, value)
-		if err == nil {
-			_ = Values(s)
+		if err != nil {
+			return
+		}
+		_ = Values(s)
+		r := Effective(s).GetResilience()
+		if d := r.GetProbeInterval().AsDuration(); d < MinProbeInterval || d > MaxDuration {
+			t.Fatalf("%s=%q: probe interval %s out of bounds", key, value, d)
+		}
+		if len(r.GetBackoff()) > MaxBackoffLen {
+			t.Fatalf("%s=%q: %d backoff steps", key, value, len(r.GetBackoff()))
+		}
+		for _, d := range r.GetBackoff() {
+			if d.AsDuration() < MinBackoffStep || d.AsDuration() > MaxDuration {
+				t.Fatalf("%s=%q: backoff step %s out of bounds", key, value, d.AsDuration())
+			}
 		}
 	})
 }
