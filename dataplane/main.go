@@ -7,11 +7,15 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/mcpmesh/mcpmesh/dataplane/app"
+	"github.com/mcpmesh/mcpmesh/dataplane/catalog"
+	"github.com/mcpmesh/mcpmesh/dataplane/front"
+	"github.com/mcpmesh/mcpmesh/dataplane/h1"
 	"github.com/mcpmesh/mcpmesh/internal/authtoken"
 	"github.com/mcpmesh/mcpmesh/internal/logging"
 	"github.com/mcpmesh/mcpmesh/internal/pprofserve"
@@ -30,6 +34,7 @@ type config struct {
 	pprofAddr    string
 	advertise    string
 	showVersion  bool
+	limits       app.Limits
 }
 
 func parseFlags() config {
@@ -48,8 +53,42 @@ func parseFlags() config {
 	flag.StringVar(&c.pprofAddr, "pprof-addr", "", "serve net/http/pprof on this address, on a listener of its own (default off)")
 	flag.StringVar(&c.advertise, "advertise-addr", "", "host:port other data planes reach this one on, for client answers a balancer sends to another replica (default: the --listen address; for 0.0.0.0, the first non-loopback address)")
 	flag.BoolVar(&c.showVersion, "version", false, "print the version and exit")
+	l := &c.limits
+	flag.Int64Var(&l.MaxBody, "max-body", front.DefaultMaxBody, "largest client POST body in bytes (413 past it)")
+	flag.IntVar(&l.MaxHeaderBytes, "max-header-bytes", http.DefaultMaxHeaderBytes, "largest request head in bytes (431 past it)")
+	flag.DurationVar(&l.ReadHeaderTimeout, "read-header-timeout", h1.DefaultReadHeaderTimeout, "time a client has to send a request's head")
+	flag.DurationVar(&l.BodyTimeout, "body-timeout", h1.DefaultBodyTimeout, "time a client has to send a request's body after its head (408 past it; negative: no limit)")
+	flag.DurationVar(&l.IdleTimeout, "idle-timeout", h1.DefaultIdleTimeout, "how long a keep-alive connection may wait for its next request")
+	flag.IntVar(&l.MaxConcurrent, "max-concurrent-per-client", front.DefaultMaxConcurrent, "POSTs one client (session, or address without one) may have in flight (429 past it; negative: no limit)")
+	flag.IntVar(&l.Lists.MaxItems, "max-list-items", catalog.DefaultMaxItems, "items of one list (tools, prompts, resources, templates) one server may offer; the rest are left out with a warning")
+	flag.IntVar(&l.Lists.MaxKey, "max-name-bytes", catalog.DefaultMaxKey, "longest tool or prompt name or resource URI in bytes; longer items are left out with a warning")
+	flag.IntVar(&l.Lists.MaxDescription, "max-description-bytes", catalog.DefaultMaxDescription, "longest item description in bytes (as JSON); longer items are left out with a warning")
 	flag.Parse()
 	return c
+}
+
+// checkLimits refuses limits that would make the data plane unusable.
+func checkLimits(l app.Limits) error {
+	for _, v := range []struct {
+		name string
+		val  int64
+	}{
+		{"--max-body", l.MaxBody}, {"--max-header-bytes", int64(l.MaxHeaderBytes)},
+		{"--max-list-items", int64(l.Lists.MaxItems)}, {"--max-name-bytes", int64(l.Lists.MaxKey)},
+		{"--max-description-bytes", int64(l.Lists.MaxDescription)},
+		{"--read-header-timeout", int64(l.ReadHeaderTimeout)}, {"--idle-timeout", int64(l.IdleTimeout)},
+	} {
+		if v.val <= 0 {
+			return fmt.Errorf("%s must be positive", v.name)
+		}
+	}
+	if l.MaxConcurrent == 0 {
+		return fmt.Errorf("--max-concurrent-per-client must not be 0 (negative turns the limit off)")
+	}
+	if l.BodyTimeout == 0 {
+		return fmt.Errorf("--body-timeout must not be 0 (negative turns the limit off)")
+	}
+	return nil
 }
 
 func fail(format string, args ...any) int {
@@ -69,6 +108,9 @@ func run() int {
 	}
 	if cfg.id == "" {
 		return fail("--id is empty and the hostname is unknown: set --id")
+	}
+	if err := checkLimits(cfg.limits); err != nil {
+		return fail("%v", err)
 	}
 	token, err := authtoken.Read(cfg.tokenFile)
 	if err != nil {
@@ -97,6 +139,7 @@ func run() int {
 		Token:        token,
 		Advertise:    advertise,
 		Logger:       log,
+		Limits:       cfg.limits,
 	})
 	if err != nil {
 		ln.Close()

@@ -40,6 +40,8 @@ type serverHealth struct {
 	Shadowed []string `json:"shadowed"`
 	// Protocol is the MCP revision the data plane reaches it with.
 	Protocol string `json:"protocol"`
+	// Tools is how many tools it lists.
+	Tools int `json:"tools"`
 }
 
 func resourceURIs(t testing.TB, c *client.Client) []string {

@@ -373,10 +373,10 @@ func startDataPlane(t testing.TB, cp *controlPlane, id string) *dataPlane {
 
 // startDataPlaneVia starts a data plane of cp that dials the control plane
 // at cpAddr (a proxy in front of it, say).
-func startDataPlaneVia(t testing.TB, cp *controlPlane, id, cpAddr string) *dataPlane {
+func startDataPlaneVia(t testing.TB, cp *controlPlane, id, cpAddr string, extra ...string) *dataPlane {
 	t.Helper()
-	p, m := startListener(t, "dataplane "+id, []string{"MCPMESH_TOKEN_FILE=" + cp.tokenFile()}, dpServingRE, bin("dataplane"),
-		"--control-plane", cpAddr, "--listen", "127.0.0.1:0", "--id", id, "--log-format", "json")
+	args := append([]string{"--control-plane", cpAddr, "--listen", "127.0.0.1:0", "--id", id, "--log-format", "json"}, extra...)
+	p, m := startListener(t, "dataplane "+id, []string{"MCPMESH_TOKEN_FILE=" + cp.tokenFile()}, dpServingRE, bin("dataplane"), args...)
 	d := &dataPlane{proc: p, id: id, listen: m[1]}
 	waitHTTP(t, "http://"+d.listen+"/livez", startTimeout, p)
 	return d
@@ -760,6 +760,18 @@ func ms(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
 // rssKB reads a process's resident set size from /proc.
 func rssKB(t testing.TB, pid int) int {
 	t.Helper()
+	return procStatusKB(t, pid, "VmRSS")
+}
+
+// peakRSSKB reads a process's peak resident set size from /proc.
+func peakRSSKB(t testing.TB, pid int) int {
+	t.Helper()
+	return procStatusKB(t, pid, "VmHWM")
+}
+
+// procStatusKB reads one kB field of /proc/<pid>/status.
+func procStatusKB(t testing.TB, pid int, field string) int {
+	t.Helper()
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
@@ -768,11 +780,11 @@ func rssKB(t testing.TB, pid int) int {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		var kb int
-		if n, _ := fmt.Sscanf(sc.Text(), "VmRSS: %d kB", &kb); n == 1 {
+		if n, _ := fmt.Sscanf(sc.Text(), field+": %d kB", &kb); n == 1 {
 			return kb
 		}
 	}
-	t.Fatalf("no VmRSS for pid %d", pid)
+	t.Fatalf("no %s for pid %d", field, pid)
 	return 0
 }
 

@@ -14,6 +14,7 @@ import (
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 
 	"github.com/mcpmesh/mcpmesh/dataplane/backend"
+	"github.com/mcpmesh/mcpmesh/dataplane/catalog"
 	"github.com/mcpmesh/mcpmesh/dataplane/configclient"
 	"github.com/mcpmesh/mcpmesh/dataplane/front"
 	"github.com/mcpmesh/mcpmesh/dataplane/h1"
@@ -39,6 +40,21 @@ type Config struct {
 	// listener on (AdvertiseAddr gives the default for a listener).
 	Advertise string
 	Logger    *slog.Logger
+	// Limits bound what clients and backends can make the data plane hold
+	// or wait for; zero fields take the defaults.
+	Limits Limits
+}
+
+// Limits bound what clients and backends can make a data plane hold or
+// wait for. Zero fields take the defaults of the package that applies them.
+type Limits struct {
+	MaxBody           int64         // a client's POST body (front.DefaultMaxBody); 413 past it
+	MaxHeaderBytes    int           // a request's head (1 MB); 431 past it
+	ReadHeaderTimeout time.Duration // reading a request's head (h1.DefaultReadHeaderTimeout)
+	BodyTimeout       time.Duration // reading a request's body (h1.DefaultBodyTimeout); 408 past it
+	IdleTimeout       time.Duration // a keep-alive connection with no request (h1.DefaultIdleTimeout)
+	MaxConcurrent     int           // POSTs in flight per client (front.DefaultMaxConcurrent); 429 past it
+	Lists             catalog.Limits
 }
 
 // DataPlane is a built, not yet running data plane.
@@ -67,8 +83,9 @@ func New(cfg Config) (*DataPlane, error) {
 	// they receive through the router; the router reads the backends), so
 	// the manager's callbacks go through d.
 	d.mgr = backend.NewManager(backend.ManagerOptions{
-		Logger:   log.With("component", "backend"),
-		OnChange: d.onBackendChange,
+		Logger:     log.With("component", "backend"),
+		OnChange:   d.onBackendChange,
+		ListLimits: cfg.Limits.Lists,
 		OnNotification: func(server, client string, n *jsonrpc.Message) {
 			d.router.OnNotification(server, client, n)
 		},
@@ -105,9 +122,11 @@ func New(cfg Config) (*DataPlane, error) {
 	})
 	d.router.Refresh() // an empty, valid catalog until the first snapshot
 	d.front = front.New(front.Options{
-		Router: d.router,
-		Keys:   d.keys,
-		Logger: log.With("component", "front"),
+		Router:        d.router,
+		Keys:          d.keys,
+		Logger:        log.With("component", "front"),
+		MaxBody:       cfg.Limits.MaxBody,
+		MaxConcurrent: cfg.Limits.MaxConcurrent,
 	})
 	d.router.SetClients(d.front)
 	return d, nil
@@ -178,7 +197,10 @@ func (d *DataPlane) Serve(ctx context.Context, ln net.Listener) error {
 	// answered within a few milliseconds (see its doc).
 	httpSrv := &h1.Server{
 		Handler:           d.api.Instrument(mux),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: d.cfg.Limits.ReadHeaderTimeout,
+		BodyTimeout:       d.cfg.Limits.BodyTimeout,
+		IdleTimeout:       d.cfg.Limits.IdleTimeout,
+		MaxHeaderBytes:    d.cfg.Limits.MaxHeaderBytes,
 		Logger:            d.log.With("component", "http"),
 	}
 	serveErr := make(chan error, 1)

@@ -21,6 +21,7 @@ import (
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 	"github.com/mcpmesh/mcpmesh/internal/names"
 	"github.com/mcpmesh/mcpmesh/internal/states"
+	"github.com/mcpmesh/mcpmesh/internal/textlimit"
 )
 
 // ErrNotReady is wrapped by every error of a request made while the backend
@@ -34,6 +35,7 @@ type params struct {
 	probeInterval time.Duration
 	listResync    time.Duration // <0: off
 	hold          time.Duration // 0: requests never wait for a reconnect
+	lists         catalog.Limits
 }
 
 // EndpointHealth is this data plane's view of one endpoint (replica) of a server.
@@ -700,10 +702,10 @@ func (b *Backend) Health() *mcpmeshv1.BackendHealth {
 				h.ConsecutiveFailures = uint32(e.failures)
 			}
 			if e.lastErr != nil {
-				h.LastError = e.lastErr.Error()
+				h.LastError = textlimit.Truncate(e.lastErr.Error(), textlimit.ErrorText)
 			}
 		} else if otherErr == "" && e.lastErr != nil {
-			otherErr = fmt.Sprintf("endpoint %s: %v", e.label, e.lastErr)
+			otherErr = textlimit.Truncate(fmt.Sprintf("endpoint %s: %v", e.label, e.lastErr), textlimit.ErrorText)
 		}
 		e.mu.RUnlock()
 	}

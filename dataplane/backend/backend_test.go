@@ -320,7 +320,7 @@ func TestCollectStopsCursorLoops(t *testing.T) {
 	repeat := func(string) (catalog.Page, error) {
 		return catalog.Page{Items: []catalog.Item{item("a")}, Next: "same"}, nil
 	}
-	if _, _, err := collect(ctx, "tools", repeat); !errors.Is(err, errCursorLoop) {
+	if _, _, err := collect(ctx, "tools", 0, new(bool), repeat); !errors.Is(err, errCursorLoop) {
 		t.Errorf("repeated cursor: err = %v, want errCursorLoop", err)
 	}
 	n := 0
@@ -328,12 +328,12 @@ func TestCollectStopsCursorLoops(t *testing.T) {
 		n++
 		return catalog.Page{Next: fmt.Sprint(n)}, nil
 	}
-	if _, _, err := collect(ctx, "tools", endless); !errors.Is(err, errCursorLoop) || n != maxListPages {
+	if _, _, err := collect(ctx, "tools", 0, new(bool), endless); !errors.Is(err, errCursorLoop) || n != maxListPages {
 		t.Errorf("endless cursors: err = %v after %d pages, want errCursorLoop after %d", err, n, maxListPages)
 	}
 	pages := map[string][]catalog.Item{"": {item("1"), item("2")}, "a": {item("3")}, "b": {}}
 	next := map[string]string{"": "a", "a": "b", "b": ""}
-	got, paged, err := collect(ctx, "tools", func(cur string) (catalog.Page, error) { return catalog.Page{Items: pages[cur], Next: next[cur]}, nil })
+	got, paged, err := collect(ctx, "tools", 0, new(bool), func(cur string) (catalog.Page, error) { return catalog.Page{Items: pages[cur], Next: next[cur]}, nil })
 	var ks []string
 	for _, it := range got {
 		ks = append(ks, it.Key)
@@ -341,7 +341,7 @@ func TestCollectStopsCursorLoops(t *testing.T) {
 	if err != nil || !paged || fmt.Sprint(ks) != "[1 2 3]" {
 		t.Errorf("collect = %v, %v, %v; want [1 2 3], paged", ks, paged, err)
 	}
-	got, paged, err = collect(ctx, "tools", func(string) (catalog.Page, error) { return catalog.Page{}, nil })
+	got, paged, err = collect(ctx, "tools", 0, new(bool), func(string) (catalog.Page, error) { return catalog.Page{}, nil })
 	if err != nil || paged || got == nil {
 		t.Errorf("collect of one empty page = %v, %v, %v; want an empty non-nil list, not paged", got, paged, err)
 	}
@@ -375,4 +375,39 @@ func TestListResync(t *testing.T) {
 	}
 	e.clock.Advance(time.Minute)
 	e.waitFor("the resync to pick up the new tool", func() bool { return len(toolNames(b)) == 2 })
+}
+
+// TestListLimits: a server's list is cut at MaxItems (its later pages are
+// not read), and items with an over-long name or description are left out,
+// each with a warning in the log; the rest of the server works.
+func TestListLimits(t *testing.T) {
+	e := newEnv(t, func(o *ManagerOptions) {
+		o.ListLimits = catalog.Limits{MaxItems: 8, MaxKey: 20, MaxDescription: 40}
+	})
+	s := newMCPServer("alpha", 3, 30) // 4 fixed + 30 numbered tools, pages of 3
+	s.AddTool(mcp.NewTool("a-name-longer-than-twenty-bytes"), nil)
+	s.AddTool(mcp.NewTool("wordy", mcp.WithDescription(strings.Repeat("w", 41))), nil)
+	hb := startHTTPBackend(t, s, false)
+	e.apply(hb.server("alpha"))
+	b := e.backend("alpha")
+	e.waitState(b, stateHealthy)
+	got := toolNames(b)
+	if len(got) != 8 {
+		t.Fatalf("tools = %v, want the first 8", got)
+	}
+	for _, n := range got {
+		if n == "wordy" || len(n) > 20 {
+			t.Errorf("tool %q past the limits is listed", n)
+		}
+	}
+	if got := callText(t, b, "echo", map[string]any{"text": "hi"}); got != "alpha:hi" {
+		t.Errorf("echo = %q", got)
+	}
+	logs := e.logs.String()
+	if !strings.Contains(logs, "list cut at the data plane's item limit") {
+		t.Errorf("no warning of the cut list in the log:\n%s", logs)
+	}
+	if !strings.Contains(logs, "list items left out") {
+		t.Errorf("no warning of the left-out items in the log:\n%s", logs)
+	}
 }

@@ -257,7 +257,7 @@ func (e *endpoint) connect(ctx context.Context) (*conn, *lists, error) {
 	v := c.version
 	e.version.Store(&v)
 	l := &lists{known: true, caps: ir.caps, instructions: ir.instructions, offered: ir.offered}
-	if err := fetchLists(tctx, c, l, allKinds); err != nil {
+	if err := fetchLists(tctx, c, l, allKinds, e.b.params().lists); err != nil {
 		return fail("fetch lists", err)
 	}
 	return c, l, nil

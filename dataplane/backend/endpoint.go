@@ -24,6 +24,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/dataplane/resilience"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 	"github.com/mcpmesh/mcpmesh/internal/states"
+	"github.com/mcpmesh/mcpmesh/internal/textlimit"
 )
 
 // maxRespawnDelay caps the growing wait between respawns of a stdio backend
@@ -265,7 +266,7 @@ func (e *endpoint) attempt(ctx context.Context) (*conn, time.Time, error) {
 	case err == nil:
 		e.logger.Info("backend connected", "protocol", c.version, "tools", len(l.items[catalog.Tools]), "prompts", len(l.items[catalog.Prompts]), "resources", len(l.items[catalog.Resources]))
 	case ctx.Err() == nil:
-		e.logger.Warn("backend connect failed", "state", states.Backend(state), "failures", failures, "err", err)
+		e.logger.Warn("backend connect failed", "state", states.Backend(state), "failures", failures, "err", textlimit.Truncate(err.Error(), textlimit.ErrorText))
 	}
 	e.b.endpointChanged(e, true)
 	if err != nil {
@@ -585,7 +586,7 @@ func (e *endpoint) refetchLists(ctx context.Context, c *conn) error {
 	}
 	rctx, cancel := context.WithTimeout(ctx, e.b.params().timeout)
 	defer cancel()
-	if err := fetchLists(rctx, c, &next, kinds); err != nil {
+	if err := fetchLists(rctx, c, &next, kinds, e.b.params().lists); err != nil {
 		return err
 	}
 	e.mu.Lock()
@@ -754,7 +755,7 @@ func (e *endpoint) health() EndpointHealth {
 	e.mu.RLock()
 	h := EndpointHealth{URL: e.label, State: e.state, Since: e.since}
 	if e.lastErr != nil {
-		h.LastError = e.lastErr.Error()
+		h.LastError = textlimit.Truncate(e.lastErr.Error(), textlimit.ErrorText)
 	}
 	e.mu.RUnlock()
 	h.Breaker = breakerState(e.breaker.State())

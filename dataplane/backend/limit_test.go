@@ -8,6 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/textlimit"
 )
 
 func TestBoundTransport(t *testing.T) {
@@ -89,6 +92,34 @@ func TestEventBoundSplits(t *testing.T) {
 		}
 		if !over {
 			t.Fatalf("read in steps of %d: no event counted past 15 bytes", step)
+		}
+	}
+}
+
+// TestLastErrorTruncated: a backend whose initialize fails with a huge error
+// body is reported with a last_error of at most 1 KB.
+func TestLastErrorTruncated(t *testing.T) {
+	e := newEnv(t)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+		io.WriteString(w, strings.Repeat("boom ", 1<<20)) // 5 MB
+	}))
+	defer ts.Close()
+	e.apply(&mcpmeshv1.Server{
+		Name:      "big-error",
+		Transport: mcpmeshv1.Transport_TRANSPORT_STREAMABLE_HTTP,
+		Http:      &mcpmeshv1.HttpConfig{Url: ts.URL + "/mcp"},
+	})
+	b := e.backend("big-error")
+	e.waitState(b, mcpmeshv1.BackendState_BACKEND_STATE_RETRYING)
+	h := b.Health()
+	t.Logf("last_error: %d bytes, ends %q", len(h.GetLastError()), h.GetLastError()[max(0, len(h.GetLastError())-40):])
+	if n := len(h.GetLastError()); n == 0 || n > textlimit.ErrorText {
+		t.Fatalf("last_error is %d bytes, want 1..%d: %.200s", n, textlimit.ErrorText, h.GetLastError())
+	}
+	for _, eh := range b.Endpoints() {
+		if len(eh.LastError) > textlimit.ErrorText {
+			t.Errorf("endpoint last error is %d bytes", len(eh.LastError))
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/mcpmesh/mcpmesh/dataplane/catalog"
 	"github.com/mcpmesh/mcpmesh/dataplane/jsonrpc"
@@ -52,15 +53,17 @@ func listChanged(method string) (kindSet, bool) {
 }
 
 // fetchLists refetches the lists of kinds that the server offers, following
-// every nextCursor.
-func fetchLists(ctx context.Context, c *conn, l *lists, kinds kindSet) error {
+// every nextCursor. Items past lim are left out, with a warning in c's log.
+func fetchLists(ctx context.Context, c *conn, l *lists, kinds kindSet, lim catalog.Limits) error {
 	for _, k := range catalog.Kinds {
 		if kinds&kindBit(k) == 0 || !l.offered[k] {
 			continue
 		}
 		var hint catalog.Cache
-		items, paged, err := collect(ctx, k.Desc().Method, func(cur string) (catalog.Page, error) {
+		var left leftOut
+		items, paged, err := collect(ctx, k.Desc().Method, lim.MaxItems, &left.more, func(cur string) (catalog.Page, error) {
 			p, err := fetchPage(ctx, c, k, cur)
+			p.Items = left.admit(k, lim, p.Items)
 			if cur == "" {
 				hint = p.Cache
 			} else {
@@ -77,6 +80,7 @@ func fetchLists(ctx context.Context, c *conn, l *lists, kinds kindSet) error {
 		if err != nil {
 			return err
 		}
+		left.log(c.logger, k, lim)
 		l.items[k], l.paged[k], l.cache[k] = items, paged, hint
 		if k == catalog.Tools {
 			l.retryable = retryableTools(items)
@@ -108,12 +112,45 @@ func cursorParams(cursor string) json.RawMessage {
 	return append(append([]byte(`{"cursor":`), q...), '}')
 }
 
+// leftOut counts the items of a list that Limits refused.
+type leftOut struct {
+	n     int
+	first error // why the first was refused
+	more  bool  // the list reached MaxItems (what came after was not read)
+}
+
+// admit returns the items within lim, in place.
+func (lo *leftOut) admit(k catalog.Kind, lim catalog.Limits, items []catalog.Item) []catalog.Item {
+	kept := items[:0]
+	for _, it := range items {
+		if err := lim.Check(k, it); err != nil {
+			if lo.n++; lo.first == nil {
+				lo.first = err
+			}
+			continue
+		}
+		kept = append(kept, it)
+	}
+	return kept
+}
+
+func (lo *leftOut) log(log *slog.Logger, k catalog.Kind, lim catalog.Limits) {
+	if lo.n > 0 {
+		log.Warn("list items left out: past the data plane's limits", "list", k.Desc().Method, "left_out", lo.n, "first", lo.first.Error())
+	}
+	if lo.more {
+		log.Warn("list cut at the data plane's item limit (--max-list-items); the rest is left out", "list", k.Desc().Method, "limit", lim.MaxItems)
+	}
+}
+
 // errCursorLoop is returned when a backend's pagination does not end.
 var errCursorLoop = errors.New("backend pagination does not end")
 
-// collect follows page cursors until the backend returns none, and reports
-// whether there was more than one page. The list is never nil.
-func collect(ctx context.Context, what string, page func(cursor string) (catalog.Page, error)) ([]catalog.Item, bool, error) {
+// collect follows page cursors until the backend returns none or max items
+// are read, and reports whether there was more than one page. The list is
+// never nil, and holds at most max items (0: no bound); *cut is set when
+// there were more.
+func collect(ctx context.Context, what string, max int, cut *bool, page func(cursor string) (catalog.Page, error)) ([]catalog.Item, bool, error) {
 	all := []catalog.Item{}
 	seen := map[string]bool{}
 	cur := ""
@@ -126,6 +163,10 @@ func collect(ctx context.Context, what string, page func(cursor string) (catalog
 			return nil, false, fmt.Errorf("list %s (page %d): %w", what, n+1, err)
 		}
 		all = append(all, p.Items...)
+		if max > 0 && (len(all) > max || (len(all) == max && p.Next != "")) {
+			*cut = true
+			return all[:max:max], n > 0, nil
+		}
 		if p.Next == "" {
 			return all, n > 0, nil
 		}
@@ -206,6 +247,9 @@ func (b *Backend) FetchPage(ctx context.Context, k catalog.Kind, cursor string) 
 	if err != nil {
 		return catalog.Page{}, fmt.Errorf("backend %q: %w", b.name, err)
 	}
+	var left leftOut
+	p.Items = left.admit(k, b.params().lists, p.Items)
+	left.log(b.logger, k, b.params().lists)
 	return p, nil
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/mcpmesh/mcpmesh/dataplane/catalog"
 	"github.com/mcpmesh/mcpmesh/dataplane/jsonrpc"
 	"github.com/mcpmesh/mcpmesh/dataplane/resilience"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
@@ -79,6 +80,9 @@ type ManagerOptions struct {
 	// Breaker configures every endpoint's circuit breaker; zero fields take
 	// the resilience defaults.
 	Breaker resilience.BreakerConfig
+	// ListLimits bound the items of one server's lists the data plane
+	// caches; zero fields take catalog's defaults.
+	ListLimits catalog.Limits
 	// Clock drives backoff waits, probes and breakers; nil means the wall clock.
 	Clock resilience.Clock
 	// ClientCapabilities is the capabilities object sent upstream in
@@ -385,6 +389,7 @@ func (m *Manager) validate(snap *mcpmeshv1.ConfigSnapshot) (params, error) {
 		probeInterval: m.opts.ProbeInterval,
 		listResync:    m.opts.ListResync,
 		hold:          m.opts.Hold,
+		lists:         m.opts.ListLimits.WithDefaults(),
 	}
 	switch {
 	case p.hold == 0:

@@ -185,7 +185,7 @@ func (e *endpoint) connectModern(ctx context.Context, timeout time.Duration) (c 
 		return fail("subscriptions/listen", tctx.Err())
 	}
 	l = &lists{known: true, caps: ir.caps, instructions: ir.instructions, offered: ir.offered}
-	if err := fetchLists(tctx, c, l, allKinds); err != nil {
+	if err := fetchLists(tctx, c, l, allKinds, e.b.params().lists); err != nil {
 		return fail("fetch lists", err)
 	}
 	return c, l, false, nil

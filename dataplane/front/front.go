@@ -127,6 +127,9 @@ type Options struct {
 	SSEKeepAlive time.Duration
 	// MaxBody bounds a POST body (DefaultMaxBody); larger gets 413.
 	MaxBody int64
+	// MaxConcurrent bounds the POSTs one client may have in flight
+	// (DefaultMaxConcurrent; negative: no bound); more get 429.
+	MaxConcurrent int
 	// CheckOrigin vets every request (its Host and Origin headers); an
 	// error is answered 403 with its text. nil means DefaultCheck.
 	CheckOrigin func(*http.Request) error
@@ -142,6 +145,7 @@ type Front struct {
 	codec       *codec
 	keepAlive   time.Duration
 	maxBody     int64
+	inflight    inflight
 	checkOrigin func(*http.Request) error
 	queueLen    int
 
@@ -181,6 +185,9 @@ func New(o Options) *Front {
 	if o.StreamQueue <= 0 {
 		o.StreamQueue = 256
 	}
+	if o.MaxConcurrent == 0 {
+		o.MaxConcurrent = DefaultMaxConcurrent
+	}
 	if o.CheckOrigin == nil {
 		o.CheckOrigin = DefaultCheck
 	}
@@ -190,6 +197,7 @@ func New(o Options) *Front {
 		codec:       newCodec(o.Keys, o.SessionMaxAge, o.SecretGrace, o.Now),
 		keepAlive:   o.SSEKeepAlive,
 		maxBody:     o.MaxBody,
+		inflight:    inflight{max: o.MaxConcurrent, n: map[string]int{}},
 		checkOrigin: o.CheckOrigin,
 		queueLen:    o.StreamQueue,
 		streams:     registry{m: map[string]*listener{}},

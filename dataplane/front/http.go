@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -165,6 +166,13 @@ func (f *Front) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) 
 		}
 	}
 	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			// The server's body timeout (dataplane --body-timeout).
+			httpError(w, http.StatusRequestTimeout, jsonrpc.CodeInvalidRequest,
+				"request body not received in time: the client sent it too slowly")
+			return nil, false
+		}
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			err = errors.New("body shorter than its Content-Length")
 		}

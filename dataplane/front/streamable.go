@@ -37,6 +37,11 @@ func (f *Front) servePost(w http.ResponseWriter, r *http.Request) {
 	if !checkPost(w, r, true) {
 		return
 	}
+	key, ok := f.inflight.acquire(w, r)
+	if !ok {
+		return
+	}
+	defer f.inflight.release(key)
 	body, ok := f.readBody(w, r)
 	if !ok {
 		return

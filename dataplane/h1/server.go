@@ -46,6 +46,11 @@ type Server struct {
 	IdleTimeout time.Duration
 	// MaxHeaderBytes bounds a request's head (default http.DefaultMaxHeaderBytes).
 	MaxHeaderBytes int
+	// BodyTimeout bounds the reading of a request's body, from the end of
+	// its head to its last byte (default 30 s; negative: no bound). A client
+	// that sends it slower has the handler's read fail with a net.Error whose
+	// Timeout is true, and its connection closed.
+	BodyTimeout time.Duration
 	// WatchAfter is how long a request runs before the server watches its
 	// connection for the client going away (default 10 ms).
 	WatchAfter time.Duration
@@ -69,6 +74,7 @@ type Server struct {
 const (
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultIdleTimeout       = 2 * time.Minute
+	DefaultBodyTimeout       = 30 * time.Second
 	DefaultWatchAfter        = 10 * time.Millisecond
 )
 
@@ -93,6 +99,13 @@ func (s *Server) idleTimeout() time.Duration {
 		return s.IdleTimeout
 	}
 	return DefaultIdleTimeout
+}
+
+func (s *Server) bodyTimeout() time.Duration {
+	if s.BodyTimeout != 0 {
+		return s.BodyTimeout
+	}
+	return DefaultBodyTimeout
 }
 
 func (s *Server) maxHeaderBytes() int64 {
@@ -437,8 +450,16 @@ func (c *serverConn) serveOne() (keep bool) {
 	w.body = b
 	if req.ContentLength == 0 && req.TransferEncoding == nil {
 		b.eof = true
-	} else if hasToken(req.Header.Get("Expect"), "100-continue") && req.ProtoAtLeast(1, 1) {
-		b.expect = true
+	} else {
+		if hasToken(req.Header.Get("Expect"), "100-continue") && req.ProtoAtLeast(1, 1) {
+			b.expect = true
+		}
+		if d := c.s.bodyTimeout(); d > 0 {
+			// Cleared when the body is read to its end (requestBody.Read);
+			// else it bounds the drain after the handler too.
+			_ = c.nc.SetReadDeadline(time.Now().Add(d))
+			b.deadline = true
+		}
 	}
 	req.Body = b
 	c.cr.arm(b, cancel)
@@ -689,10 +710,11 @@ type requestBody struct {
 	w      *response
 	expect bool
 
-	mu     sync.Mutex
-	eof    bool
-	closed bool
-	then   func() // run once at the end of the body (a watch waiting for it)
+	mu       sync.Mutex
+	eof      bool
+	closed   bool
+	deadline bool   // the body's read deadline is set on the connection
+	then     func() // run once at the end of the body (a watch waiting for it)
 }
 
 func (b *requestBody) Read(p []byte) (int, error) {
@@ -722,6 +744,10 @@ func (b *requestBody) Read(p []byte) (int, error) {
 		b.eof = true
 		then := b.then
 		b.then = nil
+		if b.deadline {
+			b.deadline = false
+			_ = b.w.c.nc.SetReadDeadline(time.Time{})
+		}
 		b.mu.Unlock()
 		if then != nil {
 			then()

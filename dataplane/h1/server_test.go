@@ -616,3 +616,51 @@ func FuzzServer(f *testing.F) {
 		}
 	})
 }
+
+// TestServerBodyTimeout: a body that does not arrive within BodyTimeout
+// fails the handler's read with a timeout and closes the connection; a body
+// that does arrive in time clears the deadline, so a slow handler after it
+// and the next request on the connection are not cut.
+func TestServerBodyTimeout(t *testing.T) {
+	readErr := make(chan error, 1)
+	s := &Server{BodyTimeout: 300 * time.Millisecond, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if r.URL.Path == "/slow-body" {
+			readErr <- err
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusRequestTimeout)
+				return
+			}
+		}
+		time.Sleep(500 * time.Millisecond) // longer than BodyTimeout, after the body
+		fmt.Fprintf(w, "got %s", b)
+	})}
+	addr := startServer(t, s)
+
+	nc, br := rawConn(t, addr)
+	for i := 0; i < 2; i++ {
+		fmt.Fprintf(nc, "POST /fast HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+		if res, body := readResponse(t, br, "POST"); res.StatusCode != 200 || body != "got hi" {
+			t.Fatalf("request %d in time: %d %q", i, res.StatusCode, body)
+		}
+	}
+
+	nc, br = rawConn(t, addr)
+	fmt.Fprintf(nc, "POST /slow-body HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+	select {
+	case err := <-readErr:
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("the handler's read of a stalled body = %v, want a timeout", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the handler's read of a stalled body did not end")
+	}
+	res, _ := readResponse(t, br, "POST")
+	if res.StatusCode != http.StatusRequestTimeout || !res.Close {
+		t.Errorf("answer to a stalled body: %d, close %v; want 408 and the connection closed", res.StatusCode, res.Close)
+	}
+	if _, err := br.ReadByte(); err == nil {
+		t.Error("the connection stayed open after a stalled body")
+	}
+}

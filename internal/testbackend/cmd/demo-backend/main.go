@@ -42,7 +42,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	var opts testbackend.Options
 	var httpAddr, sseAddr string
 	var stateful, modern bool
-	var cacheScope, forward string
+	var cacheScope, forward, hostileMode string
 	fs.StringVar(&opts.Name, "name", "demo", "backend name (returned by the whoami tool)")
 	fs.IntVar(&opts.Tools, "tools", 0, "number of extra generated tools (tool-0000, …)")
 	fs.BoolVar(&opts.WideEcho, "wide-echo", false, "also serve echo_wide: echo with a 60-parameter input schema")
@@ -54,6 +54,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.Int64Var(&opts.CacheTTLms, "cache-ttl-ms", 0, "ttlMs of list and read results (0: mcp-go's default, 0)")
 	fs.StringVar(&cacheScope, "cache-scope", "private", "cacheScope of list and read results with --cache-ttl-ms: public or private")
 	fs.BoolVar(&stateful, "stateful", false, "with --http: remember the sessions it issued and answer 404 for others, as a restarted stateful server does")
+	fs.StringVar(&hostileMode, "hostile", "", "with --http: misbehave for hostile-input tests: "+hostileModeList())
 	fs.StringVar(&forward, "forward", "", "with --http: serve no MCP of its own but forward /mcp to this URL with net/http's httputil.ReverseProxy (the benchmarks' measure of a plain Go HTTP hop)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -75,6 +76,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return fmt.Errorf("--cache-scope must be public or private, got %q", cacheScope)
 	case forward != "" && httpAddr == "":
 		return errors.New("--forward needs --http")
+	case hostileMode != "" && httpAddr == "":
+		return errors.New("--hostile needs --http")
+	case hostileMode != "" && hostileModes[hostileMode] == "":
+		return fmt.Errorf("--hostile %q: want one of %s", hostileMode, hostileModeList())
 	}
 	if forward != "" {
 		target, err := url.Parse(forward)
@@ -103,7 +108,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 				// reach this backend statelessly (no upstream sessions).
 				hopts = append(hopts, server.WithStreamableHTTPProtocolVersions(legacyVersions...))
 			}
-			return server.NewStreamableHTTPServer(mcpSrv, hopts...)
+			h := server.NewStreamableHTTPServer(mcpSrv, hopts...)
+			if hostileMode != "" {
+				return hostileHandler{hostile(hostileMode, h), h}
+			}
+			return h
 		})
 	case sseAddr != "":
 		return serveHTTP(ctx, log, sseAddr, "/sse", stderr, func(base string) http.Handler {
@@ -153,6 +162,9 @@ func serveHTTP(ctx context.Context, log *slog.Logger, addr, path string, stderr 
 	defer cancel()
 	// Long-lived SSE/GET streams would hold Shutdown until its deadline:
 	// close the MCP sessions first.
+	if hh, ok := h.(hostileHandler); ok {
+		h = hh.mcp
+	}
 	switch h := h.(type) {
 	case *server.StreamableHTTPServer:
 		_ = h.Shutdown(shutdownCtx)
