@@ -11,6 +11,7 @@ import (
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 	"github.com/mcpmesh/mcpmesh/internal/authtoken"
 	"github.com/mcpmesh/mcpmesh/internal/limits"
+	"github.com/mcpmesh/mcpmesh/internal/textlimit"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -165,8 +166,8 @@ func TestMessageLimits(t *testing.T) {
 			}
 		}
 		if lastErr != "" {
-			if len(lastErr) != limits.MaxErrorText {
-				t.Fatalf("last_error served as %d bytes, want %d", len(lastErr), limits.MaxErrorText)
+			if len(lastErr) != textlimit.ErrorText {
+				t.Fatalf("last_error served as %d bytes, want %d", len(lastErr), textlimit.ErrorText)
 			}
 			break
 		}

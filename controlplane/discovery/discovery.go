@@ -17,6 +17,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/controlplane/store"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 	"github.com/mcpmesh/mcpmesh/internal/limits"
+	"github.com/mcpmesh/mcpmesh/internal/textlimit"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
@@ -195,7 +196,7 @@ func (s *Server) connect(h *mcpmeshv1.Hello, peerAddr string) {
 		s.dps[h.GetDataplaneId()] = dp
 	}
 	dp.streams++
-	dp.info.Version, dp.info.ListenAddr = limits.Truncate(h.GetVersion(), maxHelloText), limits.Truncate(h.GetListenAddr(), maxHelloText)
+	dp.info.Version, dp.info.ListenAddr = textlimit.Truncate(h.GetVersion(), maxHelloText), textlimit.Truncate(h.GetListenAddr(), maxHelloText)
 	dp.info.Peer = peerAddr
 	dp.info.Connected, dp.info.ConnectedAt, dp.info.LastSeen = true, now, now
 	if h.GetLastRevision() != 0 {
@@ -425,7 +426,7 @@ func (s *Server) receive(ctx context.Context, id string, stream grpc.BidiStreami
 			})
 			log.Debug("config acked", "revision", rev, "nonce", m.Ack.GetNonce())
 		case *mcpmeshv1.StreamConfigRequest_Nack:
-			rev, msg := m.Nack.GetRevision(), limits.Truncate(m.Nack.GetError(), limits.MaxErrorText)
+			rev, msg := m.Nack.GetRevision(), textlimit.Truncate(m.Nack.GetError(), textlimit.ErrorText)
 			s.update(id, func(dp *dataplane) { dp.info.NackedRevision, dp.info.LastError = rev, msg })
 			log.Warn("config rejected by data plane", "revision", rev, "nonce", m.Nack.GetNonce(), "err", msg)
 		case *mcpmeshv1.StreamConfigRequest_Health:

@@ -10,7 +10,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/controlplane/discovery"
 	"github.com/mcpmesh/mcpmesh/controlplane/store/storetest"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
-	"github.com/mcpmesh/mcpmesh/internal/limits"
+	"github.com/mcpmesh/mcpmesh/internal/textlimit"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -77,7 +77,7 @@ func TestHelloAndNackTextsAreBounded(t *testing.T) {
 		Revision: m.GetSnapshot().GetRevision() + 1, Nonce: m.GetNonce(), Error: strings.Repeat("e", 3<<20),
 	}}})
 	e.waitFor(t, "nack recorded", func() bool { return e.dataplane("dp1").GetLastError() != "" })
-	if got := e.dataplane("dp1").GetLastError(); len(got) != limits.MaxErrorText || !strings.HasSuffix(got, limits.TruncatedMarker) {
-		t.Fatalf("nack error kept as %d bytes, want %d ending in the marker", len(got), limits.MaxErrorText)
+	if got := e.dataplane("dp1").GetLastError(); len(got) != textlimit.ErrorText || !strings.HasSuffix(got, "…(truncated)") {
+		t.Fatalf("nack error kept as %d bytes, want %d ending in the marker", len(got), textlimit.ErrorText)
 	}
 }

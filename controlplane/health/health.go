@@ -11,9 +11,9 @@ import (
 	"github.com/mcpmesh/mcpmesh/controlplane/internal/notify"
 	"github.com/mcpmesh/mcpmesh/controlplane/store"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
-	"github.com/mcpmesh/mcpmesh/internal/limits"
 	"github.com/mcpmesh/mcpmesh/internal/names"
 	"github.com/mcpmesh/mcpmesh/internal/states"
+	"github.com/mcpmesh/mcpmesh/internal/textlimit"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -94,7 +94,7 @@ func (a *Aggregator) Report(ctx context.Context, dataplaneID string, r *mcpmeshv
 		h.DataplaneId, h.ReportedAt = dataplaneID, now
 		// A backend's error may be megabytes (an initialize answer, a
 		// stack trace): it is stored, evented and served, so it is cut.
-		h.LastError = limits.Truncate(h.GetLastError(), limits.MaxErrorText)
+		h.LastError = textlimit.Truncate(h.GetLastError(), textlimit.ErrorText)
 		byServer[h.GetServer()] = h // a repeated server: the last entry wins
 	}
 	backends := make([]*mcpmeshv1.BackendHealth, 0, len(byServer))
@@ -225,7 +225,7 @@ func (a *Aggregator) Transitions(ctx context.Context, limit int) ([]Transition, 
 		last[k] = to
 		all = append(all, Transition{
 			Time: h.GetReportedAt().AsTime().UTC(), DataPlane: k.dp, Server: k.server,
-			From: from, To: to, Error: limits.Truncate(h.GetLastError(), limits.MaxErrorText), // stored before reports were cut
+			From: from, To: to, Error: textlimit.Truncate(h.GetLastError(), textlimit.ErrorText), // stored before reports were cut
 		})
 	}
 	if limit <= 0 || limit > len(all) {
@@ -244,7 +244,7 @@ func Aggregate(server *mcpmeshv1.Server, reports []*mcpmeshv1.BackendHealth) *mc
 	st := &mcpmeshv1.ServerStatus{Name: server.GetName(), TotalDataplanes: uint32(len(reports))}
 	for _, h := range reports {
 		c := proto.Clone(h).(*mcpmeshv1.BackendHealth)
-		c.LastError = limits.Truncate(c.GetLastError(), limits.MaxErrorText) // stored before reports were cut
+		c.LastError = textlimit.Truncate(c.GetLastError(), textlimit.ErrorText) // stored before reports were cut
 		st.Backends = append(st.Backends, c)
 		if h.GetState() == mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY {
 			st.HealthyDataplanes++

@@ -13,7 +13,7 @@ import (
 
 	"github.com/mcpmesh/mcpmesh/controlplane/store"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
-	"github.com/mcpmesh/mcpmesh/internal/limits"
+	"github.com/mcpmesh/mcpmesh/internal/textlimit"
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 )
@@ -228,7 +228,7 @@ func TestReportBounds(t *testing.T) {
 		t.Fatalf("%d reports, %d events stored, want 1 and 1", len(stored), len(evs))
 	}
 	for what, got := range map[string]string{"stored report": stored[0].GetLastError(), "event": evs[0].Health.GetLastError()} {
-		if len(got) > limits.MaxErrorText || !strings.HasSuffix(got, limits.TruncatedMarker) || !utf8.ValidString(got) {
+		if len(got) > textlimit.ErrorText || !strings.HasSuffix(got, "…(truncated)") || !utf8.ValidString(got) {
 			t.Errorf("%s last_error: %d bytes, valid UTF-8 %v, ends %q", what, len(got), utf8.ValidString(got), got[max(0, len(got)-20):])
 		}
 	}
@@ -262,15 +262,15 @@ func TestServedTextsAreCut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := sts[0].GetBackends()[0].GetLastError(); len(got) != limits.MaxErrorText {
-		t.Errorf("status last_error is %d bytes, want %d", len(got), limits.MaxErrorText)
+	if got := sts[0].GetBackends()[0].GetLastError(); len(got) != textlimit.ErrorText {
+		t.Errorf("status last_error is %d bytes, want %d", len(got), textlimit.ErrorText)
 	}
 	trs, err := a.Transitions(ctx, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := trs[0].Error; len(got) != limits.MaxErrorText {
-		t.Errorf("transition error is %d bytes, want %d", len(got), limits.MaxErrorText)
+	if got := trs[0].Error; len(got) != textlimit.ErrorText {
+		t.Errorf("transition error is %d bytes, want %d", len(got), textlimit.ErrorText)
 	}
 }
 

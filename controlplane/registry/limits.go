@@ -4,7 +4,7 @@ import (
 	"fmt"
 
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
-	"github.com/mcpmesh/mcpmesh/internal/limits"
+	"github.com/mcpmesh/mcpmesh/internal/textlimit"
 )
 
 // Bounds of a registration's fields. Every byte of a registration goes into
@@ -79,7 +79,7 @@ func mapSizes(field, what string, m map[string]string) *fieldError {
 	}
 	for k, v := range m {
 		if len(k) > MaxMapKeyLen {
-			return invalid(field, "name %q is %d bytes long: at most %d are allowed", limits.Truncate(k, 64), len(k), MaxMapKeyLen)
+			return invalid(field, "name %q is %d bytes long: at most %d are allowed", textlimit.Truncate(k, 64), len(k), MaxMapKeyLen)
 		}
 		if len(v) > MaxMapValueLen {
 			// Values are secrets: only the name is shown.
