@@ -10,10 +10,12 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/mcpmesh/mcpmesh/dataplane/app"
 	"github.com/mcpmesh/mcpmesh/dataplane/catalog"
+	"github.com/mcpmesh/mcpmesh/dataplane/clientauth"
 	"github.com/mcpmesh/mcpmesh/dataplane/front"
 	"github.com/mcpmesh/mcpmesh/dataplane/h1"
 	"github.com/mcpmesh/mcpmesh/internal/authtoken"
@@ -35,6 +37,10 @@ type config struct {
 	advertise    string
 	showVersion  bool
 	limits       app.Limits
+	oauthIssuer  string
+	oauthRes     string
+	oauthJWKS    string
+	oauthScopes  string
 }
 
 func parseFlags() config {
@@ -63,6 +69,10 @@ func parseFlags() config {
 	flag.IntVar(&l.Lists.MaxItems, "max-list-items", catalog.DefaultMaxItems, "items of one list (tools, prompts, resources, templates) one server may offer; the rest are left out with a warning")
 	flag.IntVar(&l.Lists.MaxKey, "max-name-bytes", catalog.DefaultMaxKey, "longest tool or prompt name or resource URI in bytes; longer items are left out with a warning")
 	flag.IntVar(&l.Lists.MaxDescription, "max-description-bytes", catalog.DefaultMaxDescription, "longest item description in bytes (as JSON); longer items are left out with a warning")
+	flag.StringVar(&c.oauthIssuer, "oauth-issuer", "", "require OAuth access tokens from clients, issued by this authorization server (issuer URL); off by default")
+	flag.StringVar(&c.oauthRes, "oauth-resource", "", "with --oauth-issuer: this data plane's resource URL as clients reach it, the tokens' audience (default: http://<listen address>/mcp); the same on every replica")
+	flag.StringVar(&c.oauthJWKS, "oauth-jwks-url", "", "with --oauth-issuer: the authorization server's JWKS URL (default: discovered from its metadata)")
+	flag.StringVar(&c.oauthScopes, "oauth-scopes", "", "with --oauth-issuer: comma-separated scopes every token must carry")
 	flag.Parse()
 	return c
 }
@@ -133,6 +143,30 @@ func run() int {
 	if advertise == "" {
 		advertise = app.AdvertiseAddr(ln.Addr())
 	}
+	var oauth *clientauth.OAuth
+	switch {
+	case cfg.oauthIssuer != "":
+		res := cfg.oauthRes
+		if res == "" {
+			res = "http://" + advertise + "/mcp"
+		}
+		var scopes []string
+		for _, s := range strings.Split(cfg.oauthScopes, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				scopes = append(scopes, s)
+			}
+		}
+		oauth, err = clientauth.NewOAuth(ctx, clientauth.OAuthConfig{Issuer: cfg.oauthIssuer, Resource: res, JWKSURL: cfg.oauthJWKS, Scopes: scopes})
+		if err != nil {
+			ln.Close()
+			return fail("%v (--oauth-issuer)", err)
+		}
+		defer oauth.Close()
+		log.Info("clients authenticate with OAuth", "issuer", cfg.oauthIssuer, "resource", res, "scopes", scopes)
+	case cfg.oauthRes != "" || cfg.oauthJWKS != "" || cfg.oauthScopes != "":
+		ln.Close()
+		return fail("--oauth-resource, --oauth-jwks-url and --oauth-scopes need --oauth-issuer")
+	}
 	dp, err := app.New(app.Config{
 		ControlPlane: cfg.controlPlane,
 		ID:           cfg.id,
@@ -140,6 +174,7 @@ func run() int {
 		Advertise:    advertise,
 		Logger:       log,
 		Limits:       cfg.limits,
+		OAuth:        oauth,
 	})
 	if err != nil {
 		ln.Close()

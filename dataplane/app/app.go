@@ -15,6 +15,7 @@ import (
 
 	"github.com/mcpmesh/mcpmesh/dataplane/backend"
 	"github.com/mcpmesh/mcpmesh/dataplane/catalog"
+	"github.com/mcpmesh/mcpmesh/dataplane/clientauth"
 	"github.com/mcpmesh/mcpmesh/dataplane/configclient"
 	"github.com/mcpmesh/mcpmesh/dataplane/front"
 	"github.com/mcpmesh/mcpmesh/dataplane/h1"
@@ -43,6 +44,9 @@ type Config struct {
 	// Limits bound what clients and backends can make the data plane hold
 	// or wait for; zero fields take the defaults.
 	Limits Limits
+	// OAuth, when set, makes the data plane an OAuth resource server: every
+	// MCP request needs an access token it accepts (clientauth).
+	OAuth *clientauth.OAuth
 }
 
 // Limits bound what clients and backends can make a data plane hold or
@@ -121,7 +125,17 @@ func New(cfg Config) (*DataPlane, error) {
 		Logger:    log.With("component", "router"),
 	})
 	d.router.Refresh() // an empty, valid catalog until the first snapshot
+	var auth func(*http.Request) (int, string, string)
+	if o := cfg.OAuth; o != nil {
+		auth = func(r *http.Request) (int, string, string) {
+			if _, err := o.Authenticate(r); err != nil {
+				return err.Status, o.Challenge(err), err.Msg
+			}
+			return 0, "", ""
+		}
+	}
 	d.front = front.New(front.Options{
+		Auth:          auth,
 		Router:        d.router,
 		Keys:          d.keys,
 		Logger:        log.With("component", "front"),
@@ -192,6 +206,11 @@ func (d *DataPlane) Serve(ctx context.Context, ln net.Listener) error {
 	fh := d.front.Handler()
 	for _, p := range []string{"/mcp", "/sse", "/message"} {
 		mux.Handle(p, fh)
+	}
+	if o := d.cfg.OAuth; o != nil {
+		for _, p := range o.MetadataPaths() {
+			mux.HandleFunc(p, o.ServeMetadata)
+		}
 	}
 	// h1.Server, not net/http's: it starts no goroutine for a request
 	// answered within a few milliseconds (see its doc).

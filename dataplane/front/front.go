@@ -51,6 +51,10 @@ type Session struct {
 	// LogLevel is a stateless request's _meta logLevel ("" when absent: it
 	// wants no notifications/message); see modern.go.
 	LogLevel string
+	// Credential is the request's Authorization header when the data plane
+	// authenticates clients: a request relayed to another replica carries
+	// it, so that the replica admits it too. It is never sent to a backend.
+	Credential string
 	// Peer is the Mcpmesh-Peer header of a GET or DELETE: another replica
 	// sent it for the session's sake (the router signs and checks it).
 	Peer string
@@ -133,6 +137,10 @@ type Options struct {
 	// CheckOrigin vets every request (its Host and Origin headers); an
 	// error is answered 403 with its text. nil means DefaultCheck.
 	CheckOrigin func(*http.Request) error
+	// Auth, when set, vets every request's credential before anything else
+	// but the origin check: a non-zero status refuses it with that status,
+	// the WWW-Authenticate challenge (if any) and msg.
+	Auth func(r *http.Request) (status int, challenge, msg string)
 	// StreamQueue bounds the messages waiting for one GET or SSE stream
 	// (default 256); a stream that falls further behind is closed.
 	StreamQueue int
@@ -147,6 +155,7 @@ type Front struct {
 	maxBody     int64
 	inflight    inflight
 	checkOrigin func(*http.Request) error
+	auth        func(*http.Request) (int, string, string)
 	queueLen    int
 
 	streams registry
@@ -199,6 +208,7 @@ func New(o Options) *Front {
 		maxBody:     o.MaxBody,
 		inflight:    inflight{max: o.MaxConcurrent, n: map[string]int{}},
 		checkOrigin: o.CheckOrigin,
+		auth:        o.Auth,
 		queueLen:    o.StreamQueue,
 		streams:     registry{m: map[string]*listener{}},
 	}
@@ -260,3 +270,12 @@ func (f *Front) listening(ctx context.Context, s *Session) {
 }
 
 var errClosing = errors.New("the data plane is shutting down")
+
+// credential is what Session.Credential takes from r: its Authorization
+// header when clients authenticate, else nothing.
+func (f *Front) credential(r *http.Request) string {
+	if f.auth == nil {
+		return ""
+	}
+	return r.Header.Get("Authorization")
+}

@@ -51,6 +51,15 @@ func (f *Front) admit(w http.ResponseWriter, r *http.Request) bool {
 			return false
 		}
 	}
+	if f.auth != nil {
+		if status, challenge, msg := f.auth(r); status != 0 {
+			if challenge != "" {
+				w.Header().Set("WWW-Authenticate", challenge)
+			}
+			httpError(w, status, jsonrpc.CodeInvalidRequest, "%s", msg)
+			return false
+		}
+	}
 	if v := r.Header.Get(headerProtocol); v != "" && !mcp.IsValidProtocolVersion(v) && !mcp.IsModernProtocol(v) {
 		httpError(w, http.StatusBadRequest, jsonrpc.CodeInvalidRequest,
 			"unsupported %s header %q: this data plane speaks %s", headerProtocol, v, strings.Join(mcp.ValidProtocolVersions, ", "))

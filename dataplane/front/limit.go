@@ -14,8 +14,9 @@ const DefaultMaxConcurrent = 64
 
 // inflight counts the POSTs in flight per client. A client is its session
 // id when it sends one (clients behind one proxy share an address), else
-// its address; POSTs relayed by another replica are not counted (they are
-// counted there).
+// its address. A POST another replica relays carries its client's session
+// id, so it counts for that client (the header that marks it is not
+// trusted: a client could send it).
 type inflight struct {
 	max int
 	mu  sync.Mutex
@@ -38,7 +39,7 @@ func clientKey(r *http.Request) string {
 // when the client has max in flight already. A true return must be
 // followed by release(key).
 func (l *inflight) acquire(w http.ResponseWriter, r *http.Request) (string, bool) {
-	if l.max <= 0 || r.Header[HeaderRelayed] != nil {
+	if l.max <= 0 {
 		return "", true
 	}
 	key := clientKey(r)

@@ -70,6 +70,7 @@ func (f *Front) servePost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Relayed = r.Header.Get(HeaderRelayed) != ""
+	s.Credential = f.credential(r)
 	ctx := r.Context()
 	switch {
 	case msg.IsRequest():
@@ -425,6 +426,7 @@ func (f *Front) serveListen(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Peer = r.Header.Get(HeaderPeer)
+	s.Credential = f.credential(r)
 	l := newListener(f.queueLen)
 	if !f.openStream(s.ID, l) {
 		httpError(w, http.StatusServiceUnavailable, jsonrpc.CodeInternalError, "%v", errClosing)
@@ -448,6 +450,7 @@ func (f *Front) serveDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Peer = r.Header.Get(HeaderPeer)
+	s.Credential = f.credential(r)
 	f.codec.revoke(s)
 	if l := f.streams.get(s.ID); l != nil {
 		l.stop()

@@ -324,6 +324,10 @@ func setSessionHeaders(req *http.Request, s *front.Session) {
 	if s.Protocol != "" {
 		req.Header.Set("MCP-Protocol-Version", s.Protocol)
 	}
+	if s.Credential != "" {
+		// The replica authenticates the client as this one did.
+		req.Header.Set("Authorization", s.Credential)
+	}
 }
 
 // readEvents calls f with the data of each server-sent event until f says

@@ -83,3 +83,19 @@ func TestProxyErrorsAndUnreachable(t *testing.T) {
 		t.Errorf("closed replica: %v, want errUnreached", err)
 	}
 }
+
+// TestRelayCarriesCredential: a request relayed to another replica carries
+// the client's credential, so that a replica that authenticates clients
+// admits it; without one it carries none.
+func TestRelayCarriesCredential(t *testing.T) {
+	req, _ := http.NewRequest(http.MethodPost, "http://replica/mcp", nil)
+	setSessionHeaders(req, &front.Session{ID: "s1", Credential: "Bearer tok"})
+	if got := req.Header.Get("Authorization"); got != "Bearer tok" {
+		t.Errorf("relayed Authorization = %q", got)
+	}
+	req, _ = http.NewRequest(http.MethodPost, "http://replica/mcp", nil)
+	setSessionHeaders(req, &front.Session{ID: "s1"})
+	if _, ok := req.Header["Authorization"]; ok {
+		t.Error("a relay without a credential carries an Authorization header")
+	}
+}
