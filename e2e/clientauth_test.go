@@ -26,7 +26,9 @@ import (
 // request without a token 401 with a WWW-Authenticate challenge naming it,
 // refuses expired, foreign-audience, foreign-key and under-scoped tokens
 // with the RFC 6750 error, serves a client with a good token, and never
-// passes the token on to the backend.
+// passes the token on to the backend. A token with tags (the mcpmesh_tags
+// claim) sees and calls only the servers carrying one of them, also when it
+// guesses another server's prefixed name.
 func TestClientOAuth(t *testing.T) {
 	as, err := testauth.New()
 	if err != nil {
@@ -56,7 +58,9 @@ func TestClientOAuth(t *testing.T) {
 	})
 
 	cp := startControlPlane(t, filepath.Join(t.TempDir(), "data"), "", "")
-	mustCtl(t, cp, "server", "add", "rec", "--url", ts.URL+"/mcp")
+	mustCtl(t, cp, "server", "add", "rec", "--url", ts.URL+"/mcp", "--tag", "team-a")
+	_, other := startHTTPBackend(t, "other")
+	mustCtl(t, cp, "server", "add", "other", "--url", other, "--tag", "team-b")
 	dp := startDataPlaneVia(t, cp, "dp", cp.grpcAddr, "--oauth-issuer", as.Issuer(), "--oauth-scopes", "mcp")
 	resource := dp.mcpURL()
 	metaURL := "http://" + dp.listen + "/.well-known/oauth-protected-resource/mcp"
@@ -119,26 +123,51 @@ func TestClientOAuth(t *testing.T) {
 		}
 	}
 
-	good := mint(testauth.Claims{Audience: resource, Scope: "mcp"})
-	c, err := client.NewStreamableHttpClient(resource, transport.WithHTTPHeaders(map[string]string{"Authorization": "Bearer " + good}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
-	defer cancel()
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	init := mcp.InitializeRequest{}
-	init.Params.ProtocolVersion = mcp.ProtocolVersion20251125
-	init.Params.ClientInfo = mcp.Implementation{Name: "oauth-e2e", Version: "1"}
-	if _, err := c.Initialize(ctx, init); err != nil {
-		t.Fatalf("initialize with a good token: %v", err)
+	connect := func(token string) *client.Client {
+		t.Helper()
+		c, err := client.NewStreamableHttpClient(resource, transport.WithHTTPHeaders(map[string]string{"Authorization": "Bearer " + token}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+		defer cancel()
+		if err := c.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		init := mcp.InitializeRequest{}
+		init.Params.ProtocolVersion = mcp.ProtocolVersion20251125
+		init.Params.ClientInfo = mcp.Implementation{Name: "oauth-e2e", Version: "1"}
+		if _, err := c.Initialize(ctx, init); err != nil {
+			t.Fatalf("initialize with a good token: %v", err)
+		}
+		return c
 	}
 	dp.waitState(t, "rec", "healthy")
+	dp.waitState(t, "other", "healthy")
+	c := connect(mint(testauth.Claims{Audience: resource, Scope: "mcp"}))
 	if got := callText(t, c, "rec__echo", map[string]any{"text": "hi"}); got != "echo:hi" {
 		t.Errorf("rec__echo = %q", got)
+	}
+	if names := toolNames(t, c); !has(names, "rec__echo") || !has(names, "other__echo") {
+		t.Errorf("a token without tags lists %v, want every server's tools", names)
+	}
+
+	tagged := connect(mint(testauth.Claims{Audience: resource, Scope: "mcp", Extra: map[string]any{"mcpmesh_tags": []string{"team-a"}}}))
+	names := toolNames(t, tagged)
+	for _, n := range names {
+		if !strings.HasPrefix(n, "rec__") {
+			t.Errorf("a token tagged team-a lists %s", n)
+		}
+	}
+	if !has(names, "rec__echo") {
+		t.Errorf("a token tagged team-a lists %v, want rec's tools", names)
+	}
+	if _, err := callErr(tagged, callTimeout, "other__echo", map[string]any{"text": "hi"}); err == nil || !strings.Contains(err.Error(), "unknown tool") {
+		t.Errorf("a team-a token calling other__echo = %v, want unknown tool", err)
+	}
+	if got := callText(t, tagged, "rec__echo", map[string]any{"text": "tagged"}); got != "echo:tagged" {
+		t.Errorf("a team-a token calling rec__echo = %q", got)
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -125,13 +125,20 @@ func New(cfg Config) (*DataPlane, error) {
 		Logger:    log.With("component", "router"),
 	})
 	d.router.Refresh() // an empty, valid catalog until the first snapshot
-	var auth func(*http.Request) (int, string, string)
+	var auth func(*http.Request) (func(string) bool, int, string, string)
 	if o := cfg.OAuth; o != nil {
-		auth = func(r *http.Request) (int, string, string) {
-			if _, err := o.Authenticate(r); err != nil {
-				return err.Status, o.Challenge(err), err.Msg
+		auth = func(r *http.Request) (func(string) bool, int, string, string) {
+			id, err := o.Authenticate(r)
+			if err != nil {
+				return nil, err.Status, o.Challenge(err), err.Msg
 			}
-			return 0, "", ""
+			if len(id.Tags) == 0 {
+				return nil, 0, "", ""
+			}
+			return func(server string) bool {
+				b, ok := d.mgr.Get(server)
+				return ok && clientauth.Allows(id.Tags, b.Config().GetTags())
+			}, 0, "", ""
 		}
 	}
 	d.front = front.New(front.Options{

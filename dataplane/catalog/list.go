@@ -39,6 +39,9 @@ type ListRequest struct {
 	PageSize int    // clamped to 1..MaxPageSize; <= 0 is DefaultPageSize
 	Revision uint64 // config revision carried in cursors
 	Key      []byte // cursor signing key (HMAC)
+	// Allow, when set, says which servers' items the client may see; the
+	// others are left out as if they were not there.
+	Allow func(server string) bool
 }
 
 // List returns the complete JSON result of a list request of kind k, such as
@@ -81,15 +84,22 @@ func (c *Catalog) List(ctx context.Context, k Kind, req ListRequest, f Fetcher) 
 	if size == 0 {
 		out := make([]byte, 0, 16+len(field)+l.size)
 		out = append(appendQuoted(append(out, '{'), field), ":["...)
-		for i := range l.items {
-			if i > 0 {
-				out = append(out, ',')
+		n := 0
+		for _, seg := range l.segs {
+			if req.Allow != nil && !req.Allow(seg.server) {
+				continue
 			}
-			out = l.items[i].appendTo(out)
+			for i := seg.start; i < seg.end; i++ {
+				if n > 0 {
+					out = append(out, ',')
+				}
+				out = l.items[i].appendTo(out)
+				n++
+			}
 		}
 		return append(out, "]}"...), nil
 	}
-	w := &walk{ctx: ctx, l: l, k: k, f: f, size: size, fellBack: -1}
+	w := &walk{ctx: ctx, l: l, k: k, f: f, size: size, fellBack: -1, allow: req.Allow}
 	avg := 0
 	if len(l.items) > 0 {
 		avg = l.size/len(l.items) + 1
@@ -215,6 +225,8 @@ type walk struct {
 	fetch    bool   // an upstream page is still to be fetched…
 	next     string // …with this upstream cursor
 	fellBack int    // segment that fell back to the catalog in this request
+
+	allow func(server string) bool // ListRequest.Allow
 }
 
 // paginating reports whether the walk follows segment si's own pages.
@@ -233,7 +245,7 @@ func (w *walk) start(c *cursor) {
 	}
 	segs := w.l.segs
 	si := sort.Search(len(segs), func(k int) bool { return segs[k].server >= c.server })
-	if si == len(segs) || segs[si].server != c.server || !w.paginating(si) {
+	if si == len(segs) || segs[si].server != c.server || !w.paginating(si) || (w.allow != nil && !w.allow(c.server)) {
 		// The server is gone (resume found the next one), or no longer
 		// paginates: the rest of it from the catalog.
 		return
@@ -254,6 +266,10 @@ func (w *walk) fill() {
 		}
 		si := segOf(w.l.segs, w.i)
 		seg := w.l.segs[si]
+		if w.allow != nil && !w.allow(seg.server) {
+			w.i = seg.end // not the client's to see
+			continue
+		}
 		if w.i == seg.start && w.paginating(si) {
 			w.up, w.si = true, si
 			w.pending, w.next, w.fetch = 0, "", true

@@ -308,3 +308,66 @@ func TestPagesHoldTheWholeListsBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestListAllow: a client allowed some servers only sees their items, in
+// the whole list and across every page of a walk (servers that paginate
+// their own lists too), and the walk ends.
+func TestListAllow(t *testing.T) {
+	f := newFleet(mixed("a", 5, 0, 0, 0, 0), mixed("b", 7, 0, 0, 0, 3), mixed("c", 4, 0, 0, 0, 0), mixed("d", 2, 0, 0, 0, 0))
+	cat := f.catalog()
+	allow := func(s string) bool { return s == "b" || s == "d" }
+	want := 9
+	names := func(res []byte) ([]string, string) {
+		var out struct {
+			Tools []struct {
+				Name string `json:"name"`
+			} `json:"tools"`
+			Next string `json:"nextCursor"`
+		}
+		if err := json.Unmarshal(res, &out); err != nil {
+			t.Fatal(err)
+		}
+		var n []string
+		for _, tl := range out.Tools {
+			n = append(n, tl.Name)
+		}
+		return n, out.Next
+	}
+	res, err := cat.List(context.Background(), catalog.Tools, catalog.ListRequest{Allow: allow}, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, _ := names(res)
+	if len(all) != want {
+		t.Fatalf("whole list = %v, want %d tools of b and d", all, want)
+	}
+	for _, size := range []int{1, 2, 4, 50} {
+		var got []string
+		cur := ""
+		for pages := 0; ; pages++ {
+			if pages > 50 {
+				t.Fatalf("page size %d: the walk does not end", size)
+			}
+			res, err := cat.List(context.Background(), catalog.Tools, catalog.ListRequest{
+				Cursor: cur, Paginate: true, PageSize: size, Key: []byte("k"), Allow: allow,
+			}, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, next := names(res)
+			got = append(got, n...)
+			if next == "" {
+				break
+			}
+			cur = next
+		}
+		if len(got) != want {
+			t.Errorf("page size %d: walked %v, want %d tools", size, got, want)
+		}
+		for _, n := range got {
+			if !strings.HasPrefix(n, "b__") && !strings.HasPrefix(n, "d__") {
+				t.Errorf("page size %d: %s of a server not allowed", size, n)
+			}
+		}
+	}
+}

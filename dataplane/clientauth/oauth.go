@@ -30,7 +30,14 @@ type Identity struct {
 	Subject  string   // the token's sub
 	ClientID string   // client_id or azp, when the token has one
 	Scopes   []string // the token's scopes
+	// Tags, when not empty, limit the client to the servers carrying at
+	// least one of them (the token's TagsClaim).
+	Tags []string
 }
+
+// TagsClaim is the access-token claim that limits a client to the servers
+// with those tags: a list of strings, or one space-separated string.
+const TagsClaim = "mcpmesh_tags"
 
 // Error is a refused credential: Status is 401 (no or invalid token) or 403
 // (a valid token without the needed scope), Code the RFC 6750 error code.
@@ -202,6 +209,7 @@ func (o *OAuth) Authenticate(r *http.Request) (*Identity, *Error) {
 		id.ClientID = s
 	}
 	id.Scopes = scopesOf(t)
+	id.Tags = listClaim(t, TagsClaim)
 	for _, need := range o.cfg.Scopes {
 		if !slices.Contains(id.Scopes, need) {
 			return nil, &Error{Status: http.StatusForbidden, Code: "insufficient_scope", Msg: fmt.Sprintf("the access token lacks the scope %q", need)}
@@ -212,12 +220,21 @@ func (o *OAuth) Authenticate(r *http.Request) (*Identity, *Error) {
 
 // scopesOf reads scope (a space-separated string, RFC 9068) or scp (a list).
 func scopesOf(t jwt.Token) []string {
+	if s := listClaim(t, "scope"); s != nil {
+		return s
+	}
+	return listClaim(t, "scp")
+}
+
+// listClaim reads a claim that is a space-separated string or a list of
+// strings.
+func listClaim(t jwt.Token, name string) []string {
 	var s string
-	if t.Get("scope", &s) == nil {
+	if t.Get(name, &s) == nil {
 		return strings.Fields(s)
 	}
 	var l []any
-	if t.Get("scp", &l) == nil {
+	if t.Get(name, &l) == nil {
 		var out []string
 		for _, v := range l {
 			if str, ok := v.(string); ok {
@@ -227,6 +244,20 @@ func scopesOf(t jwt.Token) []string {
 		return out
 	}
 	return nil
+}
+
+// Allows says whether a client limited to tags may use a server with
+// serverTags: any tag in common (no tags: every server).
+func Allows(tags, serverTags []string) bool {
+	if len(tags) == 0 {
+		return true
+	}
+	for _, t := range tags {
+		if slices.Contains(serverTags, t) {
+			return true
+		}
+	}
+	return false
 }
 
 // tokenReason says why jwx refused a token, in words a client can act on.

@@ -55,6 +55,9 @@ type Session struct {
 	// authenticates clients: a request relayed to another replica carries
 	// it, so that the replica admits it too. It is never sent to a backend.
 	Credential string
+	// Allow, when set, says which servers the client's credential lets it
+	// see and call (by their tags); the others are as if not there.
+	Allow func(server string) bool
 	// Peer is the Mcpmesh-Peer header of a GET or DELETE: another replica
 	// sent it for the session's sake (the router signs and checks it).
 	Peer string
@@ -139,8 +142,10 @@ type Options struct {
 	CheckOrigin func(*http.Request) error
 	// Auth, when set, vets every request's credential before anything else
 	// but the origin check: a non-zero status refuses it with that status,
-	// the WWW-Authenticate challenge (if any) and msg.
-	Auth func(r *http.Request) (status int, challenge, msg string)
+	// the WWW-Authenticate challenge (if any) and msg. Otherwise allow, when
+	// not nil, says which servers the credential may see and call
+	// (Session.Allow).
+	Auth func(r *http.Request) (allow func(server string) bool, status int, challenge, msg string)
 	// StreamQueue bounds the messages waiting for one GET or SSE stream
 	// (default 256); a stream that falls further behind is closed.
 	StreamQueue int
@@ -155,7 +160,7 @@ type Front struct {
 	maxBody     int64
 	inflight    inflight
 	checkOrigin func(*http.Request) error
-	auth        func(*http.Request) (int, string, string)
+	auth        func(*http.Request) (func(string) bool, int, string, string)
 	queueLen    int
 
 	streams registry
@@ -271,11 +276,19 @@ func (f *Front) listening(ctx context.Context, s *Session) {
 
 var errClosing = errors.New("the data plane is shutting down")
 
-// credential is what Session.Credential takes from r: its Authorization
-// header when clients authenticate, else nothing.
-func (f *Front) credential(r *http.Request) string {
+// grant is what admit learned of a request's credential.
+type grant struct{ allow func(string) bool }
+
+type grantKey struct{}
+
+// bind gives s what the request's credential allows: Credential (its
+// Authorization header, when clients authenticate) and Allow.
+func (f *Front) bind(s *Session, r *http.Request) {
 	if f.auth == nil {
-		return ""
+		return
 	}
-	return r.Header.Get("Authorization")
+	s.Credential = r.Header.Get("Authorization")
+	if g, ok := r.Context().Value(grantKey{}).(*grant); ok {
+		s.Allow = g.allow
+	}
 }

@@ -1,6 +1,7 @@
 package front
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -44,28 +45,30 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 
 // admit runs the checks every request passes: the origin hook and the
 // protocol version header.
-func (f *Front) admit(w http.ResponseWriter, r *http.Request) bool {
+func (f *Front) admit(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
 	if f.checkOrigin != nil {
 		if err := f.checkOrigin(r); err != nil {
 			httpError(w, http.StatusForbidden, jsonrpc.CodeInvalidRequest, "request refused: %v", err)
-			return false
+			return r, false
 		}
 	}
 	if f.auth != nil {
-		if status, challenge, msg := f.auth(r); status != 0 {
+		allow, status, challenge, msg := f.auth(r)
+		if status != 0 {
 			if challenge != "" {
 				w.Header().Set("WWW-Authenticate", challenge)
 			}
 			httpError(w, status, jsonrpc.CodeInvalidRequest, "%s", msg)
-			return false
+			return r, false
 		}
+		r = r.WithContext(context.WithValue(r.Context(), grantKey{}, &grant{allow: allow}))
 	}
 	if v := r.Header.Get(headerProtocol); v != "" && !mcp.IsValidProtocolVersion(v) && !mcp.IsModernProtocol(v) {
 		httpError(w, http.StatusBadRequest, jsonrpc.CodeInvalidRequest,
 			"unsupported %s header %q: this data plane speaks %s", headerProtocol, v, strings.Join(mcp.ValidProtocolVersions, ", "))
-		return false
+		return r, false
 	}
-	return true
+	return r, true
 }
 
 // checkPost checks the headers of a POST carrying JSON-RPC.

@@ -112,7 +112,7 @@ func (f *Front) serveModern(w http.ResponseWriter, r *http.Request, msg *jsonrpc
 		return
 	}
 	s.Relayed = r.Header.Get(HeaderRelayed) != ""
-	s.Credential = f.credential(r)
+	f.bind(s, r)
 	s.Paginate = paginate(r)
 	ctx := r.Context()
 	if msg.IsNotification() {

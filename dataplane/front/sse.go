@@ -30,7 +30,8 @@ import (
 // session.
 
 func (f *Front) serveSSE(w http.ResponseWriter, r *http.Request) {
-	if !f.admit(w, r) {
+	r, ok := f.admit(w, r)
+	if !ok {
 		return
 	}
 	if r.Method != http.MethodGet {
@@ -41,6 +42,7 @@ func (f *Front) serveSSE(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s := &Session{Paginate: paginate(r), Transport: TransportSSE}
+	f.bind(s, r)
 	id := f.codec.seal(s)
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
@@ -74,7 +76,8 @@ func (l *listener) session() *Session {
 }
 
 func (f *Front) serveMessage(w http.ResponseWriter, r *http.Request) {
-	if !f.admit(w, r) {
+	r, ok := f.admit(w, r)
+	if !ok {
 		return
 	}
 	if r.Method != http.MethodPost {

@@ -18,7 +18,8 @@ import (
 // stateless 2026-07-28) on /mcp.
 
 func (f *Front) serveMCP(w http.ResponseWriter, r *http.Request) {
-	if !f.admit(w, r) || modernGetOrDelete(w, r) {
+	r, ok := f.admit(w, r)
+	if !ok || modernGetOrDelete(w, r) {
 		return
 	}
 	switch r.Method {
@@ -70,7 +71,7 @@ func (f *Front) servePost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Relayed = r.Header.Get(HeaderRelayed) != ""
-	s.Credential = f.credential(r)
+	f.bind(s, r)
 	ctx := r.Context()
 	switch {
 	case msg.IsRequest():
@@ -166,6 +167,7 @@ func stateless(msg *jsonrpc.Message) bool {
 
 func (f *Front) serveInitialize(w http.ResponseWriter, r *http.Request, msg *jsonrpc.Message) {
 	s := &Session{Paginate: paginate(r), Transport: TransportStreamableHTTP}
+	f.bind(s, r)
 	answer, ok := f.initialize(r.Context(), s, msg)
 	if ok {
 		w.Header().Set(headerSession, f.codec.seal(s))
@@ -426,7 +428,7 @@ func (f *Front) serveListen(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Peer = r.Header.Get(HeaderPeer)
-	s.Credential = f.credential(r)
+	f.bind(s, r)
 	l := newListener(f.queueLen)
 	if !f.openStream(s.ID, l) {
 		httpError(w, http.StatusServiceUnavailable, jsonrpc.CodeInternalError, "%v", errClosing)
@@ -450,7 +452,7 @@ func (f *Front) serveDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Peer = r.Header.Get(HeaderPeer)
-	s.Credential = f.credential(r)
+	f.bind(s, r)
 	f.codec.revoke(s)
 	if l := f.streams.get(s.ID); l != nil {
 		l.stop()

@@ -126,6 +126,7 @@ func (r *Router) list(ctx context.Context, s *front.Session, k catalog.Kind, par
 		PageSize: cfg.pageSize,
 		Revision: cfg.revision,
 		Key:      cfg.key,
+		Allow:    s.Allow,
 	}, fetcher{r})
 }
 
@@ -156,13 +157,15 @@ func (r *Router) server(name string) (Server, error) {
 }
 
 // byName routes a request whose params name a tool or prompt.
-func (r *Router) byName(method string, params json.RawMessage, find func(string) (catalog.Route, bool), what string) (target, error) {
+// allow, when not nil, is the client's Session.Allow: a server it refuses
+// is as if it were not there.
+func (r *Router) byName(allow func(string) bool, method string, params json.RawMessage, find func(string) (catalog.Route, bool), what string) (target, error) {
 	name, ok, err := jsonrpc.LookupString(params, "name")
 	if err != nil || !ok {
 		return target{}, errorf(jsonrpc.CodeInvalidParams, "%s: params need a string \"name\"", method)
 	}
 	rt, ok := find(name)
-	if !ok {
+	if !ok || (allow != nil && !allow(rt.Server)) {
 		return target{}, errorf(jsonrpc.CodeInvalidParams, "unknown %s %q", what, name)
 	}
 	b, err := r.server(rt.Server)
@@ -179,18 +182,21 @@ func (r *Router) byName(method string, params json.RawMessage, find func(string)
 }
 
 // byURI routes a request whose params carry a resource URI.
-func (r *Router) byURI(method string, params json.RawMessage) (target, string, error) {
+func (r *Router) byURI(allow func(string) bool, method string, params json.RawMessage) (target, string, error) {
 	uri, ok, err := jsonrpc.LookupString(params, "uri")
 	if err != nil || !ok {
 		return target{}, "", errorf(jsonrpc.CodeInvalidParams, "%s: params need a string \"uri\"", method)
 	}
 	rt, ok := r.cat.Load().Resource(uri)
+	if ok && allow != nil && !allow(rt.Server) {
+		return target{}, uri, &jsonrpc.Error{Code: jsonrpc.CodeResourceNotFound, Message: fmt.Sprintf("resource %q not found: no backend lists it or a template matching it", uri)}
+	}
 	if !ok {
 		// A URI no list names (a resource a server makes up on demand)
 		// can only go to the one server that offers resources, if there
 		// is just one; otherwise nobody can say whose it is.
 		srv, found := r.onlyResourceServer()
-		if !found {
+		if !found || (allow != nil && !allow(srv)) {
 			return target{}, uri, &jsonrpc.Error{Code: jsonrpc.CodeResourceNotFound, Message: fmt.Sprintf("resource %q not found: no backend lists it or a template matching it", uri)}
 		}
 		rt = catalog.Route{Server: srv, Name: uri}
@@ -210,7 +216,7 @@ func (r *Router) byURI(method string, params json.RawMessage) (target, string, e
 
 func (r *Router) callTool(ctx context.Context, s *front.Session, req *jsonrpc.Message, out front.Stream) (json.RawMessage, error) {
 	cat := r.cat.Load()
-	t, err := r.byName(req.Method, req.Params, cat.Tool, "tool")
+	t, err := r.byName(s.Allow, req.Method, req.Params, cat.Tool, "tool")
 	if err != nil {
 		var je *jsonrpc.Error
 		if errors.As(err, &je) && je.Code == jsonrpc.CodeInvalidParams && t.srv == nil {
@@ -244,7 +250,7 @@ func toolError(msg string) json.RawMessage {
 }
 
 func (r *Router) getPrompt(ctx context.Context, s *front.Session, req *jsonrpc.Message, out front.Stream) (json.RawMessage, error) {
-	t, err := r.byName(req.Method, req.Params, r.cat.Load().Prompt, "prompt")
+	t, err := r.byName(s.Allow, req.Method, req.Params, r.cat.Load().Prompt, "prompt")
 	if err != nil {
 		return nil, err
 	}
@@ -253,7 +259,7 @@ func (r *Router) getPrompt(ctx context.Context, s *front.Session, req *jsonrpc.M
 }
 
 func (r *Router) readResource(ctx context.Context, s *front.Session, req *jsonrpc.Message, out front.Stream) (json.RawMessage, error) {
-	t, exposed, err := r.byURI(req.Method, req.Params)
+	t, exposed, err := r.byURI(s.Allow, req.Method, req.Params)
 	if err != nil {
 		return nil, err
 	}
@@ -302,6 +308,9 @@ func (r *Router) complete(ctx context.Context, s *front.Session, req *jsonrpc.Me
 		}
 	default:
 		return nil, errorf(jsonrpc.CodeInvalidParams, "completion/complete: ref.type must be \"ref/prompt\" or \"ref/resource\", not %q", typ)
+	}
+	if s.Allow != nil && !s.Allow(route.Server) {
+		return nil, errorf(jsonrpc.CodeInvalidParams, "completion/complete: unknown %s", typ[len("ref/"):])
 	}
 	b, err := r.server(route.Server)
 	if err != nil {
@@ -395,7 +404,7 @@ func hasCapability(caps json.RawMessage, name string) bool {
 // session is shared by this replica's clients, so it is subscribed while
 // any of them is.
 func (r *Router) subscribe(ctx context.Context, s *front.Session, req *jsonrpc.Message) (json.RawMessage, error) {
-	t, exposed, err := r.byURI(req.Method, req.Params)
+	t, exposed, err := r.byURI(s.Allow, req.Method, req.Params)
 	if err != nil {
 		return nil, err
 	}

@@ -343,7 +343,7 @@ func (r *Router) listen(ctx context.Context, s *front.Session, req *jsonrpc.Mess
 // (once per replica, as for sessions) and returns its route; false when no
 // backend serves it or its backend cannot subscribe.
 func (r *Router) subscribeFor(ctx context.Context, sub *front.Session, uri string) (catalog.Route, bool) {
-	t, exposed, err := r.byURI("subscriptions/listen", json.RawMessage(`{"uri":`+string(quote(uri))+`}`))
+	t, exposed, err := r.byURI(sub.Allow, "subscriptions/listen", json.RawMessage(`{"uri":`+string(quote(uri))+`}`))
 	if err != nil || !canSubscribe(t.srv.Capabilities()) {
 		r.log.Debug("subscriptions/listen: resource not subscribed", "uri", uri, "err", err)
 		return catalog.Route{}, false

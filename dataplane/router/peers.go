@@ -201,13 +201,13 @@ func (r *Router) concernsShared(req *jsonrpc.Message) bool {
 	}
 	switch req.Method {
 	case "tools/call":
-		t, err := r.byName(req.Method, req.Params, r.cat.Load().Tool, "tool")
+		t, err := r.byName(nil, req.Method, req.Params, r.cat.Load().Tool, "tool")
 		return err == nil && shared(t.srv)
 	case "prompts/get":
-		t, err := r.byName(req.Method, req.Params, r.cat.Load().Prompt, "prompt")
+		t, err := r.byName(nil, req.Method, req.Params, r.cat.Load().Prompt, "prompt")
 		return err == nil && shared(t.srv)
 	case "resources/read", "resources/subscribe", "resources/unsubscribe":
-		t, _, err := r.byURI(req.Method, req.Params)
+		t, _, err := r.byURI(nil, req.Method, req.Params)
 		return err == nil && shared(t.srv)
 	case "logging/setLevel":
 		return any("logging")

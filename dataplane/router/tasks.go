@@ -116,6 +116,9 @@ func (r *Router) task(ctx context.Context, s *front.Session, req *jsonrpc.Messag
 	if err != nil {
 		return nil, err
 	}
+	if s != nil && s.Allow != nil && !s.Allow(pt.server) {
+		return nil, errorf(jsonrpc.CodeInvalidParams, "%s: unknown task %q", req.Method, exposed)
+	}
 	if pt.owner != "" {
 		if s != nil && s.Relayed {
 			return nil, &jsonrpc.Error{Code: jsonrpc.CodeUnavailable, Message: fmt.Sprintf("%s %q: the task lives on data plane %s, and this request was relayed here by another: check each data plane's --advertise-addr reaches that data plane itself", req.Method, exposed, pt.owner)}
@@ -148,7 +151,7 @@ func (r *Router) listTasks(ctx context.Context, s *front.Session, req *jsonrpc.M
 	n := 0
 	var errs []error
 	for _, b := range r.servers.List() {
-		if !hasCapability(b.Capabilities(), "tasks") {
+		if !hasCapability(b.Capabilities(), "tasks") || (s.Allow != nil && !s.Allow(b.Name())) {
 			continue
 		}
 		res, err := b.Request(ctx, backend.Request{Method: req.Method, Params: json.RawMessage(`{}`), Retry: true, What: "tasks/list", Client: r.clientSession(s, b)})
