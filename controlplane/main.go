@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/mcpmesh/mcpmesh/controlplane/app"
+	"github.com/mcpmesh/mcpmesh/internal/limits"
 	"github.com/mcpmesh/mcpmesh/internal/logging"
 	"github.com/mcpmesh/mcpmesh/internal/tlsconfig"
 	"github.com/mcpmesh/mcpmesh/internal/version"
@@ -30,6 +31,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	httpAddr := fs.String("http-addr", "127.0.0.1:7071", "address of /health, /metrics and the status page")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
+	maxMsg := fs.Int("grpc-max-message-size", limits.MaxMessageSize, "largest gRPC message in bytes (1 MiB to 16 MiB); a server or setting change whose config snapshot would not fit is refused")
 	pprofAddr := fs.String("pprof-addr", "", "serve net/http/pprof on this address, on a listener of its own (default off)")
 	var tlsFiles tlsconfig.ServerFiles
 	fs.StringVar(&tlsFiles.Cert, "tls-cert", "", "PEM certificate chain the gRPC API serves TLS with (re-read when it changes)")
@@ -55,6 +57,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "controlplane", version.Version)
 		return 0
 	}
+	if err := app.CheckMaxMessageSize(*maxMsg); err != nil {
+		fmt.Fprintf(stderr, "controlplane: %v\n", err)
+		return 1
+	}
 	logger, err := logging.New(stderr, *logLevel, *logFormat)
 	if err != nil {
 		fmt.Fprintf(stderr, "controlplane: %v\n", err)
@@ -63,7 +69,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err = app.Run(ctx, app.Config{DataDir: *dataDir, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, PprofAddr: *pprofAddr,
-		TLS: tlsFiles, Insecure: *insecure, Logger: logger})
+		TLS: tlsFiles, Insecure: *insecure, MaxMessageSize: *maxMsg, Logger: logger})
 	if err != nil {
 		fmt.Fprintf(stderr, "controlplane: %v\n", err)
 		return 1

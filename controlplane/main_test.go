@@ -18,6 +18,8 @@ func TestFlags(t *testing.T) {
 		{[]string{"extra"}, 1, "", "unexpected argument \"extra\""},
 		{[]string{"--log-level", "loud"}, 1, "", "log level \"loud\""},
 		{[]string{"--log-format", "xml"}, 1, "", "log format \"xml\""},
+		{[]string{"--grpc-max-message-size", "1000"}, 1, "", "--grpc-max-message-size 1000 is out of range: use 1048576 (1 MiB) to 16777216"},
+		{[]string{"--grpc-max-message-size", "33554432"}, 1, "", "--grpc-max-message-size 33554432 is out of range"},
 	}
 	for _, tc := range tests {
 		var out, errb bytes.Buffer

@@ -22,6 +22,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/controlplane/store"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 	"github.com/mcpmesh/mcpmesh/internal/authtoken"
+	"github.com/mcpmesh/mcpmesh/internal/limits"
 	"github.com/mcpmesh/mcpmesh/internal/pprofserve"
 	"github.com/mcpmesh/mcpmesh/internal/tlsconfig"
 	"github.com/mcpmesh/mcpmesh/internal/version"
@@ -45,7 +46,11 @@ type Config struct {
 	Insecure bool
 	// ShutdownTimeout bounds the graceful stop before connections are cut.
 	ShutdownTimeout time.Duration
-	Logger          *slog.Logger
+	// MaxMessageSize is the largest gRPC message sent or received; 0 means
+	// limits.MaxMessageSize, which is also the most data planes and mcpctl
+	// accept. Config writes whose snapshot would not fit are refused.
+	MaxMessageSize int
+	Logger         *slog.Logger
 	// Ready, if set, is called once both listeners are open, with their
 	// actual addresses (useful with port 0).
 	Ready func(grpcAddr, httpAddr string)
@@ -108,6 +113,26 @@ func keepaliveOptions() []grpc.ServerOption {
 	}
 }
 
+// MinMaxMessageSize is the least --grpc-max-message-size accepted.
+const MinMaxMessageSize = 1 << 20
+
+// CheckMaxMessageSize refuses a message limit data planes and mcpctl could
+// not live with: above limits.MaxMessageSize they cannot receive what the
+// control plane would send.
+func CheckMaxMessageSize(n int) error {
+	if n < MinMaxMessageSize || n > limits.MaxMessageSize {
+		return fmt.Errorf("--grpc-max-message-size %d is out of range: use %d (1 MiB) to %d (16 MiB, what data planes and mcpctl accept)",
+			n, MinMaxMessageSize, limits.MaxMessageSize)
+	}
+	return nil
+}
+
+// messageSizeOptions set the gRPC message limit explicitly (gRPC's default
+// is 4 MiB): a health report or snapshot over it ends its stream.
+func messageSizeOptions(n int) []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.MaxRecvMsgSize(n), grpc.MaxSendMsgSize(n)}
+}
+
 // Run starts the control plane and blocks until ctx ends, then stops
 // gracefully. Errors name what failed (e.g. the address in use).
 func Run(ctx context.Context, cfg Config) error {
@@ -117,6 +142,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	if cfg.MaxMessageSize <= 0 {
+		cfg.MaxMessageSize = limits.MaxMessageSize
+	}
+	if err := CheckMaxMessageSize(cfg.MaxMessageSize); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
@@ -162,12 +193,12 @@ func Run(ctx context.Context, cfg Config) error {
 	m := NewMetrics()
 	var disc *discovery.Server
 	agg := health.New(st, func() map[string]bool { return disc.ConnectedIDs() }, log)
-	disc = discovery.New(st, agg, log)
-	regSvc := registry.New(st, disc, agg, log)
+	disc = discovery.New(st, agg, log, discovery.WithMaxMessageSize(cfg.MaxMessageSize))
+	regSvc := registry.New(st, disc, agg, log, registry.WithMaxMessageSize(cfg.MaxMessageSize))
 	m.RegisterState(st, disc)
 
 	authn := access.NewAuthenticator(token, st, log.With("component", "access"))
-	gs := grpc.NewServer(append(ServerOptions(log, authn, m), grpcCreds...)...)
+	gs := grpc.NewServer(append(append(ServerOptions(log, authn, m), grpcCreds...), messageSizeOptions(cfg.MaxMessageSize)...)...)
 	mcpmeshv1.RegisterRegistryServiceServer(gs, regSvc)
 	mcpmeshv1.RegisterDiscoveryServiceServer(gs, disc)
 	mcpmeshv1.RegisterTokenServiceServer(gs, access.NewService(st, authn, log.With("component", "tokens")))

@@ -14,10 +14,11 @@ import (
 	"time"
 
 	"github.com/mcpmesh/mcpmesh/controlplane/internal/notify"
-	"github.com/mcpmesh/mcpmesh/controlplane/internal/settings"
 	"github.com/mcpmesh/mcpmesh/controlplane/store"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/limits"
 	"github.com/mcpmesh/mcpmesh/internal/redact"
+	"github.com/mcpmesh/mcpmesh/internal/textlimit"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
@@ -46,8 +47,11 @@ type Server struct {
 
 	changes notify.Broadcaster
 
-	snapMu sync.Mutex
-	snap   *mcpmeshv1.ConfigSnapshot // newest built snapshot, shared read-only by all streams
+	snapMu   sync.Mutex
+	snap     *mcpmeshv1.ConfigSnapshot // newest built snapshot, shared read-only by all streams
+	snapSize int                       // proto.Size(snap)
+
+	maxMessage int // gRPC message limit of the streams
 
 	noncePrefix string
 	nonceSeq    atomic.Uint64
@@ -78,6 +82,20 @@ const DefaultSendTimeout = 10 * time.Second
 // WithSendTimeout replaces DefaultSendTimeout (tests use a short one).
 func WithSendTimeout(d time.Duration) Option { return func(s *Server) { s.sendTimeout = d } }
 
+// WithMaxMessageSize sets the gRPC message limit of the config streams
+// (default limits.MaxMessageSize). A snapshot over
+// limits.MaxSnapshotSize(n) is not sent: data planes keep the config they
+// have, and the stream stays up. The registry refuses writes that would
+// build one, so only data stored before that check can.
+func WithMaxMessageSize(n int) Option { return func(s *Server) { s.maxMessage = n } }
+
+// MaxDataPlaneID bounds hello.dataplane_id (a host name is at most 253
+// bytes); longer version and listen_addr texts are cut to maxHelloText.
+const (
+	MaxDataPlaneID = 256
+	maxHelloText   = 256
+)
+
 // ForgetAfter is how long a disconnected data plane stays in ListDataPlanes.
 // Data planes come and go (autoscaling, rolling restarts, new ids), so the
 // list would otherwise grow forever; their stored health reports are kept.
@@ -93,6 +111,7 @@ func New(st store.Store, health HealthSink, logger *slog.Logger, opts ...Option)
 	_, _ = rand.Read(b) // a prefix that differs per process keeps nonces unique across restarts
 	s := &Server{
 		st: st, health: health, log: logger, now: time.Now, sendTimeout: DefaultSendTimeout,
+		maxMessage:  limits.MaxMessageSize,
 		dps:         make(map[string]*dataplane),
 		noncePrefix: hex.EncodeToString(b),
 		shutdown:    make(chan struct{}),
@@ -178,7 +197,8 @@ func (s *Server) connect(h *mcpmeshv1.Hello, peerAddr string) {
 		s.dps[h.GetDataplaneId()] = dp
 	}
 	dp.streams++
-	dp.info.Version, dp.info.ListenAddr, dp.info.Peer = h.GetVersion(), h.GetListenAddr(), peerAddr
+	dp.info.Version, dp.info.ListenAddr = textlimit.Truncate(h.GetVersion(), maxHelloText), textlimit.Truncate(h.GetListenAddr(), maxHelloText)
+	dp.info.Peer = peerAddr
 	dp.info.Connected, dp.info.ConnectedAt, dp.info.LastSeen = true, now, now
 	if h.GetLastRevision() != 0 {
 		dp.info.Revision = h.GetLastRevision()
@@ -219,20 +239,23 @@ func (s *Server) snapshot(ctx context.Context) (*mcpmeshv1.ConfigSnapshot, error
 	if err != nil {
 		return nil, fmt.Errorf("build snapshot: %w", err)
 	}
-	snap := &mcpmeshv1.ConfigSnapshot{
-		Revision:      state.Revision,
-		Settings:      settings.Effective(state.Settings),
-		ClusterSecret: state.ClusterSecret,
-	}
-	for _, srv := range state.Servers {
-		if srv.Enabled == nil || srv.GetEnabled() {
-			snap.Servers = append(snap.Servers, srv) // already sorted by name
-		}
-	}
+	snap := BuildSnapshot(state)
 	if s.snap == nil || snap.GetRevision() >= s.snap.GetRevision() {
-		s.snap = snap
+		s.snap, s.snapSize = snap, proto.Size(snap)
 	}
 	return snap, nil
+}
+
+// fits reports whether snap, built by snapshot, is within the message limit,
+// and its size.
+func (s *Server) fits(snap *mcpmeshv1.ConfigSnapshot) (bool, int) {
+	s.snapMu.Lock()
+	size := s.snapSize
+	if s.snap != snap {
+		size = proto.Size(snap)
+	}
+	s.snapMu.Unlock()
+	return size <= limits.MaxSnapshotSize(s.maxMessage), size
 }
 
 // StreamConfig implements DiscoveryService.
@@ -249,6 +272,9 @@ func (s *Server) StreamConfig(stream grpc.BidiStreamingServer[mcpmeshv1.StreamCo
 	id := hello.GetDataplaneId()
 	if id == "" {
 		return status.Error(codes.InvalidArgument, "hello.dataplane_id: must not be empty")
+	}
+	if len(id) > MaxDataPlaneID {
+		return status.Errorf(codes.InvalidArgument, "hello.dataplane_id: is %d bytes long: at most %d are allowed", len(id), MaxDataPlaneID)
 	}
 	peerAddr := ""
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
@@ -309,6 +335,7 @@ func (s *Server) StreamConfig(stream grpc.BidiStreamingServer[mcpmeshv1.StreamCo
 
 	var (
 		have, sentOnce = hello.GetLastRevision(), false
+		tooLarge       uint64 // revision last found over the limit (logged once)
 		inFlight       bool   // a snapshot is with the sender
 		flightRev      uint64 // its revision
 		flightNonce    string
@@ -325,6 +352,18 @@ func (s *Server) StreamConfig(stream grpc.BidiStreamingServer[mcpmeshv1.StreamCo
 			wantSend := rev != have || (have == 0 && !sentOnce)
 			if wantSend && rev != 0 && rev == s.nackedRevision(id) {
 				wantSend = false // it rejected this exact revision: wait for a newer one
+			}
+			if wantSend {
+				if ok, size := s.fits(snap); !ok {
+					// Sending it would end the stream with ResourceExhausted
+					// and the data plane would reconnect into the same wall.
+					if tooLarge != rev {
+						log.Error("config snapshot is over the gRPC message limit: not sent, the data plane keeps its config; shrink or remove servers",
+							"revision", rev, "size", size, "limit", limits.MaxSnapshotSize(s.maxMessage))
+						tooLarge = rev
+					}
+					wantSend = false
+				}
 			}
 			if wantSend {
 				flightNonce = fmt.Sprintf("%s-%d", s.noncePrefix, s.nonceSeq.Add(1))
@@ -388,7 +427,7 @@ func (s *Server) receive(ctx context.Context, id string, stream grpc.BidiStreami
 			})
 			log.Debug("config acked", "revision", rev, "nonce", m.Ack.GetNonce())
 		case *mcpmeshv1.StreamConfigRequest_Nack:
-			rev, msg := m.Nack.GetRevision(), redact.Text(m.Nack.GetError())
+			rev, msg := m.Nack.GetRevision(), textlimit.Truncate(redact.Text(m.Nack.GetError()), textlimit.ErrorText)
 			s.update(id, func(dp *dataplane) { dp.info.NackedRevision, dp.info.LastError = rev, msg })
 			log.Warn("config rejected by data plane", "revision", rev, "nonce", m.Nack.GetNonce(), "err", msg)
 		case *mcpmeshv1.StreamConfigRequest_Health:

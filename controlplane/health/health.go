@@ -3,7 +3,6 @@ package health
 import (
 	"context"
 	"fmt"
-	"github.com/mcpmesh/mcpmesh/internal/states"
 	"log/slog"
 	"sort"
 	"sync"
@@ -12,7 +11,10 @@ import (
 	"github.com/mcpmesh/mcpmesh/controlplane/internal/notify"
 	"github.com/mcpmesh/mcpmesh/controlplane/store"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/names"
 	"github.com/mcpmesh/mcpmesh/internal/redact"
+	"github.com/mcpmesh/mcpmesh/internal/states"
+	"github.com/mcpmesh/mcpmesh/internal/textlimit"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -25,6 +27,10 @@ const (
 	StateUnknown     = "unknown"
 	StateDisabled    = "disabled"
 )
+
+// MaxReportBackends bounds the entries of one health report; a data plane
+// reports one per server it serves.
+const MaxReportBackends = 10000
 
 // ConnectedFunc returns the ids of the data planes connected right now; only
 // their reports count towards a server's k of n.
@@ -73,17 +79,25 @@ func (a *Aggregator) Report(ctx context.Context, dataplaneID string, r *mcpmeshv
 	if dataplaneID == "" {
 		return fmt.Errorf("health report: data plane id is empty")
 	}
+	if n := len(r.GetBackends()); n > MaxReportBackends {
+		return fmt.Errorf("health report from %q: %d backends, at most %d are accepted", dataplaneID, n, MaxReportBackends)
+	}
 	now := timestamppb.New(a.now())
 	byServer := make(map[string]*mcpmeshv1.BackendHealth)
 	for i, b := range r.GetBackends() {
 		if b.GetServer() == "" {
 			return fmt.Errorf("health report from %q: backends[%d].server is empty", dataplaneID, i)
 		}
+		if err := names.ValidateServer(b.GetServer()); err != nil {
+			return fmt.Errorf("health report from %q: backends[%d].server: %w", dataplaneID, i, err)
+		}
 		h := proto.Clone(b).(*mcpmeshv1.BackendHealth)
 		h.DataplaneId, h.ReportedAt = dataplaneID, now
+		// A backend's error may be megabytes (an initialize answer, a
+		// stack trace): it is stored, evented and served, so it is cut.
 		// Data planes mask URL credentials in their errors; an older or
 		// foreign one may not, and what is stored here is shown on pages.
-		h.LastError = redact.Text(h.GetLastError())
+		h.LastError = textlimit.Truncate(redact.Text(h.GetLastError()), textlimit.ErrorText)
 		byServer[h.GetServer()] = h // a repeated server: the last entry wins
 	}
 	backends := make([]*mcpmeshv1.BackendHealth, 0, len(byServer))
@@ -214,7 +228,7 @@ func (a *Aggregator) Transitions(ctx context.Context, limit int) ([]Transition, 
 		last[k] = to
 		all = append(all, Transition{
 			Time: h.GetReportedAt().AsTime().UTC(), DataPlane: k.dp, Server: k.server,
-			From: from, To: to, Error: redact.Text(h.GetLastError()),
+			From: from, To: to, Error: textlimit.Truncate(redact.Text(h.GetLastError()), textlimit.ErrorText), // stored before reports were cut or masked
 		})
 	}
 	if limit <= 0 || limit > len(all) {
@@ -232,7 +246,9 @@ func (a *Aggregator) Transitions(ctx context.Context, limit int) ([]Transition, 
 func Aggregate(server *mcpmeshv1.Server, reports []*mcpmeshv1.BackendHealth) *mcpmeshv1.ServerStatus {
 	st := &mcpmeshv1.ServerStatus{Name: server.GetName(), TotalDataplanes: uint32(len(reports))}
 	for _, h := range reports {
-		st.Backends = append(st.Backends, proto.Clone(h).(*mcpmeshv1.BackendHealth))
+		c := proto.Clone(h).(*mcpmeshv1.BackendHealth)
+		c.LastError = textlimit.Truncate(c.GetLastError(), textlimit.ErrorText) // stored before reports were cut
+		st.Backends = append(st.Backends, c)
 		if h.GetState() == mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY {
 			st.HealthyDataplanes++
 		}

@@ -2,14 +2,18 @@ package health
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mcpmesh/mcpmesh/controlplane/store"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/textlimit"
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 )
@@ -205,6 +209,68 @@ func TestBadReports(t *testing.T) {
 	}
 	if err := a.Report(context.Background(), "dp", nil); err != nil {
 		t.Fatalf("nil report (no backends) rejected: %v", err)
+	}
+}
+
+func TestReportBounds(t *testing.T) {
+	ctx := context.Background()
+	st := store.NewMemory()
+	a := New(st, nil, nil)
+	huge := strings.Repeat("é", 3<<20) // 6 MB, like an initialize error body
+	if err := a.Report(ctx, "dp", &mcpmeshv1.HealthReport{Backends: []*mcpmeshv1.BackendHealth{
+		{Server: "big", State: unavailable, LastError: huge},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	stored, _ := st.ListHealth(ctx)
+	evs, _ := st.ListEvents(ctx, 0)
+	if len(stored) != 1 || len(evs) != 1 {
+		t.Fatalf("%d reports, %d events stored, want 1 and 1", len(stored), len(evs))
+	}
+	for what, got := range map[string]string{"stored report": stored[0].GetLastError(), "event": evs[0].Health.GetLastError()} {
+		if len(got) > textlimit.ErrorText || !strings.HasSuffix(got, "…(truncated)") || !utf8.ValidString(got) {
+			t.Errorf("%s last_error: %d bytes, valid UTF-8 %v, ends %q", what, len(got), utf8.ValidString(got), got[max(0, len(got)-20):])
+		}
+	}
+
+	many := &mcpmeshv1.HealthReport{}
+	for i := range MaxReportBackends + 1 {
+		many.Backends = append(many.Backends, &mcpmeshv1.BackendHealth{Server: fmt.Sprintf("s%d", i), State: healthy})
+	}
+	if err := a.Report(ctx, "dp", many); err == nil || !strings.Contains(err.Error(), "10001 backends, at most 10000") {
+		t.Fatalf("report of %d backends: err = %v", len(many.Backends), err)
+	}
+	bad := &mcpmeshv1.HealthReport{Backends: []*mcpmeshv1.BackendHealth{{Server: "ok"}, {Server: strings.Repeat("x", 100)}}}
+	if err := a.Report(ctx, "dp", bad); err == nil || !strings.Contains(err.Error(), "backends[1].server") {
+		t.Fatalf("report with a 100-byte server name: err = %v", err)
+	}
+	if now, _ := st.ListHealth(ctx); len(now) != 1 || now[0].GetServer() != "big" {
+		t.Fatalf("a refused report changed the stored health: %v", now)
+	}
+}
+
+// Texts stored before reports were cut are cut where they are served.
+func TestServedTextsAreCut(t *testing.T) {
+	ctx := context.Background()
+	st := store.NewMemory()
+	long := &mcpmeshv1.BackendHealth{DataplaneId: "dp", Server: "s", State: unavailable, LastError: strings.Repeat("e", 1<<20)}
+	if err := st.PutHealth(ctx, "dp", []*mcpmeshv1.BackendHealth{long}, []*mcpmeshv1.BackendHealth{long}); err != nil {
+		t.Fatal(err)
+	}
+	a := New(st, func() map[string]bool { return map[string]bool{"dp": true} }, nil)
+	sts, err := a.Statuses(ctx, []*mcpmeshv1.Server{srv("s")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sts[0].GetBackends()[0].GetLastError(); len(got) != textlimit.ErrorText {
+		t.Errorf("status last_error is %d bytes, want %d", len(got), textlimit.ErrorText)
+	}
+	trs, err := a.Transitions(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := trs[0].Error; len(got) != textlimit.ErrorText {
+		t.Errorf("transition error is %d bytes, want %d", len(got), textlimit.ErrorText)
 	}
 }
 

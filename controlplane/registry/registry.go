@@ -5,10 +5,12 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"sync"
 
 	"github.com/mcpmesh/mcpmesh/controlplane/internal/settings"
 	"github.com/mcpmesh/mcpmesh/controlplane/store"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/limits"
 	"github.com/mcpmesh/mcpmesh/internal/redact"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -41,14 +43,32 @@ type Service struct {
 	dps    DataPlanes
 	health Health
 	log    *slog.Logger
+
+	maxMessage int // gRPC message limit the config snapshot must fit in
+	// writeMu serialises config writes, so that the snapshot size checked
+	// before a write is the one the write commits (all config writes come
+	// through this service).
+	writeMu sync.Mutex
 }
 
+// Option configures a Service.
+type Option func(*Service)
+
+// WithMaxMessageSize sets the gRPC message limit of the config streams
+// (default limits.MaxMessageSize): a write whose snapshot would exceed
+// limits.MaxSnapshotSize(n) is refused with InvalidArgument.
+func WithMaxMessageSize(n int) Option { return func(s *Service) { s.maxMessage = n } }
+
 // New returns the admin service.
-func New(st store.Store, dps DataPlanes, health Health, logger *slog.Logger) *Service {
+func New(st store.Store, dps DataPlanes, health Health, logger *slog.Logger, opts ...Option) *Service {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{st: st, dps: dps, health: health, log: logger}
+	s := &Service{st: st, dps: dps, health: health, log: logger, maxMessage: limits.MaxMessageSize}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // storeError maps store errors to gRPC statuses with messages mcpctl prints.
@@ -116,6 +136,8 @@ func (s *Service) CreateServer(ctx context.Context, req *mcpmeshv1.CreateServerR
 		return nil, err.status()
 	}
 	in := cleanInput(req.GetServer())
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	if req.GetValidateOnly() {
 		cur, err := s.st.GetServer(ctx, in.GetName())
 		if err == nil && cur != nil {
@@ -124,10 +146,12 @@ func (s *Service) CreateServer(ctx context.Context, req *mcpmeshv1.CreateServerR
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return nil, storeError(in.GetName(), err)
 		}
-		rev, err := s.st.Revision(ctx)
-		if err != nil {
-			return nil, storeError(in.GetName(), err)
-		}
+	}
+	rev, err := s.checkSnapshot(ctx, "server", func(st *store.State) { putServer(st, stamped(in, nil, st.Revision+1)) })
+	if err != nil {
+		return nil, err
+	}
+	if req.GetValidateOnly() {
 		return &mcpmeshv1.CreateServerResponse{Server: redactServer(in), Revision: rev}, nil
 	}
 	out, err := s.st.CreateServer(ctx, in)
@@ -152,11 +176,13 @@ func (s *Service) UpdateServer(ctx context.Context, req *mcpmeshv1.UpdateServerR
 		return nil, storeError(in.GetName(), store.ErrConflict)
 	}
 	keepSecrets(in, cur)
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	rev, err := s.checkSnapshot(ctx, "server", func(st *store.State) { putServer(st, stamped(in, cur, st.Revision+1)) })
+	if err != nil {
+		return nil, err
+	}
 	if req.GetValidateOnly() {
-		rev, err := s.st.Revision(ctx)
-		if err != nil {
-			return nil, storeError(in.GetName(), err)
-		}
 		in.CreateRevision, in.ModRevision, in.CreatedAt, in.UpdatedAt = cur.GetCreateRevision(), cur.GetModRevision(), cur.GetCreatedAt(), cur.GetUpdatedAt()
 		return &mcpmeshv1.UpdateServerResponse{Server: redactServer(in), Revision: rev}, nil
 	}
@@ -250,6 +276,11 @@ func (s *Service) SetSetting(ctx context.Context, req *mcpmeshv1.SetSettingReque
 			return nil, (&fieldError{field: "key", msg: err.Error()}).status()
 		}
 		return nil, (&fieldError{field: "value", msg: err.Error()}).status()
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if _, err := s.checkSnapshot(ctx, "value", func(st *store.State) { st.Settings = next }); err != nil {
+		return nil, err
 	}
 	if !req.GetValidateOnly() {
 		// Settings are a single document: last writer wins, which is what

@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -104,6 +105,15 @@ func httpSrv(name, u string) *mcpmeshv1.Server {
 		Name: name, Transport: mcpmeshv1.Transport_TRANSPORT_STREAMABLE_HTTP,
 		Http: &mcpmeshv1.HttpConfig{Url: u, Headers: map[string]string{"Authorization": "Bearer x"}},
 	}
+}
+
+// entries returns n env or header entries K0..K<n-1>.
+func entries(n int) map[string]string {
+	m := make(map[string]string, n)
+	for i := range n {
+		m[fmt.Sprintf("K%d", i)] = "v"
+	}
+	return m
 }
 
 func wantCode(t *testing.T, err error, code codes.Code, msgPart string) {
@@ -248,6 +258,32 @@ func TestValidation(t *testing.T) {
 		{"unknown session mode", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Session = 9 }), "server.session"},
 		{"per-client stdio", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Session = mcpmeshv1.SessionMode_SESSION_MODE_PER_CLIENT }), "server.session"},
 		{"bad tag", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Tags = []string{"ok", "Not OK"} }), "server.tags[1]"},
+		{"tiny backoff step", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Backoff = []*durationpb.Duration{durationpb.New(time.Millisecond)} }), "server.backoff[0]"},
+		// Field sizes (limits.go).
+		{"url too long", httpSrv("x", "http://h/"+strings.Repeat("a", registry.MaxURLLen)), "server.http.url"},
+		{"endpoint too long", mod(httpSrv("x", "http://h"), func(s *mcpmeshv1.Server) {
+			s.Endpoints = []string{"http://ok", "http://h/" + strings.Repeat("a", registry.MaxURLLen)}
+		}), "server.endpoints[1]"},
+		{"too many endpoints", mod(httpSrv("x", "http://h"), func(s *mcpmeshv1.Server) {
+			s.Endpoints = slices.Repeat([]string{"http://h2"}, registry.MaxEndpoints+1)
+		}), "server.endpoints"},
+		{"command too long", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Stdio.Command = strings.Repeat("c", registry.MaxCommandLen+1) }), "server.stdio.command"},
+		{"too many args", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Stdio.Args = slices.Repeat([]string{"-v"}, registry.MaxArgs+1) }), "server.stdio.args"},
+		{"arg too long", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Stdio.Args = []string{"-v", strings.Repeat("a", registry.MaxArgLen+1)} }), "server.stdio.args[1]"},
+		{"working dir too long", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Stdio.WorkingDir = "/" + strings.Repeat("d", registry.MaxWorkingDirLen) }), "server.stdio.working_dir"},
+		{"too many env entries", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Stdio.Env = entries(registry.MaxMapEntries + 1) }), "server.stdio.env"},
+		{"env name too long", mod(stdio("x"), func(s *mcpmeshv1.Server) {
+			s.Stdio.Env = map[string]string{strings.Repeat("K", registry.MaxMapKeyLen+1): "v"}
+		}), "server.stdio.env"},
+		{"env value too long", mod(stdio("x"), func(s *mcpmeshv1.Server) {
+			s.Stdio.Env = map[string]string{"K": strings.Repeat("v", registry.MaxMapValueLen+1)}
+		}), "server.stdio.env"},
+		{"too many headers", mod(httpSrv("x", "http://h"), func(s *mcpmeshv1.Server) { s.Http.Headers = entries(registry.MaxMapEntries + 1) }), "server.http.headers"},
+		{"header value too long", mod(httpSrv("x", "http://h"), func(s *mcpmeshv1.Server) {
+			s.Http.Headers = map[string]string{"Authorization": strings.Repeat("v", registry.MaxMapValueLen+1)}
+		}), "server.http.headers"},
+		{"too many tags", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Tags = slices.Repeat([]string{"t"}, registry.MaxTags+1) }), "server.tags"},
+		{"description too long", mod(stdio("x"), func(s *mcpmeshv1.Server) { s.Description = strings.Repeat("d", registry.MaxDescriptionLen+1) }), "server.description"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -273,7 +309,27 @@ func TestValidation(t *testing.T) {
 	if _, err := e.reg.CreateServer(ctx, &mcpmeshv1.CreateServerRequest{Server: okSrv}); err != nil {
 		t.Fatalf("valid server rejected: %v", err)
 	}
-	if r, _ := e.st.Revision(ctx); r != 1 {
+	// Every field at its bound is accepted.
+	big := stdio("big-1")
+	big.Stdio.Command = strings.Repeat("c", registry.MaxCommandLen)
+	big.Stdio.Args = slices.Repeat([]string{strings.Repeat("a", registry.MaxArgLen)}, registry.MaxArgs)
+	big.Stdio.WorkingDir = strings.Repeat("d", registry.MaxWorkingDirLen)
+	big.Stdio.Env = entries(registry.MaxMapEntries)
+	big.Stdio.Env[strings.Repeat("K", registry.MaxMapKeyLen)] = strings.Repeat("v", registry.MaxMapValueLen)
+	delete(big.Stdio.Env, "K0")
+	big.Tags = slices.Repeat([]string{"t"}, registry.MaxTags)
+	big.Description = strings.Repeat("d", registry.MaxDescriptionLen)
+	big.Backoff = []*durationpb.Duration{durationpb.New(registry.MinBackoffStep)}
+	if _, err := e.reg.CreateServer(ctx, &mcpmeshv1.CreateServerRequest{Server: big}); err != nil {
+		t.Fatalf("server with every field at its bound rejected: %v", err)
+	}
+	bigHTTP := httpSrv("big-2", "http://h/"+strings.Repeat("a", registry.MaxURLLen-len("http://h/")))
+	bigHTTP.Endpoints = slices.Repeat([]string{bigHTTP.Http.Url}, registry.MaxEndpoints)
+	bigHTTP.Http.Headers = entries(registry.MaxMapEntries)
+	if _, err := e.reg.CreateServer(ctx, &mcpmeshv1.CreateServerRequest{Server: bigHTTP}); err != nil {
+		t.Fatalf("HTTP server with every field at its bound rejected: %v", err)
+	}
+	if r, _ := e.st.Revision(ctx); r != 3 {
 		t.Fatalf("invalid requests changed the store: revision %d", r)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/limits"
 	"github.com/mcpmesh/mcpmesh/internal/names"
 	"golang.org/x/net/http/httpguts"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -18,8 +19,11 @@ import (
 const MaxTimeout = time.Hour
 
 // MaxBackoffSteps and MaxBackoffStep bound a server's own retry schedule.
+// A step under MinBackoffStep would make a data plane spin on a backend that
+// refuses connections.
 const (
 	MaxBackoffSteps = 16
+	MinBackoffStep  = limits.MinBackoffStep
 	MaxBackoffStep  = 10 * time.Minute
 )
 
@@ -52,6 +56,9 @@ func (e *fieldError) status() error {
 func validateServer(s *mcpmeshv1.Server) *fieldError {
 	if s == nil {
 		return invalid("server", "is required")
+	}
+	if err := validateSizes(s); err != nil {
+		return err
 	}
 	if err := names.ValidateServer(s.GetName()); err != nil {
 		return invalid("server.name", "%v", err)
@@ -125,8 +132,8 @@ func validateServer(s *mcpmeshv1.Server) *fieldError {
 		if err := d.CheckValid(); err != nil {
 			return invalid(field, "%v", err)
 		}
-		if v := d.AsDuration(); v <= 0 || v > MaxBackoffStep {
-			return invalid(field, "%s is out of range: use more than 0 up to %s", v, MaxBackoffStep)
+		if v := d.AsDuration(); v < MinBackoffStep || v > MaxBackoffStep {
+			return invalid(field, "%s is out of range: use %s up to %s", v, MinBackoffStep, MaxBackoffStep)
 		}
 	}
 	if s.Prefix != nil {

@@ -113,6 +113,19 @@ func FuzzCreateServer(f *testing.F) {
 	f.Add(mustMarshal(f, &mcpmeshv1.Server{Timeout: &durationpb.Duration{Seconds: 1, Nanos: -1}}), "a", stdioT, "x", "", "", "", int64(0), int64(0))
 	f.Add(mustMarshal(f, &mcpmeshv1.Server{ModRevision: 9, CreatedAt: timestamppb.Now(), Redacted: true, Enabled: proto.Bool(false), Description: "d", Stdio: &mcpmeshv1.StdioConfig{Args: []string{"-y"}, WorkingDir: "/srv"}}), "a", stdioT, "x", "", "", "", int64(0), int64(0))
 
+	// Field sizes: one byte over each bound.
+	over := func(n int) string { return strings.Repeat("a", n+1) }
+	f.Add(mustMarshal(f, &mcpmeshv1.Server{Stdio: &mcpmeshv1.StdioConfig{Args: []string{over(registry.MaxArgLen)}}}), "a", stdioT, "x", "", "", "", int64(0), int64(0))
+	f.Add(mustMarshal(f, &mcpmeshv1.Server{Stdio: &mcpmeshv1.StdioConfig{Args: make([]string, registry.MaxArgs+1)}}), "a", stdioT, "x", "", "", "", int64(0), int64(0))
+	f.Add(mustMarshal(f, &mcpmeshv1.Server{Stdio: &mcpmeshv1.StdioConfig{WorkingDir: over(registry.MaxWorkingDirLen)}}), "a", stdioT, "x", "", "", "", int64(0), int64(0))
+	f.Add(mustMarshal(f, &mcpmeshv1.Server{Description: over(registry.MaxDescriptionLen)}), "a", stdioT, "x", "", "", "", int64(0), int64(0))
+	f.Add(mustMarshal(f, &mcpmeshv1.Server{Tags: make([]string, registry.MaxTags+1)}), "a", stdioT, "x", "", "", "", int64(0), int64(0))
+	f.Add([]byte(nil), "a", stdioT, over(registry.MaxCommandLen), "", "", "", int64(0), int64(0))
+	f.Add([]byte(nil), "a", httpT, "http://h/"+over(registry.MaxURLLen), "", "", "", int64(0), int64(0))
+	f.Add([]byte(nil), "a", stdioT, "x", over(registry.MaxMapKeyLen), "v", "", int64(0), int64(0))
+	f.Add([]byte(nil), "a", httpT, "http://h/", "X", over(registry.MaxMapValueLen), "", int64(0), int64(0))
+	f.Add([]byte(nil), "a", stdioT, "x", "", "", "", int64(0), int64(registry.MinBackoffStep-1))
+
 	f.Fuzz(func(t *testing.T, raw []byte, name string, transport uint8, target, key, val, tag string, timeout, backoff int64) {
 		in := fuzzServer(raw, name, transport, target, key, val, tag, timeout, backoff)
 		if _, err := proto.Marshal(in); err != nil {
@@ -175,6 +188,8 @@ func FuzzCreateServer(f *testing.F) {
 			}
 		}
 
+		checkSizes(t, sent)
+
 		// Accepted: one revision, and it reads back as sent.
 		rev := before.Revision + 1
 		if resp.GetRevision() != rev {
@@ -210,6 +225,41 @@ func FuzzCreateServer(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// checkSizes fails if an accepted registration has a field over its bound.
+func checkSizes(t *testing.T, s *mcpmeshv1.Server) {
+	t.Helper()
+	over := func(what string, n, limit int) {
+		if n > limit {
+			t.Fatalf("accepted %s of %d, over the bound %d", what, n, limit)
+		}
+	}
+	over("url", len(s.GetHttp().GetUrl()), registry.MaxURLLen)
+	over("endpoints", len(s.GetEndpoints()), registry.MaxEndpoints)
+	for _, ep := range s.GetEndpoints() {
+		over("endpoint", len(ep), registry.MaxURLLen)
+	}
+	over("command", len(s.GetStdio().GetCommand()), registry.MaxCommandLen)
+	over("args", len(s.GetStdio().GetArgs()), registry.MaxArgs)
+	for _, a := range s.GetStdio().GetArgs() {
+		over("arg", len(a), registry.MaxArgLen)
+	}
+	over("working dir", len(s.GetStdio().GetWorkingDir()), registry.MaxWorkingDirLen)
+	for _, m := range []map[string]string{s.GetStdio().GetEnv(), s.GetHttp().GetHeaders()} {
+		over("env/header entries", len(m), registry.MaxMapEntries)
+		for k, v := range m {
+			over("env/header name", len(k), registry.MaxMapKeyLen)
+			over("env/header value", len(v), registry.MaxMapValueLen)
+		}
+	}
+	over("tags", len(s.GetTags()), registry.MaxTags)
+	over("description", len(s.GetDescription()), registry.MaxDescriptionLen)
+	for _, d := range s.GetBackoff() {
+		if d.AsDuration() < registry.MinBackoffStep {
+			t.Fatalf("accepted backoff step %s under %s", d.AsDuration(), registry.MinBackoffStep)
+		}
+	}
 }
 
 // checkRefusal: InvalidArgument names the field in its message and in a

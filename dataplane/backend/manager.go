@@ -20,6 +20,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/dataplane/jsonrpc"
 	"github.com/mcpmesh/mcpmesh/dataplane/resilience"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/limits"
 	"github.com/mcpmesh/mcpmesh/internal/names"
 )
 
@@ -433,7 +434,9 @@ func (m *Manager) validate(snap *mcpmeshv1.ConfigSnapshot) (params, error) {
 			return params{}, fmt.Errorf("invalid snapshot: settings.resilience.probe_interval must be a non-negative duration")
 		}
 		if d.AsDuration() > 0 {
-			p.probeInterval = d.AsDuration()
+			// A control plane older than its bounds may have stored a
+			// probe (or retry step) of a nanosecond: clamped, never spun on.
+			p.probeInterval = min(max(d.AsDuration(), limits.MinProbeInterval), limits.MaxBackoffStep)
 		}
 	}
 	if steps := res.GetBackoff(); len(steps) > 0 {
@@ -444,6 +447,7 @@ func (m *Manager) validate(snap *mcpmeshv1.ConfigSnapshot) (params, error) {
 			}
 			p.schedule.Steps[i] = d.AsDuration()
 		}
+		p.schedule.Steps = clampSteps(p.schedule.Steps)
 	}
 	if d := res.GetRequestTimeout(); d != nil {
 		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
@@ -537,8 +541,20 @@ func serverParams(s *mcpmeshv1.Server, p params) params {
 		for i, d := range steps {
 			p.schedule.Steps[i] = d.AsDuration()
 		}
+		p.schedule.Steps = clampSteps(p.schedule.Steps)
 	}
 	return p
+}
+
+// clampSteps bounds a snapshot's retry schedule in place (see
+// limits.MinBackoffStep): at most limits.MaxBackoffSteps steps, each from
+// limits.MinBackoffStep to limits.MaxBackoffStep.
+func clampSteps(steps []time.Duration) []time.Duration {
+	steps = steps[:min(len(steps), limits.MaxBackoffSteps)]
+	for i, d := range steps {
+		steps[i] = min(max(d, limits.MinBackoffStep), limits.MaxBackoffStep)
+	}
+	return steps
 }
 
 // sameConnection reports whether a and b connect the same way. Revisions

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/limits"
 )
 
 func backendNames(bs []*Backend) []string {
@@ -179,6 +180,41 @@ func TestManagerSettingsOverrideDefaults(t *testing.T) {
 		t.Fatalf("second wait = %v, want the 250ms probe", got)
 	}
 	e.waitState(b, stateUnavailable)
+}
+
+// Timings stored by a control plane older than its bounds (a probe every
+// nanosecond burnt a CPU per down backend) are clamped, not refused: the
+// data plane keeps serving, safely.
+func TestManagerClampsStoredTimings(t *testing.T) {
+	e := newEnv(t)
+	hb := startHTTPBackend(t, newMCPServer("fast", 0), false)
+	hb.down.Store(true)
+	var steps []*durationpb.Duration
+	for range limits.MaxBackoffSteps + 5 {
+		steps = append(steps, durationpb.New(time.Nanosecond))
+	}
+	steps[1] = durationpb.New(48 * time.Hour)
+	own := hb.server("own")
+	own.Backoff = []*durationpb.Duration{durationpb.New(time.Nanosecond)}
+	snap := &mcpmeshv1.ConfigSnapshot{
+		Servers: []*mcpmeshv1.Server{hb.server("fast"), own},
+		Settings: &mcpmeshv1.Settings{Resilience: &mcpmeshv1.ResilienceSettings{
+			Backoff: steps, ProbeInterval: durationpb.New(time.Nanosecond),
+		}},
+	}
+	if err := e.m.Apply(snap); err != nil {
+		t.Fatal(err)
+	}
+	p := e.backend("fast").params()
+	if p.probeInterval != limits.MinProbeInterval {
+		t.Errorf("probe interval = %v, want %v", p.probeInterval, limits.MinProbeInterval)
+	}
+	if got := p.schedule.Steps; len(got) != limits.MaxBackoffSteps || got[0] != limits.MinBackoffStep || got[1] != limits.MaxBackoffStep {
+		t.Errorf("schedule = %v, want %d steps, the first %v, the second %v", got, limits.MaxBackoffSteps, limits.MinBackoffStep, limits.MaxBackoffStep)
+	}
+	if got := e.backend("own").params().schedule.Steps; len(got) != 1 || got[0] != limits.MinBackoffStep {
+		t.Errorf("server's own schedule = %v, want [%v]", got, limits.MinBackoffStep)
+	}
 }
 
 // A server's own backoff wins over the cluster-wide setting, and changing it

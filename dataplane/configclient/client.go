@@ -22,6 +22,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/dataplane/resilience"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 	"github.com/mcpmesh/mcpmesh/internal/authtoken"
+	"github.com/mcpmesh/mcpmesh/internal/limits"
 )
 
 // Options configure a Client.
@@ -160,6 +161,7 @@ func (c *Client) Run(ctx context.Context) error {
 	dialOpts := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithPerRPCCredentials(authtoken.Credentials(c.opts.Token)),
+		limits.CallOptions(), // snapshots past gRPC's 4 MiB default
 		// Without pings a stream over a network that silently drops packets
 		// looks open forever, and the data plane never learns of new config.
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{

@@ -21,6 +21,7 @@ import (
 
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 	"github.com/mcpmesh/mcpmesh/internal/authtoken"
+	"github.com/mcpmesh/mcpmesh/internal/limits"
 	"github.com/mcpmesh/mcpmesh/internal/tlsconfig"
 	"github.com/mcpmesh/mcpmesh/internal/version"
 	"github.com/mcpmesh/mcpmesh/mcpctl/printer"
@@ -172,6 +173,7 @@ func (o *options) dial() (*conn, error) {
 	cc, err := grpc.NewClient(o.addr,
 		grpc.WithTransportCredentials(creds),
 		grpc.WithPerRPCCredentials(authtoken.Credentials(tok)),
+		limits.CallOptions(), // lists and statuses past gRPC's 4 MiB default
 	)
 	if err != nil {
 		return nil, fmt.Errorf("control plane address %q is invalid: %w (set --addr or %s)", o.addr, err, EnvAddr)

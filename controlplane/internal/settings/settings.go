@@ -7,6 +7,7 @@ import (
 	"time"
 
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/limits"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -42,11 +43,15 @@ var (
 	DefaultHold                  = 2 * time.Second
 )
 
-// Limits on values, so a typo cannot make a data plane spin or wait forever.
+// Limits on values, so a typo cannot make a data plane spin or wait forever
+// (a probe every nanosecond burns a CPU per down backend). The resilience
+// bounds are shared with the data plane, which clamps to them.
 const (
-	MaxPageSize   = 1000
-	MaxDuration   = time.Hour
-	MaxBackoffLen = 20
+	MaxPageSize      = 1000
+	MaxDuration      = time.Hour
+	MaxBackoffLen    = limits.MaxBackoffSteps
+	MinBackoffStep   = limits.MinBackoffStep
+	MinProbeInterval = limits.MinProbeInterval
 )
 
 // ErrUnknownKey is wrapped by Set for a key not in Keys.
@@ -70,6 +75,15 @@ func Effective(s *mcpmeshv1.Settings) *mcpmeshv1.Settings {
 	}
 	if r.ProbeInterval.AsDuration() <= 0 {
 		r.ProbeInterval = durationpb.New(DefaultProbeInterval)
+	}
+	// Values stored before the bounds existed are clamped to them, so no
+	// snapshot carries a probe or retry loop that spins.
+	r.ProbeInterval = durationpb.New(min(max(r.ProbeInterval.AsDuration(), MinProbeInterval), MaxDuration))
+	if len(r.Backoff) > MaxBackoffLen {
+		r.Backoff = r.Backoff[:MaxBackoffLen]
+	}
+	for i, d := range r.Backoff {
+		r.Backoff[i] = durationpb.New(min(max(d.AsDuration(), MinBackoffStep), MaxDuration))
 	}
 	if r.RequestTimeout.AsDuration() <= 0 {
 		r.RequestTimeout = durationpb.New(DefaultRequestTimeout)
@@ -120,12 +134,12 @@ func Set(s *mcpmeshv1.Settings, key, value string) (*mcpmeshv1.Settings, error) 
 		var ds []*durationpb.Duration
 		parts := strings.Split(value, ",")
 		if len(parts) > MaxBackoffLen {
-			return nil, fmt.Errorf("%s: at most %d durations", key, MaxBackoffLen)
+			return nil, fmt.Errorf("%s: %d durations is too many: at most %d", key, len(parts), MaxBackoffLen)
 		}
-		for _, p := range parts {
-			d, err := parseDuration(key, strings.TrimSpace(p))
+		for i, p := range parts {
+			d, err := parseDurationMin(strings.TrimSpace(p), MinBackoffStep)
 			if err != nil {
-				return nil, fmt.Errorf("%s: want comma-separated durations such as \"1s,2s,4s,8s\": %w", key, err)
+				return nil, fmt.Errorf("%s: step %d: want comma-separated durations such as \"1s,2s,4s,8s\": %w", key, i+1, err)
 			}
 			ds = append(ds, durationpb.New(d))
 		}
@@ -137,13 +151,13 @@ func Set(s *mcpmeshv1.Settings, key, value string) (*mcpmeshv1.Settings, error) 
 		}
 		out.Resilience.Jitter = b
 	case KeyResilienceProbeInterval:
-		d, err := parseDuration(key, value)
+		d, err := parseDurationMin(value, MinProbeInterval)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", key, err)
 		}
 		out.Resilience.ProbeInterval = durationpb.New(d)
 	case KeyResilienceRequestTimeout:
-		d, err := parseDuration(key, value)
+		d, err := parseDurationMin(value, 0)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", key, err)
 		}
@@ -168,13 +182,18 @@ func parseBool(key, value string) (bool, error) {
 	return b, nil
 }
 
-func parseDuration(_ string, value string) (time.Duration, error) {
+// parseDurationMin parses a duration of more than 0, at least least (when
+// non-zero) and at most MaxDuration.
+func parseDurationMin(value string, least time.Duration) (time.Duration, error) {
 	d, err := time.ParseDuration(value)
 	if err != nil {
 		return 0, fmt.Errorf("%q is not a duration (use e.g. 500ms, 2s, 1m)", value)
 	}
 	if d <= 0 || d > MaxDuration {
 		return 0, fmt.Errorf("%q must be more than 0 and at most %s", value, MaxDuration)
+	}
+	if d < least {
+		return 0, fmt.Errorf("%q is too short: use at least %s", value, least)
 	}
 	return d, nil
 }

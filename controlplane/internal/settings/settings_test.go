@@ -4,8 +4,10 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 func TestValuesDefaults(t *testing.T) {
@@ -47,6 +49,16 @@ func TestSet(t *testing.T) {
 		{"resilience.jitter", "true", "true", ""},
 		{"resilience.probe_interval", "250ms", "250ms", ""},
 		{"resilience.probe_interval", "0s", "", "must be more than 0"},
+		// A probe every nanosecond burnt a CPU per down backend.
+		{"resilience.probe_interval", "1ns", "", "resilience.probe_interval: \"1ns\" is too short: use at least 100ms"},
+		{"resilience.probe_interval", "99ms", "", "at least 100ms"},
+		{"resilience.probe_interval", "100ms", "100ms", ""},
+		{"resilience.probe_interval", "61m", "", "at most 1h0m0s"},
+		{"resilience.backoff", "10ms,1h", "10ms,1h0m0s", ""},
+		{"resilience.backoff", "1s,1ns", "", "resilience.backoff: step 2: want comma-separated durations such as \"1s,2s,4s,8s\": \"1ns\" is too short: use at least 10ms"},
+		{"resilience.backoff", "1s,2h", "", "at most 1h0m0s"},
+		{"resilience.backoff", strings.Repeat("1s,", 20) + "1s", "", "resilience.backoff: 21 durations is too many: at most 20"},
+		{"resilience.backoff", strings.TrimSuffix(strings.Repeat("1s,", 20), ","), strings.TrimSuffix(strings.Repeat("1s,", 20), ","), ""},
 		{"resilience.request_timeout", "2h", "", "at most 1h0m0s"},
 		{"resilience.request_timeout", "30s", "30s", ""},
 		{"resilience.hold", "0s", "0s", ""},
@@ -82,13 +94,55 @@ func TestSet(t *testing.T) {
 	}
 }
 
+func TestEffectiveClampsOldValues(t *testing.T) {
+	var steps []*durationpb.Duration
+	for range MaxBackoffLen + 5 {
+		steps = append(steps, durationpb.New(time.Nanosecond))
+	}
+	steps[1] = durationpb.New(48 * time.Hour)
+	old := &mcpmeshv1.Settings{Resilience: &mcpmeshv1.ResilienceSettings{
+		ProbeInterval: durationpb.New(time.Nanosecond), Backoff: steps,
+	}}
+	r := Effective(old).GetResilience()
+	if got := r.GetProbeInterval().AsDuration(); got != MinProbeInterval {
+		t.Errorf("probe_interval = %s, want %s", got, MinProbeInterval)
+	}
+	if len(r.GetBackoff()) != MaxBackoffLen {
+		t.Fatalf("%d backoff steps, want %d", len(r.GetBackoff()), MaxBackoffLen)
+	}
+	if got := r.GetBackoff()[0].AsDuration(); got != MinBackoffStep {
+		t.Errorf("backoff[0] = %s, want %s", got, MinBackoffStep)
+	}
+	if got := r.GetBackoff()[1].AsDuration(); got != MaxDuration {
+		t.Errorf("backoff[1] = %s, want %s", got, MaxDuration)
+	}
+	if old.GetResilience().GetBackoff()[0].AsDuration() != time.Nanosecond {
+		t.Error("Effective modified its input")
+	}
+}
+
 func FuzzSet(f *testing.F) {
 	f.Add("resilience.backoff", "1s,2s")
 	f.Add("pagination.page_size", "10")
+	f.Add("resilience.probe_interval", "1ns")
+	f.Add("resilience.backoff", "10ms,1h")
 	f.Fuzz(func(t *testing.T, key, value string) {
 		s, err := Set(nil, key, value)
-		if err == nil {
-			_ = Values(s)
+		if err != nil {
+			return
+		}
+		_ = Values(s)
+		r := Effective(s).GetResilience()
+		if d := r.GetProbeInterval().AsDuration(); d < MinProbeInterval || d > MaxDuration {
+			t.Fatalf("%s=%q: probe interval %s out of bounds", key, value, d)
+		}
+		if len(r.GetBackoff()) > MaxBackoffLen {
+			t.Fatalf("%s=%q: %d backoff steps", key, value, len(r.GetBackoff()))
+		}
+		for _, d := range r.GetBackoff() {
+			if d.AsDuration() < MinBackoffStep || d.AsDuration() > MaxDuration {
+				t.Fatalf("%s=%q: backoff step %s out of bounds", key, value, d.AsDuration())
+			}
 		}
 	})
 }
