@@ -43,6 +43,9 @@ type Config struct {
 	// Ready, if set, is called once both listeners are open, with their
 	// actual addresses (useful with port 0).
 	Ready func(grpcAddr, httpAddr string)
+	// Registrations is what servers may name: private egress, commands
+	// (--allow-private-egress, --allow-command).
+	Registrations registry.Policy
 }
 
 // ServerOptions returns what every control plane gRPC server runs with: the
@@ -151,6 +154,10 @@ func Run(ctx context.Context, cfg Config) error {
 	agg := health.New(st, func() map[string]bool { return disc.ConnectedIDs() }, log)
 	disc = discovery.New(st, agg, log)
 	regSvc := registry.New(st, disc, agg, log)
+	regSvc.SetPolicy(cfg.Registrations)
+	if p := cfg.Registrations; p.AllowPrivateEgress || len(p.AllowCommands) > 0 {
+		log.Info("registration policy", "allow_private_egress", p.AllowPrivateEgress, "allow_command", p.AllowCommands)
+	}
 	m.RegisterState(st, disc)
 
 	gs := grpc.NewServer(ServerOptions(log, token, m)...)

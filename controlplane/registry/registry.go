@@ -40,6 +40,7 @@ type Service struct {
 	dps    DataPlanes
 	health Health
 	log    *slog.Logger
+	policy Policy
 }
 
 // New returns the admin service.
@@ -105,6 +106,9 @@ func (s *Service) CreateServer(ctx context.Context, req *mcpmeshv1.CreateServerR
 	if err := validateServer(req.GetServer()); err != nil {
 		return nil, err.status()
 	}
+	if err := s.policy.check(req.GetServer()); err != nil {
+		return nil, err.status()
+	}
 	in := cleanInput(req.GetServer())
 	if req.GetValidateOnly() {
 		cur, err := s.st.GetServer(ctx, in.GetName())
@@ -131,6 +135,9 @@ func (s *Service) CreateServer(ctx context.Context, req *mcpmeshv1.CreateServerR
 // UpdateServer implements RegistryService.
 func (s *Service) UpdateServer(ctx context.Context, req *mcpmeshv1.UpdateServerRequest) (*mcpmeshv1.UpdateServerResponse, error) {
 	if err := validateServer(req.GetServer()); err != nil {
+		return nil, err.status()
+	}
+	if err := s.policy.check(req.GetServer()); err != nil {
 		return nil, err.status()
 	}
 	in := cleanInput(req.GetServer())
