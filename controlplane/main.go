@@ -10,9 +10,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/mcpmesh/mcpmesh/controlplane/app"
+	"github.com/mcpmesh/mcpmesh/controlplane/registry"
 	"github.com/mcpmesh/mcpmesh/internal/limits"
 	"github.com/mcpmesh/mcpmesh/internal/logging"
 	"github.com/mcpmesh/mcpmesh/internal/tlsconfig"
@@ -39,6 +41,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&tlsFiles.ClientCA, "client-ca", "", "PEM CA bundle client certificates must chain to: mutual TLS (needs --tls-cert)")
 	insecure := fs.Bool("insecure", false, "allow plaintext gRPC on a non-loopback --grpc-addr (tokens and secrets cross the network unencrypted)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	var reg registry.Policy
+	fs.BoolVar(&reg.AllowPrivateEgress, "allow-private-egress", false, "accept URL backends in link-local and cloud metadata ranges (169.254.0.0/16, fe80::/10, fd00:ec2::254); refused by default")
+	fs.Func("allow-command", "an executable stdio servers may name, exactly as registered (repeatable; default: any). It limits the executable, not its arguments", func(v string) error {
+		if strings.TrimSpace(v) == "" {
+			return errors.New("empty command")
+		}
+		reg.AllowCommands = append(reg.AllowCommands, v)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(stdout)
@@ -69,7 +80,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err = app.Run(ctx, app.Config{DataDir: *dataDir, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, PprofAddr: *pprofAddr,
-		TLS: tlsFiles, Insecure: *insecure, MaxMessageSize: *maxMsg, Logger: logger})
+		TLS: tlsFiles, Insecure: *insecure, MaxMessageSize: *maxMsg, Logger: logger, Registrations: reg})
 	if err != nil {
 		fmt.Fprintf(stderr, "controlplane: %v\n", err)
 		return 1

@@ -50,7 +50,24 @@ type config struct {
 	cpTLS     tlsconfig.ClientFiles
 	listenTLS tlsconfig.ServerFiles
 	insecure  bool
-	childEnv     []string
+	childEnv  []string
+	// Browsers and egress (issue 11 points 4 and 7).
+	allowedOrigins, allowedHosts listFlag
+	allowPrivateEgress           bool
+}
+
+// listFlag is a repeatable flag whose values may also be comma-separated.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
 }
 
 func parseFlags() config {
@@ -98,6 +115,9 @@ func parseFlags() config {
 		c.childEnv = append(c.childEnv, names...)
 		return nil
 	})
+	flag.Var(&c.allowedOrigins, "allowed-origins", "browser origins (scheme://host[:port]) the MCP endpoints serve besides loopback ones, answering CORS for them; comma-separated or repeated; no wildcards (default: requests without Origin and from http(s)://localhost, 127.0.0.0/8, [::1] only)")
+	flag.Var(&c.allowedHosts, "allowed-hosts", "Host names (name or name:port) the MCP endpoints serve: on loopback, besides loopback names (for a proxy that keeps the public name); elsewhere, when set, the only names besides loopback names and IP addresses; comma-separated or repeated")
+	flag.BoolVar(&c.allowPrivateEgress, "allow-private-egress", false, "let URL backends connect to link-local and cloud metadata addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254), checked after name resolution; refused by default")
 	flag.Parse()
 	return c
 }
@@ -244,7 +264,11 @@ func run() int {
 		ListenTLS:    listenTLS,
 
 		ControlPlaneCreds: cpCreds,
-		ChildEnv:     cfg.childEnv,
+		ChildEnv:          cfg.childEnv,
+
+		AllowedOrigins:     cfg.allowedOrigins,
+		AllowedHosts:       cfg.allowedHosts,
+		AllowPrivateEgress: cfg.allowPrivateEgress,
 	})
 	if err != nil {
 		ln.Close()

@@ -412,6 +412,11 @@ func TestConformance(t *testing.T) {
 					unlisted = append(unlisted, fmt.Sprintf("    %s: %q", s, "issue 10: the router is not in yet ("+oneLine(strings.Join(th.msgs, "; "), 80)+")"))
 				}
 			}
+			// Browsers (issue 11 point 4): the DNS rebinding scenario runs in
+			// every run and passes through the gateway.
+			if th, ok := through["dns-rebinding-protection"]; !ok || !th.ok() {
+				t.Errorf("%s: dns-rebinding-protection did not pass through the gateway (ran: %v): %s", run.name, ok, th.why())
+			}
 			if len(unlisted) > 0 {
 				t.Errorf("if these are known gaps, list them in %s (a fix is better):\n  %q:\n%s", conformanceExpectedFile, run.name, strings.Join(unlisted, "\n"))
 			}

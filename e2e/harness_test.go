@@ -344,8 +344,8 @@ func (c *controlPlane) dataplaneTokenFile(t testing.TB) string {
 var cpStartedRE = regexp.MustCompile(`"msg":"control plane started".*?"grpc_addr":"([^"]+)".*?"http_addr":"([^"]+)"`)
 
 // startControlPlane starts a control plane on the given addresses; "" picks
-// a free port.
-func startControlPlane(t testing.TB, dataDir, grpcAddr, httpAddr string) *controlPlane {
+// a free port; extra are more flags.
+func startControlPlane(t testing.TB, dataDir, grpcAddr, httpAddr string, extra ...string) *controlPlane {
 	t.Helper()
 	if grpcAddr == "" {
 		grpcAddr = "127.0.0.1:0"
@@ -354,7 +354,7 @@ func startControlPlane(t testing.TB, dataDir, grpcAddr, httpAddr string) *contro
 		httpAddr = "127.0.0.1:0"
 	}
 	p, m := startListener(t, "controlplane", nil, cpStartedRE, bin("controlplane"),
-		"--data-dir", dataDir, "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--log-format", "json")
+		append([]string{"--data-dir", dataDir, "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--log-format", "json"}, extra...)...)
 	cp := &controlPlane{proc: p, dataDir: dataDir, grpcAddr: m[1], httpAddr: m[2]}
 	waitHTTP(t, "http://"+cp.httpAddr+"/health", startTimeout, p)
 	return cp

@@ -54,6 +54,9 @@ type Config struct {
 	// Ready, if set, is called once both listeners are open, with their
 	// actual addresses (useful with port 0).
 	Ready func(grpcAddr, httpAddr string)
+	// Registrations is what servers may name: private egress, commands
+	// (--allow-private-egress, --allow-command).
+	Registrations registry.Policy
 }
 
 // ServerOptions returns what every control plane gRPC server runs with: the
@@ -195,6 +198,10 @@ func Run(ctx context.Context, cfg Config) error {
 	agg := health.New(st, func() map[string]bool { return disc.ConnectedIDs() }, log)
 	disc = discovery.New(st, agg, log, discovery.WithMaxMessageSize(cfg.MaxMessageSize))
 	regSvc := registry.New(st, disc, agg, log, registry.WithMaxMessageSize(cfg.MaxMessageSize))
+	regSvc.SetPolicy(cfg.Registrations)
+	if p := cfg.Registrations; p.AllowPrivateEgress || len(p.AllowCommands) > 0 {
+		log.Info("registration policy", "allow_private_egress", p.AllowPrivateEgress, "allow_command", p.AllowCommands)
+	}
 	m.RegisterState(st, disc)
 
 	authn := access.NewAuthenticator(token, st, log.With("component", "access"))

@@ -49,6 +49,8 @@ type Service struct {
 	// before a write is the one the write commits (all config writes come
 	// through this service).
 	writeMu sync.Mutex
+
+	policy Policy
 }
 
 // Option configures a Service.
@@ -135,6 +137,9 @@ func (s *Service) CreateServer(ctx context.Context, req *mcpmeshv1.CreateServerR
 	if err := validateServer(req.GetServer()); err != nil {
 		return nil, err.status()
 	}
+	if err := s.policy.check(req.GetServer()); err != nil {
+		return nil, err.status()
+	}
 	in := cleanInput(req.GetServer())
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
@@ -165,6 +170,9 @@ func (s *Service) CreateServer(ctx context.Context, req *mcpmeshv1.CreateServerR
 // UpdateServer implements RegistryService.
 func (s *Service) UpdateServer(ctx context.Context, req *mcpmeshv1.UpdateServerRequest) (*mcpmeshv1.UpdateServerResponse, error) {
 	if err := validateServer(req.GetServer()); err != nil {
+		return nil, err.status()
+	}
+	if err := s.policy.check(req.GetServer()); err != nil {
 		return nil, err.status()
 	}
 	in := cleanInput(req.GetServer())

@@ -56,6 +56,14 @@ type Config struct {
 	// ChildEnv names variables of the data plane's environment stdio
 	// backends inherit besides backend.DefaultChildEnv.
 	ChildEnv []string
+	// AllowedOrigins and AllowedHosts add browser origins and Host names to
+	// what the MCP endpoints serve (front.BrowserPolicy; --allowed-origins,
+	// --allowed-hosts). The Advertise host is always allowed: other
+	// replicas send it.
+	AllowedOrigins, AllowedHosts []string
+	// AllowPrivateEgress lets URL backends reach link-local and metadata
+	// addresses (--allow-private-egress).
+	AllowPrivateEgress bool
 }
 
 // Limits bound what clients and backends can make a data plane hold or
@@ -95,11 +103,20 @@ func New(cfg Config) (*DataPlane, error) {
 	// The router and the manager refer to each other (backends relay what
 	// they receive through the router; the router reads the backends), so
 	// the manager's callbacks go through d.
+	hosts := cfg.AllowedHosts
+	if h, _, err := net.SplitHostPort(cfg.Advertise); err == nil && h != "" {
+		hosts = append(hosts[:len(hosts):len(hosts)], h)
+	}
+	browsers, err := front.NewBrowserPolicy(cfg.AllowedOrigins, hosts)
+	if err != nil {
+		return nil, err
+	}
 	d.mgr = backend.NewManager(backend.ManagerOptions{
-		Logger:     log.With("component", "backend"),
-		OnChange:   d.onBackendChange,
-		ListLimits: cfg.Limits.Lists,
-		ChildEnv:   cfg.ChildEnv,
+		Logger:             log.With("component", "backend"),
+		AllowPrivateEgress: cfg.AllowPrivateEgress,
+		OnChange:           d.onBackendChange,
+		ListLimits:         cfg.Limits.Lists,
+		ChildEnv:           cfg.ChildEnv,
 		OnNotification: func(server, client string, n *jsonrpc.Message) {
 			d.router.OnNotification(server, client, n)
 		},
@@ -153,6 +170,7 @@ func New(cfg Config) (*DataPlane, error) {
 	}
 	d.front = front.New(front.Options{
 		Auth:          auth,
+		Browsers:      browsers,
 		Router:        d.router,
 		Keys:          d.keys,
 		Logger:        log.With("component", "front"),

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mark3labs/mcp-go/client/transport"
@@ -37,13 +38,18 @@ const maxListPages = 1000
 //
 // Plain-HTTP requests go through h1.Transport, which reads each
 // response on the caller's goroutine; https and proxied requests go through
-// net/http's Transport, configured here.
-func newHTTPClient(streamLost func(error)) (*http.Client, *h1.Transport) {
+// net/http's Transport, configured here. Both dial through one net.Dialer
+// whose Control (the egress check, nil when private egress is allowed) sees
+// every address after name resolution, so a name that resolves to a
+// metadata address is refused too. Through a proxy of the environment, it
+// sees the proxy's address: the proxy decides.
+func newHTTPClient(streamLost func(error), control func(network, address string, c syscall.RawConn) error) (*http.Client, *h1.Transport) {
 	tr := &http.Transport{
 		Proxy: http.ProxyFromEnvironment,
 		DialContext: (&net.Dialer{
 			Timeout:   10 * time.Second,
 			KeepAlive: 30 * time.Second,
+			Control:   control,
 		}).DialContext,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          256,

@@ -108,7 +108,7 @@ func newEndpoint(b *Backend, idx int, rawURL string, bc resilience.BreakerConfig
 	if rawURL == "" {
 		e.label = b.cfg.GetStdio().GetCommand()
 	} else {
-		e.hc, e.htr = newHTTPClient(e.onStreamLost)
+		e.hc, e.htr = newHTTPClient(e.onStreamLost, b.hooks.control)
 		e.pc = &http.Client{Transport: boundedTransport(e.htr)}
 		e.probeAddr = probeAddr(rawURL)
 	}
@@ -440,7 +440,7 @@ func (e *endpoint) watch(ctx context.Context, step time.Duration) bool {
 		if !e.sleep(ctx, p.probeInterval, next, due) {
 			return ctx.Err() == nil // the attempt is due, or ctx ended
 		}
-		if err := dialProbe(ctx, e.probeAddr, p.probeInterval); err != nil {
+		if err := dialProbe(ctx, e.probeAddr, p.probeInterval, e.b.hooks.control); err != nil {
 			if !closedSeen {
 				e.logger.Debug("recovery probe: port closed", "addr", e.probeAddr, "err", err)
 			}
@@ -469,9 +469,10 @@ func portWasClosed(err error) bool {
 
 // dialProbe opens and closes one TCP connection to addr. The dial timeout
 // follows the probe interval so a black-holed host cannot stall the probe
-// much longer than one interval.
-func dialProbe(ctx context.Context, addr string, interval time.Duration) error {
-	d := net.Dialer{Timeout: min(max(interval, 200*time.Millisecond), 2*time.Second)}
+// much longer than one interval. control is the egress check, as for the
+// endpoint's HTTP client.
+func dialProbe(ctx context.Context, addr string, interval time.Duration, control func(string, string, syscall.RawConn) error) error {
+	d := net.Dialer{Timeout: min(max(interval, 200*time.Millisecond), 2*time.Second), Control: control}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return err
@@ -566,7 +567,7 @@ func (e *endpoint) serve(ctx context.Context, c *conn) error {
 // not on a client's next call, makes the re-initialize immediate.
 func (e *endpoint) checkLive(ctx context.Context, c *conn) error {
 	interval := e.b.params().probeInterval
-	if err := dialProbe(ctx, e.probeAddr, interval); err != nil {
+	if err := dialProbe(ctx, e.probeAddr, interval, e.b.hooks.control); err != nil {
 		return fmt.Errorf("%w: %w", errPortClosed, err)
 	}
 	pctx, cancel := context.WithTimeout(ctx, max(interval, time.Second))

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -20,6 +21,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/dataplane/jsonrpc"
 	"github.com/mcpmesh/mcpmesh/dataplane/resilience"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/egress"
 	"github.com/mcpmesh/mcpmesh/internal/limits"
 	"github.com/mcpmesh/mcpmesh/internal/names"
 )
@@ -124,6 +126,11 @@ type ManagerOptions struct {
 	// MaxSessions bounds the client sessions held per backend on this
 	// replica; 0 means MaxSessions.
 	MaxSessions int
+	// AllowPrivateEgress lets URL backends connect to link-local and cloud
+	// metadata addresses (dataplane --allow-private-egress). Without it a
+	// connection to one is refused when it is dialed, after name resolution
+	// (internal/egress), whatever the registration said.
+	AllowPrivateEgress bool
 }
 
 // hooks are what every backend of a manager shares: the initialize params
@@ -134,6 +141,9 @@ type hooks struct {
 	onRequest      func(ctx context.Context, server, client string, req *jsonrpc.Message) (json.RawMessage, error)
 	sessionIdle    time.Duration
 	maxSessions    int
+	// control vets every address a URL backend dials (egress.Control);
+	// nil allows any.
+	control func(network, address string, c syscall.RawConn) error
 }
 
 // Manager owns one Backend per server of the current snapshot.
@@ -172,10 +182,14 @@ func NewManager(opts ManagerOptions) *Manager {
 		init, _ = initParams(nil)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	var control func(string, string, syscall.RawConn) error
+	if !opts.AllowPrivateEgress {
+		control = egress.Control
+	}
 	m := &Manager{
 		opts: opts,
 		hooks: &hooks{
-			initParams: init, onNotification: opts.OnNotification, onRequest: opts.OnRequest,
+			initParams: init, onNotification: opts.OnNotification, onRequest: opts.OnRequest, control: control,
 			sessionIdle: cmp.Or(opts.SessionIdle, DefaultSessionIdle), maxSessions: cmp.Or(opts.MaxSessions, MaxSessions),
 		},
 		logger:   logger,

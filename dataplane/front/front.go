@@ -137,9 +137,10 @@ type Options struct {
 	// MaxConcurrent bounds the POSTs one client may have in flight
 	// (DefaultMaxConcurrent; negative: no bound); more get 429.
 	MaxConcurrent int
-	// CheckOrigin vets every request (its Host and Origin headers); an
-	// error is answered 403 with its text. nil means DefaultCheck.
-	CheckOrigin func(*http.Request) error
+	// Browsers vets every request's Host and Origin headers (origin.go); a
+	// refusal is answered 403 saying why. nil means NewBrowserPolicy(nil,
+	// nil): requests without Origin and from loopback origins.
+	Browsers *BrowserPolicy
 	// Auth, when set, vets every request's credential before anything else
 	// but the origin check: a non-zero status refuses it with that status,
 	// the WWW-Authenticate challenge (if any) and msg. Otherwise allow, when
@@ -153,15 +154,15 @@ type Options struct {
 
 // Front serves the MCP transports. It is safe for concurrent use.
 type Front struct {
-	router      Router
-	log         *slog.Logger
-	codec       *codec
-	keepAlive   time.Duration
-	maxBody     int64
-	inflight    inflight
-	checkOrigin func(*http.Request) error
-	auth        func(*http.Request) (func(string) bool, int, string, string)
-	queueLen    int
+	router    Router
+	log       *slog.Logger
+	codec     *codec
+	keepAlive time.Duration
+	maxBody   int64
+	inflight  inflight
+	browsers  *BrowserPolicy
+	auth      func(*http.Request) (func(string) bool, int, string, string)
+	queueLen  int
 
 	streams registry
 	listens listenSet // open subscriptions/listen requests (modern.go)
@@ -202,20 +203,20 @@ func New(o Options) *Front {
 	if o.MaxConcurrent == 0 {
 		o.MaxConcurrent = DefaultMaxConcurrent
 	}
-	if o.CheckOrigin == nil {
-		o.CheckOrigin = DefaultCheck
+	if o.Browsers == nil {
+		o.Browsers, _ = NewBrowserPolicy(nil, nil)
 	}
 	return &Front{
-		router:      o.Router,
-		log:         o.Logger,
-		codec:       newCodec(o.Keys, o.SessionMaxAge, o.SecretGrace, o.Now),
-		keepAlive:   o.SSEKeepAlive,
-		maxBody:     o.MaxBody,
-		inflight:    inflight{max: o.MaxConcurrent, n: map[string]int{}},
-		checkOrigin: o.CheckOrigin,
-		auth:        o.Auth,
-		queueLen:    o.StreamQueue,
-		streams:     registry{m: map[string]*listener{}},
+		router:    o.Router,
+		log:       o.Logger,
+		codec:     newCodec(o.Keys, o.SessionMaxAge, o.SecretGrace, o.Now),
+		keepAlive: o.SSEKeepAlive,
+		maxBody:   o.MaxBody,
+		inflight:  inflight{max: o.MaxConcurrent, n: map[string]int{}},
+		browsers:  o.Browsers,
+		auth:      o.Auth,
+		queueLen:  o.StreamQueue,
+		streams:   registry{m: map[string]*listener{}},
 	}
 }
 

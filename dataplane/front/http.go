@@ -43,14 +43,21 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	_, _ = w.Write(body)
 }
 
-// admit runs the checks every request passes: the origin hook and the
+// admit runs the checks every request passes: Host and Origin (answering a
+// CORS preflight of an allowed origin), client authentication and the
 // protocol version header.
 func (f *Front) admit(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
-	if f.checkOrigin != nil {
-		if err := f.checkOrigin(r); err != nil {
-			httpError(w, http.StatusForbidden, jsonrpc.CodeInvalidRequest, "request refused: %v", err)
+	origin, err := f.browsers.Check(r)
+	if err != nil {
+		httpError(w, http.StatusForbidden, jsonrpc.CodeInvalidRequest, "request refused: %v", err)
+		return r, false
+	}
+	if origin != "" {
+		if isPreflight(r) {
+			preflight(w, r, origin)
 			return r, false
 		}
+		allowCORS(w.Header(), origin)
 	}
 	if f.auth != nil {
 		allow, status, challenge, msg := f.auth(r)

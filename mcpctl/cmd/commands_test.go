@@ -123,6 +123,14 @@ func TestClientSideValidation(t *testing.T) {
 		{[]string{"server", "get"}, "takes one NAME"},
 		{[]string{"server", "list", "--bogus"}, "unknown flag: --bogus"},
 		{[]string{"--request-timeout", "0s", "status"}, "--request-timeout must be positive"},
+		// After --, --dry-run is the command's: refused rather than a real create.
+		{[]string{"server", "add", "x", "--", "cmd", "a", "--dry-run"}, `--dry-run after -- is an argument of the command "cmd", so the server would really be created: ` +
+			`to validate only, put --dry-run before -- (mcpctl server add x --dry-run -- cmd a); to pass it to the command, say --dry-run=false before -- (mcpctl server add x --dry-run=false -- cmd a --dry-run)`},
+		{[]string{"server", "add", "x", "--", "cmd", "--dry-run=true"}, "--dry-run=true after -- is an argument"},
+		// mcpctl's --dry-run given: the line is unambiguous and gets as far as the token.
+		{[]string{"server", "add", "x", "--dry-run", "--", "cmd", "--dry-run"}, "read admin token"},
+		{[]string{"server", "add", "x", "--dry-run=false", "--", "cmd", "--dry-run"}, "read admin token"},
+		{[]string{"server", "add", "x", "--dry-run", "--", "cmd"}, "read admin token"},
 	} {
 		_, errOut, code := e.run(t, tc.args...)
 		if code != 1 || !strings.Contains(errOut, tc.wantErr) {

@@ -54,6 +54,9 @@ func newServerAddCommand(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := checkDryRunAfterDash(name, command, c.Flags().Changed("dry-run")); err != nil {
+				return err
+			}
 			f.prefixSet = c.Flags().Changed("prefix")
 			req, err := buildCreateRequest(name, command, f)
 			if err != nil {
@@ -109,6 +112,37 @@ func splitAddArgs(args []string, dash int) (name string, command []string, err e
 		command = args[1:]
 	}
 	return args[0], command, nil
+}
+
+// checkDryRunAfterDash refuses "server add NAME -- CMD ... --dry-run": after
+// "--" every word is the command's, so that would really create the server
+// with --dry-run among CMD's arguments, while the user most likely meant a
+// dry run. Setting mcpctl's own --dry-run before "--" (to true or false)
+// makes the line unambiguous, and then --dry-run after "--" is CMD's.
+func checkDryRunAfterDash(name string, command []string, dryRunSet bool) error {
+	if dryRunSet {
+		return nil
+	}
+	for _, a := range command {
+		if a == "--dry-run" || strings.HasPrefix(a, "--dry-run=") {
+			return fmt.Errorf("%s after -- is an argument of the command %q, so the server would really be created: "+
+				"to validate only, put --dry-run before -- (mcpctl server add %s --dry-run -- %s); "+
+				"to pass it to the command, say --dry-run=false before -- (mcpctl server add %s --dry-run=false -- %s)",
+				a, command[0], name, strings.Join(without(command, a), " "), name, strings.Join(command, " "))
+		}
+	}
+	return nil
+}
+
+// without returns words without the ones equal to w.
+func without(words []string, w string) []string {
+	var out []string
+	for _, x := range words {
+		if x != w {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 // buildCreateRequest turns the command line into the request; it is pure so
