@@ -44,7 +44,7 @@ func SecretParam(name string) bool {
 // for byte; raw need not parse.
 func URL(raw string) string {
 	start := 2 // a scheme-relative "//user@host/…"
-	if i := strings.Index(raw, "://"); i >= 0 {
+	if i := strings.Index(raw, "://"); i == 0 || (i > 0 && isScheme(raw[:i])) {
 		start = i + 3
 	} else if !strings.HasPrefix(raw, "//") {
 		return maskQuery(raw, strings.IndexByte(raw, '?'))
@@ -205,4 +205,20 @@ func Args(args []string, secret []uint32) []string {
 		}
 	}
 	return out
+}
+
+// isScheme reports whether s is a URL scheme (RFC 3986: a letter, then
+// letters, digits, '+', '-' or '.'), so that a "://" later in a URL (in its
+// userinfo, path or query) is not taken for the end of its scheme.
+func isScheme(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+		case i > 0 && ('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.'):
+		default:
+			return false
+		}
+	}
+	return s != ""
 }
