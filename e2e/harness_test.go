@@ -320,6 +320,9 @@ func (p *proc) waitLog(since time.Time, attrs ...string) logLine {
 type controlPlane struct {
 	*proc
 	dataDir, grpcAddr, httpAddr string
+	// ctlEnv is added to the environment of the harness's own mcpctl calls
+	// (the CA and client certificate of a TLS control plane).
+	ctlEnv []string
 }
 
 func (c *controlPlane) tokenFile() string { return filepath.Join(c.dataDir, "admin.token") }
@@ -552,7 +555,7 @@ type ctlResult struct {
 // mcpctl runs the CLI against cp and returns its output and exit code.
 func mcpctl(t testing.TB, cp *controlPlane, args ...string) ctlResult {
 	t.Helper()
-	return mcpctlEnv(t, []string{"MCPMESH_ADDR=" + cp.grpcAddr, "MCPMESH_TOKEN_FILE=" + cp.tokenFile()}, args...)
+	return mcpctlEnv(t, append([]string{"MCPMESH_ADDR=" + cp.grpcAddr, "MCPMESH_TOKEN_FILE=" + cp.tokenFile()}, cp.ctlEnv...), args...)
 }
 
 func mcpctlEnv(t testing.TB, env []string, args ...string) ctlResult {

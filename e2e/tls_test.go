@@ -63,6 +63,8 @@ func TestTLS(t *testing.T) {
 		}
 	}
 	withTLS := append(base, "MCPMESH_CA="+ca.File, "MCPMESH_CLIENT_CERT="+admin.CertFile, "MCPMESH_CLIENT_KEY="+admin.KeyFile)
+	// The harness issues the data planes' token with mcpctl: over mutual TLS.
+	cp.ctlEnv = withTLS[len(base):]
 	if r := mcpctlEnv(t, withTLS, "server", "add", "demo", "--", bin("demo-backend"), "--name", "demo"); r.code != 0 {
 		t.Fatalf("mcpctl server add over mutual TLS: exit %d: %s", r.code, r.stderr)
 	}
