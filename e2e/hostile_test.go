@@ -93,14 +93,7 @@ func TestHostileBackends(t *testing.T) {
 	if got := callText(t, c, "good__echo", map[string]any{"text": "still here"}); !strings.Contains(got, "still here") {
 		t.Errorf("good__echo = %q", got)
 	}
-	peak := peakRSSKB(t, dp.pid())
-	t.Logf("measure: data plane peak RSS with hostile backends: %.1f MB (bound %d MB)", float64(peak)/1000, hostilePeakMB)
-	if peak > hostilePeakMB*1000 {
-		t.Errorf("data plane peak RSS %d kB, over the %d MB bound", peak, hostilePeakMB)
-	}
-	if after := storedConfig(t, cp); after != before {
-		t.Errorf("the control plane's stored config changed under hostile backends:\nbefore %s\nafter %s", before, after)
-	}
+	checkUnharmed(t, dp, cp, before, "hostile backends")
 }
 
 // TestHostileClients: a 50 MB body (announced, and chunked), a body sent a
@@ -206,13 +199,20 @@ wait:
 	if got := callText(t, c, "good__echo", map[string]any{"text": "still here"}); !strings.Contains(got, "still here") {
 		t.Errorf("good__echo = %q", got)
 	}
+	checkUnharmed(t, dp, cp, before, "hostile clients")
+}
+
+// checkUnharmed checks what every hostile test ends with: the data plane's
+// peak RSS under hostilePeakMB, and the stored config as it was before.
+func checkUnharmed(t *testing.T, dp *dataPlane, cp *controlPlane, before, under string) {
+	t.Helper()
 	peak := peakRSSKB(t, dp.pid())
-	t.Logf("measure: data plane peak RSS with hostile clients: %.1f MB (bound %d MB)", float64(peak)/1000, hostilePeakMB)
+	t.Logf("measure: data plane peak RSS with %s: %.1f MB (bound %d MB)", under, float64(peak)/1000, hostilePeakMB)
 	if peak > hostilePeakMB*1000 {
 		t.Errorf("data plane peak RSS %d kB, over the %d MB bound", peak, hostilePeakMB)
 	}
 	if after := storedConfig(t, cp); after != before {
-		t.Errorf("the control plane's stored config changed under hostile clients:\nbefore %s\nafter %s", before, after)
+		t.Errorf("the control plane's stored config changed under %s:\nbefore %s\nafter %s", under, before, after)
 	}
 }
 
