@@ -220,6 +220,9 @@ func (e *endpoint) connect(ctx context.Context) (*conn, *lists, error) {
 		st.onFail(c.markDead)
 	}
 	fail := func(what string, err error) (*conn, *lists, error) {
+		if errors.Is(err, transport.ErrTransportClosed) && c.isDead() && !errors.Is(err, c.deadErr) {
+			err = fmt.Errorf("%w: %w", c.deadErr, err) // why it closed
+		}
 		_ = c.close()
 		return nil, nil, fmt.Errorf("%s: %w", what, err)
 	}
