@@ -43,10 +43,12 @@ func TestHostileBackends(t *testing.T) {
 		_, u := startHTTPBackend(t, name, args...)
 		mustCtl(t, cp, "server", "add", name, "--url", u)
 	}
+	// A stdio child that prints one endless line.
+	mustCtl(t, cp, "server", "add", "flood", "--", bin("demo-backend"), "--hostile", "huge-line")
 	dp := startDataPlane(t, cp, "dp")
 	dp.waitState(t, "good", "healthy")
 	before := storedConfig(t, cp)
-	for _, name := range []string{"huge", "errbody", "malformed"} {
+	for _, name := range []string{"huge", "errbody", "malformed", "flood"} {
 		var s serverHealth
 		eventually(t, waitTimeout, name+" reported with its error", func() error {
 			var err error
@@ -65,6 +67,9 @@ func TestHostileBackends(t *testing.T) {
 	}
 	if s, _ := dp.server("huge"); !strings.Contains(s.LastError, "larger than") {
 		t.Errorf("huge: last_error %q does not name the size limit", s.LastError)
+	}
+	if s, _ := dp.server("flood"); !strings.Contains(s.LastError, "a message exceeded 16777216 bytes") {
+		t.Errorf("flood: last_error %q does not name the size limit", s.LastError)
 	}
 	// 100,000 tools take the backend a while to page through on a loaded
 	// machine: a longer wait than the others.

@@ -130,6 +130,10 @@ func (c *conn) send(ctx context.Context, method string, params json.RawMessage, 
 		if cerr := ctx.Err(); cerr != nil {
 			return nil, cerr
 		}
+		if errors.Is(err, transport.ErrTransportClosed) && c.isDead() {
+			// Say why it closed (a stdio child's message past the bound…).
+			err = fmt.Errorf("%w: %w", c.deadErr, err)
+		}
 		return nil, transport.NewError(err)
 	}
 	return res, answerErr

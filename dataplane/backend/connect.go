@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os/exec"
 	"sort"
 	"sync"
 	"syscall"
@@ -138,9 +137,12 @@ func (e *endpoint) newTransport(timeout time.Duration, use transportUse) (transp
 	switch b.cfg.GetTransport() {
 	case mcpmeshv1.Transport_TRANSPORT_STDIO:
 		sc := b.cfg.GetStdio()
-		return transport.NewStdioWithOptions(sc.GetCommand(), envList(sc.GetEnv()), sc.GetArgs(),
-			transport.WithCommandFunc(commandFunc(sc.GetWorkingDir(), b.params().childEnv)),
-			transport.WithCommandLogger(e.logger)), nil
+		tr, err := newStdioTransport(b.name, sc.GetCommand(), sc.GetArgs(), b.params().childEnv, envList(sc.GetEnv()),
+			sc.GetWorkingDir(), jsonrpc.MaxMessage, e.logger)
+		if err != nil {
+			return nil, err
+		}
+		return tr, nil
 	case mcpmeshv1.Transport_TRANSPORT_STREAMABLE_HTTP:
 		opts := []transport.StreamableHTTPCOption{
 			transport.WithHTTPHeaders(b.cfg.GetHttp().GetHeaders()),
@@ -199,20 +201,6 @@ func envList(env map[string]string) []string {
 	return out
 }
 
-// commandFunc builds the child like mcp-go's default (configured env on top
-// of inherited, killed with the start context) but inherits only base (the
-// scrubbed environment, see scrubEnv) and also sets the working dir, which
-// mcp-go's constructor cannot.
-func commandFunc(dir string, base []string) transport.CommandFunc {
-	return func(ctx context.Context, command string, env []string, args []string) (*exec.Cmd, error) {
-		cmd := exec.CommandContext(ctx, command, args...)
-		// Never nil: a nil Env would make exec inherit everything.
-		cmd.Env = append(append(make([]string, 0, len(base)+len(env)), base...), env...)
-		cmd.Dir = dir
-		return cmd, nil
-	}
-}
-
 // connect starts a new transport, initializes it and fetches every list the
 // server announces, all within timeout. On error nothing is left running.
 func (e *endpoint) connect(ctx context.Context) (*conn, *lists, error) {
@@ -228,7 +216,13 @@ func (e *endpoint) connect(ctx context.Context) (*conn, *lists, error) {
 	}
 	c := e.newConn(ctx, tr)
 	c.post = e.newPoster(tr, e.hc, "")
+	if st, ok := tr.(*stdioTransport); ok {
+		st.onFail(c.markDead)
+	}
 	fail := func(what string, err error) (*conn, *lists, error) {
+		if errors.Is(err, transport.ErrTransportClosed) && c.isDead() && !errors.Is(err, c.deadErr) {
+			err = fmt.Errorf("%w: %w", c.deadErr, err) // why it closed
+		}
 		_ = c.close()
 		return nil, nil, fmt.Errorf("%s: %w", what, err)
 	}

@@ -36,6 +36,13 @@ func TestMain(m *testing.M) {
 	case "exit": // a broken command: dies before speaking MCP
 		fmt.Fprintln(os.Stderr, "helper stdio server failing on purpose")
 		os.Exit(3)
+	case "huge-line": // a hostile child: one endless line on stdout, never a newline
+		chunk := bytes.Repeat([]byte("x"), 64<<10)
+		for {
+			if _, err := os.Stdout.Write(chunk); err != nil {
+				os.Exit(1)
+			}
+		}
 	case "env": // the stdio server with a tool "environ": its environment, one per line
 		s := newMCPServer("stdio", 0)
 		s.AddTool(mcp.NewTool("environ"), func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {

@@ -18,6 +18,7 @@ var hostileModes = map[string]string{
 	"error-body": "every POST answers 500 with a 5 MB body",
 	"endless":    "tools/call answers an event stream whose one event never ends",
 	"malformed":  "tools/list answers invalid JSON",
+	"huge-line":  "stdio (no --http): prints one endless line on stdout, never a newline",
 }
 
 func hostileModeList() string {
@@ -87,4 +88,15 @@ func hostile(mode string, next http.Handler) http.Handler {
 type hostileHandler struct {
 	http.Handler
 	mcp *server.StreamableHTTPServer
+}
+
+// hugeLine writes one endless line to w until writing fails (the reader
+// killed us or closed the pipe).
+func hugeLine(w io.Writer) error {
+	chunk := []byte(strings.Repeat("z", 64<<10))
+	for {
+		if _, err := w.Write(chunk); err != nil {
+			return nil
+		}
+	}
 }

@@ -76,7 +76,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return fmt.Errorf("--cache-scope must be public or private, got %q", cacheScope)
 	case forward != "" && httpAddr == "":
 		return errors.New("--forward needs --http")
-	case hostileMode != "" && httpAddr == "":
+	case hostileMode == "huge-line" && (httpAddr != "" || sseAddr != ""):
+		return errors.New("--hostile huge-line is a stdio mode: drop --http and --sse")
+	case hostileMode != "" && hostileMode != "huge-line" && httpAddr == "":
 		return errors.New("--hostile needs --http")
 	case hostileMode != "" && hostileModes[hostileMode] == "":
 		return fmt.Errorf("--hostile %q: want one of %s", hostileMode, hostileModeList())
@@ -120,6 +122,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			// base must be the real address (the port may have been 0).
 			return server.NewSSEServer(mcpSrv, server.WithBaseURL(base))
 		})
+	case hostileMode == "huge-line":
+		return hugeLine(stdout)
 	default:
 		err := server.NewStdioServer(mcpSrv).Listen(ctx, stdin, stdout)
 		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, io.EOF) {
