@@ -139,4 +139,15 @@ func TestSecretRotation(t *testing.T) {
 			return nil
 		})
 	}
+	// A new session is fine, but the old cursor is refused: the list starts again.
+	code, sid, _, body, err = rawPost(url2, "", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"rot","version":"1"}}}`)
+	if err != nil || code != http.StatusOK || sid == "" {
+		t.Fatalf("initialize after the grace: %d %v %s", code, err, body)
+	}
+	if _, r, body := list(url2, cursor); r.Error == nil || r.Error.Code != -32602 || !strings.Contains(r.Error.Message, "rotated out") {
+		t.Fatalf("the old cursor after the grace: %s; want -32602 naming the rotation", body)
+	}
+	if code, r, body := list(url2, ""); code != http.StatusOK || r.Error != nil {
+		t.Fatalf("a new list after the grace: %d %s", code, body)
+	}
 }
