@@ -197,6 +197,7 @@ func (e *env) startBackend(log *syncBuf, args ...string) (*proc, string, error) 
 
 type controlPlane struct {
 	grpcAddr, token string
+	dpToken         string // a dataplane token file: data planes never get the admin one
 }
 
 // startControlPlane starts a control plane on a data dir of its own under
@@ -256,7 +257,13 @@ func (e *env) startDataPlane(log *syncBuf, cp *controlPlane, id, pprofAddr strin
 			return nil, err
 		}
 	}
-	p, err := e.start(log, []string{"MCPMESH_TOKEN_FILE=" + cp.token}, bin("dataplane"),
+	if cp.dpToken == "" {
+		cp.dpToken = filepath.Join(filepath.Dir(cp.token), "dataplane.token")
+		if err := cp.ctl("token", "create", "--role", "dataplane", "--secret-file", cp.dpToken); err != nil {
+			return nil, err
+		}
+	}
+	p, err := e.start(log, []string{"MCPMESH_TOKEN_FILE=" + cp.dpToken}, bin("dataplane"),
 		"--control-plane", cp.grpcAddr, "--listen", listen, "--id", id, "--log-level", "warn", "--pprof-addr", pprofAddr)
 	if err != nil {
 		return nil, err

@@ -40,11 +40,12 @@ func TestDataPlaneKeepsLastGoodSnapshotWhileStoreIsDamaged(t *testing.T) {
 	cp := startControlPlane(t)
 	cp.mustRun(t, "server", "add", "a", "--", "cmd")
 
+	cp.dataplaneConn(t) // issues cp.dpToken
 	var mu sync.Mutex
 	var applied []uint64
 	logs := &syncBuffer{}
 	client := configclient.New(configclient.Options{
-		Addr: cp.addr, Token: cp.token, DataPlaneID: "dp-real", Version: "test",
+		Addr: cp.addr, Token: cp.dpToken, DataPlaneID: "dp-real", Version: "test",
 		Logger: slog.New(slog.NewTextHandler(logs, nil)),
 		Apply: func(_ context.Context, snap *mcpmeshv1.ConfigSnapshot) error {
 			mu.Lock()

@@ -20,6 +20,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/controlplane/discovery"
 	"github.com/mcpmesh/mcpmesh/controlplane/health"
 	"github.com/mcpmesh/mcpmesh/controlplane/registry"
+	"github.com/mcpmesh/mcpmesh/controlplane/secrets"
 	"github.com/mcpmesh/mcpmesh/controlplane/store"
 	"github.com/mcpmesh/mcpmesh/controlplane/store/faultstore"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
@@ -39,6 +40,8 @@ type controlPlane struct {
 	health                 *health.Aggregator
 	authn                  *access.Authenticator
 	cc                     *grpc.ClientConn // admin-token client for the test's own calls
+	dpToken                string           // a dataplane token, what data planes hold
+	dpcc                   *grpc.ClientConn // dataplane-token client for the config streams
 }
 
 // startControlPlane serves the control plane on 127.0.0.1:0. extra server
@@ -64,6 +67,7 @@ func startControlPlane(t *testing.T, extra ...grpc.ServerOption) *controlPlane {
 	mcpmeshv1.RegisterRegistryServiceServer(gs, registry.New(cp.st, cp.disc, cp.health, log))
 	mcpmeshv1.RegisterDiscoveryServiceServer(gs, cp.disc)
 	mcpmeshv1.RegisterTokenServiceServer(gs, access.NewService(cp.st, cp.authn, log))
+	mcpmeshv1.RegisterSecretServiceServer(gs, secrets.New(cp.st, log))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -77,6 +81,9 @@ func startControlPlane(t *testing.T, extra ...grpc.ServerOption) *controlPlane {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		if cp.dpcc != nil {
+			cp.dpcc.Close()
+		}
 		cp.cc.Close()
 		cp.disc.Shutdown() // as app.Run: config streams never end on their own
 		gs.Stop()
@@ -120,7 +127,7 @@ type dataPlane struct {
 func (cp *controlPlane) connectDataPlane(t *testing.T, id string) *dataPlane {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	stream, err := mcpmeshv1.NewDiscoveryServiceClient(cp.cc).StreamConfig(ctx)
+	stream, err := mcpmeshv1.NewDiscoveryServiceClient(cp.dataplaneConn(t)).StreamConfig(ctx)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -231,4 +238,24 @@ func (cp *controlPlane) wantFail(t *testing.T, wantErr string, args ...string) {
 	if code != 1 || !strings.Contains(errOut, wantErr) {
 		t.Errorf("mcpctl %q: exit %d, stderr %q; want exit 1 and %q", args, code, errOut, wantErr)
 	}
+}
+
+// dataplaneConn returns a client holding a dataplane token (issued on first
+// use), as data planes do: only it is sent the snapshots' secrets.
+func (cp *controlPlane) dataplaneConn(t *testing.T) *grpc.ClientConn {
+	t.Helper()
+	if cp.dpcc != nil {
+		return cp.dpcc
+	}
+	created, err := mcpmeshv1.NewTokenServiceClient(cp.cc).CreateToken(context.Background(), &mcpmeshv1.CreateTokenRequest{Role: mcpmeshv1.Role_ROLE_DATAPLANE})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp.dpToken = created.GetSecret()
+	cp.dpcc, err = grpc.NewClient(cp.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(authtoken.Credentials(cp.dpToken)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cp.dpcc
 }

@@ -81,7 +81,7 @@ func TestTLS(t *testing.T) {
 	plain.stop()
 
 	// The data plane with --ca and a client certificate, serving MCP over TLS.
-	_, m2 := startListener(t, "dataplane tls", []string{"MCPMESH_TOKEN_FILE=" + cp.tokenFile()}, dpServingTLSRE, bin("dataplane"),
+	_, m2 := startListener(t, "dataplane tls", []string{"MCPMESH_TOKEN_FILE=" + cp.dataplaneTokenFile(t)}, dpServingTLSRE, bin("dataplane"),
 		"--control-plane", cp.grpcAddr, "--listen", "127.0.0.1:0", "--id", "tls", "--log-format", "json",
 		"--ca", ca.File, "--client-cert", dpCert.CertFile, "--client-key", dpCert.KeyFile,
 		"--tls-cert", srv.CertFile, "--tls-key", srv.KeyFile)

@@ -32,6 +32,20 @@ type Identity struct {
 
 type identityKey struct{}
 
+// WithIdentity returns ctx carrying id, as the auth interceptor stores it
+// (for servers and tests that run a service without the interceptor).
+func WithIdentity(ctx context.Context, id Identity) context.Context {
+	return context.WithValue(ctx, identityKey{}, id)
+}
+
+// ReceivesSecrets reports whether the caller in ctx may be sent the
+// secrets of a config snapshot: only a dataplane credential. A context
+// without an identity (no auth interceptor ran) gets none.
+func ReceivesSecrets(ctx context.Context) bool {
+	id, ok := IdentityFrom(ctx)
+	return ok && id.Role == mcpmeshv1.Role_ROLE_DATAPLANE
+}
+
 // IdentityFrom returns the caller that the auth interceptor stored in ctx.
 func IdentityFrom(ctx context.Context) (Identity, bool) {
 	id, ok := ctx.Value(identityKey{}).(Identity)

@@ -12,7 +12,9 @@ const (
 
 // The role sets the rules below use. Admin may call everything; viewer the
 // calls that only read; dataplane only what a data plane calls (the config
-// stream, which also carries its health reports up).
+// stream, which also carries its health reports up). Admin may open the
+// config stream too, but only a dataplane credential is sent its secrets
+// (ReceivesSecrets).
 var (
 	adminOnly     = []mcpmeshv1.Role{admin}
 	readOnly      = []mcpmeshv1.Role{admin, viewer}
@@ -39,6 +41,8 @@ var rules = map[string][]mcpmeshv1.Role{
 	mcpmeshv1.TokenService_CreateToken_FullMethodName: adminOnly,
 	mcpmeshv1.TokenService_ListTokens_FullMethodName:  readOnly,
 	mcpmeshv1.TokenService_RevokeToken_FullMethodName: adminOnly,
+
+	mcpmeshv1.SecretService_RotateClusterSecret_FullMethodName: adminOnly,
 }
 
 // Allowed reports whether role may call the gRPC method fullMethod

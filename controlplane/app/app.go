@@ -19,6 +19,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/controlplane/health"
 	"github.com/mcpmesh/mcpmesh/controlplane/httpapi"
 	"github.com/mcpmesh/mcpmesh/controlplane/registry"
+	"github.com/mcpmesh/mcpmesh/controlplane/secrets"
 	"github.com/mcpmesh/mcpmesh/controlplane/store"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 	"github.com/mcpmesh/mcpmesh/internal/authtoken"
@@ -209,6 +210,13 @@ func Run(ctx context.Context, cfg Config) error {
 	mcpmeshv1.RegisterRegistryServiceServer(gs, regSvc)
 	mcpmeshv1.RegisterDiscoveryServiceServer(gs, disc)
 	mcpmeshv1.RegisterTokenServiceServer(gs, access.NewService(st, authn, log.With("component", "tokens")))
+	secretSvc := secrets.New(st, log.With("component", "secrets"))
+	mcpmeshv1.RegisterSecretServiceServer(gs, secretSvc)
+	// Drops rotated-out secrets at their expiry; stopped before the store closes.
+	secretsCtx, stopSecrets := context.WithCancel(ctx)
+	secretsDone := make(chan struct{})
+	go func() { defer close(secretsDone); secretSvc.Run(secretsCtx) }()
+	defer func() { stopSecrets(); <-secretsDone }()
 	m.grpc.initialize(gs)
 	hs := &http.Server{
 		Handler:           httpapi.New(httpapi.Deps{Store: st, DataPlanes: disc, Health: agg, Metrics: m.Handler(log), Logger: log}),

@@ -31,20 +31,21 @@ import (
 // mcpmesh.v1 proto package must be listed (TestRPCRoleTable fails on a new
 // RPC until it is).
 var wantRoles = map[string][]string{
-	"/mcpmesh.v1.RegistryService/CreateServer":   {"admin"},
-	"/mcpmesh.v1.RegistryService/UpdateServer":   {"admin"},
-	"/mcpmesh.v1.RegistryService/DeleteServer":   {"admin"},
-	"/mcpmesh.v1.RegistryService/GetServer":      {"admin", "viewer"},
-	"/mcpmesh.v1.RegistryService/ListServers":    {"admin", "viewer"},
-	"/mcpmesh.v1.RegistryService/GetSettings":    {"admin", "viewer"},
-	"/mcpmesh.v1.RegistryService/SetSetting":     {"admin"},
-	"/mcpmesh.v1.RegistryService/ListDataPlanes": {"admin", "viewer"},
-	"/mcpmesh.v1.RegistryService/GetStatus":      {"admin", "viewer"},
-	"/mcpmesh.v1.RegistryService/WatchStatus":    {"admin", "viewer"},
-	"/mcpmesh.v1.DiscoveryService/StreamConfig":  {"admin", "dataplane"},
-	"/mcpmesh.v1.TokenService/CreateToken":       {"admin"},
-	"/mcpmesh.v1.TokenService/ListTokens":        {"admin", "viewer"},
-	"/mcpmesh.v1.TokenService/RevokeToken":       {"admin"},
+	"/mcpmesh.v1.RegistryService/CreateServer":      {"admin"},
+	"/mcpmesh.v1.RegistryService/UpdateServer":      {"admin"},
+	"/mcpmesh.v1.RegistryService/DeleteServer":      {"admin"},
+	"/mcpmesh.v1.RegistryService/GetServer":         {"admin", "viewer"},
+	"/mcpmesh.v1.RegistryService/ListServers":       {"admin", "viewer"},
+	"/mcpmesh.v1.RegistryService/GetSettings":       {"admin", "viewer"},
+	"/mcpmesh.v1.RegistryService/SetSetting":        {"admin"},
+	"/mcpmesh.v1.RegistryService/ListDataPlanes":    {"admin", "viewer"},
+	"/mcpmesh.v1.RegistryService/GetStatus":         {"admin", "viewer"},
+	"/mcpmesh.v1.RegistryService/WatchStatus":       {"admin", "viewer"},
+	"/mcpmesh.v1.DiscoveryService/StreamConfig":     {"admin", "dataplane"},
+	"/mcpmesh.v1.TokenService/CreateToken":          {"admin"},
+	"/mcpmesh.v1.TokenService/ListTokens":           {"admin", "viewer"},
+	"/mcpmesh.v1.TokenService/RevokeToken":          {"admin"},
+	"/mcpmesh.v1.SecretService/RotateClusterSecret": {"admin"},
 }
 
 // rpc is one method of a service, as the descriptors spell it.

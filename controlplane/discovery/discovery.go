@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mcpmesh/mcpmesh/controlplane/access"
 	"github.com/mcpmesh/mcpmesh/controlplane/internal/notify"
 	"github.com/mcpmesh/mcpmesh/controlplane/store"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
@@ -50,6 +51,7 @@ type Server struct {
 	snapMu   sync.Mutex
 	snap     *mcpmeshv1.ConfigSnapshot // newest built snapshot, shared read-only by all streams
 	snapSize int                       // proto.Size(snap)
+	masked   *mcpmeshv1.ConfigSnapshot // Masked(snap), built when a stream first needs it
 
 	maxMessage int // gRPC message limit of the streams
 
@@ -241,9 +243,22 @@ func (s *Server) snapshot(ctx context.Context) (*mcpmeshv1.ConfigSnapshot, error
 	}
 	snap := BuildSnapshot(state)
 	if s.snap == nil || snap.GetRevision() >= s.snap.GetRevision() {
-		s.snap, s.snapSize = snap, proto.Size(snap)
+		s.snap, s.snapSize, s.masked = snap, proto.Size(snap), nil
 	}
 	return snap, nil
+}
+
+// maskedSnapshot returns Masked(snap), built once per snapshot.
+func (s *Server) maskedSnapshot(snap *mcpmeshv1.ConfigSnapshot) *mcpmeshv1.ConfigSnapshot {
+	s.snapMu.Lock()
+	defer s.snapMu.Unlock()
+	if snap != s.snap {
+		return Masked(snap)
+	}
+	if s.masked == nil {
+		s.masked = Masked(snap)
+	}
+	return s.masked
 }
 
 // fits reports whether snap, built by snapshot, is within the message limit,
@@ -281,6 +296,9 @@ func (s *Server) StreamConfig(stream grpc.BidiStreamingServer[mcpmeshv1.StreamCo
 		peerAddr = p.Addr.String()
 	}
 	log := s.log.With("dataplane", id)
+	// Secrets go to dataplane credentials only; any other role allowed on
+	// the stream (admin) reads the config masked.
+	secrets := access.ReceivesSecrets(ctx)
 	// Subscribe before the first send so no revision committed in between is missed.
 	watch := s.st.Watch(ctx)
 	s.connect(hello, peerAddr)
@@ -288,6 +306,9 @@ func (s *Server) StreamConfig(stream grpc.BidiStreamingServer[mcpmeshv1.StreamCo
 	log.Info("data plane connected", "version", hello.GetVersion(), "listen_addr", hello.GetListenAddr(),
 		"peer", peerAddr, "last_revision", hello.GetLastRevision())
 	defer log.Info("data plane disconnected")
+	if !secrets {
+		log.Warn("config stream opened with a credential that is not a dataplane token: its snapshots carry no secrets, which a data plane refuses; give data planes a dataplane token (mcpctl token create --role dataplane)")
+	}
 
 	recvErr := make(chan error, 1)
 	s.wg.Add(1)
@@ -347,6 +368,9 @@ func (s *Server) StreamConfig(stream grpc.BidiStreamingServer[mcpmeshv1.StreamCo
 			if err != nil {
 				log.Error("cannot build config snapshot", "err", err)
 				return status.Error(codes.Internal, "build config snapshot: store unavailable")
+			}
+			if !secrets {
+				snap = s.maskedSnapshot(snap)
 			}
 			rev := snap.GetRevision()
 			wantSend := rev != have || (have == 0 && !sentOnce)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpmesh/mcpmesh/controlplane/access"
 	"github.com/mcpmesh/mcpmesh/controlplane/discovery"
 	"github.com/mcpmesh/mcpmesh/controlplane/health"
 	"github.com/mcpmesh/mcpmesh/controlplane/store"
@@ -23,6 +24,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
@@ -62,7 +64,7 @@ func startStore(t *testing.T, st store.Store, logger *slog.Logger, opts ...disco
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(grpc.StreamInterceptor(testIdentity))
 	mcpmeshv1.RegisterDiscoveryServiceServer(gs, e.disc)
 	served := make(chan struct{})
 	go func() { defer close(served); _ = gs.Serve(lis) }()
@@ -82,6 +84,27 @@ func startStore(t *testing.T, st store.Store, logger *slog.Logger, opts ...disco
 	return e
 }
 
+// roleHeader names the role testIdentity gives a stream (dataplane when
+// absent), standing in for the auth interceptor that app wires.
+const roleHeader = "x-test-role"
+
+// testIdentity stores the caller's identity as access's interceptor does.
+func testIdentity(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	role := mcpmeshv1.Role_ROLE_DATAPLANE
+	if md, ok := metadata.FromIncomingContext(ss.Context()); ok && len(md.Get(roleHeader)) > 0 {
+		role = mcpmeshv1.Role(mcpmeshv1.Role_value[md.Get(roleHeader)[0]])
+	}
+	ctx := access.WithIdentity(ss.Context(), access.Identity{TokenID: "test", Role: role})
+	return handler(srv, &identityStream{ServerStream: ss, ctx: ctx})
+}
+
+type identityStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *identityStream) Context() context.Context { return s.ctx }
+
 type dpClient struct {
 	t      *testing.T
 	stream grpc.BidiStreamingClient[mcpmeshv1.StreamConfigRequest, mcpmeshv1.StreamConfigResponse]
@@ -97,7 +120,18 @@ func (e *env) connect(t *testing.T, id string, lastRev uint64) *dpClient {
 
 func (e *env) connectWith(t *testing.T, client mcpmeshv1.DiscoveryServiceClient, id string, lastRev uint64) *dpClient {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	return e.connectCtx(t, context.Background(), client, id, lastRev)
+}
+
+// connectAs connects with a credential of role (a Role enum name).
+func (e *env) connectAs(t *testing.T, role, id string) *dpClient {
+	t.Helper()
+	return e.connectCtx(t, metadata.AppendToOutgoingContext(context.Background(), roleHeader, role), e.client, id, 0)
+}
+
+func (e *env) connectCtx(t *testing.T, base context.Context, client mcpmeshv1.DiscoveryServiceClient, id string, lastRev uint64) *dpClient {
+	t.Helper()
+	ctx, cancel := context.WithCancel(base)
 	stream, err := client.StreamConfig(ctx)
 	if err != nil {
 		cancel()
@@ -590,4 +624,81 @@ func TestDisconnectedDataPlaneIsForgottenAfterAnHour(t *testing.T) {
 	if got := ids(); !slices.Equal(got, []string{"stays"}) {
 		t.Fatalf("two hours later: %v", got)
 	}
+}
+
+// Only a dataplane credential gets the secrets of a snapshot: an admin one
+// (also allowed on the stream) gets every secret masked, as the registry
+// masks them, and no cluster secret; a stream without an identity gets
+// nothing either.
+func TestSnapshotSecretsOnlyForDataplane(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	srvs := []*mcpmeshv1.Server{
+		{Name: "stdio", Transport: mcpmeshv1.Transport_TRANSPORT_STDIO, Stdio: &mcpmeshv1.StdioConfig{
+			Command: "run", Args: []string{"--token", "arg-secret"}, SecretArgs: []uint32{1}, Env: map[string]string{"API_KEY": "env-secret"}}},
+		{Name: "web", Transport: mcpmeshv1.Transport_TRANSPORT_STREAMABLE_HTTP, Http: &mcpmeshv1.HttpConfig{
+			Url: "https://alice:url-secret@example.com/mcp?api_key=query-secret", Headers: map[string]string{"Authorization": "Bearer header-secret"}},
+			Endpoints: []string{"https://ep-secret@replica.example.com/mcp"}},
+	}
+	for _, srv := range srvs {
+		if _, err := e.st.CreateServer(ctx, srv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	if _, err := e.st.RotateClusterSecret(ctx, now, now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.st.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := []string{"arg-secret", "env-secret", "url-secret", "query-secret", "header-secret", "ep-secret"}
+
+	for _, tc := range []struct {
+		role    string
+		secrets bool
+	}{
+		{"ROLE_DATAPLANE", true},
+		{"ROLE_ADMIN", false},
+		{"ROLE_VIEWER", false},
+		{"ROLE_UNSPECIFIED", false},
+	} {
+		t.Run(tc.role, func(t *testing.T) {
+			snap := e.connectAs(t, tc.role, "dp-"+tc.role).next().GetSnapshot()
+			if snap.GetRevision() != st.Revision || len(snap.GetServers()) != 2 {
+				t.Fatalf("snapshot revision %d with %d servers, want %d with 2", snap.GetRevision(), len(snap.GetServers()), st.Revision)
+			}
+			text := prototext(snap)
+			for _, sec := range secrets {
+				if got := strings.Contains(text, sec); got != tc.secrets {
+					t.Errorf("snapshot holds %q: %v, want %v", sec, got, tc.secrets)
+				}
+			}
+			hasKeys := bytes.Equal(snap.GetClusterSecret(), st.ClusterSecret) && len(snap.GetPreviousSecrets()) == 1 &&
+				bytes.Equal(snap.GetPreviousSecrets()[0].GetSecret(), st.PreviousSecrets[0].Secret)
+			if hasKeys != tc.secrets {
+				t.Errorf("snapshot carries the cluster secrets: %v, want %v", hasKeys, tc.secrets)
+			}
+			if !tc.secrets {
+				if len(snap.GetClusterSecret()) != 0 || len(snap.GetPreviousSecrets()) != 0 {
+					t.Errorf("masked snapshot has cluster secret %d bytes, %d previous", len(snap.GetClusterSecret()), len(snap.GetPreviousSecrets()))
+				}
+				web := snap.GetServers()[1]
+				if !web.GetRedacted() || web.GetHttp().GetHeaders()["Authorization"] != "***" || snap.GetServers()[0].GetStdio().GetArgs()[1] != "***" {
+					t.Errorf("masked servers: %v", snap.GetServers())
+				}
+			}
+		})
+	}
+	// The stored servers are untouched by the masking.
+	got, err := e.st.GetServer(ctx, "web")
+	if err != nil || got.GetHttp().GetHeaders()["Authorization"] != "Bearer header-secret" {
+		t.Fatalf("stored server after masking: %v, %v", got, err)
+	}
+}
+
+func prototext(m proto.Message) string {
+	b, _ := proto.Marshal(m)
+	return string(b)
 }

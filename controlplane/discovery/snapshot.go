@@ -4,10 +4,14 @@ import (
 	"github.com/mcpmesh/mcpmesh/controlplane/internal/settings"
 	"github.com/mcpmesh/mcpmesh/controlplane/store"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/redact"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // BuildSnapshot returns the config snapshot data planes receive for state:
-// its enabled servers, effective settings and the cluster secret. The
+// its enabled servers, effective settings, the cluster secret and the
+// previous ones still accepted. The
 // registry builds it too, to refuse a write whose snapshot would not fit in
 // a gRPC message. The snapshot shares state's messages.
 func BuildSnapshot(state *store.State) *mcpmeshv1.ConfigSnapshot {
@@ -16,10 +20,41 @@ func BuildSnapshot(state *store.State) *mcpmeshv1.ConfigSnapshot {
 		Settings:      settings.Effective(state.Settings),
 		ClusterSecret: state.ClusterSecret,
 	}
+	for _, p := range state.PreviousSecrets {
+		snap.PreviousSecrets = append(snap.PreviousSecrets, &mcpmeshv1.PreviousSecret{Secret: p.Secret, ExpiresAt: timestamppb.New(p.ExpiresAt)})
+	}
 	for _, srv := range state.Servers {
 		if srv.Enabled == nil || srv.GetEnabled() {
 			snap.Servers = append(snap.Servers, srv) // already sorted by name
 		}
 	}
 	return snap
+}
+
+// Masked returns a copy of snap without a secret in it, for a credential
+// allowed on the config stream that is not a data plane's (an admin token):
+// env and header values, secret args and URL credentials are masked as the
+// registry masks them, and the cluster secrets are left out, so a data plane
+// given such a snapshot refuses it rather than serve with a key of its own.
+func Masked(snap *mcpmeshv1.ConfigSnapshot) *mcpmeshv1.ConfigSnapshot {
+	out := &mcpmeshv1.ConfigSnapshot{Revision: snap.GetRevision(), Settings: snap.GetSettings()}
+	for _, srv := range snap.GetServers() {
+		out.Servers = append(out.Servers, maskServer(srv))
+	}
+	return out
+}
+
+func maskServer(s *mcpmeshv1.Server) *mcpmeshv1.Server {
+	out := proto.Clone(s).(*mcpmeshv1.Server)
+	out.Redacted = true
+	if sc := out.GetStdio(); sc != nil {
+		sc.Env = redact.Values(sc.GetEnv())
+		sc.Args = redact.Args(sc.GetArgs(), sc.GetSecretArgs())
+	}
+	if h := out.GetHttp(); h != nil {
+		h.Headers = redact.Values(h.GetHeaders())
+		h.Url = redact.URL(h.GetUrl())
+	}
+	out.Endpoints = redact.URLs(out.GetEndpoints())
+	return out
 }

@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -133,9 +132,9 @@ func (s *BoltStore) unsafeInit(tx *bolt.Tx) (int, error) {
 		}
 	}
 	if meta.Get(metaClusterSecret) == nil {
-		secret := make([]byte, clusterSecretLen)
-		if _, err := rand.Read(secret); err != nil {
-			return 0, fmt.Errorf("generate cluster secret: %w", err)
+		secret, err := newClusterSecret()
+		if err != nil {
+			return 0, err
 		}
 		if err := s.unsafePutSealed(tx, bucketMeta, metaClusterSecret, secret); err != nil {
 			return 0, fmt.Errorf("write cluster secret: %w", err)
@@ -481,7 +480,8 @@ func (s *BoltStore) State(ctx context.Context) (*State, error) {
 			return fmt.Errorf("read cluster secret: %w", err)
 		}
 		st.ClusterSecret = bytes.Clone(secret)
-		return nil
+		st.PreviousSecrets, err = s.unsafePreviousSecrets(tx)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -684,6 +684,87 @@ func (s *BoltStore) RevokeToken(ctx context.Context, id string, at time.Time) (*
 		return nil, err
 	}
 	return out, nil
+}
+
+func (s *BoltStore) unsafeClusterSecret(tx *bolt.Tx) ([]byte, error) {
+	secret, err := s.seal.open(bucketMeta, metaClusterSecret, tx.Bucket(bucketMeta).Get(metaClusterSecret))
+	if err != nil {
+		return nil, fmt.Errorf("read cluster secret: %w", err)
+	}
+	return bytes.Clone(secret), nil
+}
+
+func (s *BoltStore) unsafePreviousSecrets(tx *bolt.Tx) ([]PreviousSecret, error) {
+	v := tx.Bucket(bucketMeta).Get(metaPreviousSecrets)
+	if v == nil {
+		return nil, nil
+	}
+	plain, err := s.seal.open(bucketMeta, metaPreviousSecrets, v)
+	if err != nil {
+		return nil, fmt.Errorf("read previous cluster secrets: %w", err)
+	}
+	m := &mcpmeshv1.StoredSecrets{}
+	if err := proto.Unmarshal(plain, m); err != nil {
+		return nil, fmt.Errorf("decode previous cluster secrets: %w", err)
+	}
+	return previousFromProto(m), nil
+}
+
+func (s *BoltStore) unsafePutPreviousSecrets(tx *bolt.Tx, prev []PreviousSecret) error {
+	if len(prev) == 0 {
+		return tx.Bucket(bucketMeta).Delete(metaPreviousSecrets)
+	}
+	b, err := proto.Marshal(previousToProto(prev))
+	if err != nil {
+		return fmt.Errorf("encode previous cluster secrets: %w", err)
+	}
+	if err := s.unsafePutSealed(tx, bucketMeta, metaPreviousSecrets, b); err != nil {
+		return fmt.Errorf("write previous cluster secrets: %w", err)
+	}
+	return nil
+}
+
+// RotateClusterSecret implements Store.
+func (s *BoltStore) RotateClusterSecret(ctx context.Context, now, until time.Time) (uint64, error) {
+	secret, err := newClusterSecret()
+	if err != nil {
+		return 0, fmt.Errorf("rotate cluster secret: %w", err)
+	}
+	return s.update(ctx, "rotate cluster secret", func(tx *bolt.Tx) (uint64, error) {
+		old, err := s.unsafeClusterSecret(tx)
+		if err != nil {
+			return 0, err
+		}
+		prev, err := s.unsafePreviousSecrets(tx)
+		if err != nil {
+			return 0, err
+		}
+		if err := s.unsafePutPreviousSecrets(tx, rotated(prev, old, now, until)); err != nil {
+			return 0, err
+		}
+		if err := s.unsafePutSealed(tx, bucketMeta, metaClusterSecret, secret); err != nil {
+			return 0, fmt.Errorf("write cluster secret: %w", err)
+		}
+		return unsafeBumpRevision(tx)
+	})
+}
+
+// DropExpiredSecrets implements Store.
+func (s *BoltStore) DropExpiredSecrets(ctx context.Context, now time.Time) (uint64, error) {
+	return s.update(ctx, "drop expired cluster secrets", func(tx *bolt.Tx) (uint64, error) {
+		prev, err := s.unsafePreviousSecrets(tx)
+		if err != nil {
+			return 0, err
+		}
+		keep := unexpired(prev, now)
+		if len(keep) == len(prev) {
+			return 0, nil
+		}
+		if err := s.unsafePutPreviousSecrets(tx, keep); err != nil {
+			return 0, err
+		}
+		return unsafeBumpRevision(tx)
+	})
 }
 
 // Watch implements Store.

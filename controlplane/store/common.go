@@ -1,8 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
+	"slices"
 	"time"
 
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
@@ -93,4 +96,61 @@ func stampRevoked(tok *mcpmeshv1.StoredToken, at time.Time) bool {
 	}
 	tok.Token.RevokedAt = timestamppb.New(at)
 	return true
+}
+
+func newClusterSecret() ([]byte, error) {
+	secret := make([]byte, clusterSecretLen)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, fmt.Errorf("generate cluster secret: %w", err)
+	}
+	return secret, nil
+}
+
+// unexpired returns the previous secrets still accepted after now.
+func unexpired(prev []PreviousSecret, now time.Time) []PreviousSecret {
+	return slices.DeleteFunc(slices.Clone(prev), func(p PreviousSecret) bool { return !p.ExpiresAt.After(now) })
+}
+
+// rotated returns the previous secrets after old was replaced at now, to be
+// accepted until until: old first, then the unexpired ones of earlier
+// rotations; past MaxPreviousSecrets, those that expire first go.
+func rotated(prev []PreviousSecret, old []byte, now, until time.Time) []PreviousSecret {
+	out := append([]PreviousSecret{{Secret: bytes.Clone(old), ExpiresAt: until}}, unexpired(prev, now)...)
+	for len(out) > MaxPreviousSecrets {
+		first := 0
+		for i, p := range out {
+			if p.ExpiresAt.Before(out[first].ExpiresAt) {
+				first = i
+			}
+		}
+		out = slices.Delete(out, first, first+1)
+	}
+	return out
+}
+
+func clonePrevious(prev []PreviousSecret) []PreviousSecret {
+	if len(prev) == 0 {
+		return nil
+	}
+	out := make([]PreviousSecret, len(prev))
+	for i, p := range prev {
+		out[i] = PreviousSecret{Secret: bytes.Clone(p.Secret), ExpiresAt: p.ExpiresAt}
+	}
+	return out
+}
+
+func previousToProto(prev []PreviousSecret) *mcpmeshv1.StoredSecrets {
+	out := &mcpmeshv1.StoredSecrets{}
+	for _, p := range prev {
+		out.Previous = append(out.Previous, &mcpmeshv1.PreviousSecret{Secret: p.Secret, ExpiresAt: timestamppb.New(p.ExpiresAt)})
+	}
+	return out
+}
+
+func previousFromProto(m *mcpmeshv1.StoredSecrets) []PreviousSecret {
+	var out []PreviousSecret
+	for _, p := range m.GetPrevious() {
+		out = append(out, PreviousSecret{Secret: bytes.Clone(p.GetSecret()), ExpiresAt: p.GetExpiresAt().AsTime()})
+	}
+	return out
 }

@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"maps"
@@ -26,6 +25,7 @@ type MemoryStore struct {
 	servers  map[string]*mcpmeshv1.Server
 	settings *mcpmeshv1.Settings
 	secret   []byte
+	previous []PreviousSecret
 	health   map[string]*mcpmeshv1.BackendHealth // key healthKey
 	events   []Event
 	eventSeq uint64
@@ -40,9 +40,9 @@ var errClosed = errors.New("store is closed")
 
 // NewMemory returns an empty in-memory store with a fresh cluster secret.
 func NewMemory() *MemoryStore {
-	secret := make([]byte, clusterSecretLen)
-	if _, err := rand.Read(secret); err != nil {
-		panic(fmt.Sprintf("generate cluster secret: %v", err)) // crypto/rand never fails on supported platforms
+	secret, err := newClusterSecret()
+	if err != nil {
+		panic(err.Error()) // crypto/rand never fails on supported platforms
 	}
 	return &MemoryStore{
 		servers:  make(map[string]*mcpmeshv1.Server),
@@ -236,6 +236,7 @@ func (m *MemoryStore) State(ctx context.Context) (*State, error) {
 		st.Servers = m.sortedServers()
 		st.Settings = proto.Clone(m.settings).(*mcpmeshv1.Settings)
 		st.ClusterSecret = bytes.Clone(m.secret)
+		st.PreviousSecrets = clonePrevious(m.previous)
 		return nil
 	})
 	if err != nil {
@@ -362,6 +363,33 @@ func (m *MemoryStore) RevokeToken(ctx context.Context, id string, at time.Time) 
 		return 0, nil
 	})
 	return out, err
+}
+
+// RotateClusterSecret implements Store.
+func (m *MemoryStore) RotateClusterSecret(ctx context.Context, now, until time.Time) (uint64, error) {
+	secret, err := newClusterSecret()
+	if err != nil {
+		return 0, fmt.Errorf("rotate cluster secret: %w", err)
+	}
+	return m.write(ctx, "rotate cluster secret", func() (uint64, error) {
+		m.previous = rotated(m.previous, m.secret, now, until)
+		m.secret = secret
+		m.rev++
+		return m.rev, nil
+	})
+}
+
+// DropExpiredSecrets implements Store.
+func (m *MemoryStore) DropExpiredSecrets(ctx context.Context, now time.Time) (uint64, error) {
+	return m.write(ctx, "drop expired cluster secrets", func() (uint64, error) {
+		keep := unexpired(m.previous, now)
+		if len(keep) == len(m.previous) {
+			return 0, nil
+		}
+		m.previous = keep
+		m.rev++
+		return m.rev, nil
+	})
 }
 
 // Watch implements Store.

@@ -32,6 +32,10 @@ var (
 	metaSchemaVersion = []byte("schema_version")
 	// metaClusterSecret: 32 random bytes, created on first open; sealed.
 	metaClusterSecret = []byte("cluster_secret")
+	// metaPreviousSecrets: protobuf mcpmeshv1.StoredSecrets, the cluster
+	// secrets rotations replaced, with their expiry; sealed. Absent until
+	// the first rotation.
+	metaPreviousSecrets = []byte("previous_secrets")
 	// metaSecretsKeyID: keyID of the KeyFileName key that sealed the values.
 	metaSecretsKeyID = []byte("secrets_key_id")
 )
@@ -46,12 +50,15 @@ var (
 //
 // Adding a bucket is not such a change: an older binary ignores the tokens
 // bucket and accepts only the bootstrap admin token, which loses nothing.
+// Nor is meta/previous_secrets: an older binary serves the current secret
+// alone, so only the grace of a rotation is cut short.
 const schemaVersion uint64 = 2
 
 // Bucket values that are sealed; everything else is plaintext protobuf.
 //
 //	servers/*           mcpmeshv1.Server (env, headers, URLs, args)
 //	meta/cluster_secret the cluster secret
+//	meta/previous_secrets the secrets rotations replaced
 
 // clusterSecretLen is the size of the cluster secret in bytes.
 const clusterSecretLen = 32

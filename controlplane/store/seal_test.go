@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
@@ -215,4 +216,46 @@ func TestSecretsKeyChecked(t *testing.T) {
 		t.Fatalf("open with the right key again: %v", err)
 	}
 	s.Close()
+}
+
+// TestRotatedSecretsSealedAndKept: the secret a rotation replaced is kept
+// sealed (neither it nor the new one is in the file in plaintext) and, with
+// its expiry, survives a reopen.
+func TestRotatedSecretsSealedAndKept(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), store.FileName)
+	s, err := store.OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateServer(ctx, secretServers()[0]); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	if _, err := s.RotateClusterSecret(ctx, now, now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkNoPlaintext(t, path, st.ClusterSecret)
+	checkNoPlaintext(t, path, st.PreviousSecrets[0].Secret)
+
+	s, err = store.OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, err := s.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.ClusterSecret, st.ClusterSecret) || len(got.PreviousSecrets) != 1 ||
+		!bytes.Equal(got.PreviousSecrets[0].Secret, st.PreviousSecrets[0].Secret) || !got.PreviousSecrets[0].ExpiresAt.Equal(now.Add(time.Hour)) {
+		t.Fatalf("after reopen: previous %+v", got.PreviousSecrets)
+	}
 }

@@ -49,7 +49,21 @@ type State struct {
 	Settings *mcpmeshv1.Settings
 	// ClusterSecret is the 32-byte key shared by every data plane.
 	ClusterSecret []byte
+	// PreviousSecrets are the cluster secrets rotations replaced that are
+	// still accepted (or were, until DropExpiredSecrets runs), newest first.
+	PreviousSecrets []PreviousSecret
 }
+
+// PreviousSecret is a cluster secret a rotation replaced: data planes accept
+// what was made with it until ExpiresAt.
+type PreviousSecret struct {
+	Secret    []byte
+	ExpiresAt time.Time
+}
+
+// MaxPreviousSecrets bounds how many replaced secrets are kept at once; a
+// rotation past it drops the one that expires first.
+const MaxPreviousSecrets = 4
 
 // Event is one recorded backend state transition.
 type Event struct {
@@ -112,6 +126,16 @@ type Store interface {
 	// RevokeToken sets revoked_at to at unless it is already set, and returns
 	// the credential as stored. ErrNotFound if it does not exist.
 	RevokeToken(ctx context.Context, id string, at time.Time) (*mcpmeshv1.StoredToken, error)
+
+	// RotateClusterSecret replaces the cluster secret with a new random one
+	// and keeps the replaced one as a previous secret until until; previous
+	// secrets expired at now are dropped, and at most MaxPreviousSecrets are
+	// kept. It bumps the config revision and returns it.
+	RotateClusterSecret(ctx context.Context, now, until time.Time) (uint64, error)
+	// DropExpiredSecrets removes the previous secrets whose ExpiresAt is not
+	// after now and bumps the revision if it removed any; it returns the new
+	// revision, or 0 when nothing had expired.
+	DropExpiredSecrets(ctx context.Context, now time.Time) (uint64, error)
 
 	// Watch returns a channel that receives the new config revision after
 	// every committed config write. Notifications coalesce: a slow reader sees

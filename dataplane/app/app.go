@@ -32,7 +32,7 @@ import (
 const ShutdownTimeout = 5 * time.Second
 
 // cursorLabel names the key that signs list cursors.
-const cursorLabel = "mcpmesh cursor v3"
+const cursorLabel = keys.CursorLabel
 
 // Config is what a data plane is started with.
 type Config struct {
@@ -198,10 +198,21 @@ func (d *DataPlane) refresh() {
 
 // apply takes a config snapshot.
 func (d *DataPlane) apply(_ context.Context, snap *mcpmeshv1.ConfigSnapshot) error {
+	if len(snap.GetClusterSecret()) == 0 {
+		// An admin token gets masked snapshots: serving them would sign
+		// with a key no other replica holds, and "***" for every secret.
+		err := errors.New("the control plane sent no cluster secret: is the token a dataplane token? (mcpctl token create --role dataplane)")
+		d.log.Error("config snapshot refused", "revision", snap.GetRevision(), "err", err)
+		return err
+	}
 	if err := d.mgr.Apply(snap); err != nil {
 		return err
 	}
-	d.keys.SetSecret(snap.GetClusterSecret())
+	var previous []keys.Retired
+	for _, p := range snap.GetPreviousSecrets() {
+		previous = append(previous, keys.Retired{Secret: p.GetSecret(), Until: p.GetExpiresAt().AsTime()})
+	}
+	d.keys.Update(snap.GetClusterSecret(), previous)
 	// Settings and key before the lists, so the first page cut from this
 	// snapshot's lists follows its rules.
 	d.router.SetConfig(snap.GetSettings(), d.keys.Derive(cursorLabel), snap.GetRevision())

@@ -73,6 +73,9 @@ type cursor struct {
 // message clients get with JSON-RPC -32602.
 var errInvalidCursor = errors.New("invalid cursor")
 
+// errBadSignature: no key held verifies the cursor.
+var errBadSignature = cursorError("signature mismatch (tampered, issued by another cluster, or signed with a cluster secret rotated out whose grace period ended: list again without a cursor)")
+
 func cursorError(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{errInvalidCursor}, args...)...)
 }
@@ -138,7 +141,7 @@ func decodeCursor(key []byte, kind Kind, s string) (cursor, error) {
 	}
 	payload, mac := raw[:len(raw)-cursorMACSize], raw[len(raw)-cursorMACSize:]
 	if !hmac.Equal(mac, cursorMAC(key, payload)) {
-		return cursor{}, cursorError("signature mismatch (tampered, or issued by another cluster)")
+		return cursor{}, errBadSignature
 	}
 	c, err := parseCursorPayload(payload)
 	if err != nil {

@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -39,6 +40,9 @@ type ListRequest struct {
 	PageSize int    // clamped to 1..MaxPageSize; <= 0 is DefaultPageSize
 	Revision uint64 // config revision carried in cursors
 	Key      []byte // cursor signing key (HMAC)
+	// OldKeys also verify cursors (never sign): the keys of previous
+	// cluster secrets still within their grace.
+	OldKeys [][]byte
 	// Allow, when set, says which servers' items the client may see; the
 	// others are left out as if they were not there.
 	Allow func(server string) bool
@@ -73,6 +77,12 @@ func (c *Catalog) List(ctx context.Context, k Kind, req ListRequest, f Fetcher) 
 	switch {
 	case req.Cursor != "":
 		cc, err := decodeCursor(req.Key, k, req.Cursor)
+		for _, old := range req.OldKeys {
+			if !errors.Is(err, errBadSignature) {
+				break
+			}
+			cc, err = decodeCursor(old, k, req.Cursor)
+		}
 		if err != nil {
 			return nil, invalidParams(err)
 		}

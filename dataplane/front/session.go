@@ -96,7 +96,7 @@ type sealKey struct {
 type ciphers struct {
 	gen  uint64
 	cur  sealKey
-	prev *sealKey
+	prev []sealKey // previous secrets' keys still accepted, newest first
 }
 
 // codec mints and opens session ids.
@@ -139,12 +139,12 @@ func (c *codec) load() *ciphers {
 	}
 	cur := c.keys.Current(keys.SessionLabel)
 	cs := &ciphers{gen: gen, cur: sealKey{id: cur.ID, aead: newAEAD(cur.Bytes)}}
-	if prev, ok := c.keys.Previous(keys.SessionLabel); ok {
+	for _, prev := range c.keys.Accepted(keys.SessionLabel) {
 		until := prev.Until
-		if c.grace > 0 && prev.Retired.Add(c.grace).Before(until) {
+		if c.grace > 0 && !prev.Retired.IsZero() && prev.Retired.Add(c.grace).Before(until) {
 			until = prev.Retired.Add(c.grace)
 		}
-		cs.prev = &sealKey{id: prev.ID, aead: newAEAD(prev.Bytes), until: until}
+		cs.prev = append(cs.prev, sealKey{id: prev.ID, aead: newAEAD(prev.Bytes), until: until})
 	}
 	c.ciphers.Store(cs)
 	return cs
@@ -236,13 +236,19 @@ func (c *codec) open(id string) (*Session, error) {
 	switch {
 	case kid == cs.cur.id:
 		aead = cs.cur.aead
-	case cs.prev != nil && kid == cs.prev.id:
-		if !now.Before(cs.prev.until) {
-			return nil, refuse("sealed with the previous cluster secret, whose grace period ended; initialize a new session")
-		}
-		aead = cs.prev.aead
 	default:
-		return nil, errUnknownKey
+		for _, p := range cs.prev {
+			if kid == p.id {
+				if !now.Before(p.until) {
+					return nil, refuse("sealed with a previous cluster secret, whose grace period ended; initialize a new session")
+				}
+				aead = p.aead
+				break
+			}
+		}
+		if aead == nil {
+			return nil, errUnknownKey
+		}
 	}
 	pt, err := aead.Open(raw[headerLen:headerLen], raw[1+keys.IDLen:headerLen], raw[headerLen:], raw[:1+keys.IDLen])
 	if err != nil {

@@ -68,6 +68,21 @@ type state struct {
 	prev *secret // nil when there is none
 	// prevRetired is when prev was replaced.
 	prevRetired time.Time
+	// listed are the previous secrets the control plane named (Update),
+	// each accepted until its own deadline.
+	listed []listedSecret
+}
+
+type listedSecret struct {
+	s     *secret
+	until time.Time
+}
+
+// Retired is a previous cluster secret the control plane still accepts
+// until Until (ConfigSnapshot.previous_secrets).
+type Retired struct {
+	Secret []byte
+	Until  time.Time
 }
 
 // secret is one cluster secret and the keys derived from it so far.
@@ -137,9 +152,90 @@ func (k *Keys) SetSecret(secret []byte) bool {
 	if bytes.Equal(old.cur.raw, secret) {
 		return false
 	}
-	k.state.Store(&state{cur: newSecret(secret), prev: old.cur, prevRetired: k.now()})
+	next := &state{cur: newSecret(secret), prev: old.cur, prevRetired: k.now()}
+	for _, l := range old.listed {
+		if bytes.Equal(l.s.raw, old.cur.raw) {
+			// The control plane named the replaced one: its deadline holds.
+			next.prev = nil
+		}
+		if !bytes.Equal(l.s.raw, secret) {
+			next.listed = append(next.listed, l)
+		}
+	}
+	k.state.Store(next)
 	k.gen.Add(1)
 	return true
+}
+
+// Update makes cur the cluster secret, as SetSecret, and previous the
+// replaced secrets the control plane still accepts, each until its own
+// deadline, so that a data plane started after a rotation accepts what was
+// made before it. A secret named in previous takes its deadline from there
+// (not SetSecret's grace), and is forgotten once a snapshot no longer names
+// it. It reports whether anything changed.
+func (k *Keys) Update(cur []byte, previous []Retired) bool {
+	if len(cur) == 0 {
+		return false
+	}
+	changed := k.SetSecret(cur)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	old := k.state.Load()
+	next := &state{cur: old.cur, prev: old.prev, prevRetired: old.prevRetired}
+	for _, p := range previous {
+		if len(p.Secret) == 0 || bytes.Equal(p.Secret, cur) {
+			continue
+		}
+		ls := listedSecret{until: p.Until}
+		for _, o := range old.listed { // keep the derived keys
+			if bytes.Equal(o.s.raw, p.Secret) {
+				ls.s = o.s
+			}
+		}
+		if ls.s == nil {
+			ls.s = newSecret(p.Secret)
+		}
+		if next.prev != nil && bytes.Equal(next.prev.raw, p.Secret) {
+			next.prev = nil // the control plane's deadline wins
+		}
+		next.listed = append(next.listed, ls)
+	}
+	if !changed && sameListed(old.listed, next.listed) && (old.prev == nil) == (next.prev == nil) {
+		return false
+	}
+	k.state.Store(next)
+	k.gen.Add(1)
+	return true
+}
+
+func sameListed(a, b []listedSecret) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].s.id != b[i].s.id || !a[i].until.Equal(b[i].until) {
+			return false
+		}
+	}
+	return true
+}
+
+// Accepted returns the keys for label of every previous secret still
+// accepted now, newest first: the one SetSecret replaced, then those the
+// control plane named.
+func (k *Keys) Accepted(label string) []Key {
+	st := k.state.Load()
+	now := k.now()
+	var out []Key
+	if p, ok := k.Previous(label); ok {
+		out = append(out, p)
+	}
+	for _, l := range st.listed {
+		if now.Before(l.until) {
+			out = append(out, Key{ID: l.s.id, Bytes: l.s.key(label), Until: l.until})
+		}
+	}
+	return out
 }
 
 // Generation changes with every SetSecret that changed the secret; a user
@@ -181,8 +277,10 @@ func (k *Keys) Lookup(label string, id KeyID) (Key, bool) {
 	if cur := k.Current(label); cur.ID == id {
 		return cur, true
 	}
-	if prev, ok := k.Previous(label); ok && prev.ID == id {
-		return prev, true
+	for _, p := range k.Accepted(label) {
+		if p.ID == id {
+			return p, true
+		}
 	}
 	return Key{}, false
 }

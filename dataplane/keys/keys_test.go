@@ -140,3 +140,56 @@ func BenchmarkCurrent(b *testing.B) {
 		_ = k.Current(label)
 	}
 }
+
+// The previous secrets a snapshot names are accepted until their own
+// deadline, also by Keys that never held them as current (a data plane
+// started after the rotation), and forgotten once a snapshot drops them.
+func TestUpdateFromSnapshot(t *testing.T) {
+	c := &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	until := c.Now().Add(20 * time.Second)
+	ref := keys.New()
+	ref.SetSecret(secretA)
+	oldID := ref.Current(label).ID
+
+	for _, tc := range []struct {
+		name  string
+		setup func(k *keys.Keys)
+	}{
+		{"running through the rotation", func(k *keys.Keys) { k.Update(secretA, nil) }},
+		{"started after the rotation", func(*keys.Keys) {}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &clock{now: c.Now()}
+			k := keys.NewWithOptions(keys.Options{Grace: time.Hour, Now: c.Now})
+			tc.setup(k)
+			gen := k.Generation()
+			if !k.Update(secretB, []keys.Retired{{Secret: secretA, Until: until}}) || k.Generation() == gen {
+				t.Fatal("Update reported no change")
+			}
+			if k.Update(secretB, []keys.Retired{{Secret: secretA, Until: until}}) {
+				t.Fatal("the same snapshot again changed something")
+			}
+			got, ok := k.Lookup(label, oldID)
+			if !ok || !bytes.Equal(got.Bytes, ref.Derive(label)) || !got.Until.Equal(until) {
+				t.Fatalf("old key within the grace: %+v %v", got, ok)
+			}
+			c.Advance(20*time.Second - time.Nanosecond)
+			if _, ok := k.Lookup(label, oldID); !ok {
+				t.Fatal("old key refused before its deadline")
+			}
+			c.Advance(time.Nanosecond)
+			if _, ok := k.Lookup(label, oldID); ok {
+				t.Fatal("old key accepted at its deadline (the snapshot's, not the local grace)")
+			}
+			// The control plane drops it: forgotten, a new generation.
+			gen = k.Generation()
+			c.now = until.Add(-time.Second) // even if the clock were behind
+			if !k.Update(secretB, nil) || k.Generation() == gen {
+				t.Fatal("dropping the previous secret changed nothing")
+			}
+			if _, ok := k.Lookup(label, oldID); ok {
+				t.Fatal("old key accepted after the snapshot dropped it")
+			}
+		})
+	}
+}

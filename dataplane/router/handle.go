@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mcpmesh/mcpmesh/dataplane/keys"
 	"time"
 
 	"github.com/mcpmesh/mcpmesh/dataplane/backend"
@@ -126,6 +127,7 @@ func (r *Router) list(ctx context.Context, s *front.Session, k catalog.Kind, par
 		PageSize: cfg.pageSize,
 		Revision: cfg.revision,
 		Key:      cfg.key,
+		OldKeys:  r.oldCursorKeys(),
 		Allow:    s.Allow,
 	}, fetcher{r})
 }
@@ -447,4 +449,18 @@ func (r *Router) onlyResourceServer() (string, bool) {
 		}
 	}
 	return name, name != ""
+}
+
+// oldCursorKeys are the cursor keys of the previous cluster secrets still
+// within their grace, so that a rotation does not break walks under way.
+func (r *Router) oldCursorKeys() [][]byte {
+	prev := r.keys.Accepted(keys.CursorLabel)
+	if len(prev) == 0 {
+		return nil
+	}
+	out := make([][]byte, len(prev))
+	for i, p := range prev {
+		out[i] = p.Bytes
+	}
+	return out
 }

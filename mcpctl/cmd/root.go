@@ -133,7 +133,9 @@ func newRootCommand(stdout io.Writer, getenv func(string) string) *cobra.Command
 	dataplane.AddCommand(newDataplaneListCommand(o))
 	token := &cobra.Command{Use: "token", Short: "Issue, list and revoke control-plane credentials (admin, viewer, dataplane)"}
 	token.AddCommand(newTokenCreateCommand(o), newTokenListCommand(o), newTokenRevokeCommand(o))
-	root.AddCommand(server, config, dataplane, token, newStatusCommand(o))
+	secret := &cobra.Command{Use: "secret", Short: "Manage the cluster secret (the key of session ids and cursors)"}
+	secret.AddCommand(newSecretRotateCommand(o))
+	root.AddCommand(server, config, dataplane, token, secret, newStatusCommand(o))
 	return root
 }
 
@@ -153,6 +155,7 @@ type conn struct {
 	cc     *grpc.ClientConn
 	client mcpmeshv1.RegistryServiceClient
 	tokens mcpmeshv1.TokenServiceClient
+	secret mcpmeshv1.SecretServiceClient
 }
 
 // dial reads the admin token and prepares a client. grpc.NewClient does not
@@ -178,7 +181,8 @@ func (o *options) dial() (*conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("control plane address %q is invalid: %w (set --addr or %s)", o.addr, err, EnvAddr)
 	}
-	return &conn{o: o, cc: cc, client: mcpmeshv1.NewRegistryServiceClient(cc), tokens: mcpmeshv1.NewTokenServiceClient(cc)}, nil
+	return &conn{o: o, cc: cc, client: mcpmeshv1.NewRegistryServiceClient(cc), tokens: mcpmeshv1.NewTokenServiceClient(cc),
+		secret: mcpmeshv1.NewSecretServiceClient(cc)}, nil
 }
 
 func (c *conn) Close() { _ = c.cc.Close() }

@@ -307,6 +307,22 @@ func (f *Fault) RevokeToken(ctx context.Context, id string, at time.Time) (*mcpm
 	return f.inner.RevokeToken(ctx, id, at)
 }
 
+// RotateClusterSecret implements store.Store.
+func (f *Fault) RotateClusterSecret(ctx context.Context, now, until time.Time) (uint64, error) {
+	if err := f.before("rotate cluster secret", true); err != nil {
+		return 0, err
+	}
+	return f.inner.RotateClusterSecret(ctx, now, until)
+}
+
+// DropExpiredSecrets implements store.Store.
+func (f *Fault) DropExpiredSecrets(ctx context.Context, now time.Time) (uint64, error) {
+	if err := f.before("drop expired cluster secrets", true); err != nil {
+		return 0, err
+	}
+	return f.inner.DropExpiredSecrets(ctx, now)
+}
+
 // Watch implements store.Store: a failed write commits nothing, so it is not
 // announced; the inner store's notifications pass through unchanged.
 func (f *Fault) Watch(ctx context.Context) <-chan uint64 { return f.inner.Watch(ctx) }

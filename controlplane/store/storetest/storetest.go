@@ -50,6 +50,8 @@ func Run(t *testing.T, open Open) {
 		{"Concurrent", testConcurrent},
 		{"BadArguments", testBadArguments},
 		{"Tokens", testTokens},
+		{"RotateClusterSecret", testRotateClusterSecret},
+		{"RotationsAreBounded", testRotationsBounded},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -497,5 +499,118 @@ func testTokens(t *testing.T, s store.Store) {
 	}
 	if after := rev(t, s); after != before {
 		t.Fatalf("token writes moved the config revision from %d to %d", before, after)
+	}
+}
+
+func state(t *testing.T, s store.Store) *store.State {
+	t.Helper()
+	st, err := s.State(context.Background())
+	if err != nil {
+		t.Fatalf("State: %v", err)
+	}
+	return st
+}
+
+// A rotation makes a new secret, keeps the old one with its expiry and
+// bumps the revision (announced to watchers); dropping the expired ones
+// bumps it again, and only when there was something to drop. The clock is
+// the caller's: no test sleeps.
+func testRotateClusterSecret(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	before := state(t, s)
+	if len(before.PreviousSecrets) != 0 {
+		t.Fatalf("fresh store has previous secrets %v", before.PreviousSecrets)
+	}
+	watch := s.Watch(t.Context())
+
+	r0, err := s.RotateClusterSecret(ctx, t0, t0.Add(time.Hour))
+	if err != nil {
+		t.Fatalf("RotateClusterSecret: %v", err)
+	}
+	if r0 != before.Revision+1 || <-watch != r0 {
+		t.Fatalf("rotation at revision %d (watch), want %d", r0, before.Revision+1)
+	}
+	after := state(t, s)
+	if len(after.ClusterSecret) != 32 || string(after.ClusterSecret) == string(before.ClusterSecret) {
+		t.Fatal("rotation kept the cluster secret")
+	}
+	if len(after.PreviousSecrets) != 1 || string(after.PreviousSecrets[0].Secret) != string(before.ClusterSecret) ||
+		!after.PreviousSecrets[0].ExpiresAt.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("previous secrets after a rotation = %+v, want the old one until %v", after.PreviousSecrets, t0.Add(time.Hour))
+	}
+
+	// A second rotation within the grace keeps both, newest first.
+	t1 := t0.Add(10 * time.Minute)
+	if _, err := s.RotateClusterSecret(ctx, t1, t1.Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	third := state(t, s)
+	if got := third.PreviousSecrets; len(got) != 2 || string(got[0].Secret) != string(after.ClusterSecret) ||
+		string(got[1].Secret) != string(before.ClusterSecret) {
+		t.Fatalf("previous secrets after two rotations = %d, want the two replaced, newest first", len(got))
+	}
+
+	// Nothing expired yet: no write, no revision.
+	if r, err := s.DropExpiredSecrets(ctx, t0.Add(time.Hour-time.Nanosecond)); err != nil || r != 0 {
+		t.Fatalf("DropExpiredSecrets before any expiry = %d, %v; want 0", r, err)
+	}
+	if r := rev(t, s); r != third.Revision {
+		t.Fatalf("revision moved to %d with nothing dropped", r)
+	}
+	// At the first expiry the first replaced secret goes.
+	r, err := s.DropExpiredSecrets(ctx, t0.Add(time.Hour))
+	if err != nil || r != third.Revision+1 {
+		t.Fatalf("DropExpiredSecrets at the expiry = %d, %v; want revision %d", r, err, third.Revision+1)
+	}
+	if got := state(t, s).PreviousSecrets; len(got) != 1 || string(got[0].Secret) != string(after.ClusterSecret) {
+		t.Fatalf("previous secrets after the first expiry = %d, want the newer one", len(got))
+	}
+	if _, err := s.DropExpiredSecrets(ctx, t1.Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	final := state(t, s)
+	if len(final.PreviousSecrets) != 0 || string(final.ClusterSecret) != string(third.ClusterSecret) {
+		t.Fatalf("after every expiry: %d previous secrets, current changed %v", len(final.PreviousSecrets),
+			string(final.ClusterSecret) != string(third.ClusterSecret))
+	}
+
+	// Returned secrets are copies.
+	final.ClusterSecret[0] ^= 0xff
+	if string(state(t, s).ClusterSecret) == string(final.ClusterSecret) {
+		t.Fatal("State returned the stored secret, not a copy")
+	}
+}
+
+// Rotations in a row keep at most MaxPreviousSecrets, dropping the ones
+// that expire first; those already expired go at the next rotation.
+func testRotationsBounded(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	var replaced [][]byte
+	for i := range store.MaxPreviousSecrets + 2 {
+		replaced = append(replaced, state(t, s).ClusterSecret)
+		// Each expires later than the one before.
+		if _, err := s.RotateClusterSecret(ctx, t0, t0.Add(time.Duration(i+1)*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := state(t, s).PreviousSecrets
+	if len(got) != store.MaxPreviousSecrets {
+		t.Fatalf("%d previous secrets kept, want %d", len(got), store.MaxPreviousSecrets)
+	}
+	for i, p := range got { // newest first: the last replaced
+		want := replaced[len(replaced)-1-i]
+		if string(p.Secret) != string(want) {
+			t.Fatalf("previous secret %d is not the %d-th newest replaced", i, i+1)
+		}
+	}
+	// A rotation after most have expired keeps only those still valid.
+	late := t0.Add(time.Duration(store.MaxPreviousSecrets+1) * time.Hour)
+	if _, err := s.RotateClusterSecret(ctx, late, late.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got := state(t, s).PreviousSecrets; len(got) != 2 || !got[1].ExpiresAt.Equal(t0.Add(time.Duration(store.MaxPreviousSecrets+2)*time.Hour)) {
+		t.Fatalf("after a late rotation: %+v, want the new one and the one still valid", got)
 	}
 }

@@ -1103,9 +1103,15 @@ type ConfigSnapshot struct {
 	Servers  []*Server `protobuf:"bytes,2,rep,name=servers,proto3" json:"servers,omitempty"`
 	Settings *Settings `protobuf:"bytes,3,opt,name=settings,proto3" json:"settings,omitempty"`
 	// Key for signing cursors and session ids; identical on every data plane.
+	// Sent to dataplane credentials only: empty for any other caller.
 	ClusterSecret []byte `protobuf:"bytes,4,opt,name=cluster_secret,json=clusterSecret,proto3" json:"cluster_secret,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Cluster secrets replaced by a rotation (mcpctl secret rotate) whose grace
+	// has not ended, newest first: data planes still accept the session ids
+	// and cursors made with them until their expires_at, and make nothing new
+	// with them. Empty for credentials other than dataplane.
+	PreviousSecrets []*PreviousSecret `protobuf:"bytes,5,rep,name=previous_secrets,json=previousSecrets,proto3" json:"previous_secrets,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ConfigSnapshot) Reset() {
@@ -1162,6 +1168,67 @@ func (x *ConfigSnapshot) GetSettings() *Settings {
 func (x *ConfigSnapshot) GetClusterSecret() []byte {
 	if x != nil {
 		return x.ClusterSecret
+	}
+	return nil
+}
+
+func (x *ConfigSnapshot) GetPreviousSecrets() []*PreviousSecret {
+	if x != nil {
+		return x.PreviousSecrets
+	}
+	return nil
+}
+
+// PreviousSecret is a cluster secret that a rotation replaced.
+type PreviousSecret struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Secret []byte                 `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	// When it stops being accepted.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreviousSecret) Reset() {
+	*x = PreviousSecret{}
+	mi := &file_mcpmesh_v1_types_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreviousSecret) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreviousSecret) ProtoMessage() {}
+
+func (x *PreviousSecret) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpmesh_v1_types_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreviousSecret.ProtoReflect.Descriptor instead.
+func (*PreviousSecret) Descriptor() ([]byte, []int) {
+	return file_mcpmesh_v1_types_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PreviousSecret) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+func (x *PreviousSecret) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
 	}
 	return nil
 }
@@ -1265,12 +1332,17 @@ const file_mcpmesh_v1_types_proto_rawDesc = "" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12-\n" +
 	"\x12healthy_dataplanes\x18\x03 \x01(\rR\x11healthyDataplanes\x12)\n" +
 	"\x10total_dataplanes\x18\x04 \x01(\rR\x0ftotalDataplanes\x125\n" +
-	"\bbackends\x18\x05 \x03(\v2\x19.mcpmesh.v1.BackendHealthR\bbackends\"\xb3\x01\n" +
+	"\bbackends\x18\x05 \x03(\v2\x19.mcpmesh.v1.BackendHealthR\bbackends\"\xfa\x01\n" +
 	"\x0eConfigSnapshot\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x12,\n" +
 	"\aservers\x18\x02 \x03(\v2\x12.mcpmesh.v1.ServerR\aservers\x120\n" +
 	"\bsettings\x18\x03 \x01(\v2\x14.mcpmesh.v1.SettingsR\bsettings\x12%\n" +
-	"\x0ecluster_secret\x18\x04 \x01(\fR\rclusterSecret*m\n" +
+	"\x0ecluster_secret\x18\x04 \x01(\fR\rclusterSecret\x12E\n" +
+	"\x10previous_secrets\x18\x05 \x03(\v2\x1a.mcpmesh.v1.PreviousSecretR\x0fpreviousSecrets\"c\n" +
+	"\x0ePreviousSecret\x12\x16\n" +
+	"\x06secret\x18\x01 \x01(\fR\x06secret\x129\n" +
+	"\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*m\n" +
 	"\tTransport\x12\x19\n" +
 	"\x15TRANSPORT_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fTRANSPORT_STDIO\x10\x01\x12\x1d\n" +
@@ -1306,7 +1378,7 @@ func file_mcpmesh_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_mcpmesh_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_mcpmesh_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_mcpmesh_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_mcpmesh_v1_types_proto_goTypes = []any{
 	(Transport)(0),                // 0: mcpmesh.v1.Transport
 	(SessionMode)(0),              // 1: mcpmesh.v1.SessionMode
@@ -1322,43 +1394,46 @@ var file_mcpmesh_v1_types_proto_goTypes = []any{
 	(*DataPlane)(nil),             // 11: mcpmesh.v1.DataPlane
 	(*ServerStatus)(nil),          // 12: mcpmesh.v1.ServerStatus
 	(*ConfigSnapshot)(nil),        // 13: mcpmesh.v1.ConfigSnapshot
-	nil,                           // 14: mcpmesh.v1.StdioConfig.EnvEntry
-	nil,                           // 15: mcpmesh.v1.HttpConfig.HeadersEntry
-	(*durationpb.Duration)(nil),   // 16: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*PreviousSecret)(nil),        // 14: mcpmesh.v1.PreviousSecret
+	nil,                           // 15: mcpmesh.v1.StdioConfig.EnvEntry
+	nil,                           // 16: mcpmesh.v1.HttpConfig.HeadersEntry
+	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
 }
 var file_mcpmesh_v1_types_proto_depIdxs = []int32{
-	14, // 0: mcpmesh.v1.StdioConfig.env:type_name -> mcpmesh.v1.StdioConfig.EnvEntry
-	15, // 1: mcpmesh.v1.HttpConfig.headers:type_name -> mcpmesh.v1.HttpConfig.HeadersEntry
+	15, // 0: mcpmesh.v1.StdioConfig.env:type_name -> mcpmesh.v1.StdioConfig.EnvEntry
+	16, // 1: mcpmesh.v1.HttpConfig.headers:type_name -> mcpmesh.v1.HttpConfig.HeadersEntry
 	0,  // 2: mcpmesh.v1.Server.transport:type_name -> mcpmesh.v1.Transport
 	4,  // 3: mcpmesh.v1.Server.stdio:type_name -> mcpmesh.v1.StdioConfig
 	5,  // 4: mcpmesh.v1.Server.http:type_name -> mcpmesh.v1.HttpConfig
-	16, // 5: mcpmesh.v1.Server.timeout:type_name -> google.protobuf.Duration
-	17, // 6: mcpmesh.v1.Server.created_at:type_name -> google.protobuf.Timestamp
-	17, // 7: mcpmesh.v1.Server.updated_at:type_name -> google.protobuf.Timestamp
-	16, // 8: mcpmesh.v1.Server.backoff:type_name -> google.protobuf.Duration
+	17, // 5: mcpmesh.v1.Server.timeout:type_name -> google.protobuf.Duration
+	18, // 6: mcpmesh.v1.Server.created_at:type_name -> google.protobuf.Timestamp
+	18, // 7: mcpmesh.v1.Server.updated_at:type_name -> google.protobuf.Timestamp
+	17, // 8: mcpmesh.v1.Server.backoff:type_name -> google.protobuf.Duration
 	1,  // 9: mcpmesh.v1.Server.session:type_name -> mcpmesh.v1.SessionMode
-	16, // 10: mcpmesh.v1.ResilienceSettings.backoff:type_name -> google.protobuf.Duration
-	16, // 11: mcpmesh.v1.ResilienceSettings.probe_interval:type_name -> google.protobuf.Duration
-	16, // 12: mcpmesh.v1.ResilienceSettings.request_timeout:type_name -> google.protobuf.Duration
-	16, // 13: mcpmesh.v1.ResilienceSettings.hold:type_name -> google.protobuf.Duration
+	17, // 10: mcpmesh.v1.ResilienceSettings.backoff:type_name -> google.protobuf.Duration
+	17, // 11: mcpmesh.v1.ResilienceSettings.probe_interval:type_name -> google.protobuf.Duration
+	17, // 12: mcpmesh.v1.ResilienceSettings.request_timeout:type_name -> google.protobuf.Duration
+	17, // 13: mcpmesh.v1.ResilienceSettings.hold:type_name -> google.protobuf.Duration
 	7,  // 14: mcpmesh.v1.Settings.pagination:type_name -> mcpmesh.v1.PaginationSettings
 	8,  // 15: mcpmesh.v1.Settings.resilience:type_name -> mcpmesh.v1.ResilienceSettings
 	2,  // 16: mcpmesh.v1.BackendHealth.state:type_name -> mcpmesh.v1.BackendState
 	3,  // 17: mcpmesh.v1.BackendHealth.breaker:type_name -> mcpmesh.v1.BreakerState
-	17, // 18: mcpmesh.v1.BackendHealth.since:type_name -> google.protobuf.Timestamp
-	16, // 19: mcpmesh.v1.BackendHealth.latency:type_name -> google.protobuf.Duration
-	17, // 20: mcpmesh.v1.BackendHealth.reported_at:type_name -> google.protobuf.Timestamp
-	17, // 21: mcpmesh.v1.DataPlane.connected_at:type_name -> google.protobuf.Timestamp
-	17, // 22: mcpmesh.v1.DataPlane.last_seen:type_name -> google.protobuf.Timestamp
+	18, // 18: mcpmesh.v1.BackendHealth.since:type_name -> google.protobuf.Timestamp
+	17, // 19: mcpmesh.v1.BackendHealth.latency:type_name -> google.protobuf.Duration
+	18, // 20: mcpmesh.v1.BackendHealth.reported_at:type_name -> google.protobuf.Timestamp
+	18, // 21: mcpmesh.v1.DataPlane.connected_at:type_name -> google.protobuf.Timestamp
+	18, // 22: mcpmesh.v1.DataPlane.last_seen:type_name -> google.protobuf.Timestamp
 	10, // 23: mcpmesh.v1.ServerStatus.backends:type_name -> mcpmesh.v1.BackendHealth
 	6,  // 24: mcpmesh.v1.ConfigSnapshot.servers:type_name -> mcpmesh.v1.Server
 	9,  // 25: mcpmesh.v1.ConfigSnapshot.settings:type_name -> mcpmesh.v1.Settings
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	14, // 26: mcpmesh.v1.ConfigSnapshot.previous_secrets:type_name -> mcpmesh.v1.PreviousSecret
+	18, // 27: mcpmesh.v1.PreviousSecret.expires_at:type_name -> google.protobuf.Timestamp
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_mcpmesh_v1_types_proto_init() }
@@ -1373,7 +1448,7 @@ func file_mcpmesh_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpmesh_v1_types_proto_rawDesc), len(file_mcpmesh_v1_types_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
