@@ -209,6 +209,7 @@ func Run(ctx context.Context, cfg Config) error {
 	mcpmeshv1.RegisterRegistryServiceServer(gs, regSvc)
 	mcpmeshv1.RegisterDiscoveryServiceServer(gs, disc)
 	mcpmeshv1.RegisterTokenServiceServer(gs, access.NewService(st, authn, log.With("component", "tokens")))
+	mcpmeshv1.RegisterClientKeyServiceServer(gs, access.NewClientKeyService(st, log.With("component", "client-keys")))
 	m.grpc.initialize(gs)
 	hs := &http.Server{
 		Handler:           httpapi.New(httpapi.Deps{Store: st, DataPlanes: disc, Health: agg, Metrics: m.Handler(log), Logger: log}),

@@ -49,6 +49,8 @@ type State struct {
 	Settings *mcpmeshv1.Settings
 	// ClusterSecret is the 32-byte key shared by every data plane.
 	ClusterSecret []byte
+	// ClientKeys are all client API keys, revoked ones too, sorted by id.
+	ClientKeys []*mcpmeshv1.StoredClientKey
 }
 
 // Event is one recorded backend state transition.
@@ -112,6 +114,17 @@ type Store interface {
 	// RevokeToken sets revoked_at to at unless it is already set, and returns
 	// the credential as stored. ErrNotFound if it does not exist.
 	RevokeToken(ctx context.Context, id string, at time.Time) (*mcpmeshv1.StoredToken, error)
+
+	// CreateClientKey stores a new client API key and bumps the config
+	// revision (data planes receive the live keys in snapshots), returning
+	// it. ErrExists if its id is taken.
+	CreateClientKey(ctx context.Context, key *mcpmeshv1.StoredClientKey) (uint64, error)
+	// ListClientKeys returns every client key, revoked ones too, sorted by id.
+	ListClientKeys(ctx context.Context) ([]*mcpmeshv1.StoredClientKey, error)
+	// RevokeClientKey sets revoked_at to at unless it is already set (then
+	// the revision is bumped), and returns the key as stored. ErrNotFound if
+	// it does not exist.
+	RevokeClientKey(ctx context.Context, id string, at time.Time) (*mcpmeshv1.StoredClientKey, error)
 
 	// Watch returns a channel that receives the new config revision after
 	// every committed config write. Notifications coalesce: a slow reader sees

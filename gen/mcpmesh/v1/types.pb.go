@@ -1104,6 +1104,10 @@ type ConfigSnapshot struct {
 	Settings *Settings `protobuf:"bytes,3,opt,name=settings,proto3" json:"settings,omitempty"`
 	// Key for signing cursors and session ids; identical on every data plane.
 	ClusterSecret []byte `protobuf:"bytes,4,opt,name=cluster_secret,json=clusterSecret,proto3" json:"cluster_secret,omitempty"`
+	// Field 5 is reserved for cluster secret rotation.
+	// The live (unrevoked, unexpired when built) client API keys: hashes, tags
+	// and expiry. Data planes check expiry again at request time.
+	ClientKeys    []*StoredClientKey `protobuf:"bytes,6,rep,name=client_keys,json=clientKeys,proto3" json:"client_keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1166,12 +1170,19 @@ func (x *ConfigSnapshot) GetClusterSecret() []byte {
 	return nil
 }
 
+func (x *ConfigSnapshot) GetClientKeys() []*StoredClientKey {
+	if x != nil {
+		return x.ClientKeys
+	}
+	return nil
+}
+
 var File_mcpmesh_v1_types_proto protoreflect.FileDescriptor
 
 const file_mcpmesh_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"\x16mcpmesh/v1/types.proto\x12\n" +
-	"mcpmesh.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe9\x01\n" +
+	"mcpmesh.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bmcpmesh/v1/client_key.proto\"\xe9\x01\n" +
 	"\vStdioConfig\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\tR\acommand\x12\x12\n" +
 	"\x04args\x18\x02 \x03(\tR\x04args\x122\n" +
@@ -1265,12 +1276,14 @@ const file_mcpmesh_v1_types_proto_rawDesc = "" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12-\n" +
 	"\x12healthy_dataplanes\x18\x03 \x01(\rR\x11healthyDataplanes\x12)\n" +
 	"\x10total_dataplanes\x18\x04 \x01(\rR\x0ftotalDataplanes\x125\n" +
-	"\bbackends\x18\x05 \x03(\v2\x19.mcpmesh.v1.BackendHealthR\bbackends\"\xb3\x01\n" +
+	"\bbackends\x18\x05 \x03(\v2\x19.mcpmesh.v1.BackendHealthR\bbackends\"\xf1\x01\n" +
 	"\x0eConfigSnapshot\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x12,\n" +
 	"\aservers\x18\x02 \x03(\v2\x12.mcpmesh.v1.ServerR\aservers\x120\n" +
 	"\bsettings\x18\x03 \x01(\v2\x14.mcpmesh.v1.SettingsR\bsettings\x12%\n" +
-	"\x0ecluster_secret\x18\x04 \x01(\fR\rclusterSecret*m\n" +
+	"\x0ecluster_secret\x18\x04 \x01(\fR\rclusterSecret\x12<\n" +
+	"\vclient_keys\x18\x06 \x03(\v2\x1b.mcpmesh.v1.StoredClientKeyR\n" +
+	"clientKeys*m\n" +
 	"\tTransport\x12\x19\n" +
 	"\x15TRANSPORT_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fTRANSPORT_STDIO\x10\x01\x12\x1d\n" +
@@ -1326,6 +1339,7 @@ var file_mcpmesh_v1_types_proto_goTypes = []any{
 	nil,                           // 15: mcpmesh.v1.HttpConfig.HeadersEntry
 	(*durationpb.Duration)(nil),   // 16: google.protobuf.Duration
 	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*StoredClientKey)(nil),       // 18: mcpmesh.v1.StoredClientKey
 }
 var file_mcpmesh_v1_types_proto_depIdxs = []int32{
 	14, // 0: mcpmesh.v1.StdioConfig.env:type_name -> mcpmesh.v1.StdioConfig.EnvEntry
@@ -1354,11 +1368,12 @@ var file_mcpmesh_v1_types_proto_depIdxs = []int32{
 	10, // 23: mcpmesh.v1.ServerStatus.backends:type_name -> mcpmesh.v1.BackendHealth
 	6,  // 24: mcpmesh.v1.ConfigSnapshot.servers:type_name -> mcpmesh.v1.Server
 	9,  // 25: mcpmesh.v1.ConfigSnapshot.settings:type_name -> mcpmesh.v1.Settings
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	18, // 26: mcpmesh.v1.ConfigSnapshot.client_keys:type_name -> mcpmesh.v1.StoredClientKey
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_mcpmesh_v1_types_proto_init() }
@@ -1366,6 +1381,7 @@ func file_mcpmesh_v1_types_proto_init() {
 	if File_mcpmesh_v1_types_proto != nil {
 		return
 	}
+	file_mcpmesh_v1_client_key_proto_init()
 	file_mcpmesh_v1_types_proto_msgTypes[2].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
