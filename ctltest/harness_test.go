@@ -64,6 +64,7 @@ func startControlPlane(t *testing.T, extra ...grpc.ServerOption) *controlPlane {
 	mcpmeshv1.RegisterRegistryServiceServer(gs, registry.New(cp.st, cp.disc, cp.health, log))
 	mcpmeshv1.RegisterDiscoveryServiceServer(gs, cp.disc)
 	mcpmeshv1.RegisterTokenServiceServer(gs, access.NewService(cp.st, cp.authn, log))
+	mcpmeshv1.RegisterClientKeyServiceServer(gs, access.NewClientKeyService(cp.st, log))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

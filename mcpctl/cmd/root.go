@@ -133,7 +133,9 @@ func newRootCommand(stdout io.Writer, getenv func(string) string) *cobra.Command
 	dataplane.AddCommand(newDataplaneListCommand(o))
 	token := &cobra.Command{Use: "token", Short: "Issue, list and revoke control-plane credentials (admin, viewer, dataplane)"}
 	token.AddCommand(newTokenCreateCommand(o), newTokenListCommand(o), newTokenRevokeCommand(o))
-	root.AddCommand(server, config, dataplane, token, newStatusCommand(o))
+	clientKey := &cobra.Command{Use: "client-key", Short: "Issue, list and revoke the API keys MCP clients present to data planes (--client-keys)"}
+	clientKey.AddCommand(newClientKeyCreateCommand(o), newClientKeyListCommand(o), newClientKeyRevokeCommand(o))
+	root.AddCommand(server, config, dataplane, token, clientKey, newStatusCommand(o))
 	return root
 }
 
@@ -153,6 +155,7 @@ type conn struct {
 	cc     *grpc.ClientConn
 	client mcpmeshv1.RegistryServiceClient
 	tokens mcpmeshv1.TokenServiceClient
+	ckeys  mcpmeshv1.ClientKeyServiceClient
 }
 
 // dial reads the admin token and prepares a client. grpc.NewClient does not
@@ -178,7 +181,7 @@ func (o *options) dial() (*conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("control plane address %q is invalid: %w (set --addr or %s)", o.addr, err, EnvAddr)
 	}
-	return &conn{o: o, cc: cc, client: mcpmeshv1.NewRegistryServiceClient(cc), tokens: mcpmeshv1.NewTokenServiceClient(cc)}, nil
+	return &conn{o: o, cc: cc, client: mcpmeshv1.NewRegistryServiceClient(cc), tokens: mcpmeshv1.NewTokenServiceClient(cc), ckeys: mcpmeshv1.NewClientKeyServiceClient(cc)}, nil
 }
 
 func (c *conn) Close() { _ = c.cc.Close() }
@@ -234,6 +237,16 @@ func (o *options) withClient(ctx context.Context, server string, fn func(ctx con
 	}
 	defer c.Close()
 	return o.explain(fn(ctx, c.client), server)
+}
+
+// withClientKeyClient is withClient for the client key service.
+func (o *options) withClientKeyClient(ctx context.Context, fn func(ctx context.Context, c mcpmeshv1.ClientKeyServiceClient) error) error {
+	c, err := o.dial()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return o.explain(fn(ctx, c.ckeys), "")
 }
 
 // withTokenClient is withClient for the token service.
