@@ -72,6 +72,8 @@ var ratios = []ratioSpec{
 	// The request-path cost of client authentication (issue 11, point 3).
 	{"ToolCall/proxy-apikey", "ToolCall/proxy", "ns/op", ""},
 	{"ToolCall/proxy-jwt", "ToolCall/proxy", "ns/op", ""},
+	{"ToolCall/proxy-apikey", "ToolCall/proxy", "dp-cpu-us/call", ""},
+	{"ToolCall/proxy-jwt", "ToolCall/proxy", "dp-cpu-us/call", ""},
 }
 
 // A target is one figure of issue 10, point 7: a metric's median, or a
