@@ -27,9 +27,11 @@ import (
 	"time"
 
 	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/mcpmesh/mcpmesh/internal/pprofserve"
+	"github.com/mcpmesh/mcpmesh/internal/testauth"
 	"github.com/mcpmesh/mcpmesh/internal/testbackend"
 )
 
@@ -52,6 +54,12 @@ type env struct {
 	floorURL string
 	cp       *controlPlane
 	dp       *dataPlane
+	// dpAuth is a second data plane with client authentication on (API keys
+	// and OAuth against auth, a local test authorization server); apiKey and
+	// jwt are a credential of each kind it accepts.
+	dpAuth      *dataPlane
+	auth        *testauth.Server
+	apiKey, jwt string
 }
 
 // proc is a started process; exited is closed once it has been waited for.
@@ -136,6 +144,9 @@ func (e *env) forget(p *proc) {
 // stop ends every process and removes the data directory. It runs after the
 // benchmarks and after a failed setup.
 func (e *env) stop() {
+	if e.auth != nil {
+		defer e.auth.Close()
+	}
 	for _, p := range slices.Backward(e.procs) {
 		p.stop()
 	}
@@ -230,11 +241,20 @@ func (e *env) startControlPlane(log *syncBuf, name string) (*controlPlane, error
 
 // ctl runs mcpctl against the control plane.
 func (cp *controlPlane) ctl(args ...string) error {
+	_, err := cp.ctlOut(args...)
+	return err
+}
+
+// ctlOut is ctl returning mcpctl's standard output.
+func (cp *controlPlane) ctlOut(args ...string) ([]byte, error) {
 	cmd := exec.Command(bin("mcpctl"), append([]string{"--addr", cp.grpcAddr, "--token-file", cp.token}, args...)...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("mcpctl %s: %w: %s", strings.Join(args, " "), err, out)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("mcpctl %s: %w: %s%s", strings.Join(args, " "), err, out, stderr.Bytes())
 	}
-	return nil
+	return out, nil
 }
 
 type dataPlane struct {
@@ -247,11 +267,17 @@ func (dp *dataPlane) url() string { return "http://" + dp.listen + "/mcp" }
 
 // startDataPlane starts a data plane of cp with --pprof-addr (pprofAddr, or
 // a free port when empty) and waits for /readyz.
-func (e *env) startDataPlane(log *syncBuf, cp *controlPlane, id, pprofAddr string) (*dataPlane, error) {
+func (e *env) startDataPlane(log *syncBuf, cp *controlPlane, id, pprofAddr string, extra ...string) (*dataPlane, error) {
 	listen, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
+	return e.startDataPlaneAt(log, cp, id, listen, pprofAddr, extra...)
+}
+
+// startDataPlaneAt is startDataPlane on the address listen.
+func (e *env) startDataPlaneAt(log *syncBuf, cp *controlPlane, id, listen, pprofAddr string, extra ...string) (*dataPlane, error) {
+	var err error
 	if pprofAddr == "" {
 		if pprofAddr, err = freeAddr(); err != nil {
 			return nil, err
@@ -264,7 +290,7 @@ func (e *env) startDataPlane(log *syncBuf, cp *controlPlane, id, pprofAddr strin
 		}
 	}
 	p, err := e.start(log, []string{"MCPMESH_TOKEN_FILE=" + cp.dpToken}, bin("dataplane"),
-		"--control-plane", cp.grpcAddr, "--listen", listen, "--id", id, "--log-level", "warn", "--pprof-addr", pprofAddr)
+		append([]string{"--control-plane", cp.grpcAddr, "--listen", listen, "--id", id, "--log-level", "warn", "--pprof-addr", pprofAddr}, extra...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -365,13 +391,52 @@ func setup() (e *env, err error) {
 	}); err != nil {
 		return e, withLogs(err)
 	}
+	if err := e.setupAuth(log); err != nil {
+		return e, withLogs(err)
+	}
 	return e, nil
 }
 
-func listsTool(url, tool string) error {
+// setupAuth starts dpAuth (--client-keys and --oauth-issuer) and issues an
+// API key and a JWT for it.
+func (e *env) setupAuth(log *syncBuf) error {
+	var err error
+	if e.auth, err = testauth.New(); err != nil {
+		return fmt.Errorf("test authorization server: %w", err)
+	}
+	listen, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	resource := "http://" + listen + "/mcp"
+	if e.dpAuth, err = e.startDataPlaneAt(log, e.cp, "bench-auth", listen, "",
+		"--client-keys", "--oauth-issuer", e.auth.Issuer(), "--oauth-resource", resource); err != nil {
+		return err
+	}
+	out, err := e.cp.ctlOut("client-key", "create", "--description", "bench", "-o", "json")
+	if err != nil {
+		return err
+	}
+	var key struct{ Secret string }
+	if err := json.Unmarshal(out, &key); err != nil || key.Secret == "" {
+		return fmt.Errorf("client-key create -o json = %s (%v)", out, err)
+	}
+	e.apiKey = key.Secret
+	if e.jwt, err = e.auth.Token(testauth.Claims{Audience: resource, Expiry: time.Now().Add(24 * time.Hour)}); err != nil {
+		return err
+	}
+	return e.waitFor("the authenticating data plane to serve b's tools with a key", func() error {
+		return listsToolWith(e.dpAuth.url(), "b__"+testbackend.WideEchoTool, e.apiKey)
+	})
+}
+
+func listsTool(url, tool string) error { return listsToolWith(url, tool, "") }
+
+// listsToolWith is listsTool with a bearer token ("" for none).
+func listsToolWith(url, tool, bearer string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := dial(ctx, url)
+	c, err := dialWith(ctx, url, bearer)
 	if err != nil {
 		return err
 	}
@@ -388,8 +453,15 @@ func listsTool(url, tool string) error {
 	return fmt.Errorf("tools/list has no %s (%d tools)", tool, len(res.Tools))
 }
 
-func dial(ctx context.Context, url string) (*client.Client, error) {
-	c, err := client.NewStreamableHttpClient(url)
+func dial(ctx context.Context, url string) (*client.Client, error) { return dialWith(ctx, url, "") }
+
+// dialWith is dial sending Authorization: Bearer bearer (unless "").
+func dialWith(ctx context.Context, url, bearer string) (*client.Client, error) {
+	var opts []transport.StreamableHTTPCOption
+	if bearer != "" {
+		opts = append(opts, transport.WithHTTPHeaders(map[string]string{"Authorization": "Bearer " + bearer}))
+	}
+	c, err := client.NewStreamableHttpClient(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("client for %s: %w", url, err)
 	}
@@ -422,10 +494,13 @@ func environment(b *testing.B) *env {
 	return shared
 }
 
-func connect(b *testing.B, url string) *client.Client {
+func connect(b *testing.B, url string) *client.Client { return connectWith(b, url, "") }
+
+// connectWith is connect with a bearer token.
+func connectWith(b *testing.B, url, bearer string) *client.Client {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := dial(ctx, url)
+	c, err := dialWith(ctx, url, bearer)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -560,9 +635,11 @@ func do(c *client.Client, req mcp.CallToolRequest) error {
 type route int
 
 const (
-	viaDirect route = iota // straight to the backend
-	viaProxy               // through the data plane
-	viaFloor               // through the plain reverse proxy
+	viaDirect      route = iota // straight to the backend
+	viaProxy                    // through the data plane
+	viaFloor                    // through the plain reverse proxy
+	viaProxyAPIKey              // through the authenticating data plane, with an API key
+	viaProxyJWT                 // through the authenticating data plane, with a JWT
 )
 
 // benchCall runs serial calls on one session and reports the CPU each
@@ -570,15 +647,19 @@ const (
 // reverse proxy's when the call goes through one.
 func benchCall(b *testing.B, k call, via route) {
 	e := environment(b)
-	url, hop, unit := e.direct, (*proc)(nil), ""
+	url, hop, unit, bearer := e.direct, (*proc)(nil), "", ""
 	switch via {
 	case viaProxy:
 		url, hop, unit = e.dp.url(), e.dp.proc, "dp-cpu-us/call"
+	case viaProxyAPIKey:
+		url, hop, unit, bearer = e.dpAuth.url(), e.dpAuth.proc, "dp-cpu-us/call", e.apiKey
+	case viaProxyJWT:
+		url, hop, unit, bearer = e.dpAuth.url(), e.dpAuth.proc, "dp-cpu-us/call", e.jwt
 	case viaFloor:
 		url, hop, unit = e.floorURL, e.floor, "floor-cpu-us/call"
 	}
-	c := connect(b, url)
-	req := k.request(via == viaProxy)
+	c := connectWith(b, url, bearer)
+	req := k.request(via != viaDirect && via != viaFloor)
 	backendCPU := startCPU(b, e.backend.pid())
 	var hopCPU cpuMeter
 	if hop != nil {
@@ -621,6 +702,8 @@ func benchList(b *testing.B, proxied bool) {
 func BenchmarkToolCall(b *testing.B) {
 	b.Run("direct", func(b *testing.B) { benchCall(b, echo, viaDirect) })
 	b.Run("proxy", func(b *testing.B) { benchCall(b, echo, viaProxy) })
+	b.Run("proxy-apikey", func(b *testing.B) { benchCall(b, echo, viaProxyAPIKey) })
+	b.Run("proxy-jwt", func(b *testing.B) { benchCall(b, echo, viaProxyJWT) })
 	b.Run("floor", func(b *testing.B) { benchCall(b, echo, viaFloor) })
 	b.Run("direct-wide60", func(b *testing.B) { benchCall(b, wide, viaDirect) })
 	b.Run("proxy-wide60", func(b *testing.B) { benchCall(b, wide, viaProxy) })

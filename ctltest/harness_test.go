@@ -68,6 +68,7 @@ func startControlPlane(t *testing.T, extra ...grpc.ServerOption) *controlPlane {
 	mcpmeshv1.RegisterDiscoveryServiceServer(gs, cp.disc)
 	mcpmeshv1.RegisterTokenServiceServer(gs, access.NewService(cp.st, cp.authn, log))
 	mcpmeshv1.RegisterSecretServiceServer(gs, secrets.New(cp.st, log))
+	mcpmeshv1.RegisterClientKeyServiceServer(gs, access.NewClientKeyService(cp.st, log))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -46,6 +46,7 @@ type config struct {
 	oauthRes     string
 	oauthJWKS    string
 	oauthScopes  string
+	clientKeys   bool
 	// cpTLS verifies the control plane; listenTLS is the MCP listener's.
 	cpTLS     tlsconfig.ClientFiles
 	listenTLS tlsconfig.ServerFiles
@@ -106,6 +107,7 @@ func parseFlags() config {
 	flag.StringVar(&c.oauthIssuer, "oauth-issuer", "", "require OAuth access tokens from clients, issued by this authorization server (issuer URL); off by default")
 	flag.StringVar(&c.oauthRes, "oauth-resource", "", "with --oauth-issuer: this data plane's resource URL as clients reach it, the tokens' audience (default: http(s)://<advertise address>/mcp); the same on every replica")
 	flag.StringVar(&c.oauthJWKS, "oauth-jwks-url", "", "with --oauth-issuer: the authorization server's JWKS URL (default: discovered from its metadata)")
+	flag.BoolVar(&c.clientKeys, "client-keys", false, "require an API key from clients (Authorization: Bearer mcpk_…, issued by mcpctl client-key create); with --oauth-issuer too, either credential; off by default")
 	flag.StringVar(&c.oauthScopes, "oauth-scopes", "", "with --oauth-issuer: comma-separated scopes every token must carry")
 	flag.Func("child-env", "NAME or PREFIX* (comma-separated, repeatable) of this process's environment that stdio backends inherit besides "+strings.Join(backend.DefaultChildEnv, ",")+"; MCPMESH_* never", func(v string) error {
 		names := strings.Split(v, ",")
@@ -253,6 +255,9 @@ func run() int {
 		ln.Close()
 		return fail("--oauth-resource, --oauth-jwks-url and --oauth-scopes need --oauth-issuer")
 	}
+	if cfg.clientKeys {
+		log.Info("clients authenticate with API keys (mcpctl client-key)")
+	}
 	dp, err := app.New(app.Config{
 		ControlPlane: cfg.controlPlane,
 		ID:           cfg.id,
@@ -261,6 +266,7 @@ func run() int {
 		Logger:       log,
 		Limits:       cfg.limits,
 		OAuth:        oauth,
+		ClientKeys:   cfg.clientKeys,
 		ListenTLS:    listenTLS,
 
 		ControlPlaneCreds: cpCreds,

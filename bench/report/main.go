@@ -28,6 +28,8 @@ var notes = map[string]string{
 	"ToolCall/direct-wide60":  "serial tools/call echo_wide (60-parameter schema, same argument) straight to the backend",
 	"ToolCall/floor":          "the same call through httputil.ReverseProxy (demo-backend --forward): floor-cpu-us/call is what a plain Go HTTP hop costs on this machine, beside dp-cpu-us/call",
 	"ToolCall/proxy-wide60":   "echo_wide through a data plane: its dp-cpu-us/call against proxy's is the cost of a large schema",
+	"ToolCall/proxy-apikey":   "the echo call through a data plane with --client-keys, carrying an API key: ÷ proxy is the request-path cost of key auth",
+	"ToolCall/proxy-jwt":      "the echo call through the same data plane carrying a JWT (--oauth-issuer, local test authorization server): ÷ proxy is the cost of JWT validation",
 	"AddedLatency":            "2000 serial echo calls each way, direct and proxied in turn; added = p(proxy) − p(direct)",
 	"Throughput16/direct":     "echo calls over 16 concurrent sessions straight to the backend",
 	"Throughput16/proxy":      "the same through a data plane: calls/s ÷ direct's is the share of direct throughput kept",
@@ -67,6 +69,11 @@ var ratios = []ratioSpec{
 	{"Throughput16/proxy", "Throughput16/direct", "calls/s", ""},
 	// The data plane's CPU per call against a plain Go reverse proxy's.
 	{"ToolCall/proxy", "ToolCall/floor", "dp-cpu-us/call", "floor-cpu-us/call"},
+	// The request-path cost of client authentication (issue 11, point 3).
+	{"ToolCall/proxy-apikey", "ToolCall/proxy", "ns/op", ""},
+	{"ToolCall/proxy-jwt", "ToolCall/proxy", "ns/op", ""},
+	{"ToolCall/proxy-apikey", "ToolCall/proxy", "dp-cpu-us/call", ""},
+	{"ToolCall/proxy-jwt", "ToolCall/proxy", "dp-cpu-us/call", ""},
 }
 
 // A target is one figure of issue 10, point 7: a metric's median, or a

@@ -43,6 +43,10 @@ var rules = map[string][]mcpmeshv1.Role{
 	mcpmeshv1.TokenService_RevokeToken_FullMethodName: adminOnly,
 
 	mcpmeshv1.SecretService_RotateClusterSecret_FullMethodName: adminOnly,
+
+	mcpmeshv1.ClientKeyService_CreateClientKey_FullMethodName: adminOnly,
+	mcpmeshv1.ClientKeyService_ListClientKeys_FullMethodName:  readOnly,
+	mcpmeshv1.ClientKeyService_RevokeClientKey_FullMethodName: adminOnly,
 }
 
 // Allowed reports whether role may call the gRPC method fullMethod

@@ -20,14 +20,17 @@ const (
 )
 
 // mint returns a fresh token string, its id and the hash to store.
-func mint() (token, id string, hash []byte, err error) {
+func mint() (token, id string, hash []byte, err error) { return mintWith(tokenPrefix) }
+
+// mintWith is mint for a credential whose string starts with prefix.
+func mintWith(prefix string) (token, id string, hash []byte, err error) {
 	b := make([]byte, idBytes+secretBytes)
 	if _, err := rand.Read(b); err != nil {
 		return "", "", nil, fmt.Errorf("generate token: %w", err)
 	}
 	id = hex.EncodeToString(b[:idBytes])
 	secret := hex.EncodeToString(b[idBytes:])
-	return tokenPrefix + id + "_" + secret, id, hashSecret(secret), nil
+	return prefix + id + "_" + secret, id, hashSecret(secret), nil
 }
 
 // parse splits an issued token into id and secret; ok is false for anything

@@ -217,6 +217,7 @@ func Run(ctx context.Context, cfg Config) error {
 	secretsDone := make(chan struct{})
 	go func() { defer close(secretsDone); secretSvc.Run(secretsCtx) }()
 	defer func() { stopSecrets(); <-secretsDone }()
+	mcpmeshv1.RegisterClientKeyServiceServer(gs, access.NewClientKeyService(st, log.With("component", "client-keys")))
 	m.grpc.initialize(gs)
 	hs := &http.Server{
 		Handler:           httpapi.New(httpapi.Deps{Store: st, DataPlanes: disc, Health: agg, Metrics: m.Handler(log), Logger: log}),

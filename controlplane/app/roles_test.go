@@ -46,6 +46,10 @@ var wantRoles = map[string][]string{
 	"/mcpmesh.v1.TokenService/ListTokens":           {"admin", "viewer"},
 	"/mcpmesh.v1.TokenService/RevokeToken":          {"admin"},
 	"/mcpmesh.v1.SecretService/RotateClusterSecret": {"admin"},
+
+	"/mcpmesh.v1.ClientKeyService/CreateClientKey": {"admin"},
+	"/mcpmesh.v1.ClientKeyService/ListClientKeys":  {"admin", "viewer"},
+	"/mcpmesh.v1.ClientKeyService/RevokeClientKey": {"admin"},
 }
 
 // rpc is one method of a service, as the descriptors spell it.
@@ -154,7 +158,8 @@ func (c *cluster) createToken(t *testing.T, role mcpmeshv1.Role, ttl time.Durati
 }
 
 // call invokes r with an empty request (which no handler acts on: every
-// write needs a name, a role or an id) and returns the first error.
+// write needs a name, a role or an id, except CreateClientKey, which
+// issues an untagged key) and returns the first error.
 func call(ctx context.Context, cc *grpc.ClientConn, r rpc) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

@@ -481,6 +481,10 @@ func (s *BoltStore) State(ctx context.Context) (*State, error) {
 		}
 		st.ClusterSecret = bytes.Clone(secret)
 		st.PreviousSecrets, err = s.unsafePreviousSecrets(tx)
+		if err != nil {
+			return err
+		}
+		st.ClientKeys, err = unsafeListClientKeys(tx)
 		return err
 	})
 	if err != nil {
@@ -724,6 +728,30 @@ func (s *BoltStore) unsafePutPreviousSecrets(tx *bolt.Tx, prev []PreviousSecret)
 	return nil
 }
 
+func unsafeGetClientKey(tx *bolt.Tx, id string) (*mcpmeshv1.StoredClientKey, error) {
+	v := tx.Bucket(bucketClientKeys).Get([]byte(id))
+	if v == nil {
+		return nil, fmt.Errorf("client key %q: %w", id, ErrNotFound)
+	}
+	k := &mcpmeshv1.StoredClientKey{}
+	if err := proto.Unmarshal(v, k); err != nil {
+		return nil, fmt.Errorf("decode client key %q: %w", id, err)
+	}
+	return k, nil
+}
+
+func unsafePutClientKey(tx *bolt.Tx, k *mcpmeshv1.StoredClientKey) error {
+	id := k.GetKey().GetId()
+	b, err := proto.Marshal(k)
+	if err != nil {
+		return fmt.Errorf("encode client key %q: %w", id, err)
+	}
+	if err := tx.Bucket(bucketClientKeys).Put([]byte(id), b); err != nil {
+		return fmt.Errorf("write client key %q: %w", id, err)
+	}
+	return nil
+}
+
 // RotateClusterSecret implements Store.
 func (s *BoltStore) RotateClusterSecret(ctx context.Context, now, until time.Time) (uint64, error) {
 	secret, err := newClusterSecret()
@@ -749,6 +777,36 @@ func (s *BoltStore) RotateClusterSecret(ctx context.Context, now, until time.Tim
 	})
 }
 
+func unsafeListClientKeys(tx *bolt.Tx) ([]*mcpmeshv1.StoredClientKey, error) {
+	var out []*mcpmeshv1.StoredClientKey
+	err := tx.Bucket(bucketClientKeys).ForEach(func(k, v []byte) error {
+		ck := &mcpmeshv1.StoredClientKey{}
+		if err := proto.Unmarshal(v, ck); err != nil {
+			return fmt.Errorf("decode client key %q: %w", k, err)
+		}
+		out = append(out, ck)
+		return nil
+	})
+	return out, err // sorted by id: bbolt iterates in key order
+}
+
+// CreateClientKey implements Store. It bumps the config revision.
+func (s *BoltStore) CreateClientKey(ctx context.Context, k *mcpmeshv1.StoredClientKey) (uint64, error) {
+	if err := validateClientKeyArg(k); err != nil {
+		return 0, fmt.Errorf("create client key: %w", err)
+	}
+	id := k.GetKey().GetId()
+	return s.update(ctx, fmt.Sprintf("create client key %q", id), func(tx *bolt.Tx) (uint64, error) {
+		if tx.Bucket(bucketClientKeys).Get([]byte(id)) != nil {
+			return 0, fmt.Errorf("client key %q: %w", id, ErrExists)
+		}
+		if err := unsafePutClientKey(tx, k); err != nil {
+			return 0, err
+		}
+		return unsafeBumpRevision(tx)
+	})
+}
+
 // DropExpiredSecrets implements Store.
 func (s *BoltStore) DropExpiredSecrets(ctx context.Context, now time.Time) (uint64, error) {
 	return s.update(ctx, "drop expired cluster secrets", func(tx *bolt.Tx) (uint64, error) {
@@ -765,6 +823,41 @@ func (s *BoltStore) DropExpiredSecrets(ctx context.Context, now time.Time) (uint
 		}
 		return unsafeBumpRevision(tx)
 	})
+}
+
+// ListClientKeys implements Store.
+func (s *BoltStore) ListClientKeys(ctx context.Context) ([]*mcpmeshv1.StoredClientKey, error) {
+	var out []*mcpmeshv1.StoredClientKey
+	err := s.view(ctx, "list client keys", func(tx *bolt.Tx) error {
+		var err error
+		out, err = unsafeListClientKeys(tx)
+		return err
+	})
+	return out, err
+}
+
+// RevokeClientKey implements Store. It bumps the config revision when it
+// revokes.
+func (s *BoltStore) RevokeClientKey(ctx context.Context, id string, at time.Time) (*mcpmeshv1.StoredClientKey, error) {
+	var out *mcpmeshv1.StoredClientKey
+	_, err := s.update(ctx, fmt.Sprintf("revoke client key %q", id), func(tx *bolt.Tx) (uint64, error) {
+		k, err := unsafeGetClientKey(tx, id)
+		if err != nil {
+			return 0, err
+		}
+		out = k
+		if !stampClientKeyRevoked(k, at) {
+			return 0, nil
+		}
+		if err := unsafePutClientKey(tx, k); err != nil {
+			return 0, err
+		}
+		return unsafeBumpRevision(tx)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // Watch implements Store.

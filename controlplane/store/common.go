@@ -154,3 +154,30 @@ func previousFromProto(m *mcpmeshv1.StoredSecrets) []PreviousSecret {
 	}
 	return out
 }
+
+func validateClientKeyArg(k *mcpmeshv1.StoredClientKey) error {
+	if k == nil || k.GetKey() == nil {
+		return fmt.Errorf("client key is nil")
+	}
+	if k.GetKey().GetId() == "" {
+		return fmt.Errorf("client key id is empty")
+	}
+	if len(k.GetSecretSha256()) == 0 {
+		return fmt.Errorf("client key %q has no secret hash", k.GetKey().GetId())
+	}
+	return nil
+}
+
+func cloneClientKey(k *mcpmeshv1.StoredClientKey) *mcpmeshv1.StoredClientKey {
+	return proto.Clone(k).(*mcpmeshv1.StoredClientKey)
+}
+
+// stampClientKeyRevoked sets revoked_at unless it is set already; it reports
+// whether it changed k.
+func stampClientKeyRevoked(k *mcpmeshv1.StoredClientKey, at time.Time) bool {
+	if k.GetKey().GetRevokedAt() != nil {
+		return false
+	}
+	k.Key.RevokedAt = timestamppb.New(at)
+	return true
+}

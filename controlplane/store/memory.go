@@ -30,6 +30,7 @@ type MemoryStore struct {
 	events   []Event
 	eventSeq uint64
 	tokens   map[string]*mcpmeshv1.StoredToken
+	ckeys    map[string]*mcpmeshv1.StoredClientKey
 	watchers watchers
 	now      func() time.Time
 }
@@ -50,6 +51,7 @@ func NewMemory() *MemoryStore {
 		secret:   secret,
 		health:   make(map[string]*mcpmeshv1.BackendHealth),
 		tokens:   make(map[string]*mcpmeshv1.StoredToken),
+		ckeys:    make(map[string]*mcpmeshv1.StoredClientKey),
 		now:      time.Now,
 	}
 }
@@ -237,6 +239,7 @@ func (m *MemoryStore) State(ctx context.Context) (*State, error) {
 		st.Settings = proto.Clone(m.settings).(*mcpmeshv1.Settings)
 		st.ClusterSecret = bytes.Clone(m.secret)
 		st.PreviousSecrets = clonePrevious(m.previous)
+		st.ClientKeys = m.sortedClientKeys()
 		return nil
 	})
 	if err != nil {
@@ -379,6 +382,30 @@ func (m *MemoryStore) RotateClusterSecret(ctx context.Context, now, until time.T
 	})
 }
 
+func (m *MemoryStore) sortedClientKeys() []*mcpmeshv1.StoredClientKey {
+	var out []*mcpmeshv1.StoredClientKey
+	for _, id := range slices.Sorted(maps.Keys(m.ckeys)) {
+		out = append(out, cloneClientKey(m.ckeys[id]))
+	}
+	return out
+}
+
+// CreateClientKey implements Store. It bumps the config revision.
+func (m *MemoryStore) CreateClientKey(ctx context.Context, k *mcpmeshv1.StoredClientKey) (uint64, error) {
+	if err := validateClientKeyArg(k); err != nil {
+		return 0, fmt.Errorf("create client key: %w", err)
+	}
+	id := k.GetKey().GetId()
+	return m.write(ctx, fmt.Sprintf("create client key %q", id), func() (uint64, error) {
+		if _, ok := m.ckeys[id]; ok {
+			return 0, fmt.Errorf("client key %q: %w", id, ErrExists)
+		}
+		m.ckeys[id] = cloneClientKey(k)
+		m.rev++
+		return m.rev, nil
+	})
+}
+
 // DropExpiredSecrets implements Store.
 func (m *MemoryStore) DropExpiredSecrets(ctx context.Context, now time.Time) (uint64, error) {
 	return m.write(ctx, "drop expired cluster secrets", func() (uint64, error) {
@@ -390,6 +417,36 @@ func (m *MemoryStore) DropExpiredSecrets(ctx context.Context, now time.Time) (ui
 		m.rev++
 		return m.rev, nil
 	})
+}
+
+// ListClientKeys implements Store.
+func (m *MemoryStore) ListClientKeys(ctx context.Context) ([]*mcpmeshv1.StoredClientKey, error) {
+	var out []*mcpmeshv1.StoredClientKey
+	err := m.read(ctx, "list client keys", func() error {
+		out = m.sortedClientKeys()
+		return nil
+	})
+	return out, err
+}
+
+// RevokeClientKey implements Store. It bumps the config revision when it
+// revokes.
+func (m *MemoryStore) RevokeClientKey(ctx context.Context, id string, at time.Time) (*mcpmeshv1.StoredClientKey, error) {
+	var out *mcpmeshv1.StoredClientKey
+	_, err := m.write(ctx, fmt.Sprintf("revoke client key %q", id), func() (uint64, error) {
+		k, ok := m.ckeys[id]
+		if !ok {
+			return 0, fmt.Errorf("client key %q: %w", id, ErrNotFound)
+		}
+		changed := stampClientKeyRevoked(k, at)
+		out = cloneClientKey(k)
+		if !changed {
+			return 0, nil
+		}
+		m.rev++
+		return m.rev, nil
+	})
+	return out, err
 }
 
 // Watch implements Store.

@@ -17,10 +17,13 @@ var (
 	// bucketTokens: key token id, value protobuf mcpmeshv1.StoredToken (the
 	// SHA-256 of the secret, never the secret).
 	bucketTokens = []byte("tokens")
+	// bucketClientKeys: key client key id, value protobuf
+	// mcpmeshv1.StoredClientKey (the SHA-256 of the secret, never the secret).
+	bucketClientKeys = []byte("client_keys")
 	// bucketMeta: the keys below.
 	bucketMeta = []byte("meta")
 
-	allBuckets = [][]byte{bucketServers, bucketSettings, bucketHealth, bucketEvents, bucketTokens, bucketMeta}
+	allBuckets = [][]byte{bucketServers, bucketSettings, bucketHealth, bucketEvents, bucketTokens, bucketClientKeys, bucketMeta}
 )
 
 var (
@@ -52,6 +55,8 @@ var (
 // bucket and accepts only the bootstrap admin token, which loses nothing.
 // Nor is meta/previous_secrets: an older binary serves the current secret
 // alone, so only the grace of a rotation is cut short.
+// bucket and accepts only the bootstrap admin token, which loses nothing; it
+// ignores the client_keys bucket too, so its data planes get no keys.
 const schemaVersion uint64 = 2
 
 // Bucket values that are sealed; everything else is plaintext protobuf.

@@ -52,6 +52,8 @@ type State struct {
 	// PreviousSecrets are the cluster secrets rotations replaced that are
 	// still accepted (or were, until DropExpiredSecrets runs), newest first.
 	PreviousSecrets []PreviousSecret
+	// ClientKeys are all client API keys, revoked ones too, sorted by id.
+	ClientKeys []*mcpmeshv1.StoredClientKey
 }
 
 // PreviousSecret is a cluster secret a rotation replaced: data planes accept
@@ -136,6 +138,17 @@ type Store interface {
 	// after now and bumps the revision if it removed any; it returns the new
 	// revision, or 0 when nothing had expired.
 	DropExpiredSecrets(ctx context.Context, now time.Time) (uint64, error)
+
+	// CreateClientKey stores a new client API key and bumps the config
+	// revision (data planes receive the live keys in snapshots), returning
+	// it. ErrExists if its id is taken.
+	CreateClientKey(ctx context.Context, key *mcpmeshv1.StoredClientKey) (uint64, error)
+	// ListClientKeys returns every client key, revoked ones too, sorted by id.
+	ListClientKeys(ctx context.Context) ([]*mcpmeshv1.StoredClientKey, error)
+	// RevokeClientKey sets revoked_at to at unless it is already set (then
+	// the revision is bumped), and returns the key as stored. ErrNotFound if
+	// it does not exist.
+	RevokeClientKey(ctx context.Context, id string, at time.Time) (*mcpmeshv1.StoredClientKey, error)
 
 	// Watch returns a channel that receives the new config revision after
 	// every committed config write. Notifications coalesce: a slow reader sees

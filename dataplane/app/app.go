@@ -53,6 +53,10 @@ type Config struct {
 	// OAuth, when set, makes the data plane an OAuth resource server: every
 	// MCP request needs an access token it accepts (clientauth).
 	OAuth *clientauth.OAuth
+	// ClientKeys, when set, makes every MCP request need an API key issued
+	// by mcpctl client-key create (or, with OAuth too, either credential);
+	// the live keys arrive in config snapshots (clientauth.Keys).
+	ClientKeys bool
 	// ChildEnv names variables of the data plane's environment stdio
 	// backends inherit besides backend.DefaultChildEnv.
 	ChildEnv []string
@@ -88,6 +92,7 @@ type DataPlane struct {
 	api       *httpapi.API
 	client    atomic.Pointer[configclient.Client]
 	keys      *keys.Keys
+	ckeys     *clientauth.Keys // nil unless Config.ClientKeys
 	readiness *httpapi.Readiness
 }
 
@@ -153,7 +158,11 @@ func New(cfg Config) (*DataPlane, error) {
 	})
 	d.router.Refresh() // an empty, valid catalog until the first snapshot
 	var auth func(*http.Request) (func(string) bool, int, string, string)
-	if o := cfg.OAuth; o != nil {
+	if cfg.ClientKeys {
+		d.ckeys = clientauth.NewKeys()
+	}
+	if cfg.OAuth != nil || d.ckeys != nil {
+		o := &clientauth.Authenticator{Keys: d.ckeys, OAuth: cfg.OAuth}
 		auth = func(r *http.Request) (func(string) bool, int, string, string) {
 			id, err := o.Authenticate(r)
 			if err != nil {
@@ -213,6 +222,9 @@ func (d *DataPlane) apply(_ context.Context, snap *mcpmeshv1.ConfigSnapshot) err
 		previous = append(previous, keys.Retired{Secret: p.GetSecret(), Until: p.GetExpiresAt().AsTime()})
 	}
 	d.keys.Update(snap.GetClusterSecret(), previous)
+	if d.ckeys != nil {
+		d.ckeys.Set(snap.GetClientKeys())
+	}
 	// Settings and key before the lists, so the first page cut from this
 	// snapshot's lists follows its rules.
 	d.router.SetConfig(snap.GetSettings(), d.keys.Derive(cursorLabel), snap.GetRevision())

@@ -189,15 +189,11 @@ func (o *OAuth) Challenge(err *Error) string {
 
 // Authenticate validates r's bearer token.
 func (o *OAuth) Authenticate(r *http.Request) (*Identity, *Error) {
-	h := r.Header.Get("Authorization")
-	if h == "" {
-		return nil, &Error{Status: http.StatusUnauthorized, Msg: "this data plane needs an OAuth access token (Authorization: Bearer …); see " + o.metaURL}
+	tok, berr := bearer(r, "this data plane needs an OAuth access token (Authorization: Bearer …); see "+o.metaURL)
+	if berr != nil {
+		return nil, berr
 	}
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
-		return nil, &Error{Status: http.StatusUnauthorized, Code: "invalid_request", Msg: "the Authorization header must be \"Bearer <token>\""}
-	}
-	t, err := jwt.ParseString(strings.TrimSpace(tok), jwt.WithKeySet(o.keys), jwt.WithValidate(true),
+	t, err := jwt.ParseString(tok, jwt.WithKeySet(o.keys), jwt.WithValidate(true),
 		jwt.WithIssuer(o.cfg.Issuer), jwt.WithAudience(o.cfg.Resource), jwt.WithAcceptableSkew(30*time.Second))
 	if err != nil {
 		return nil, &Error{Status: http.StatusUnauthorized, Code: "invalid_token", Msg: "access token refused: " + tokenReason(err)}

@@ -135,7 +135,9 @@ func newRootCommand(stdout io.Writer, getenv func(string) string) *cobra.Command
 	token.AddCommand(newTokenCreateCommand(o), newTokenListCommand(o), newTokenRevokeCommand(o))
 	secret := &cobra.Command{Use: "secret", Short: "Manage the cluster secret (the key of session ids and cursors)"}
 	secret.AddCommand(newSecretRotateCommand(o))
-	root.AddCommand(server, config, dataplane, token, secret, newStatusCommand(o))
+	clientKey := &cobra.Command{Use: "client-key", Short: "Issue, list and revoke the API keys MCP clients present to data planes (--client-keys)"}
+	clientKey.AddCommand(newClientKeyCreateCommand(o), newClientKeyListCommand(o), newClientKeyRevokeCommand(o))
+	root.AddCommand(server, config, dataplane, token, secret, clientKey, newStatusCommand(o))
 	return root
 }
 
@@ -156,6 +158,7 @@ type conn struct {
 	client mcpmeshv1.RegistryServiceClient
 	tokens mcpmeshv1.TokenServiceClient
 	secret mcpmeshv1.SecretServiceClient
+	ckeys  mcpmeshv1.ClientKeyServiceClient
 }
 
 // dial reads the admin token and prepares a client. grpc.NewClient does not
@@ -182,7 +185,7 @@ func (o *options) dial() (*conn, error) {
 		return nil, fmt.Errorf("control plane address %q is invalid: %w (set --addr or %s)", o.addr, err, EnvAddr)
 	}
 	return &conn{o: o, cc: cc, client: mcpmeshv1.NewRegistryServiceClient(cc), tokens: mcpmeshv1.NewTokenServiceClient(cc),
-		secret: mcpmeshv1.NewSecretServiceClient(cc)}, nil
+		secret: mcpmeshv1.NewSecretServiceClient(cc), ckeys: mcpmeshv1.NewClientKeyServiceClient(cc)}, nil
 }
 
 func (c *conn) Close() { _ = c.cc.Close() }
@@ -238,6 +241,16 @@ func (o *options) withClient(ctx context.Context, server string, fn func(ctx con
 	}
 	defer c.Close()
 	return o.explain(fn(ctx, c.client), server)
+}
+
+// withClientKeyClient is withClient for the client key service.
+func (o *options) withClientKeyClient(ctx context.Context, fn func(ctx context.Context, c mcpmeshv1.ClientKeyServiceClient) error) error {
+	c, err := o.dial()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return o.explain(fn(ctx, c.ckeys), "")
 }
 
 // withTokenClient is withClient for the token service.

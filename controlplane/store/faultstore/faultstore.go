@@ -323,6 +323,30 @@ func (f *Fault) DropExpiredSecrets(ctx context.Context, now time.Time) (uint64, 
 	return f.inner.DropExpiredSecrets(ctx, now)
 }
 
+// CreateClientKey implements store.Store.
+func (f *Fault) CreateClientKey(ctx context.Context, k *mcpmeshv1.StoredClientKey) (uint64, error) {
+	if err := f.before(fmt.Sprintf("create client key %q", k.GetKey().GetId()), true); err != nil {
+		return 0, err
+	}
+	return f.inner.CreateClientKey(ctx, k)
+}
+
+// ListClientKeys implements store.Store.
+func (f *Fault) ListClientKeys(ctx context.Context) ([]*mcpmeshv1.StoredClientKey, error) {
+	if err := f.before("list client keys", false); err != nil {
+		return nil, err
+	}
+	return f.inner.ListClientKeys(ctx)
+}
+
+// RevokeClientKey implements store.Store.
+func (f *Fault) RevokeClientKey(ctx context.Context, id string, at time.Time) (*mcpmeshv1.StoredClientKey, error) {
+	if err := f.before(fmt.Sprintf("revoke client key %q", id), true); err != nil {
+		return nil, err
+	}
+	return f.inner.RevokeClientKey(ctx, id, at)
+}
+
 // Watch implements store.Store: a failed write commits nothing, so it is not
 // announced; the inner store's notifications pass through unchanged.
 func (f *Fault) Watch(ctx context.Context) <-chan uint64 { return f.inner.Watch(ctx) }

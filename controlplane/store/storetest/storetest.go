@@ -52,6 +52,7 @@ func Run(t *testing.T, open Open) {
 		{"Tokens", testTokens},
 		{"RotateClusterSecret", testRotateClusterSecret},
 		{"RotationsAreBounded", testRotationsBounded},
+		{"ClientKeys", testClientKeys},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -612,5 +613,56 @@ func testRotationsBounded(t *testing.T, s store.Store) {
 	}
 	if got := state(t, s).PreviousSecrets; len(got) != 2 || !got[1].ExpiresAt.Equal(t0.Add(time.Duration(store.MaxPreviousSecrets+2)*time.Hour)) {
 		t.Fatalf("after a late rotation: %+v, want the new one and the one still valid", got)
+	}
+}
+
+// testClientKeys: client keys are config (data planes receive them), so
+// creating and revoking one bumps the revision and State carries them;
+// a second revocation changes nothing.
+func testClientKeys(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	mk := func(id string, tags ...string) *mcpmeshv1.StoredClientKey {
+		return &mcpmeshv1.StoredClientKey{
+			Key:          &mcpmeshv1.ClientKey{Id: id, Tags: tags, CreatedAt: timestamppb.New(time.Unix(1700000000, 0))},
+			SecretSha256: []byte("0123456789abcdef0123456789abcdef"),
+		}
+	}
+	before := rev(t, s)
+	r1, err := s.CreateClientKey(ctx, mk("bb", "team-a"))
+	if err != nil || r1 != before+1 {
+		t.Fatalf("create client key: rev %d, %v (was %d)", r1, err, before)
+	}
+	if _, err := s.CreateClientKey(ctx, mk("aa")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateClientKey(ctx, mk("aa", "x")); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("duplicate id: %v, want ErrExists", err)
+	}
+	if _, err := s.CreateClientKey(ctx, &mcpmeshv1.StoredClientKey{Key: &mcpmeshv1.ClientKey{Id: "nohash"}}); err == nil {
+		t.Fatal("a key without a hash was stored")
+	}
+	at := time.Unix(1700000100, 0).UTC()
+	mid := rev(t, s)
+	rv, err := s.RevokeClientKey(ctx, "bb", at)
+	if err != nil || !rv.GetKey().GetRevokedAt().AsTime().Equal(at) || rev(t, s) != mid+1 {
+		t.Fatalf("revoke = %v, %v (revision %d, was %d)", rv, err, rev(t, s), mid)
+	}
+	rv, err = s.RevokeClientKey(ctx, "bb", at.Add(time.Hour))
+	if err != nil || !rv.GetKey().GetRevokedAt().AsTime().Equal(at) || rev(t, s) != mid+1 {
+		t.Fatalf("second revoke = %v, %v (revision %d)", rv, err, rev(t, s))
+	}
+	if _, err := s.RevokeClientKey(ctx, "zz", at); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("revoke unknown: %v, want ErrNotFound", err)
+	}
+	list, err := s.ListClientKeys(ctx)
+	if err != nil || len(list) != 2 || list[0].GetKey().GetId() != "aa" || list[1].GetKey().GetId() != "bb" ||
+		list[1].GetKey().GetRevokedAt() == nil || list[0].GetKey().GetRevokedAt() != nil {
+		t.Fatalf("list client keys = %v, %v", list, err)
+	}
+	list[0].Key.Tags = []string{"changed"} // a copy: the store must not change
+	st, err := s.State(ctx)
+	if err != nil || len(st.ClientKeys) != 2 || st.Revision != rev(t, s) || len(st.ClientKeys[0].GetKey().GetTags()) != 0 ||
+		!proto.Equal(st.ClientKeys[0], mk("aa")) {
+		t.Fatalf("state client keys = %v, %v", st.ClientKeys, err)
 	}
 }

@@ -1110,8 +1110,11 @@ type ConfigSnapshot struct {
 	// and cursors made with them until their expires_at, and make nothing new
 	// with them. Empty for credentials other than dataplane.
 	PreviousSecrets []*PreviousSecret `protobuf:"bytes,5,rep,name=previous_secrets,json=previousSecrets,proto3" json:"previous_secrets,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The live (unrevoked, unexpired when built) client API keys: hashes, tags
+	// and expiry. Data planes check expiry again at request time.
+	ClientKeys    []*StoredClientKey `protobuf:"bytes,6,rep,name=client_keys,json=clientKeys,proto3" json:"client_keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConfigSnapshot) Reset() {
@@ -1179,6 +1182,13 @@ func (x *ConfigSnapshot) GetPreviousSecrets() []*PreviousSecret {
 	return nil
 }
 
+func (x *ConfigSnapshot) GetClientKeys() []*StoredClientKey {
+	if x != nil {
+		return x.ClientKeys
+	}
+	return nil
+}
+
 // PreviousSecret is a cluster secret that a rotation replaced.
 type PreviousSecret struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -1238,7 +1248,7 @@ var File_mcpmesh_v1_types_proto protoreflect.FileDescriptor
 const file_mcpmesh_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"\x16mcpmesh/v1/types.proto\x12\n" +
-	"mcpmesh.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe9\x01\n" +
+	"mcpmesh.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bmcpmesh/v1/client_key.proto\"\xe9\x01\n" +
 	"\vStdioConfig\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\tR\acommand\x12\x12\n" +
 	"\x04args\x18\x02 \x03(\tR\x04args\x122\n" +
@@ -1332,13 +1342,15 @@ const file_mcpmesh_v1_types_proto_rawDesc = "" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12-\n" +
 	"\x12healthy_dataplanes\x18\x03 \x01(\rR\x11healthyDataplanes\x12)\n" +
 	"\x10total_dataplanes\x18\x04 \x01(\rR\x0ftotalDataplanes\x125\n" +
-	"\bbackends\x18\x05 \x03(\v2\x19.mcpmesh.v1.BackendHealthR\bbackends\"\xfa\x01\n" +
+	"\bbackends\x18\x05 \x03(\v2\x19.mcpmesh.v1.BackendHealthR\bbackends\"\xb8\x02\n" +
 	"\x0eConfigSnapshot\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x12,\n" +
 	"\aservers\x18\x02 \x03(\v2\x12.mcpmesh.v1.ServerR\aservers\x120\n" +
 	"\bsettings\x18\x03 \x01(\v2\x14.mcpmesh.v1.SettingsR\bsettings\x12%\n" +
 	"\x0ecluster_secret\x18\x04 \x01(\fR\rclusterSecret\x12E\n" +
-	"\x10previous_secrets\x18\x05 \x03(\v2\x1a.mcpmesh.v1.PreviousSecretR\x0fpreviousSecrets\"c\n" +
+	"\x10previous_secrets\x18\x05 \x03(\v2\x1a.mcpmesh.v1.PreviousSecretR\x0fpreviousSecrets\x12<\n" +
+	"\vclient_keys\x18\x06 \x03(\v2\x1b.mcpmesh.v1.StoredClientKeyR\n" +
+	"clientKeys\"c\n" +
 	"\x0ePreviousSecret\x12\x16\n" +
 	"\x06secret\x18\x01 \x01(\fR\x06secret\x129\n" +
 	"\n" +
@@ -1399,6 +1411,7 @@ var file_mcpmesh_v1_types_proto_goTypes = []any{
 	nil,                           // 16: mcpmesh.v1.HttpConfig.HeadersEntry
 	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
 	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(*StoredClientKey)(nil),       // 19: mcpmesh.v1.StoredClientKey
 }
 var file_mcpmesh_v1_types_proto_depIdxs = []int32{
 	15, // 0: mcpmesh.v1.StdioConfig.env:type_name -> mcpmesh.v1.StdioConfig.EnvEntry
@@ -1428,12 +1441,13 @@ var file_mcpmesh_v1_types_proto_depIdxs = []int32{
 	6,  // 24: mcpmesh.v1.ConfigSnapshot.servers:type_name -> mcpmesh.v1.Server
 	9,  // 25: mcpmesh.v1.ConfigSnapshot.settings:type_name -> mcpmesh.v1.Settings
 	14, // 26: mcpmesh.v1.ConfigSnapshot.previous_secrets:type_name -> mcpmesh.v1.PreviousSecret
-	18, // 27: mcpmesh.v1.PreviousSecret.expires_at:type_name -> google.protobuf.Timestamp
-	28, // [28:28] is the sub-list for method output_type
-	28, // [28:28] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	19, // 27: mcpmesh.v1.ConfigSnapshot.client_keys:type_name -> mcpmesh.v1.StoredClientKey
+	18, // 28: mcpmesh.v1.PreviousSecret.expires_at:type_name -> google.protobuf.Timestamp
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_mcpmesh_v1_types_proto_init() }
@@ -1441,6 +1455,7 @@ func file_mcpmesh_v1_types_proto_init() {
 	if File_mcpmesh_v1_types_proto != nil {
 		return
 	}
+	file_mcpmesh_v1_client_key_proto_init()
 	file_mcpmesh_v1_types_proto_msgTypes[2].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
