@@ -117,7 +117,9 @@ func newSessionCache(max int, idle time.Duration) *sessionCache {
 // get returns the session a request of cs goes on: its replacement on this
 // replica, else the one its Upstream names (found reports that one is
 // known here, maybe ended). It also returns the sessions that expired.
-func (sc *sessionCache) get(cs *ClientSession, now time.Time) (s *upSession, found bool, expired []*upSession) {
+//
+// ended is s.ended as read under the lock (end sets it concurrently).
+func (sc *sessionCache) get(cs *ClientSession, now time.Time) (s *upSession, found, ended bool, expired []*upSession) {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	expired = sc.expireLocked(now)
@@ -125,11 +127,11 @@ func (sc *sessionCache) get(cs *ClientSession, now time.Time) (s *upSession, fou
 		s = sc.byKey[cs.Upstream]
 	}
 	if s == nil {
-		return nil, false, expired
+		return nil, false, false, expired
 	}
 	s.used = now
 	sc.lru.MoveToFront(s.elem)
-	return s, true, expired
+	return s, true, s.ended, expired
 }
 
 // put stores s unless its key is known already (that session is returned
@@ -418,10 +420,10 @@ func (b *Backend) store(s *upSession) *upSession {
 // lost, or (streamable HTTP) not held here yet, in which case a transport
 // continuing it is built, which costs no round trip.
 func (b *Backend) lookup(cs *ClientSession) *upSession {
-	s, found, expired := b.ses.get(cs, b.clock.Now())
+	s, found, ended, expired := b.ses.get(cs, b.clock.Now())
 	release(expired...)
 	switch {
-	case found && s.ended:
+	case found && ended:
 		return nil
 	case found && s.c.isDead():
 		if b.ses.forget(s) {
