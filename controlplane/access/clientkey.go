@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"regexp"
 	"slices"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 
 	"github.com/mcpmesh/mcpmesh/controlplane/store"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/names"
 )
 
 // ClientKeyPrefix starts every client API key ("mcpk_<id>_<secret>", the
@@ -23,8 +23,6 @@ const ClientKeyPrefix = "mcpk_"
 
 // Bounds of a client key's tags (the same rules as a server's tags).
 const MaxClientKeyTags = 64
-
-var clientTagRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
 
 // ClientKeyStore is the part of the store the client key service uses.
 type ClientKeyStore interface {
@@ -56,22 +54,16 @@ func NewClientKeyService(st ClientKeyStore, log *slog.Logger) *ClientKeyService 
 
 // CreateClientKey implements ClientKeyService.
 func (s *ClientKeyService) CreateClientKey(ctx context.Context, req *mcpmeshv1.CreateClientKeyRequest) (*mcpmeshv1.CreateClientKeyResponse, error) {
-	if err := req.GetTtl().CheckValid(); req.GetTtl() != nil && err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "ttl: %v", err)
-	}
-	ttl := req.GetTtl().AsDuration()
-	if ttl < 0 {
-		return nil, status.Errorf(codes.InvalidArgument, "ttl: must not be negative, got %s", ttl)
-	}
-	if len(req.GetDescription()) > MaxDescription {
-		return nil, status.Errorf(codes.InvalidArgument, "description: at most %d bytes, got %d", MaxDescription, len(req.GetDescription()))
+	ttl, err := checkCredential(req.GetTtl(), req.GetDescription())
+	if err != nil {
+		return nil, err
 	}
 	if n := len(req.GetTags()); n > MaxClientKeyTags {
 		return nil, status.Errorf(codes.InvalidArgument, "tags: %d tags is too many: at most %d are allowed", n, MaxClientKeyTags)
 	}
 	for i, tag := range req.GetTags() {
-		if !clientTagRE.MatchString(tag) {
-			return nil, status.Errorf(codes.InvalidArgument, "tags[%d]: tag %q is invalid: use 1-63 characters of a-z, 0-9, '_', '.', '-', starting with a letter or digit", i, tag)
+		if err := names.ValidateTag(tag); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "tags[%d]: %v", i, err)
 		}
 	}
 	secret, id, hash, err := mintWith(ClientKeyPrefix)
@@ -125,9 +117,5 @@ func (s *ClientKeyService) RevokeClientKey(ctx context.Context, req *mcpmeshv1.R
 }
 
 func (s *ClientKeyService) storeError(ctx context.Context, op string, err error) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return status.FromContextError(err).Err()
-	}
-	s.log.ErrorContext(ctx, op+" failed", "err", err)
-	return status.Errorf(codes.Unavailable, "%s: the control plane store is unavailable", op)
+	return storeError(ctx, s.log, op, err)
 }

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/mcpmesh/mcpmesh/controlplane/store"
@@ -51,15 +52,9 @@ func (s *Service) CreateToken(ctx context.Context, req *mcpmeshv1.CreateTokenReq
 	if authtoken.RoleName(req.GetRole()) == "unknown" {
 		return nil, status.Errorf(codes.InvalidArgument, "role: must be one of admin, viewer, dataplane")
 	}
-	if err := req.GetTtl().CheckValid(); req.GetTtl() != nil && err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "ttl: %v", err)
-	}
-	ttl := req.GetTtl().AsDuration()
-	if ttl < 0 {
-		return nil, status.Errorf(codes.InvalidArgument, "ttl: must not be negative, got %s", ttl)
-	}
-	if len(req.GetDescription()) > MaxDescription {
-		return nil, status.Errorf(codes.InvalidArgument, "description: at most %d bytes, got %d", MaxDescription, len(req.GetDescription()))
+	ttl, err := checkCredential(req.GetTtl(), req.GetDescription())
+	if err != nil {
+		return nil, err
 	}
 	secret, id, hash, err := mint()
 	if err != nil {
@@ -114,9 +109,32 @@ func (s *Service) RevokeToken(ctx context.Context, req *mcpmeshv1.RevokeTokenReq
 }
 
 func (s *Service) storeError(ctx context.Context, op string, err error) error {
+	return storeError(ctx, s.log, op, err)
+}
+
+// storeError turns a store failure into the caller's error: its own
+// cancellation or deadline as such, anything else logged and Unavailable.
+func storeError(ctx context.Context, log *slog.Logger, op string, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return status.FromContextError(err).Err()
 	}
-	s.log.ErrorContext(ctx, op+" failed", "err", err)
+	log.ErrorContext(ctx, op+" failed", "err", err)
 	return status.Errorf(codes.Unavailable, "%s: the control plane store is unavailable", op)
+}
+
+// checkCredential checks what every issued credential (role token, client
+// key) is created with: a ttl that is valid and not negative (zero: it does
+// not expire) and a bounded description.
+func checkCredential(ttlpb *durationpb.Duration, description string) (time.Duration, error) {
+	if err := ttlpb.CheckValid(); ttlpb != nil && err != nil {
+		return 0, status.Errorf(codes.InvalidArgument, "ttl: %v", err)
+	}
+	ttl := ttlpb.AsDuration()
+	if ttl < 0 {
+		return 0, status.Errorf(codes.InvalidArgument, "ttl: must not be negative, got %s", ttl)
+	}
+	if len(description) > MaxDescription {
+		return 0, status.Errorf(codes.InvalidArgument, "description: at most %d bytes, got %d", MaxDescription, len(description))
+	}
+	return ttl, nil
 }

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
@@ -26,8 +25,6 @@ const (
 	MinBackoffStep  = limits.MinBackoffStep
 	MaxBackoffStep  = 10 * time.Minute
 )
-
-var tagRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
 
 // fieldError is a validation failure of one request field.
 type fieldError struct {
@@ -148,8 +145,8 @@ func validateServer(s *mcpmeshv1.Server) *fieldError {
 		return invalid("server.session", "per-client sessions are not supported for stdio servers (their child process is one session per data plane): use shared")
 	}
 	for i, tag := range s.GetTags() {
-		if !tagRE.MatchString(tag) {
-			return invalid(fmt.Sprintf("server.tags[%d]", i), "tag %q is invalid: use 1-63 characters of a-z, 0-9, '_', '.', '-', starting with a letter or digit", tag)
+		if err := names.ValidateTag(tag); err != nil {
+			return invalid(fmt.Sprintf("server.tags[%d]", i), "%s", err)
 		}
 	}
 	return nil

@@ -45,3 +45,15 @@ func ValidateServer(name string) error {
 	}
 	return nil
 }
+
+var tagRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
+
+// ValidateTag checks a tag (of a server, or of a client key that limits a
+// client to the servers with it): 1-63 characters of a-z, 0-9, '_', '.',
+// '-', starting with a letter or digit.
+func ValidateTag(tag string) error {
+	if !tagRE.MatchString(tag) {
+		return fmt.Errorf("tag %q is invalid: use 1-63 characters of a-z, 0-9, '_', '.', '-', starting with a letter or digit", tag)
+	}
+	return nil
+}
