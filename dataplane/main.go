@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -55,6 +56,7 @@ type config struct {
 	// Browsers and egress (issue 11 points 4 and 7).
 	allowedOrigins, allowedHosts listFlag
 	allowPrivateEgress           bool
+	procs                        int
 }
 
 // listFlag is a repeatable flag whose values may also be comma-separated.
@@ -87,6 +89,7 @@ func parseFlags() config {
 	flag.StringVar(&c.pprofAddr, "pprof-addr", "", "serve net/http/pprof on this address, on a listener of its own (default off)")
 	flag.StringVar(&c.advertise, "advertise-addr", "", "host:port other data planes reach this one on, for client answers a balancer sends to another replica (default: the --listen address; for 0.0.0.0, the first non-loopback address)")
 	flag.BoolVar(&c.showVersion, "version", false, "print the version and exit")
+	flag.IntVar(&c.procs, "procs", procsAuto, "OS threads that run the data plane at once (GOMAXPROCS); 0: every CPU the machine or cgroup allows (default: half of those, at least 1, or $GOMAXPROCS when set)")
 	flag.StringVar(&c.cpTLS.CA, "ca", "", "PEM CA bundle the control plane's TLS certificate must chain to; turns TLS on for --control-plane (re-read when it changes)")
 	flag.StringVar(&c.cpTLS.Cert, "client-cert", "", "PEM client certificate for a control plane with mutual TLS (--client-ca there)")
 	flag.StringVar(&c.cpTLS.Key, "client-key", "", "PEM private key of --client-cert")
@@ -186,6 +189,10 @@ func run() int {
 	if err != nil {
 		return fail("%v", err)
 	}
+	procs, err := setProcs(cfg.procs)
+	if err != nil {
+		return fail("%v", err)
+	}
 	if cfg.id == "" {
 		return fail("--id is empty and the hostname is unknown: set --id")
 	}
@@ -255,6 +262,7 @@ func run() int {
 		ln.Close()
 		return fail("--oauth-resource, --oauth-jwks-url and --oauth-scopes need --oauth-issuer")
 	}
+	log.Info("scheduler threads", "procs", procs, "cpus", runtime.NumCPU())
 	if cfg.clientKeys {
 		log.Info("clients authenticate with API keys (mcpctl client-key)")
 	}
