@@ -83,20 +83,13 @@ func (m *Message) IsResponse() bool     { return m.Method == "" && m.ID != nil }
 // matched exactly (JSON-RPC names are case-sensitive); a repeated member
 // counts by its last occurrence, as with encoding/json.
 func Parse(b []byte) (Message, error) {
-	if !json.Valid(b) {
-		var v any
-		err := json.Unmarshal(b, &v) // for the position and the reason
-		if err == nil {
-			err = errSyntax
-		}
-		return Message{}, &Error{Code: CodeParseError, Message: "parse error: " + err.Error()}
-	}
 	var (
 		m       Message
 		version string
 		bad     *Error
 	)
-	err := members(b, func(key, val []byte) bool {
+	// One pass validates b and reads its members (validMembers).
+	err := validMembers(b, func(key, val []byte) bool {
 		switch string(key) {
 		case "jsonrpc":
 			if string(val) == `"2.0"` {
@@ -130,7 +123,7 @@ func Parse(b []byte) (Message, error) {
 	case errors.Is(err, errNotObject):
 		return Message{}, &Error{Code: CodeInvalidRequest, Message: "invalid request: a message is a JSON object"}
 	case err != nil:
-		return Message{}, &Error{Code: CodeParseError, Message: "parse error: " + err.Error()}
+		return Message{}, parseError(b)
 	case bad != nil:
 		return Message{}, bad
 	case version != "2.0":
@@ -273,3 +266,14 @@ func Notification(method string, params json.RawMessage) []byte {
 }
 
 func appendString(b []byte, s string) []byte { return AppendString(b, s) }
+
+// parseError is the error of a b that is no valid JSON, with the position and
+// the reason encoding/json gives.
+func parseError(b []byte) *Error {
+	var v any
+	err := json.Unmarshal(b, &v)
+	if err == nil {
+		err = errSyntax // cannot happen: valid and json.Valid agree (FuzzValid)
+	}
+	return &Error{Code: CodeParseError, Message: "parse error: " + err.Error()}
+}

@@ -74,60 +74,6 @@ func LookupString(obj []byte, key string) (s string, ok bool, err error) {
 	return s, true, nil
 }
 
-// members calls fn with each member of the JSON object obj, in order, its
-// key unescaped (a subslice of obj unless it has escapes: fn must not keep
-// it) and its value as a subslice of obj, until fn returns false.
-// obj must be valid JSON (json.Valid): members checks only that it is an
-// object.
-func members(obj []byte, fn func(key, val []byte) bool) error {
-	i := skipSpace(obj, 0)
-	if i >= len(obj) || obj[i] != '{' {
-		return errNotObject
-	}
-	i = skipSpace(obj, i+1)
-	if i < len(obj) && obj[i] == '}' {
-		return nil
-	}
-	for {
-		if i >= len(obj) || obj[i] != '"' {
-			return errSyntax
-		}
-		ke, err := skipString(obj, i)
-		if err != nil {
-			return err
-		}
-		key, ok := unquoteKey(obj[i:ke])
-		if !ok {
-			return errSyntax
-		}
-		i = skipSpace(obj, ke)
-		if i >= len(obj) || obj[i] != ':' {
-			return errSyntax
-		}
-		i = skipSpace(obj, i+1)
-		vs := i
-		ve, err := skipValue(obj, i)
-		if err != nil {
-			return err
-		}
-		if !fn(key, obj[vs:ve]) {
-			return nil
-		}
-		i = skipSpace(obj, ve)
-		if i >= len(obj) {
-			return errSyntax
-		}
-		switch obj[i] {
-		case ',':
-			i = skipSpace(obj, i+1)
-		case '}':
-			return nil
-		default:
-			return errSyntax
-		}
-	}
-}
-
 // unquote returns the string a quoted JSON string holds, decoding escapes
 // (and replacing invalid UTF-8, as encoding/json does) only when it has any.
 func unquote(quoted []byte) (string, bool) {

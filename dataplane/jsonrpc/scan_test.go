@@ -244,3 +244,43 @@ func BenchmarkSet(b *testing.B) {
 		}
 	}
 }
+
+// FuzzValid: the strict scanner accepts exactly what json.Valid accepts, and
+// Parse's one pass agrees with it.
+func FuzzValid(f *testing.F) {
+	for _, s := range []string{
+		`{}`, `[]`, `""`, `0`, `-0.5e+10`, `01`, `1.`, `.5`, `1e`, `-`, `true`, `tru`, `nul`, `null `,
+		`{"a":[1,{"b":"\u00e9\n"}],"c":{}}`, `{"a":1,}`, `[1,]`, `{"a" 1}`, `{1:2}`, `"\x"`, "\"\x01\"",
+		`"\u12G4"`, `[[[[]]]]`, `{"a":1}}`, ` [ 1 , 2 ] `, `{"jsonrpc":"2.0","id":1,"method":"x","params":[tru]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		want := json.Valid(b)
+		if got := valid(b); got != want {
+			t.Fatalf("valid(%q) = %v, json.Valid %v", b, got, want)
+		}
+		err := validMembers(b, func(key, val []byte) bool { return len(key)%2 == 0 })
+		isObj := want && bytes.HasPrefix(bytes.TrimLeft(b, " \t\r\n"), []byte("{"))
+		switch {
+		case isObj && err != nil:
+			t.Fatalf("validMembers(%q): %v for a valid object", b, err)
+		case want && !isObj && err != errNotObject:
+			t.Fatalf("validMembers(%q): %v, want errNotObject", b, err)
+		case !want && (err == nil || err == errNotObject):
+			t.Fatalf("validMembers(%q): %v for invalid JSON", b, err)
+		}
+	})
+}
+
+func TestValidDepth(t *testing.T) {
+	deep := bytes.Repeat([]byte("["), maxDepth)
+	deep = append(deep, bytes.Repeat([]byte("]"), maxDepth)...)
+	if !valid(deep) || !json.Valid(deep) {
+		t.Fatalf("nesting of %d: valid %v, json.Valid %v", maxDepth, valid(deep), json.Valid(deep))
+	}
+	deeper := append([]byte("["), append(deep, ']')...)
+	if valid(deeper) || json.Valid(deeper) {
+		t.Fatalf("nesting of %d: valid %v, json.Valid %v", maxDepth+1, valid(deeper), json.Valid(deeper))
+	}
+}
