@@ -429,10 +429,13 @@ func (c *serverConn) serveOne() (keep bool) {
 	// As net/http: the head limit plus room for the request line, counting
 	// what the reader holds already.
 	c.cr.setLimit(c.s.maxHeaderBytes() + 4096 - int64(c.br.Buffered()))
-	req, err := http.ReadRequest(c.br)
-	if err != nil || c.cr.hitLimit() {
-		c.refuse(err)
-		return false
+	req := c.fastRequest()
+	if req == nil {
+		var err error
+		if req, err = http.ReadRequest(c.br); err != nil || c.cr.hitLimit() {
+			c.refuse(err)
+			return false
+		}
 	}
 	c.cr.setLimit(math.MaxInt64)
 	_ = c.nc.SetReadDeadline(time.Time{})
@@ -475,6 +478,26 @@ func (c *serverConn) serveOne() (keep bool) {
 		return false
 	}
 	return !w.closeAfter && !req.Close && c.cr.readErr() == nil
+}
+
+// fastRequest reads a request whose whole head is buffered already and
+// within the head limit on the fast path (fasthead.go); nil: net/http's to
+// read.
+func (c *serverConn) fastRequest() *http.Request {
+	n := c.br.Buffered()
+	if n == 0 {
+		return nil
+	}
+	buf, _ := c.br.Peek(n)
+	end := headEnd(buf)
+	if end < 0 || int64(end) > c.s.maxHeaderBytes()+4096 {
+		return nil
+	}
+	req := fastRequest(buf[:end], c.br)
+	if req != nil {
+		_, _ = c.br.Discard(end)
+	}
+	return req
 }
 
 // rstAvoidanceDelay is how long a connection closed with a request body

@@ -1,0 +1,322 @@
+package h1
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// The fast heads: net/http's ReadRequest and ReadResponse read a head
+// through textproto, which makes a string per line, canonicalizes every key
+// by copying it and keeps a reader from a pool; for the small heads of MCP
+// traffic that was about a tenth of the data plane's CPU per call. When a
+// whole head is already in the connection's buffer (nearly always: it comes
+// in one segment) and uses only the plain part of HTTP/1.1 (no
+// Transfer-Encoding, no folded lines, no Pragma, no absolute URI, at most one
+// Content-Length, at most maxFastFields fields), it is read here from the
+// buffer in place: one string for the whole head, keys and values cut from
+// it. Anything else goes to net/http as before. Both give the same request
+// or response for every head the fast path takes (FuzzFastRequest and
+// FuzzFastResponse compare them field by field).
+
+// maxFastFields bounds the fields of a head the fast path takes.
+const maxFastFields = 64
+
+// commonKeys are the canonical keys of the fields MCP traffic carries, so
+// that a key sent in another case (Node sends them in lower case) costs no
+// allocation either.
+var commonKeys = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{
+		"Accept", "Accept-Encoding", "Accept-Language", "Authorization", "Cache-Control", "Connection",
+		"Content-Length", "Content-Type", "Cookie", "Date", "Host", "Last-Event-Id", "Mcp-Method",
+		"Mcp-Name", "Mcp-Protocol-Version", "Mcp-Session-Id", "Origin", "Referer", "Sec-Fetch-Mode",
+		"Server", "Traceparent", "Tracestate", "User-Agent", "Vary", "Www-Authenticate",
+		"X-Forwarded-For", "X-Forwarded-Proto", "X-Request-Id", "Keep-Alive", "Set-Cookie",
+	} {
+		m[k] = k
+	}
+	return m
+}()
+
+// headEnd returns the length of the head at the start of b (through its
+// blank line), or -1 when b holds no complete head. Lines end in CRLF; a
+// bare LF (which net/http also takes) sends the head to net/http.
+func headEnd(b []byte) int {
+	i := bytes.Index(b, []byte("\r\n\r\n"))
+	if i < 0 {
+		return -1
+	}
+	return i + 4
+}
+
+// byteClass[c] says what c may be in a head: a byte of a field name
+// (RFC 9110 tchar) and of a field value net/http takes (VCHAR, SP, HTAB,
+// obs-text).
+var byteClass = func() (t [256]uint8) {
+	for c := 0; c < 256; c++ {
+		if httpguts.IsTokenRune(rune(c)) {
+			t[c] |= classToken
+		}
+		if c == '\t' || c >= 0x20 && c != 0x7f {
+			t[c] |= classValue
+		}
+	}
+	return t
+}()
+
+const (
+	classToken = 1 << iota
+	classValue
+)
+
+func tokenByte(c byte) bool { return byteClass[c]&classToken != 0 }
+func valueByte(c byte) bool { return byteClass[c]&classValue != 0 }
+
+// fastFields reads the fields of a head (s from the end of its first line
+// through its blank line) into h; ok is false for anything the fast path
+// leaves to net/http.
+func fastFields(s string, h http.Header) bool {
+	vals := make([]string, 0, 16)
+	var kb [64]byte
+	for n := 0; ; n++ {
+		eol := indexCRLF(s)
+		if eol < 0 {
+			return false
+		}
+		line := s[:eol]
+		s = s[eol+2:]
+		if line == "" {
+			return true
+		}
+		if n >= maxFastFields {
+			return false
+		}
+		colon := -1
+		for i := 0; i < len(line); i++ {
+			c := line[i]
+			if c == ':' {
+				colon = i
+				break
+			}
+			if !tokenByte(c) {
+				return false
+			}
+		}
+		if colon <= 0 || colon > len(kb) {
+			return false
+		}
+		name, v := line[:colon], line[colon+1:]
+		for i := 0; i < len(v); i++ {
+			if !valueByte(v[i]) {
+				return false
+			}
+		}
+		// As textproto: leading spaces and tabs go; trailing ones too.
+		for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+			v = v[1:]
+		}
+		for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+			v = v[:len(v)-1]
+		}
+		key := canonicalKey(name, kb[:0])
+		switch key {
+		case "Transfer-Encoding", "Pragma", "Trailer", "Upgrade":
+			return false
+		case "Content-Length":
+			if _, dup := h[key]; dup {
+				return false
+			}
+		}
+		if vv, ok := h[key]; ok {
+			h[key] = append(vv, v)
+			continue
+		}
+		vals = append(vals, v)
+		h[key] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+}
+
+// canonicalKey is textproto.CanonicalMIMEHeaderKey of a token, name itself
+// (no copy) when it is canonical already, or a known key.
+func canonicalKey(name string, buf []byte) string {
+	upper := true
+	canonical := true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case upper && 'a' <= c && c <= 'z':
+			c -= 'a' - 'A'
+			canonical = false
+		case !upper && 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+			canonical = false
+		}
+		buf = append(buf, c)
+		upper = c == '-'
+	}
+	if canonical {
+		return name
+	}
+	if k, ok := commonKeys[string(buf)]; ok {
+		return k
+	}
+	return string(buf)
+}
+
+func indexCRLF(s string) int {
+	for i := 0; i+1 < len(s); i++ {
+		if s[i] == '\r' {
+			if s[i+1] != '\n' {
+				return -2 // a bare CR: net/http's to judge
+			}
+			return i
+		}
+		if s[i] == '\n' {
+			return -2
+		}
+	}
+	return -1
+}
+
+// contentLength is net/http's reading of the one Content-Length of h: -1
+// when there is none; ok false when it is malformed (net/http's to report).
+func contentLength(h http.Header) (int64, bool) {
+	cl, ok := h["Content-Length"]
+	if !ok {
+		return -1, true
+	}
+	if cl[0] == "" {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(cl[0], 10, 63)
+	if err != nil {
+		return 0, false
+	}
+	return int64(n), true
+}
+
+// fastRequest reads the request whose head is buf (a complete head, see
+// headEnd), its body to come from br; nil for a head the fast path leaves to
+// net/http.
+func fastRequest(buf []byte, br io.Reader) *http.Request {
+	s := string(buf)
+	eol := indexCRLF(s)
+	if eol < 0 {
+		return nil
+	}
+	line := s[:eol]
+	sp1 := indexByte(line, ' ')
+	if sp1 <= 0 {
+		return nil
+	}
+	method := line[:sp1]
+	for i := 0; i < len(method); i++ {
+		if c := method[i]; c < 'A' || c > 'Z' {
+			return nil
+		}
+	}
+	rest := line[sp1+1:]
+	sp2 := indexByte(rest, ' ')
+	if sp2 <= 0 {
+		return nil
+	}
+	target, proto := rest[:sp2], rest[sp2+1:]
+	var minor int
+	switch proto {
+	case "HTTP/1.1":
+		minor = 1
+	case "HTTP/1.0":
+	default:
+		return nil
+	}
+	if target[0] != '/' || method == "CONNECT" {
+		return nil
+	}
+	for i := 0; i < len(target); i++ {
+		if c := target[i]; c <= ' ' || c >= 0x7f {
+			return nil
+		}
+	}
+	h := make(http.Header, 8)
+	if !fastFields(s[eol+2:], h) {
+		return nil
+	}
+	if len(h["Host"]) > 1 {
+		return nil
+	}
+	n, ok := contentLength(h)
+	if !ok {
+		return nil
+	}
+	u, err := url.ParseRequestURI(target)
+	if err != nil || u.Host != "" {
+		return nil
+	}
+	req := &http.Request{
+		Method: method, URL: u, Proto: proto, ProtoMajor: 1, ProtoMinor: minor,
+		Header: h, RequestURI: target, Close: closes(minor, h),
+	}
+	if hv := h["Host"]; len(hv) > 0 {
+		req.Host = hv[0]
+		delete(h, "Host") // as net/http's ReadRequest does
+	}
+	if n <= 0 {
+		req.Body = http.NoBody
+		req.ContentLength = 0
+	} else {
+		req.ContentLength = n
+		req.Body = &fixedBody{r: br, n: n}
+	}
+	return req
+}
+
+// closes is net/http's shouldClose for HTTP/1.minor.
+func closes(minor int, h http.Header) bool {
+	conv := h["Connection"]
+	hasClose := httpguts.HeaderValuesContainsToken(conv, "close")
+	if minor == 0 {
+		return hasClose || !httpguts.HeaderValuesContainsToken(conv, "keep-alive")
+	}
+	return hasClose
+}
+
+func indexByte(s string, c byte) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// fixedBody is a body of a known length, as net/http's: reading past what
+// the stream holds is io.ErrUnexpectedEOF, not a short body taken for whole.
+type fixedBody struct {
+	r io.Reader
+	n int64
+}
+
+func (b *fixedBody) Read(p []byte) (int, error) {
+	if b.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.n {
+		p = p[:b.n]
+	}
+	n, err := b.r.Read(p)
+	b.n -= int64(n)
+	switch {
+	case err == io.EOF && b.n > 0:
+		err = io.ErrUnexpectedEOF
+	case err == nil && b.n == 0:
+		err = io.EOF
+	}
+	return n, err
+}
+
+func (b *fixedBody) Close() error { return nil }
