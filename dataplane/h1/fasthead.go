@@ -1,6 +1,7 @@
 package h1
 
 import (
+	"bufio"
 	"bytes"
 	"io"
 	"net/http"
@@ -320,3 +321,74 @@ func (b *fixedBody) Read(p []byte) (int, error) {
 }
 
 func (b *fixedBody) Close() error { return nil }
+
+// fastResponse reads the response to req whose head is buf (a complete
+// head), its body to come from br; nil for a head the fast path leaves to
+// net/http. It takes only responses of a known length with a body allowed
+// (not to HEAD; not 1xx, 204 or 304) and no Connection field.
+func fastResponse(buf []byte, br io.Reader, req *http.Request) *http.Response {
+	if req.Method == http.MethodHead {
+		return nil
+	}
+	s := string(buf)
+	eol := indexCRLF(s)
+	if eol < 0 {
+		return nil
+	}
+	line := s[:eol]
+	if len(line) < len("HTTP/1.1 200") || line[:len("HTTP/1.1 ")] != "HTTP/1.1 " {
+		return nil
+	}
+	status := line[len("HTTP/1.1 "):]
+	code := 0
+	for i := 0; i < 3; i++ {
+		c := status[i]
+		if c < '0' || c > '9' {
+			return nil
+		}
+		code = code*10 + int(c-'0')
+	}
+	if len(status) > 3 && status[3] != ' ' {
+		return nil
+	}
+	if code < 200 || code == http.StatusNoContent || code == http.StatusNotModified {
+		return nil
+	}
+	h := make(http.Header, 8)
+	if !fastFields(s[eol+2:], h) {
+		return nil
+	}
+	if _, ok := h["Connection"]; ok {
+		return nil
+	}
+	n, ok := contentLength(h)
+	if !ok || n < 0 {
+		return nil
+	}
+	resp := &http.Response{
+		Status: status, StatusCode: code, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: h, ContentLength: n, Request: req,
+	}
+	if n == 0 {
+		resp.Body = http.NoBody
+	} else {
+		resp.Body = &fixedBody{r: br, n: n}
+	}
+	return resp
+}
+
+// readResponseHead reads the response to req from br: on the fast path when
+// its whole head comes in the first read (nearly always), else with
+// net/http.
+func readResponseHead(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+	if _, err := br.Peek(1); err == nil {
+		buf, _ := br.Peek(br.Buffered())
+		if end := headEnd(buf); end > 0 {
+			if resp := fastResponse(buf[:end], br, req); resp != nil {
+				_, _ = br.Discard(end)
+				return resp, nil
+			}
+		}
+	}
+	return http.ReadResponse(br, req)
+}

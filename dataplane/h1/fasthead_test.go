@@ -104,3 +104,66 @@ func BenchmarkReadRequest(b *testing.B) {
 		}
 	})
 }
+
+var responseSeeds = []string{
+	"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nMcp-Session-Id: s1\r\nDate: Thu, 03 Dec 2026 07:00:00 GMT\r\nContent-Length: 2\r\n\r\n{}",
+	"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n",
+	"HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\ncontent-length: 9\r\n\r\nnot found",
+	"HTTP/1.1 200\r\nContent-Length: 1\r\n\r\nx",
+	"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+	"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx",
+	"HTTP/1.1 204 No Content\r\n\r\n",
+	"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx",
+	"HTTP/1.1 200 OK\r\n\r\nclose-delimited",
+	"HTTP/1.1 100 Continue\r\n\r\n",
+	"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab",
+	"HTTP/1.1 2000 OK\r\nContent-Length: 1\r\n\r\nx",
+	"HTTP/1.1 -20 OK\r\nContent-Length: 1\r\n\r\nx",
+}
+
+// FuzzFastResponse: every response head the fast path takes reads as
+// net/http reads it, body and errors included.
+func FuzzFastResponse(f *testing.F) {
+	for _, s := range responseSeeds {
+		f.Add([]byte(s), false)
+	}
+	f.Add([]byte(responseSeeds[0]), true)
+	f.Fuzz(func(t *testing.T, in []byte, head bool) {
+		req, _ := http.NewRequest(http.MethodPost, "http://x/mcp", nil)
+		if head {
+			req.Method = http.MethodHead
+		}
+		got, gerr := readResponseHead(bufio.NewReaderSize(bytes.NewReader(in), len(in)+16), req)
+		want, werr := http.ReadResponse(bufio.NewReaderSize(bytes.NewReader(in), len(in)+16), req)
+		if (gerr == nil) != (werr == nil) {
+			t.Fatalf("%q: err %v; net/http %v", in, gerr, werr)
+		}
+		if gerr != nil {
+			return
+		}
+		if got.Status != want.Status || got.StatusCode != want.StatusCode || got.Proto != want.Proto ||
+			got.ProtoMajor != want.ProtoMajor || got.ProtoMinor != want.ProtoMinor || got.Close != want.Close ||
+			got.ContentLength != want.ContentLength || !reflect.DeepEqual(got.Header, want.Header) ||
+			!reflect.DeepEqual(got.TransferEncoding, want.TransferEncoding) || got.Request != want.Request {
+			t.Fatalf("%q:\nfast     %q %d %s close %v cl %d %v\nnet/http %q %d %s close %v cl %d %v",
+				in, got.Status, got.StatusCode, got.Proto, got.Close, got.ContentLength, got.Header,
+				want.Status, want.StatusCode, want.Proto, want.Close, want.ContentLength, want.Header)
+		}
+		gb, gerr := io.ReadAll(got.Body)
+		wb, werr := io.ReadAll(want.Body)
+		if !bytes.Equal(gb, wb) || (gerr == nil) != (werr == nil) {
+			t.Fatalf("%q: body %q, %v; net/http %q, %v", in, gb, gerr, wb, werr)
+		}
+	})
+}
+
+func TestFastResponseTakesMCPHeads(t *testing.T) {
+	req, _ := http.NewRequest(http.MethodPost, "http://x/mcp", nil)
+	for i, s := range responseSeeds {
+		in := []byte(s)
+		taken := fastResponse(in[:headEnd(in)], bytes.NewReader(in[headEnd(in):]), req) != nil
+		if want := i < 4 || i == 10; taken != want {
+			t.Errorf("%q: taken %v, want %v", s, taken, want)
+		}
+	}
+}

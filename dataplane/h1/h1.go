@@ -119,7 +119,7 @@ func (t *Transport) exchange(req *http.Request, pc *conn, addr string) (*http.Re
 		if err := pc.bw.Flush(); err != nil {
 			return nil, fmt.Errorf("write request: %w", err)
 		}
-		return http.ReadResponse(pc.br, req)
+		return readResponseHead(pc.br, req)
 	}()
 	if err != nil {
 		stop()
