@@ -113,7 +113,7 @@ const maxBodyDrain = 256 << 10
 func (t *Transport) exchange(req *http.Request, pc *conn, addr string) (*http.Response, error) {
 	stop := context.AfterFunc(req.Context(), func() { pc.nc.SetDeadline(aLongTimeAgo) })
 	resp, err := func() (*http.Response, error) {
-		if err := req.Write(pc.bw); err != nil {
+		if err := writeRequest(pc.bw, req); err != nil {
 			return nil, fmt.Errorf("write request: %w", err)
 		}
 		if err := pc.bw.Flush(); err != nil {
