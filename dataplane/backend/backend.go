@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -279,7 +280,10 @@ type Request struct {
 	// another endpoint or after a reconnect. A request the backend answered
 	// 404 session-terminated never ran, so it is always repeated.
 	Retry bool
-	What  string // for error texts: `call tool "x"`; the method when empty
+	What  string // for error texts: `call tool`; the method when empty
+	// Name, when set, follows What quoted in error texts (`call tool "x"`):
+	// given apart so that the text is only made when an error needs it.
+	Name string
 	// Client, when set and the server is per-client (PerClient), sends the
 	// request on that client's own upstream session: the one Upstream names
 	// (streamable HTTP: continued by a transport cached on this replica, any
@@ -302,11 +306,19 @@ type Request struct {
 // breaker. When ctx ends while the request is in flight (the caller
 // cancelled, or the timeout passed), the backend sends notifications/cancelled
 // {requestId: <our upstream id>} on that connection, then gives up.
-func (b *Backend) Request(ctx context.Context, r Request) (json.RawMessage, error) {
+// what names r in error texts.
+func (r *Request) what() string {
 	what := r.What
 	if what == "" {
 		what = r.Method
 	}
+	if r.Name != "" {
+		what += " " + strconv.Quote(r.Name)
+	}
+	return what
+}
+
+func (b *Backend) Request(ctx context.Context, r Request) (json.RawMessage, error) {
 	timeout := b.params().timeout
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -319,7 +331,7 @@ func (b *Backend) Request(ctx context.Context, r Request) (json.RawMessage, erro
 	}
 	res, err := b.send(ctx, rctx, r, leaseFn)
 	if err != nil {
-		return nil, b.requestErr(ctx, rctx, what, timeout, err)
+		return nil, b.requestErr(ctx, rctx, r.what(), timeout, err)
 	}
 	return res, nil
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/internal/states"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -50,6 +51,10 @@ type API struct {
 	httpReqs *prometheus.CounterVec
 	inFlight *prometheus.GaugeVec
 	mcpReqs  *prometheus.CounterVec
+	// The vectors' children by label values (children.go).
+	httpReqC  *children[httpKey, prometheus.Counter]
+	inFlightC *children[string, prometheus.Gauge]
+	mcpReqC   *children[mcpKey, prometheus.Counter]
 }
 
 // New builds the API and registers its metrics.
@@ -87,6 +92,11 @@ func New(opts Options) (*API, error) {
 			Help: "MCP requests handled, by MCP method and status (ok, tool_error, error).",
 		}, []string{"method", "status"}),
 	}
+	a.httpReqC = newChildren(func(k httpKey) prometheus.Counter {
+		return a.httpReqs.WithLabelValues(k.route, k.method, strconv.Itoa(k.code))
+	})
+	a.inFlightC = newChildren(func(m string) prometheus.Gauge { return a.inFlight.WithLabelValues(m) })
+	a.mcpReqC = newChildren(func(k mcpKey) prometheus.Counter { return a.mcpReqs.WithLabelValues(k.method, k.status) })
 	for _, c := range []prometheus.Collector{a.httpReqs, a.inFlight, a.mcpReqs, &stateCollector{a}} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register data plane metrics: %w", err)

@@ -1,21 +1,18 @@
 package httpapi
 
-import (
-	"net/http"
-	"strconv"
-)
+import "net/http"
 
 // Instrument counts every request next serves by route, method and status.
 // Wrap the whole mux with it.
 func (a *API) Instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		method := methodLabelHTTP(r.Method)
-		inFlight := a.inFlight.WithLabelValues(method)
+		inFlight := a.inFlightC.with(method)
 		inFlight.Inc()
 		defer inFlight.Dec()
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(rec, r)
-		a.httpReqs.WithLabelValues(routeLabel(r), method, strconv.Itoa(rec.code)).Inc()
+		a.httpReqC.with(httpKey{routeLabel(r), method, rec.code}).Inc()
 	})
 }
 
@@ -62,7 +59,7 @@ func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter 
 // (a tool result with isError) or error (a JSON-RPC error). The router calls
 // it for every client request.
 func (a *API) ObserveMCP(method, status string) {
-	a.mcpReqs.WithLabelValues(methodLabel(method), status).Inc()
+	a.mcpReqC.with(mcpKey{methodLabel(method), status}).Inc()
 }
 
 // knownMethods bounds the method label: a client may send any method name.

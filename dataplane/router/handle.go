@@ -227,9 +227,8 @@ func (r *Router) callTool(ctx context.Context, s *front.Session, req *jsonrpc.Me
 		}
 		return nil, err
 	}
-	what := fmt.Sprintf("call tool %q", t.route.Name)
 	res, err := r.forward(ctx, s, req, out, t, backend.Request{
-		Method: req.Method, Retry: t.srv.ToolRetryable(t.route.Name), What: what,
+		Method: req.Method, Retry: t.srv.ToolRetryable(t.route.Name), What: "call tool", Name: t.route.Name,
 	})
 	if err != nil {
 		var je *jsonrpc.Error
@@ -256,7 +255,7 @@ func (r *Router) getPrompt(ctx context.Context, s *front.Session, req *jsonrpc.M
 	if err != nil {
 		return nil, err
 	}
-	res, err := r.forward(ctx, s, req, out, t, backend.Request{Method: req.Method, Retry: true, What: fmt.Sprintf("get prompt %q", t.route.Name)})
+	res, err := r.forward(ctx, s, req, out, t, backend.Request{Method: req.Method, Retry: true, What: "get prompt", Name: t.route.Name})
 	return res, upstreamErr(err, "get prompt %q on server %q (state %s)", t)
 }
 
@@ -265,7 +264,7 @@ func (r *Router) readResource(ctx context.Context, s *front.Session, req *jsonrp
 	if err != nil {
 		return nil, err
 	}
-	res, err := r.forward(ctx, s, req, out, t, backend.Request{Method: req.Method, Retry: true, What: fmt.Sprintf("read resource %q", t.route.Name)})
+	res, err := r.forward(ctx, s, req, out, t, backend.Request{Method: req.Method, Retry: true, What: "read resource", Name: t.route.Name})
 	if err != nil {
 		return nil, upstreamErr(err, "read resource %q on server %q (state %s)", t)
 	}
