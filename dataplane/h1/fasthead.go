@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -82,7 +83,7 @@ func valueByte(c byte) bool { return byteClass[c]&classValue != 0 }
 // through its blank line) into h; ok is false for anything the fast path
 // leaves to net/http.
 func fastFields(s string, h http.Header) bool {
-	vals := make([]string, 0, 16)
+	vals := make([]string, 0, fieldCount(s))
 	var kb [64]byte
 	for n := 0; ; n++ {
 		eol := indexCRLF(s)
@@ -140,6 +141,13 @@ func fastFields(s string, h http.Header) bool {
 		vals = append(vals, v)
 		h[key] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
+}
+
+// fieldCount is how many field lines s (fields through the blank line)
+// holds, to size the header and its values once, as textproto does.
+func fieldCount(s string) int {
+	n := strings.Count(s, "\r\n") - 1
+	return min(max(n, 0), maxFastFields)
 }
 
 // canonicalKey is textproto.CanonicalMIMEHeaderKey of a token, name itself
@@ -243,7 +251,7 @@ func fastRequest(buf []byte, br io.Reader) *http.Request {
 			return nil
 		}
 	}
-	h := make(http.Header, 8)
+	h := make(http.Header, fieldCount(s[eol+2:]))
 	if !fastFields(s[eol+2:], h) {
 		return nil
 	}
@@ -354,7 +362,7 @@ func fastResponse(buf []byte, br io.Reader, req *http.Request) *http.Response {
 	if code < 200 || code == http.StatusNoContent || code == http.StatusNotModified {
 		return nil
 	}
-	h := make(http.Header, 8)
+	h := make(http.Header, fieldCount(s[eol+2:]))
 	if !fastFields(s[eol+2:], h) {
 		return nil
 	}
