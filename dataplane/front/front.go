@@ -221,12 +221,22 @@ func New(o Options) *Front {
 }
 
 // Handler serves /mcp, /sse and /message.
+// The caller's mux routes those paths here (it also cleans paths), so a
+// switch on the path is all the second routing needed: a mux of its own
+// matched every request again.
 func (f *Front) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/mcp", f.serveMCP)
-	mux.HandleFunc("/sse", f.serveSSE)
-	mux.HandleFunc("/message", f.serveMessage)
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/mcp":
+			f.serveMCP(w, r)
+		case "/sse":
+			f.serveSSE(w, r)
+		case "/message":
+			f.serveMessage(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
 }
 
 // Push sends an unsolicited message to the open GET or SSE stream of the
