@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -148,8 +149,9 @@ func (c *Client) NotifyHealth() {
 
 // Run keeps a config stream open until ctx is done, reconnecting forever.
 func (c *Client) Run(ctx context.Context) error {
-	if c.opts.Addr == "" {
-		return errors.New("config client: control plane address is empty")
+	addrs, err := Targets(c.opts.Addr)
+	if err != nil {
+		return fmt.Errorf("config client: %w", err)
 	}
 	if c.opts.Apply == nil {
 		return errors.New("config client: Apply is nil")
@@ -170,7 +172,8 @@ func (c *Client) Run(ctx context.Context) error {
 			PermitWithoutStream: true,
 		}),
 	}, c.opts.DialOptions...)
-	conn, err := grpc.NewClient(c.opts.Addr, dialOpts...)
+	target, targetOpts := dialTarget(addrs)
+	conn, err := grpc.NewClient(target, append(targetOpts, dialOpts...)...)
 	if err != nil {
 		return fmt.Errorf("config client: dial control plane %s: %w", c.opts.Addr, err)
 	}
@@ -300,7 +303,11 @@ func (c *Client) stream(ctx context.Context, disco mcpmeshv1.DiscoveryServiceCli
 		return false, err
 	}
 	c.connected.Store(true)
-	c.logger.Info("config stream open", "dataplane", c.opts.DataPlaneID, "last_revision", hello.LastRevision)
+	via := "unknown"
+	if p, ok := peer.FromContext(st.Context()); ok && p.Addr != nil {
+		via = p.Addr.String()
+	}
+	c.logger.Info("config stream open", "dataplane", c.opts.DataPlaneID, "last_revision", hello.LastRevision, "via", via)
 	sendHealth()
 
 	tick := c.clock.NewTimer(c.opts.HealthInterval)
