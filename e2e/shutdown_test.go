@@ -28,7 +28,7 @@ import (
 func TestShutdownDrainsInFlightCalls(t *testing.T) {
 	const (
 		calls   = 100
-		clients = 10 // 10 calls each: under the per-client concurrency limit
+		clients = 10
 		sleepMS = 3000
 		bound   = 20 * time.Second // --shutdown-timeout
 	)
@@ -41,7 +41,9 @@ func TestShutdownDrainsInFlightCalls(t *testing.T) {
 	script := fmt.Sprintf("sleep 600 & echo \"$$ $!\" > %s; exec %s --name kids", pids, bin("demo-backend"))
 	mustCtl(t, cp, "server", "add", "kids", "--", "/bin/sh", "-c", script)
 
-	dp := startDataPlaneVia(t, cp, "dp-drain", cp.grpcAddr, "--shutdown-timeout", bound.String())
+	// Sessionless (2026-07-28) clients on one address count as one client
+	// for the concurrency limit (64 by default).
+	dp := startDataPlaneVia(t, cp, "dp-drain", cp.grpcAddr, "--shutdown-timeout", bound.String(), "--max-concurrent-per-client", "1000")
 	dp.waitReady(t)
 	dp.waitState(t, "slow", "healthy")
 	dp.waitState(t, "kids", "healthy")
@@ -84,7 +86,7 @@ func TestShutdownDrainsInFlightCalls(t *testing.T) {
 			}
 		}()
 	}
-	waitInFlight(t, dp, calls)
+	waitInFlight(t, dp, calls, errs)
 
 	sigterm := time.Now()
 	if err := dp.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -164,7 +166,7 @@ func TestShutdownCutsAtTimeout(t *testing.T) {
 		_, err := callErr(c, time.Minute, "slow__sleep", map[string]any{"ms": 60000})
 		errc <- err
 	}()
-	waitInFlight(t, dp, 1)
+	waitInFlight(t, dp, 1, nil)
 	sigterm := time.Now()
 	if err := dp.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -198,9 +200,15 @@ func TestShutdownCutsAtTimeout(t *testing.T) {
 var inFlightRE = regexp.MustCompile(`(?m)^mcpmesh_dataplane_http_requests_in_flight\{method="POST"\} (\d+)$`)
 
 // waitInFlight waits until dp answers at least n POSTs at once, by its own gauge.
-func waitInFlight(t *testing.T, dp *dataPlane, n int) {
+// A call that failed already (on errs) fails the wait.
+func waitInFlight(t *testing.T, dp *dataPlane, n int, errs chan error) {
 	t.Helper()
 	eventually(t, waitTimeout, fmt.Sprintf("%d calls in flight", n), func() error {
+		select {
+		case err := <-errs:
+			t.Fatalf("before SIGTERM: %v", err)
+		default:
+		}
 		body, err := getText("http://" + dp.listen + "/metrics")
 		if err != nil {
 			return err
