@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -18,17 +19,18 @@ import (
 	"time"
 
 	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/mcp"
 )
 
 // TestShutdownDrainsInFlightCalls sends SIGTERM to a data plane with 100
-// slow tool calls in flight and checks the promise of a graceful stop: the
+// slow tool calls in flight (streamable HTTP and legacy SSE) and checks the promise of a graceful stop: the
 // control plane shows the data plane departed at once, new connections are
 // refused while the calls finish, every call completes, the process exits
 // within --shutdown-timeout, and no stdio child or grandchild outlives it.
 func TestShutdownDrainsInFlightCalls(t *testing.T) {
 	const (
 		calls   = 100
-		clients = 10
+		clients = 10 // 8 streamable HTTP, 2 legacy SSE (answers on the stream)
 		sleepMS = 3000
 		bound   = 20 * time.Second // --shutdown-timeout
 	)
@@ -69,7 +71,11 @@ func TestShutdownDrainsInFlightCalls(t *testing.T) {
 
 	cs := make([]*client.Client, clients)
 	for i := range cs {
-		cs[i] = mcpClient(t, dp.mcpURL())
+		if i < 2 {
+			cs[i] = sseClient(t, "http://"+dp.listen+"/sse")
+		} else {
+			cs[i] = mcpClient(t, dp.mcpURL())
+		}
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, calls)
@@ -222,6 +228,29 @@ func waitInFlight(t *testing.T, dp *dataPlane, n int, errs chan error) {
 		}
 		return nil
 	})
+}
+
+// sseClient connects an mcp-go legacy SSE client to url.
+func sseClient(t *testing.T, url string) *client.Client {
+	t.Helper()
+	c, err := client.NewSSEMCPClient(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The stream lives as long as the client, not one request's deadline.
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatalf("start SSE client for %s: %v", url, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+	defer cancel()
+	init := mcp.InitializeRequest{}
+	init.Params.ProtocolVersion = mcp.LATEST_PROTOCOL_VERSION
+	init.Params.ClientInfo = mcp.Implementation{Name: "mcpmesh-e2e-sse", Version: "1"}
+	if _, err := c.Initialize(ctx, init); err != nil {
+		t.Fatalf("initialize %s: %v", url, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // dpConnected checks mcpctl status lists id with connected == want.
