@@ -9,7 +9,7 @@ BINS := controlplane dataplane mcpctl
 UNIT_PKGS := ./...
 E2E_TIMEOUT ?= 10m
 
-.PHONY: help build test unit-test e2e-test fuzz lint generate check-generate check-imports run bench bench-profile soak clean tidy fmt
+.PHONY: help build test unit-test e2e-test fuzz lint generate check-generate check-imports check-deploy run bench bench-profile soak clean tidy fmt
 
 help: ## List the targets.
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -29,7 +29,7 @@ build: ## Build bin/controlplane, bin/dataplane, bin/mcpctl, bin/demo-backend an
 	@# built from the module cache at the version go.mod requires.
 	$(GO) build -o bin/conformance-fixture github.com/mark3labs/mcp-go/examples/conformance
 
-test: lint check-imports check-generate unit-test fuzz e2e-test ## Run every check and test (what CI runs).
+test: lint check-imports check-generate check-deploy unit-test fuzz e2e-test ## Run every check and test (what CI runs).
 
 unit-test: ## Unit tests with the race detector.
 	$(GO) test -race -count=1 -timeout 10m $(UNIT_PKGS)
@@ -72,6 +72,13 @@ check-generate: generate ## Fail if the generated code differs from what is comm
 check-imports: ## controlplane, dataplane and mcpctl never import each other.
 	@scripts/check-imports.sh
 
+# deploy/validate is a module of its own, so k8s.io/api and kustomize stay out
+# of mcpmesh's go.mod. It renders each kustomization (base and any overlay)
+# and checks it strictly against the Kubernetes API types.
+DEPLOY_DIRS := ../kubernetes $(patsubst deploy/%,../%,$(wildcard deploy/kubernetes/overlays/*))
+check-deploy: ## Validate the Kubernetes manifests (kustomize render, strict API decode, semantic checks).
+	cd deploy/validate && $(GO) vet ./... && $(GO) test -count=1 ./... && $(GO) run . $(DEPLOY_DIRS)
+
 run: build ## Embedded default: control plane (./data), data plane on 127.0.0.1:8080, demo backend.
 	@scripts/run.sh
 
@@ -96,6 +103,7 @@ soak: build ## Chaos soak: flap backend endpoints for $(SOAK) (10m), report succ
 tidy: ## go mod tidy for both modules.
 	$(GO) mod tidy
 	cd tools && $(GO) mod tidy
+	cd deploy/validate && $(GO) mod tidy
 
 clean: ## Remove build output (keeps ./data).
 	rm -rf bin e2e.out soak.out

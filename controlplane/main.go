@@ -41,6 +41,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&tlsFiles.ClientCA, "client-ca", "", "PEM CA bundle client certificates must chain to: mutual TLS (needs --tls-cert)")
 	insecure := fs.Bool("insecure", false, "allow plaintext gRPC on a non-loopback --grpc-addr (tokens and secrets cross the network unencrypted)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	shutdownTimeout := fs.Duration("shutdown-timeout", app.DefaultShutdownTimeout, "on SIGTERM or SIGINT: how long the gRPC and HTTP servers may take to finish the calls in flight before they are cut; the store is closed (flushed) after it")
 	var reg registry.Policy
 	fs.BoolVar(&reg.AllowPrivateEgress, "allow-private-egress", false, "accept URL backends in link-local and cloud metadata ranges (169.254.0.0/16, fe80::/10, fd00:ec2::254); refused by default")
 	fs.Func("allow-command", "an executable stdio servers may name, exactly as registered (repeatable; default: any). It limits the executable, not its arguments", func(v string) error {
@@ -68,6 +69,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "controlplane", version.Version)
 		return 0
 	}
+	if *shutdownTimeout <= 0 {
+		fmt.Fprintf(stderr, "controlplane: --shutdown-timeout must be positive, got %s\n", *shutdownTimeout)
+		return 1
+	}
 	if err := app.CheckMaxMessageSize(*maxMsg); err != nil {
 		fmt.Fprintf(stderr, "controlplane: %v\n", err)
 		return 1
@@ -80,7 +85,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err = app.Run(ctx, app.Config{DataDir: *dataDir, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, PprofAddr: *pprofAddr,
-		TLS: tlsFiles, Insecure: *insecure, MaxMessageSize: *maxMsg, Logger: logger, Registrations: reg})
+		TLS: tlsFiles, Insecure: *insecure, MaxMessageSize: *maxMsg, Logger: logger, Registrations: reg, ShutdownTimeout: *shutdownTimeout})
 	if err != nil {
 		fmt.Fprintf(stderr, "controlplane: %v\n", err)
 		return 1

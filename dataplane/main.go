@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/mcpmesh/mcpmesh/dataplane/app"
 	"github.com/mcpmesh/mcpmesh/dataplane/backend"
@@ -57,6 +58,7 @@ type config struct {
 	allowedOrigins, allowedHosts listFlag
 	allowPrivateEgress           bool
 	procs                        int
+	shutdownTimeout              time.Duration
 }
 
 // listFlag is a repeatable flag whose values may also be comma-separated.
@@ -89,6 +91,7 @@ func parseFlags() config {
 	flag.StringVar(&c.pprofAddr, "pprof-addr", "", "serve net/http/pprof on this address, on a listener of its own (default off)")
 	flag.StringVar(&c.advertise, "advertise-addr", "", "host:port other data planes reach this one on, for client answers a balancer sends to another replica (default: the --listen address; for 0.0.0.0, the first non-loopback address)")
 	flag.BoolVar(&c.showVersion, "version", false, "print the version and exit")
+	flag.DurationVar(&c.shutdownTimeout, "shutdown-timeout", app.DefaultShutdownTimeout, "on SIGTERM or SIGINT: how long to wait for the client requests in flight (new connections are refused at once) before cutting them; backends and stdio children are closed after it")
 	flag.IntVar(&c.procs, "procs", procsAuto, "OS threads that run the data plane at once (GOMAXPROCS); 0: every CPU the machine or cgroup allows (default: half of those, at least 1, or $GOMAXPROCS when set)")
 	flag.StringVar(&c.cpTLS.CA, "ca", "", "PEM CA bundle the control plane's TLS certificate must chain to; turns TLS on for --control-plane (re-read when it changes)")
 	flag.StringVar(&c.cpTLS.Cert, "client-cert", "", "PEM client certificate for a control plane with mutual TLS (--client-ca there)")
@@ -196,6 +199,9 @@ func run() int {
 	if cfg.id == "" {
 		return fail("--id is empty and the hostname is unknown: set --id")
 	}
+	if cfg.shutdownTimeout <= 0 {
+		return fail("--shutdown-timeout must be positive")
+	}
 	if err := checkLimits(cfg.limits); err != nil {
 		return fail("%v", err)
 	}
@@ -283,6 +289,7 @@ func run() int {
 		AllowedOrigins:     cfg.allowedOrigins,
 		AllowedHosts:       cfg.allowedHosts,
 		AllowPrivateEgress: cfg.allowPrivateEgress,
+		ShutdownTimeout:    cfg.shutdownTimeout,
 	})
 	if err != nil {
 		ln.Close()

@@ -45,7 +45,8 @@ type Config struct {
 	TLS tlsconfig.ServerFiles
 	// Insecure allows plaintext gRPC on a non-loopback address.
 	Insecure bool
-	// ShutdownTimeout bounds the graceful stop before connections are cut.
+	// ShutdownTimeout bounds the graceful stop (gRPC calls and HTTP requests
+	// in flight) before connections are cut; 0 is DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
 	// MaxMessageSize is the largest gRPC message sent or received; 0 means
 	// limits.MaxMessageSize, which is also the most data planes and mcpctl
@@ -137,6 +138,9 @@ func messageSizeOptions(n int) []grpc.ServerOption {
 	return []grpc.ServerOption{grpc.MaxRecvMsgSize(n), grpc.MaxSendMsgSize(n)}
 }
 
+// DefaultShutdownTimeout bounds a graceful stop of the control plane.
+const DefaultShutdownTimeout = 10 * time.Second
+
 // Run starts the control plane and blocks until ctx ends, then stops
 // gracefully. Errors name what failed (e.g. the address in use).
 func Run(ctx context.Context, cfg Config) error {
@@ -145,7 +149,7 @@ func Run(ctx context.Context, cfg Config) error {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.ShutdownTimeout <= 0 {
-		cfg.ShutdownTimeout = 10 * time.Second
+		cfg.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	if cfg.MaxMessageSize <= 0 {
 		cfg.MaxMessageSize = limits.MaxMessageSize
@@ -249,28 +253,29 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Error("server failed, shutting down", "err", runErr)
 	}
 	disc.Shutdown() // config streams never end on their own
+	// One deadline for the whole stop, gRPC and HTTP together.
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
 	stopped := make(chan struct{})
 	go func() {
 		gs.GracefulStop() // waits for open streams, so a timeout below cuts them
 		close(stopped)
 	}()
-	timer := time.NewTimer(cfg.ShutdownTimeout)
-	defer timer.Stop()
 	select {
 	case <-stopped:
-	case <-timer.C:
+	case <-sctx.Done():
 		log.Warn("graceful stop timed out; closing remaining connections", "timeout", cfg.ShutdownTimeout)
 		gs.Stop()
 		<-stopped
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
 		_ = hs.Close()
 	}
 	disc.Close()
+	// bbolt syncs every commit; Close releases the file lock, so the next
+	// start (or an offline backup) can open it at once.
 	if err := st.Close(); err != nil && runErr == nil {
-		runErr = err
+		runErr = fmt.Errorf("close store: %w", err)
 	}
 	log.Info("control plane stopped")
 	return runErr

@@ -202,6 +202,7 @@ func (s *Server) connect(h *mcpmeshv1.Hello, peerAddr string) {
 	dp.info.Version, dp.info.ListenAddr = textlimit.Truncate(h.GetVersion(), maxHelloText), textlimit.Truncate(h.GetListenAddr(), maxHelloText)
 	dp.info.Peer = peerAddr
 	dp.info.Connected, dp.info.ConnectedAt, dp.info.LastSeen = true, now, now
+	dp.info.Departed = ""
 	if h.GetLastRevision() != 0 {
 		dp.info.Revision = h.GetLastRevision()
 	}
@@ -209,12 +210,23 @@ func (s *Server) connect(h *mcpmeshv1.Hello, peerAddr string) {
 	s.changes.Notify()
 }
 
-func (s *Server) disconnect(id string) {
+// disconnect ends one stream of id. gone is the stream's own flag, so that
+// a goodbye and the end of the stream after it count once.
+func (s *Server) disconnect(id string, gone *atomic.Bool, departed string) {
+	if !gone.CompareAndSwap(false, true) {
+		return
+	}
 	s.update(id, func(dp *dataplane) {
 		dp.streams--
 		dp.info.Connected = dp.streams > 0
+		if departed != "" && !dp.info.Connected {
+			dp.info.Departed = departed
+		}
 	})
 }
+
+// maxGoodbyeText bounds the reason of a goodbye kept in ListDataPlanes.
+const maxGoodbyeText = 256
 
 func (s *Server) nackedRevision(id string) uint64 {
 	s.mu.Lock()
@@ -302,7 +314,8 @@ func (s *Server) StreamConfig(stream grpc.BidiStreamingServer[mcpmeshv1.StreamCo
 	// Subscribe before the first send so no revision committed in between is missed.
 	watch := s.st.Watch(ctx)
 	s.connect(hello, peerAddr)
-	defer s.disconnect(id)
+	var gone atomic.Bool // set once this stream stopped counting as connected
+	defer s.disconnect(id, &gone, "")
 	log.Info("data plane connected", "version", hello.GetVersion(), "listen_addr", hello.GetListenAddr(),
 		"peer", peerAddr, "last_revision", hello.GetLastRevision())
 	defer log.Info("data plane disconnected")
@@ -314,7 +327,7 @@ func (s *Server) StreamConfig(stream grpc.BidiStreamingServer[mcpmeshv1.StreamCo
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		recvErr <- s.receive(ctx, id, stream, log)
+		recvErr <- s.receive(ctx, id, stream, &gone, log)
 	}()
 
 	// The sender goroutine below is the stream's only caller of Send, fed by
@@ -434,7 +447,7 @@ func (s *Server) StreamConfig(stream grpc.BidiStreamingServer[mcpmeshv1.StreamCo
 }
 
 // receive handles everything the data plane sends after its hello.
-func (s *Server) receive(ctx context.Context, id string, stream grpc.BidiStreamingServer[mcpmeshv1.StreamConfigRequest, mcpmeshv1.StreamConfigResponse], log *slog.Logger) error {
+func (s *Server) receive(ctx context.Context, id string, stream grpc.BidiStreamingServer[mcpmeshv1.StreamConfigRequest, mcpmeshv1.StreamConfigResponse], gone *atomic.Bool, log *slog.Logger) error {
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
@@ -461,6 +474,16 @@ func (s *Server) receive(ctx context.Context, id string, stream grpc.BidiStreami
 				}
 			}
 			s.update(id, func(*dataplane) {})
+		case *mcpmeshv1.StreamConfigRequest_Goodbye:
+			// A data plane shutting down: it is gone now, not when its
+			// stream fails; its last message, so the stream ends here.
+			reason := textlimit.Truncate(redact.Text(m.Goodbye.GetReason()), maxGoodbyeText)
+			if reason == "" {
+				reason = "goodbye"
+			}
+			s.disconnect(id, gone, reason)
+			log.Info("data plane departed", "reason", reason)
+			return io.EOF
 		case *mcpmeshv1.StreamConfigRequest_Hello:
 			return status.Error(codes.InvalidArgument, "hello may only be sent once, as the first message")
 		default:

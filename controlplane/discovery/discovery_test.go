@@ -3,7 +3,9 @@ package discovery_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -701,4 +703,55 @@ func TestSnapshotSecretsOnlyForDataplane(t *testing.T) {
 func prototext(m proto.Message) string {
 	b, _ := proto.Marshal(m)
 	return string(b)
+}
+
+// A goodbye marks the data plane departed while its stream is still open
+// (the client neither cancels nor half-closes here), ends the stream
+// cleanly, and a new hello clears the mark.
+func TestGoodbyeMarksDepartedAtOnce(t *testing.T) {
+	e := start(t)
+	c := e.connect(t, "dp1", 0)
+	c.ack(c.next())
+	e.waitFor(t, "ack", func() bool { return e.dataplane("dp1").GetConnected() })
+	c.send(&mcpmeshv1.StreamConfigRequest{Msg: &mcpmeshv1.StreamConfigRequest_Goodbye{Goodbye: &mcpmeshv1.Goodbye{Reason: "shutting down"}}})
+	e.waitFor(t, "departed", func() bool {
+		dp := e.dataplane("dp1")
+		return !dp.GetConnected() && dp.GetDeparted() == "shutting down"
+	})
+	select {
+	case err := <-c.errs:
+		if !errors.Is(err, io.EOF) {
+			t.Fatalf("stream after goodbye ended with %v, want a clean end (EOF)", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the control plane kept the stream open after goodbye")
+	}
+	// The stream's own end must not count it a second time.
+	c2 := e.connect(t, "dp1", 1)
+	e.waitFor(t, "reconnect", func() bool { dp := e.dataplane("dp1"); return dp.GetConnected() && dp.GetDeparted() == "" })
+	c2.cancel()
+	e.waitFor(t, "disconnect", func() bool { return !e.dataplane("dp1").GetConnected() })
+	if d := e.dataplane("dp1").GetDeparted(); d != "" {
+		t.Fatalf("a stream that failed without goodbye left departed = %q", d)
+	}
+}
+
+// A goodbye on one of two streams of the same id leaves it connected.
+func TestGoodbyeOfOneStreamKeepsTheOther(t *testing.T) {
+	e := start(t)
+	a := e.connect(t, "dp1", 0)
+	a.next()
+	b := e.connect(t, "dp1", 0)
+	b.next()
+	a.send(&mcpmeshv1.StreamConfigRequest{Msg: &mcpmeshv1.StreamConfigRequest_Goodbye{Goodbye: &mcpmeshv1.Goodbye{}}})
+	select {
+	case <-a.errs:
+	case <-time.After(10 * time.Second):
+		t.Fatal("stream did not end after goodbye")
+	}
+	if dp := e.dataplane("dp1"); !dp.GetConnected() || dp.GetDeparted() != "" {
+		t.Fatalf("with a second stream open: %v", dp)
+	}
+	b.send(&mcpmeshv1.StreamConfigRequest{Msg: &mcpmeshv1.StreamConfigRequest_Goodbye{Goodbye: &mcpmeshv1.Goodbye{}}})
+	e.waitFor(t, "departed", func() bool { dp := e.dataplane("dp1"); return !dp.GetConnected() && dp.GetDeparted() == "goodbye" })
 }

@@ -28,8 +28,11 @@ import (
 	"google.golang.org/grpc/credentials"
 )
 
-// ShutdownTimeout bounds the graceful stop of the HTTP server.
-const ShutdownTimeout = 5 * time.Second
+// DefaultShutdownTimeout bounds the drain of a graceful stop (Config.ShutdownTimeout).
+const DefaultShutdownTimeout = 30 * time.Second
+
+// goodbyeTimeout bounds telling the control plane this data plane leaves.
+const goodbyeTimeout = 2 * time.Second
 
 // cursorLabel names the key that signs list cursors.
 const cursorLabel = keys.CursorLabel
@@ -68,6 +71,11 @@ type Config struct {
 	// AllowPrivateEgress lets URL backends reach link-local and metadata
 	// addresses (--allow-private-egress).
 	AllowPrivateEgress bool
+	// ShutdownTimeout bounds how long a stop waits for the client requests
+	// in flight (--shutdown-timeout); 0 is DefaultShutdownTimeout. Past it
+	// the remaining connections are cut. Closing backends comes after it
+	// (a stdio child gets a few seconds more to exit).
+	ShutdownTimeout time.Duration
 }
 
 // Limits bound what clients and backends can make a data plane hold or
@@ -273,8 +281,9 @@ func (d *DataPlane) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	// h1.Server, not net/http's: it starts no goroutine for a request
 	// answered within a few milliseconds (see its doc).
+	drain := newDrainer()
 	httpSrv := &h1.Server{
-		Handler:           d.api.Instrument(mux),
+		Handler:           drain.wrap(d.api.Instrument(mux)),
 		ReadHeaderTimeout: d.cfg.Limits.ReadHeaderTimeout,
 		BodyTimeout:       d.cfg.Limits.BodyTimeout,
 		IdleTimeout:       d.cfg.Limits.IdleTimeout,
@@ -289,7 +298,8 @@ func (d *DataPlane) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
-	clientCtx, stopClient := context.WithCancel(ctx)
+	// Not ended by ctx: a stop first says goodbye on the stream (shutdown).
+	clientCtx, stopClient := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopClient()
 	clientDone := make(chan error, 1)
 	go func() { clientDone <- client.Run(clientCtx) }()
@@ -311,16 +321,48 @@ func (d *DataPlane) Serve(ctx context.Context, ln net.Listener) error {
 		clientDone <- err
 	}
 
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	d.shutdown(httpSrv, drain, client, stopClient, clientDone)
+	d.log.Info("stopped")
+	return failed
+}
+
+// shutdown stops the data plane in the order that loses no call: goodbye to
+// the control plane (it shows this data plane departed at once), no new
+// connections, the requests in flight answered (bounded by
+// ShutdownTimeout), then the client streams ended (clients learn to
+// reconnect elsewhere), the config stream, and last the backends and their
+// stdio children.
+func (d *DataPlane) shutdown(httpSrv *h1.Server, drain *drainer, client *configclient.Client, stopClient func(), clientDone chan error) {
+	timeout := d.cfg.ShutdownTimeout
+	if timeout <= 0 {
+		timeout = DefaultShutdownTimeout
+	}
+	start := time.Now()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	// Client streams first: they would otherwise hold Shutdown until the timeout.
+	gctx, gcancel := context.WithTimeout(shutdownCtx, goodbyeTimeout)
+	if client.Goodbye(gctx, "shutting down") {
+		d.log.Info("told the control plane this data plane is leaving")
+	}
+	gcancel()
+
+	drain.start()
+	// Shutdown closes the listeners at once (new connections are refused),
+	// then closes each connection once it is idle.
+	srvDone := make(chan error, 1)
+	go func() { srvDone <- httpSrv.Shutdown(shutdownCtx) }()
+	if n := drain.wait(shutdownCtx); n > 0 {
+		d.log.Warn("shutdown timeout reached with requests in flight; cutting them", "in_flight", n, "timeout", timeout)
+	}
+	// The streams last: a legacy SSE client gets its answers on them.
 	if err := d.front.Close(); err != nil {
 		d.log.Warn("close client sessions", "err", err)
 	}
-	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
+	if err := <-srvDone; err != nil {
 		d.log.Warn("shut down HTTP server", "err", err)
 		_ = httpSrv.Close()
 	}
+	d.log.Info("client connections closed", "duration", time.Since(start).Round(time.Millisecond))
 	stopClient()
 	if err := <-clientDone; err != nil && !errors.Is(err, context.Canceled) {
 		d.log.Warn("config client", "err", err)
@@ -328,8 +370,6 @@ func (d *DataPlane) Serve(ctx context.Context, ln net.Listener) error {
 	if err := d.mgr.Close(); err != nil {
 		d.log.Warn("close backends", "err", err)
 	}
-	d.log.Info("stopped")
-	return failed
 }
 
 // AdvertiseAddr is the address other replicas reach a listener on: its own,

@@ -21,6 +21,9 @@ import (
 const (
 	stdioGrace    = 2 * time.Second
 	stdioTermWait = 3 * time.Second
+	// groupTermWait is how long what the child left behind in its process
+	// group gets after SIGTERM, once the child itself is gone, before SIGKILL.
+	groupTermWait = time.Second
 )
 
 // stdioTransport is mcp-go's stdio transport over a child we start, kill and
@@ -40,6 +43,7 @@ func newStdioTransport(server, command string, args, base, env []string, dir str
 	// Never nil: a nil Env would make exec inherit everything.
 	cmd.Env = append(append(make([]string, 0, len(base)+len(env)), base...), env...)
 	cmd.Dir = dir
+	ownGroup(cmd)
 	p := &stdioProc{server: server, cmd: cmd, exited: make(chan struct{})}
 	var files []*os.File
 	for range 3 {
@@ -135,8 +139,8 @@ func (p *stdioProc) start(ctx context.Context) error {
 	return nil
 }
 
-// kill sends SIGKILL to a started child; after it was reaped, a no-op.
-func (p *stdioProc) kill() { _ = p.cmd.Process.Kill() }
+// kill sends SIGKILL to a started child and its process group.
+func (p *stdioProc) kill() { _ = signalGroup(p.cmd.Process, syscall.SIGKILL) }
 
 // tooLarge fails the connection: called by lineBound at the first line past
 // its bound, it tells onFail and kills the child (which would keep writing).
@@ -177,13 +181,14 @@ func (p *stdioProc) stop() error {
 	var err error
 	switch {
 	case exited(stdioGrace):
-	case p.cmd.Process.Signal(syscall.SIGTERM) == nil && exited(stdioTermWait):
+	case signalGroup(p.cmd.Process, syscall.SIGTERM) == nil && exited(stdioTermWait):
 	default:
 		p.kill()
 		if !exited(stdioTermWait) {
 			err = transport.ErrChildShutdownTimeout
 		}
 	}
+	p.reapGroup()
 	// Closing our end also ends mcp-go's reader when a grandchild still
 	// holds the child's stdout open.
 	_ = p.stdoutR.Close()
@@ -191,6 +196,29 @@ func (p *stdioProc) stop() error {
 		return err
 	}
 	return p.waitErr
+}
+
+// reapGroup ends what the exited child left running in its process group
+// (a grandchild it spawned and did not wait for): SIGTERM, then SIGKILL
+// after groupTermWait. Orphans are reparented to init, not to us, so
+// "gone" is the kernel saying no process of the group is left.
+func (p *stdioProc) reapGroup() {
+	if !groupAlive(p.cmd.Process) {
+		return
+	}
+	_ = signalGroup(p.cmd.Process, syscall.SIGTERM)
+	deadline := time.NewTimer(groupTermWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for groupAlive(p.cmd.Process) {
+		select {
+		case <-deadline.C:
+			_ = signalGroup(p.cmd.Process, syscall.SIGKILL)
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // lineBound reads the child's stdout and fails at a line (a message) of more

@@ -89,6 +89,14 @@ type Client struct {
 
 	mu       sync.RWMutex
 	snapshot *mcpmeshv1.ConfigSnapshot // last good (ACKed)
+
+	// Goodbye: leave carries the reason to the open stream (buffered 1);
+	// left is closed once the goodbye went out; gone stops reconnects.
+	leave     chan string
+	leaveOnce sync.Once
+	left      chan struct{}
+	leftOnce  sync.Once
+	gone      atomic.Bool
 }
 
 // New returns a Client; Run starts it.
@@ -119,6 +127,28 @@ func New(opts Options) *Client {
 		clock:     resilience.OrReal(opts.Clock),
 		backoff:   resilience.Exponential{Min: minB, Max: maxB, Jitter: !opts.NoJitter},
 		healthNow: make(chan struct{}, 1),
+		leave:     make(chan string, 1),
+		left:      make(chan struct{}),
+	}
+}
+
+// Goodbye tells the control plane this data plane is leaving (a graceful
+// shutdown), so it shows it departed at once, and stops the client from
+// reconnecting. It waits until the goodbye was sent or ctx ends and reports
+// whether it was sent; with no stream open there is nobody to tell.
+func (c *Client) Goodbye(ctx context.Context, reason string) bool {
+	c.leaveOnce.Do(func() {
+		c.gone.Store(true)
+		c.leave <- reason
+	})
+	if !c.Connected() {
+		return false
+	}
+	select {
+	case <-c.left:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
@@ -184,7 +214,7 @@ func (c *Client) Run(ctx context.Context) error {
 	for {
 		received, err := c.stream(ctx, disco)
 		c.connected.Store(false)
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || c.gone.Load() {
 			return nil
 		}
 		// Reset only after a message arrived: a control plane that accepts
@@ -244,6 +274,13 @@ func (c *Client) stream(ctx context.Context, disco mcpmeshv1.DiscoveryServiceCli
 					if !errors.Is(err, io.EOF) {
 						errc <- fmt.Errorf("send to control plane: %w", err)
 					}
+					return
+				}
+				if m.GetGoodbye() != nil {
+					// The last message: half-close, and let the control
+					// plane end the stream.
+					_ = st.CloseSend()
+					c.leftOnce.Do(func() { close(c.left) })
 					return
 				}
 			}
@@ -323,6 +360,12 @@ func (c *Client) stream(ctx context.Context, disco mcpmeshv1.DiscoveryServiceCli
 			tick = c.clock.NewTimer(c.opts.HealthInterval)
 		case <-c.healthNow:
 			sendHealth()
+		case reason := <-c.leave:
+			m := &mcpmeshv1.StreamConfigRequest{Msg: &mcpmeshv1.StreamConfigRequest_Goodbye{Goodbye: &mcpmeshv1.Goodbye{Reason: reason}}}
+			if err := enqueue(m); err != nil {
+				return received, err
+			}
+			c.logger.Info("goodbye sent to the control plane", "reason", reason)
 		case resp := <-recvq:
 			received = true
 			if err := enqueue(c.apply(sctx, resp)); err != nil {

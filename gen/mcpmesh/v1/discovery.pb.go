@@ -264,6 +264,7 @@ type StreamConfigRequest struct {
 	//	*StreamConfigRequest_Ack
 	//	*StreamConfigRequest_Nack
 	//	*StreamConfigRequest_Health
+	//	*StreamConfigRequest_Goodbye
 	Msg           isStreamConfigRequest_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -342,6 +343,15 @@ func (x *StreamConfigRequest) GetHealth() *HealthReport {
 	return nil
 }
 
+func (x *StreamConfigRequest) GetGoodbye() *Goodbye {
+	if x != nil {
+		if x, ok := x.Msg.(*StreamConfigRequest_Goodbye); ok {
+			return x.Goodbye
+		}
+	}
+	return nil
+}
+
 type isStreamConfigRequest_Msg interface {
 	isStreamConfigRequest_Msg()
 }
@@ -362,6 +372,13 @@ type StreamConfigRequest_Health struct {
 	Health *HealthReport `protobuf:"bytes,4,opt,name=health,proto3,oneof"`
 }
 
+type StreamConfigRequest_Goodbye struct {
+	// Sent once by a data plane that is shutting down, as its last message:
+	// the control plane marks it departed at once instead of waiting for the
+	// stream to fail.
+	Goodbye *Goodbye `protobuf:"bytes,5,opt,name=goodbye,proto3,oneof"`
+}
+
 func (*StreamConfigRequest_Hello) isStreamConfigRequest_Msg() {}
 
 func (*StreamConfigRequest_Ack) isStreamConfigRequest_Msg() {}
@@ -369,6 +386,53 @@ func (*StreamConfigRequest_Ack) isStreamConfigRequest_Msg() {}
 func (*StreamConfigRequest_Nack) isStreamConfigRequest_Msg() {}
 
 func (*StreamConfigRequest_Health) isStreamConfigRequest_Msg() {}
+
+func (*StreamConfigRequest_Goodbye) isStreamConfigRequest_Msg() {}
+
+type Goodbye struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Why it leaves ("shutting down"); shown in ListDataPlanes.
+	Reason        string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Goodbye) Reset() {
+	*x = Goodbye{}
+	mi := &file_mcpmesh_v1_discovery_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Goodbye) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Goodbye) ProtoMessage() {}
+
+func (x *Goodbye) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpmesh_v1_discovery_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Goodbye.ProtoReflect.Descriptor instead.
+func (*Goodbye) Descriptor() ([]byte, []int) {
+	return file_mcpmesh_v1_discovery_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Goodbye) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
 
 type StreamConfigResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -381,7 +445,7 @@ type StreamConfigResponse struct {
 
 func (x *StreamConfigResponse) Reset() {
 	*x = StreamConfigResponse{}
-	mi := &file_mcpmesh_v1_discovery_proto_msgTypes[5]
+	mi := &file_mcpmesh_v1_discovery_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -393,7 +457,7 @@ func (x *StreamConfigResponse) String() string {
 func (*StreamConfigResponse) ProtoMessage() {}
 
 func (x *StreamConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpmesh_v1_discovery_proto_msgTypes[5]
+	mi := &file_mcpmesh_v1_discovery_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -406,7 +470,7 @@ func (x *StreamConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamConfigResponse.ProtoReflect.Descriptor instead.
 func (*StreamConfigResponse) Descriptor() ([]byte, []int) {
-	return file_mcpmesh_v1_discovery_proto_rawDescGZIP(), []int{5}
+	return file_mcpmesh_v1_discovery_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StreamConfigResponse) GetSnapshot() *ConfigSnapshot {
@@ -444,13 +508,16 @@ const file_mcpmesh_v1_discovery_proto_rawDesc = "" +
 	"\x05error\x18\x03 \x01(\tR\x05error\"q\n" +
 	"\fHealthReport\x125\n" +
 	"\bbackends\x18\x01 \x03(\v2\x19.mcpmesh.v1.BackendHealthR\bbackends\x12*\n" +
-	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xc8\x01\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xf9\x01\n" +
 	"\x13StreamConfigRequest\x12)\n" +
 	"\x05hello\x18\x01 \x01(\v2\x11.mcpmesh.v1.HelloH\x00R\x05hello\x12#\n" +
 	"\x03ack\x18\x02 \x01(\v2\x0f.mcpmesh.v1.AckH\x00R\x03ack\x12&\n" +
 	"\x04nack\x18\x03 \x01(\v2\x10.mcpmesh.v1.NackH\x00R\x04nack\x122\n" +
-	"\x06health\x18\x04 \x01(\v2\x18.mcpmesh.v1.HealthReportH\x00R\x06healthB\x05\n" +
-	"\x03msg\"d\n" +
+	"\x06health\x18\x04 \x01(\v2\x18.mcpmesh.v1.HealthReportH\x00R\x06health\x12/\n" +
+	"\agoodbye\x18\x05 \x01(\v2\x13.mcpmesh.v1.GoodbyeH\x00R\agoodbyeB\x05\n" +
+	"\x03msg\"!\n" +
+	"\aGoodbye\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"d\n" +
 	"\x14StreamConfigResponse\x126\n" +
 	"\bsnapshot\x18\x01 \x01(\v2\x1a.mcpmesh.v1.ConfigSnapshotR\bsnapshot\x12\x14\n" +
 	"\x05nonce\x18\x02 \x01(\tR\x05nonce2i\n" +
@@ -469,33 +536,35 @@ func file_mcpmesh_v1_discovery_proto_rawDescGZIP() []byte {
 	return file_mcpmesh_v1_discovery_proto_rawDescData
 }
 
-var file_mcpmesh_v1_discovery_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_mcpmesh_v1_discovery_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_mcpmesh_v1_discovery_proto_goTypes = []any{
 	(*Hello)(nil),                 // 0: mcpmesh.v1.Hello
 	(*Ack)(nil),                   // 1: mcpmesh.v1.Ack
 	(*Nack)(nil),                  // 2: mcpmesh.v1.Nack
 	(*HealthReport)(nil),          // 3: mcpmesh.v1.HealthReport
 	(*StreamConfigRequest)(nil),   // 4: mcpmesh.v1.StreamConfigRequest
-	(*StreamConfigResponse)(nil),  // 5: mcpmesh.v1.StreamConfigResponse
-	(*BackendHealth)(nil),         // 6: mcpmesh.v1.BackendHealth
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
-	(*ConfigSnapshot)(nil),        // 8: mcpmesh.v1.ConfigSnapshot
+	(*Goodbye)(nil),               // 5: mcpmesh.v1.Goodbye
+	(*StreamConfigResponse)(nil),  // 6: mcpmesh.v1.StreamConfigResponse
+	(*BackendHealth)(nil),         // 7: mcpmesh.v1.BackendHealth
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*ConfigSnapshot)(nil),        // 9: mcpmesh.v1.ConfigSnapshot
 }
 var file_mcpmesh_v1_discovery_proto_depIdxs = []int32{
-	6, // 0: mcpmesh.v1.HealthReport.backends:type_name -> mcpmesh.v1.BackendHealth
-	7, // 1: mcpmesh.v1.HealthReport.at:type_name -> google.protobuf.Timestamp
+	7, // 0: mcpmesh.v1.HealthReport.backends:type_name -> mcpmesh.v1.BackendHealth
+	8, // 1: mcpmesh.v1.HealthReport.at:type_name -> google.protobuf.Timestamp
 	0, // 2: mcpmesh.v1.StreamConfigRequest.hello:type_name -> mcpmesh.v1.Hello
 	1, // 3: mcpmesh.v1.StreamConfigRequest.ack:type_name -> mcpmesh.v1.Ack
 	2, // 4: mcpmesh.v1.StreamConfigRequest.nack:type_name -> mcpmesh.v1.Nack
 	3, // 5: mcpmesh.v1.StreamConfigRequest.health:type_name -> mcpmesh.v1.HealthReport
-	8, // 6: mcpmesh.v1.StreamConfigResponse.snapshot:type_name -> mcpmesh.v1.ConfigSnapshot
-	4, // 7: mcpmesh.v1.DiscoveryService.StreamConfig:input_type -> mcpmesh.v1.StreamConfigRequest
-	5, // 8: mcpmesh.v1.DiscoveryService.StreamConfig:output_type -> mcpmesh.v1.StreamConfigResponse
-	8, // [8:9] is the sub-list for method output_type
-	7, // [7:8] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	5, // 6: mcpmesh.v1.StreamConfigRequest.goodbye:type_name -> mcpmesh.v1.Goodbye
+	9, // 7: mcpmesh.v1.StreamConfigResponse.snapshot:type_name -> mcpmesh.v1.ConfigSnapshot
+	4, // 8: mcpmesh.v1.DiscoveryService.StreamConfig:input_type -> mcpmesh.v1.StreamConfigRequest
+	6, // 9: mcpmesh.v1.DiscoveryService.StreamConfig:output_type -> mcpmesh.v1.StreamConfigResponse
+	9, // [9:10] is the sub-list for method output_type
+	8, // [8:9] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_mcpmesh_v1_discovery_proto_init() }
@@ -509,6 +578,7 @@ func file_mcpmesh_v1_discovery_proto_init() {
 		(*StreamConfigRequest_Ack)(nil),
 		(*StreamConfigRequest_Nack)(nil),
 		(*StreamConfigRequest_Health)(nil),
+		(*StreamConfigRequest_Goodbye)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -516,7 +586,7 @@ func file_mcpmesh_v1_discovery_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpmesh_v1_discovery_proto_rawDesc), len(file_mcpmesh_v1_discovery_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -913,8 +913,11 @@ type DataPlane struct {
 	LastError      string                 `protobuf:"bytes,8,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
 	ConnectedAt    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=connected_at,json=connectedAt,proto3" json:"connected_at,omitempty"`
 	LastSeen       *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Set when the data plane said goodbye on its config stream (a graceful
+	// shutdown): the reason it gave. Cleared when it connects again.
+	Departed      string `protobuf:"bytes,11,opt,name=departed,proto3" json:"departed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DataPlane) Reset() {
@@ -1015,6 +1018,13 @@ func (x *DataPlane) GetLastSeen() *timestamppb.Timestamp {
 		return x.LastSeen
 	}
 	return nil
+}
+
+func (x *DataPlane) GetDeparted() string {
+	if x != nil {
+		return x.Departed
+	}
+	return ""
 }
 
 // ServerStatus aggregates the health of one server over all data planes.
@@ -1322,7 +1332,7 @@ const file_mcpmesh_v1_types_proto_rawDesc = "" +
 	" \x01(\rR\aprompts\x12!\n" +
 	"\fdataplane_id\x18\v \x01(\tR\vdataplaneId\x12;\n" +
 	"\vreported_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"reportedAt\"\xe4\x02\n" +
+	"reportedAt\"\x80\x03\n" +
 	"\tDataPlane\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1f\n" +
@@ -1336,7 +1346,8 @@ const file_mcpmesh_v1_types_proto_rawDesc = "" +
 	"last_error\x18\b \x01(\tR\tlastError\x12=\n" +
 	"\fconnected_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\vconnectedAt\x127\n" +
 	"\tlast_seen\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\"\xc9\x01\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x12\x1a\n" +
+	"\bdeparted\x18\v \x01(\tR\bdeparted\"\xc9\x01\n" +
 	"\fServerStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12-\n" +
