@@ -21,6 +21,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/dataplane/backend"
 	"github.com/mcpmesh/mcpmesh/dataplane/catalog"
 	"github.com/mcpmesh/mcpmesh/dataplane/clientauth"
+	"github.com/mcpmesh/mcpmesh/dataplane/configclient"
 	"github.com/mcpmesh/mcpmesh/dataplane/front"
 	"github.com/mcpmesh/mcpmesh/dataplane/h1"
 	"github.com/mcpmesh/mcpmesh/internal/authtoken"
@@ -82,7 +83,7 @@ func parseFlags() config {
 		tokenFile = "./data/" + authtoken.FileName
 	}
 	var c config
-	flag.StringVar(&c.controlPlane, "control-plane", "127.0.0.1:7070", "control plane gRPC address")
+	flag.StringVar(&c.controlPlane, "control-plane", "127.0.0.1:7070", "control plane gRPC address: host:port, a DNS name whose records are several control planes (dns:///name:port), or several host:port separated by commas; the data plane streams from one and fails over to another")
 	flag.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address to serve MCP clients, /health and /metrics on")
 	flag.StringVar(&c.id, "id", host, "data plane id reported to the control plane (default: hostname)")
 	flag.StringVar(&c.tokenFile, "token-file", tokenFile, "token file, a dataplane token from 'mcpctl token create --role dataplane' (default: $"+authtoken.EnvTokenFile+" or ./data/admin.token)")
@@ -166,7 +167,7 @@ func controlPlaneCreds(cfg config, log *slog.Logger) (credentials.TransportCrede
 	if cfg.cpTLS.ServerName != "" {
 		return nil, fmt.Errorf("--tls-server-name needs --ca (TLS to the control plane)")
 	}
-	if tlsconfig.IsLoopbackTarget(cfg.controlPlane) {
+	if allLoopback(cfg.controlPlane) {
 		return nil, nil
 	}
 	if !cfg.insecure {
@@ -175,6 +176,22 @@ func controlPlaneCreds(cfg config, log *slog.Logger) (credentials.TransportCrede
 	log.Warn("INSECURE: plaintext config stream to a non-loopback control plane (--insecure): the token and every secret of the config stream cross the network unencrypted; set --ca",
 		"control_plane", cfg.controlPlane)
 	return nil, nil
+}
+
+// allLoopback reports whether every address of a --control-plane list is
+// loopback (one address off loopback makes the whole list need TLS). A list
+// that does not parse is not loopback; Run reports what is wrong with it.
+func allLoopback(target string) bool {
+	addrs, err := configclient.Targets(target)
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if !tlsconfig.IsLoopbackTarget(a) {
+			return false
+		}
+	}
+	return true
 }
 
 func fail(format string, args ...any) int {
