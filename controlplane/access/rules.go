@@ -47,6 +47,10 @@ var rules = map[string][]mcpmeshv1.Role{
 	mcpmeshv1.ClientKeyService_CreateClientKey_FullMethodName: adminOnly,
 	mcpmeshv1.ClientKeyService_ListClientKeys_FullMethodName:  readOnly,
 	mcpmeshv1.ClientKeyService_RevokeClientKey_FullMethodName: adminOnly,
+
+	// A backup holds every secret in clear; a restore replaces everything.
+	mcpmeshv1.BackupService_Backup_FullMethodName:  adminOnly,
+	mcpmeshv1.BackupService_Restore_FullMethodName: adminOnly,
 }
 
 // Allowed reports whether role may call the gRPC method fullMethod

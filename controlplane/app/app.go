@@ -222,6 +222,7 @@ func Run(ctx context.Context, cfg Config) error {
 	go func() { defer close(secretsDone); secretSvc.Run(secretsCtx) }()
 	defer func() { stopSecrets(); <-secretsDone }()
 	mcpmeshv1.RegisterClientKeyServiceServer(gs, access.NewClientKeyService(st, log.With("component", "client-keys")))
+	mcpmeshv1.RegisterBackupServiceServer(gs, regSvc.Backup("bolt"))
 	m.grpc.initialize(gs)
 	hs := &http.Server{
 		Handler:           httpapi.New(httpapi.Deps{Store: st, DataPlanes: disc, Health: agg, Metrics: m.Handler(log), Logger: log}),

@@ -50,6 +50,9 @@ var wantRoles = map[string][]string{
 	"/mcpmesh.v1.ClientKeyService/CreateClientKey": {"admin"},
 	"/mcpmesh.v1.ClientKeyService/ListClientKeys":  {"admin", "viewer"},
 	"/mcpmesh.v1.ClientKeyService/RevokeClientKey": {"admin"},
+
+	"/mcpmesh.v1.BackupService/Backup":  {"admin"},
+	"/mcpmesh.v1.BackupService/Restore": {"admin"},
 }
 
 // rpc is one method of a service, as the descriptors spell it.

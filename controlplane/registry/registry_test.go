@@ -38,6 +38,7 @@ type env struct {
 	disc *discovery.Server
 	reg  mcpmeshv1.RegistryServiceClient
 	dc   mcpmeshv1.DiscoveryServiceClient
+	bk   mcpmeshv1.BackupServiceClient
 	addr string
 }
 
@@ -58,7 +59,9 @@ func startWith(t *testing.T, st store.Store, logger *slog.Logger) *env {
 	agg := health.New(st, func() map[string]bool { return e.disc.ConnectedIDs() }, logger)
 	e.disc = discovery.New(st, agg, logger)
 	gs := grpc.NewServer(app.ServerOptions(logger, access.NewAuthenticator(token, st, logger), app.NewMetrics())...)
-	mcpmeshv1.RegisterRegistryServiceServer(gs, registry.New(st, e.disc, agg, logger))
+	reg := registry.New(st, e.disc, agg, logger)
+	mcpmeshv1.RegisterRegistryServiceServer(gs, reg)
+	mcpmeshv1.RegisterBackupServiceServer(gs, reg.Backup("bolt"))
 	mcpmeshv1.RegisterDiscoveryServiceServer(gs, e.disc)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -70,6 +73,7 @@ func startWith(t *testing.T, st store.Store, logger *slog.Logger) *env {
 	cc := dial(t, e.addr, token)
 	e.reg = mcpmeshv1.NewRegistryServiceClient(cc)
 	e.dc = mcpmeshv1.NewDiscoveryServiceClient(cc)
+	e.bk = mcpmeshv1.NewBackupServiceClient(cc)
 	t.Cleanup(func() {
 		gs.Stop()
 		<-served

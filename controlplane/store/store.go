@@ -150,6 +150,18 @@ type Store interface {
 	// it does not exist.
 	RevokeClientKey(ctx context.Context, id string, at time.Time) (*mcpmeshv1.StoredClientKey, error)
 
+	// Dump returns the configuration and every credential (not health or
+	// events) read in one transaction, secrets in clear: what a backup holds.
+	Dump(ctx context.Context) (*Dump, error)
+	// Restore replaces servers, settings, tokens, client keys, the cluster
+	// secret and the previous secrets with d's in one transaction and
+	// returns the new config revision, which is past both the store's and
+	// d.Revision; every restored server is stamped created and modified at
+	// it (timestamps kept), previous secrets already expired are dropped,
+	// health and events stay. d is checked first (Dump.Check). Unless force,
+	// a store that is not empty (Dump.Empty) is refused with ErrNotEmpty.
+	Restore(ctx context.Context, d *Dump, force bool) (uint64, error)
+
 	// Watch returns a channel that receives the new config revision after
 	// every committed config write. Notifications coalesce: a slow reader sees
 	// the newest revision, not every one. The channel is closed when ctx ends.

@@ -53,6 +53,7 @@ func Run(t *testing.T, open Open) {
 		{"RotateClusterSecret", testRotateClusterSecret},
 		{"RotationsAreBounded", testRotationsBounded},
 		{"ClientKeys", testClientKeys},
+		{"DumpRestoreRules", testDumpRestoreRules},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -61,6 +62,7 @@ func Run(t *testing.T, open Open) {
 			tc.fn(t, s)
 		})
 	}
+	t.Run("DumpRestoreIntoEmpty", func(t *testing.T) { testRestoreIntoEmpty(t, open) })
 }
 
 func rev(t *testing.T, s store.Store) uint64 {

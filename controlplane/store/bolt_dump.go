@@ -1,0 +1,106 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+)
+
+// Dump implements Store: one bbolt read transaction, so writes go on
+// meanwhile and the copy is consistent.
+func (s *BoltStore) Dump(ctx context.Context) (*Dump, error) {
+	d := &Dump{}
+	err := s.view(ctx, "dump store", func(tx *bolt.Tx) error { return s.unsafeDump(tx, d) })
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (s *BoltStore) unsafeDump(tx *bolt.Tx, d *Dump) error {
+	var err error
+	if d.Servers, err = s.unsafeListServers(tx); err != nil {
+		return err
+	}
+	if d.Settings, err = unsafeGetSettings(tx); err != nil {
+		return err
+	}
+	d.Revision = unsafeRevision(tx)
+	if d.ClusterSecret, err = s.unsafeClusterSecret(tx); err != nil {
+		return err
+	}
+	if d.PreviousSecrets, err = s.unsafePreviousSecrets(tx); err != nil {
+		return err
+	}
+	if d.ClientKeys, err = unsafeListClientKeys(tx); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
+		tok := &mcpmeshv1.StoredToken{}
+		if err := proto.Unmarshal(v, tok); err != nil {
+			return fmt.Errorf("decode token %q: %w", k, err)
+		}
+		d.Tokens = append(d.Tokens, tok)
+		return nil
+	})
+}
+
+// Restore implements Store: one write transaction empties the servers,
+// settings, tokens and client keys buckets and the secrets, and writes d's.
+func (s *BoltStore) Restore(ctx context.Context, d *Dump, force bool) (uint64, error) {
+	return s.update(ctx, "restore store", func(tx *bolt.Tx) (uint64, error) {
+		cur := &Dump{}
+		if err := s.unsafeDump(tx, cur); err != nil {
+			return 0, err
+		}
+		if err := restorable(cur, d, force); err != nil {
+			return 0, err
+		}
+		rev := restoreRevision(cur.Revision, d.Revision)
+		for _, b := range [][]byte{bucketServers, bucketSettings, bucketTokens, bucketClientKeys} {
+			if err := tx.DeleteBucket(b); err != nil {
+				return 0, fmt.Errorf("empty bucket %s: %w", b, err)
+			}
+			if _, err := tx.CreateBucket(b); err != nil {
+				return 0, fmt.Errorf("recreate bucket %s: %w", b, err)
+			}
+		}
+		for _, srv := range restoredServers(d, rev) {
+			if err := s.unsafePutServer(tx, srv); err != nil {
+				return 0, err
+			}
+		}
+		if d.Settings != nil {
+			b, err := proto.Marshal(d.Settings)
+			if err != nil {
+				return 0, fmt.Errorf("encode settings: %w", err)
+			}
+			if err := tx.Bucket(bucketSettings).Put(settingsKey, b); err != nil {
+				return 0, fmt.Errorf("write settings: %w", err)
+			}
+		}
+		for _, tok := range d.Tokens {
+			if err := unsafePutToken(tx, tok); err != nil {
+				return 0, err
+			}
+		}
+		for _, k := range d.ClientKeys {
+			if err := unsafePutClientKey(tx, k); err != nil {
+				return 0, err
+			}
+		}
+		if err := s.unsafePutSealed(tx, bucketMeta, metaClusterSecret, d.ClusterSecret); err != nil {
+			return 0, fmt.Errorf("write cluster secret: %w", err)
+		}
+		if err := s.unsafePutPreviousSecrets(tx, previousUnexpired(d, s.now())); err != nil {
+			return 0, err
+		}
+		if err := tx.Bucket(bucketMeta).Put(metaRevision, u64(rev)); err != nil {
+			return 0, fmt.Errorf("write revision: %w", err)
+		}
+		return rev, nil
+	})
+}
