@@ -131,7 +131,7 @@ func (b *Backup) check(in *mcpmeshv1.Backup) (*store.Dump, *fieldError) {
 	}
 	size := proto.Size(discovery.BuildSnapshot(&d.State))
 	if limit := limits.MaxSnapshotSize(b.reg.maxMessage); size > limit {
-		return nil, invalid("backup.servers", "the config snapshot sent to data planes would be %d bytes, over its limit of %d bytes: start the control plane with a larger --max-message-size", size, limit)
+		return nil, invalid("backup.servers", "the config snapshot sent to data planes would be %d bytes, over its limit of %d bytes: start the control plane with a larger --grpc-max-message-size (up to 16 MiB), or remove servers from the backup", size, limit)
 	}
 	return d, nil
 }

@@ -137,7 +137,7 @@ func newRootCommand(stdout io.Writer, getenv func(string) string) *cobra.Command
 	secret.AddCommand(newSecretRotateCommand(o))
 	clientKey := &cobra.Command{Use: "client-key", Short: "Issue, list and revoke the API keys MCP clients present to data planes (--client-keys)"}
 	clientKey.AddCommand(newClientKeyCreateCommand(o), newClientKeyListCommand(o), newClientKeyRevokeCommand(o))
-	root.AddCommand(server, config, dataplane, token, secret, clientKey, newStatusCommand(o))
+	root.AddCommand(server, config, dataplane, token, secret, clientKey, newStatusCommand(o), newBackupCommand(o), newRestoreCommand(o))
 	return root
 }
 

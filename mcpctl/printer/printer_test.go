@@ -98,6 +98,12 @@ func TestGolden(t *testing.T) {
 			TokenFromProto(&mcpmeshv1.Token{Id: "99aabbccddeeff00", Role: mcpmeshv1.Role_ROLE_ADMIN, CreatedAt: timestamppb.New(t0), RevokedAt: timestamppb.New(t0.Add(time.Minute))}, t0),
 		},
 		"token-list-empty": TokenList{},
+		"backup-written": BackupWritten{File: "/backup/mcpmesh.json", Bytes: 4096, Revision: 42, SourceStore: "bolt", CreatedAt: "2026-03-01T12:00:00Z",
+			Contents: Counts{Servers: 3, Tokens: 2, ClientKeys: 1, PreviousSecrets: 1}},
+		"restored": Restored{File: "/backup/mcpmesh.json", Revision: 43, BackupRevision: 42, BackupStore: "bolt", BackupTaken: "2026-03-01T12:00:00Z",
+			Restored: Counts{Servers: 3, Tokens: 2, ClientKeys: 1, PreviousSecrets: 1}},
+		"restored-dry-run": Restored{File: "-", DryRun: true, Revision: 7, BackupRevision: 42, BackupStore: "etcd", BackupTaken: "2026-03-01T12:00:00Z",
+			Replaced: Counts{Servers: 1}, Restored: Counts{Servers: 3, Tokens: 2}},
 		"token-created": CreatedToken{
 			Token:  TokenFromProto(&mcpmeshv1.Token{Id: "0a1b2c3d4e5f6071", Role: mcpmeshv1.Role_ROLE_DATAPLANE, CreatedAt: timestamppb.New(t0), ExpiresAt: timestamppb.New(t0.Add(24 * time.Hour))}, t0),
 			Secret: "mcpm_0a1b2c3d4e5f6071_" + strings.Repeat("5e", 32),
