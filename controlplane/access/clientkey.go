@@ -24,6 +24,11 @@ const ClientKeyPrefix = "mcpk_"
 // Bounds of a client key's tags (the same rules as a server's tags).
 const MaxClientKeyTags = 64
 
+// DefaultMaxLiveClientKeys bounds the live (unrevoked, unexpired) client
+// keys: every one rides in every config snapshot (about 100 bytes each), so
+// without a bound key creation could grow the snapshot past its gRPC limit.
+const DefaultMaxLiveClientKeys = 10000
+
 // ClientKeyStore is the part of the store the client key service uses.
 type ClientKeyStore interface {
 	CreateClientKey(ctx context.Context, key *mcpmeshv1.StoredClientKey) (uint64, error)
@@ -37,9 +42,10 @@ type ClientKeyStore interface {
 // themselves.
 type ClientKeyService struct {
 	mcpmeshv1.UnimplementedClientKeyServiceServer
-	st  ClientKeyStore
-	log *slog.Logger
-	now func() time.Time
+	st      ClientKeyStore
+	log     *slog.Logger
+	now     func() time.Time
+	maxLive int
 }
 
 var _ mcpmeshv1.ClientKeyServiceServer = (*ClientKeyService)(nil)
@@ -49,7 +55,28 @@ func NewClientKeyService(st ClientKeyStore, log *slog.Logger) *ClientKeyService 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &ClientKeyService{st: st, log: log, now: time.Now}
+	return &ClientKeyService{st: st, log: log, now: time.Now, maxLive: DefaultMaxLiveClientKeys}
+}
+
+// SetMaxLive changes the bound on live client keys (tests use a small one).
+func (s *ClientKeyService) SetMaxLive(n int) { s.maxLive = n }
+
+// checkRoom refuses a new key once maxLive keys are live.
+func (s *ClientKeyService) checkRoom(ctx context.Context, now time.Time) error {
+	list, err := s.st.ListClientKeys(ctx)
+	if err != nil {
+		return s.storeError(ctx, "list client keys", err)
+	}
+	live := 0
+	for _, k := range list {
+		if k.GetKey().GetRevokedAt() == nil && (k.GetKey().GetExpiresAt() == nil || k.GetKey().GetExpiresAt().AsTime().After(now)) {
+			live++
+		}
+	}
+	if live >= s.maxLive {
+		return status.Errorf(codes.ResourceExhausted, "%d client keys are live, the most allowed (every live key rides in every data plane's config): revoke unused ones first (mcpctl client-key list, client-key revoke)", live)
+	}
+	return nil
 }
 
 // CreateClientKey implements ClientKeyService.
@@ -66,11 +93,14 @@ func (s *ClientKeyService) CreateClientKey(ctx context.Context, req *mcpmeshv1.C
 			return nil, status.Errorf(codes.InvalidArgument, "tags[%d]: %v", i, err)
 		}
 	}
+	now := s.now()
+	if err := s.checkRoom(ctx, now); err != nil {
+		return nil, err
+	}
 	secret, id, hash, err := mintWith(ClientKeyPrefix)
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	now := s.now()
 	tags := slices.Compact(slices.Sorted(slices.Values(req.GetTags())))
 	k := &mcpmeshv1.ClientKey{Id: id, Tags: tags, CreatedAt: timestamppb.New(now), Description: req.GetDescription()}
 	if ttl > 0 {

@@ -295,7 +295,7 @@ func (o *options) explain(err error, server string) error {
 			return fmt.Errorf("server %q already exists (remove it first or choose another name)", server)
 		}
 		return fmt.Errorf("already exists: %s", st.Message())
-	case codes.InvalidArgument, codes.FailedPrecondition:
+	case codes.InvalidArgument, codes.FailedPrecondition, codes.ResourceExhausted:
 		return errors.New(st.Message())
 	case codes.Aborted:
 		return fmt.Errorf("%s changed concurrently: %s (run the command again)", orWord(server), st.Message())
