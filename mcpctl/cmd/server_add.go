@@ -69,12 +69,12 @@ func newServerAddCommand(o *options) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				res := printer.Result{Action: "created", Name: name, Revision: resp.GetRevision()}
 				if f.dryRun {
 					sv := printer.ServerFromProto(resp.GetServer())
-					res.Action, res.DryRun, res.Server = "validated", true, &sv
+					return o.print(printer.DryRun{DryRun: true, Action: "create", Kind: "server", Name: name,
+						Revision: resp.GetRevision(), Changes: printer.ServerChanges(nil, &sv), Server: &sv})
 				}
-				return o.print(res)
+				return o.print(printer.Result{Action: "created", Name: name, Revision: resp.GetRevision()})
 			})
 		},
 	}
