@@ -88,7 +88,7 @@ func ServerChanges(old, new *Server, renewed ...string) []Change {
 	for _, f := range old.fields() {
 		before[f.key] = f.value
 	}
-	var out []Change
+	out := []Change{} // [] rather than null in JSON
 	seen := map[string]bool{}
 	for _, f := range new.fields() {
 		seen[f.key] = true
@@ -112,7 +112,7 @@ func ServerChanges(old, new *Server, renewed ...string) []Change {
 
 // ValueChanges lists the changes between two KEY -> VALUE maps, sorted by key.
 func ValueChanges(old, new map[string]string) []Change {
-	var out []Change
+	out := []Change{}
 	union := make(map[string]string, len(old)+len(new))
 	maps.Copy(union, old)
 	maps.Copy(union, new)

@@ -399,10 +399,17 @@ type Result struct {
 	Action   string `json:"action"`
 	Name     string `json:"name"`
 	Revision uint64 `json:"revision"`
+	// Changes are what an update changed.
+	Changes []Change `json:"changes,omitempty"`
 }
 
-// WriteTable prints one sentence.
+// WriteTable prints one sentence, then what changed.
 func (r Result) WriteTable(w io.Writer) error {
-	_, err := fmt.Fprintf(w, "server %q %s (revision %d)\n", r.Name, r.Action, r.Revision)
-	return err
+	if _, err := fmt.Fprintf(w, "server %q %s (revision %d)\n", r.Name, r.Action, r.Revision); err != nil {
+		return err
+	}
+	if len(r.Changes) == 0 {
+		return nil
+	}
+	return writeChanges(w, r.Changes)
 }
