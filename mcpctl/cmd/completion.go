@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/mcpctl/printer"
 )
 
 // completionTimeout bounds the ListServers call behind a TAB: a shell that
@@ -39,7 +40,7 @@ func completeServerNames(o *options) cobra.CompletionFunc {
 			if strings.HasPrefix(s.GetName(), toComplete) {
 				d := s.GetDescription()
 				if d == "" {
-					d = strings.TrimPrefix(strings.ToLower(s.GetTransport().String()), "transport_")
+					d = printer.TransportName(s.GetTransport())
 				}
 				out = append(out, s.GetName()+"\t"+strings.ReplaceAll(d, "\n", " "))
 			}
