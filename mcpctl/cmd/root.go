@@ -95,6 +95,12 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 }
 
 func newRootCommand(stdout io.Writer, getenv func(string) string) *cobra.Command {
+	root, _ := newRoot(stdout, getenv)
+	return root
+}
+
+// newRoot builds the command tree and the options its commands share.
+func newRoot(stdout io.Writer, getenv func(string) string) (*cobra.Command, *options) {
 	o := &options{stdout: stdout, getenv: getenv}
 	root := &cobra.Command{
 		Use:           "mcpctl",
@@ -150,7 +156,7 @@ func newRootCommand(stdout io.Writer, getenv func(string) string) *cobra.Command
 	contexts := &cobra.Command{Use: "context", Short: "Manage the named control planes of the config file (like kubectl config contexts)"}
 	contexts.AddCommand(newContextListCommand(o), newContextUseCommand(o), newContextSetCommand(o), newContextDeleteCommand(o))
 	root.AddCommand(server, config, dataplane, token, secret, clientKey, contexts, newStatusCommand(o), newVersionCommand(o))
-	return root
+	return root, o
 }
 
 // exactArgs is cobra.ExactArgs with a message that names what is missing.

@@ -361,6 +361,9 @@ func editMap(unsetFlag, prefix string, m, set map[string]string, unset []string)
 // editList appends add's items that are missing and removes remove's.
 func editList(removeFlag, what string, list, add, remove []string) ([]string, error) {
 	for _, r := range remove {
+		if slices.Contains(add, r) {
+			return nil, fmt.Errorf("%s %s: the same %s is also added", removeFlag, r, what)
+		}
 		i := slices.Index(list, r)
 		if i < 0 {
 			return nil, fmt.Errorf("%s %s: the server has no such %s", removeFlag, r, what)
