@@ -59,6 +59,8 @@ func TestDryRunDiffs(t *testing.T) {
 		{[]string{"config", "set", "pagination.page_size", "50", "--dry-run"}, []string{`would set setting "pagination.page_size"`, "~ pagination.page_size: 100 -> 50"}},
 		{[]string{"token", "revoke", created.ID, "--dry-run"}, []string{`would revoke token "` + created.ID + `"`, "~ state: active -> revoked", "+ revoked_at: "}},
 		{[]string{"client-key", "revoke", ck.ID, "--dry-run"}, []string{`would revoke client-key "` + ck.ID + `"`, "~ state: active -> revoked"}},
+		{[]string{"token", "create", "--role", "dataplane", "--ttl", "24h", "--dry-run"}, []string{`would create token "dataplane"`, "+ role: dataplane", "+ ttl: 24h0m0s", "+ secret: printed once"}},
+		{[]string{"client-key", "create", "--tag", "team-a", "--dry-run"}, []string{`would create client-key "(new)"`, "+ tags: team-a"}},
 		{[]string{"server", "add", "web", "--url", "http://127.0.0.1:9/mcp", "--dry-run"}, []string{`would create server "web"`, "+ url: http://127.0.0.1:9/mcp"}},
 		{[]string{"server", "update", "files", "--timeout", "9s", "--dry-run"}, []string{`would update server "files"`, "~ timeout: default -> 9s"}},
 	}
@@ -87,9 +89,14 @@ func TestDryRunDiffs(t *testing.T) {
 	if s, err := cp.st.GetServer(ctx, "files"); err != nil || !s.GetEnabled() || s.GetTimeout() != nil {
 		t.Errorf("dry runs changed files: %v, %v", s, err)
 	}
-	if out := cp.mustRun(t, "token", "list"); strings.Contains(out, "revoked") {
-		t.Errorf("token revoke --dry-run revoked:\n%s", out)
+	if out := cp.mustRun(t, "token", "list"); strings.Contains(out, "revoked") || strings.Contains(out, "dataplane") {
+		t.Errorf("token revoke or create --dry-run wrote:\n%s", out)
 	}
+	if out := cp.mustRun(t, "client-key", "list"); strings.Contains(out, "team-a") {
+		t.Errorf("client-key create --dry-run created one:\n%s", out)
+	}
+	existing := writeFile(t, "taken.key", "x")
+	cp.wantFail(t, "--secret-file "+existing+" already exists", "token", "create", "--role", "viewer", "--secret-file", existing, "--dry-run")
 	cp.wantFail(t, `server "nope" not found`, "server", "remove", "nope", "--dry-run")
 	cp.wantFail(t, `token "feedfacefeedface" not found`, "token", "revoke", "feedfacefeedface", "--dry-run")
 	cp.wantFail(t, "pagination.page_size", "config", "set", "pagination.page_size", "0", "--dry-run")

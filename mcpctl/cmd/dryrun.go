@@ -2,6 +2,10 @@ package cmd
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -66,4 +70,37 @@ func revokeChanges(state string, now time.Time) []printer.Change {
 		{Field: "state", Op: printer.OpChange, Old: state, New: "revoked"},
 		{Field: "revoked_at", Op: printer.OpAdd, New: now.UTC().Format(time.RFC3339)},
 	}
+}
+
+// createDryRun is the --dry-run of issuing a credential. The token and
+// client-key services have no validate-only call, so it checks what can be
+// checked here and sends nothing.
+func createDryRun(kind, name, secretFile string, ttl time.Duration, description string, changes []printer.Change) (printer.DryRun, error) {
+	if secretFile != "" {
+		if _, err := os.Lstat(secretFile); err == nil {
+			return printer.DryRun{}, fmt.Errorf("--secret-file %s already exists (it must not exist yet)", secretFile)
+		}
+		if st, err := os.Stat(filepath.Dir(secretFile)); err != nil || !st.IsDir() {
+			return printer.DryRun{}, fmt.Errorf("--secret-file %s: its directory does not exist", secretFile)
+		}
+	}
+	if ttl > 0 {
+		changes = append(changes, printer.Change{Field: "ttl", Op: printer.OpAdd, New: ttl.String()})
+	}
+	if description != "" {
+		changes = append(changes, printer.Change{Field: "description", Op: printer.OpAdd, New: description})
+	}
+	where := "printed once"
+	if secretFile != "" {
+		where = secretFile
+	}
+	changes = append(changes, printer.Change{Field: "secret", Op: printer.OpAdd, New: where})
+	return printer.DryRun{DryRun: true, Action: "create", Kind: kind, Name: name, Changes: changes}, nil
+}
+
+func tagsCell(tags []string) string {
+	if len(tags) == 0 {
+		return "(none: every server)"
+	}
+	return strings.Join(tags, ", ")
 }
