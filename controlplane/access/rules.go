@@ -26,6 +26,7 @@ var (
 // TestEveryRPCHasARule), so a new RPC must be given its roles on purpose.
 var rules = map[string][]mcpmeshv1.Role{
 	mcpmeshv1.RegistryService_CreateServer_FullMethodName:   adminOnly,
+	mcpmeshv1.RegistryService_CreateServers_FullMethodName:  adminOnly,
 	mcpmeshv1.RegistryService_UpdateServer_FullMethodName:   adminOnly,
 	mcpmeshv1.RegistryService_DeleteServer_FullMethodName:   adminOnly,
 	mcpmeshv1.RegistryService_GetServer_FullMethodName:      readOnly,
@@ -35,6 +36,7 @@ var rules = map[string][]mcpmeshv1.Role{
 	mcpmeshv1.RegistryService_ListDataPlanes_FullMethodName: readOnly,
 	mcpmeshv1.RegistryService_GetStatus_FullMethodName:      readOnly,
 	mcpmeshv1.RegistryService_WatchStatus_FullMethodName:    readOnly,
+	mcpmeshv1.RegistryService_GetVersion_FullMethodName:     readOnly,
 
 	mcpmeshv1.DiscoveryService_StreamConfig_FullMethodName: dataPlaneOnly,
 

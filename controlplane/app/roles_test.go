@@ -41,6 +41,8 @@ var wantRoles = map[string][]string{
 	"/mcpmesh.v1.RegistryService/ListDataPlanes":    {"admin", "viewer"},
 	"/mcpmesh.v1.RegistryService/GetStatus":         {"admin", "viewer"},
 	"/mcpmesh.v1.RegistryService/WatchStatus":       {"admin", "viewer"},
+	"/mcpmesh.v1.RegistryService/CreateServers":     {"admin"},
+	"/mcpmesh.v1.RegistryService/GetVersion":        {"admin", "viewer"},
 	"/mcpmesh.v1.DiscoveryService/StreamConfig":     {"admin", "dataplane"},
 	"/mcpmesh.v1.TokenService/CreateToken":          {"admin"},
 	"/mcpmesh.v1.TokenService/ListTokens":           {"admin", "viewer"},

@@ -3,8 +3,10 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/mcpmesh/mcpmesh/controlplane/internal/settings"
@@ -12,6 +14,7 @@ import (
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 	"github.com/mcpmesh/mcpmesh/internal/limits"
 	"github.com/mcpmesh/mcpmesh/internal/redact"
+	"github.com/mcpmesh/mcpmesh/internal/version"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -165,6 +168,105 @@ func (s *Service) CreateServer(ctx context.Context, req *mcpmeshv1.CreateServerR
 	}
 	s.log.Info("server created", "server", out.GetName(), "revision", out.GetModRevision(), "transport", transportName(out.GetTransport()))
 	return &mcpmeshv1.CreateServerResponse{Server: redactServer(out), Revision: out.GetModRevision()}, nil
+}
+
+// MaxCreateServers bounds one CreateServers call; more servers than this
+// are more than one import should carry.
+const MaxCreateServers = 1000
+
+// CreateServers implements RegistryService: every server is checked as
+// CreateServer checks one, then all are stored in one revision, or none.
+func (s *Service) CreateServers(ctx context.Context, req *mcpmeshv1.CreateServersRequest) (*mcpmeshv1.CreateServersResponse, error) {
+	srvs := req.GetServers()
+	if len(srvs) == 0 {
+		return nil, invalid("servers", "is empty: give at least one server").status()
+	}
+	if len(srvs) > MaxCreateServers {
+		return nil, invalid("servers", "%d servers is too many for one call: at most %d", len(srvs), MaxCreateServers).status()
+	}
+	ins := make([]*mcpmeshv1.Server, len(srvs))
+	seen := make(map[string]int, len(srvs))
+	for i, srv := range srvs {
+		if err := validateServer(srv); err != nil {
+			return nil, inList(i, srv, err).status()
+		}
+		if err := s.policy.check(srv); err != nil {
+			return nil, inList(i, srv, err).status()
+		}
+		if j, dup := seen[srv.GetName()]; dup {
+			return nil, status.Errorf(codes.AlreadyExists, "server %q is given twice (servers[%d] and servers[%d])", srv.GetName(), j, i)
+		}
+		seen[srv.GetName()] = i
+		ins[i] = cleanInput(srv)
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	// Checked here too (the store checks again in its transaction) so that a
+	// dry run reports a taken name, and a real call names it before writing.
+	cur, rev, err := s.st.ListServers(ctx)
+	if err != nil {
+		return nil, storeError("", err)
+	}
+	for _, c := range cur {
+		if _, taken := seen[c.GetName()]; taken {
+			return nil, storeError(c.GetName(), store.ErrExists)
+		}
+	}
+	rev, err = s.checkSnapshot(ctx, "servers", func(st *store.State) {
+		for _, in := range ins {
+			putServer(st, stamped(in, nil, st.Revision+1))
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	resp := &mcpmeshv1.CreateServersResponse{Revision: rev, Servers: make([]*mcpmeshv1.Server, len(ins))}
+	if req.GetValidateOnly() {
+		for i, in := range ins {
+			resp.Servers[i] = redactServer(in)
+		}
+		return resp, nil
+	}
+	out, rev, err := s.st.CreateServers(ctx, ins)
+	if err != nil {
+		var name string
+		if errors.Is(err, store.ErrExists) {
+			name = takenName(ctx, s.st, ins)
+		}
+		return nil, storeError(name, err)
+	}
+	for i, o := range out {
+		resp.Servers[i] = redactServer(o)
+	}
+	resp.Revision = rev
+	s.log.Info("servers created", "count", len(out), "revision", rev)
+	return resp, nil
+}
+
+// inList names the position and the server of a validation failure in a
+// CreateServers request: "servers[2].http.url: ... (server "x")".
+func inList(i int, srv *mcpmeshv1.Server, e *fieldError) *fieldError {
+	field := fmt.Sprintf("servers[%d]", i) + strings.TrimPrefix(e.field, "server")
+	msg := e.msg
+	if n := srv.GetName(); n != "" {
+		msg += fmt.Sprintf(" (server %q)", n)
+	}
+	return &fieldError{field: field, msg: msg}
+}
+
+// takenName finds which of ins a racing writer created first, for the error.
+func takenName(ctx context.Context, st store.Store, ins []*mcpmeshv1.Server) string {
+	for _, in := range ins {
+		if _, err := st.GetServer(ctx, in.GetName()); err == nil {
+			return in.GetName()
+		}
+	}
+	return ""
+}
+
+// GetVersion implements RegistryService.
+func (s *Service) GetVersion(context.Context, *mcpmeshv1.GetVersionRequest) (*mcpmeshv1.GetVersionResponse, error) {
+	return &mcpmeshv1.GetVersionResponse{Version: version.Version}, nil
 }
 
 // UpdateServer implements RegistryService.

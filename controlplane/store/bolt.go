@@ -351,6 +351,38 @@ func (s *BoltStore) CreateServer(ctx context.Context, srv *mcpmeshv1.Server) (*m
 	return proto.Clone(out).(*mcpmeshv1.Server), nil
 }
 
+// CreateServers implements Store.
+func (s *BoltStore) CreateServers(ctx context.Context, srvs []*mcpmeshv1.Server) ([]*mcpmeshv1.Server, uint64, error) {
+	if err := validateServersArg(srvs); err != nil {
+		return nil, 0, fmt.Errorf("create servers: %w", err)
+	}
+	out := make([]*mcpmeshv1.Server, len(srvs))
+	rev, err := s.update(ctx, fmt.Sprintf("create %d servers", len(srvs)), func(tx *bolt.Tx) (uint64, error) {
+		b := tx.Bucket(bucketServers)
+		for _, srv := range srvs {
+			if b.Get([]byte(srv.GetName())) != nil {
+				return 0, fmt.Errorf("server %q: %w", srv.GetName(), ErrExists)
+			}
+		}
+		rev, err := unsafeBumpRevision(tx)
+		if err != nil {
+			return 0, err
+		}
+		now := s.now()
+		for i, srv := range srvs {
+			out[i] = stampCreate(srv, rev, now)
+			if err := s.unsafePutServer(tx, out[i]); err != nil {
+				return 0, err // the transaction rolls back: none is stored
+			}
+		}
+		return rev, nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return cloneServers(out), rev, nil
+}
+
 // UpdateServer implements Store.
 func (s *BoltStore) UpdateServer(ctx context.Context, srv *mcpmeshv1.Server, expectedRevision uint64) (*mcpmeshv1.Server, error) {
 	if err := validateServerArg(srv); err != nil {

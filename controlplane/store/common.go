@@ -33,6 +33,25 @@ func validateServerArg(srv *mcpmeshv1.Server) error {
 	return nil
 }
 
+// validateServersArg checks the argument of CreateServers: non-empty, each
+// server valid, no name twice.
+func validateServersArg(srvs []*mcpmeshv1.Server) error {
+	if len(srvs) == 0 {
+		return fmt.Errorf("no servers given")
+	}
+	seen := make(map[string]bool, len(srvs))
+	for i, srv := range srvs {
+		if err := validateServerArg(srv); err != nil {
+			return fmt.Errorf("server %d: %w", i+1, err)
+		}
+		if seen[srv.GetName()] {
+			return fmt.Errorf("server %q is given twice: %w", srv.GetName(), ErrExists)
+		}
+		seen[srv.GetName()] = true
+	}
+	return nil
+}
+
 // stampCreate returns the copy of srv to store as a new server at rev.
 func stampCreate(srv *mcpmeshv1.Server, rev uint64, now time.Time) *mcpmeshv1.Server {
 	s := proto.Clone(srv).(*mcpmeshv1.Server)

@@ -114,6 +114,32 @@ func (m *MemoryStore) CreateServer(ctx context.Context, srv *mcpmeshv1.Server) (
 	return proto.Clone(out).(*mcpmeshv1.Server), nil
 }
 
+// CreateServers implements Store.
+func (m *MemoryStore) CreateServers(ctx context.Context, srvs []*mcpmeshv1.Server) ([]*mcpmeshv1.Server, uint64, error) {
+	if err := validateServersArg(srvs); err != nil {
+		return nil, 0, fmt.Errorf("create servers: %w", err)
+	}
+	out := make([]*mcpmeshv1.Server, len(srvs))
+	rev, err := m.write(ctx, fmt.Sprintf("create %d servers", len(srvs)), func() (uint64, error) {
+		for _, srv := range srvs { // check every name before changing anything
+			if _, ok := m.servers[srv.GetName()]; ok {
+				return 0, fmt.Errorf("server %q: %w", srv.GetName(), ErrExists)
+			}
+		}
+		m.rev++
+		now := m.now()
+		for i, srv := range srvs {
+			out[i] = stampCreate(srv, m.rev, now)
+			m.servers[out[i].GetName()] = out[i]
+		}
+		return m.rev, nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return cloneServers(out), rev, nil
+}
+
 // UpdateServer implements Store.
 func (m *MemoryStore) UpdateServer(ctx context.Context, srv *mcpmeshv1.Server, expectedRevision uint64) (*mcpmeshv1.Server, error) {
 	if err := validateServerArg(srv); err != nil {

@@ -85,6 +85,15 @@ type Store interface {
 	// CreateServer stores a new server, setting create_revision, mod_revision,
 	// created_at and updated_at. ErrExists if the name is taken.
 	CreateServer(ctx context.Context, srv *mcpmeshv1.Server) (*mcpmeshv1.Server, error)
+	// CreateServers stores several new servers in one transaction that bumps
+	// the config revision once: every returned server (in the order given,
+	// stamped as CreateServer stamps one) has create_revision = mod_revision
+	// = the returned revision, and one Watch notification follows. All or
+	// nothing: if any name is taken, or appears twice in srvs, it returns
+	// ErrExists naming that server and stores none of them (the revision is
+	// unchanged). A nil server, an empty name or an empty srvs is an error
+	// (not one of the sentinel errors) and stores nothing. srvs is not modified.
+	CreateServers(ctx context.Context, srvs []*mcpmeshv1.Server) ([]*mcpmeshv1.Server, uint64, error)
 	// UpdateServer replaces an existing server, keeping its create_revision and
 	// created_at. If expectedRevision is non-zero it must equal the stored
 	// mod_revision, else ErrConflict. ErrNotFound if it does not exist.

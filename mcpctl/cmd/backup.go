@@ -8,13 +8,13 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/atomicfile"
 	"github.com/mcpmesh/mcpmesh/internal/limits"
 	"github.com/mcpmesh/mcpmesh/mcpctl/printer"
 )
@@ -69,7 +69,7 @@ to pipe it into an encryption tool instead.`,
 				_, err := c.OutOrStdout().Write(data)
 				return err
 			}
-			if err := writeFileAtomic(file, data, 0o600); err != nil {
+			if err := atomicfile.Write(file, data, 0o600); err != nil {
 				return fmt.Errorf("write backup: %w", err)
 			}
 			return o.print(printer.BackupWritten{
@@ -186,39 +186,4 @@ func parseBackup(file string, data []byte) (*mcpmeshv1.Backup, error) {
 		return nil, fmt.Errorf("backup %s: %v", file, err)
 	}
 	return b, nil
-}
-
-// writeFileAtomic writes data to a temporary file next to path with perm,
-// syncs it and renames it over path, so a reader sees the old file or the
-// whole new one, never a part.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // after a successful rename, a no-op
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil { // make the rename durable
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
 }

@@ -18,6 +18,7 @@ func newClientKeyCreateCommand(o *options) *cobra.Command {
 		tags                    []string
 		description, secretFile string
 		ttl                     time.Duration
+		dryRun                  bool
 	)
 	c := &cobra.Command{
 		Use:   "create [--tag T]...",
@@ -35,6 +36,14 @@ the servers carrying at least one of the tags. The secret is shown only now
 			req := &mcpmeshv1.CreateClientKeyRequest{Tags: tags, Description: description}
 			if ttl > 0 {
 				req.Ttl = durationpb.New(ttl)
+			}
+			if dryRun {
+				changes := []printer.Change{{Field: "tags", Op: printer.OpAdd, New: tagsCell(tags)}}
+				d, err := createDryRun("client-key", "(new)", secretFile, ttl, description, changes)
+				if err != nil {
+					return err
+				}
+				return o.print(d)
 			}
 			var f *os.File
 			var err error
@@ -75,5 +84,6 @@ the servers carrying at least one of the tags. The secret is shown only now
 	c.Flags().DurationVar(&ttl, "ttl", 0, "lifetime, e.g. 720h; 0 means it never expires")
 	c.Flags().StringVar(&description, "description", "", "what the key is for (shown by client-key list)")
 	c.Flags().StringVar(&secretFile, "secret-file", "", "write the secret to this new file (mode 0600) instead of printing it")
+	c.Flags().BoolVar(&dryRun, "dry-run", false, "check the flags (and that --secret-file does not exist) and print what would be issued; nothing is sent")
 	return c
 }

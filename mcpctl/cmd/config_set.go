@@ -11,7 +11,8 @@ import (
 )
 
 func newConfigSetCommand(o *options) *cobra.Command {
-	return &cobra.Command{
+	var dryRun bool
+	c := &cobra.Command{
 		Use:     "set KEY VALUE",
 		Short:   "Change one cluster setting",
 		Example: "  mcpctl config set pagination.enabled true",
@@ -24,9 +25,21 @@ func newConfigSetCommand(o *options) *cobra.Command {
 			return o.withClient(c.Context(), "", func(ctx context.Context, cl mcpmeshv1.RegistryServiceClient) error {
 				ctx, cancel := o.callCtx(ctx)
 				defer cancel()
-				resp, err := cl.SetSetting(ctx, &mcpmeshv1.SetSettingRequest{Key: key, Value: value})
+				var before map[string]string
+				if dryRun {
+					cur, err := cl.GetSettings(ctx, &mcpmeshv1.GetSettingsRequest{})
+					if err != nil {
+						return err
+					}
+					before = cur.GetValues()
+				}
+				resp, err := cl.SetSetting(ctx, &mcpmeshv1.SetSettingRequest{Key: key, Value: value, ValidateOnly: dryRun})
 				if err != nil {
 					return err
+				}
+				if dryRun {
+					return o.print(printer.DryRun{DryRun: true, Action: "set", Kind: "setting", Name: key, Revision: resp.GetRevision(),
+						Changes: printer.ValueChanges(before, resp.GetValues())})
 				}
 				out := printer.Config{key: value}
 				if v, ok := resp.GetValues()[key]; ok {
@@ -36,4 +49,6 @@ func newConfigSetCommand(o *options) *cobra.Command {
 			})
 		},
 	}
+	addDryRunFlag(c, &dryRun)
+	return c
 }

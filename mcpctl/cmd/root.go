@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/signal"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -24,6 +24,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/internal/limits"
 	"github.com/mcpmesh/mcpmesh/internal/tlsconfig"
 	"github.com/mcpmesh/mcpmesh/internal/version"
+	"github.com/mcpmesh/mcpmesh/mcpctl/ctlconfig"
 	"github.com/mcpmesh/mcpmesh/mcpctl/printer"
 )
 
@@ -52,9 +53,19 @@ type options struct {
 	requestTimeout time.Duration
 	tls            tlsconfig.ClientFiles
 	insecure       bool
+	configPath     string // --config
+	contextName    string // --context
 
 	format printer.Format
 	stdout io.Writer
+	getenv func(string) string
+	flags  *pflag.FlagSet // the global flags, to tell a flag given from its default
+
+	// Set by resolve: where the token comes from when not a file (a
+	// context's token-env), and the context in use ("" if none).
+	tokenEnv string
+	context  string
+	resolved bool
 }
 
 // Execute runs mcpctl with the process's arguments and returns the exit code.
@@ -83,15 +94,14 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	return 0
 }
 
-func envOr(getenv func(string) string, key, def string) string {
-	if v := getenv(key); v != "" {
-		return v
-	}
-	return def
+func newRootCommand(stdout io.Writer, getenv func(string) string) *cobra.Command {
+	root, _ := newRoot(stdout, getenv)
+	return root
 }
 
-func newRootCommand(stdout io.Writer, getenv func(string) string) *cobra.Command {
-	o := &options{stdout: stdout}
+// newRoot builds the command tree and the options its commands share.
+func newRoot(stdout io.Writer, getenv func(string) string) (*cobra.Command, *options) {
+	o := &options{stdout: stdout, getenv: getenv}
 	root := &cobra.Command{
 		Use:           "mcpctl",
 		Short:         "Administer an mcpmesh control plane",
@@ -111,22 +121,28 @@ func newRootCommand(stdout io.Writer, getenv func(string) string) *cobra.Command
 		},
 	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&o.addr, "addr", envOr(getenv, EnvAddr, DefaultAddr), "control plane gRPC address (env "+EnvAddr+")")
-	pf.StringVar(&o.tokenFile, "token-file", envOr(getenv, authtoken.EnvTokenFile, DefaultTokenFile), "admin token file (env "+authtoken.EnvTokenFile+")")
+	o.flags = pf
+	pf.StringVar(&o.addr, "addr", DefaultAddr, "control plane gRPC address (env "+EnvAddr+", or the context's addr)")
+	pf.StringVar(&o.tokenFile, "token-file", DefaultTokenFile, "admin token file (env "+authtoken.EnvTokenFile+", or the context's token-file or token-env)")
 	pf.StringVarP(&o.output, "output", "o", string(printer.Table), "output format: table, json or yaml")
-	pf.StringVar(&o.tls.CA, "ca", getenv(EnvCA), "PEM CA bundle the control plane's TLS certificate must chain to; turns TLS on (env "+EnvCA+")")
-	pf.StringVar(&o.tls.Cert, "client-cert", getenv(EnvClientCert), "PEM client certificate for a control plane with mutual TLS (env "+EnvClientCert+")")
-	pf.StringVar(&o.tls.Key, "client-key", getenv(EnvClientKey), "PEM private key of --client-cert (env "+EnvClientKey+")")
+	pf.StringVar(&o.tls.CA, "ca", "", "PEM CA bundle the control plane's TLS certificate must chain to; turns TLS on (env "+EnvCA+")")
+	pf.StringVar(&o.tls.Cert, "client-cert", "", "PEM client certificate for a control plane with mutual TLS (env "+EnvClientCert+")")
+	pf.StringVar(&o.tls.Key, "client-key", "", "PEM private key of --client-cert (env "+EnvClientKey+")")
 	pf.StringVar(&o.tls.ServerName, "tls-server-name", "", "name the control plane's certificate must carry (default: the host of --addr)")
 	pf.BoolVar(&o.insecure, "insecure", false, "allow plaintext to a non-loopback --addr (the token crosses the network unencrypted)")
 	pf.DurationVar(&o.requestTimeout, "request-timeout", DefaultRequestTimeout, "deadline of each call to the control plane")
+	pf.StringVar(&o.configPath, "config", "", "mcpctl config file with contexts (env "+ctlconfig.EnvConfig+"; default $XDG_CONFIG_HOME/mcpmesh/config.yaml or ~/.config/mcpmesh/config.yaml)")
+	pf.StringVar(&o.contextName, "context", "", "context of the config file to use instead of its current-context (env "+ctlconfig.EnvContext+")")
+	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = root.RegisterFlagCompletionFunc("context", o.completeContexts)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())
 	})
 
 	server := &cobra.Command{Use: "server", Short: "Manage registered backend MCP servers"}
-	server.AddCommand(newServerAddCommand(o), newServerRemoveCommand(o), newServerListCommand(o),
-		newServerGetCommand(o), newServerEnableCommand(o, true), newServerEnableCommand(o, false))
+	server.AddCommand(newServerAddCommand(o), newServerUpdateCommand(o), newServerRemoveCommand(o), newServerListCommand(o),
+		newServerGetCommand(o), newServerEnableCommand(o, true), newServerEnableCommand(o, false),
+		newServerImportCommand(o), newServerExportCommand(o))
 	config := &cobra.Command{Use: "config", Short: "Read and change cluster settings"}
 	config.AddCommand(newConfigGetCommand(o), newConfigSetCommand(o))
 	dataplane := &cobra.Command{Use: "dataplane", Short: "Inspect data planes"}
@@ -137,8 +153,11 @@ func newRootCommand(stdout io.Writer, getenv func(string) string) *cobra.Command
 	secret.AddCommand(newSecretRotateCommand(o))
 	clientKey := &cobra.Command{Use: "client-key", Short: "Issue, list and revoke the API keys MCP clients present to data planes (--client-keys)"}
 	clientKey.AddCommand(newClientKeyCreateCommand(o), newClientKeyListCommand(o), newClientKeyRevokeCommand(o))
-	root.AddCommand(server, config, dataplane, token, secret, clientKey, newStatusCommand(o), newBackupCommand(o), newRestoreCommand(o))
-	return root
+	contexts := &cobra.Command{Use: "context", Short: "Manage the named control planes of the config file (like kubectl config contexts)"}
+	contexts.AddCommand(newContextListCommand(o), newContextUseCommand(o), newContextSetCommand(o), newContextDeleteCommand(o))
+	root.AddCommand(server, config, dataplane, token, secret, clientKey, contexts, newStatusCommand(o), newVersionCommand(o),
+		newBackupCommand(o), newRestoreCommand(o))
+	return root, o
 }
 
 // exactArgs is cobra.ExactArgs with a message that names what is missing.
@@ -165,12 +184,12 @@ type conn struct {
 // connect; the first call does, and fails fast (no WaitForReady) when the
 // control plane is down.
 func (o *options) dial() (*conn, error) {
-	tok, err := authtoken.Read(o.tokenFile)
+	if err := o.resolve(); err != nil {
+		return nil, err
+	}
+	tok, err := o.readToken()
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("read admin token %s: no such file (start the control plane first, or set --token-file or %s)", o.tokenFile, authtoken.EnvTokenFile)
-		}
-		return nil, fmt.Errorf("%w (set --token-file or %s)", err, authtoken.EnvTokenFile)
+		return nil, err
 	}
 	creds, err := o.transportCredentials()
 	if err != nil {
@@ -282,7 +301,7 @@ func (o *options) explain(err error, server string) error {
 	case codes.DeadlineExceeded:
 		return fmt.Errorf("control plane at %s did not answer within %s (raise --request-timeout)", o.addr, o.requestTimeout)
 	case codes.Unauthenticated:
-		return fmt.Errorf("control plane rejected the token from %s: %s (set --token-file or %s)", o.tokenFile, st.Message(), authtoken.EnvTokenFile)
+		return fmt.Errorf("control plane rejected the token from %s: %s (set --token-file or %s)", o.tokenSource(), st.Message(), authtoken.EnvTokenFile)
 	case codes.PermissionDenied:
 		return fmt.Errorf("control plane denied the request: %s", st.Message())
 	case codes.NotFound:

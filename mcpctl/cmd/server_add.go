@@ -69,12 +69,12 @@ func newServerAddCommand(o *options) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				res := printer.Result{Action: "created", Name: name, Revision: resp.GetRevision()}
 				if f.dryRun {
 					sv := printer.ServerFromProto(resp.GetServer())
-					res.Action, res.DryRun, res.Server = "validated", true, &sv
+					return o.print(printer.DryRun{DryRun: true, Action: "create", Kind: "server", Name: name,
+						Revision: resp.GetRevision(), Changes: printer.ServerChanges(nil, &sv), Server: &sv})
 				}
-				return o.print(res)
+				return o.print(printer.Result{Action: "created", Name: name, Revision: resp.GetRevision()})
 			})
 		},
 	}
@@ -215,6 +215,7 @@ func buildCreateRequest(name string, command []string, f addFlags) (*mcpmeshv1.C
 		s.Http = &mcpmeshv1.HttpConfig{Url: f.url, Headers: headers}
 		s.Endpoints = f.endpoints
 	}
+	var err error
 	if f.timeout < 0 {
 		return nil, fmt.Errorf("--timeout must not be negative, got %s", f.timeout)
 	}
@@ -222,12 +223,8 @@ func buildCreateRequest(name string, command []string, f addFlags) (*mcpmeshv1.C
 		s.Timeout = durationpb.New(f.timeout)
 	}
 	if f.backoff != "" {
-		for _, part := range strings.Split(f.backoff, ",") {
-			d, err := time.ParseDuration(strings.TrimSpace(part))
-			if err != nil || d <= 0 {
-				return nil, fmt.Errorf("--backoff %q: want positive durations separated by commas, e.g. 1s,2s,4s,8s", f.backoff)
-			}
-			s.Backoff = append(s.Backoff, durationpb.New(d))
+		if s.Backoff, err = parseBackoff(f.backoff); err != nil {
+			return nil, err
 		}
 	}
 	if f.prefixSet {
@@ -261,4 +258,17 @@ func checkFlagURL(flag, raw string) error {
 		return fmt.Errorf("%s %w", flag, err)
 	}
 	return nil
+}
+
+// parseBackoff parses --backoff: positive durations separated by commas.
+func parseBackoff(v string) ([]*durationpb.Duration, error) {
+	var out []*durationpb.Duration
+	for _, part := range strings.Split(v, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(part))
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("--backoff %q: want positive durations separated by commas, e.g. 1s,2s,4s,8s", v)
+		}
+		out = append(out, durationpb.New(d))
+	}
+	return out, nil
 }

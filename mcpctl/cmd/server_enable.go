@@ -22,16 +22,21 @@ func newServerEnableCommand(o *options, enable bool) *cobra.Command {
 	if !enable {
 		verb, short = "disable", "Stop serving a server but keep its registration"
 	}
-	return &cobra.Command{
-		Use:   verb + " NAME",
-		Short: short,
-		Args:  exactArgs(1, "one NAME"),
+	var dryRun bool
+	c := &cobra.Command{
+		Use:               verb + " NAME",
+		Short:             short,
+		Args:              exactArgs(1, "one NAME"),
+		ValidArgsFunction: completeServerNames(o),
 		RunE: func(c *cobra.Command, args []string) error {
 			name := args[0]
 			if err := names.ValidateServer(name); err != nil {
 				return err
 			}
 			return o.withClient(c.Context(), name, func(ctx context.Context, cl mcpmeshv1.RegistryServiceClient) error {
+				if dryRun {
+					return dryRunServer(ctx, o, cl, verb, name, func(s *mcpmeshv1.Server) { s.Enabled = proto.Bool(enable) })
+				}
 				var err error
 				for range enableAttempts {
 					var rev uint64
@@ -48,6 +53,8 @@ func newServerEnableCommand(o *options, enable bool) *cobra.Command {
 			})
 		},
 	}
+	addDryRunFlag(c, &dryRun)
+	return c
 }
 
 // setEnabled reads the server and writes it back with the flag changed, based

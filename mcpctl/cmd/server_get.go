@@ -12,9 +12,10 @@ import (
 
 func newServerGetCommand(o *options) *cobra.Command {
 	return &cobra.Command{
-		Use:   "get NAME",
-		Short: "Show a server's configuration and its state on each data plane",
-		Args:  exactArgs(1, "one NAME"),
+		Use:               "get NAME",
+		Short:             "Show a server's configuration and its state on each data plane",
+		Args:              exactArgs(1, "one NAME"),
+		ValidArgsFunction: completeServerNames(o),
 		RunE: func(c *cobra.Command, args []string) error {
 			name := args[0]
 			if err := names.ValidateServer(name); err != nil {

@@ -18,6 +18,7 @@ func newTokenCreateCommand(o *options) *cobra.Command {
 	var (
 		role, description, secretFile string
 		ttl                           time.Duration
+		dryRun                        bool
 	)
 	c := &cobra.Command{
 		Use:   "create --role admin|viewer|dataplane",
@@ -38,6 +39,14 @@ The secret is shown only now (or written to --secret-file, mode 0600).`,
 			req := &mcpmeshv1.CreateTokenRequest{Role: r, Description: description}
 			if ttl > 0 {
 				req.Ttl = durationpb.New(ttl)
+			}
+			if dryRun {
+				d, err := createDryRun("token", authtoken.RoleName(r), secretFile, ttl, description, []printer.Change{
+					{Field: "role", Op: printer.OpAdd, New: authtoken.RoleName(r)}})
+				if err != nil {
+					return err
+				}
+				return o.print(d)
 			}
 			var f *os.File
 			if secretFile != "" {
@@ -77,6 +86,7 @@ The secret is shown only now (or written to --secret-file, mode 0600).`,
 	c.Flags().DurationVar(&ttl, "ttl", 0, "lifetime, e.g. 720h; 0 means it never expires")
 	c.Flags().StringVar(&description, "description", "", "what the token is for (shown by token list)")
 	c.Flags().StringVar(&secretFile, "secret-file", "", "write the secret to this new file (mode 0600) instead of printing it")
+	c.Flags().BoolVar(&dryRun, "dry-run", false, "check the flags (and that --secret-file does not exist) and print what would be issued; nothing is sent")
 	_ = c.MarkFlagRequired("role")
 	return c
 }

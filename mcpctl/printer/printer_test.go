@@ -78,6 +78,13 @@ func serverStatus() *mcpmeshv1.ServerStatus {
 
 func TestGolden(t *testing.T) {
 	created := ServerFromProto(stdioServer())
+	upd := stdioServer()
+	upd.Stdio.Env["NEW"] = "n3w"
+	delete(upd.Stdio.Env, "B")
+	upd.Tags = append(upd.Tags, "prod")
+	upd.Timeout = durationpb.New(30 * time.Second)
+	upd.ModRevision = 8
+	updated := ServerFromProto(upd)
 	views := map[string]View{
 		"server-list":       ServerList{ServerFromProto(stdioServer()), ServerFromProto(httpServer())},
 		"server-list-empty": ServerList{},
@@ -91,7 +98,37 @@ func TestGolden(t *testing.T) {
 		"status-empty":   StatusFromProto(&mcpmeshv1.GetStatusResponse{}),
 		"config":         Config{"pagination.enabled": "true", "pagination.page_size": "50", "resilience.jitter": ""},
 		"result-created": Result{Action: "created", Name: "files", Revision: 7},
-		"result-dry-run": Result{Action: "validated", Name: "files", DryRun: true, Server: &created},
+		"result-dry-run": DryRun{DryRun: true, Action: "create", Kind: "server", Name: "files", Revision: 6, Changes: ServerChanges(nil, &created), Server: &created},
+		"result-updated": Result{Action: "updated", Name: "files", Revision: 8, Changes: ServerChanges(&created, &updated, "env.TOKEN")},
+		"dry-run-update": DryRun{DryRun: true, Action: "update", Kind: "server", Name: "files", Revision: 7, Changes: ServerChanges(&created, &updated, "env.TOKEN"), Server: &updated},
+		"dry-run-remove": DryRun{DryRun: true, Action: "remove", Kind: "server", Name: "files", Revision: 7, Changes: ServerChanges(&created, nil)},
+		"dry-run-setting": DryRun{DryRun: true, Action: "set", Kind: "setting", Name: "pagination.page_size", Revision: 7,
+			Changes: ValueChanges(map[string]string{"pagination.page_size": "100"}, map[string]string{"pagination.page_size": "50"})},
+		"dry-run-nothing": DryRun{DryRun: true, Action: "disable", Kind: "server", Name: "files", Revision: 7, Changes: []Change{}},
+		"import-plan": ImportPlan{File: "claude_desktop_config.json", Format: "mcpServers", Created: 2, Revision: 12,
+			Servers: []ImportItem{
+				{Action: "create", Name: "files", Source: "files", Transport: "stdio", Target: "npx -y fs"},
+				{Action: "rename", Name: "github-2", Source: "GitHub", Transport: "streamable-http", Target: "https://gh.example/mcp", Reason: "github is already registered"},
+				{Action: "skip", Name: "old", Source: "old", Transport: "sse", Target: "http://h/sse", Reason: "already registered"},
+			},
+			Warnings: []string{"files: env TOKEN holds a ${...} placeholder, which mcpmesh does not expand"}},
+		"import-plan-dry-run": ImportPlan{DryRun: true, File: "mcp.json", Format: "servers", Created: 1, Revision: 3,
+			Servers: []ImportItem{{Action: "create", Name: "a", Source: "A", Transport: "stdio", Target: "a"}}, Warnings: []string{}},
+		"import-plan-nothing": ImportPlan{File: "mcp.json", Format: "servers", Revision: 3,
+			Servers: []ImportItem{{Action: "skip", Name: "a", Source: "a", Transport: "stdio", Target: "a", Reason: "already registered"}}, Warnings: []string{}},
+		"exported": Exported{File: "/tmp/mcp.json", Servers: 2, Warnings: []string{"gh: not in the file format, left out: tags"}},
+		"context-list": ContextList{File: "/home/me/.config/mcpmesh/config.yaml", CurrentContext: "prod", Contexts: []Context{
+			{Name: "local", Addr: "127.0.0.1:7070", TokenFile: "/srv/data/admin.token"},
+			{Name: "prod", Current: true, Addr: "cp.example.com:7070", CA: "/etc/ca.crt", TokenEnv: "PROD_TOKEN"},
+			{Name: "staging", Addr: "cp.staging:7070", CA: "/etc/ca.crt", ClientCert: "/etc/me.crt", ClientKey: "/etc/me.key", TokenFile: "/t"},
+			{Name: "lab", Addr: "10.0.0.1:7070", Insecure: true},
+		}},
+		"context-list-empty": ContextList{File: "/home/me/.config/mcpmesh/config.yaml", Contexts: []Context{}},
+		"context-set": ContextResult{Action: "created", Name: "prod", File: "/home/me/.config/mcpmesh/config.yaml", Current: true,
+			Context: &Context{Name: "prod", Current: true, Addr: "cp.example.com:7070", CA: "/etc/ca.crt", TokenEnv: "PROD_TOKEN"}},
+		"context-deleted": ContextResult{Action: "deleted", Name: "old", File: "/home/me/.config/mcpmesh/config.yaml"},
+		"version":         Version{Client: "v1.2.0", Server: "v1.1.0", Addr: "127.0.0.1:7070"},
+		"version-client":  Version{Client: "v1.2.0"},
 		"token-list": TokenList{
 			TokenFromProto(&mcpmeshv1.Token{Id: "0a1b2c3d4e5f6071", Role: mcpmeshv1.Role_ROLE_DATAPLANE, CreatedAt: timestamppb.New(t0), Description: "k8s data planes"}, t0),
 			TokenFromProto(&mcpmeshv1.Token{Id: "1122334455667788", Role: mcpmeshv1.Role_ROLE_VIEWER, CreatedAt: timestamppb.New(t0), ExpiresAt: timestamppb.New(t0.Add(time.Hour))}, t0.Add(2*time.Hour)),

@@ -392,26 +392,24 @@ func (c Config) WriteTable(w io.Writer) error {
 	return t.flush()
 }
 
-// Result reports a change: a server created, removed, enabled or disabled.
+// Result reports a change: a server created, updated, removed, enabled or
+// disabled. A dry run prints a DryRun instead.
 type Result struct {
-	// Action is what happened: created, removed, enabled, disabled, or for a
-	// dry run "validated".
-	Action   string  `json:"action"`
-	Name     string  `json:"name"`
-	Revision uint64  `json:"revision"`
-	DryRun   bool    `json:"dry_run,omitempty"`
-	Server   *Server `json:"server,omitempty"`
+	// Action is what happened: created, updated, removed, enabled, disabled.
+	Action   string `json:"action"`
+	Name     string `json:"name"`
+	Revision uint64 `json:"revision"`
+	// Changes are what an update changed.
+	Changes []Change `json:"changes,omitempty"`
 }
 
-// WriteTable prints one sentence, and for a dry run what would be stored.
+// WriteTable prints one sentence, then what changed.
 func (r Result) WriteTable(w io.Writer) error {
-	if r.DryRun {
-		fmt.Fprintf(w, "dry run: server %q is valid and was not created; it would be:\n", r.Name)
-		if r.Server != nil {
-			return r.Server.WriteTable(w)
-		}
+	if _, err := fmt.Fprintf(w, "server %q %s (revision %d)\n", r.Name, r.Action, r.Revision); err != nil {
+		return err
+	}
+	if len(r.Changes) == 0 {
 		return nil
 	}
-	_, err := fmt.Fprintf(w, "server %q %s (revision %d)\n", r.Name, r.Action, r.Revision)
-	return err
+	return writeChanges(w, r.Changes)
 }

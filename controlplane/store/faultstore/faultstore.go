@@ -149,6 +149,14 @@ func (f *Fault) CreateServer(ctx context.Context, srv *mcpmeshv1.Server) (*mcpme
 	return f.inner.CreateServer(ctx, srv)
 }
 
+// CreateServers implements store.Store.
+func (f *Fault) CreateServers(ctx context.Context, srvs []*mcpmeshv1.Server) ([]*mcpmeshv1.Server, uint64, error) {
+	if err := f.before(fmt.Sprintf("create %d servers", len(srvs)), true); err != nil {
+		return nil, 0, err
+	}
+	return f.inner.CreateServers(ctx, srvs)
+}
+
 // UpdateServer implements store.Store.
 func (f *Fault) UpdateServer(ctx context.Context, srv *mcpmeshv1.Server, expectedRevision uint64) (*mcpmeshv1.Server, error) {
 	op := fmt.Sprintf("update server %q", srv.GetName())

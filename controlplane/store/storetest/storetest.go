@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -39,6 +40,8 @@ func Run(t *testing.T, open Open) {
 	}{
 		{"CreateGetList", testCreateGetList},
 		{"CreateExists", testCreateExists},
+		{"CreateServersOneRevision", testCreateServers},
+		{"CreateServersAllOrNothing", testCreateServersAllOrNothing},
 		{"UpdateRules", testUpdateRules},
 		{"DeleteRules", testDeleteRules},
 		{"Settings", testSettings},
@@ -122,6 +125,107 @@ func testCreateExists(t *testing.T, s store.Store) {
 	}
 	if r := rev(t, s); r != 1 {
 		t.Fatalf("failed create bumped revision to %d", r)
+	}
+}
+
+func testCreateServers(t *testing.T, s store.Store) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := s.CreateServer(ctx, Server("first")); err != nil {
+		t.Fatal(err)
+	}
+	ch := s.Watch(ctx)
+	in := []*mcpmeshv1.Server{Server("zulu"), Server("alpha"), Server("mike")}
+	keep := make([]*mcpmeshv1.Server, len(in))
+	for i, srv := range in {
+		keep[i] = proto.CloneOf(srv)
+	}
+	out, r, err := s.CreateServers(ctx, in)
+	if err != nil {
+		t.Fatalf("CreateServers: %v", err)
+	}
+	if r != 2 || rev(t, s) != 2 {
+		t.Fatalf("CreateServers revision = %d, store at %d; want both 2 (one revision for all)", r, rev(t, s))
+	}
+	if len(out) != 3 {
+		t.Fatalf("CreateServers returned %d servers, want 3", len(out))
+	}
+	for i, srv := range out {
+		if srv.GetName() != keep[i].GetName() {
+			t.Errorf("result %d is %q, want %q (request order)", i, srv.GetName(), keep[i].GetName())
+		}
+		if srv.GetCreateRevision() != 2 || srv.GetModRevision() != 2 || srv.GetCreatedAt() == nil || srv.GetUpdatedAt() == nil {
+			t.Errorf("result %q stamped %d/%d at %v/%v, want revision 2 and times set", srv.GetName(), srv.GetCreateRevision(), srv.GetModRevision(), srv.GetCreatedAt(), srv.GetUpdatedAt())
+		}
+		if !proto.Equal(in[i], keep[i]) {
+			t.Errorf("CreateServers modified its argument %d", i)
+		}
+		got, err := s.GetServer(ctx, srv.GetName())
+		if err != nil || !proto.Equal(got, srv) {
+			t.Errorf("GetServer(%q) = %v, %v; want what CreateServers returned", srv.GetName(), got, err)
+		}
+	}
+	out[0].Description = "changed by the caller"
+	if got, _ := s.GetServer(ctx, "zulu"); got.GetDescription() != "" {
+		t.Error("CreateServers returned the stored message, not a copy")
+	}
+	select {
+	case n := <-ch:
+		if n != 2 {
+			t.Fatalf("watch got %d, want 2", n)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no watch notification after CreateServers")
+	}
+	select {
+	case n := <-ch:
+		t.Fatalf("extra watch notification %d: CreateServers is one write", n)
+	default:
+	}
+}
+
+func testCreateServersAllOrNothing(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if _, err := s.CreateServer(ctx, Server("taken")); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name    string
+		srvs    []*mcpmeshv1.Server
+		exists  bool   // want ErrExists
+		mention string // the error must name this
+	}{
+		{"taken name last", []*mcpmeshv1.Server{Server("new1"), Server("new2"), Server("taken")}, true, `"taken"`},
+		{"taken name first", []*mcpmeshv1.Server{Server("taken"), Server("new1")}, true, `"taken"`},
+		{"name twice", []*mcpmeshv1.Server{Server("new1"), Server("dup"), Server("dup")}, true, `"dup"`},
+		{"empty list", nil, false, "no servers"},
+		{"nil server", []*mcpmeshv1.Server{Server("new1"), nil}, false, "server 2"},
+		{"empty name", []*mcpmeshv1.Server{{}}, false, "server 1"},
+	}
+	for _, tc := range cases {
+		out, r, err := s.CreateServers(ctx, tc.srvs)
+		if err == nil {
+			t.Errorf("%s: CreateServers succeeded (%v at %d)", tc.name, out, r)
+			continue
+		}
+		if errors.Is(err, store.ErrExists) != tc.exists {
+			t.Errorf("%s: err = %v, ErrExists %v, want %v", tc.name, err, !tc.exists, tc.exists)
+		}
+		if !strings.Contains(err.Error(), tc.mention) {
+			t.Errorf("%s: err = %v, want it to name %s", tc.name, err, tc.mention)
+		}
+	}
+	list, r, err := s.ListServers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r != 1 || len(list) != 1 || list[0].GetName() != "taken" {
+		t.Fatalf("after failed CreateServers: %d servers at revision %d, want only taken at 1", len(list), r)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, _, err := s.CreateServers(cctx, []*mcpmeshv1.Server{Server("x")}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("CreateServers on a cancelled context err = %v, want context.Canceled", err)
 	}
 }
 

@@ -126,6 +126,113 @@ func (x *CreateServerResponse) GetRevision() uint64 {
 	return 0
 }
 
+type CreateServersRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Servers []*Server              `protobuf:"bytes,1,rep,name=servers,proto3" json:"servers,omitempty"`
+	// Validate and return what would be stored, without storing it.
+	ValidateOnly  bool `protobuf:"varint,2,opt,name=validate_only,json=validateOnly,proto3" json:"validate_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateServersRequest) Reset() {
+	*x = CreateServersRequest{}
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateServersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateServersRequest) ProtoMessage() {}
+
+func (x *CreateServersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateServersRequest.ProtoReflect.Descriptor instead.
+func (*CreateServersRequest) Descriptor() ([]byte, []int) {
+	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CreateServersRequest) GetServers() []*Server {
+	if x != nil {
+		return x.Servers
+	}
+	return nil
+}
+
+func (x *CreateServersRequest) GetValidateOnly() bool {
+	if x != nil {
+		return x.ValidateOnly
+	}
+	return false
+}
+
+type CreateServersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The servers as stored (secrets redacted), in request order.
+	Servers []*Server `protobuf:"bytes,1,rep,name=servers,proto3" json:"servers,omitempty"`
+	// The revision that created them all (for validate_only, the current one).
+	Revision      uint64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateServersResponse) Reset() {
+	*x = CreateServersResponse{}
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateServersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateServersResponse) ProtoMessage() {}
+
+func (x *CreateServersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateServersResponse.ProtoReflect.Descriptor instead.
+func (*CreateServersResponse) Descriptor() ([]byte, []int) {
+	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *CreateServersResponse) GetServers() []*Server {
+	if x != nil {
+		return x.Servers
+	}
+	return nil
+}
+
+func (x *CreateServersResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 type UpdateServerRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Server *Server                `protobuf:"bytes,1,opt,name=server,proto3" json:"server,omitempty"`
@@ -138,7 +245,7 @@ type UpdateServerRequest struct {
 
 func (x *UpdateServerRequest) Reset() {
 	*x = UpdateServerRequest{}
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[2]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -150,7 +257,7 @@ func (x *UpdateServerRequest) String() string {
 func (*UpdateServerRequest) ProtoMessage() {}
 
 func (x *UpdateServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[2]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -163,7 +270,7 @@ func (x *UpdateServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServerRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServerRequest) Descriptor() ([]byte, []int) {
-	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{2}
+	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *UpdateServerRequest) GetServer() *Server {
@@ -197,7 +304,7 @@ type UpdateServerResponse struct {
 
 func (x *UpdateServerResponse) Reset() {
 	*x = UpdateServerResponse{}
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[3]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -209,7 +316,7 @@ func (x *UpdateServerResponse) String() string {
 func (*UpdateServerResponse) ProtoMessage() {}
 
 func (x *UpdateServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[3]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -222,7 +329,7 @@ func (x *UpdateServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServerResponse.ProtoReflect.Descriptor instead.
 func (*UpdateServerResponse) Descriptor() ([]byte, []int) {
-	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{3}
+	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *UpdateServerResponse) GetServer() *Server {
@@ -250,7 +357,7 @@ type DeleteServerRequest struct {
 
 func (x *DeleteServerRequest) Reset() {
 	*x = DeleteServerRequest{}
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[4]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -262,7 +369,7 @@ func (x *DeleteServerRequest) String() string {
 func (*DeleteServerRequest) ProtoMessage() {}
 
 func (x *DeleteServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[4]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -275,7 +382,7 @@ func (x *DeleteServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteServerRequest.ProtoReflect.Descriptor instead.
 func (*DeleteServerRequest) Descriptor() ([]byte, []int) {
-	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{4}
+	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DeleteServerRequest) GetName() string {
@@ -301,7 +408,7 @@ type DeleteServerResponse struct {
 
 func (x *DeleteServerResponse) Reset() {
 	*x = DeleteServerResponse{}
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[5]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -313,7 +420,7 @@ func (x *DeleteServerResponse) String() string {
 func (*DeleteServerResponse) ProtoMessage() {}
 
 func (x *DeleteServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[5]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -326,7 +433,7 @@ func (x *DeleteServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteServerResponse.ProtoReflect.Descriptor instead.
 func (*DeleteServerResponse) Descriptor() ([]byte, []int) {
-	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{5}
+	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeleteServerResponse) GetRevision() uint64 {
@@ -345,7 +452,7 @@ type GetServerRequest struct {
 
 func (x *GetServerRequest) Reset() {
 	*x = GetServerRequest{}
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[6]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -357,7 +464,7 @@ func (x *GetServerRequest) String() string {
 func (*GetServerRequest) ProtoMessage() {}
 
 func (x *GetServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[6]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -370,7 +477,7 @@ func (x *GetServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServerRequest.ProtoReflect.Descriptor instead.
 func (*GetServerRequest) Descriptor() ([]byte, []int) {
-	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{6}
+	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetServerRequest) GetName() string {
@@ -390,7 +497,7 @@ type GetServerResponse struct {
 
 func (x *GetServerResponse) Reset() {
 	*x = GetServerResponse{}
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[7]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -402,7 +509,7 @@ func (x *GetServerResponse) String() string {
 func (*GetServerResponse) ProtoMessage() {}
 
 func (x *GetServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[7]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -415,7 +522,7 @@ func (x *GetServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServerResponse.ProtoReflect.Descriptor instead.
 func (*GetServerResponse) Descriptor() ([]byte, []int) {
-	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{7}
+	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetServerResponse) GetServer() *Server {
@@ -442,7 +549,7 @@ type ListServersRequest struct {
 
 func (x *ListServersRequest) Reset() {
 	*x = ListServersRequest{}
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[8]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -454,7 +561,7 @@ func (x *ListServersRequest) String() string {
 func (*ListServersRequest) ProtoMessage() {}
 
 func (x *ListServersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[8]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -467,7 +574,7 @@ func (x *ListServersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServersRequest.ProtoReflect.Descriptor instead.
 func (*ListServersRequest) Descriptor() ([]byte, []int) {
-	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{8}
+	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListServersRequest) GetTags() []string {
@@ -487,7 +594,7 @@ type ListServersResponse struct {
 
 func (x *ListServersResponse) Reset() {
 	*x = ListServersResponse{}
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[9]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -499,7 +606,7 @@ func (x *ListServersResponse) String() string {
 func (*ListServersResponse) ProtoMessage() {}
 
 func (x *ListServersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[9]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -512,7 +619,7 @@ func (x *ListServersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServersResponse.ProtoReflect.Descriptor instead.
 func (*ListServersResponse) Descriptor() ([]byte, []int) {
-	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{9}
+	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListServersResponse) GetServers() []*Server {
@@ -537,7 +644,7 @@ type GetSettingsRequest struct {
 
 func (x *GetSettingsRequest) Reset() {
 	*x = GetSettingsRequest{}
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[10]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -549,7 +656,7 @@ func (x *GetSettingsRequest) String() string {
 func (*GetSettingsRequest) ProtoMessage() {}
 
 func (x *GetSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[10]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -562,7 +669,7 @@ func (x *GetSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSettingsRequest.ProtoReflect.Descriptor instead.
 func (*GetSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{10}
+	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{12}
 }
 
 type GetSettingsResponse struct {
@@ -577,7 +684,7 @@ type GetSettingsResponse struct {
 
 func (x *GetSettingsResponse) Reset() {
 	*x = GetSettingsResponse{}
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[11]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -589,7 +696,7 @@ func (x *GetSettingsResponse) String() string {
 func (*GetSettingsResponse) ProtoMessage() {}
 
 func (x *GetSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[11]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -602,7 +709,7 @@ func (x *GetSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSettingsResponse.ProtoReflect.Descriptor instead.
 func (*GetSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{11}
+	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetSettingsResponse) GetSettings() *Settings {
@@ -638,7 +745,7 @@ type SetSettingRequest struct {
 
 func (x *SetSettingRequest) Reset() {
 	*x = SetSettingRequest{}
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[12]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -650,7 +757,7 @@ func (x *SetSettingRequest) String() string {
 func (*SetSettingRequest) ProtoMessage() {}
 
 func (x *SetSettingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[12]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -663,7 +770,7 @@ func (x *SetSettingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSettingRequest.ProtoReflect.Descriptor instead.
 func (*SetSettingRequest) Descriptor() ([]byte, []int) {
-	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{12}
+	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SetSettingRequest) GetKey() string {
@@ -698,7 +805,7 @@ type SetSettingResponse struct {
 
 func (x *SetSettingResponse) Reset() {
 	*x = SetSettingResponse{}
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[13]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -710,7 +817,7 @@ func (x *SetSettingResponse) String() string {
 func (*SetSettingResponse) ProtoMessage() {}
 
 func (x *SetSettingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[13]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -723,7 +830,7 @@ func (x *SetSettingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSettingResponse.ProtoReflect.Descriptor instead.
 func (*SetSettingResponse) Descriptor() ([]byte, []int) {
-	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{13}
+	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SetSettingResponse) GetSettings() *Settings {
@@ -755,7 +862,7 @@ type ListDataPlanesRequest struct {
 
 func (x *ListDataPlanesRequest) Reset() {
 	*x = ListDataPlanesRequest{}
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[14]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -767,7 +874,7 @@ func (x *ListDataPlanesRequest) String() string {
 func (*ListDataPlanesRequest) ProtoMessage() {}
 
 func (x *ListDataPlanesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[14]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -780,7 +887,7 @@ func (x *ListDataPlanesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDataPlanesRequest.ProtoReflect.Descriptor instead.
 func (*ListDataPlanesRequest) Descriptor() ([]byte, []int) {
-	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{14}
+	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{16}
 }
 
 type ListDataPlanesResponse struct {
@@ -792,7 +899,7 @@ type ListDataPlanesResponse struct {
 
 func (x *ListDataPlanesResponse) Reset() {
 	*x = ListDataPlanesResponse{}
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[15]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -804,7 +911,7 @@ func (x *ListDataPlanesResponse) String() string {
 func (*ListDataPlanesResponse) ProtoMessage() {}
 
 func (x *ListDataPlanesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[15]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -817,7 +924,7 @@ func (x *ListDataPlanesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDataPlanesResponse.ProtoReflect.Descriptor instead.
 func (*ListDataPlanesResponse) Descriptor() ([]byte, []int) {
-	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{15}
+	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListDataPlanesResponse) GetDataplanes() []*DataPlane {
@@ -835,7 +942,7 @@ type GetStatusRequest struct {
 
 func (x *GetStatusRequest) Reset() {
 	*x = GetStatusRequest{}
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[16]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -847,7 +954,7 @@ func (x *GetStatusRequest) String() string {
 func (*GetStatusRequest) ProtoMessage() {}
 
 func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[16]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -860,7 +967,7 @@ func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetStatusRequest) Descriptor() ([]byte, []int) {
-	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{16}
+	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{18}
 }
 
 type GetStatusResponse struct {
@@ -874,7 +981,7 @@ type GetStatusResponse struct {
 
 func (x *GetStatusResponse) Reset() {
 	*x = GetStatusResponse{}
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[17]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -886,7 +993,7 @@ func (x *GetStatusResponse) String() string {
 func (*GetStatusResponse) ProtoMessage() {}
 
 func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[17]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -899,7 +1006,7 @@ func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetStatusResponse) Descriptor() ([]byte, []int) {
-	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{17}
+	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetStatusResponse) GetRevision() uint64 {
@@ -931,7 +1038,7 @@ type WatchStatusRequest struct {
 
 func (x *WatchStatusRequest) Reset() {
 	*x = WatchStatusRequest{}
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[18]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -943,7 +1050,7 @@ func (x *WatchStatusRequest) String() string {
 func (*WatchStatusRequest) ProtoMessage() {}
 
 func (x *WatchStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[18]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -956,7 +1063,7 @@ func (x *WatchStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchStatusRequest.ProtoReflect.Descriptor instead.
 func (*WatchStatusRequest) Descriptor() ([]byte, []int) {
-	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{18}
+	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{20}
 }
 
 type WatchStatusResponse struct {
@@ -968,7 +1075,7 @@ type WatchStatusResponse struct {
 
 func (x *WatchStatusResponse) Reset() {
 	*x = WatchStatusResponse{}
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[19]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -980,7 +1087,7 @@ func (x *WatchStatusResponse) String() string {
 func (*WatchStatusResponse) ProtoMessage() {}
 
 func (x *WatchStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpmesh_v1_registry_proto_msgTypes[19]
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -993,7 +1100,7 @@ func (x *WatchStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchStatusResponse.ProtoReflect.Descriptor instead.
 func (*WatchStatusResponse) Descriptor() ([]byte, []int) {
-	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{19}
+	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WatchStatusResponse) GetStatus() *GetStatusResponse {
@@ -1001,6 +1108,87 @@ func (x *WatchStatusResponse) GetStatus() *GetStatusResponse {
 		return x.Status
 	}
 	return nil
+}
+
+type GetVersionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetVersionRequest) Reset() {
+	*x = GetVersionRequest{}
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetVersionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetVersionRequest) ProtoMessage() {}
+
+func (x *GetVersionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetVersionRequest.ProtoReflect.Descriptor instead.
+func (*GetVersionRequest) Descriptor() ([]byte, []int) {
+	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{22}
+}
+
+type GetVersionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The release version of the control plane binary ("dev" for local builds).
+	Version       string `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetVersionResponse) Reset() {
+	*x = GetVersionResponse{}
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetVersionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetVersionResponse) ProtoMessage() {}
+
+func (x *GetVersionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpmesh_v1_registry_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetVersionResponse.ProtoReflect.Descriptor instead.
+func (*GetVersionResponse) Descriptor() ([]byte, []int) {
+	return file_mcpmesh_v1_registry_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *GetVersionResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
 }
 
 var File_mcpmesh_v1_registry_proto protoreflect.FileDescriptor
@@ -1014,6 +1202,12 @@ const file_mcpmesh_v1_registry_proto_rawDesc = "" +
 	"\rvalidate_only\x18\x02 \x01(\bR\fvalidateOnly\"^\n" +
 	"\x14CreateServerResponse\x12*\n" +
 	"\x06server\x18\x01 \x01(\v2\x12.mcpmesh.v1.ServerR\x06server\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"i\n" +
+	"\x14CreateServersRequest\x12,\n" +
+	"\aservers\x18\x01 \x03(\v2\x12.mcpmesh.v1.ServerR\aservers\x12#\n" +
+	"\rvalidate_only\x18\x02 \x01(\bR\fvalidateOnly\"a\n" +
+	"\x15CreateServersResponse\x12,\n" +
+	"\aservers\x18\x01 \x03(\v2\x12.mcpmesh.v1.ServerR\aservers\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x04R\brevision\"\x93\x01\n" +
 	"\x13UpdateServerRequest\x12*\n" +
 	"\x06server\x18\x01 \x01(\v2\x12.mcpmesh.v1.ServerR\x06server\x12+\n" +
@@ -1070,9 +1264,13 @@ const file_mcpmesh_v1_registry_proto_rawDesc = "" +
 	"\aservers\x18\x03 \x03(\v2\x18.mcpmesh.v1.ServerStatusR\aservers\"\x14\n" +
 	"\x12WatchStatusRequest\"L\n" +
 	"\x13WatchStatusResponse\x125\n" +
-	"\x06status\x18\x01 \x01(\v2\x1d.mcpmesh.v1.GetStatusResponseR\x06status2\xb6\x06\n" +
+	"\x06status\x18\x01 \x01(\v2\x1d.mcpmesh.v1.GetStatusResponseR\x06status\"\x13\n" +
+	"\x11GetVersionRequest\".\n" +
+	"\x12GetVersionResponse\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion2\xd9\a\n" +
 	"\x0fRegistryService\x12Q\n" +
-	"\fCreateServer\x12\x1f.mcpmesh.v1.CreateServerRequest\x1a .mcpmesh.v1.CreateServerResponse\x12Q\n" +
+	"\fCreateServer\x12\x1f.mcpmesh.v1.CreateServerRequest\x1a .mcpmesh.v1.CreateServerResponse\x12T\n" +
+	"\rCreateServers\x12 .mcpmesh.v1.CreateServersRequest\x1a!.mcpmesh.v1.CreateServersResponse\x12Q\n" +
 	"\fUpdateServer\x12\x1f.mcpmesh.v1.UpdateServerRequest\x1a .mcpmesh.v1.UpdateServerResponse\x12Q\n" +
 	"\fDeleteServer\x12\x1f.mcpmesh.v1.DeleteServerRequest\x1a .mcpmesh.v1.DeleteServerResponse\x12H\n" +
 	"\tGetServer\x12\x1c.mcpmesh.v1.GetServerRequest\x1a\x1d.mcpmesh.v1.GetServerResponse\x12N\n" +
@@ -1082,7 +1280,9 @@ const file_mcpmesh_v1_registry_proto_rawDesc = "" +
 	"SetSetting\x12\x1d.mcpmesh.v1.SetSettingRequest\x1a\x1e.mcpmesh.v1.SetSettingResponse\x12W\n" +
 	"\x0eListDataPlanes\x12!.mcpmesh.v1.ListDataPlanesRequest\x1a\".mcpmesh.v1.ListDataPlanesResponse\x12H\n" +
 	"\tGetStatus\x12\x1c.mcpmesh.v1.GetStatusRequest\x1a\x1d.mcpmesh.v1.GetStatusResponse\x12P\n" +
-	"\vWatchStatus\x12\x1e.mcpmesh.v1.WatchStatusRequest\x1a\x1f.mcpmesh.v1.WatchStatusResponse0\x01B5Z3github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1;mcpmeshv1b\x06proto3"
+	"\vWatchStatus\x12\x1e.mcpmesh.v1.WatchStatusRequest\x1a\x1f.mcpmesh.v1.WatchStatusResponse0\x01\x12K\n" +
+	"\n" +
+	"GetVersion\x12\x1d.mcpmesh.v1.GetVersionRequest\x1a\x1e.mcpmesh.v1.GetVersionResponseB5Z3github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1;mcpmeshv1b\x06proto3"
 
 var (
 	file_mcpmesh_v1_registry_proto_rawDescOnce sync.Once
@@ -1096,76 +1296,86 @@ func file_mcpmesh_v1_registry_proto_rawDescGZIP() []byte {
 	return file_mcpmesh_v1_registry_proto_rawDescData
 }
 
-var file_mcpmesh_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_mcpmesh_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_mcpmesh_v1_registry_proto_goTypes = []any{
 	(*CreateServerRequest)(nil),    // 0: mcpmesh.v1.CreateServerRequest
 	(*CreateServerResponse)(nil),   // 1: mcpmesh.v1.CreateServerResponse
-	(*UpdateServerRequest)(nil),    // 2: mcpmesh.v1.UpdateServerRequest
-	(*UpdateServerResponse)(nil),   // 3: mcpmesh.v1.UpdateServerResponse
-	(*DeleteServerRequest)(nil),    // 4: mcpmesh.v1.DeleteServerRequest
-	(*DeleteServerResponse)(nil),   // 5: mcpmesh.v1.DeleteServerResponse
-	(*GetServerRequest)(nil),       // 6: mcpmesh.v1.GetServerRequest
-	(*GetServerResponse)(nil),      // 7: mcpmesh.v1.GetServerResponse
-	(*ListServersRequest)(nil),     // 8: mcpmesh.v1.ListServersRequest
-	(*ListServersResponse)(nil),    // 9: mcpmesh.v1.ListServersResponse
-	(*GetSettingsRequest)(nil),     // 10: mcpmesh.v1.GetSettingsRequest
-	(*GetSettingsResponse)(nil),    // 11: mcpmesh.v1.GetSettingsResponse
-	(*SetSettingRequest)(nil),      // 12: mcpmesh.v1.SetSettingRequest
-	(*SetSettingResponse)(nil),     // 13: mcpmesh.v1.SetSettingResponse
-	(*ListDataPlanesRequest)(nil),  // 14: mcpmesh.v1.ListDataPlanesRequest
-	(*ListDataPlanesResponse)(nil), // 15: mcpmesh.v1.ListDataPlanesResponse
-	(*GetStatusRequest)(nil),       // 16: mcpmesh.v1.GetStatusRequest
-	(*GetStatusResponse)(nil),      // 17: mcpmesh.v1.GetStatusResponse
-	(*WatchStatusRequest)(nil),     // 18: mcpmesh.v1.WatchStatusRequest
-	(*WatchStatusResponse)(nil),    // 19: mcpmesh.v1.WatchStatusResponse
-	nil,                            // 20: mcpmesh.v1.GetSettingsResponse.ValuesEntry
-	nil,                            // 21: mcpmesh.v1.SetSettingResponse.ValuesEntry
-	(*Server)(nil),                 // 22: mcpmesh.v1.Server
-	(*ServerStatus)(nil),           // 23: mcpmesh.v1.ServerStatus
-	(*Settings)(nil),               // 24: mcpmesh.v1.Settings
-	(*DataPlane)(nil),              // 25: mcpmesh.v1.DataPlane
+	(*CreateServersRequest)(nil),   // 2: mcpmesh.v1.CreateServersRequest
+	(*CreateServersResponse)(nil),  // 3: mcpmesh.v1.CreateServersResponse
+	(*UpdateServerRequest)(nil),    // 4: mcpmesh.v1.UpdateServerRequest
+	(*UpdateServerResponse)(nil),   // 5: mcpmesh.v1.UpdateServerResponse
+	(*DeleteServerRequest)(nil),    // 6: mcpmesh.v1.DeleteServerRequest
+	(*DeleteServerResponse)(nil),   // 7: mcpmesh.v1.DeleteServerResponse
+	(*GetServerRequest)(nil),       // 8: mcpmesh.v1.GetServerRequest
+	(*GetServerResponse)(nil),      // 9: mcpmesh.v1.GetServerResponse
+	(*ListServersRequest)(nil),     // 10: mcpmesh.v1.ListServersRequest
+	(*ListServersResponse)(nil),    // 11: mcpmesh.v1.ListServersResponse
+	(*GetSettingsRequest)(nil),     // 12: mcpmesh.v1.GetSettingsRequest
+	(*GetSettingsResponse)(nil),    // 13: mcpmesh.v1.GetSettingsResponse
+	(*SetSettingRequest)(nil),      // 14: mcpmesh.v1.SetSettingRequest
+	(*SetSettingResponse)(nil),     // 15: mcpmesh.v1.SetSettingResponse
+	(*ListDataPlanesRequest)(nil),  // 16: mcpmesh.v1.ListDataPlanesRequest
+	(*ListDataPlanesResponse)(nil), // 17: mcpmesh.v1.ListDataPlanesResponse
+	(*GetStatusRequest)(nil),       // 18: mcpmesh.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),      // 19: mcpmesh.v1.GetStatusResponse
+	(*WatchStatusRequest)(nil),     // 20: mcpmesh.v1.WatchStatusRequest
+	(*WatchStatusResponse)(nil),    // 21: mcpmesh.v1.WatchStatusResponse
+	(*GetVersionRequest)(nil),      // 22: mcpmesh.v1.GetVersionRequest
+	(*GetVersionResponse)(nil),     // 23: mcpmesh.v1.GetVersionResponse
+	nil,                            // 24: mcpmesh.v1.GetSettingsResponse.ValuesEntry
+	nil,                            // 25: mcpmesh.v1.SetSettingResponse.ValuesEntry
+	(*Server)(nil),                 // 26: mcpmesh.v1.Server
+	(*ServerStatus)(nil),           // 27: mcpmesh.v1.ServerStatus
+	(*Settings)(nil),               // 28: mcpmesh.v1.Settings
+	(*DataPlane)(nil),              // 29: mcpmesh.v1.DataPlane
 }
 var file_mcpmesh_v1_registry_proto_depIdxs = []int32{
-	22, // 0: mcpmesh.v1.CreateServerRequest.server:type_name -> mcpmesh.v1.Server
-	22, // 1: mcpmesh.v1.CreateServerResponse.server:type_name -> mcpmesh.v1.Server
-	22, // 2: mcpmesh.v1.UpdateServerRequest.server:type_name -> mcpmesh.v1.Server
-	22, // 3: mcpmesh.v1.UpdateServerResponse.server:type_name -> mcpmesh.v1.Server
-	22, // 4: mcpmesh.v1.GetServerResponse.server:type_name -> mcpmesh.v1.Server
-	23, // 5: mcpmesh.v1.GetServerResponse.status:type_name -> mcpmesh.v1.ServerStatus
-	22, // 6: mcpmesh.v1.ListServersResponse.servers:type_name -> mcpmesh.v1.Server
-	24, // 7: mcpmesh.v1.GetSettingsResponse.settings:type_name -> mcpmesh.v1.Settings
-	20, // 8: mcpmesh.v1.GetSettingsResponse.values:type_name -> mcpmesh.v1.GetSettingsResponse.ValuesEntry
-	24, // 9: mcpmesh.v1.SetSettingResponse.settings:type_name -> mcpmesh.v1.Settings
-	21, // 10: mcpmesh.v1.SetSettingResponse.values:type_name -> mcpmesh.v1.SetSettingResponse.ValuesEntry
-	25, // 11: mcpmesh.v1.ListDataPlanesResponse.dataplanes:type_name -> mcpmesh.v1.DataPlane
-	25, // 12: mcpmesh.v1.GetStatusResponse.dataplanes:type_name -> mcpmesh.v1.DataPlane
-	23, // 13: mcpmesh.v1.GetStatusResponse.servers:type_name -> mcpmesh.v1.ServerStatus
-	17, // 14: mcpmesh.v1.WatchStatusResponse.status:type_name -> mcpmesh.v1.GetStatusResponse
-	0,  // 15: mcpmesh.v1.RegistryService.CreateServer:input_type -> mcpmesh.v1.CreateServerRequest
-	2,  // 16: mcpmesh.v1.RegistryService.UpdateServer:input_type -> mcpmesh.v1.UpdateServerRequest
-	4,  // 17: mcpmesh.v1.RegistryService.DeleteServer:input_type -> mcpmesh.v1.DeleteServerRequest
-	6,  // 18: mcpmesh.v1.RegistryService.GetServer:input_type -> mcpmesh.v1.GetServerRequest
-	8,  // 19: mcpmesh.v1.RegistryService.ListServers:input_type -> mcpmesh.v1.ListServersRequest
-	10, // 20: mcpmesh.v1.RegistryService.GetSettings:input_type -> mcpmesh.v1.GetSettingsRequest
-	12, // 21: mcpmesh.v1.RegistryService.SetSetting:input_type -> mcpmesh.v1.SetSettingRequest
-	14, // 22: mcpmesh.v1.RegistryService.ListDataPlanes:input_type -> mcpmesh.v1.ListDataPlanesRequest
-	16, // 23: mcpmesh.v1.RegistryService.GetStatus:input_type -> mcpmesh.v1.GetStatusRequest
-	18, // 24: mcpmesh.v1.RegistryService.WatchStatus:input_type -> mcpmesh.v1.WatchStatusRequest
-	1,  // 25: mcpmesh.v1.RegistryService.CreateServer:output_type -> mcpmesh.v1.CreateServerResponse
-	3,  // 26: mcpmesh.v1.RegistryService.UpdateServer:output_type -> mcpmesh.v1.UpdateServerResponse
-	5,  // 27: mcpmesh.v1.RegistryService.DeleteServer:output_type -> mcpmesh.v1.DeleteServerResponse
-	7,  // 28: mcpmesh.v1.RegistryService.GetServer:output_type -> mcpmesh.v1.GetServerResponse
-	9,  // 29: mcpmesh.v1.RegistryService.ListServers:output_type -> mcpmesh.v1.ListServersResponse
-	11, // 30: mcpmesh.v1.RegistryService.GetSettings:output_type -> mcpmesh.v1.GetSettingsResponse
-	13, // 31: mcpmesh.v1.RegistryService.SetSetting:output_type -> mcpmesh.v1.SetSettingResponse
-	15, // 32: mcpmesh.v1.RegistryService.ListDataPlanes:output_type -> mcpmesh.v1.ListDataPlanesResponse
-	17, // 33: mcpmesh.v1.RegistryService.GetStatus:output_type -> mcpmesh.v1.GetStatusResponse
-	19, // 34: mcpmesh.v1.RegistryService.WatchStatus:output_type -> mcpmesh.v1.WatchStatusResponse
-	25, // [25:35] is the sub-list for method output_type
-	15, // [15:25] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	26, // 0: mcpmesh.v1.CreateServerRequest.server:type_name -> mcpmesh.v1.Server
+	26, // 1: mcpmesh.v1.CreateServerResponse.server:type_name -> mcpmesh.v1.Server
+	26, // 2: mcpmesh.v1.CreateServersRequest.servers:type_name -> mcpmesh.v1.Server
+	26, // 3: mcpmesh.v1.CreateServersResponse.servers:type_name -> mcpmesh.v1.Server
+	26, // 4: mcpmesh.v1.UpdateServerRequest.server:type_name -> mcpmesh.v1.Server
+	26, // 5: mcpmesh.v1.UpdateServerResponse.server:type_name -> mcpmesh.v1.Server
+	26, // 6: mcpmesh.v1.GetServerResponse.server:type_name -> mcpmesh.v1.Server
+	27, // 7: mcpmesh.v1.GetServerResponse.status:type_name -> mcpmesh.v1.ServerStatus
+	26, // 8: mcpmesh.v1.ListServersResponse.servers:type_name -> mcpmesh.v1.Server
+	28, // 9: mcpmesh.v1.GetSettingsResponse.settings:type_name -> mcpmesh.v1.Settings
+	24, // 10: mcpmesh.v1.GetSettingsResponse.values:type_name -> mcpmesh.v1.GetSettingsResponse.ValuesEntry
+	28, // 11: mcpmesh.v1.SetSettingResponse.settings:type_name -> mcpmesh.v1.Settings
+	25, // 12: mcpmesh.v1.SetSettingResponse.values:type_name -> mcpmesh.v1.SetSettingResponse.ValuesEntry
+	29, // 13: mcpmesh.v1.ListDataPlanesResponse.dataplanes:type_name -> mcpmesh.v1.DataPlane
+	29, // 14: mcpmesh.v1.GetStatusResponse.dataplanes:type_name -> mcpmesh.v1.DataPlane
+	27, // 15: mcpmesh.v1.GetStatusResponse.servers:type_name -> mcpmesh.v1.ServerStatus
+	19, // 16: mcpmesh.v1.WatchStatusResponse.status:type_name -> mcpmesh.v1.GetStatusResponse
+	0,  // 17: mcpmesh.v1.RegistryService.CreateServer:input_type -> mcpmesh.v1.CreateServerRequest
+	2,  // 18: mcpmesh.v1.RegistryService.CreateServers:input_type -> mcpmesh.v1.CreateServersRequest
+	4,  // 19: mcpmesh.v1.RegistryService.UpdateServer:input_type -> mcpmesh.v1.UpdateServerRequest
+	6,  // 20: mcpmesh.v1.RegistryService.DeleteServer:input_type -> mcpmesh.v1.DeleteServerRequest
+	8,  // 21: mcpmesh.v1.RegistryService.GetServer:input_type -> mcpmesh.v1.GetServerRequest
+	10, // 22: mcpmesh.v1.RegistryService.ListServers:input_type -> mcpmesh.v1.ListServersRequest
+	12, // 23: mcpmesh.v1.RegistryService.GetSettings:input_type -> mcpmesh.v1.GetSettingsRequest
+	14, // 24: mcpmesh.v1.RegistryService.SetSetting:input_type -> mcpmesh.v1.SetSettingRequest
+	16, // 25: mcpmesh.v1.RegistryService.ListDataPlanes:input_type -> mcpmesh.v1.ListDataPlanesRequest
+	18, // 26: mcpmesh.v1.RegistryService.GetStatus:input_type -> mcpmesh.v1.GetStatusRequest
+	20, // 27: mcpmesh.v1.RegistryService.WatchStatus:input_type -> mcpmesh.v1.WatchStatusRequest
+	22, // 28: mcpmesh.v1.RegistryService.GetVersion:input_type -> mcpmesh.v1.GetVersionRequest
+	1,  // 29: mcpmesh.v1.RegistryService.CreateServer:output_type -> mcpmesh.v1.CreateServerResponse
+	3,  // 30: mcpmesh.v1.RegistryService.CreateServers:output_type -> mcpmesh.v1.CreateServersResponse
+	5,  // 31: mcpmesh.v1.RegistryService.UpdateServer:output_type -> mcpmesh.v1.UpdateServerResponse
+	7,  // 32: mcpmesh.v1.RegistryService.DeleteServer:output_type -> mcpmesh.v1.DeleteServerResponse
+	9,  // 33: mcpmesh.v1.RegistryService.GetServer:output_type -> mcpmesh.v1.GetServerResponse
+	11, // 34: mcpmesh.v1.RegistryService.ListServers:output_type -> mcpmesh.v1.ListServersResponse
+	13, // 35: mcpmesh.v1.RegistryService.GetSettings:output_type -> mcpmesh.v1.GetSettingsResponse
+	15, // 36: mcpmesh.v1.RegistryService.SetSetting:output_type -> mcpmesh.v1.SetSettingResponse
+	17, // 37: mcpmesh.v1.RegistryService.ListDataPlanes:output_type -> mcpmesh.v1.ListDataPlanesResponse
+	19, // 38: mcpmesh.v1.RegistryService.GetStatus:output_type -> mcpmesh.v1.GetStatusResponse
+	21, // 39: mcpmesh.v1.RegistryService.WatchStatus:output_type -> mcpmesh.v1.WatchStatusResponse
+	23, // 40: mcpmesh.v1.RegistryService.GetVersion:output_type -> mcpmesh.v1.GetVersionResponse
+	29, // [29:41] is the sub-list for method output_type
+	17, // [17:29] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_mcpmesh_v1_registry_proto_init() }
@@ -1180,7 +1390,7 @@ func file_mcpmesh_v1_registry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpmesh_v1_registry_proto_rawDesc), len(file_mcpmesh_v1_registry_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

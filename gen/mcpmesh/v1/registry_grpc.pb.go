@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	RegistryService_CreateServer_FullMethodName   = "/mcpmesh.v1.RegistryService/CreateServer"
+	RegistryService_CreateServers_FullMethodName  = "/mcpmesh.v1.RegistryService/CreateServers"
 	RegistryService_UpdateServer_FullMethodName   = "/mcpmesh.v1.RegistryService/UpdateServer"
 	RegistryService_DeleteServer_FullMethodName   = "/mcpmesh.v1.RegistryService/DeleteServer"
 	RegistryService_GetServer_FullMethodName      = "/mcpmesh.v1.RegistryService/GetServer"
@@ -29,6 +30,7 @@ const (
 	RegistryService_ListDataPlanes_FullMethodName = "/mcpmesh.v1.RegistryService/ListDataPlanes"
 	RegistryService_GetStatus_FullMethodName      = "/mcpmesh.v1.RegistryService/GetStatus"
 	RegistryService_WatchStatus_FullMethodName    = "/mcpmesh.v1.RegistryService/WatchStatus"
+	RegistryService_GetVersion_FullMethodName     = "/mcpmesh.v1.RegistryService/GetVersion"
 )
 
 // RegistryServiceClient is the client API for RegistryService service.
@@ -38,6 +40,11 @@ const (
 // RegistryService is the admin API of the control plane (used by mcpctl).
 type RegistryServiceClient interface {
 	CreateServer(ctx context.Context, in *CreateServerRequest, opts ...grpc.CallOption) (*CreateServerResponse, error)
+	// CreateServers creates several servers in one revision, all or none: each
+	// is validated as CreateServer validates it, a name that is taken (or given
+	// twice) fails the whole call with ALREADY_EXISTS, and the snapshot must
+	// fit with all of them added.
+	CreateServers(ctx context.Context, in *CreateServersRequest, opts ...grpc.CallOption) (*CreateServersResponse, error)
 	// Update replaces a server; expected_revision must equal its mod_revision
 	// (optimistic concurrency), or the call fails with ABORTED.
 	UpdateServer(ctx context.Context, in *UpdateServerRequest, opts ...grpc.CallOption) (*UpdateServerResponse, error)
@@ -50,6 +57,8 @@ type RegistryServiceClient interface {
 	GetStatus(ctx context.Context, in *GetStatusRequest, opts ...grpc.CallOption) (*GetStatusResponse, error)
 	// WatchStatus sends the status now and again whenever it changes.
 	WatchStatus(ctx context.Context, in *WatchStatusRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchStatusResponse], error)
+	// GetVersion returns the control plane's build version.
+	GetVersion(ctx context.Context, in *GetVersionRequest, opts ...grpc.CallOption) (*GetVersionResponse, error)
 }
 
 type registryServiceClient struct {
@@ -64,6 +73,16 @@ func (c *registryServiceClient) CreateServer(ctx context.Context, in *CreateServ
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreateServerResponse)
 	err := c.cc.Invoke(ctx, RegistryService_CreateServer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) CreateServers(ctx context.Context, in *CreateServersRequest, opts ...grpc.CallOption) (*CreateServersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateServersResponse)
+	err := c.cc.Invoke(ctx, RegistryService_CreateServers_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -169,6 +188,16 @@ func (c *registryServiceClient) WatchStatus(ctx context.Context, in *WatchStatus
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type RegistryService_WatchStatusClient = grpc.ServerStreamingClient[WatchStatusResponse]
 
+func (c *registryServiceClient) GetVersion(ctx context.Context, in *GetVersionRequest, opts ...grpc.CallOption) (*GetVersionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetVersionResponse)
+	err := c.cc.Invoke(ctx, RegistryService_GetVersion_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RegistryServiceServer is the server API for RegistryService service.
 // All implementations must embed UnimplementedRegistryServiceServer
 // for forward compatibility.
@@ -176,6 +205,11 @@ type RegistryService_WatchStatusClient = grpc.ServerStreamingClient[WatchStatusR
 // RegistryService is the admin API of the control plane (used by mcpctl).
 type RegistryServiceServer interface {
 	CreateServer(context.Context, *CreateServerRequest) (*CreateServerResponse, error)
+	// CreateServers creates several servers in one revision, all or none: each
+	// is validated as CreateServer validates it, a name that is taken (or given
+	// twice) fails the whole call with ALREADY_EXISTS, and the snapshot must
+	// fit with all of them added.
+	CreateServers(context.Context, *CreateServersRequest) (*CreateServersResponse, error)
 	// Update replaces a server; expected_revision must equal its mod_revision
 	// (optimistic concurrency), or the call fails with ABORTED.
 	UpdateServer(context.Context, *UpdateServerRequest) (*UpdateServerResponse, error)
@@ -188,6 +222,8 @@ type RegistryServiceServer interface {
 	GetStatus(context.Context, *GetStatusRequest) (*GetStatusResponse, error)
 	// WatchStatus sends the status now and again whenever it changes.
 	WatchStatus(*WatchStatusRequest, grpc.ServerStreamingServer[WatchStatusResponse]) error
+	// GetVersion returns the control plane's build version.
+	GetVersion(context.Context, *GetVersionRequest) (*GetVersionResponse, error)
 	mustEmbedUnimplementedRegistryServiceServer()
 }
 
@@ -200,6 +236,9 @@ type UnimplementedRegistryServiceServer struct{}
 
 func (UnimplementedRegistryServiceServer) CreateServer(context.Context, *CreateServerRequest) (*CreateServerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateServer not implemented")
+}
+func (UnimplementedRegistryServiceServer) CreateServers(context.Context, *CreateServersRequest) (*CreateServersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateServers not implemented")
 }
 func (UnimplementedRegistryServiceServer) UpdateServer(context.Context, *UpdateServerRequest) (*UpdateServerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdateServer not implemented")
@@ -227,6 +266,9 @@ func (UnimplementedRegistryServiceServer) GetStatus(context.Context, *GetStatusR
 }
 func (UnimplementedRegistryServiceServer) WatchStatus(*WatchStatusRequest, grpc.ServerStreamingServer[WatchStatusResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchStatus not implemented")
+}
+func (UnimplementedRegistryServiceServer) GetVersion(context.Context, *GetVersionRequest) (*GetVersionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetVersion not implemented")
 }
 func (UnimplementedRegistryServiceServer) mustEmbedUnimplementedRegistryServiceServer() {}
 func (UnimplementedRegistryServiceServer) testEmbeddedByValue()                         {}
@@ -263,6 +305,24 @@ func _RegistryService_CreateServer_Handler(srv interface{}, ctx context.Context,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(RegistryServiceServer).CreateServer(ctx, req.(*CreateServerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_CreateServers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateServersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).CreateServers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_CreateServers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).CreateServers(ctx, req.(*CreateServersRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -422,6 +482,24 @@ func _RegistryService_WatchStatus_Handler(srv interface{}, stream grpc.ServerStr
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type RegistryService_WatchStatusServer = grpc.ServerStreamingServer[WatchStatusResponse]
 
+func _RegistryService_GetVersion_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetVersionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).GetVersion(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_GetVersion_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).GetVersion(ctx, req.(*GetVersionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RegistryService_ServiceDesc is the grpc.ServiceDesc for RegistryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -432,6 +510,10 @@ var RegistryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CreateServer",
 			Handler:    _RegistryService_CreateServer_Handler,
+		},
+		{
+			MethodName: "CreateServers",
+			Handler:    _RegistryService_CreateServers_Handler,
 		},
 		{
 			MethodName: "UpdateServer",
@@ -464,6 +546,10 @@ var RegistryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetStatus",
 			Handler:    _RegistryService_GetStatus_Handler,
+		},
+		{
+			MethodName: "GetVersion",
+			Handler:    _RegistryService_GetVersion_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
