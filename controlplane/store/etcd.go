@@ -443,11 +443,15 @@ func (s *EtcdStore) update(ctx context.Context, op string, fn func(t *etx) (uint
 	if err := s.check(ctx, op); err != nil {
 		return 0, err
 	}
-	ctx = clientv3.WithRequireLeader(ctx)
+	ctx, cancel := s.opContext(ctx)
+	defer cancel()
 	for range maxTxnAttempts {
 		t := &etx{s: s, ctx: ctx}
 		rev, err := fn(t)
 		if err != nil {
+			if ctx.Err() != nil {
+				return 0, s.etcdError(ctx, op, err)
+			}
 			return 0, fmt.Errorf("%s: %w", op, err)
 		}
 		if len(t.ops) == 0 {
@@ -455,7 +459,7 @@ func (s *EtcdStore) update(ctx context.Context, op string, fn func(t *etx) (uint
 		}
 		resp, err := s.cli.Txn(ctx).If(t.cmps...).Then(t.ops...).Commit()
 		if err != nil {
-			return 0, fmt.Errorf("%s: etcd: %w", op, err)
+			return 0, s.etcdError(ctx, op, err)
 		}
 		if resp.Succeeded {
 			if rev != 0 {
@@ -467,14 +471,32 @@ func (s *EtcdStore) update(ctx context.Context, op string, fn func(t *etx) (uint
 	return 0, fmt.Errorf("%s: lost %d races to concurrent writers; try again", op, maxTxnAttempts)
 }
 
+// opContext bounds one store call by the dial timeout and makes etcd
+// refuse it at once when the member it reaches has no leader: without a
+// quorum, calls fail within a bound instead of hanging.
+func (s *EtcdStore) opContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	return clientv3.WithRequireLeader(ctx), cancel
+}
+
+// etcdError names what failed; a call that ran out of its bound says so.
+func (s *EtcdStore) etcdError(ctx context.Context, op string, err error) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%s: etcd did not answer within %s (is a majority of its members up?): %v", op, s.timeout, err) // not %w: callers map a deadline to a bare "deadline exceeded"
+	}
+	return fmt.Errorf("%s: etcd: %w", op, err)
+}
+
 // read runs gets in one read-only transaction: one consistent view.
 func (s *EtcdStore) read(ctx context.Context, op string, gets ...clientv3.Op) ([]*etcdserverpb.RangeResponse, error) {
 	if err := s.check(ctx, op); err != nil {
 		return nil, err
 	}
-	resp, err := s.cli.Txn(clientv3.WithRequireLeader(ctx)).Then(gets...).Commit()
+	ctx, cancel := s.opContext(ctx)
+	defer cancel()
+	resp, err := s.cli.Txn(ctx).Then(gets...).Commit()
 	if err != nil {
-		return nil, fmt.Errorf("%s: etcd: %w", op, err)
+		return nil, s.etcdError(ctx, op, err)
 	}
 	out := make([]*etcdserverpb.RangeResponse, len(resp.Responses))
 	for i, r := range resp.Responses {
