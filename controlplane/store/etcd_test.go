@@ -278,3 +278,37 @@ func TestEtcdQuorumLossIsBounded(t *testing.T) {
 	}
 	t.Logf("write without quorum failed after %v: %v", time.Since(start), err)
 }
+
+// TestWriteLatencyBoltVsEtcd measures CreateServer latency, the same run,
+// on a bbolt file and on a three-member etcd cluster that syncs its log
+// (MCPMESH_MEASURE=1; it only reports).
+func TestWriteLatencyBoltVsEtcd(t *testing.T) {
+	if os.Getenv("MCPMESH_MEASURE") == "" {
+		t.Skip("set MCPMESH_MEASURE=1 to measure")
+	}
+	ctx := context.Background()
+	bs, err := store.OpenBolt(filepath.Join(t.TempDir(), store.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bs.Close()
+	c := etcdtest.Start(t, 3, etcdtest.Options{Fsync: true})
+	es := openEtcd(t, c, "/latency/", writeKey(t))
+	const n = 200
+	for _, tc := range []struct {
+		name string
+		s    store.Store
+	}{{"bbolt", bs}, {"etcd (3 members, fsync)", es}} {
+		var took []time.Duration
+		for i := range n {
+			start := time.Now()
+			if _, err := tc.s.CreateServer(ctx, storetest.Server(fmt.Sprintf("s%03d", i))); err != nil {
+				t.Fatal(err)
+			}
+			took = append(took, time.Since(start))
+		}
+		slices.Sort(took)
+		t.Logf("MEASURE CreateServer on %s: p50 %v, p99 %v, max %v over %d calls", tc.name,
+			took[n/2].Round(time.Microsecond), took[n*99/100].Round(time.Microsecond), took[n-1].Round(time.Microsecond), n)
+	}
+}
