@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -232,5 +233,52 @@ func TestEtcdControlPlanes(t *testing.T) {
 		if got := callText(t, c, "web__add", map[string]any{"a": 20, "b": 22}); !strings.Contains(got, "42") {
 			t.Fatalf("%s without etcd quorum: web__add = %q", d.id, got)
 		}
+	}
+}
+
+// TestEtcdUnreachableAtStart: a control plane whose etcd does not answer
+// exits within --etcd-dial-timeout with one line naming the endpoints; one
+// with the wrong secrets key refuses to start on a prefix sealed with
+// another.
+func TestEtcdUnreachableAtStart(t *testing.T) {
+	cl := etcdtest.Start(t, 1)
+	dead := "http://" + freeAddr(t) // nothing listens there
+	key := filepath.Join(t.TempDir(), "secrets.key")
+	if err := os.WriteFile(key, []byte(strings.Repeat("ab", 32)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(t.TempDir(), "other.key")
+	if err := os.WriteFile(other, []byte(strings.Repeat("cd", 32)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startControlPlane(t, filepath.Join(t.TempDir(), "ok"), "", "", "--store", "etcd", "--etcd-endpoints", cl.Endpoints()[0], "--secrets-key-file", key)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"unreachable", []string{"--etcd-endpoints", dead, "--secrets-key-file", key, "--etcd-dial-timeout", "2s"}, []string{dead, "did not answer within 2s"}},
+		{"other key", []string{"--etcd-endpoints", cl.Endpoints()[0], "--secrets-key-file", other}, []string{"not the key this etcd prefix was sealed with"}},
+	} {
+		start := time.Now()
+		cmd := exec.Command(bin("controlplane"), append([]string{"--store", "etcd", "--data-dir", filepath.Join(t.TempDir(), "d"),
+			"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, tc.args...)...)
+		out, err := cmd.CombinedOutput()
+		took := time.Since(start)
+		if err == nil {
+			t.Fatalf("%s: control plane started: %s", tc.name, out)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(string(out), w) {
+				t.Errorf("%s: output %q lacks %q", tc.name, out, w)
+			}
+		}
+		if tc.name != "unreachable" && strings.Contains(string(out), "did not answer") {
+			t.Errorf("%s: reported as unreachable: %s", tc.name, out)
+		}
+		if took > 15*time.Second {
+			t.Errorf("%s: took %v to fail", tc.name, took)
+		}
+		t.Logf("%s: failed after %v: %s", tc.name, ms(took), strings.TrimSpace(string(out)))
 	}
 }

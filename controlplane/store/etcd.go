@@ -167,6 +167,7 @@ func OpenEtcd(ctx context.Context, cfg EtcdConfig) (*EtcdStore, error) {
 	s := &EtcdStore{cli: cli, prefix: prefix, seal: sl, timeout: timeout, now: time.Now, watchDone: make(chan struct{})}
 	ictx, cancel := context.WithTimeout(ctx, timeout)
 	rev, err := s.init(ictx)
+	timedOut := errors.Is(ictx.Err(), context.DeadlineExceeded)
 	cancel()
 	if err != nil {
 		cli.Close()
@@ -174,7 +175,7 @@ func OpenEtcd(ctx context.Context, cfg EtcdConfig) (*EtcdStore, error) {
 		if errors.As(err, &se) {
 			return nil, fmt.Errorf("open etcd store %s%s: %w", strings.Join(cfg.Endpoints, ","), prefix, err)
 		}
-		if ictx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
+		if timedOut || errors.Is(err, context.DeadlineExceeded) {
 			return nil, fmt.Errorf("open etcd store: etcd at %s did not answer within %s (is it running and reachable, are --etcd-ca/--etcd-cert/--etcd-key right?): %w",
 				strings.Join(cfg.Endpoints, ","), timeout, err)
 		}

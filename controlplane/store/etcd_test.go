@@ -230,6 +230,9 @@ func TestEtcdSecretsKey(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want %q", name, err, tc.want)
 		}
+		if err != nil && strings.Contains(err.Error(), "did not answer") {
+			t.Errorf("%s: reported as unreachable: %v", name, err)
+		}
 	}
 	// Another prefix is another store: any key opens it.
 	openEtcd(t, c, "/keys2/", other)
