@@ -125,7 +125,7 @@ func runElected(ctx context.Context, cli *clientv3.Client, key, id string, log *
 // next secret expires), until ctx ends.
 func restartOnChange(ctx context.Context, st store.Store, run func(ctx context.Context)) {
 	watch := st.Watch(ctx)
-	for {
+	for ctx.Err() == nil {
 		rctx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() { defer close(done); run(rctx) }()

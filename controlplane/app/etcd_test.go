@@ -135,3 +135,42 @@ func TestPresenceSharedAcrossReplicas(t *testing.T) {
 	<-done
 	waitFor("A stopped", "[dp/local]")
 }
+
+// The elected replica's secret expiry restarts after every config revision
+// (a rotation through another replica moves the next expiry), and stops
+// with its context.
+func TestRestartOnChange(t *testing.T) {
+	st := store.NewMemory()
+	defer st.Close()
+	starts := make(chan struct{}, 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		restartOnChange(ctx, st, func(ctx context.Context) { starts <- struct{}{}; <-ctx.Done() })
+	}()
+	wait := func(what string) {
+		t.Helper()
+		select {
+		case <-starts:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("run not started %s", what)
+		}
+	}
+	wait("at first")
+	if _, err := st.RotateClusterSecret(context.Background(), time.Now(), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	wait("after a rotation")
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("restartOnChange did not return after its context ended")
+	}
+	select {
+	case <-starts:
+		t.Fatal("run started again after the context ended")
+	default:
+	}
+}
