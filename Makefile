@@ -78,6 +78,9 @@ check-imports: ## controlplane, dataplane and mcpctl never import each other.
 DEPLOY_DIRS := ../kubernetes $(patsubst deploy/%,../%,$(wildcard deploy/kubernetes/overlays/*))
 check-deploy: ## Validate the Kubernetes manifests (kustomize render, strict API decode, semantic checks).
 	cd deploy/validate && $(GO) vet ./... && $(GO) test -count=1 ./... && $(GO) run . $(DEPLOY_DIRS)
+	@# The HA overlay is a sibling of the base (kustomize refuses an overlay inside its base's
+	@# directory) and names one more operator-made Secret.
+	cd deploy/validate && $(GO) run . -external-secrets mcpmesh-dataplane-token,mcpmesh-grpc-tls,mcpmesh-controlplane-secrets ../kubernetes-ha
 
 run: build ## Embedded default: control plane (./data), data plane on 127.0.0.1:8080, demo backend.
 	@scripts/run.sh

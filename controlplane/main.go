@@ -15,6 +15,7 @@ import (
 
 	"github.com/mcpmesh/mcpmesh/controlplane/app"
 	"github.com/mcpmesh/mcpmesh/controlplane/registry"
+	"github.com/mcpmesh/mcpmesh/controlplane/store"
 	"github.com/mcpmesh/mcpmesh/internal/limits"
 	"github.com/mcpmesh/mcpmesh/internal/logging"
 	"github.com/mcpmesh/mcpmesh/internal/tlsconfig"
@@ -42,6 +43,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 	insecure := fs.Bool("insecure", false, "allow plaintext gRPC on a non-loopback --grpc-addr (tokens and secrets cross the network unencrypted)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	shutdownTimeout := fs.Duration("shutdown-timeout", app.DefaultShutdownTimeout, "on SIGTERM or SIGINT: how long the gRPC and HTTP servers may take to finish the calls in flight before they are cut; the store is closed (flushed) after it")
+	storeKind := fs.String("store", app.StoreBolt, "where the config lives: bolt (mcpmesh.db in --data-dir, one control plane) or etcd (--etcd-endpoints, shared by several control planes)")
+	var etcdCfg store.EtcdConfig
+	fs.Func("etcd-endpoints", "comma-separated etcd client URLs, e.g. https://etcd-0:2379,https://etcd-1:2379 (with --store etcd)", func(v string) error {
+		for _, ep := range strings.Split(v, ",") {
+			if ep = strings.TrimSpace(ep); ep == "" {
+				return fmt.Errorf("empty endpoint in %q", v)
+			}
+			etcdCfg.Endpoints = append(etcdCfg.Endpoints, ep)
+		}
+		return nil
+	})
+	fs.StringVar(&etcdCfg.Prefix, "etcd-prefix", store.DefaultEtcdPrefix, "key prefix of this mesh in etcd; replicas of one mesh share it, another mesh on the same etcd needs its own")
+	fs.StringVar(&etcdCfg.CAFile, "etcd-ca", "", "PEM CA bundle etcd's certificate must chain to (TLS to etcd)")
+	fs.StringVar(&etcdCfg.CertFile, "etcd-cert", "", "PEM client certificate for etcd (with --etcd-key)")
+	fs.StringVar(&etcdCfg.KeyFile, "etcd-key", "", "PEM private key of --etcd-cert")
+	fs.DurationVar(&etcdCfg.DialTimeout, "etcd-dial-timeout", store.DefaultEtcdDialTimeout, "how long to wait for etcd at start before failing")
+	fs.StringVar(&etcdCfg.SecretsKeyFile, "secrets-key-file", "", "with --store etcd (required): the key secrets are encrypted with in etcd, 64 hex digits (openssl rand -hex 32); the same file on every control plane of the mesh")
 	var reg registry.Policy
 	fs.BoolVar(&reg.AllowPrivateEgress, "allow-private-egress", false, "accept URL backends in link-local and cloud metadata ranges (169.254.0.0/16, fe80::/10, fd00:ec2::254); refused by default")
 	fs.Func("allow-command", "an executable stdio servers may name, exactly as registered (repeatable; default: any). It limits the executable, not its arguments", func(v string) error {
@@ -77,6 +95,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "controlplane: %v\n", err)
 		return 1
 	}
+	if err := checkStoreFlags(fs, *storeKind, etcdCfg); err != nil {
+		fmt.Fprintf(stderr, "controlplane: %v\n", err)
+		return 1
+	}
 	logger, err := logging.New(stderr, *logLevel, *logFormat)
 	if err != nil {
 		fmt.Fprintf(stderr, "controlplane: %v\n", err)
@@ -85,10 +107,44 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err = app.Run(ctx, app.Config{DataDir: *dataDir, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, PprofAddr: *pprofAddr,
-		TLS: tlsFiles, Insecure: *insecure, MaxMessageSize: *maxMsg, Logger: logger, Registrations: reg, ShutdownTimeout: *shutdownTimeout})
+		TLS: tlsFiles, Insecure: *insecure, MaxMessageSize: *maxMsg, Logger: logger, Registrations: reg, ShutdownTimeout: *shutdownTimeout,
+		Store: *storeKind, Etcd: etcdCfg})
 	if err != nil {
 		fmt.Fprintf(stderr, "controlplane: %v\n", err)
 		return 1
 	}
 	return 0
+}
+
+// checkStoreFlags refuses etcd flags without --store etcd (they would be
+// ignored silently) and --store etcd without what it needs.
+func checkStoreFlags(fs *flag.FlagSet, kind string, cfg store.EtcdConfig) error {
+	switch kind {
+	case app.StoreBolt:
+		var set []string
+		fs.Visit(func(f *flag.Flag) {
+			if strings.HasPrefix(f.Name, "etcd-") || f.Name == "secrets-key-file" {
+				set = append(set, "--"+f.Name)
+			}
+		})
+		if len(set) > 0 {
+			return fmt.Errorf("%s need --store etcd (the bolt store keeps its key in --data-dir)", strings.Join(set, ", "))
+		}
+	case app.StoreEtcd:
+		if len(cfg.Endpoints) == 0 {
+			return fmt.Errorf("--store etcd needs --etcd-endpoints")
+		}
+		if cfg.SecretsKeyFile == "" {
+			return fmt.Errorf("--store etcd needs --secrets-key-file: the key every control plane of the mesh encrypts secrets with (create it once: openssl rand -hex 32 > secrets.key)")
+		}
+		if cfg.DialTimeout <= 0 {
+			return fmt.Errorf("--etcd-dial-timeout must be positive, got %s", cfg.DialTimeout)
+		}
+		if (cfg.CertFile == "") != (cfg.KeyFile == "") {
+			return fmt.Errorf("--etcd-cert and --etcd-key go together: set both or neither")
+		}
+	default:
+		return fmt.Errorf("--store %q: use bolt or etcd", kind)
+	}
+	return nil
 }

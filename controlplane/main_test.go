@@ -20,6 +20,13 @@ func TestFlags(t *testing.T) {
 		{[]string{"--log-format", "xml"}, 1, "", "log format \"xml\""},
 		{[]string{"--grpc-max-message-size", "1000"}, 1, "", "--grpc-max-message-size 1000 is out of range: use 1048576 (1 MiB) to 16777216"},
 		{[]string{"--grpc-max-message-size", "33554432"}, 1, "", "--grpc-max-message-size 33554432 is out of range"},
+		{[]string{"--store", "zk"}, 1, "", "--store \"zk\": use bolt or etcd"},
+		{[]string{"--etcd-endpoints", "http://a:2379"}, 1, "", "--etcd-endpoints need --store etcd"},
+		{[]string{"--secrets-key-file", "k"}, 1, "", "--secrets-key-file need --store etcd"},
+		{[]string{"--store", "etcd", "--secrets-key-file", "k"}, 1, "", "--store etcd needs --etcd-endpoints"},
+		{[]string{"--store", "etcd", "--etcd-endpoints", "http://a:2379"}, 1, "", "--store etcd needs --secrets-key-file"},
+		{[]string{"--store", "etcd", "--etcd-endpoints", "http://a:2379,,http://b:2379"}, 1, "", "empty endpoint"},
+		{[]string{"--store", "etcd", "--etcd-endpoints", "http://a:2379", "--secrets-key-file", "k", "--etcd-cert", "c"}, 1, "", "--etcd-cert and --etcd-key go together"},
 	}
 	for _, tc := range tests {
 		var out, errb bytes.Buffer

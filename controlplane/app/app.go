@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
@@ -59,6 +60,11 @@ type Config struct {
 	// Registrations is what servers may name: private egress, commands
 	// (--allow-private-egress, --allow-command).
 	Registrations registry.Policy
+	// Store is StoreBolt (the default: mcpmesh.db in DataDir) or StoreEtcd
+	// (Etcd says where; several replicas may share it).
+	Store string
+	// Etcd is the etcd store's config, with Store StoreEtcd.
+	Etcd store.EtcdConfig
 }
 
 // ServerOptions returns what every control plane gRPC server runs with: the
@@ -173,7 +179,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		grpcCreds = append(grpcCreds, grpc.Creds(tlsconfig.GRPCServer(tc)))
 	}
-	st, err := store.OpenBolt(filepath.Join(cfg.DataDir, store.FileName))
+	st, es, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -200,7 +206,15 @@ func Run(ctx context.Context, cfg Config) error {
 
 	m := NewMetrics()
 	var disc *discovery.Server
-	agg := health.New(st, func() map[string]bool { return disc.ConnectedIDs() }, log)
+	connected := func() map[string]bool { return disc.ConnectedIDs() }
+	var pres *presence
+	replica := ""
+	if es != nil {
+		replica = replicaID()
+		pres = newPresence(es, replica, connected, log.With("component", "presence"))
+		connected = pres.connected
+	}
+	agg := health.New(st, connected, log)
 	disc = discovery.New(st, agg, log, discovery.WithMaxMessageSize(cfg.MaxMessageSize))
 	regSvc := registry.New(st, disc, agg, log, registry.WithMaxMessageSize(cfg.MaxMessageSize))
 	regSvc.SetPolicy(cfg.Registrations)
@@ -219,10 +233,31 @@ func Run(ctx context.Context, cfg Config) error {
 	// Drops rotated-out secrets at their expiry; stopped before the store closes.
 	secretsCtx, stopSecrets := context.WithCancel(ctx)
 	secretsDone := make(chan struct{})
-	go func() { defer close(secretsDone); secretSvc.Run(secretsCtx) }()
+	if es == nil {
+		go func() { defer close(secretsDone); secretSvc.Run(secretsCtx) }()
+	} else {
+		// Several replicas: one of them, elected, drops the secrets; it
+		// re-reads when the next expires after every config change, since
+		// a rotation may have gone through another replica. Each replica
+		// publishes the data planes streaming from it.
+		changes, unsubscribe := disc.Subscribe()
+		go func() {
+			defer close(secretsDone)
+			defer unsubscribe()
+			presDone := make(chan struct{})
+			go func() { defer close(presDone); pres.publish(secretsCtx, changes) }()
+			runElected(secretsCtx, es.Client(), es.Prefix()+"election/maintenance", replica, log.With("component", "election"),
+				func(ctx context.Context) { restartOnChange(ctx, st, secretSvc.Run) })
+			<-presDone
+		}()
+	}
 	defer func() { stopSecrets(); <-secretsDone }()
 	mcpmeshv1.RegisterClientKeyServiceServer(gs, access.NewClientKeyService(st, log.With("component", "client-keys")))
-	mcpmeshv1.RegisterBackupServiceServer(gs, regSvc.Backup("bolt"))
+	storeName := StoreBolt
+	if cfg.Store == StoreEtcd {
+		storeName = StoreEtcd
+	}
+	mcpmeshv1.RegisterBackupServiceServer(gs, regSvc.Backup(storeName))
 	m.grpc.initialize(gs)
 	hs := &http.Server{
 		Handler:           httpapi.New(httpapi.Deps{Store: st, DataPlanes: disc, Health: agg, Metrics: m.Handler(log), Logger: log}),
@@ -240,8 +275,12 @@ func Run(ctx context.Context, cfg Config) error {
 			errc <- fmt.Errorf("serve HTTP: %w", err)
 		}
 	}()
-	log.Info("control plane started", "grpc_addr", grpcLis.Addr().String(), "http_addr", httpLis.Addr().String(),
-		"data_dir", cfg.DataDir, "token_file", tokenPath, "grpc_tls", tlsMode(cfg.TLS), "version", version.Version)
+	storeAttrs := []any{"store", StoreBolt}
+	if es != nil {
+		storeAttrs = []any{"store", StoreEtcd, "etcd_endpoints", strings.Join(cfg.Etcd.Endpoints, ","), "etcd_prefix", es.Prefix(), "replica", replica}
+	}
+	log.Info("control plane started", append([]any{"grpc_addr", grpcLis.Addr().String(), "http_addr", httpLis.Addr().String(),
+		"data_dir", cfg.DataDir, "token_file", tokenPath, "grpc_tls", tlsMode(cfg.TLS), "version", version.Version}, storeAttrs...)...)
 	if cfg.Ready != nil {
 		cfg.Ready(grpcLis.Addr().String(), httpLis.Addr().String())
 	}
@@ -273,6 +312,10 @@ func Run(ctx context.Context, cfg Config) error {
 		_ = hs.Close()
 	}
 	disc.Close()
+	// The maintenance and presence goroutines use the store (and its etcd
+	// client: their leases are revoked on the way out): stop them first.
+	stopSecrets()
+	<-secretsDone
 	// bbolt syncs every commit; Close releases the file lock, so the next
 	// start (or an offline backup) can open it at once.
 	if err := st.Close(); err != nil && runErr == nil {

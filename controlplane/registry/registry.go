@@ -76,6 +76,10 @@ func New(st store.Store, dps DataPlanes, health Health, logger *slog.Logger, opt
 	return s
 }
 
+// storeUnavailable starts the message of an Unavailable that the store,
+// not the connection, caused (mcpctl tells the two apart by it).
+const storeUnavailable = "the control plane's store is unavailable"
+
 // storeError maps store errors to gRPC statuses with messages mcpctl prints.
 func storeError(name string, err error) error {
 	switch {
@@ -87,6 +91,8 @@ func storeError(name string, err error) error {
 		return status.Errorf(codes.Aborted, "server %q was changed by someone else since you read it: get it again and retry", name)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return status.FromContextError(err).Err()
+	case errors.Is(err, store.ErrUnavailable):
+		return status.Errorf(codes.Unavailable, "%s: %v", storeUnavailable, err)
 	}
 	return status.Errorf(codes.Internal, "store: %v", err)
 }

@@ -18,6 +18,9 @@ var (
 	ErrExists = errors.New("already exists")
 	// ErrConflict: the expected revision is not the server's current mod_revision.
 	ErrConflict = errors.New("revision conflict")
+	// ErrUnavailable: the store's backend did not answer in time (an etcd
+	// without a quorum); the same call may succeed later.
+	ErrUnavailable = errors.New("store unavailable")
 )
 
 // SchemaError is returned when the stored data was written with a newer

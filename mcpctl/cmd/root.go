@@ -236,6 +236,8 @@ func (o *options) transportCredentials() (credentials.TransportCredentials, erro
 func (o *options) unavailable(msg string) error {
 	down := strings.Contains(msg, "connection refused") || strings.Contains(msg, "no such host")
 	switch {
+	case strings.HasPrefix(msg, "the control plane's store is unavailable"):
+		return fmt.Errorf("control plane at %s answered, but %s (nothing was written; retry when its etcd has a quorum)", o.addr, msg)
 	case down:
 	case o.tls.Enabled() && o.tls.Cert == "":
 		return fmt.Errorf("TLS with control plane at %s failed: %s (check --ca; if it requires mutual TLS, set --client-cert and --client-key, env %s and %s)", o.addr, msg, EnvClientCert, EnvClientKey)
