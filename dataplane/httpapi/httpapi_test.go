@@ -159,9 +159,16 @@ func TestMetrics(t *testing.T) {
 	get(t, url+"/livez")
 	get(t, url+"/nope")
 
-	api.ObserveMCP("tools/call", "tool_error")
-	api.ObserveMCP("tools/call", "error")
-	api.ObserveMCP("made/up", "ok")
+	api.ObserveMCP("tools/call", "files", "tool_error", 3*time.Millisecond)
+	api.ObserveMCP("tools/call", "files", "error", time.Millisecond)
+	api.ObserveMCP("made/up", "", "ok", time.Millisecond)
+	api.BreakerTransition("files", "closed", "open")
+	api.Retried("files")
+	api.Connected("files", false)
+	api.ObserveApply(time.Millisecond, nil)
+	api.ObserveNotification("files", "notifications/progress")
+	api.ObserveNotification("files", "made/up")
+	api.ObserveServerRequest("files", "sampling/createMessage", nil)
 
 	code, body := get(t, url+"/metrics")
 	if code != 200 {
@@ -177,6 +184,17 @@ func TestMetrics(t *testing.T) {
 		`mcpmesh_dataplane_mcp_requests_total{method="tools/call",status="tool_error"} 1`,
 		`mcpmesh_dataplane_mcp_requests_total{method="tools/call",status="error"} 1`,
 		`mcpmesh_dataplane_mcp_requests_total{method="other",status="ok"} 1`,
+		`mcpmesh_dataplane_mcp_request_duration_seconds_bucket{method="tools/call",server="files",status="tool_error",le="0.005"} 1`,
+		`mcpmesh_dataplane_mcp_request_duration_seconds_bucket{method="tools/call",server="files",status="tool_error",le="0.0025"} 0`,
+		`mcpmesh_dataplane_mcp_request_duration_seconds_count{method="other",server="",status="ok"} 1`,
+		`mcpmesh_dataplane_breaker_transitions_total{from="closed",server="files",to="open"} 1`,
+		`mcpmesh_dataplane_backend_retries_total{server="files"} 1`,
+		`mcpmesh_dataplane_backend_connects_total{result="error",server="files"} 1`,
+		`mcpmesh_dataplane_config_applies_total{result="ok"} 1`,
+		`mcpmesh_dataplane_config_apply_duration_seconds_count 1`,
+		`mcpmesh_dataplane_relayed_notifications_total{method="notifications/progress",server="files"} 1`,
+		`mcpmesh_dataplane_relayed_notifications_total{method="other",server="files"} 1`,
+		`mcpmesh_dataplane_server_requests_total{method="sampling/createMessage",server="files",status="ok"} 1`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
