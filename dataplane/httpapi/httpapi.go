@@ -279,6 +279,8 @@ var (
 		"Config revision being served.", nil, nil)
 	connectedDesc = prometheus.NewDesc("mcpmesh_dataplane_control_plane_connected",
 		"1 while the config stream to the control plane is up.", nil, nil)
+	breakerDesc = prometheus.NewDesc("mcpmesh_dataplane_backend_breaker_open",
+		"1 while a circuit breaker of the backend's endpoints is open or half-open (the backend's worst breaker), 0 while closed.", []string{"server"}, nil)
 	sessionsDesc = prometheus.NewDesc("mcpmesh_dataplane_upstream_sessions",
 		"Clients' own upstream sessions this replica holds, by server (per-client servers).", []string{"server"}, nil)
 )
@@ -292,6 +294,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- revisionDesc
 	ch <- connectedDesc
 	ch <- sessionsDesc
+	ch <- breakerDesc
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -307,6 +310,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 				}
 				ch <- prometheus.MustNewConstMetric(stateDesc, prometheus.GaugeValue, v, b.GetServer(), states.Backend(s))
 			}
+			open := 0.0
+			if b.GetBreaker() != mcpmeshv1.BreakerState_BREAKER_STATE_CLOSED && b.GetBreaker() != mcpmeshv1.BreakerState_BREAKER_STATE_UNSPECIFIED {
+				open = 1
+			}
+			ch <- prometheus.MustNewConstMetric(breakerDesc, prometheus.GaugeValue, open, b.GetServer())
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(revisionDesc, prometheus.GaugeValue, float64(call(c.a.opts.Revision)))

@@ -178,6 +178,7 @@ func TestMetrics(t *testing.T) {
 		`mcpmesh_dataplane_backend_state{server="files",state="unavailable"} 1`,
 		`mcpmesh_dataplane_backend_state{server="files",state="healthy"} 0`,
 		`mcpmesh_dataplane_config_revision 9`,
+		`mcpmesh_dataplane_backend_breaker_open{server="files"} 0`,
 		`mcpmesh_dataplane_control_plane_connected 0`,
 		`mcpmesh_dataplane_http_requests_total{code="200",method="GET",route="/livez"} 1`,
 		`mcpmesh_dataplane_http_requests_total{code="404",method="GET",route="other"} 1`,
