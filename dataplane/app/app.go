@@ -251,6 +251,11 @@ func (d *DataPlane) applySnapshot(snap *mcpmeshv1.ConfigSnapshot) error {
 	if err := d.mgr.Apply(snap); err != nil {
 		return err
 	}
+	names := make([]string, 0, len(snap.GetServers()))
+	for _, srv := range snap.GetServers() {
+		names = append(names, srv.GetName())
+	}
+	d.api.KnowServers(names)
 	var previous []keys.Retired
 	for _, p := range snap.GetPreviousSecrets() {
 		previous = append(previous, keys.Retired{Secret: p.GetSecret(), Until: p.GetExpiresAt().AsTime()})

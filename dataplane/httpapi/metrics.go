@@ -125,6 +125,16 @@ func (a *API) Connected(server string, ok bool) {
 	a.m.connectsC.with(connectKey{server, result}).Inc()
 }
 
+// KnowServers gives the per-server counters of every configured server a
+// zero series, so that rates and alerts see them before the first event.
+func (a *API) KnowServers(names []string) {
+	for _, n := range names {
+		a.m.retriesC.with(n)
+		a.m.connectsC.with(connectKey{n, "ok"})
+		a.m.connectsC.with(connectKey{n, "error"})
+	}
+}
+
 // ObserveApply records one config snapshot applied (err nil) or refused.
 func (a *API) ObserveApply(d time.Duration, err error) {
 	result := "ok"
