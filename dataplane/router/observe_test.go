@@ -190,7 +190,9 @@ func TestTracing(t *testing.T) {
 
 func TestUpstreamSpanRecordsFailure(t *testing.T) {
 	gh := &fakeServer{name: "github", items: [4][]catalog.Item{catalog.Tools: {tool("search")}},
-		do: func(context.Context, backend.Request) (json.RawMessage, error) { return nil, errors.New("connection refused") }}
+		do: func(context.Context, backend.Request) (json.RawMessage, error) {
+			return nil, errors.New("connection refused")
+		}}
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	r := router.New(router.Options{Servers: fakeServers{gh}, Tracer: tp.Tracer("test"), Logger: slog.New(slog.DiscardHandler)})
