@@ -451,7 +451,7 @@ func (e *env) setupObserved(log *syncBuf) error {
 	if err != nil {
 		return err
 	}
-	if e.dpObs, err = e.startDataPlaneAt(log, e.cp, "bench-observed", listen, "",
+	if e.dpObs, err = e.startDataPlaneAt(log, e.cp, "bench-observed", listen, os.Getenv("MCPMESH_BENCH_OBSERVED_PPROF_ADDR"),
 		"--log-level", "info", "--log-format", "json", "--access-log=true", "--otlp-endpoint", e.otlp.URL); err != nil {
 		return err
 	}
