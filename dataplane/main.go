@@ -306,7 +306,13 @@ func run() int {
 		}
 	}()
 	if tp.Tracer != nil {
-		log.Info("tracing to an OTLP collector", "endpoint", cfg.otlpEndpoint)
+		endpoint := cfg.otlpEndpoint
+		for _, env := range []string{tracing.EnvTracesEndpoint, tracing.EnvEndpoint} {
+			if endpoint == "" {
+				endpoint = "$" + env + "=" + os.Getenv(env)
+			}
+		}
+		log.Info("tracing to an OTLP collector", "endpoint", endpoint)
 	}
 	log.Info("scheduler threads", "procs", procs, "cpus", runtime.NumCPU())
 	if cfg.clientKeys {

@@ -59,6 +59,18 @@ func BenchmarkToolCall(b *testing.B) {
 	// observed: the access log at info in JSON (to io.Discard) and a span
 	// per request and per upstream call (batched to an exporter that drops
 	// them); ÷ session is their cost in the router.
+	b.Run("logged", func(b *testing.B) {
+		log, _ := logging.New(io.Discard, "info", "json")
+		r, s := benchRouter(b, func(o *router.Options) { o.AccessLog = log })
+		req, _ := jsonrpc.Parse([]byte(`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":` + params + `}`))
+		out := discard{}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := r.Handle(context.Background(), s, &req, out); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("observed", func(b *testing.B) {
 		log, _ := logging.New(io.Discard, "info", "json")
 		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(dropExporter{}))

@@ -126,7 +126,7 @@ func (r *Router) done(ctx context.Context, s *front.Session, req *jsonrpc.Messag
 	if code == jsonrpc.CodeUnavailable || code == jsonrpc.CodeInternalError {
 		level = slog.LevelWarn // the gateway or a backend failed, not the client
 	}
-	if !r.access.Enabled(ctx, level) {
+	if !r.access.Handler().Enabled(ctx, level) {
 		return
 	}
 	// 12 attributes at most: one array, no growth.
@@ -161,7 +161,11 @@ func (r *Router) done(ctx context.Context, s *front.Session, req *jsonrpc.Messag
 	if err != nil {
 		attrs = append(attrs, slog.Int("code", code), slog.String("err", bounded(jsonrpc.AsError(err).Message, maxLoggedError)))
 	}
-	r.access.LogAttrs(ctx, level, "mcp request", attrs...)
+	// Straight to the handler with no PC: Logger.LogAttrs would walk the
+	// stack for a source location the line never shows.
+	rec := slog.NewRecord(time.Now(), level, "mcp request", 0)
+	rec.AddAttrs(attrs...)
+	_ = r.access.Handler().Handle(ctx, rec)
 }
 
 // idText is a request id as logged: a string id without its quotes, bounded.
