@@ -308,8 +308,8 @@ func run() int {
 	if tp.Tracer != nil {
 		endpoint := cfg.otlpEndpoint
 		for _, env := range []string{tracing.EnvTracesEndpoint, tracing.EnvEndpoint} {
-			if endpoint == "" {
-				endpoint = "$" + env + "=" + os.Getenv(env)
+			if v := os.Getenv(env); endpoint == "" && v != "" {
+				endpoint = "$" + env + "=" + v
 			}
 		}
 		log.Info("tracing to an OTLP collector", "endpoint", endpoint)
