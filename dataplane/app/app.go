@@ -255,7 +255,7 @@ func (d *DataPlane) applySnapshot(snap *mcpmeshv1.ConfigSnapshot) error {
 	for _, srv := range snap.GetServers() {
 		names = append(names, srv.GetName())
 	}
-	d.api.KnowServers(names)
+	d.api.SetServers(names)
 	var previous []keys.Retired
 	for _, p := range snap.GetPreviousSecrets() {
 		previous = append(previous, keys.Retired{Secret: p.GetSecret(), Until: p.GetExpiresAt().AsTime()})

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,6 +60,9 @@ type API struct {
 	inFlightC *children[string, prometheus.Gauge]
 	mcpReqC   *children[mcpKey, prometheus.Counter]
 	m         *metrics // metrics.go
+	// servers are the configured servers SetServers last saw.
+	serversMu sync.Mutex
+	servers   map[string]bool
 }
 
 // New builds the API and registers its metrics.

@@ -218,3 +218,33 @@ func TestHealthNamesEachServersProtocol(t *testing.T) {
 		t.Errorf("servers %+v, want m on 2026-07-28 and o without a protocol", h.Servers)
 	}
 }
+
+// TestServerSeriesFollowTheConfig: a configured server's counters exist at
+// zero; once it leaves the config, its series are gone.
+func TestServerSeriesFollowTheConfig(t *testing.T) {
+	api, url := start(t, &fakeDataPlane{})
+	api.SetServers([]string{"a", "b"})
+	api.ObserveMCP("tools/call", "b", "ok", time.Millisecond)
+	api.Retried("b")
+	_, body := get(t, url+"/metrics")
+	for _, want := range []string{`mcpmesh_dataplane_backend_retries_total{server="a"} 0`, `mcpmesh_dataplane_backend_retries_total{server="b"} 1`,
+		`mcpmesh_dataplane_backend_connects_total{result="error",server="a"} 0`, `mcpmesh_dataplane_mcp_request_duration_seconds_count{method="tools/call",server="b",status="ok"} 1`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	api.SetServers([]string{"a"})
+	_, body = get(t, url+"/metrics")
+	if strings.Contains(body, `server="b"`) {
+		t.Errorf("/metrics keeps series of a removed server:\n%s", body)
+	}
+	if !strings.Contains(body, `mcpmesh_dataplane_backend_retries_total{server="a"} 0`) {
+		t.Error("a's series went with b's")
+	}
+	// A server that comes back counts from its cached child again.
+	api.SetServers([]string{"a", "b"})
+	api.Retried("b")
+	if _, body = get(t, url+"/metrics"); !strings.Contains(body, `mcpmesh_dataplane_backend_retries_total{server="b"} 1`) {
+		t.Errorf("b's counter after it came back:\n%s", body)
+	}
+}

@@ -125,14 +125,45 @@ func (a *API) Connected(server string, ok bool) {
 	a.m.connectsC.with(connectKey{server, result}).Inc()
 }
 
-// KnowServers gives the per-server counters of every configured server a
-// zero series, so that rates and alerts see them before the first event.
-func (a *API) KnowServers(names []string) {
+// SetServers is told the servers of every config applied. It gives their
+// per-server counters a zero series, so that rates and alerts see them
+// before the first event, and deletes the series of servers no longer
+// configured, so that the server label stays bounded by the config.
+func (a *API) SetServers(names []string) {
+	a.serversMu.Lock()
+	defer a.serversMu.Unlock()
+	now := make(map[string]bool, len(names))
 	for _, n := range names {
+		now[n] = true
 		a.m.retriesC.with(n)
 		a.m.connectsC.with(connectKey{n, "ok"})
 		a.m.connectsC.with(connectKey{n, "error"})
 	}
+	for n := range a.servers {
+		if now[n] {
+			continue
+		}
+		// The vectors first, then the cache, so that a child cached
+		// meanwhile is forgotten too. (A request of the removed server
+		// observed in the same instant can still cache a deleted child;
+		// should the server come back, that one counter is lost to
+		// /metrics until it is removed again. Accepted: it needs a
+		// request racing the removal of its own server.)
+		match := prometheus.Labels{"server": n}
+		for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
+			a.m.mcpLatency, a.m.breaker, a.m.retries, a.m.connects, a.m.notifs, a.m.srvRequests,
+		} {
+			v.DeletePartialMatch(match)
+		}
+		gone := func(s string) bool { return s == n }
+		a.m.mcpLatencyC.forget(func(k serverKey) bool { return gone(k.server) })
+		a.m.breakerC.forget(func(k breakerKey) bool { return gone(k.server) })
+		a.m.retriesC.forget(gone)
+		a.m.connectsC.forget(func(k connectKey) bool { return gone(k.server) })
+		a.m.notifsC.forget(func(k relayKey) bool { return gone(k.server) })
+		a.m.srvRequestsC.forget(func(k serverKey) bool { return gone(k.server) })
+	}
+	a.servers = now
 }
 
 // ObserveApply records one config snapshot applied (err nil) or refused.
