@@ -11,8 +11,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,6 +31,8 @@ import (
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
+	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/mcpmesh/mcpmesh/internal/pprofserve"
 	"github.com/mcpmesh/mcpmesh/internal/testauth"
@@ -60,6 +64,11 @@ type env struct {
 	dpAuth      *dataPlane
 	auth        *testauth.Server
 	apiKey, jwt string
+	// dpObs is a third data plane observed as in production: the access
+	// log at info in JSON, and tracing to otlp, an in-process OTLP/HTTP
+	// receiver that decodes every export.
+	dpObs *dataPlane
+	otlp  *otlpReceiver
 }
 
 // proc is a started process; exited is closed once it has been waited for.
@@ -146,6 +155,9 @@ func (e *env) forget(p *proc) {
 func (e *env) stop() {
 	if e.auth != nil {
 		defer e.auth.Close()
+	}
+	if e.otlp != nil {
+		defer e.otlp.Close()
 	}
 	for _, p := range slices.Backward(e.procs) {
 		p.stop()
@@ -394,7 +406,58 @@ func setup() (e *env, err error) {
 	if err := e.setupAuth(log); err != nil {
 		return e, withLogs(err)
 	}
+	if err := e.setupObserved(log); err != nil {
+		return e, withLogs(err)
+	}
 	return e, nil
+}
+
+// otlpReceiver is a real OTLP/HTTP traces endpoint counting the spans it
+// decodes.
+type otlpReceiver struct {
+	*httptest.Server
+	spans atomic.Int64
+}
+
+func newOTLPReceiver() *otlpReceiver {
+	o := &otlpReceiver{}
+	o.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		var req collectortrace.ExportTraceServiceRequest
+		if err == nil {
+			err = proto.Unmarshal(b, &req)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		for _, rs := range req.GetResourceSpans() {
+			for _, ss := range rs.GetScopeSpans() {
+				o.spans.Add(int64(len(ss.GetSpans())))
+			}
+		}
+		out, _ := proto.Marshal(&collectortrace.ExportTraceServiceResponse{})
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		_, _ = w.Write(out)
+	}))
+	return o
+}
+
+// setupObserved starts dpObs: info-level JSON access log, traces to an
+// in-process OTLP receiver.
+func (e *env) setupObserved(log *syncBuf) error {
+	e.otlp = newOTLPReceiver()
+	listen, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	if e.dpObs, err = e.startDataPlaneAt(log, e.cp, "bench-observed", listen, os.Getenv("MCPMESH_BENCH_OBSERVED_PPROF_ADDR"),
+		"--log-level", "info", "--log-format", "json", "--access-log=true", "--otlp-endpoint", e.otlp.URL); err != nil {
+		return err
+	}
+	return e.waitFor("the observed data plane to serve b's tools", func() error {
+		return listsTool(e.dpObs.url(), "b__"+testbackend.WideEchoTool)
+	})
 }
 
 // setupAuth starts dpAuth (--client-keys and --oauth-issuer) and issues an
@@ -635,11 +698,12 @@ func do(c *client.Client, req mcp.CallToolRequest) error {
 type route int
 
 const (
-	viaDirect      route = iota // straight to the backend
-	viaProxy                    // through the data plane
-	viaFloor                    // through the plain reverse proxy
-	viaProxyAPIKey              // through the authenticating data plane, with an API key
-	viaProxyJWT                 // through the authenticating data plane, with a JWT
+	viaDirect        route = iota // straight to the backend
+	viaProxy                      // through the data plane
+	viaFloor                      // through the plain reverse proxy
+	viaProxyAPIKey                // through the authenticating data plane, with an API key
+	viaProxyJWT                   // through the authenticating data plane, with a JWT
+	viaProxyObserved              // through the data plane with access log and tracing on
 )
 
 // benchCall runs serial calls on one session and reports the CPU each
@@ -655,6 +719,8 @@ func benchCall(b *testing.B, k call, via route) {
 		url, hop, unit, bearer = e.dpAuth.url(), e.dpAuth.proc, "dp-cpu-us/call", e.apiKey
 	case viaProxyJWT:
 		url, hop, unit, bearer = e.dpAuth.url(), e.dpAuth.proc, "dp-cpu-us/call", e.jwt
+	case viaProxyObserved:
+		url, hop, unit = e.dpObs.url(), e.dpObs.proc, "dp-cpu-us/call"
 	case viaFloor:
 		url, hop, unit = e.floorURL, e.floor, "floor-cpu-us/call"
 	}
@@ -704,6 +770,9 @@ func BenchmarkToolCall(b *testing.B) {
 	b.Run("proxy", func(b *testing.B) { benchCall(b, echo, viaProxy) })
 	b.Run("proxy-apikey", func(b *testing.B) { benchCall(b, echo, viaProxyAPIKey) })
 	b.Run("proxy-jwt", func(b *testing.B) { benchCall(b, echo, viaProxyJWT) })
+	// proxy-observed: access log at info in JSON and a span per request
+	// and per upstream call exported over OTLP; ÷ proxy is their cost.
+	b.Run("proxy-observed", func(b *testing.B) { benchCall(b, echo, viaProxyObserved) })
 	b.Run("floor", func(b *testing.B) { benchCall(b, echo, viaFloor) })
 	b.Run("direct-wide60", func(b *testing.B) { benchCall(b, wide, viaDirect) })
 	b.Run("proxy-wide60", func(b *testing.B) { benchCall(b, wide, viaProxy) })

@@ -28,6 +28,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/internal/logging"
 	"github.com/mcpmesh/mcpmesh/internal/pprofserve"
 	"github.com/mcpmesh/mcpmesh/internal/tlsconfig"
+	"github.com/mcpmesh/mcpmesh/internal/tracing"
 	"github.com/mcpmesh/mcpmesh/internal/version"
 	"google.golang.org/grpc/credentials"
 )
@@ -60,6 +61,8 @@ type config struct {
 	allowPrivateEgress           bool
 	procs                        int
 	shutdownTimeout              time.Duration
+	accessLog                    bool
+	otlpEndpoint                 string
 }
 
 // listFlag is a repeatable flag whose values may also be comma-separated.
@@ -91,6 +94,8 @@ func parseFlags() config {
 	flag.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	flag.StringVar(&c.pprofAddr, "pprof-addr", "", "serve net/http/pprof on this address, on a listener of its own (default off)")
 	flag.StringVar(&c.advertise, "advertise-addr", "", "host:port other data planes reach this one on, for client answers a balancer sends to another replica (default: the --listen address; for 0.0.0.0, the first non-loopback address)")
+	flag.BoolVar(&c.accessLog, "access-log", true, "log one line per MCP request at info level (method, server, tool or URI, duration, outcome, JSON-RPC error code, request id, client session, credential id)")
+	flag.StringVar(&c.otlpEndpoint, "otlp-endpoint", "", "export OpenTelemetry traces over OTLP/HTTP to this collector URL (http://host:4318); default off unless $"+tracing.EnvEndpoint+" or $"+tracing.EnvTracesEndpoint+" is set")
 	flag.BoolVar(&c.showVersion, "version", false, "print the version and exit")
 	flag.DurationVar(&c.shutdownTimeout, "shutdown-timeout", app.DefaultShutdownTimeout, "on SIGTERM or SIGINT: how long to wait for the client requests in flight (new connections are refused at once) before cutting them; backends and stdio children are closed after it")
 	flag.IntVar(&c.procs, "procs", procsAuto, "OS threads that run the data plane at once (GOMAXPROCS); 0: every CPU the machine or cgroup allows (default: half of those, at least 1, or $GOMAXPROCS when set)")
@@ -226,6 +231,9 @@ func run() int {
 	if err != nil {
 		return fail("%v (set --token-file or %s)", err, authtoken.EnvTokenFile)
 	}
+	if err := tracing.CheckEndpoint(cfg.otlpEndpoint); err != nil {
+		return fail("%v", err)
+	}
 	cpCreds, err := controlPlaneCreds(cfg, log)
 	if err != nil {
 		return fail("%v", err)
@@ -285,6 +293,27 @@ func run() int {
 		ln.Close()
 		return fail("--oauth-resource, --oauth-jwks-url and --oauth-scopes need --oauth-issuer")
 	}
+	tp, err := tracing.New(ctx, tracing.Config{Endpoint: cfg.otlpEndpoint, Service: "mcpmesh-dataplane", Version: version.Version, Instance: cfg.id})
+	if err != nil {
+		ln.Close()
+		return fail("%v (--otlp-endpoint)", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tp.Shutdown(sctx); err != nil {
+			log.Warn("flush traces", "err", err)
+		}
+	}()
+	if tp.Tracer != nil {
+		endpoint := cfg.otlpEndpoint
+		for _, env := range []string{tracing.EnvTracesEndpoint, tracing.EnvEndpoint} {
+			if v := os.Getenv(env); endpoint == "" && v != "" {
+				endpoint = "$" + env + "=" + v
+			}
+		}
+		log.Info("tracing to an OTLP collector", "endpoint", endpoint)
+	}
 	log.Info("scheduler threads", "procs", procs, "cpus", runtime.NumCPU())
 	if cfg.clientKeys {
 		log.Info("clients authenticate with API keys (mcpctl client-key)")
@@ -307,6 +336,8 @@ func run() int {
 		AllowedHosts:       cfg.allowedHosts,
 		AllowPrivateEgress: cfg.allowPrivateEgress,
 		ShutdownTimeout:    cfg.shutdownTimeout,
+		AccessLog:          cfg.accessLog,
+		Tracer:             tp.Tracer,
 	})
 	if err != nil {
 		ln.Close()

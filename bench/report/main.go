@@ -30,6 +30,7 @@ var notes = map[string]string{
 	"ToolCall/proxy-wide60":   "echo_wide through a data plane: its dp-cpu-us/call against proxy's is the cost of a large schema",
 	"ToolCall/proxy-apikey":   "the echo call through a data plane with --client-keys, carrying an API key: ÷ proxy is the request-path cost of key auth",
 	"ToolCall/proxy-jwt":      "the echo call through the same data plane carrying a JWT (--oauth-issuer, local test authorization server): ÷ proxy is the cost of JWT validation",
+	"ToolCall/proxy-observed": "the echo call through a data plane logging each request at info in JSON and tracing to an in-process OTLP receiver: ÷ proxy is the request-path cost of the access log and tracing",
 	"AddedLatency":            "2000 serial echo calls each way, direct and proxied in turn; added = p(proxy) − p(direct)",
 	"Throughput16/direct":     "echo calls over 16 concurrent sessions straight to the backend",
 	"Throughput16/proxy":      "the same through a data plane: calls/s ÷ direct's is the share of direct throughput kept",
@@ -74,6 +75,9 @@ var ratios = []ratioSpec{
 	{"ToolCall/proxy-jwt", "ToolCall/proxy", "ns/op", ""},
 	{"ToolCall/proxy-apikey", "ToolCall/proxy", "dp-cpu-us/call", ""},
 	{"ToolCall/proxy-jwt", "ToolCall/proxy", "dp-cpu-us/call", ""},
+	// The request-path cost of the access log and tracing (issue 12).
+	{"ToolCall/proxy-observed", "ToolCall/proxy", "ns/op", ""},
+	{"ToolCall/proxy-observed", "ToolCall/proxy", "dp-cpu-us/call", ""},
 }
 
 // A target is one figure of issue 10, point 7: a metric's median, or a

@@ -25,6 +25,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/dataplane/keys"
 	"github.com/mcpmesh/mcpmesh/dataplane/router"
 	"github.com/mcpmesh/mcpmesh/internal/version"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/credentials"
 )
 
@@ -76,6 +77,12 @@ type Config struct {
 	// the remaining connections are cut. Closing backends comes after it
 	// (a stdio child gets a few seconds more to exit).
 	ShutdownTimeout time.Duration
+	// AccessLog turns on the router's line per client request (at info
+	// level on Logger; dataplane --access-log).
+	AccessLog bool
+	// Tracer, when set, traces client requests and upstream calls
+	// (internal/tracing); nil: tracing off.
+	Tracer trace.Tracer
 }
 
 // Limits bound what clients and backends can make a data plane hold or
@@ -124,22 +131,9 @@ func New(cfg Config) (*DataPlane, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.mgr = backend.NewManager(backend.ManagerOptions{
-		Logger:             log.With("component", "backend"),
-		AllowPrivateEgress: cfg.AllowPrivateEgress,
-		OnChange:           d.onBackendChange,
-		ListLimits:         cfg.Limits.Lists,
-		ChildEnv:           cfg.ChildEnv,
-		OnNotification: func(server, client string, n *jsonrpc.Message) {
-			d.router.OnNotification(server, client, n)
-		},
-		OnRequest: func(ctx context.Context, server, client string, req *jsonrpc.Message) (json.RawMessage, error) {
-			return d.router.OnRequest(ctx, server, client, req)
-		},
-	})
 	api, err := httpapi.New(httpapi.Options{
 		DataPlaneID: cfg.ID,
-		Health:      d.mgr.Health,
+		Health:      func() []*mcpmeshv1.BackendHealth { return d.mgr.Health() },
 		Revision: func() uint64 {
 			if c := d.client.Load(); c != nil {
 				return c.Revision()
@@ -148,41 +142,65 @@ func New(cfg Config) (*DataPlane, error) {
 		},
 		Connected: func() bool { c := d.client.Load(); return c != nil && c.Connected() },
 		Shadowed:  func() map[string][]string { return d.router.Shadowed() },
-		Protocols: d.mgr.Protocols,
+		Protocols: func() map[string]string { return d.mgr.Protocols() },
+		Sessions:  func() map[string]int { return d.mgr.Sessions() },
 		Ready:     d.readiness.Ready,
 		Logger:    log.With("component", "httpapi"),
 	})
 	if err != nil {
-		d.mgr.Close()
 		return nil, err
 	}
 	d.api = api
+	d.mgr = backend.NewManager(backend.ManagerOptions{
+		Logger:             log.With("component", "backend"),
+		AllowPrivateEgress: cfg.AllowPrivateEgress,
+		OnChange:           d.onBackendChange,
+		ListLimits:         cfg.Limits.Lists,
+		ChildEnv:           cfg.ChildEnv,
+		Observer:           api,
+		OnNotification: func(server, client string, n *jsonrpc.Message) {
+			api.ObserveNotification(server, n.Method)
+			d.router.OnNotification(server, client, n)
+		},
+		OnRequest: func(ctx context.Context, server, client string, req *jsonrpc.Message) (json.RawMessage, error) {
+			res, err := d.router.OnRequest(ctx, server, client, req)
+			api.ObserveServerRequest(server, req.Method, err)
+			return res, err
+		},
+	})
+	var access *slog.Logger
+	if cfg.AccessLog {
+		access = log.With("component", "access")
+	}
 	d.router = router.New(router.Options{
 		Servers:   router.Adapt[*backend.Backend](d.mgr),
 		Observe:   api.ObserveMCP,
+		AccessLog: access,
+		Tracer:    cfg.Tracer,
 		Advertise: cfg.Advertise,
 		Keys:      d.keys,
 		Logger:    log.With("component", "router"),
 	})
 	d.router.Refresh() // an empty, valid catalog until the first snapshot
-	var auth func(*http.Request) (func(string) bool, int, string, string)
+	var auth func(*http.Request) (front.Grant, int, string, string)
 	if cfg.ClientKeys {
 		d.ckeys = clientauth.NewKeys()
 	}
 	if cfg.OAuth != nil || d.ckeys != nil {
 		o := &clientauth.Authenticator{Keys: d.ckeys, OAuth: cfg.OAuth}
-		auth = func(r *http.Request) (func(string) bool, int, string, string) {
+		auth = func(r *http.Request) (front.Grant, int, string, string) {
 			id, err := o.Authenticate(r)
 			if err != nil {
-				return nil, err.Status, o.Challenge(err), err.Msg
+				return front.Grant{}, err.Status, o.Challenge(err), err.Msg
 			}
-			if len(id.Tags) == 0 {
-				return nil, 0, "", ""
+			g := front.Grant{Principal: id.Subject}
+			if len(id.Tags) > 0 {
+				g.Allow = func(server string) bool {
+					b, ok := d.mgr.Get(server)
+					return ok && clientauth.Allows(id.Tags, b.Config().GetTags())
+				}
 			}
-			return func(server string) bool {
-				b, ok := d.mgr.Get(server)
-				return ok && clientauth.Allows(id.Tags, b.Config().GetTags())
-			}, 0, "", ""
+			return g, 0, "", ""
 		}
 	}
 	d.front = front.New(front.Options{
@@ -220,11 +238,24 @@ func (d *DataPlane) apply(_ context.Context, snap *mcpmeshv1.ConfigSnapshot) err
 		// with a key no other replica holds, and "***" for every secret.
 		err := errors.New("the control plane sent no cluster secret: is the token a dataplane token? (mcpctl token create --role dataplane)")
 		d.log.Error("config snapshot refused", "revision", snap.GetRevision(), "err", err)
+		d.api.ObserveApply(0, err)
 		return err
 	}
+	start := time.Now()
+	err := d.applySnapshot(snap)
+	d.api.ObserveApply(time.Since(start), err)
+	return err
+}
+
+func (d *DataPlane) applySnapshot(snap *mcpmeshv1.ConfigSnapshot) error {
 	if err := d.mgr.Apply(snap); err != nil {
 		return err
 	}
+	names := make([]string, 0, len(snap.GetServers()))
+	for _, srv := range snap.GetServers() {
+		names = append(names, srv.GetName())
+	}
+	d.api.SetServers(names)
 	var previous []keys.Retired
 	for _, p := range snap.GetPreviousSecrets() {
 		previous = append(previous, keys.Retired{Secret: p.GetSecret(), Until: p.GetExpiresAt().AsTime()})

@@ -298,6 +298,22 @@ type Request struct {
 	// speaks MCP 2026-07-28 is told in the request's _meta (modern.go); nil
 	// means the gateway itself. Backends of the session era ignore it.
 	Caller *Caller
+	// TraceParent and TraceState, when set, are the W3C trace context of
+	// the upstream call, sent as the traceparent and tracestate headers of
+	// its HTTP request on streamable HTTP (the router puts them in
+	// params._meta for every transport).
+	TraceParent, TraceState string
+}
+
+// traceKey carries a Request's trace headers to the poster that sends it.
+type traceKey struct{}
+
+type traceHeaders struct{ parent, state string }
+
+// traceHeadersOf returns the trace headers Request put in ctx, if any.
+func traceHeadersOf(ctx context.Context) *traceHeaders {
+	th, _ := ctx.Value(traceKey{}).(*traceHeaders)
+	return th
 }
 
 // Request sends one request on an endpoint the picker chooses, under the
@@ -319,6 +335,9 @@ func (r *Request) what() string {
 }
 
 func (b *Backend) Request(ctx context.Context, r Request) (json.RawMessage, error) {
+	if r.TraceParent != "" {
+		ctx = context.WithValue(ctx, traceKey{}, &traceHeaders{parent: r.TraceParent, state: r.TraceState})
+	}
 	timeout := b.params().timeout
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -383,6 +402,7 @@ func (b *Backend) send(ctx, rctx context.Context, r Request, leaseFn func(exclud
 		default:
 			return nil, err
 		}
+		b.hooks.obs.Retried(b.name)
 		b.logger.Info("retrying request", "method", r.Method, "endpoint", l.ep.label, "session_ended", sessionEnded, "err", err)
 	}
 }

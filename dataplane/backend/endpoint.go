@@ -116,6 +116,7 @@ func newEndpoint(b *Backend, idx int, rawURL string, bc resilience.BreakerConfig
 	e.breaker = resilience.NewBreaker(bc, b.clock)
 	e.breaker.OnStateChange(func(from, to resilience.BreakerState) {
 		e.logger.Info("circuit breaker", "from", from.String(), "to", to.String())
+		b.hooks.obs.BreakerTransition(b.name, from.String(), to.String())
 		b.notify()
 	})
 	return e
@@ -265,6 +266,9 @@ func (e *endpoint) attempt(ctx context.Context) (*conn, time.Time, error) {
 	e.attemptDone = make(chan struct{})
 	e.mu.Unlock()
 
+	if ctx.Err() == nil {
+		e.b.hooks.obs.Connected(e.b.name, err == nil)
+	}
 	switch {
 	case err == nil:
 		e.logger.Info("backend connected", "protocol", c.version, "tools", len(l.items[catalog.Tools]), "prompts", len(l.items[catalog.Prompts]), "resources", len(l.items[catalog.Resources]))

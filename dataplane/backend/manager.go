@@ -131,6 +131,38 @@ type ManagerOptions struct {
 	// connection to one is refused when it is dialed, after name resolution
 	// (internal/egress), whatever the registration said.
 	AllowPrivateEgress bool
+	// Observer, when set, is told what backends do, for metrics.
+	Observer Observer
+}
+
+// Observer counts what backends do. Its methods are called on the paths
+// they count (a retry, a connect, a breaker transition): they must be cheap,
+// must not block and must be safe for concurrent use.
+type Observer interface {
+	// BreakerTransition: an endpoint's circuit breaker changed state.
+	BreakerTransition(server, from, to string)
+	// Retried: a request is sent again after a failure.
+	Retried(server string)
+	// Connected: a connection attempt to an endpoint ended (ok or not).
+	Connected(server string, ok bool)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) BreakerTransition(string, string, string) {}
+func (nopObserver) Retried(string)                           {}
+func (nopObserver) Connected(string, bool)                   {}
+
+// Sessions returns, per backend with any, the clients' upstream sessions
+// this replica holds.
+func (m *Manager) Sessions() map[string]int {
+	out := map[string]int{}
+	for _, b := range m.List() {
+		if n := b.ses.count(); n > 0 {
+			out[b.Name()] = n
+		}
+	}
+	return out
 }
 
 // hooks are what every backend of a manager shares: the initialize params
@@ -144,6 +176,7 @@ type hooks struct {
 	// control vets every address a URL backend dials (egress.Control);
 	// nil allows any.
 	control func(network, address string, c syscall.RawConn) error
+	obs     Observer // never nil
 }
 
 // Manager owns one Backend per server of the current snapshot.
@@ -191,6 +224,7 @@ func NewManager(opts ManagerOptions) *Manager {
 		hooks: &hooks{
 			initParams: init, onNotification: opts.OnNotification, onRequest: opts.OnRequest, control: control,
 			sessionIdle: cmp.Or(opts.SessionIdle, DefaultSessionIdle), maxSessions: cmp.Or(opts.MaxSessions, MaxSessions),
+			obs: cmp.Or[Observer](opts.Observer, nopObserver{}),
 		},
 		logger:   logger,
 		clock:    resilience.OrReal(opts.Clock),

@@ -235,6 +235,14 @@ func (p *poster) newRequest(ctx context.Context, version, session string, body [
 	if version != "" {
 		header[transport.HeaderKeyProtocolVersion] = shared(&p.version, transport.HeaderKeyProtocolVersion, version)
 	}
+	if body != nil {
+		if th := traceHeadersOf(ctx); th != nil {
+			header["Traceparent"] = []string{th.parent}
+			if th.state != "" {
+				header["Tracestate"] = []string{th.state}
+			}
+		}
+	}
 	for _, hv := range p.configured {
 		header[hv.key] = hv.val
 	}

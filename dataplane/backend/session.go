@@ -103,6 +103,13 @@ type sessionCache struct {
 	closedAt map[string]time.Time
 }
 
+// count is how many sessions the cache holds.
+func (sc *sessionCache) count() int {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return len(sc.byKey)
+}
+
 func newSessionCache(max int, idle time.Duration) *sessionCache {
 	return &sessionCache{
 		max: max, idle: idle,

@@ -2,6 +2,7 @@ package front
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -58,6 +59,13 @@ type Session struct {
 	// Allow, when set, says which servers the client's credential lets it
 	// see and call (by their tags); the others are as if not there.
 	Allow func(server string) bool
+	// Principal names the authenticated credential (a client key id, a
+	// token's subject) for logs; never the credential itself.
+	Principal string
+	// TraceParent and TraceState are the request's W3C trace context
+	// headers (streamable HTTP and 2026-07-28 requests; "" on SSE, whose
+	// session outlives a request).
+	TraceParent, TraceState string
 	// Peer is the Mcpmesh-Peer header of a GET or DELETE: another replica
 	// sent it for the session's sake (the router signs and checks it).
 	Peer string
@@ -143,10 +151,9 @@ type Options struct {
 	Browsers *BrowserPolicy
 	// Auth, when set, vets every request's credential before anything else
 	// but the origin check: a non-zero status refuses it with that status,
-	// the WWW-Authenticate challenge (if any) and msg. Otherwise allow, when
-	// not nil, says which servers the credential may see and call
-	// (Session.Allow).
-	Auth func(r *http.Request) (allow func(server string) bool, status int, challenge, msg string)
+	// the WWW-Authenticate challenge (if any) and msg. Otherwise the Grant
+	// says what the credential may do (Session.Allow, Session.Principal).
+	Auth func(r *http.Request) (g Grant, status int, challenge, msg string)
 	// StreamQueue bounds the messages waiting for one GET or SSE stream
 	// (default 256); a stream that falls further behind is closed.
 	StreamQueue int
@@ -161,7 +168,7 @@ type Front struct {
 	maxBody   int64
 	inflight  inflight
 	browsers  *BrowserPolicy
-	auth      func(*http.Request) (func(string) bool, int, string, string)
+	auth      func(*http.Request) (Grant, int, string, string)
 	queueLen  int
 
 	streams registry
@@ -287,10 +294,31 @@ func (f *Front) listening(ctx context.Context, s *Session) {
 
 var errClosing = errors.New("the data plane is shutting down")
 
-// grant is what admit learned of a request's credential.
-type grant struct{ allow func(string) bool }
+// Grant is what Options.Auth learned of a request's credential.
+type Grant struct {
+	// Allow, when not nil, says which servers the credential may see and
+	// call (Session.Allow).
+	Allow func(server string) bool
+	// Principal names the credential in logs (Session.Principal).
+	Principal string
+}
 
 type grantKey struct{}
+
+// traceContext gives a per-request s the request's W3C trace context.
+func traceContext(s *Session, r *http.Request) {
+	s.TraceParent, s.TraceState = r.Header.Get("Traceparent"), r.Header.Get("Tracestate")
+}
+
+// Ref is a short, stable name of the session for logs and traces (the hex
+// of its id's random nonce, which is no credential: the id itself is a
+// bearer of the session and never logged); "" for a stateless request.
+func (s *Session) Ref() string {
+	if s.nonce == (nonce{}) {
+		return ""
+	}
+	return hex.EncodeToString(s.nonce[:8])
+}
 
 // bind gives s what the request's credential allows: Credential (its
 // Authorization header, when clients authenticate) and Allow.
@@ -299,7 +327,7 @@ func (f *Front) bind(s *Session, r *http.Request) {
 		return
 	}
 	s.Credential = r.Header.Get("Authorization")
-	if g, ok := r.Context().Value(grantKey{}).(*grant); ok {
-		s.Allow = g.allow
+	if g, ok := r.Context().Value(grantKey{}).(*Grant); ok {
+		s.Allow, s.Principal = g.Allow, g.Principal
 	}
 }

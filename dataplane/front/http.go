@@ -60,7 +60,7 @@ func (f *Front) admit(w http.ResponseWriter, r *http.Request) (*http.Request, bo
 		allowCORS(w.Header(), origin)
 	}
 	if f.auth != nil {
-		allow, status, challenge, msg := f.auth(r)
+		g, status, challenge, msg := f.auth(r)
 		if status != 0 {
 			if challenge != "" {
 				w.Header().Set("WWW-Authenticate", challenge)
@@ -68,7 +68,7 @@ func (f *Front) admit(w http.ResponseWriter, r *http.Request) (*http.Request, bo
 			httpError(w, status, jsonrpc.CodeInvalidRequest, "%s", msg)
 			return r, false
 		}
-		r = r.WithContext(context.WithValue(r.Context(), grantKey{}, &grant{allow: allow}))
+		r = r.WithContext(context.WithValue(r.Context(), grantKey{}, &g))
 	}
 	if v := r.Header.Get(headerProtocol); v != "" && !mcp.IsValidProtocolVersion(v) && !mcp.IsModernProtocol(v) {
 		httpError(w, http.StatusBadRequest, jsonrpc.CodeInvalidRequest,

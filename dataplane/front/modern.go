@@ -113,6 +113,7 @@ func (f *Front) serveModern(w http.ResponseWriter, r *http.Request, msg *jsonrpc
 	}
 	s.Relayed = r.Header.Get(HeaderRelayed) != ""
 	f.bind(s, r)
+	traceContext(s, r)
 	s.Paginate = paginate(r)
 	ctx := r.Context()
 	if msg.IsNotification() {

@@ -72,6 +72,7 @@ func (f *Front) servePost(w http.ResponseWriter, r *http.Request) {
 	}
 	s.Relayed = r.Header.Get(HeaderRelayed) != ""
 	f.bind(s, r)
+	traceContext(s, r)
 	ctx := r.Context()
 	switch {
 	case msg.IsRequest():
@@ -168,6 +169,7 @@ func stateless(msg *jsonrpc.Message) bool {
 func (f *Front) serveInitialize(w http.ResponseWriter, r *http.Request, msg *jsonrpc.Message) {
 	s := &Session{Paginate: paginate(r), Transport: TransportStreamableHTTP}
 	f.bind(s, r)
+	traceContext(s, r)
 	answer, ok := f.initialize(r.Context(), s, msg)
 	if ok {
 		w.Header().Set(headerSession, f.codec.seal(s))

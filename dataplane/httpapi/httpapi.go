@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +34,9 @@ type Options struct {
 	Shadowed func() map[string][]string
 	// Protocols returns, per server, the MCP revision it is reached with.
 	Protocols func() map[string]string
+	// Sessions returns, per server, the clients' upstream sessions this
+	// replica holds (per-client servers); nil reads as none.
+	Sessions func() map[string]int
 	// Ready says whether the data plane should get traffic, and why (or why
 	// not); Readiness.Ready is the one the data plane uses. nil reads as
 	// "not ready".
@@ -55,6 +59,10 @@ type API struct {
 	httpReqC  *children[httpKey, prometheus.Counter]
 	inFlightC *children[string, prometheus.Gauge]
 	mcpReqC   *children[mcpKey, prometheus.Counter]
+	m         *metrics // metrics.go
+	// servers are the configured servers SetServers last saw.
+	serversMu sync.Mutex
+	servers   map[string]bool
 }
 
 // New builds the API and registers its metrics.
@@ -97,7 +105,8 @@ func New(opts Options) (*API, error) {
 	})
 	a.inFlightC = newChildren(func(m string) prometheus.Gauge { return a.inFlight.WithLabelValues(m) })
 	a.mcpReqC = newChildren(func(k mcpKey) prometheus.Counter { return a.mcpReqs.WithLabelValues(k.method, k.status) })
-	for _, c := range []prometheus.Collector{a.httpReqs, a.inFlight, a.mcpReqs, &stateCollector{a}} {
+	a.m = newMetrics()
+	for _, c := range append([]prometheus.Collector{a.httpReqs, a.inFlight, a.mcpReqs, &stateCollector{a}}, a.m.collectors()...) {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register data plane metrics: %w", err)
 		}
@@ -274,6 +283,10 @@ var (
 		"Config revision being served.", nil, nil)
 	connectedDesc = prometheus.NewDesc("mcpmesh_dataplane_control_plane_connected",
 		"1 while the config stream to the control plane is up.", nil, nil)
+	breakerDesc = prometheus.NewDesc("mcpmesh_dataplane_backend_breaker_open",
+		"1 while a circuit breaker of the backend's endpoints is open or half-open (the backend's worst breaker), 0 while closed.", []string{"server"}, nil)
+	sessionsDesc = prometheus.NewDesc("mcpmesh_dataplane_upstream_sessions",
+		"Clients' own upstream sessions this replica holds, by server (per-client servers).", []string{"server"}, nil)
 )
 
 // stateCollector reads backend state at scrape time, so the gauges are never
@@ -284,6 +297,8 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- stateDesc
 	ch <- revisionDesc
 	ch <- connectedDesc
+	ch <- sessionsDesc
+	ch <- breakerDesc
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -299,6 +314,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 				}
 				ch <- prometheus.MustNewConstMetric(stateDesc, prometheus.GaugeValue, v, b.GetServer(), states.Backend(s))
 			}
+			open := 0.0
+			if b.GetBreaker() != mcpmeshv1.BreakerState_BREAKER_STATE_CLOSED && b.GetBreaker() != mcpmeshv1.BreakerState_BREAKER_STATE_UNSPECIFIED {
+				open = 1
+			}
+			ch <- prometheus.MustNewConstMetric(breakerDesc, prometheus.GaugeValue, open, b.GetServer())
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(revisionDesc, prometheus.GaugeValue, float64(call(c.a.opts.Revision)))
@@ -307,6 +327,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		connected = 1
 	}
 	ch <- prometheus.MustNewConstMetric(connectedDesc, prometheus.GaugeValue, connected)
+	if c.a.opts.Sessions != nil {
+		for server, n := range c.a.opts.Sessions() {
+			ch <- prometheus.MustNewConstMetric(sessionsDesc, prometheus.GaugeValue, float64(n), server)
+		}
+	}
 }
 
 // routeLabel keeps the route label bounded: the mux pattern when one matched.

@@ -159,9 +159,16 @@ func TestMetrics(t *testing.T) {
 	get(t, url+"/livez")
 	get(t, url+"/nope")
 
-	api.ObserveMCP("tools/call", "tool_error")
-	api.ObserveMCP("tools/call", "error")
-	api.ObserveMCP("made/up", "ok")
+	api.ObserveMCP("tools/call", "files", "tool_error", 3*time.Millisecond)
+	api.ObserveMCP("tools/call", "files", "error", time.Millisecond)
+	api.ObserveMCP("made/up", "", "ok", time.Millisecond)
+	api.BreakerTransition("files", "closed", "open")
+	api.Retried("files")
+	api.Connected("files", false)
+	api.ObserveApply(time.Millisecond, nil)
+	api.ObserveNotification("files", "notifications/progress")
+	api.ObserveNotification("files", "made/up")
+	api.ObserveServerRequest("files", "sampling/createMessage", nil)
 
 	code, body := get(t, url+"/metrics")
 	if code != 200 {
@@ -171,12 +178,24 @@ func TestMetrics(t *testing.T) {
 		`mcpmesh_dataplane_backend_state{server="files",state="unavailable"} 1`,
 		`mcpmesh_dataplane_backend_state{server="files",state="healthy"} 0`,
 		`mcpmesh_dataplane_config_revision 9`,
+		`mcpmesh_dataplane_backend_breaker_open{server="files"} 0`,
 		`mcpmesh_dataplane_control_plane_connected 0`,
 		`mcpmesh_dataplane_http_requests_total{code="200",method="GET",route="/livez"} 1`,
 		`mcpmesh_dataplane_http_requests_total{code="404",method="GET",route="other"} 1`,
 		`mcpmesh_dataplane_mcp_requests_total{method="tools/call",status="tool_error"} 1`,
 		`mcpmesh_dataplane_mcp_requests_total{method="tools/call",status="error"} 1`,
 		`mcpmesh_dataplane_mcp_requests_total{method="other",status="ok"} 1`,
+		`mcpmesh_dataplane_mcp_request_duration_seconds_bucket{method="tools/call",server="files",status="tool_error",le="0.005"} 1`,
+		`mcpmesh_dataplane_mcp_request_duration_seconds_bucket{method="tools/call",server="files",status="tool_error",le="0.0025"} 0`,
+		`mcpmesh_dataplane_mcp_request_duration_seconds_count{method="other",server="",status="ok"} 1`,
+		`mcpmesh_dataplane_breaker_transitions_total{from="closed",server="files",to="open"} 1`,
+		`mcpmesh_dataplane_backend_retries_total{server="files"} 1`,
+		`mcpmesh_dataplane_backend_connects_total{result="error",server="files"} 1`,
+		`mcpmesh_dataplane_config_applies_total{result="ok"} 1`,
+		`mcpmesh_dataplane_config_apply_duration_seconds_count 1`,
+		`mcpmesh_dataplane_relayed_notifications_total{method="notifications/progress",server="files"} 1`,
+		`mcpmesh_dataplane_relayed_notifications_total{method="other",server="files"} 1`,
+		`mcpmesh_dataplane_server_requests_total{method="sampling/createMessage",server="files",status="ok"} 1`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
@@ -197,5 +216,35 @@ func TestHealthNamesEachServersProtocol(t *testing.T) {
 	h := a.Snapshot()
 	if len(h.Servers) != 2 || h.Servers[0].Protocol != "2026-07-28" || h.Servers[1].Protocol != "" {
 		t.Errorf("servers %+v, want m on 2026-07-28 and o without a protocol", h.Servers)
+	}
+}
+
+// TestServerSeriesFollowTheConfig: a configured server's counters exist at
+// zero; once it leaves the config, its series are gone.
+func TestServerSeriesFollowTheConfig(t *testing.T) {
+	api, url := start(t, &fakeDataPlane{})
+	api.SetServers([]string{"a", "b"})
+	api.ObserveMCP("tools/call", "b", "ok", time.Millisecond)
+	api.Retried("b")
+	_, body := get(t, url+"/metrics")
+	for _, want := range []string{`mcpmesh_dataplane_backend_retries_total{server="a"} 0`, `mcpmesh_dataplane_backend_retries_total{server="b"} 1`,
+		`mcpmesh_dataplane_backend_connects_total{result="error",server="a"} 0`, `mcpmesh_dataplane_mcp_request_duration_seconds_count{method="tools/call",server="b",status="ok"} 1`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	api.SetServers([]string{"a"})
+	_, body = get(t, url+"/metrics")
+	if strings.Contains(body, `server="b"`) {
+		t.Errorf("/metrics keeps series of a removed server:\n%s", body)
+	}
+	if !strings.Contains(body, `mcpmesh_dataplane_backend_retries_total{server="a"} 0`) {
+		t.Error("a's series went with b's")
+	}
+	// A server that comes back counts from its cached child again.
+	api.SetServers([]string{"a", "b"})
+	api.Retried("b")
+	if _, body = get(t, url+"/metrics"); !strings.Contains(body, `mcpmesh_dataplane_backend_retries_total{server="b"} 1`) {
+		t.Errorf("b's counter after it came back:\n%s", body)
 	}
 }

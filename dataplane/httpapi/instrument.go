@@ -55,13 +55,6 @@ func (s *statusRecorder) Flush() {
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// ObserveMCP counts one MCP request by method and outcome: ok, tool_error
-// (a tool result with isError) or error (a JSON-RPC error). The router calls
-// it for every client request.
-func (a *API) ObserveMCP(method, status string) {
-	a.mcpReqC.with(mcpKey{methodLabel(method), status}).Inc()
-}
-
 // knownMethods bounds the method label: a client may send any method name.
 var knownMethods = map[string]bool{
 	"initialize": true, "ping": true,

@@ -8,6 +8,8 @@ import (
 	"github.com/mcpmesh/mcpmesh/dataplane/keys"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/mcpmesh/mcpmesh/dataplane/backend"
 	"github.com/mcpmesh/mcpmesh/dataplane/catalog"
 	"github.com/mcpmesh/mcpmesh/dataplane/front"
@@ -42,6 +44,21 @@ const capabilities = `{"tools":{"listChanged":true},"prompts":{"listChanged":tru
 
 // Initialize answers a client's initialize.
 func (r *Router) Initialize(ctx context.Context, s *front.Session, params json.RawMessage) (json.RawMessage, []byte, error) {
+	start := time.Now()
+	req := &jsonrpc.Message{Method: "initialize", Params: params}
+	var span trace.Span
+	if r.tracer != nil {
+		ctx, span = r.startServer(ctx, s, req, routed{})
+	}
+	res, upstream, err := r.initialize(ctx, s, params)
+	if span != nil {
+		endSpan(span, req.Method, res, err)
+	}
+	r.done(ctx, s, req, routed{}, start, res, err)
+	return res, upstream, err
+}
+
+func (r *Router) initialize(ctx context.Context, s *front.Session, params json.RawMessage) (json.RawMessage, []byte, error) {
 	requested, _, err := jsonrpc.LookupString(params, "protocolVersion")
 	if err != nil {
 		return nil, nil, errorf(jsonrpc.CodeInvalidParams, "initialize: params: %v", err)
@@ -53,21 +70,22 @@ func (r *Router) Initialize(ctx context.Context, s *front.Session, params json.R
 	// info the front read from params.
 	s.Protocol = v
 	upstream := r.openUpstreams(ctx, s)
-	r.observe("initialize", "ok")
 	return json.RawMessage(res), upstream, nil
 }
 
 // Handle answers one client request.
 func (r *Router) Handle(ctx context.Context, s *front.Session, req *jsonrpc.Message, out front.Stream) (json.RawMessage, error) {
-	res, err := r.dispatch(ctx, s, req, out)
-	status := "ok"
-	switch {
-	case err != nil:
-		status = "error"
-	case req.Method == "tools/call" && isErrorResult(res):
-		status = "tool_error"
+	start := time.Now()
+	rt := r.routeOf(s, req)
+	var span trace.Span
+	if r.tracer != nil {
+		ctx, span = r.startServer(ctx, s, req, rt)
 	}
-	r.observe(req.Method, status)
+	res, err := r.dispatch(ctx, s, req, out)
+	if span != nil {
+		endSpan(span, req.Method, res, err)
+	}
+	r.done(ctx, s, req, rt, start, res, err)
 	return res, err
 }
 
@@ -353,7 +371,12 @@ func (r *Router) forward(ctx context.Context, s *front.Session, req *jsonrpc.Mes
 	br.Params = params
 	br.Client = r.clientSession(s, t.srv)
 	br.Caller = r.callerOf(s)
-	res, err := t.srv.Request(ctx, br)
+	var res json.RawMessage
+	if r.tracer != nil {
+		res, err = r.tracedRequest(ctx, req.Method, t, br)
+	} else {
+		res, err = t.srv.Request(ctx, br)
+	}
 	if err != nil {
 		return nil, err
 	}

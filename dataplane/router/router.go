@@ -11,6 +11,9 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mcpmesh/mcpmesh/dataplane/backend"
 	"github.com/mcpmesh/mcpmesh/dataplane/catalog"
@@ -55,9 +58,20 @@ type Clients interface {
 // Options configure a Router.
 type Options struct {
 	Servers Servers
-	// Observe, when set, is told the method and outcome ("ok",
-	// "tool_error", "error") of every client request.
-	Observe func(method, status string)
+	// Observe, when set, is told the method, the server it was routed to
+	// ("" when the gateway answered it), the outcome (OutcomeOK,
+	// OutcomeToolError, OutcomeError) and the duration of every client request.
+	Observe func(method, server, status string, d time.Duration)
+	// AccessLog, when set, gets one line per client request at info level
+	// (warn for a failure of the gateway or a backend): method, server,
+	// tool, prompt or URI, duration, outcome, JSON-RPC error code, request
+	// id, client session (Session.Ref), credential (Session.Principal).
+	AccessLog *slog.Logger
+	// Tracer, when set, traces every client request (a server span) and
+	// every call forwarded upstream (a client span), and passes the trace
+	// context to backends (traceparent header and params._meta). nil: no
+	// span is ever made.
+	Tracer trace.Tracer
 	// Advertise is the address other replicas reach this one on (host:port
 	// of its MCP listener), for answers to relayed requests that a balancer
 	// sends to another replica.
@@ -71,7 +85,9 @@ type Options struct {
 // Router implements front.Router.
 type Router struct {
 	servers Servers
-	observe func(method, status string)
+	observe func(method, server, status string, d time.Duration)
+	access  *slog.Logger
+	tracer  trace.Tracer
 	log     *slog.Logger
 	clients atomic.Pointer[clientsBox]
 
@@ -114,12 +130,12 @@ func New(o Options) *Router {
 		o.Logger = slog.Default()
 	}
 	if o.Observe == nil {
-		o.Observe = func(string, string) {}
+		o.Observe = func(string, string, string, time.Duration) {}
 	}
 	if o.Keys == nil {
 		o.Keys = keys.New()
 	}
-	r := &Router{servers: o.Servers, observe: o.Observe, log: o.Logger, advertise: o.Advertise, keys: o.Keys,
+	r := &Router{servers: o.Servers, observe: o.Observe, access: o.AccessLog, tracer: o.Tracer, log: o.Logger, advertise: o.Advertise, keys: o.Keys,
 		peers: &http.Client{Timeout: forwardTimeout, Transport: newPeerTransport()}, proxyClient: &http.Client{Transport: newPeerTransport()}}
 	r.cat.Store(catalog.Build(nil))
 	r.lists.Store(&listConfig{pageSize: catalog.DefaultPageSize, key: randomKey()})

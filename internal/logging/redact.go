@@ -22,6 +22,18 @@ func (h redactHandler) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (h redactHandler) Handle(ctx context.Context, r slog.Record) error {
+	// Most records hold nothing to mask (the access log's line per request
+	// among them): those go through as they are, without a copy.
+	clean := redact.Text(r.Message) == r.Message
+	if clean {
+		r.Attrs(func(a slog.Attr) bool {
+			clean = !masks(a)
+			return clean
+		})
+	}
+	if clean {
+		return h.next.Handle(ctx, r)
+	}
 	out := slog.NewRecord(r.Time, r.Level, redact.Text(r.Message), r.PC)
 	r.Attrs(func(a slog.Attr) bool {
 		out.AddAttrs(redactAttr(a))
@@ -69,4 +81,16 @@ func redactAttr(a slog.Attr) slog.Attr {
 		}
 	}
 	return slog.Attr{Key: a.Key, Value: v}
+}
+
+// masks reports whether redactAttr would change what a is written as.
+func masks(a slog.Attr) bool {
+	switch a.Value.Kind() {
+	case slog.KindString:
+		s := a.Value.String()
+		return redact.Text(s) != s
+	case slog.KindInt64, slog.KindUint64, slog.KindFloat64, slog.KindBool, slog.KindDuration, slog.KindTime:
+		return false
+	}
+	return true // groups, LogValuers and any values: the careful path
 }
