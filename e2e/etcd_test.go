@@ -165,7 +165,33 @@ func TestEtcdControlPlanes(t *testing.T) {
 	dp := startDataPlaneVia(t, a, "dp-all", m.addrs())
 	dp.waitState(t, "web", "healthy")
 	dcl := mcpClient(t, dp.mcpURL())
+	// Calls to the healthy backend go on all through the kills, on their
+	// own session: not one may fail.
+	stopCalls := make(chan struct{})
+	callsDone := make(chan struct{})
+	var calls, callFailures int
+	var firstFailure error
+	go func() {
+		defer close(callsDone)
+		bg := mcpClient(t, dp.mcpURL())
+		for {
+			select {
+			case <-stopCalls:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			calls++
+			if got, err := callErr(bg, callTimeout, "web__add", map[string]any{"a": 1, "b": 2}); err != nil || !strings.Contains(got, "3") {
+				callFailures++
+				if firstFailure == nil {
+					firstFailure = fmt.Errorf("%q, %v", got, err)
+				}
+			}
+		}
+	}()
 	var took []time.Duration
+	var acked []string // servers whose creation mcpctl acknowledged during the kills
+	var lastRev string
 	since := time.Time{}
 	for i := range 10 {
 		open := dp.waitLog(since, "msg", "config stream open", "via", "*")
@@ -192,7 +218,37 @@ func TestEtcdControlPlanes(t *testing.T) {
 		// as on any stream that lived a while).
 		other := m.cps[(idx+1)%3]
 		rev, _ := other.committed(mustCtl(t, other, "server", "add", fmt.Sprintf("k%d", i), "--url", web2))
+		acked = append(acked, fmt.Sprintf("k%d", i))
+		lastRev = rev
 		dp.waitLog(since, "msg", "config snapshot applied", "revision", rev)
+	}
+	close(stopCalls)
+	<-callsDone
+	t.Logf("MEASURE calls to a healthy backend during the 10 kills: %d, failed %d", calls, callFailures)
+	if callFailures > 0 || calls == 0 {
+		t.Errorf("%d of %d calls to the healthy backend failed during the kills (first: %v)", callFailures, calls, firstFailure)
+	}
+	// No acknowledged write is lost: every replica lists every one.
+	for _, cp := range m.cps {
+		got := mustCtl(t, cp, "server", "list")
+		for _, name := range append([]string{"web", "web2"}, acked...) {
+			if !strings.Contains(got, name) {
+				t.Errorf("%s lost the acknowledged server %s: %s", cp.grpcAddr, name, got)
+			}
+		}
+	}
+	// A write acknowledged through one replica reaches every data plane,
+	// whichever replica each streams from: propagation from the commit to
+	// each data plane's "config snapshot applied".
+	// (dp-a and dp-b stream from one replica each, which the kills also
+	// restarted: let them reconnect and catch up first.)
+	for _, d := range []*dataPlane{dpA, dpB} {
+		d.waitLog(time.Time{}, "msg", "config snapshot applied", "revision", lastRev)
+	}
+	prop, propAt := m.cps[2].committed(mustCtl(t, m.cps[2], "server", "add", "prop", "--url", web2))
+	for _, d := range []*dataPlane{dpA, dpB, dp} {
+		applied := d.waitLog(time.Time{}, "msg", "config snapshot applied", "revision", prop)
+		t.Logf("MEASURE propagation with three control planes: revision %s committed through %s applied on %s after %v", prop, m.cps[2].grpcAddr, d.id, ms(applied.Time.Sub(propAt)))
 	}
 	slices.Sort(took)
 	t.Logf("MEASURE failover after kill -9 of the streaming control plane: median %v, max %v over %d kills", ms(took[len(took)/2]), ms(took[len(took)-1]), len(took))
