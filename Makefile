@@ -75,7 +75,7 @@ check-imports: ## controlplane, dataplane and mcpctl never import each other.
 # deploy/validate is a module of its own, so k8s.io/api and kustomize stay out
 # of mcpmesh's go.mod. It renders each kustomization (base and any overlay)
 # and checks it strictly against the Kubernetes API types.
-DEPLOY_DIRS := ../kubernetes $(patsubst deploy/%,../%,$(wildcard deploy/kubernetes/overlays/*))
+DEPLOY_DIRS := ../kubernetes $(patsubst deploy/%,../%,$(filter-out deploy/kubernetes-ha,$(wildcard deploy/kubernetes-*)))
 check-deploy: ## Validate the Kubernetes manifests (kustomize render, strict API decode, semantic checks).
 	cd deploy/validate && $(GO) vet ./... && $(GO) test -count=1 ./... && $(GO) run . $(DEPLOY_DIRS)
 	@# The HA overlay is a sibling of the base (kustomize refuses an overlay inside its base's
