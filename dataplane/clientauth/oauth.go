@@ -10,6 +10,7 @@ package clientauth
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -76,6 +77,8 @@ type OAuth struct {
 	stop     context.CancelFunc
 	metadata []byte
 	metaURL  string
+	verified verifiedCache
+	now      func() time.Time
 }
 
 // maxMetadata bounds what the authorization server's metadata may be.
@@ -93,7 +96,7 @@ func NewOAuth(ctx context.Context, cfg OAuthConfig) (*OAuth, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
-	o := &OAuth{cfg: cfg, jwksURL: cfg.JWKSURL}
+	o := &OAuth{cfg: cfg, jwksURL: cfg.JWKSURL, now: time.Now}
 	if o.jwksURL == "" {
 		u, err := discoverJWKS(ctx, cfg.HTTPClient, cfg.Issuer)
 		if err != nil {
@@ -187,14 +190,22 @@ func (o *OAuth) Challenge(err *Error) string {
 	return b.String()
 }
 
-// Authenticate validates r's bearer token.
+// Authenticate validates r's bearer token. A token that passed once is
+// remembered for up to a minute (verified.go); the returned Identity is
+// shared between such calls and must not be modified.
 func (o *OAuth) Authenticate(r *http.Request) (*Identity, *Error) {
 	tok, berr := bearer(r, "this data plane needs an OAuth access token (Authorization: Bearer …); see "+o.metaURL)
 	if berr != nil {
 		return nil, berr
 	}
+	now := o.now()
+	key := sha256.Sum256([]byte(tok))
+	if id := o.verified.get(key, now); id != nil {
+		return id, nil
+	}
 	t, err := jwt.ParseString(tok, jwt.WithKeySet(o.keys), jwt.WithValidate(true),
-		jwt.WithIssuer(o.cfg.Issuer), jwt.WithAudience(o.cfg.Resource), jwt.WithAcceptableSkew(30*time.Second))
+		jwt.WithIssuer(o.cfg.Issuer), jwt.WithAudience(o.cfg.Resource), jwt.WithAcceptableSkew(30*time.Second),
+		jwt.WithClock(jwt.ClockFunc(o.now)))
 	if err != nil {
 		return nil, &Error{Status: http.StatusUnauthorized, Code: "invalid_token", Msg: "access token refused: " + tokenReason(err)}
 	}
@@ -211,6 +222,8 @@ func (o *OAuth) Authenticate(r *http.Request) (*Identity, *Error) {
 			return nil, &Error{Status: http.StatusForbidden, Code: "insufficient_scope", Msg: fmt.Sprintf("the access token lacks the scope %q", need)}
 		}
 	}
+	exp, _ := t.Expiration()
+	o.verified.put(key, id, exp, now)
 	return id, nil
 }
 
