@@ -16,6 +16,10 @@ func TestSecretRotate(t *testing.T) {
 
 	cp.wantFail(t, "--grace 10s is out of range: use 1m to 168h", "secret", "rotate", "--grace", "10s")
 	cp.wantFail(t, "--grace 169h0m0s is out of range", "secret", "rotate", "--grace", "169h")
+	cp.wantFail(t, "--grace 10s is out of range", "secret", "rotate", "--grace", "10s", "--dry-run")
+	if out := cp.mustRun(t, "secret", "rotate", "--grace", "2h", "--dry-run"); !strings.Contains(out, "nothing was changed") || !strings.Contains(out, "accepted for 2h0m0s") {
+		t.Fatalf("rotate --dry-run printed %q", out)
+	}
 	out := cp.mustRun(t, "secret", "rotate", "--grace", "2h")
 	if !strings.Contains(out, "cluster secret rotated at revision 1; the old one is accepted until ") {
 		t.Fatalf("rotate printed %q", out)

@@ -19,7 +19,10 @@ const (
 )
 
 func newSecretRotateCommand(o *options) *cobra.Command {
-	var grace time.Duration
+	var (
+		grace  time.Duration
+		dryRun bool
+	)
 	cmd := &cobra.Command{
 		Use:   "rotate",
 		Short: "Replace the cluster secret; session ids and cursors made with the old one verify for --grace",
@@ -31,6 +34,12 @@ func newSecretRotateCommand(o *options) *cobra.Command {
 		RunE: func(c *cobra.Command, _ []string) error {
 			if grace < minGrace || grace > maxGrace {
 				return fmt.Errorf("--grace %s is out of range: use 1m to 168h (7 days)", grace)
+			}
+			if dryRun {
+				return o.print(printer.DryRun{DryRun: true, Action: "rotate", Kind: "cluster-secret", Name: "cluster secret", Changes: []printer.Change{
+					{Field: "cluster secret", Op: printer.OpChange, Old: "current", New: "new random one"},
+					{Field: "previous secret", Op: printer.OpAdd, New: "the current one, accepted for " + grace.String() + " more"},
+				}})
 			}
 			cl, err := o.dial()
 			if err != nil {
@@ -51,5 +60,6 @@ func newSecretRotateCommand(o *options) *cobra.Command {
 		},
 	}
 	cmd.Flags().DurationVar(&grace, "grace", defaultGrace, "how long session ids and cursors made with the old secret stay valid (1m to 168h)")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "check --grace and print what would change; nothing is sent")
 	return cmd
 }
