@@ -263,6 +263,9 @@ func (d *DataPlane) applySnapshot(snap *mcpmeshv1.ConfigSnapshot) error {
 	d.keys.Update(snap.GetClusterSecret(), previous)
 	if d.ckeys != nil {
 		d.ckeys.Set(snap.GetClientKeys())
+		if n := d.front.Reauthorize(); n > 0 { // a revoked key's open streams end now
+			d.log.Info("client streams ended after a key change", "streams", n)
+		}
 	}
 	// Settings and key before the lists, so the first page cut from this
 	// snapshot's lists follows its rules.
@@ -335,6 +338,26 @@ func (d *DataPlane) Serve(ctx context.Context, ln net.Listener) error {
 	clientDone := make(chan error, 1)
 	go func() { clientDone <- client.Run(clientCtx) }()
 
+	if d.cfg.OAuth != nil || d.ckeys != nil {
+		// Credentials also expire while their streams are open.
+		reauthCtx, stopReauth := context.WithCancel(ctx)
+		reauthDone := make(chan struct{})
+		go func() {
+			defer close(reauthDone)
+			t := time.NewTicker(reauthorizeEvery)
+			defer t.Stop()
+			for {
+				select {
+				case <-reauthCtx.Done():
+					return
+				case <-t.C:
+					d.front.Reauthorize()
+				}
+			}
+		}()
+		defer func() { stopReauth(); <-reauthDone }()
+	}
+
 	base := scheme + "://" + ln.Addr().String()
 	d.log.Info("data plane serving",
 		"mcp_url", base+"/mcp", "sse_url", base+"/sse", "health_url", base+"/health",
@@ -356,6 +379,10 @@ func (d *DataPlane) Serve(ctx context.Context, ln net.Listener) error {
 	d.log.Info("stopped")
 	return failed
 }
+
+// reauthorizeEvery is how often open client streams have their credential
+// checked again, so that an expired key or token stops receiving messages.
+const reauthorizeEvery = 15 * time.Second
 
 // shutdown stops the data plane in the order that loses no call: goodbye to
 // the control plane (it shows this data plane departed at once), no new

@@ -47,7 +47,7 @@ func (f *Front) serveSSE(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	l := newListener(f.queueLen)
-	l.sess, l.ctx = s, ctx
+	l.sess, l.ctx, l.cred = s, ctx, s.Credential
 	if !f.openStream(id, l) {
 		httpError(w, http.StatusServiceUnavailable, jsonrpc.CodeInternalError, "%v", errClosing)
 		return

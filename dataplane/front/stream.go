@@ -18,6 +18,10 @@ type listener struct {
 	gone  chan struct{}
 	once  sync.Once
 
+	// cred is the Authorization header the stream was opened with ("" when
+	// clients do not authenticate): Reauthorize checks it again.
+	cred string
+
 	// Legacy SSE only: the session lives here (see sse.go).
 	mu   sync.Mutex
 	sess *Session
@@ -107,6 +111,34 @@ func (f *Front) closeStream(id string, l *listener) {
 	f.streams.remove(id, l)
 	l.stop()
 	f.wg.Done()
+}
+
+// Reauthorize checks the credential of every open stream again and ends
+// those it no longer admits (a revoked or expired client key, an expired
+// token): a request is authenticated when it arrives, a stream only when it
+// opens, so without this a revoked key would keep receiving messages on an
+// open stream. It returns how many streams it ended.
+func (f *Front) Reauthorize() int {
+	if f.auth == nil {
+		return 0
+	}
+	var open []*listener
+	f.streams.each(func(l *listener) {
+		if l.cred != "" {
+			open = append(open, l)
+		}
+	})
+	ended := 0
+	for _, l := range open {
+		r, _ := http.NewRequest(http.MethodGet, "/", nil)
+		r.Header.Set("Authorization", l.cred)
+		if _, status, _, msg := f.auth(r); status != 0 {
+			f.log.Info("client stream ended: its credential is no longer accepted", "reason", msg)
+			l.stop()
+			ended++
+		}
+	}
+	return ended
 }
 
 // runStream writes l's messages and keep-alives to the SSE response until

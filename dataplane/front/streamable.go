@@ -432,6 +432,7 @@ func (f *Front) serveListen(w http.ResponseWriter, r *http.Request) {
 	s.Peer = r.Header.Get(HeaderPeer)
 	f.bind(s, r)
 	l := newListener(f.queueLen)
+	l.cred = s.Credential
 	if !f.openStream(s.ID, l) {
 		httpError(w, http.StatusServiceUnavailable, jsonrpc.CodeInternalError, "%v", errClosing)
 		return
