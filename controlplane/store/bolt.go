@@ -498,31 +498,30 @@ func (s *BoltStore) Revision(ctx context.Context) (uint64, error) {
 // State implements Store.
 func (s *BoltStore) State(ctx context.Context) (*State, error) {
 	st := &State{}
-	err := s.view(ctx, "read state", func(tx *bolt.Tx) error {
-		var err error
-		if st.Servers, err = s.unsafeListServers(tx); err != nil {
-			return err
-		}
-		if st.Settings, err = unsafeGetSettings(tx); err != nil {
-			return err
-		}
-		st.Revision = unsafeRevision(tx)
-		secret, err := s.seal.open(bucketMeta, metaClusterSecret, tx.Bucket(bucketMeta).Get(metaClusterSecret))
-		if err != nil {
-			return fmt.Errorf("read cluster secret: %w", err)
-		}
-		st.ClusterSecret = bytes.Clone(secret)
-		st.PreviousSecrets, err = s.unsafePreviousSecrets(tx)
-		if err != nil {
-			return err
-		}
-		st.ClientKeys, err = unsafeListClientKeys(tx)
-		return err
-	})
-	if err != nil {
+	if err := s.view(ctx, "read state", func(tx *bolt.Tx) error { return s.unsafeState(tx, st) }); err != nil {
 		return nil, err
 	}
 	return st, nil
+}
+
+// unsafeState reads everything a State holds inside tx.
+func (s *BoltStore) unsafeState(tx *bolt.Tx, st *State) error {
+	var err error
+	if st.Servers, err = s.unsafeListServers(tx); err != nil {
+		return err
+	}
+	if st.Settings, err = unsafeGetSettings(tx); err != nil {
+		return err
+	}
+	st.Revision = unsafeRevision(tx)
+	if st.ClusterSecret, err = s.unsafeClusterSecret(tx); err != nil {
+		return err
+	}
+	if st.PreviousSecrets, err = s.unsafePreviousSecrets(tx); err != nil {
+		return err
+	}
+	st.ClientKeys, err = unsafeListClientKeys(tx)
+	return err
 }
 
 // PutHealth implements Store. It does not bump the config revision.
@@ -690,14 +689,23 @@ func (s *BoltStore) GetToken(ctx context.Context, id string) (*mcpmeshv1.StoredT
 func (s *BoltStore) ListTokens(ctx context.Context) ([]*mcpmeshv1.StoredToken, error) {
 	var out []*mcpmeshv1.StoredToken
 	err := s.view(ctx, "list tokens", func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
-			tok := &mcpmeshv1.StoredToken{}
-			if err := proto.Unmarshal(v, tok); err != nil {
-				return fmt.Errorf("decode token %q: %w", k, err)
-			}
-			out = append(out, tok)
-			return nil
-		})
+		var err error
+		out, err = unsafeListTokens(tx)
+		return err
+	})
+	return out, err
+}
+
+// unsafeListTokens returns every token in tx, sorted by id (key order).
+func unsafeListTokens(tx *bolt.Tx) ([]*mcpmeshv1.StoredToken, error) {
+	var out []*mcpmeshv1.StoredToken
+	err := tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
+		tok := &mcpmeshv1.StoredToken{}
+		if err := proto.Unmarshal(v, tok); err != nil {
+			return fmt.Errorf("decode token %q: %w", k, err)
+		}
+		out = append(out, tok)
+		return nil
 	})
 	return out, err
 }

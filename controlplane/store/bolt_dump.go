@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 )
@@ -21,31 +20,12 @@ func (s *BoltStore) Dump(ctx context.Context) (*Dump, error) {
 }
 
 func (s *BoltStore) unsafeDump(tx *bolt.Tx, d *Dump) error {
+	if err := s.unsafeState(tx, &d.State); err != nil {
+		return err
+	}
 	var err error
-	if d.Servers, err = s.unsafeListServers(tx); err != nil {
-		return err
-	}
-	if d.Settings, err = unsafeGetSettings(tx); err != nil {
-		return err
-	}
-	d.Revision = unsafeRevision(tx)
-	if d.ClusterSecret, err = s.unsafeClusterSecret(tx); err != nil {
-		return err
-	}
-	if d.PreviousSecrets, err = s.unsafePreviousSecrets(tx); err != nil {
-		return err
-	}
-	if d.ClientKeys, err = unsafeListClientKeys(tx); err != nil {
-		return err
-	}
-	return tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
-		tok := &mcpmeshv1.StoredToken{}
-		if err := proto.Unmarshal(v, tok); err != nil {
-			return fmt.Errorf("decode token %q: %w", k, err)
-		}
-		d.Tokens = append(d.Tokens, tok)
-		return nil
-	})
+	d.Tokens, err = unsafeListTokens(tx)
+	return err
 }
 
 // Restore implements Store: one write transaction empties the servers,

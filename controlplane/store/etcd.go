@@ -512,11 +512,16 @@ func (s *EtcdStore) read(ctx context.Context, op string, gets ...clientv3.Op) ([
 	if err != nil {
 		return nil, s.etcdError(ctx, op, err)
 	}
+	return ranges(resp), nil
+}
+
+// ranges are the range responses of a transaction made only of gets.
+func ranges(resp *clientv3.TxnResponse) []*etcdserverpb.RangeResponse {
 	out := make([]*etcdserverpb.RangeResponse, len(resp.Responses))
 	for i, r := range resp.Responses {
 		out[i] = r.GetResponseRange()
 	}
-	return out, nil
+	return out
 }
 
 func (s *EtcdStore) decodeServer(kv *mvccpb.KeyValue) (*mcpmeshv1.Server, error) {

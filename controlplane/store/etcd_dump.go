@@ -56,10 +56,7 @@ func (s *EtcdStore) Restore(ctx context.Context, d *Dump, force bool) (uint64, e
 		if err != nil {
 			return 0, err
 		}
-		r := make([]*etcdserverpb.RangeResponse, len(resp.Responses))
-		for i, x := range resp.Responses {
-			r[i] = x.GetResponseRange()
-		}
+		r := ranges(resp)
 		cur, err := s.decodeDump(r)
 		if err != nil {
 			return 0, err

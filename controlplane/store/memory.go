@@ -258,23 +258,28 @@ func (m *MemoryStore) Revision(ctx context.Context) (uint64, error) {
 
 // State implements Store.
 func (m *MemoryStore) State(ctx context.Context) (*State, error) {
-	st := &State{}
+	var st *State
 	err := m.read(ctx, "read state", func() error {
-		st.Revision = m.rev
-		st.Servers = m.sortedServers()
-		st.Settings = proto.Clone(m.settings).(*mcpmeshv1.Settings)
-		st.ClusterSecret = bytes.Clone(m.secret)
-		st.PreviousSecrets = clonePrevious(m.previous)
-		st.ClientKeys = m.sortedClientKeys()
+		st = m.unsafeState()
 		return nil
 	})
-	if err != nil {
-		return nil, err
+	return st, err
+}
+
+// unsafeState copies everything a State holds; m.mu must be held.
+func (m *MemoryStore) unsafeState() *State {
+	st := &State{
+		Revision:        m.rev,
+		Servers:         m.sortedServers(),
+		Settings:        proto.CloneOf(m.settings),
+		ClusterSecret:   bytes.Clone(m.secret),
+		PreviousSecrets: clonePrevious(m.previous),
+		ClientKeys:      m.sortedClientKeys(),
 	}
 	if len(st.Servers) == 0 {
 		st.Servers = nil
 	}
-	return st, nil
+	return st
 }
 
 // PutHealth implements Store. It does not bump the config revision.

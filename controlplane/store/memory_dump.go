@@ -12,19 +12,9 @@ import (
 
 // unsafeDump copies everything a dump holds; m.mu must be held.
 func (m *MemoryStore) unsafeDump() *Dump {
-	d := &Dump{State: State{
-		Revision:        m.rev,
-		Servers:         m.sortedServers(),
-		Settings:        proto.CloneOf(m.settings),
-		ClusterSecret:   bytes.Clone(m.secret),
-		PreviousSecrets: clonePrevious(m.previous),
-		ClientKeys:      m.sortedClientKeys(),
-	}}
+	d := &Dump{State: *m.unsafeState()}
 	for _, id := range slices.Sorted(maps.Keys(m.tokens)) {
 		d.Tokens = append(d.Tokens, cloneToken(m.tokens[id]))
-	}
-	if len(d.Servers) == 0 {
-		d.Servers = nil
 	}
 	return d
 }

@@ -2,10 +2,8 @@ package faultstore
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/mcpmesh/mcpmesh/controlplane/store"
-	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 )
 
 // Dump implements store.Store: it reads what State reads, so the same
@@ -19,11 +17,8 @@ func (f *Fault) Dump(ctx context.Context) (*store.Dump, error) {
 	if err != nil {
 		return nil, err
 	}
-	if i := f.firstCorrupt(d.Servers); i >= 0 {
-		return nil, fmt.Errorf("%s: %w", op, decodeServerError(d.Servers[i].GetName()))
-	}
-	if f.settingsCorrupt() {
-		return nil, fmt.Errorf("%s: %w", op, decodeError("settings", &mcpmeshv1.Settings{}))
+	if err := f.stateCorrupt(op, &d.State); err != nil {
+		return nil, err
 	}
 	return d, nil
 }

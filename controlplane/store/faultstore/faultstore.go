@@ -250,13 +250,21 @@ func (f *Fault) State(ctx context.Context) (*store.State, error) {
 	if err != nil {
 		return nil, err
 	}
-	if i := f.firstCorrupt(st.Servers); i >= 0 {
-		return nil, fmt.Errorf("%s: %w", op, decodeServerError(st.Servers[i].GetName()))
-	}
-	if f.settingsCorrupt() {
-		return nil, fmt.Errorf("%s: %w", op, decodeError("settings", &mcpmeshv1.Settings{}))
+	if err := f.stateCorrupt(op, st); err != nil {
+		return nil, err
 	}
 	return st, nil
+}
+
+// stateCorrupt is the decode error a read of st meets, if a fault applies.
+func (f *Fault) stateCorrupt(op string, st *store.State) error {
+	if i := f.firstCorrupt(st.Servers); i >= 0 {
+		return fmt.Errorf("%s: %w", op, decodeServerError(st.Servers[i].GetName()))
+	}
+	if f.settingsCorrupt() {
+		return fmt.Errorf("%s: %w", op, decodeError("settings", &mcpmeshv1.Settings{}))
+	}
+	return nil
 }
 
 // PutHealth implements store.Store.
