@@ -115,10 +115,7 @@ func (b *Backup) check(in *mcpmeshv1.Backup) (*store.Dump, *fieldError) {
 		if srv.GetRedacted() {
 			return nil, invalid(field, "server %q has its secrets redacted (a listing, not a backup)", srv.GetName())
 		}
-		if err := validateServer(cleanInput(srv)); err != nil {
-			return nil, invalid(field+"."+err.field, "%s", err.msg)
-		}
-		if err := b.reg.policy.check(srv); err != nil {
+		if err := b.reg.checkServer(cleanInput(srv)); err != nil {
 			return nil, invalid(field+"."+err.field, "%s", err.msg)
 		}
 	}

@@ -141,12 +141,18 @@ func cleanInput(s *mcpmeshv1.Server) *mcpmeshv1.Server {
 	return out
 }
 
+// checkServer is what every write of a server passes: its fields
+// (validateServer), then the registration policy.
+func (s *Service) checkServer(srv *mcpmeshv1.Server) *fieldError {
+	if err := validateServer(srv); err != nil {
+		return err
+	}
+	return s.policy.check(srv)
+}
+
 // CreateServer implements RegistryService.
 func (s *Service) CreateServer(ctx context.Context, req *mcpmeshv1.CreateServerRequest) (*mcpmeshv1.CreateServerResponse, error) {
-	if err := validateServer(req.GetServer()); err != nil {
-		return nil, err.status()
-	}
-	if err := s.policy.check(req.GetServer()); err != nil {
+	if err := s.checkServer(req.GetServer()); err != nil {
 		return nil, err.status()
 	}
 	in := cleanInput(req.GetServer())
@@ -193,10 +199,7 @@ func (s *Service) CreateServers(ctx context.Context, req *mcpmeshv1.CreateServer
 	ins := make([]*mcpmeshv1.Server, len(srvs))
 	seen := make(map[string]int, len(srvs))
 	for i, srv := range srvs {
-		if err := validateServer(srv); err != nil {
-			return nil, inList(i, srv, err).status()
-		}
-		if err := s.policy.check(srv); err != nil {
+		if err := s.checkServer(srv); err != nil {
 			return nil, inList(i, srv, err).status()
 		}
 		if j, dup := seen[srv.GetName()]; dup {
@@ -277,10 +280,7 @@ func (s *Service) GetVersion(context.Context, *mcpmeshv1.GetVersionRequest) (*mc
 
 // UpdateServer implements RegistryService.
 func (s *Service) UpdateServer(ctx context.Context, req *mcpmeshv1.UpdateServerRequest) (*mcpmeshv1.UpdateServerResponse, error) {
-	if err := validateServer(req.GetServer()); err != nil {
-		return nil, err.status()
-	}
-	if err := s.policy.check(req.GetServer()); err != nil {
+	if err := s.checkServer(req.GetServer()); err != nil {
 		return nil, err.status()
 	}
 	in := cleanInput(req.GetServer())
