@@ -24,6 +24,11 @@ type Dump struct {
 	Tokens []*mcpmeshv1.StoredToken
 }
 
+// MaxRestoreRevision bounds the revision of a dump a store restores: far
+// past any real store's, and far enough from the top that revisions after it
+// cannot wrap (etcd's are int64).
+const MaxRestoreRevision = 1 << 62
+
 // Counts is how much a store or a dump holds, for the operator.
 type Counts struct {
 	Servers, Tokens, ClientKeys, PreviousSecrets int
@@ -44,8 +49,12 @@ func (d *Dump) Empty() bool {
 
 // Check reports the first thing in d a store cannot hold: a missing or
 // duplicated name or id, a cluster secret of the wrong size, too many
-// previous secrets. It does not judge a server's fields (the registry does).
+// previous secrets, a revision past MaxRestoreRevision. It does not judge a
+// server's fields (the registry does).
 func (d *Dump) Check() error {
+	if d.Revision > MaxRestoreRevision {
+		return fmt.Errorf("revision %d is past any store's (at most %d)", d.Revision, uint64(MaxRestoreRevision))
+	}
 	if len(d.ClusterSecret) != clusterSecretLen {
 		return fmt.Errorf("cluster secret is %d bytes, want %d", len(d.ClusterSecret), clusterSecretLen)
 	}

@@ -64,10 +64,19 @@ type EtcdConfig struct {
 // of every key it read (the config revision key included, for config
 // writes), so two replicas writing at once cannot both win: the loser
 // re-reads and tries again, and a precondition that no longer holds
-// (ErrExists, ErrConflict) is reported as such. The config revision is a
-// counter kept in the key meta/revision, written in the same transaction as
-// the change it counts; Watch follows that key with an etcd watch, so every
-// replica sees the writes of every other.
+// (ErrExists, ErrConflict) is reported as such.
+//
+// The config revision is etcd's own: every config change also writes the
+// key meta/revision, and that key's mod revision (the etcd revision of the
+// last config change) is the config revision, so it is the same on every
+// replica and needs no counter of its own. Writes that are not config
+// (health, events, tokens) leave the key alone and the config revision with
+// it. A server's create_revision and mod_revision are its key's. The key's
+// value is an offset added to all of these, 0 unless a restore brought a
+// backup whose revision was ahead of etcd's (data planes may hold such a
+// revision, and revisions never go back); it never shrinks. Watch follows
+// meta/revision with an etcd watch, so every replica sees the writes of
+// every other.
 type EtcdStore struct {
 	cli      *clientv3.Client
 	prefix   string
@@ -96,14 +105,22 @@ var _ Store = (*EtcdStore)(nil)
 //	                        others just before it
 //	tokens/<id>             mcpmeshv1.StoredToken
 //	client_keys/<id>        mcpmeshv1.StoredClientKey
-//	meta/revision           the config revision, decimal
+//	meta/revision           rewritten by every config change: its mod revision
+//	                        plus its value (the offset, decimal) is the config
+//	                        revision
+//	meta/restored           rewritten by every restore: its mod revision is the
+//	                        restore's, the create revision of the servers it
+//	                        wrote over existing keys (etcd keeps a key's)
 //	meta/event_seq          the last event sequence, decimal
 //	meta/schema_version     decimal
 //	meta/cluster_secret     sealed
 //	meta/previous_secrets   mcpmeshv1.StoredSecrets, sealed
 //	meta/secrets_key_id     keyID of the sealing key
 //	election/               the maintenance election (concurrency.Election)
-var metaEventSeq = []byte("event_seq")
+var (
+	metaEventSeq = []byte("event_seq")
+	metaRestored = []byte("restored")
+)
 
 func (s *EtcdStore) key(bucket, k []byte) string {
 	return s.prefix + string(bucket) + "/" + string(k)
@@ -258,7 +275,7 @@ func (s *EtcdStore) init(ctx context.Context) (uint64, error) {
 		return 0, err
 	}
 	if resp.Succeeded {
-		return decimal(one(resp.Responses[3].GetResponseRange()))
+		return configRevision(one(resp.Responses[3].GetResponseRange()))
 	}
 	stored := one(resp.Responses[0].GetResponseRange())
 	if !bytes.Equal(stored.Value, s.seal.id) {
@@ -271,7 +288,7 @@ func (s *EtcdStore) init(ctx context.Context) (uint64, error) {
 	if ver > schemaVersion {
 		return 0, &SchemaError{Found: ver, Supported: schemaVersion}
 	}
-	return decimal(one(resp.Responses[2].GetResponseRange()))
+	return configRevision(one(resp.Responses[2].GetResponseRange()))
 }
 
 func one(r interface{ GetKvs() []*mvccpb.KeyValue }) *mvccpb.KeyValue {
@@ -281,7 +298,7 @@ func one(r interface{ GetKvs() []*mvccpb.KeyValue }) *mvccpb.KeyValue {
 	return r.GetKvs()[0]
 }
 
-// decimal parses a counter value; an absent key is 0.
+// decimal parses a decimal value (a counter, an offset); an absent key is 0.
 func decimal(kv *mvccpb.KeyValue) (uint64, error) {
 	if kv == nil {
 		return 0, nil
@@ -291,6 +308,48 @@ func decimal(kv *mvccpb.KeyValue) (uint64, error) {
 		return 0, fmt.Errorf("decode %s: %q is not a number", kv.Key, kv.Value)
 	}
 	return v, nil
+}
+
+// revisions turn etcd's revisions into config revisions (see EtcdStore).
+type revisions struct {
+	// offset is meta/revision's value, added to every etcd revision.
+	offset uint64
+	// config is the config revision: 0 before the first config change.
+	config uint64
+	// restored is the etcd revision of the last restore, 0 if none.
+	restored uint64
+}
+
+// readRevisions reads meta/revision and meta/restored as get returned them
+// (nil if absent).
+func readRevisions(revKV, restoredKV *mvccpb.KeyValue) (revisions, error) {
+	off, err := decimal(revKV)
+	if err != nil {
+		return revisions{}, err
+	}
+	r := revisions{offset: off}
+	if revKV != nil {
+		r.config = uint64(revKV.ModRevision) + off
+	}
+	if restoredKV != nil {
+		r.restored = uint64(restoredKV.ModRevision)
+	}
+	return r, nil
+}
+
+// configRevision is the config revision meta/revision (revKV, nil if
+// absent) says.
+func configRevision(revKV *mvccpb.KeyValue) (uint64, error) {
+	r, err := readRevisions(revKV, nil)
+	return r.config, err
+}
+
+// stamp sets srv's revisions from those of its key kv. A restore rewrites
+// every server it restores, but etcd keeps the create revision of a key
+// that existed: those servers were created by the restore all the same.
+func (r revisions) stamp(srv *mcpmeshv1.Server, kv *mvccpb.KeyValue) {
+	srv.ModRevision = uint64(kv.ModRevision) + r.offset
+	srv.CreateRevision = max(uint64(kv.CreateRevision), r.restored) + r.offset
 }
 
 // Client is the store's etcd client (for the maintenance election and the
@@ -329,7 +388,7 @@ func (s *EtcdStore) notify(rev uint64) {
 	s.watchers.notify(rev)
 }
 
-// watchLoop follows meta/revision, so writes through other replicas reach
+// watchLoop follows meta/revision, so config writes through other replicas reach
 // this replica's watchers; after an error it re-reads the key (nothing is
 // missed: watchers only want the newest revision) and watches again.
 func (s *EtcdStore) watchLoop(ctx context.Context) {
@@ -350,7 +409,7 @@ func (s *EtcdStore) watchLoop(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		if rev, err := decimal(one((*etcdserverpb.RangeResponse)(resp))); err == nil {
+		if rev, err := configRevision(one((*etcdserverpb.RangeResponse)(resp))); err == nil {
 			s.notify(rev)
 		}
 		wctx, cancelWatch := context.WithCancel(clientv3.WithRequireLeader(ctx))
@@ -362,7 +421,7 @@ func (s *EtcdStore) watchLoop(ctx context.Context) {
 				if ev.Type != mvccpb.PUT {
 					continue
 				}
-				if rev, err := decimal(ev.Kv); err == nil {
+				if rev, err := configRevision(ev.Kv); err == nil {
 					s.notify(rev)
 				}
 			}
@@ -379,12 +438,16 @@ func (s *EtcdStore) check(ctx context.Context, op string) error {
 }
 
 // etx collects one attempt of a transaction: what was read (each read adds
-// a compare of the key's mod revision) and what to write.
+// a compare of the key's mod revision), what to write, and whether it is a
+// config change (bump).
 type etx struct {
 	s    *EtcdStore
 	ctx  context.Context
 	cmps []clientv3.Cmp
 	ops  []clientv3.Op
+
+	bumped bool   // bump was called: the transaction changes the config
+	offset uint64 // the revision offset it writes
 }
 
 // get reads keys in one round trip; absent keys are nil. The transaction
@@ -426,22 +489,36 @@ func (t *etx) del(key string, opts ...clientv3.OpOption) {
 	t.ops = append(t.ops, clientv3.OpDelete(key, opts...))
 }
 
-// bump writes rev+1 to meta/revision, given the revision key as read by
-// get (so the transaction also compares it).
-func (t *etx) bump(revKV *mvccpb.KeyValue) (uint64, error) {
-	rev, err := decimal(revKV)
+// bump marks the transaction as a config change. It rewrites meta/revision,
+// given as read by get (so the transaction also compares it: config changes
+// are serialised, and the offset it carries forward is current). That key's
+// new mod revision, the transaction's etcd revision, is the new config
+// revision; it exists only once the transaction commits, and update returns
+// it.
+func (t *etx) bump(revKV *mvccpb.KeyValue) error { return t.bumpPast(revKV, 0, 0) }
+
+// bumpPast is bump for a transaction whose config revision must be past
+// past, although etcd's revision, read at readRev, may be behind it (a
+// restore of a backup taken from a store that was further ahead): it raises
+// the offset so that any etcd revision after readRev lands past past. The
+// offset never shrinks.
+func (t *etx) bumpPast(revKV *mvccpb.KeyValue, past uint64, readRev int64) error {
+	off, err := decimal(revKV)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	rev++
-	t.put(t.s.key(bucketMeta, metaRevision), []byte(strconv.FormatUint(rev, 10)))
-	return rev, nil
+	if lowest := uint64(readRev) + 1 + off; past >= lowest {
+		off += past - lowest + 1
+	}
+	t.bumped, t.offset = true, off
+	t.put(t.s.revKey(), []byte(strconv.FormatUint(off, 10)))
+	return nil
 }
 
 // update runs fn and commits what it collected, again from scratch while
-// another writer changed what fn read. A non-zero returned revision is
-// announced to watchers after the commit.
-func (s *EtcdStore) update(ctx context.Context, op string, fn func(t *etx) (uint64, error)) (uint64, error) {
+// another writer changed what fn read. If fn bumped, update returns the new
+// config revision (announced to watchers after the commit); otherwise 0.
+func (s *EtcdStore) update(ctx context.Context, op string, fn func(t *etx) error) (uint64, error) {
 	if err := s.check(ctx, op); err != nil {
 		return 0, err
 	}
@@ -449,8 +526,7 @@ func (s *EtcdStore) update(ctx context.Context, op string, fn func(t *etx) (uint
 	defer cancel()
 	for range maxTxnAttempts {
 		t := &etx{s: s, ctx: ctx}
-		rev, err := fn(t)
-		if err != nil {
+		if err := fn(t); err != nil {
 			if ctx.Err() != nil {
 				return 0, s.etcdError(ctx, op, err)
 			}
@@ -463,12 +539,16 @@ func (s *EtcdStore) update(ctx context.Context, op string, fn func(t *etx) (uint
 		if err != nil {
 			return 0, s.txnError(ctx, op, len(t.ops), err)
 		}
-		if resp.Succeeded {
-			if rev != 0 {
-				s.notify(rev)
-			}
-			return rev, nil
+		if !resp.Succeeded {
+			continue
 		}
+		if !t.bumped {
+			return 0, nil
+		}
+		// A transaction that writes has the revision its header names.
+		rev := uint64(resp.Header.Revision) + t.offset
+		s.notify(rev)
+		return rev, nil
 	}
 	return 0, fmt.Errorf("%s: lost %d races to concurrent writers; try again", op, maxTxnAttempts)
 }
@@ -524,7 +604,9 @@ func ranges(resp *clientv3.TxnResponse) []*etcdserverpb.RangeResponse {
 	return out
 }
 
-func (s *EtcdStore) decodeServer(kv *mvccpb.KeyValue) (*mcpmeshv1.Server, error) {
+// decodeServer decodes the server kept in kv, with the revisions r derives
+// from kv's (the stored message carries none).
+func (s *EtcdStore) decodeServer(kv *mvccpb.KeyValue, r revisions) (*mcpmeshv1.Server, error) {
 	name := []byte(strings.TrimPrefix(string(kv.Key), s.bucketPrefix(bucketServers)))
 	plain, err := s.seal.open(bucketServers, name, kv.Value)
 	if err != nil {
@@ -534,13 +616,14 @@ func (s *EtcdStore) decodeServer(kv *mvccpb.KeyValue) (*mcpmeshv1.Server, error)
 	if err := proto.Unmarshal(plain, srv); err != nil {
 		return nil, fmt.Errorf("decode server %q: %w", name, err)
 	}
+	r.stamp(srv, kv)
 	return srv, nil
 }
 
-func (s *EtcdStore) decodeServers(kvs []*mvccpb.KeyValue) ([]*mcpmeshv1.Server, error) {
+func (s *EtcdStore) decodeServers(kvs []*mvccpb.KeyValue, r revisions) ([]*mcpmeshv1.Server, error) {
 	out := make([]*mcpmeshv1.Server, 0, len(kvs))
 	for _, kv := range kvs {
-		srv, err := s.decodeServer(kv)
+		srv, err := s.decodeServer(kv, r)
 		if err != nil {
 			return nil, err
 		}
@@ -549,7 +632,10 @@ func (s *EtcdStore) decodeServers(kvs []*mvccpb.KeyValue) ([]*mcpmeshv1.Server, 
 	return out, nil // etcd returns a range sorted by key, so by name
 }
 
+// putServer stores srv without its revisions: those are its key's.
 func (t *etx) putServer(srv *mcpmeshv1.Server) error {
+	srv = proto.CloneOf(srv)
+	srv.CreateRevision, srv.ModRevision = 0, 0
 	b, err := proto.Marshal(srv)
 	if err != nil {
 		return fmt.Errorf("encode server %q: %w", srv.GetName(), err)
@@ -559,6 +645,7 @@ func (t *etx) putServer(srv *mcpmeshv1.Server) error {
 
 func (s *EtcdStore) serverKey(name string) string { return s.key(bucketServers, []byte(name)) }
 func (s *EtcdStore) revKey() string               { return s.key(bucketMeta, metaRevision) }
+func (s *EtcdStore) restoredKey() string          { return s.key(bucketMeta, metaRestored) }
 
 // CreateServer implements Store.
 func (s *EtcdStore) CreateServer(ctx context.Context, srv *mcpmeshv1.Server) (*mcpmeshv1.Server, error) {
@@ -583,101 +670,109 @@ func (s *EtcdStore) CreateServers(ctx context.Context, srvs []*mcpmeshv1.Server)
 
 func (s *EtcdStore) createServers(ctx context.Context, op string, srvs []*mcpmeshv1.Server) ([]*mcpmeshv1.Server, uint64, error) {
 	var out []*mcpmeshv1.Server
-	rev, err := s.update(ctx, op, func(t *etx) (uint64, error) {
+	rev, err := s.update(ctx, op, func(t *etx) error {
 		keys := []string{s.revKey()}
 		for _, srv := range srvs {
 			keys = append(keys, s.serverKey(srv.GetName()))
 		}
 		kvs, err := t.get(keys...)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		for i, kv := range kvs[1:] {
 			if kv != nil {
-				return 0, fmt.Errorf("server %q: %w", srvs[i].GetName(), ErrExists)
+				return fmt.Errorf("server %q: %w", srvs[i].GetName(), ErrExists)
 			}
 		}
-		rev, err := t.bump(kvs[0])
-		if err != nil {
-			return 0, err
+		if err := t.bump(kvs[0]); err != nil {
+			return err
 		}
 		now := s.now()
 		out = out[:0]
 		for _, srv := range srvs {
-			st := stampCreate(srv, rev, now)
+			st := stampCreate(srv, 0, now) // the revision is known at the commit
 			if err := t.putServer(st); err != nil {
-				return 0, err
+				return err
 			}
 			out = append(out, st)
 		}
-		return rev, nil
+		return nil
 	})
 	if err != nil {
 		return nil, 0, err
 	}
+	for _, srv := range out { // fresh keys: created and modified by this transaction
+		srv.CreateRevision, srv.ModRevision = rev, rev
+	}
 	return cloneServers(out), rev, nil
 }
 
-// UpdateServer implements Store.
+// getServer reads, inside t, meta/revision (returned for bump) and the
+// server name, decoded with its revisions; ErrNotFound if it is absent.
+func (t *etx) getServer(name string) (*mvccpb.KeyValue, *mcpmeshv1.Server, error) {
+	kvs, err := t.get(t.s.revKey(), t.s.restoredKey(), t.s.serverKey(name))
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := readRevisions(kvs[0], kvs[1])
+	if err != nil {
+		return nil, nil, err
+	}
+	if kvs[2] == nil {
+		return nil, nil, fmt.Errorf("server %q: %w", name, ErrNotFound)
+	}
+	cur, err := t.s.decodeServer(kvs[2], r)
+	return kvs[0], cur, err
+}
+
+// UpdateServer implements Store. expectedRevision is compared with the
+// server key's mod revision as read, and the transaction commits only if
+// that key is unchanged: the check holds at the commit.
 func (s *EtcdStore) UpdateServer(ctx context.Context, srv *mcpmeshv1.Server, expectedRevision uint64) (*mcpmeshv1.Server, error) {
 	if err := validateServerArg(srv); err != nil {
 		return nil, fmt.Errorf("update server: %w", err)
 	}
 	var out *mcpmeshv1.Server
-	_, err := s.update(ctx, fmt.Sprintf("update server %q", srv.GetName()), func(t *etx) (uint64, error) {
-		kvs, err := t.get(s.revKey(), s.serverKey(srv.GetName()))
+	rev, err := s.update(ctx, fmt.Sprintf("update server %q", srv.GetName()), func(t *etx) error {
+		revKV, cur, err := t.getServer(srv.GetName())
 		if err != nil {
-			return 0, err
-		}
-		if kvs[1] == nil {
-			return 0, fmt.Errorf("server %q: %w", srv.GetName(), ErrNotFound)
-		}
-		cur, err := s.decodeServer(kvs[1])
-		if err != nil {
-			return 0, err
+			return err
 		}
 		if err := checkExpected(srv.GetName(), cur, expectedRevision); err != nil {
-			return 0, err
+			return err
 		}
-		rev, err := t.bump(kvs[0])
-		if err != nil {
-			return 0, err
+		if err := t.bump(revKV); err != nil {
+			return err
 		}
-		out = stampUpdate(srv, cur, rev, s.now())
-		return rev, t.putServer(out)
+		out = stampUpdate(srv, cur, 0, s.now()) // the revision is known at the commit
+		return t.putServer(out)
 	})
 	if err != nil {
 		return nil, err
 	}
+	out.ModRevision = rev
 	return proto.Clone(out).(*mcpmeshv1.Server), nil
 }
 
-// DeleteServer implements Store.
+// DeleteServer implements Store, with UpdateServer's expectedRevision.
 func (s *EtcdStore) DeleteServer(ctx context.Context, name string, expectedRevision uint64) (uint64, error) {
-	return s.update(ctx, fmt.Sprintf("delete server %q", name), func(t *etx) (uint64, error) {
-		kvs, err := t.get(s.revKey(), s.serverKey(name))
+	return s.update(ctx, fmt.Sprintf("delete server %q", name), func(t *etx) error {
+		revKV, cur, err := t.getServer(name)
 		if err != nil {
-			return 0, err
-		}
-		if kvs[1] == nil {
-			return 0, fmt.Errorf("server %q: %w", name, ErrNotFound)
-		}
-		cur, err := s.decodeServer(kvs[1])
-		if err != nil {
-			return 0, err
+			return err
 		}
 		if err := checkExpected(name, cur, expectedRevision); err != nil {
-			return 0, err
+			return err
 		}
 		t.del(s.serverKey(name))
-		return t.bump(kvs[0])
+		return t.bump(revKV)
 	})
 }
 
 // GetServer implements Store.
 func (s *EtcdStore) GetServer(ctx context.Context, name string) (*mcpmeshv1.Server, error) {
 	op := fmt.Sprintf("get server %q", name)
-	r, err := s.read(ctx, op, clientv3.OpGet(s.serverKey(name)))
+	r, err := s.read(ctx, op, clientv3.OpGet(s.serverKey(name)), clientv3.OpGet(s.revKey()), clientv3.OpGet(s.restoredKey()))
 	if err != nil {
 		return nil, err
 	}
@@ -685,7 +780,11 @@ func (s *EtcdStore) GetServer(ctx context.Context, name string) (*mcpmeshv1.Serv
 	if kv == nil {
 		return nil, fmt.Errorf("%s: server %q: %w", op, name, ErrNotFound)
 	}
-	srv, err := s.decodeServer(kv)
+	revs, err := readRevisions(one(r[1]), one(r[2]))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	srv, err := s.decodeServer(kv, revs)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
@@ -696,19 +795,19 @@ func (s *EtcdStore) GetServer(ctx context.Context, name string) (*mcpmeshv1.Serv
 func (s *EtcdStore) ListServers(ctx context.Context) ([]*mcpmeshv1.Server, uint64, error) {
 	r, err := s.read(ctx, "list servers",
 		clientv3.OpGet(s.bucketPrefix(bucketServers), clientv3.WithPrefix()),
-		clientv3.OpGet(s.revKey()))
+		clientv3.OpGet(s.revKey()), clientv3.OpGet(s.restoredKey()))
 	if err != nil {
 		return nil, 0, err
 	}
-	rev, err := decimal(one(r[1]))
+	revs, err := readRevisions(one(r[1]), one(r[2]))
 	if err != nil {
 		return nil, 0, fmt.Errorf("list servers: %w", err)
 	}
-	out, err := s.decodeServers(r[0].Kvs)
+	out, err := s.decodeServers(r[0].Kvs, revs)
 	if err != nil {
-		return nil, rev, fmt.Errorf("list servers: %w", err)
+		return nil, revs.config, fmt.Errorf("list servers: %w", err)
 	}
-	return out, rev, nil
+	return out, revs.config, nil
 }
 
 func decodeSettings(kv *mvccpb.KeyValue) (*mcpmeshv1.Settings, error) {
@@ -727,7 +826,7 @@ func (s *EtcdStore) GetSettings(ctx context.Context) (*mcpmeshv1.Settings, uint6
 	if err != nil {
 		return nil, 0, err
 	}
-	rev, err := decimal(one(r[1]))
+	rev, err := configRevision(one(r[1]))
 	if err != nil {
 		return nil, 0, fmt.Errorf("get settings: %w", err)
 	}
@@ -747,10 +846,10 @@ func (s *EtcdStore) PutSettings(ctx context.Context, settings *mcpmeshv1.Setting
 	if err != nil {
 		return 0, fmt.Errorf("put settings: encode: %w", err)
 	}
-	return s.update(ctx, "put settings", func(t *etx) (uint64, error) {
+	return s.update(ctx, "put settings", func(t *etx) error {
 		kvs, err := t.get(s.revKey())
 		if err != nil {
-			return 0, err
+			return err
 		}
 		t.put(s.key(bucketSettings, settingsKey), b)
 		return t.bump(kvs[0])
@@ -763,7 +862,7 @@ func (s *EtcdStore) Revision(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	rev, err := decimal(one(r[0]))
+	rev, err := configRevision(one(r[0]))
 	if err != nil {
 		return 0, fmt.Errorf("read revision: %w", err)
 	}
@@ -808,41 +907,55 @@ func decodeClientKeys(kvs []*mvccpb.KeyValue) ([]*mcpmeshv1.StoredClientKey, err
 	return out, nil
 }
 
-// stateOps read what a State holds, in the order decodeState expects.
+// What stateOps read, in this order (dumpOps adds the tokens after them).
+const (
+	rServers = iota
+	rSettings
+	rRevision
+	rRestored
+	rClusterSecret
+	rPreviousSecrets
+	rClientKeys
+	rTokens // dumpOps only
+)
+
+// stateOps read what a State holds, in the order above.
 func (s *EtcdStore) stateOps() []clientv3.Op {
 	return []clientv3.Op{
-		clientv3.OpGet(s.bucketPrefix(bucketServers), clientv3.WithPrefix()),
-		clientv3.OpGet(s.key(bucketSettings, settingsKey)),
-		clientv3.OpGet(s.revKey()),
-		clientv3.OpGet(s.key(bucketMeta, metaClusterSecret)),
-		clientv3.OpGet(s.key(bucketMeta, metaPreviousSecrets)),
-		clientv3.OpGet(s.bucketPrefix(bucketClientKeys), clientv3.WithPrefix()),
+		rServers:         clientv3.OpGet(s.bucketPrefix(bucketServers), clientv3.WithPrefix()),
+		rSettings:        clientv3.OpGet(s.key(bucketSettings, settingsKey)),
+		rRevision:        clientv3.OpGet(s.revKey()),
+		rRestored:        clientv3.OpGet(s.restoredKey()),
+		rClusterSecret:   clientv3.OpGet(s.key(bucketMeta, metaClusterSecret)),
+		rPreviousSecrets: clientv3.OpGet(s.key(bucketMeta, metaPreviousSecrets)),
+		rClientKeys:      clientv3.OpGet(s.bucketPrefix(bucketClientKeys), clientv3.WithPrefix()),
 	}
 }
 
 // decodeState decodes the responses of stateOps.
 func (s *EtcdStore) decodeState(r []*etcdserverpb.RangeResponse) (*State, error) {
 	st := &State{}
-	var err error
-	if st.Servers, err = s.decodeServers(r[0].Kvs); err != nil {
+	revs, err := readRevisions(one(r[rRevision]), one(r[rRestored]))
+	if err != nil {
 		return nil, err
 	}
-	if st.Settings, err = decodeSettings(one(r[1])); err != nil {
+	st.Revision = revs.config
+	if st.Servers, err = s.decodeServers(r[rServers].Kvs, revs); err != nil {
 		return nil, err
 	}
-	if st.Revision, err = decimal(one(r[2])); err != nil {
+	if st.Settings, err = decodeSettings(one(r[rSettings])); err != nil {
 		return nil, err
 	}
-	if st.ClusterSecret, err = s.openSecret(one(r[3]), metaClusterSecret); err != nil {
+	if st.ClusterSecret, err = s.openSecret(one(r[rClusterSecret]), metaClusterSecret); err != nil {
 		return nil, fmt.Errorf("read cluster secret: %w", err)
 	}
 	if len(st.ClusterSecret) != clusterSecretLen {
 		return nil, fmt.Errorf("cluster secret is %d bytes, want %d", len(st.ClusterSecret), clusterSecretLen)
 	}
-	if st.PreviousSecrets, err = s.decodePrevious(one(r[4])); err != nil {
+	if st.PreviousSecrets, err = s.decodePrevious(one(r[rPreviousSecrets])); err != nil {
 		return nil, err
 	}
-	if st.ClientKeys, err = decodeClientKeys(r[5].Kvs); err != nil {
+	if st.ClientKeys, err = decodeClientKeys(r[rClientKeys].Kvs); err != nil {
 		return nil, err
 	}
 	return st, nil
@@ -879,23 +992,23 @@ func (s *EtcdStore) PutHealth(ctx context.Context, dataplaneID string, backends,
 		return fmt.Errorf("put health of data plane %q: encode events: %w", dataplaneID, err)
 	}
 	hkey := s.key(bucketHealth, []byte(dataplaneID))
-	_, err = s.update(ctx, fmt.Sprintf("put health of data plane %q", dataplaneID), func(t *etx) (uint64, error) {
+	_, err = s.update(ctx, fmt.Sprintf("put health of data plane %q", dataplaneID), func(t *etx) error {
 		if len(backends) == 0 {
 			t.del(hkey)
 		} else {
 			t.put(hkey, report)
 		}
 		if len(events) == 0 {
-			return 0, nil
+			return nil
 		}
 		seqKey := s.key(bucketMeta, metaEventSeq)
 		kvs, err := t.get(seqKey)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		seq, err := decimal(kvs[0])
 		if err != nil {
-			return 0, err
+			return err
 		}
 		last := seq + uint64(len(events))
 		ep := s.bucketPrefix(bucketEvents)
@@ -905,7 +1018,7 @@ func (s *EtcdStore) PutHealth(ctx context.Context, dataplaneID string, backends,
 			// Batches whose last event is older than the oldest kept one.
 			t.del(ep, clientv3.WithRange(eventKey(ep, last-MaxEvents+1)))
 		}
-		return 0, nil
+		return nil
 	})
 	return err
 }
@@ -980,17 +1093,17 @@ func (s *EtcdStore) CreateToken(ctx context.Context, tok *mcpmeshv1.StoredToken)
 	if err != nil {
 		return fmt.Errorf("create token %q: encode: %w", id, err)
 	}
-	_, err = s.update(ctx, fmt.Sprintf("create token %q", id), func(t *etx) (uint64, error) {
+	_, err = s.update(ctx, fmt.Sprintf("create token %q", id), func(t *etx) error {
 		k := s.key(bucketTokens, []byte(id))
 		kvs, err := t.get(k)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		if kvs[0] != nil {
-			return 0, fmt.Errorf("token %q: %w", id, ErrExists)
+			return fmt.Errorf("token %q: %w", id, ErrExists)
 		}
 		t.put(k, b)
-		return 0, nil
+		return nil
 	})
 	return err
 }
@@ -1033,29 +1146,29 @@ func (s *EtcdStore) ListTokens(ctx context.Context) ([]*mcpmeshv1.StoredToken, e
 // RevokeToken implements Store. It does not bump the config revision.
 func (s *EtcdStore) RevokeToken(ctx context.Context, id string, at time.Time) (*mcpmeshv1.StoredToken, error) {
 	var out *mcpmeshv1.StoredToken
-	_, err := s.update(ctx, fmt.Sprintf("revoke token %q", id), func(t *etx) (uint64, error) {
+	_, err := s.update(ctx, fmt.Sprintf("revoke token %q", id), func(t *etx) error {
 		k := s.key(bucketTokens, []byte(id))
 		kvs, err := t.get(k)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		if kvs[0] == nil {
-			return 0, fmt.Errorf("token %q: %w", id, ErrNotFound)
+			return fmt.Errorf("token %q: %w", id, ErrNotFound)
 		}
 		tok, err := decodeToken(kvs[0])
 		if err != nil {
-			return 0, err
+			return err
 		}
 		out = tok
 		if !stampRevoked(tok, at) {
-			return 0, nil
+			return nil
 		}
 		b, err := proto.Marshal(tok)
 		if err != nil {
-			return 0, fmt.Errorf("encode token %q: %w", id, err)
+			return fmt.Errorf("encode token %q: %w", id, err)
 		}
 		t.put(k, b)
-		return 0, nil
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -1081,24 +1194,24 @@ func (s *EtcdStore) RotateClusterSecret(ctx context.Context, now, until time.Tim
 	if err != nil {
 		return 0, fmt.Errorf("rotate cluster secret: %w", err)
 	}
-	return s.update(ctx, "rotate cluster secret", func(t *etx) (uint64, error) {
+	return s.update(ctx, "rotate cluster secret", func(t *etx) error {
 		kvs, err := t.get(s.revKey(), s.key(bucketMeta, metaClusterSecret), s.key(bucketMeta, metaPreviousSecrets))
 		if err != nil {
-			return 0, err
+			return err
 		}
 		old, err := s.openSecret(kvs[1], metaClusterSecret)
 		if err != nil {
-			return 0, fmt.Errorf("read cluster secret: %w", err)
+			return fmt.Errorf("read cluster secret: %w", err)
 		}
 		prev, err := s.decodePrevious(kvs[2])
 		if err != nil {
-			return 0, err
+			return err
 		}
 		if err := t.putPrevious(rotated(prev, old, now, until)); err != nil {
-			return 0, err
+			return err
 		}
 		if err := t.putSealed(bucketMeta, metaClusterSecret, secret); err != nil {
-			return 0, fmt.Errorf("write cluster secret: %w", err)
+			return fmt.Errorf("write cluster secret: %w", err)
 		}
 		return t.bump(kvs[0])
 	})
@@ -1106,21 +1219,21 @@ func (s *EtcdStore) RotateClusterSecret(ctx context.Context, now, until time.Tim
 
 // DropExpiredSecrets implements Store.
 func (s *EtcdStore) DropExpiredSecrets(ctx context.Context, now time.Time) (uint64, error) {
-	return s.update(ctx, "drop expired cluster secrets", func(t *etx) (uint64, error) {
+	return s.update(ctx, "drop expired cluster secrets", func(t *etx) error {
 		kvs, err := t.get(s.revKey(), s.key(bucketMeta, metaPreviousSecrets))
 		if err != nil {
-			return 0, err
+			return err
 		}
 		prev, err := s.decodePrevious(kvs[1])
 		if err != nil {
-			return 0, err
+			return err
 		}
 		keep := unexpired(prev, now)
 		if len(keep) == len(prev) {
-			return 0, nil
+			return nil
 		}
 		if err := t.putPrevious(keep); err != nil {
-			return 0, err
+			return err
 		}
 		return t.bump(kvs[0])
 	})
@@ -1136,14 +1249,14 @@ func (s *EtcdStore) CreateClientKey(ctx context.Context, k *mcpmeshv1.StoredClie
 	if err != nil {
 		return 0, fmt.Errorf("create client key %q: encode: %w", id, err)
 	}
-	return s.update(ctx, fmt.Sprintf("create client key %q", id), func(t *etx) (uint64, error) {
+	return s.update(ctx, fmt.Sprintf("create client key %q", id), func(t *etx) error {
 		key := s.key(bucketClientKeys, []byte(id))
 		kvs, err := t.get(s.revKey(), key)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		if kvs[1] != nil {
-			return 0, fmt.Errorf("client key %q: %w", id, ErrExists)
+			return fmt.Errorf("client key %q: %w", id, ErrExists)
 		}
 		t.put(key, b)
 		return t.bump(kvs[0])
@@ -1167,26 +1280,26 @@ func (s *EtcdStore) ListClientKeys(ctx context.Context) ([]*mcpmeshv1.StoredClie
 // revokes.
 func (s *EtcdStore) RevokeClientKey(ctx context.Context, id string, at time.Time) (*mcpmeshv1.StoredClientKey, error) {
 	var out *mcpmeshv1.StoredClientKey
-	_, err := s.update(ctx, fmt.Sprintf("revoke client key %q", id), func(t *etx) (uint64, error) {
+	_, err := s.update(ctx, fmt.Sprintf("revoke client key %q", id), func(t *etx) error {
 		key := s.key(bucketClientKeys, []byte(id))
 		kvs, err := t.get(s.revKey(), key)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		if kvs[1] == nil {
-			return 0, fmt.Errorf("client key %q: %w", id, ErrNotFound)
+			return fmt.Errorf("client key %q: %w", id, ErrNotFound)
 		}
 		cks, err := decodeClientKeys(kvs[1:])
 		if err != nil {
-			return 0, err
+			return err
 		}
 		out = cks[0]
 		if !stampClientKeyRevoked(out, at) {
-			return 0, nil
+			return nil
 		}
 		b, err := proto.Marshal(out)
 		if err != nil {
-			return 0, fmt.Errorf("encode client key %q: %w", id, err)
+			return fmt.Errorf("encode client key %q: %w", id, err)
 		}
 		t.put(key, b)
 		return t.bump(kvs[0])

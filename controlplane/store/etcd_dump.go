@@ -3,14 +3,13 @@ package store
 import (
 	"context"
 	"fmt"
-	"strconv"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 )
 
-// dumpOps read what a Dump holds: State's keys and the tokens.
+// dumpOps read what a Dump holds: State's keys and the tokens (rTokens).
 func (s *EtcdStore) dumpOps() []clientv3.Op {
 	return append(s.stateOps(), clientv3.OpGet(s.bucketPrefix(bucketTokens), clientv3.WithPrefix()))
 }
@@ -21,7 +20,7 @@ func (s *EtcdStore) decodeDump(r []*etcdserverpb.RangeResponse) (*Dump, error) {
 		return nil, err
 	}
 	d := &Dump{State: *st}
-	for _, kv := range r[len(r)-1].Kvs {
+	for _, kv := range r[rTokens].Kvs {
 		tok, err := decodeToken(kv)
 		if err != nil {
 			return nil, err
@@ -49,20 +48,22 @@ func (s *EtcdStore) Dump(ctx context.Context) (*Dump, error) {
 // settings, tokens and client keys under the prefix and writes d's. It
 // compares every key it read (each range's newest mod revision, and the
 // revision key), so a write through another replica meanwhile makes it
-// read and check again.
+// read and check again. Its config revision is etcd's, unless d's (from a
+// store further ahead, e.g. bbolt) is not behind it: then the revision
+// offset grows so that the restore's revision is past d's (bumpPast).
 func (s *EtcdStore) Restore(ctx context.Context, d *Dump, force bool) (uint64, error) {
-	return s.update(ctx, "restore store", func(t *etx) (uint64, error) {
+	return s.update(ctx, "restore store", func(t *etx) error {
 		resp, err := s.cli.Txn(t.ctx).Then(s.dumpOps()...).Commit()
 		if err != nil {
-			return 0, err
+			return err
 		}
 		r := ranges(resp)
 		cur, err := s.decodeDump(r)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		if err := restorable(cur, d, force); err != nil {
-			return 0, err
+			return err
 		}
 		// Nothing under these keys may change between the read and the
 		// write: compare each range against the etcd revision it was read at.
@@ -70,7 +71,6 @@ func (s *EtcdStore) Restore(ctx context.Context, d *Dump, force bool) (uint64, e
 			s.bucketPrefix(bucketClientKeys), s.bucketPrefix(bucketMeta)} {
 			t.cmps = append(t.cmps, clientv3.Compare(clientv3.ModRevision(p).WithPrefix(), "<", resp.Header.Revision+1))
 		}
-		rev := restoreRevision(cur.Revision, d.Revision)
 		// etcd refuses a put inside a range the same transaction deletes:
 		// delete only the keys the dump does not write again.
 		keep := map[string]bool{}
@@ -86,43 +86,47 @@ func (s *EtcdStore) Restore(ctx context.Context, d *Dump, force bool) (uint64, e
 		if d.Settings != nil {
 			keep[s.key(bucketSettings, settingsKey)] = true
 		}
-		for _, rr := range []*etcdserverpb.RangeResponse{r[0], r[1], r[5], r[6]} { // servers, settings, client keys, tokens
+		for _, rr := range []*etcdserverpb.RangeResponse{r[rServers], r[rSettings], r[rClientKeys], r[rTokens]} {
 			for _, kv := range rr.Kvs {
 				if !keep[string(kv.Key)] {
 					t.del(string(kv.Key))
 				}
 			}
 		}
-		for _, srv := range restoredServers(d, rev) {
+		// Stamped by the keys' revisions; those the dump carried belong to
+		// another store.
+		for _, srv := range restoredServers(d, 0) {
 			if err := t.putServer(srv); err != nil {
-				return 0, err
+				return err
 			}
 		}
+		t.put(s.restoredKey(), nil)
 		if d.Settings != nil {
 			b, err := proto.Marshal(d.Settings)
 			if err != nil {
-				return 0, fmt.Errorf("encode settings: %w", err)
+				return fmt.Errorf("encode settings: %w", err)
 			}
 			t.put(s.key(bucketSettings, settingsKey), b)
 		}
 		for _, tok := range d.Tokens {
 			if err := putProto(t, s.key(bucketTokens, []byte(tok.GetToken().GetId())), tok); err != nil {
-				return 0, err
+				return err
 			}
 		}
 		for _, k := range d.ClientKeys {
 			if err := putProto(t, s.key(bucketClientKeys, []byte(k.GetKey().GetId())), k); err != nil {
-				return 0, err
+				return err
 			}
 		}
 		if err := t.putSealed(bucketMeta, metaClusterSecret, d.ClusterSecret); err != nil {
-			return 0, fmt.Errorf("write cluster secret: %w", err)
+			return fmt.Errorf("write cluster secret: %w", err)
 		}
 		if err := t.putPrevious(previousUnexpired(d, s.now())); err != nil {
-			return 0, err
+			return err
 		}
-		t.put(s.revKey(), []byte(strconv.FormatUint(rev, 10)))
-		return rev, nil
+		// Past both the store's revision and the backup's: no data plane,
+		// whichever of the two it last streamed, holds it already.
+		return t.bumpPast(one(r[rRevision]), max(cur.Revision, d.Revision), resp.Header.Revision)
 	})
 }
 

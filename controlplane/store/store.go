@@ -82,7 +82,9 @@ type Event struct {
 //
 // Every config write (servers, settings) is atomic and bumps the config
 // revision in the same transaction; health writes are not config and leave the
-// revision alone. Returned messages are copies the caller may modify.
+// revision alone. Revisions only grow: on bbolt and in memory each config
+// write is the previous revision + 1; on etcd it is etcd's revision of the
+// write, so there are gaps. Returned messages are copies the caller may modify.
 // Implementations are safe for concurrent use.
 type Store interface {
 	// CreateServer stores a new server, setting create_revision, mod_revision,

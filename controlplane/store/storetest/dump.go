@@ -103,7 +103,7 @@ func SameContent(a, b *store.Dump) string {
 // A restore refuses a store that holds something unless forced, refuses a
 // bad dump, and changes nothing when it refuses; forced, it puts back
 // exactly what was dumped at a revision past both, announced to watchers.
-func testDumpRestoreRules(t *testing.T, s store.Store) {
+func testDumpRestoreRules(t *testing.T, s store.Store, _ Revisions) {
 	ctx := context.Background()
 	if d := dump(t, s); !d.Empty() || len(d.ClusterSecret) != 32 || d.Revision != rev(t, s) {
 		t.Fatalf("fresh store dump: empty %v, secret %d bytes, revision %d (store %d)", d.Empty(), len(d.ClusterSecret), d.Revision, rev(t, s))
@@ -137,6 +137,7 @@ func testDumpRestoreRules(t *testing.T, s store.Store) {
 			t.Errorf("restore of a dump with %s: err = %v, want a check error", name, err)
 		}
 	}
+	bad("a revision past any store's", func(d *store.Dump) { d.Revision = store.MaxRestoreRevision + 1 })
 	bad("a short cluster secret", func(d *store.Dump) { d.ClusterSecret = d.ClusterSecret[:16] })
 	bad("a duplicate server", func(d *store.Dump) { d.Servers = append(d.Servers, Server("a")) })
 	bad("a server without a name", func(d *store.Dump) { d.Servers = append(d.Servers, &mcpmeshv1.Server{}) })

@@ -32,11 +32,48 @@ func Server(name string) *mcpmeshv1.Server {
 	}
 }
 
-// Run runs the whole suite against stores made by open.
-func Run(t *testing.T, open Open) {
+// Revisions says how an engine numbers config revisions. Either way a fresh
+// store is at 0, every config write moves the revision forward, and writes
+// that are not config leave it alone.
+type Revisions int
+
+const (
+	// Consecutive: every config write is the previous revision + 1 (bbolt,
+	// memory).
+	Consecutive Revisions = iota
+	// Increasing: every config write has a larger revision than the one
+	// before, not necessarily the next (etcd: its revision counts every
+	// write to the cluster).
+	Increasing
+)
+
+// follows reports whether got may be the revision after n more config
+// writes (n >= 1) from prev.
+func (rv Revisions) follows(prev uint64, n int, got uint64) bool {
+	if rv == Consecutive {
+		return got == prev+uint64(n)
+	}
+	return got > prev
+}
+
+// want says what follows expects, for failure messages.
+func (rv Revisions) want(prev uint64, n int) string {
+	if rv == Consecutive {
+		return fmt.Sprint(prev + uint64(n))
+	}
+	return fmt.Sprintf("past %d", prev)
+}
+
+// Run runs the whole suite against stores made by open, whose revisions
+// are Consecutive.
+func Run(t *testing.T, open Open) { RunWith(t, open, Consecutive) }
+
+// RunWith runs the whole suite against stores made by open, whose revisions
+// are numbered as rv says.
+func RunWith(t *testing.T, open Open, rv Revisions) {
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, s store.Store)
+		fn   func(t *testing.T, s store.Store, rv Revisions)
 	}{
 		{"CreateGetList", testCreateGetList},
 		{"CreateExists", testCreateExists},
@@ -62,7 +99,7 @@ func Run(t *testing.T, open Open) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
 			t.Cleanup(func() { _ = s.Close() })
-			tc.fn(t, s)
+			tc.fn(t, s, rv)
 		})
 	}
 	t.Run("DumpRestoreIntoEmpty", func(t *testing.T) { testRestoreIntoEmpty(t, open) })
@@ -77,7 +114,7 @@ func rev(t *testing.T, s store.Store) uint64 {
 	return r
 }
 
-func testCreateGetList(t *testing.T, s store.Store) {
+func testCreateGetList(t *testing.T, s store.Store, rv Revisions) {
 	ctx := context.Background()
 	if r := rev(t, s); r != 0 {
 		t.Fatalf("fresh store revision = %d, want 0", r)
@@ -86,8 +123,8 @@ func testCreateGetList(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatalf("CreateServer: %v", err)
 	}
-	if b.GetCreateRevision() != 1 || b.GetModRevision() != 1 || b.GetCreatedAt() == nil || b.GetUpdatedAt() == nil {
-		t.Fatalf("created server not stamped: %v", b)
+	if !rv.follows(0, 1, b.GetCreateRevision()) || b.GetModRevision() != b.GetCreateRevision() || b.GetCreatedAt() == nil || b.GetUpdatedAt() == nil {
+		t.Fatalf("created server not stamped (want revisions %s): %v", rv.want(0, 1), b)
 	}
 	if _, err := s.CreateServer(ctx, Server("alpha")); err != nil {
 		t.Fatalf("CreateServer: %v", err)
@@ -106,32 +143,37 @@ func testCreateGetList(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatalf("ListServers: %v", err)
 	}
-	if r != 2 || len(list) != 2 || list[0].GetName() != "alpha" || list[1].GetName() != "bravo" {
-		t.Fatalf("ListServers = %v at %d, want alpha,bravo at 2", list, r)
+	if !rv.follows(b.GetModRevision(), 1, r) || len(list) != 2 || list[0].GetName() != "alpha" || list[1].GetName() != "bravo" {
+		t.Fatalf("ListServers = %v at %d, want alpha,bravo at %s", list, r, rv.want(b.GetModRevision(), 1))
+	}
+	if list[0].GetModRevision() != r {
+		t.Fatalf("alpha at revision %d, want the list's %d (the last write)", list[0].GetModRevision(), r)
 	}
 	if _, err := s.GetServer(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("GetServer(nope) err = %v, want ErrNotFound", err)
 	}
 }
 
-func testCreateExists(t *testing.T, s store.Store) {
+func testCreateExists(t *testing.T, s store.Store, _ Revisions) {
 	ctx := context.Background()
-	if _, err := s.CreateServer(ctx, Server("a")); err != nil {
+	a, err := s.CreateServer(ctx, Server("a"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.CreateServer(ctx, Server("a"))
+	_, err = s.CreateServer(ctx, Server("a"))
 	if !errors.Is(err, store.ErrExists) {
 		t.Fatalf("second create err = %v, want ErrExists", err)
 	}
-	if r := rev(t, s); r != 1 {
-		t.Fatalf("failed create bumped revision to %d", r)
+	if r := rev(t, s); r != a.GetModRevision() {
+		t.Fatalf("failed create moved the revision from %d to %d", a.GetModRevision(), r)
 	}
 }
 
-func testCreateServers(t *testing.T, s store.Store) {
+func testCreateServers(t *testing.T, s store.Store, rv Revisions) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if _, err := s.CreateServer(ctx, Server("first")); err != nil {
+	first, err := s.CreateServer(ctx, Server("first"))
+	if err != nil {
 		t.Fatal(err)
 	}
 	ch := s.Watch(ctx)
@@ -144,8 +186,8 @@ func testCreateServers(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatalf("CreateServers: %v", err)
 	}
-	if r != 2 || rev(t, s) != 2 {
-		t.Fatalf("CreateServers revision = %d, store at %d; want both 2 (one revision for all)", r, rev(t, s))
+	if !rv.follows(first.GetModRevision(), 1, r) || rev(t, s) != r {
+		t.Fatalf("CreateServers revision = %d, store at %d; want both %s (one revision for all)", r, rev(t, s), rv.want(first.GetModRevision(), 1))
 	}
 	if len(out) != 3 {
 		t.Fatalf("CreateServers returned %d servers, want 3", len(out))
@@ -154,8 +196,8 @@ func testCreateServers(t *testing.T, s store.Store) {
 		if srv.GetName() != keep[i].GetName() {
 			t.Errorf("result %d is %q, want %q (request order)", i, srv.GetName(), keep[i].GetName())
 		}
-		if srv.GetCreateRevision() != 2 || srv.GetModRevision() != 2 || srv.GetCreatedAt() == nil || srv.GetUpdatedAt() == nil {
-			t.Errorf("result %q stamped %d/%d at %v/%v, want revision 2 and times set", srv.GetName(), srv.GetCreateRevision(), srv.GetModRevision(), srv.GetCreatedAt(), srv.GetUpdatedAt())
+		if srv.GetCreateRevision() != r || srv.GetModRevision() != r || srv.GetCreatedAt() == nil || srv.GetUpdatedAt() == nil {
+			t.Errorf("result %q stamped %d/%d at %v/%v, want revision %d and times set", srv.GetName(), srv.GetCreateRevision(), srv.GetModRevision(), srv.GetCreatedAt(), srv.GetUpdatedAt(), r)
 		}
 		if !proto.Equal(in[i], keep[i]) {
 			t.Errorf("CreateServers modified its argument %d", i)
@@ -171,8 +213,8 @@ func testCreateServers(t *testing.T, s store.Store) {
 	}
 	select {
 	case n := <-ch:
-		if n != 2 {
-			t.Fatalf("watch got %d, want 2", n)
+		if n != r {
+			t.Fatalf("watch got %d, want %d", n, r)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("no watch notification after CreateServers")
@@ -184,9 +226,10 @@ func testCreateServers(t *testing.T, s store.Store) {
 	}
 }
 
-func testCreateServersAllOrNothing(t *testing.T, s store.Store) {
+func testCreateServersAllOrNothing(t *testing.T, s store.Store, _ Revisions) {
 	ctx := context.Background()
-	if _, err := s.CreateServer(ctx, Server("taken")); err != nil {
+	taken, err := s.CreateServer(ctx, Server("taken"))
+	if err != nil {
 		t.Fatal(err)
 	}
 	cases := []struct {
@@ -219,8 +262,8 @@ func testCreateServersAllOrNothing(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r != 1 || len(list) != 1 || list[0].GetName() != "taken" {
-		t.Fatalf("after failed CreateServers: %d servers at revision %d, want only taken at 1", len(list), r)
+	if r != taken.GetModRevision() || len(list) != 1 || list[0].GetName() != "taken" {
+		t.Fatalf("after failed CreateServers: %d servers at revision %d, want only taken at %d", len(list), r, taken.GetModRevision())
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
@@ -229,13 +272,14 @@ func testCreateServersAllOrNothing(t *testing.T, s store.Store) {
 	}
 }
 
-func testUpdateRules(t *testing.T, s store.Store) {
+func testUpdateRules(t *testing.T, s store.Store, rv Revisions) {
 	ctx := context.Background()
 	created, err := s.CreateServer(ctx, Server("a"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CreateServer(ctx, Server("other")); err != nil {
+	other, err := s.CreateServer(ctx, Server("other"))
+	if err != nil {
 		t.Fatal(err)
 	}
 	upd := Server("a")
@@ -244,8 +288,12 @@ func testUpdateRules(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatalf("UpdateServer with current revision: %v", err)
 	}
-	if got.GetModRevision() != 3 || got.GetCreateRevision() != 1 || !proto.Equal(got.GetCreatedAt(), created.GetCreatedAt()) || got.GetDescription() != "v2" {
-		t.Fatalf("updated server = %v", got)
+	if !rv.follows(other.GetModRevision(), 1, got.GetModRevision()) || got.GetCreateRevision() != created.GetCreateRevision() ||
+		!proto.Equal(got.GetCreatedAt(), created.GetCreatedAt()) || got.GetDescription() != "v2" {
+		t.Fatalf("updated server = %v, want it modified at %s and created at %d", got, rv.want(other.GetModRevision(), 1), created.GetCreateRevision())
+	}
+	if again, err := s.GetServer(ctx, "a"); err != nil || !proto.Equal(again, got) {
+		t.Fatalf("GetServer after the update = %v, %v; want what UpdateServer returned", again, err)
 	}
 	// Stale expected revision.
 	_, err = s.UpdateServer(ctx, upd, created.GetModRevision())
@@ -253,18 +301,22 @@ func testUpdateRules(t *testing.T, s store.Store) {
 		t.Fatalf("stale update err = %v, want ErrConflict", err)
 	}
 	// Unconditional.
-	if _, err := s.UpdateServer(ctx, upd, 0); err != nil {
+	last, err := s.UpdateServer(ctx, upd, 0)
+	if err != nil {
 		t.Fatalf("unconditional update: %v", err)
+	}
+	if !rv.follows(got.GetModRevision(), 1, last.GetModRevision()) {
+		t.Fatalf("unconditional update at %d, want %s", last.GetModRevision(), rv.want(got.GetModRevision(), 1))
 	}
 	if _, err := s.UpdateServer(ctx, Server("missing"), 0); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("update missing err = %v, want ErrNotFound", err)
 	}
-	if r := rev(t, s); r != 4 {
-		t.Fatalf("revision = %d, want 4 (failed writes must not bump it)", r)
+	if r := rev(t, s); r != last.GetModRevision() {
+		t.Fatalf("revision = %d, want %d (failed writes must not bump it)", r, last.GetModRevision())
 	}
 }
 
-func testDeleteRules(t *testing.T, s store.Store) {
+func testDeleteRules(t *testing.T, s store.Store, rv Revisions) {
 	ctx := context.Background()
 	c, err := s.CreateServer(ctx, Server("a"))
 	if err != nil {
@@ -274,8 +326,8 @@ func testDeleteRules(t *testing.T, s store.Store) {
 		t.Fatalf("delete with wrong revision err = %v, want ErrConflict", err)
 	}
 	r, err := s.DeleteServer(ctx, "a", c.GetModRevision())
-	if err != nil || r != 2 {
-		t.Fatalf("DeleteServer = %d, %v; want 2, nil", r, err)
+	if err != nil || !rv.follows(c.GetModRevision(), 1, r) || rev(t, s) != r {
+		t.Fatalf("DeleteServer = %d, %v (store at %d); want %s, nil", r, err, rev(t, s), rv.want(c.GetModRevision(), 1))
 	}
 	if _, err := s.DeleteServer(ctx, "a", 0); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("delete missing err = %v, want ErrNotFound", err)
@@ -285,27 +337,29 @@ func testDeleteRules(t *testing.T, s store.Store) {
 	}
 }
 
-func testSettings(t *testing.T, s store.Store) {
+func testSettings(t *testing.T, s store.Store, rv Revisions) {
 	ctx := context.Background()
 	st, r, err := s.GetSettings(ctx)
 	if err != nil || st == nil || r != 0 {
 		t.Fatalf("GetSettings on empty store = %v, %d, %v", st, r, err)
 	}
 	want := &mcpmeshv1.Settings{Pagination: &mcpmeshv1.PaginationSettings{Enabled: true, PageSize: 7}}
-	r, err = s.PutSettings(ctx, want)
-	if err != nil || r != 1 {
-		t.Fatalf("PutSettings = %d, %v", r, err)
+	put, err := s.PutSettings(ctx, want)
+	if err != nil || !rv.follows(0, 1, put) {
+		t.Fatalf("PutSettings = %d, %v; want %s", put, err, rv.want(0, 1))
 	}
 	got, r, err := s.GetSettings(ctx)
-	if err != nil || r != 1 || !proto.Equal(got, want) {
-		t.Fatalf("GetSettings = %v, %d, %v; want %v", got, r, err, want)
+	if err != nil || r != put || !proto.Equal(got, want) {
+		t.Fatalf("GetSettings = %v, %d, %v; want %v at %d", got, r, err, want, put)
 	}
 }
 
-func testStateAndSecret(t *testing.T, s store.Store) {
+func testStateAndSecret(t *testing.T, s store.Store, rv Revisions) {
 	ctx := context.Background()
+	var last *mcpmeshv1.Server
 	for _, n := range []string{"c", "a", "b"} {
-		if _, err := s.CreateServer(ctx, Server(n)); err != nil {
+		var err error
+		if last, err = s.CreateServer(ctx, Server(n)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -313,8 +367,11 @@ func testStateAndSecret(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Revision != 3 || len(st.Servers) != 3 || st.Servers[0].GetName() != "a" || st.Servers[2].GetName() != "c" {
-		t.Fatalf("State = rev %d servers %v", st.Revision, st.Servers)
+	if st.Revision != last.GetModRevision() || !rv.follows(0, 3, st.Revision) || len(st.Servers) != 3 || st.Servers[0].GetName() != "a" || st.Servers[2].GetName() != "c" {
+		t.Fatalf("State = rev %d servers %v, want rev %d (b's)", st.Revision, st.Servers, last.GetModRevision())
+	}
+	if !proto.Equal(st.Servers[1], last) {
+		t.Fatalf("State has b as %v, want what CreateServer returned: %v", st.Servers[1], last)
 	}
 	if len(st.ClusterSecret) != 32 || st.Settings == nil {
 		t.Fatalf("State secret len %d settings %v", len(st.ClusterSecret), st.Settings)
@@ -332,13 +389,14 @@ func health(dp, server string, state mcpmeshv1.BackendState) *mcpmeshv1.BackendH
 	return &mcpmeshv1.BackendHealth{DataplaneId: dp, Server: server, State: state}
 }
 
-func testHealthIsNotConfig(t *testing.T, s store.Store) {
+func testHealthIsNotConfig(t *testing.T, s store.Store, _ Revisions) {
 	ctx := context.Background()
-	if _, err := s.CreateServer(ctx, Server("a")); err != nil {
+	a, err := s.CreateServer(ctx, Server("a"))
+	if err != nil {
 		t.Fatal(err)
 	}
 	watch := s.Watch(ctx)
-	err := s.PutHealth(ctx, "dp2", []*mcpmeshv1.BackendHealth{
+	err = s.PutHealth(ctx, "dp2", []*mcpmeshv1.BackendHealth{
 		health("dp2", "b", mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY),
 		health("dp2", "a", mcpmeshv1.BackendState_BACKEND_STATE_RETRYING),
 	}, nil)
@@ -348,8 +406,12 @@ func testHealthIsNotConfig(t *testing.T, s store.Store) {
 	if err := s.PutHealth(ctx, "dp1", []*mcpmeshv1.BackendHealth{health("dp1", "a", mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY)}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if r := rev(t, s); r != 1 {
-		t.Fatalf("health writes bumped the config revision to %d", r)
+	dp1 := []*mcpmeshv1.BackendHealth{health("dp1", "a", mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY)}
+	if err := s.PutHealth(ctx, "dp1", dp1, dp1); err != nil { // with an event
+		t.Fatal(err)
+	}
+	if r := rev(t, s); r != a.GetModRevision() {
+		t.Fatalf("health writes moved the config revision from %d to %d", a.GetModRevision(), r)
 	}
 	select {
 	case r := <-watch:
@@ -383,7 +445,7 @@ func testHealthIsNotConfig(t *testing.T, s store.Store) {
 	}
 }
 
-func testEventsBounded(t *testing.T, s store.Store) {
+func testEventsBounded(t *testing.T, s store.Store, _ Revisions) {
 	ctx := context.Background()
 	const total = store.MaxEvents + 150
 	for i := 0; i < total; i += 50 {
@@ -414,19 +476,21 @@ func testEventsBounded(t *testing.T, s store.Store) {
 	}
 }
 
-func testWatch(t *testing.T, s store.Store) {
+func testWatch(t *testing.T, s store.Store, rv Revisions) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ch := s.Watch(ctx)
+	var last *mcpmeshv1.Server
 	for _, n := range []string{"a", "b", "c"} {
-		if _, err := s.CreateServer(context.Background(), Server(n)); err != nil {
+		var err error
+		if last, err = s.CreateServer(context.Background(), Server(n)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Three commits, one pending slot: the reader sees only the newest.
 	select {
 	case r := <-ch:
-		if r != 3 {
-			t.Fatalf("watch got %d, want newest revision 3", r)
+		if r != last.GetModRevision() || !rv.follows(0, 3, r) {
+			t.Fatalf("watch got %d, want newest revision %d", r, last.GetModRevision())
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("no watch notification")
@@ -445,11 +509,12 @@ func testWatch(t *testing.T, s store.Store) {
 		}
 		got <- r
 	}()
-	if _, err := s.CreateServer(context.Background(), Server("d")); err != nil {
+	d, err := s.CreateServer(context.Background(), Server("d"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if r := <-got; r != 4 {
-		t.Fatalf("watch got %d, want 4", r)
+	if r := <-got; r != d.GetModRevision() || !rv.follows(last.GetModRevision(), 1, r) {
+		t.Fatalf("watch got %d, want %d (d's)", r, d.GetModRevision())
 	}
 	cancel()
 	select {
@@ -462,7 +527,7 @@ func testWatch(t *testing.T, s store.Store) {
 	}
 }
 
-func testCopies(t *testing.T, s store.Store) {
+func testCopies(t *testing.T, s store.Store, _ Revisions) {
 	ctx := context.Background()
 	in := Server("a")
 	out, err := s.CreateServer(ctx, in)
@@ -483,37 +548,53 @@ func testCopies(t *testing.T, s store.Store) {
 	}
 }
 
-func testConcurrent(t *testing.T, s store.Store) {
+func testConcurrent(t *testing.T, s store.Store, rv Revisions) {
 	ctx := context.Background()
-	if _, err := s.CreateServer(ctx, Server("shared")); err != nil {
+	shared, err := s.CreateServer(ctx, Server("shared"))
+	if err != nil {
 		t.Fatal(err)
 	}
 	const workers, each = 4, 25
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	conflicts := 0
+	revs := map[uint64]string{shared.GetModRevision(): "create shared"} // of every successful write
+	wrote := func(r uint64, what string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if prev, ok := revs[r]; ok {
+			t.Errorf("%s and %s share revision %d", what, prev, r)
+		}
+		revs[r] = what
+	}
 	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range each {
 				name := fmt.Sprintf("w%d-%d", w, i)
-				if _, err := s.CreateServer(ctx, Server(name)); err != nil {
+				c, err := s.CreateServer(ctx, Server(name))
+				if err != nil {
 					t.Errorf("create %s: %v", name, err)
 					return
 				}
+				wrote(c.GetModRevision(), "create "+name)
 				cur, err := s.GetServer(ctx, "shared")
 				if err != nil {
 					t.Errorf("get shared: %v", err)
 					return
 				}
-				if _, err := s.UpdateServer(ctx, cur, cur.GetModRevision()); errors.Is(err, store.ErrConflict) {
+				u, err := s.UpdateServer(ctx, cur, cur.GetModRevision())
+				switch {
+				case errors.Is(err, store.ErrConflict):
 					mu.Lock()
 					conflicts++
 					mu.Unlock()
-				} else if err != nil {
+				case err != nil:
 					t.Errorf("update shared: %v", err)
 					return
+				default:
+					wrote(u.GetModRevision(), fmt.Sprintf("update shared by %s", name))
 				}
 				if _, _, err := s.ListServers(ctx); err != nil {
 					t.Errorf("list: %v", err)
@@ -530,14 +611,21 @@ func testConcurrent(t *testing.T, s store.Store) {
 	if len(list) != workers*each+1 {
 		t.Fatalf("%d servers, want %d", len(list), workers*each+1)
 	}
-	// Every successful write bumped the revision exactly once.
-	wantRev := uint64(1 + workers*each + workers*each - conflicts)
-	if r != wantRev {
-		t.Fatalf("revision %d, want %d (conflicts %d)", r, wantRev, conflicts)
+	// Every successful write had a revision of its own, and the store is at
+	// the newest; consecutive revisions count the writes.
+	if len(revs) != 1+workers*each+workers*each-conflicts {
+		t.Fatalf("%d distinct revisions, want one per successful write: %d (conflicts %d)", len(revs), 1+workers*each+workers*each-conflicts, conflicts)
+	}
+	newest := uint64(0)
+	for r := range revs {
+		newest = max(newest, r)
+	}
+	if r != newest || !rv.follows(0, len(revs), r) {
+		t.Fatalf("revision %d, want the newest write's %d (%s; conflicts %d)", r, newest, rv.want(0, len(revs)), conflicts)
 	}
 }
 
-func testBadArguments(t *testing.T, s store.Store) {
+func testBadArguments(t *testing.T, s store.Store, _ Revisions) {
 	ctx := context.Background()
 	if _, err := s.CreateServer(ctx, nil); err == nil {
 		t.Fatal("CreateServer(nil) succeeded")
@@ -555,7 +643,7 @@ func testBadArguments(t *testing.T, s store.Store) {
 	}
 }
 
-func testTokens(t *testing.T, s store.Store) {
+func testTokens(t *testing.T, s store.Store, _ Revisions) {
 	ctx := context.Background()
 	before := rev(t, s)
 	mk := func(id string, role mcpmeshv1.Role) *mcpmeshv1.StoredToken {
@@ -588,13 +676,13 @@ func testTokens(t *testing.T, s store.Store) {
 		t.Fatalf("get missing token: err = %v", err)
 	}
 	at := time.Unix(1700000100, 0)
-	rv, err := s.RevokeToken(ctx, "aa", at)
-	if err != nil || !rv.GetToken().GetRevokedAt().AsTime().Equal(at) {
-		t.Fatalf("revoke = %v, %v", rv, err)
+	rt, err := s.RevokeToken(ctx, "aa", at)
+	if err != nil || !rt.GetToken().GetRevokedAt().AsTime().Equal(at) {
+		t.Fatalf("revoke = %v, %v", rt, err)
 	}
-	rv, err = s.RevokeToken(ctx, "aa", at.Add(time.Hour)) // the first revocation time stays
-	if err != nil || !rv.GetToken().GetRevokedAt().AsTime().Equal(at) {
-		t.Fatalf("second revoke = %v, %v", rv, err)
+	rt, err = s.RevokeToken(ctx, "aa", at.Add(time.Hour)) // the first revocation time stays
+	if err != nil || !rt.GetToken().GetRevokedAt().AsTime().Equal(at) {
+		t.Fatalf("second revoke = %v, %v", rt, err)
 	}
 	if _, err := s.RevokeToken(ctx, "zz", at); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("revoke missing token: err = %v", err)
@@ -622,7 +710,7 @@ func state(t *testing.T, s store.Store) *store.State {
 // bumps the revision (announced to watchers); dropping the expired ones
 // bumps it again, and only when there was something to drop. The clock is
 // the caller's: no test sleeps.
-func testRotateClusterSecret(t *testing.T, s store.Store) {
+func testRotateClusterSecret(t *testing.T, s store.Store, rv Revisions) {
 	ctx := context.Background()
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	before := state(t, s)
@@ -635,8 +723,8 @@ func testRotateClusterSecret(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatalf("RotateClusterSecret: %v", err)
 	}
-	if r0 != before.Revision+1 || <-watch != r0 {
-		t.Fatalf("rotation at revision %d (watch), want %d", r0, before.Revision+1)
+	if w := <-watch; !rv.follows(before.Revision, 1, r0) || w != r0 {
+		t.Fatalf("rotation at revision %d (watch %d), want %s", r0, w, rv.want(before.Revision, 1))
 	}
 	after := state(t, s)
 	if len(after.ClusterSecret) != 32 || string(after.ClusterSecret) == string(before.ClusterSecret) {
@@ -667,8 +755,8 @@ func testRotateClusterSecret(t *testing.T, s store.Store) {
 	}
 	// At the first expiry the first replaced secret goes.
 	r, err := s.DropExpiredSecrets(ctx, t0.Add(time.Hour))
-	if err != nil || r != third.Revision+1 {
-		t.Fatalf("DropExpiredSecrets at the expiry = %d, %v; want revision %d", r, err, third.Revision+1)
+	if err != nil || !rv.follows(third.Revision, 1, r) || rev(t, s) != r {
+		t.Fatalf("DropExpiredSecrets at the expiry = %d, %v (store at %d); want revision %s", r, err, rev(t, s), rv.want(third.Revision, 1))
 	}
 	if got := state(t, s).PreviousSecrets; len(got) != 1 || string(got[0].Secret) != string(after.ClusterSecret) {
 		t.Fatalf("previous secrets after the first expiry = %d, want the newer one", len(got))
@@ -691,7 +779,7 @@ func testRotateClusterSecret(t *testing.T, s store.Store) {
 
 // Rotations in a row keep at most MaxPreviousSecrets, dropping the ones
 // that expire first; those already expired go at the next rotation.
-func testRotationsBounded(t *testing.T, s store.Store) {
+func testRotationsBounded(t *testing.T, s store.Store, _ Revisions) {
 	ctx := context.Background()
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	var replaced [][]byte
@@ -725,7 +813,7 @@ func testRotationsBounded(t *testing.T, s store.Store) {
 // testClientKeys: client keys are config (data planes receive them), so
 // creating and revoking one bumps the revision and State carries them;
 // a second revocation changes nothing.
-func testClientKeys(t *testing.T, s store.Store) {
+func testClientKeys(t *testing.T, s store.Store, rv Revisions) {
 	ctx := context.Background()
 	mk := func(id string, tags ...string) *mcpmeshv1.StoredClientKey {
 		return &mcpmeshv1.StoredClientKey{
@@ -735,8 +823,8 @@ func testClientKeys(t *testing.T, s store.Store) {
 	}
 	before := rev(t, s)
 	r1, err := s.CreateClientKey(ctx, mk("bb", "team-a"))
-	if err != nil || r1 != before+1 {
-		t.Fatalf("create client key: rev %d, %v (was %d)", r1, err, before)
+	if err != nil || !rv.follows(before, 1, r1) || rev(t, s) != r1 {
+		t.Fatalf("create client key: rev %d, %v (was %d, want %s)", r1, err, before, rv.want(before, 1))
 	}
 	if _, err := s.CreateClientKey(ctx, mk("aa")); err != nil {
 		t.Fatal(err)
@@ -749,13 +837,14 @@ func testClientKeys(t *testing.T, s store.Store) {
 	}
 	at := time.Unix(1700000100, 0).UTC()
 	mid := rev(t, s)
-	rv, err := s.RevokeClientKey(ctx, "bb", at)
-	if err != nil || !rv.GetKey().GetRevokedAt().AsTime().Equal(at) || rev(t, s) != mid+1 {
-		t.Fatalf("revoke = %v, %v (revision %d, was %d)", rv, err, rev(t, s), mid)
+	rk, err := s.RevokeClientKey(ctx, "bb", at)
+	revoked := rev(t, s)
+	if err != nil || !rk.GetKey().GetRevokedAt().AsTime().Equal(at) || !rv.follows(mid, 1, revoked) {
+		t.Fatalf("revoke = %v, %v (revision %d, was %d, want %s)", rk, err, revoked, mid, rv.want(mid, 1))
 	}
-	rv, err = s.RevokeClientKey(ctx, "bb", at.Add(time.Hour))
-	if err != nil || !rv.GetKey().GetRevokedAt().AsTime().Equal(at) || rev(t, s) != mid+1 {
-		t.Fatalf("second revoke = %v, %v (revision %d)", rv, err, rev(t, s))
+	rk, err = s.RevokeClientKey(ctx, "bb", at.Add(time.Hour))
+	if err != nil || !rk.GetKey().GetRevokedAt().AsTime().Equal(at) || rev(t, s) != revoked {
+		t.Fatalf("second revoke = %v, %v (revision %d, want %d)", rk, err, rev(t, s), revoked)
 	}
 	if _, err := s.RevokeClientKey(ctx, "zz", at); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("revoke unknown: %v, want ErrNotFound", err)
