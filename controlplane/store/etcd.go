@@ -907,7 +907,7 @@ func decodeClientKeys(kvs []*mvccpb.KeyValue) ([]*mcpmeshv1.StoredClientKey, err
 	return out, nil
 }
 
-// What stateOps read, in this order (dumpOps adds the tokens after them).
+// What stateOps read, in this order; dumpOps adds the tokens after them.
 const (
 	rServers = iota
 	rSettings
@@ -916,12 +916,14 @@ const (
 	rClusterSecret
 	rPreviousSecrets
 	rClientKeys
-	rTokens // dumpOps only
+	rStateOps // how many
+
+	rTokens = rStateOps
 )
 
 // stateOps read what a State holds, in the order above.
 func (s *EtcdStore) stateOps() []clientv3.Op {
-	return []clientv3.Op{
+	ops := [rStateOps]clientv3.Op{
 		rServers:         clientv3.OpGet(s.bucketPrefix(bucketServers), clientv3.WithPrefix()),
 		rSettings:        clientv3.OpGet(s.key(bucketSettings, settingsKey)),
 		rRevision:        clientv3.OpGet(s.revKey()),
@@ -930,6 +932,7 @@ func (s *EtcdStore) stateOps() []clientv3.Op {
 		rPreviousSecrets: clientv3.OpGet(s.key(bucketMeta, metaPreviousSecrets)),
 		rClientKeys:      clientv3.OpGet(s.bucketPrefix(bucketClientKeys), clientv3.WithPrefix()),
 	}
+	return ops[:]
 }
 
 // decodeState decodes the responses of stateOps.
