@@ -60,6 +60,22 @@ const etcdSessionTTL = 10
 // etcdRetry is the pause before a new session after etcd failed.
 const etcdRetry = time.Second
 
+// revokeTimeout bounds the revocation of a session's lease on the way out.
+const revokeTimeout = 2 * time.Second
+
+// endSession ends sess and revokes its lease, so the keys written with it
+// go at once. Session.Close revokes with the session's context, which has
+// usually ended by then (the replica is stopping): the lease would be
+// abandoned, and its keys (the data planes this replica published) would
+// outlive the replica by up to etcdSessionTTL. Without an etcd leader the
+// revocation fails fast and the lease expires on its own.
+func endSession(cli *clientv3.Client, sess *concurrency.Session) {
+	sess.Orphan()
+	ctx, cancel := context.WithTimeout(context.Background(), revokeTimeout)
+	defer cancel()
+	_, _ = cli.Revoke(clientv3.WithRequireLeader(ctx), sess.Lease())
+}
+
 func waitOrDone(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -96,7 +112,7 @@ func runElected(ctx context.Context, cli *clientv3.Client, key, id string, log *
 		err = el.Campaign(cctx, id)
 		if err != nil {
 			cancel()
-			_ = sess.Close()
+			endSession(cli, sess)
 			if ctx.Err() == nil {
 				log.Warn("maintenance election campaign ended; retrying", "err", err)
 				waitOrDone(ctx, etcdRetry)
@@ -116,7 +132,7 @@ func runElected(ctx context.Context, cli *clientv3.Client, key, id string, log *
 		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = el.Resign(rctx)
 		rcancel()
-		_ = sess.Close()
+		endSession(cli, sess)
 	}
 }
 
@@ -204,7 +220,7 @@ func (p *presence) publish(ctx context.Context, changes <-chan struct{}) {
 			case <-changes:
 			}
 		}
-		_ = sess.Close() // revokes the lease: the keys go with it
+		endSession(p.cli, sess) // revokes the lease: the keys go with it
 		if ctx.Err() == nil {
 			waitOrDone(ctx, etcdRetry)
 		}

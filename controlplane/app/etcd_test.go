@@ -133,7 +133,10 @@ func TestPresenceSharedAcrossReplicas(t *testing.T) {
 	waitFor("A's data planes changed", "[dp-2 dp/local]")
 	cancel() // A stops: its lease is revoked with it
 	<-done
-	waitFor("A stopped", "[dp/local]")
+	// At once, not when the lease would have expired (etcdSessionTTL).
+	if got := fmt.Sprint(slices.Sorted(maps.Keys(pb.connected()))); got != "[dp/local]" {
+		t.Fatalf("right after A stopped, B counts %s, want [dp/local]: A's lease outlived it", got)
+	}
 }
 
 // The elected replica's secret expiry restarts after every config revision
