@@ -23,6 +23,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/dataplane/httpapi"
 	"github.com/mcpmesh/mcpmesh/dataplane/jsonrpc"
 	"github.com/mcpmesh/mcpmesh/dataplane/keys"
+	"github.com/mcpmesh/mcpmesh/dataplane/oauthpage"
 	"github.com/mcpmesh/mcpmesh/dataplane/router"
 	"github.com/mcpmesh/mcpmesh/internal/version"
 	"go.opentelemetry.io/otel/trace"
@@ -332,6 +333,18 @@ func (d *DataPlane) Serve(ctx context.Context, ln net.Listener) error {
 	for _, p := range []string{"/mcp", "/sse", "/message"} {
 		mux.Handle(p, fh)
 	}
+	page, err := oauthpage.New(oauthpage.Options{
+		Conn:      d.cp,
+		Keys:      d.keys,
+		PublicURL: d.publicURL,
+		Ready:     func() bool { return client.Revision() > 0 },
+		Backends:  oauthpage.BackendStates(d.mgr.Health),
+		Logger:    d.log.With("component", "oauthpage"),
+	})
+	if err != nil {
+		return err
+	}
+	page.Register(mux)
 	if o := d.cfg.OAuth; o != nil {
 		for _, p := range o.MetadataPaths() {
 			mux.HandleFunc(p, o.ServeMetadata)
