@@ -161,6 +161,7 @@ func ToBackup(d *store.Dump) *mcpmeshv1.Backup {
 		Tokens:        d.Tokens,
 		ClientKeys:    d.ClientKeys,
 		ClusterSecret: d.ClusterSecret,
+		OauthGrants:   d.OAuthGrants,
 	}
 	for _, p := range d.PreviousSecrets {
 		out.PreviousSecrets = append(out.PreviousSecrets, &mcpmeshv1.PreviousSecret{Secret: p.Secret, ExpiresAt: timestamppb.New(p.ExpiresAt)})
@@ -178,7 +179,8 @@ func FromBackup(in *mcpmeshv1.Backup) *store.Dump {
 			ClusterSecret: in.GetClusterSecret(),
 			ClientKeys:    in.GetClientKeys(),
 		},
-		Tokens: in.GetTokens(),
+		Tokens:      in.GetTokens(),
+		OAuthGrants: in.GetOauthGrants(),
 	}
 	if d.Settings == nil {
 		d.Settings = &mcpmeshv1.Settings{}

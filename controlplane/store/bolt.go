@@ -423,6 +423,9 @@ func (s *BoltStore) DeleteServer(ctx context.Context, name string, expectedRevis
 		if err := tx.Bucket(bucketServers).Delete([]byte(name)); err != nil {
 			return 0, fmt.Errorf("delete server %q: %w", name, err)
 		}
+		if err := tx.Bucket(bucketOAuthGrants).Delete([]byte(name)); err != nil {
+			return 0, fmt.Errorf("delete oauth grant of %q: %w", name, err)
+		}
 		return unsafeBumpRevision(tx)
 	})
 }

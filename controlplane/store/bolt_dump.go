@@ -24,7 +24,10 @@ func (s *BoltStore) unsafeDump(tx *bolt.Tx, d *Dump) error {
 		return err
 	}
 	var err error
-	d.Tokens, err = unsafeListTokens(tx)
+	if d.Tokens, err = unsafeListTokens(tx); err != nil {
+		return err
+	}
+	d.OAuthGrants, err = s.unsafeListGrants(tx)
 	return err
 }
 
@@ -40,7 +43,7 @@ func (s *BoltStore) Restore(ctx context.Context, d *Dump, force bool) (uint64, e
 			return 0, err
 		}
 		rev := restoreRevision(cur.Revision, d.Revision)
-		for _, b := range [][]byte{bucketServers, bucketSettings, bucketTokens, bucketClientKeys} {
+		for _, b := range [][]byte{bucketServers, bucketSettings, bucketTokens, bucketClientKeys, bucketOAuthGrants} {
 			if err := tx.DeleteBucket(b); err != nil {
 				return 0, fmt.Errorf("empty bucket %s: %w", b, err)
 			}
@@ -69,6 +72,11 @@ func (s *BoltStore) Restore(ctx context.Context, d *Dump, force bool) (uint64, e
 		}
 		for _, k := range d.ClientKeys {
 			if err := unsafePutClientKey(tx, k); err != nil {
+				return 0, err
+			}
+		}
+		for _, g := range d.OAuthGrants {
+			if err := s.unsafePutGrant(tx, g); err != nil {
 				return 0, err
 			}
 		}

@@ -670,6 +670,7 @@ func (s *EtcdStore) DeleteServer(ctx context.Context, name string, expectedRevis
 			return 0, err
 		}
 		t.del(s.serverKey(name))
+		t.del(s.grantKey(name)) // etcd_oauth.go: a server's grant goes with it
 		return t.bump(kvs[0])
 	})
 }

@@ -10,9 +10,11 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// dumpOps read what a Dump holds: State's keys and the tokens.
+// dumpOps read what a Dump holds: State's keys, the tokens and the OAuth
+// grants (the last two ranges).
 func (s *EtcdStore) dumpOps() []clientv3.Op {
-	return append(s.stateOps(), clientv3.OpGet(s.bucketPrefix(bucketTokens), clientv3.WithPrefix()))
+	return append(s.stateOps(), clientv3.OpGet(s.bucketPrefix(bucketTokens), clientv3.WithPrefix()),
+		clientv3.OpGet(s.bucketPrefix(bucketOAuthGrants), clientv3.WithPrefix()))
 }
 
 func (s *EtcdStore) decodeDump(r []*etcdserverpb.RangeResponse) (*Dump, error) {
@@ -21,12 +23,15 @@ func (s *EtcdStore) decodeDump(r []*etcdserverpb.RangeResponse) (*Dump, error) {
 		return nil, err
 	}
 	d := &Dump{State: *st}
-	for _, kv := range r[len(r)-1].Kvs {
+	for _, kv := range r[len(r)-2].Kvs {
 		tok, err := decodeToken(kv)
 		if err != nil {
 			return nil, err
 		}
 		d.Tokens = append(d.Tokens, tok)
+	}
+	if d.OAuthGrants, err = s.decodeGrants(r[len(r)-1].Kvs); err != nil {
+		return nil, err
 	}
 	return d, nil
 }
@@ -67,7 +72,7 @@ func (s *EtcdStore) Restore(ctx context.Context, d *Dump, force bool) (uint64, e
 		// Nothing under these keys may change between the read and the
 		// write: compare each range against the etcd revision it was read at.
 		for _, p := range []string{s.bucketPrefix(bucketServers), s.bucketPrefix(bucketSettings), s.bucketPrefix(bucketTokens),
-			s.bucketPrefix(bucketClientKeys), s.bucketPrefix(bucketMeta)} {
+			s.bucketPrefix(bucketClientKeys), s.bucketPrefix(bucketOAuthGrants), s.bucketPrefix(bucketMeta)} {
 			t.cmps = append(t.cmps, clientv3.Compare(clientv3.ModRevision(p).WithPrefix(), "<", resp.Header.Revision+1))
 		}
 		rev := restoreRevision(cur.Revision, d.Revision)
@@ -83,10 +88,13 @@ func (s *EtcdStore) Restore(ctx context.Context, d *Dump, force bool) (uint64, e
 		for _, k := range d.ClientKeys {
 			keep[s.key(bucketClientKeys, []byte(k.GetKey().GetId()))] = true
 		}
+		for _, g := range d.OAuthGrants {
+			keep[s.grantKey(g.GetAuthorization().GetServer())] = true
+		}
 		if d.Settings != nil {
 			keep[s.key(bucketSettings, settingsKey)] = true
 		}
-		for _, rr := range []*etcdserverpb.RangeResponse{r[0], r[1], r[5], r[6]} { // servers, settings, client keys, tokens
+		for _, rr := range []*etcdserverpb.RangeResponse{r[0], r[1], r[5], r[6], r[7]} { // servers, settings, client keys, tokens, oauth grants
 			for _, kv := range rr.Kvs {
 				if !keep[string(kv.Key)] {
 					t.del(string(kv.Key))
@@ -112,6 +120,11 @@ func (s *EtcdStore) Restore(ctx context.Context, d *Dump, force bool) (uint64, e
 		}
 		for _, k := range d.ClientKeys {
 			if err := putProto(t, s.key(bucketClientKeys, []byte(k.GetKey().GetId())), k); err != nil {
+				return 0, err
+			}
+		}
+		for _, g := range d.OAuthGrants {
+			if err := t.putGrant(g); err != nil {
 				return 0, err
 			}
 		}

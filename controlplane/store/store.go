@@ -174,6 +174,8 @@ type Store interface {
 	// a store that is not empty (Dump.Empty) is refused with ErrNotEmpty.
 	Restore(ctx context.Context, d *Dump, force bool) (uint64, error)
 
+	OAuthStore
+
 	// Watch returns a channel that receives the new config revision after
 	// every committed config write. Notifications coalesce: a slow reader sees
 	// the newest revision, not every one. The channel is closed when ctx ends.
