@@ -178,9 +178,9 @@ func FromBackup(in *mcpmeshv1.Backup) *store.Dump {
 			Settings:      in.GetSettings(),
 			ClusterSecret: in.GetClusterSecret(),
 			ClientKeys:    in.GetClientKeys(),
+			OAuthGrants:   in.GetOauthGrants(),
 		},
-		Tokens:      in.GetTokens(),
-		OAuthGrants: in.GetOauthGrants(),
+		Tokens: in.GetTokens(),
 	}
 	if d.Settings == nil {
 		d.Settings = &mcpmeshv1.Settings{}

@@ -523,7 +523,10 @@ func (s *BoltStore) unsafeState(tx *bolt.Tx, st *State) error {
 	if st.PreviousSecrets, err = s.unsafePreviousSecrets(tx); err != nil {
 		return err
 	}
-	st.ClientKeys, err = unsafeListClientKeys(tx)
+	if st.ClientKeys, err = unsafeListClientKeys(tx); err != nil {
+		return err
+	}
+	st.OAuthGrants, err = s.unsafeListGrants(tx) // bolt_oauth.go
 	return err
 }
 

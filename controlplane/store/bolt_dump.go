@@ -24,10 +24,7 @@ func (s *BoltStore) unsafeDump(tx *bolt.Tx, d *Dump) error {
 		return err
 	}
 	var err error
-	if d.Tokens, err = unsafeListTokens(tx); err != nil {
-		return err
-	}
-	d.OAuthGrants, err = s.unsafeListGrants(tx)
+	d.Tokens, err = unsafeListTokens(tx)
 	return err
 }
 

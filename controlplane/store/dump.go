@@ -22,9 +22,6 @@ type Dump struct {
 	// Tokens are every admin and data plane credential, revoked ones too,
 	// sorted by id (hashes, never secrets).
 	Tokens []*mcpmeshv1.StoredToken
-	// OAuthGrants are every backend OAuth grant, tokens in clear, sorted by
-	// server name. Each names a server of the dump.
-	OAuthGrants []*mcpmeshv1.StoredOAuthGrant
 }
 
 // Counts is how much a store or a dump holds, for the operator.

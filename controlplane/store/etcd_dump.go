@@ -10,11 +10,9 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// dumpOps read what a Dump holds: State's keys, the tokens and the OAuth
-// grants (the last two ranges).
+// dumpOps read what a Dump holds: State's keys and the tokens.
 func (s *EtcdStore) dumpOps() []clientv3.Op {
-	return append(s.stateOps(), clientv3.OpGet(s.bucketPrefix(bucketTokens), clientv3.WithPrefix()),
-		clientv3.OpGet(s.bucketPrefix(bucketOAuthGrants), clientv3.WithPrefix()))
+	return append(s.stateOps(), clientv3.OpGet(s.bucketPrefix(bucketTokens), clientv3.WithPrefix()))
 }
 
 func (s *EtcdStore) decodeDump(r []*etcdserverpb.RangeResponse) (*Dump, error) {
@@ -23,15 +21,12 @@ func (s *EtcdStore) decodeDump(r []*etcdserverpb.RangeResponse) (*Dump, error) {
 		return nil, err
 	}
 	d := &Dump{State: *st}
-	for _, kv := range r[len(r)-2].Kvs {
+	for _, kv := range r[len(r)-1].Kvs {
 		tok, err := decodeToken(kv)
 		if err != nil {
 			return nil, err
 		}
 		d.Tokens = append(d.Tokens, tok)
-	}
-	if d.OAuthGrants, err = s.decodeGrants(r[len(r)-1].Kvs); err != nil {
-		return nil, err
 	}
 	return d, nil
 }
@@ -94,7 +89,7 @@ func (s *EtcdStore) Restore(ctx context.Context, d *Dump, force bool) (uint64, e
 		if d.Settings != nil {
 			keep[s.key(bucketSettings, settingsKey)] = true
 		}
-		for _, rr := range []*etcdserverpb.RangeResponse{r[0], r[1], r[5], r[6], r[7]} { // servers, settings, client keys, tokens, oauth grants
+		for _, rr := range []*etcdserverpb.RangeResponse{r[0], r[1], r[5], r[6], r[7]} { // servers, settings, client keys, oauth grants, tokens
 			for _, kv := range rr.Kvs {
 				if !keep[string(kv.Key)] {
 					t.del(string(kv.Key))

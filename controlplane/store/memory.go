@@ -278,6 +278,7 @@ func (m *MemoryStore) unsafeState() *State {
 		ClusterSecret:   bytes.Clone(m.secret),
 		PreviousSecrets: clonePrevious(m.previous),
 		ClientKeys:      m.sortedClientKeys(),
+		OAuthGrants:     m.unsafeListGrants(), // memory_oauth.go
 	}
 	if len(st.Servers) == 0 {
 		st.Servers = nil

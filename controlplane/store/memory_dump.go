@@ -16,7 +16,6 @@ func (m *MemoryStore) unsafeDump() *Dump {
 	for _, id := range slices.Sorted(maps.Keys(m.tokens)) {
 		d.Tokens = append(d.Tokens, cloneToken(m.tokens[id]))
 	}
-	d.OAuthGrants = m.unsafeListGrants()
 	return d
 }
 

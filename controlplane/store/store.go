@@ -57,6 +57,9 @@ type State struct {
 	PreviousSecrets []PreviousSecret
 	// ClientKeys are all client API keys, revoked ones too, sorted by id.
 	ClientKeys []*mcpmeshv1.StoredClientKey
+	// OAuthGrants are every backend OAuth grant (tokens included), sorted
+	// by server name; each names a server of Servers.
+	OAuthGrants []*mcpmeshv1.StoredOAuthGrant
 }
 
 // PreviousSecret is a cluster secret a rotation replaced: data planes accept
