@@ -670,6 +670,7 @@ func (s *EtcdStore) DeleteServer(ctx context.Context, name string, expectedRevis
 			return 0, err
 		}
 		t.del(s.serverKey(name))
+		t.del(s.grantKey(name)) // etcd_oauth.go: a server's grant goes with it
 		return t.bump(kvs[0])
 	})
 }
@@ -817,6 +818,7 @@ func (s *EtcdStore) stateOps() []clientv3.Op {
 		clientv3.OpGet(s.key(bucketMeta, metaClusterSecret)),
 		clientv3.OpGet(s.key(bucketMeta, metaPreviousSecrets)),
 		clientv3.OpGet(s.bucketPrefix(bucketClientKeys), clientv3.WithPrefix()),
+		clientv3.OpGet(s.bucketPrefix(bucketOAuthGrants), clientv3.WithPrefix()), // etcd_oauth.go
 	}
 }
 
@@ -843,6 +845,9 @@ func (s *EtcdStore) decodeState(r []*etcdserverpb.RangeResponse) (*State, error)
 		return nil, err
 	}
 	if st.ClientKeys, err = decodeClientKeys(r[5].Kvs); err != nil {
+		return nil, err
+	}
+	if st.OAuthGrants, err = s.decodeGrants(r[6].Kvs); err != nil {
 		return nil, err
 	}
 	return st, nil

@@ -67,7 +67,7 @@ func (s *EtcdStore) Restore(ctx context.Context, d *Dump, force bool) (uint64, e
 		// Nothing under these keys may change between the read and the
 		// write: compare each range against the etcd revision it was read at.
 		for _, p := range []string{s.bucketPrefix(bucketServers), s.bucketPrefix(bucketSettings), s.bucketPrefix(bucketTokens),
-			s.bucketPrefix(bucketClientKeys), s.bucketPrefix(bucketMeta)} {
+			s.bucketPrefix(bucketClientKeys), s.bucketPrefix(bucketOAuthGrants), s.bucketPrefix(bucketMeta)} {
 			t.cmps = append(t.cmps, clientv3.Compare(clientv3.ModRevision(p).WithPrefix(), "<", resp.Header.Revision+1))
 		}
 		rev := restoreRevision(cur.Revision, d.Revision)
@@ -83,10 +83,13 @@ func (s *EtcdStore) Restore(ctx context.Context, d *Dump, force bool) (uint64, e
 		for _, k := range d.ClientKeys {
 			keep[s.key(bucketClientKeys, []byte(k.GetKey().GetId()))] = true
 		}
+		for _, g := range d.OAuthGrants {
+			keep[s.grantKey(g.GetAuthorization().GetServer())] = true
+		}
 		if d.Settings != nil {
 			keep[s.key(bucketSettings, settingsKey)] = true
 		}
-		for _, rr := range []*etcdserverpb.RangeResponse{r[0], r[1], r[5], r[6]} { // servers, settings, client keys, tokens
+		for _, rr := range []*etcdserverpb.RangeResponse{r[0], r[1], r[5], r[6], r[7]} { // servers, settings, client keys, oauth grants, tokens
 			for _, kv := range rr.Kvs {
 				if !keep[string(kv.Key)] {
 					t.del(string(kv.Key))
@@ -112,6 +115,11 @@ func (s *EtcdStore) Restore(ctx context.Context, d *Dump, force bool) (uint64, e
 		}
 		for _, k := range d.ClientKeys {
 			if err := putProto(t, s.key(bucketClientKeys, []byte(k.GetKey().GetId())), k); err != nil {
+				return 0, err
+			}
+		}
+		for _, g := range d.OAuthGrants {
+			if err := t.putGrant(g); err != nil {
 				return 0, err
 			}
 		}

@@ -57,6 +57,8 @@ func Run(t *testing.T, open Open) {
 		{"RotationsAreBounded", testRotationsBounded},
 		{"ClientKeys", testClientKeys},
 		{"DumpRestoreRules", testDumpRestoreRules},
+		{"OAuthGrants", testOAuthGrants},
+		{"OAuthPending", testOAuthPending},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -66,6 +68,7 @@ func Run(t *testing.T, open Open) {
 		})
 	}
 	t.Run("DumpRestoreIntoEmpty", func(t *testing.T) { testRestoreIntoEmpty(t, open) })
+	t.Run("OAuthDumpRestore", func(t *testing.T) { testOAuthDumpRestore(t, open) })
 }
 
 func rev(t *testing.T, s store.Store) uint64 {
