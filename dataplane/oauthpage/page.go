@@ -503,7 +503,10 @@ func (p *Page) render(w http.ResponseWriter, code int, t *template.Template, dat
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	// same-origin, not no-referrer: with no-referrer browsers send
+	// "Origin: null" on the page's own form POSTs, which the origin check
+	// refuses. The authorization server still gets no Referer.
+	h.Set("Referrer-Policy", "same-origin")
 	// No script at all; forms post to this page only (no form-action:
 	// browsers apply it to the 303 to the authorization server too).
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'")

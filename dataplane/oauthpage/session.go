@@ -68,7 +68,9 @@ func open(ks *keys.Keys, v string, now time.Time) (session, error) {
 	if len(v) > maxCookie {
 		return session{}, errBadCookie
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(v)
+	// Strict: a changed last character whose dropped bits differ must not
+	// decode to the same bytes.
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(v)
 	if err != nil || len(raw) < keys.IDLen {
 		return session{}, errBadCookie
 	}

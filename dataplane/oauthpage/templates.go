@@ -32,14 +32,14 @@ h1{font-size:1.4rem}table{border-collapse:collapse;min-width:48rem;background:#f
 th,td{border:1px solid #d0d7de;padding:.45rem .7rem;text-align:left;vertical-align:middle}
 th{background:#f0f3f6}.state{font-weight:600}.flash{background:#dafbe1;border:1px solid #4ac26b;padding:.5rem .8rem;margin:1rem 0}
 .error{background:#ffebe9;border:1px solid #ff8182;padding:.5rem .8rem;margin:1rem 0}
-form.inline{display:inline}button{padding:.25rem .8rem;margin-right:.3rem}.muted{color:#57606a;font-size:.9rem}
+form.inline{display:inline}button{padding:.25rem .8rem;margin-right:.3rem}.muted{color:#57606a;font-size:.9rem}#whoami{margin:.5rem 0 1rem}
 </style>`
 
 var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>mcpmesh — OAuth</title>` + style + `</head><body>
 <h1>mcpmesh — OAuth authorizations of backends</h1>
-<p class="muted" id="whoami">Signed in as <b>{{.Caller}}</b> ({{.Role}}){{if not .Admin}}: read-only, Authorize and Revoke need an admin credential{{end}}.
-{{if .Session}}<form class="inline" method="post" action="/oauth/logout"><input type="hidden" name="csrf" value="{{.CSRF}}"><button id="sign-out" type="submit">Sign out</button></form>{{end}}</p>
+<div class="muted" id="whoami">Signed in as <b>{{.Caller}}</b> ({{.Role}}){{if not .Admin}}: read-only, Authorize and Revoke need an admin credential{{end}}.
+{{if .Session}}<form class="inline" method="post" action="/oauth/logout"><input type="hidden" name="csrf" value="{{.CSRF}}"><button id="sign-out" type="submit">Sign out</button></form>{{end}}</div>
 {{if .Flash}}<p class="flash" id="flash">{{.Flash}}</p>{{end}}
 {{if .Error}}<p class="error" id="error">{{.Error}}</p>{{end}}
 <table id="servers"><thead><tr><th>Server</th><th>Authorization</th><th>Issuer</th><th>Backend</th><th>Actions</th></tr></thead><tbody>
@@ -47,7 +47,7 @@ var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
 {{if .OAuth}}<form class="inline" method="post" action="/oauth/authorize"><input type="hidden" name="csrf" value="{{$.CSRF}}"><input type="hidden" name="server" value="{{.Server}}"><button type="submit" id="authorize-{{.Server}}" name="authorize"{{if not $.Admin}} disabled{{end}}>Authorize</button></form>
 {{if .Grant}}<form class="inline" method="post" action="/oauth/revoke"><input type="hidden" name="csrf" value="{{$.CSRF}}"><input type="hidden" name="server" value="{{.Server}}"><button type="submit" id="revoke-{{.Server}}" name="revoke"{{if not $.Admin}} disabled{{end}}>Revoke</button></form>{{end}}
 {{end}}</td></tr>
-{{else}}<tr><td colspan="5">No servers are registered.</td></tr>{{end}}
+{{else}}{{if not .Error}}<tr><td colspan="5">No servers are registered.</td></tr>{{end}}{{end}}
 </tbody></table>
 </body></html>
 `))
