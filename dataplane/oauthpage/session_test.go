@@ -23,7 +23,9 @@ func FuzzOpenSession(f *testing.F) {
 	f.Add(good[:len(good)-3])
 	f.Fuzz(func(t *testing.T, v string) {
 		s, err := open(ks, v, now)
-		if err == nil && (v != good || s.token != "tok") {
+		// Only values seal made open, and seal only ever sealed "tok" (the
+		// nonce differs per process, so the exact value may too).
+		if err == nil && s.token != "tok" {
 			t.Fatalf("open(%q) = %+v: a value seal did not make opened", v, s)
 		}
 	})
