@@ -25,18 +25,35 @@ type oauthBackend struct {
 	valid atomic.Pointer[string]
 	mu    sync.Mutex
 	seen  map[string]int // requests per Authorization header
+	gets  map[string]int // GETs (event streams) per Authorization header
 	inits atomic.Int64
+	sse   bool
 }
 
 func startOAuthBackend(t *testing.T, valid string) *oauthBackend {
+	return startOAuthBackendOf(t, valid, false)
+}
+
+// startOAuthBackendOf is startOAuthBackend speaking SSE when sse is set.
+func startOAuthBackendOf(t *testing.T, valid string, sse bool) *oauthBackend {
 	t.Helper()
-	ob := &oauthBackend{seen: map[string]int{}}
+	ob := &oauthBackend{seen: map[string]int{}, gets: map[string]int{}, sse: sse}
 	ob.valid.Store(&valid)
-	h := server.NewStreamableHTTPServer(newMCPServer("oauth", 0), legacyOnly)
+	var h http.Handler
+	var sseSrv *server.SSEServer
+	if sse {
+		sseSrv = server.NewSSEServer(newMCPServer("oauth", 0))
+		h = sseSrv
+	} else {
+		h = server.NewStreamableHTTPServer(newMCPServer("oauth", 0), legacyOnly)
+	}
 	ob.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		auth := r.Header.Get("Authorization")
 		ob.mu.Lock()
 		ob.seen[auth]++
+		if r.Method == http.MethodGet {
+			ob.gets[auth]++
+		}
 		ob.mu.Unlock()
 		if auth != "Bearer "+*ob.valid.Load() {
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
@@ -48,6 +65,9 @@ func startOAuthBackend(t *testing.T, valid string) *oauthBackend {
 		}
 		h.ServeHTTP(w, r)
 	}))
+	if sse {
+		server.WithBaseURL(ob.ts.URL)(sseSrv)
+	}
 	t.Cleanup(func() {
 		within(t, "closing oauth backend", func() {
 			_ = ob.ts.Config.Close()
@@ -74,12 +94,22 @@ func (ob *oauthBackend) total() int {
 }
 
 func (ob *oauthBackend) server(name string) *mcpmeshv1.Server {
-	return &mcpmeshv1.Server{
+	s := &mcpmeshv1.Server{
 		Name:      name,
 		Transport: mcpmeshv1.Transport_TRANSPORT_STREAMABLE_HTTP,
 		Session:   mcpmeshv1.SessionMode_SESSION_MODE_SHARED,
 		Http:      &mcpmeshv1.HttpConfig{Url: ob.ts.URL + "/mcp", Oauth: &mcpmeshv1.OAuthConfig{Enabled: true}},
 	}
+	if ob.sse {
+		s.Transport, s.Http.Url = mcpmeshv1.Transport_TRANSPORT_SSE, ob.ts.URL+"/sse"
+	}
+	return s
+}
+
+func (ob *oauthBackend) streams(auth string) int {
+	ob.mu.Lock()
+	defer ob.mu.Unlock()
+	return ob.gets[auth]
 }
 
 func (e *env) applyTokens(rev uint64, s *mcpmeshv1.Server, tokens ...string) {
@@ -164,6 +194,39 @@ func TestOAuthNoTokenWaitsForOne(t *testing.T) {
 	}
 	if ob.requests("Bearer tok-1") == 0 || ob.requests("") != 0 {
 		t.Errorf("requests by Authorization: %v", ob.seen)
+	}
+}
+
+// TestOAuthBearerOnEveryRequest: POSTs and the event stream (GET) of both
+// HTTP transports carry the token, and a reconnect of the stream does too.
+func TestOAuthBearerOnEveryRequest(t *testing.T) {
+	for _, sse := range []bool{false, true} {
+		name := "streamable"
+		if sse {
+			name = "sse"
+		}
+		t.Run(name, func(t *testing.T) {
+			ob := startOAuthBackendOf(t, "tok-1", sse)
+			e := newEnv(t)
+			s := ob.server("web")
+			e.applyTokens(1, s, "tok-1")
+			b := e.backend("web")
+			e.waitState(b, mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY)
+			if got := callText(t, b, "echo", map[string]any{"text": "x"}); got != "oauth:x" {
+				t.Errorf("echo = %q", got)
+			}
+			e.waitFor("an event stream with the token", func() bool { return ob.streams("Bearer tok-1") > 0 })
+			if n := ob.requests("Bearer tok-1"); n < 2 {
+				t.Errorf("%d requests with the token", n)
+			}
+			ob.mu.Lock()
+			for auth, n := range ob.seen {
+				if auth != "Bearer tok-1" {
+					t.Errorf("%d requests with Authorization %q", n, auth)
+				}
+			}
+			ob.mu.Unlock()
+		})
 	}
 }
 
