@@ -656,7 +656,7 @@ func (m *Manager) applyTokensLocked(want map[string]*mcpmeshv1.Server, tokens []
 		}
 		h := m.auth[name]
 		if h == nil {
-			h = newAuthHolder(name, m.opts.Refresh)
+			h = newAuthHolder(m.ctx, name, m.opts.Refresh)
 			m.auth[name] = h
 		}
 		h.offer(byServer[name])

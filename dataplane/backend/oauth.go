@@ -36,6 +36,8 @@ const refreshTimeout = 30 * time.Second
 type authHolder struct {
 	server  string
 	refresh RefreshFunc // nil: a 401 is final
+	// base ends when the manager closes, ending a refresh in flight.
+	base context.Context
 
 	tok atomic.Pointer[string] // the token to send; nil or "" means none
 
@@ -53,8 +55,8 @@ type refreshCall struct {
 	err  error
 }
 
-func newAuthHolder(server string, refresh RefreshFunc) *authHolder {
-	return &authHolder{server: server, refresh: refresh, changed: make(chan struct{})}
+func newAuthHolder(base context.Context, server string, refresh RefreshFunc) *authHolder {
+	return &authHolder{base: base, server: server, refresh: refresh, changed: make(chan struct{})}
 }
 
 // token returns the current token, "" when there is none.
@@ -123,7 +125,7 @@ func (h *authHolder) refreshAfter(ctx context.Context, rejected string) (string,
 
 // run performs one refresh and publishes its outcome.
 func (h *authHolder) run(call *refreshCall, rejected string) {
-	ctx, cancel := context.WithTimeout(context.Background(), refreshTimeout)
+	ctx, cancel := context.WithTimeout(h.base, refreshTimeout)
 	defer cancel()
 	sum := sha256.Sum256([]byte(rejected))
 	tok, err := h.refresh(ctx, h.server, hex.EncodeToString(sum[:]))
