@@ -397,7 +397,7 @@ func (d *DataPlane) Serve(ctx context.Context, ln net.Listener) error {
 
 	base := scheme + "://" + ln.Addr().String()
 	d.log.Info("data plane serving",
-		"mcp_url", base+"/mcp", "sse_url", base+"/sse", "health_url", base+"/health",
+		"mcp_url", base+"/mcp", "sse_url", base+"/sse", "health_url", base+"/health", "oauth_url", d.publicURL+"/oauth",
 		"dataplane", d.cfg.ID, "control_plane", d.cfg.ControlPlane, "version", version.Version)
 
 	var failed error
