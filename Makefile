@@ -41,7 +41,7 @@ unit-test: ## Unit tests with the race detector.
 fuzz: ## Every fuzz target with -fuzz for FUZZTIME (default 10s) each.
 	FUZZTIME=$(or $(FUZZTIME),10s) scripts/fuzz.sh
 
-e2e-test: build ## End-to-end tests against the real binaries.
+e2e-test: build chromium ## End-to-end tests against the real binaries.
 	MCPMESH_BIN_DIR=$(CURDIR)/bin $(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./e2e/...
 
 # Real MCP software that is not mcp-go (Node 22, the official everything server,
@@ -54,6 +54,17 @@ interop: ## Install the interop test software (pinned npm packages) into .cache/
 	MCPMESH_INTEROP_DIR=$(INTEROP_DIR) scripts/interop-install.sh
 e2e-test: interop
 e2e-test: export MCPMESH_INTEROP_DIR := $(INTEROP_DIR)
+
+# Headless Chromium drives the /oauth page in e2e/oauth_test.go (Debian's
+# chromium package at /usr/bin/chromium).
+.PHONY: chromium
+chromium: ## Install Chromium for the /oauth browser test (apt-get, as root) when /usr/bin/chromium is missing.
+	@if [ -x /usr/bin/chromium ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update && apt-get install -y --no-install-recommends chromium; \
+	else \
+		echo "e2e/oauth_test.go needs Chromium at /usr/bin/chromium: install it (Debian/Ubuntu: sudo apt-get install chromium) and run make again"; exit 1; \
+	fi
 
 lint: ## gofmt, go vet (also with the e2e tag) and buf lint.
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -44,6 +44,7 @@ type config struct {
 	logFormat    string
 	pprofAddr    string
 	advertise    string
+	publicURL    string
 	showVersion  bool
 	limits       app.Limits
 	oauthIssuer  string
@@ -94,6 +95,7 @@ func parseFlags() config {
 	flag.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	flag.StringVar(&c.pprofAddr, "pprof-addr", "", "serve net/http/pprof on this address, on a listener of its own (default off)")
 	flag.StringVar(&c.advertise, "advertise-addr", "", "host:port other data planes reach this one on, for client answers a balancer sends to another replica (default: the --listen address; for 0.0.0.0, the first non-loopback address)")
+	flag.StringVar(&c.publicURL, "public-url", "", "absolute http(s) base URL browsers and OAuth authorization servers reach this data plane on, e.g. https://mcp.example.com: the /oauth page and its callback live under it (default: http://<--listen address>, with 0.0.0.0 or [::] replaced by 127.0.0.1)")
 	flag.BoolVar(&c.accessLog, "access-log", true, "log one line per MCP request at info level (method, server, tool or URI, duration, outcome, JSON-RPC error code, request id, client session, credential id)")
 	flag.StringVar(&c.otlpEndpoint, "otlp-endpoint", "", "export OpenTelemetry traces over OTLP/HTTP to this collector URL (http://host:4318); default off unless $"+tracing.EnvEndpoint+" or $"+tracing.EnvTracesEndpoint+" is set")
 	flag.BoolVar(&c.showVersion, "version", false, "print the version and exit")
@@ -262,6 +264,11 @@ func run() int {
 		log.Warn("the MCP listener serves plaintext HTTP on a non-loopback address; set --tls-cert and --tls-key, or keep it behind a TLS-terminating proxy",
 			"listen", ln.Addr().String())
 	}
+	publicURL, err := app.PublicURL(cfg.publicURL, ln.Addr(), listenTLS != nil)
+	if err != nil {
+		ln.Close()
+		return fail("%v", err)
+	}
 	advertise := cfg.advertise
 	if advertise == "" {
 		advertise = app.AdvertiseAddr(ln.Addr())
@@ -323,6 +330,7 @@ func run() int {
 		ID:           cfg.id,
 		Token:        token,
 		Advertise:    advertise,
+		PublicURL:    publicURL,
 		Logger:       log,
 		Limits:       cfg.limits,
 		OAuth:        oauth,

@@ -123,3 +123,19 @@ func TestCreateTokenValidation(t *testing.T) {
 		t.Errorf("refused requests stored %d tokens", len(list))
 	}
 }
+
+func TestWhoAmI(t *testing.T) {
+	s := &Service{}
+	if _, err := s.WhoAmI(context.Background(), &mcpmeshv1.WhoAmIRequest{}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("no identity: got %v, want Unauthenticated", err)
+	}
+	exp := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	ctx := WithIdentity(context.Background(), Identity{TokenID: "abc", Role: mcpmeshv1.Role_ROLE_VIEWER, ExpiresAt: exp})
+	resp, err := s.WhoAmI(ctx, &mcpmeshv1.WhoAmIRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetId() != "abc" || resp.GetRole() != mcpmeshv1.Role_ROLE_VIEWER || !resp.GetExpiresAt().AsTime().Equal(exp) {
+		t.Fatalf("got %v", resp)
+	}
+}

@@ -19,6 +19,7 @@ var (
 	adminOnly     = []mcpmeshv1.Role{admin}
 	readOnly      = []mcpmeshv1.Role{admin, viewer}
 	dataPlaneOnly = []mcpmeshv1.Role{admin, dataplane}
+	anyRole       = []mcpmeshv1.Role{admin, viewer, dataplane}
 )
 
 // rules maps every RPC of every service the control plane serves to the roles
@@ -43,6 +44,14 @@ var rules = map[string][]mcpmeshv1.Role{
 	mcpmeshv1.TokenService_CreateToken_FullMethodName: adminOnly,
 	mcpmeshv1.TokenService_ListTokens_FullMethodName:  readOnly,
 	mcpmeshv1.TokenService_RevokeToken_FullMethodName: adminOnly,
+	mcpmeshv1.TokenService_WhoAmI_FullMethodName:      anyRole,
+
+	mcpmeshv1.OAuthService_ListAuthorizations_FullMethodName:    readOnly,
+	mcpmeshv1.OAuthService_BeginAuthorization_FullMethodName:    adminOnly,
+	mcpmeshv1.OAuthService_CompleteAuthorization_FullMethodName: adminOnly,
+	mcpmeshv1.OAuthService_RevokeAuthorization_FullMethodName:   adminOnly,
+	// A data plane asks for a refresh when a backend refuses its token.
+	mcpmeshv1.OAuthService_RefreshAuthorization_FullMethodName: dataPlaneOnly,
 
 	mcpmeshv1.SecretService_RotateClusterSecret_FullMethodName: adminOnly,
 

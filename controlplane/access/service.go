@@ -138,3 +138,16 @@ func checkCredential(ttlpb *durationpb.Duration, description string) (time.Durat
 	}
 	return ttl, nil
 }
+
+// WhoAmI describes the calling credential. Any role may ask.
+func (s *Service) WhoAmI(ctx context.Context, _ *mcpmeshv1.WhoAmIRequest) (*mcpmeshv1.WhoAmIResponse, error) {
+	id, ok := IdentityFrom(ctx)
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "no credential")
+	}
+	resp := &mcpmeshv1.WhoAmIResponse{Id: id.TokenID, Role: id.Role}
+	if !id.ExpiresAt.IsZero() {
+		resp.ExpiresAt = timestamppb.New(id.ExpiresAt)
+	}
+	return resp, nil
+}

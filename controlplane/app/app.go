@@ -19,6 +19,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/controlplane/discovery"
 	"github.com/mcpmesh/mcpmesh/controlplane/health"
 	"github.com/mcpmesh/mcpmesh/controlplane/httpapi"
+	"github.com/mcpmesh/mcpmesh/controlplane/oauth"
 	"github.com/mcpmesh/mcpmesh/controlplane/registry"
 	"github.com/mcpmesh/mcpmesh/controlplane/secrets"
 	"github.com/mcpmesh/mcpmesh/controlplane/store"
@@ -252,6 +253,22 @@ func Run(ctx context.Context, cfg Config) error {
 		}()
 	}
 	defer func() { stopSecrets(); <-secretsDone }()
+	oauthSvc := oauth.New(st, log.With("component", "oauth"), oauth.AllowPrivateEgress(cfg.Registrations.AllowPrivateEgress))
+	mcpmeshv1.RegisterOAuthServiceServer(gs, oauthSvc)
+	// Refreshes backend OAuth grants before they expire: once in the
+	// cluster (elected, like the secrets' expiry), since two refreshes of
+	// one rotating refresh token would revoke it.
+	oauthCtx, stopOAuth := context.WithCancel(ctx)
+	oauthDone := make(chan struct{})
+	go func() {
+		defer close(oauthDone)
+		if es == nil {
+			oauthSvc.Run(oauthCtx)
+			return
+		}
+		runElected(oauthCtx, es.Client(), es.Prefix()+"election/oauth-refresh", replica, log.With("component", "election"), oauthSvc.Run)
+	}()
+	defer func() { stopOAuth(); <-oauthDone }()
 	mcpmeshv1.RegisterClientKeyServiceServer(gs, access.NewClientKeyService(st, log.With("component", "client-keys")))
 	storeName := StoreBolt
 	if cfg.Store == StoreEtcd {

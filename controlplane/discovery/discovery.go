@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -200,6 +202,7 @@ func (s *Server) connect(h *mcpmeshv1.Hello, peerAddr string) {
 	}
 	dp.streams++
 	dp.info.Version, dp.info.ListenAddr = textlimit.Truncate(h.GetVersion(), maxHelloText), textlimit.Truncate(h.GetListenAddr(), maxHelloText)
+	dp.info.PublicUrl = publicURL(h.GetPublicUrl())
 	dp.info.Peer = peerAddr
 	dp.info.Connected, dp.info.ConnectedAt, dp.info.LastSeen = true, now, now
 	dp.info.Departed = ""
@@ -491,4 +494,18 @@ func (s *Server) receive(ctx context.Context, id string, stream grpc.BidiStreami
 			s.update(id, func(*dataplane) {})
 		}
 	}
+}
+
+// publicURL is the public base URL a data plane reported, if it is an
+// absolute http(s) URL of bounded length (the status page links to it);
+// anything else is dropped.
+func publicURL(raw string) string {
+	if raw == "" || len(raw) > maxHelloText {
+		return ""
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return ""
+	}
+	return strings.TrimRight(u.String(), "/")
 }

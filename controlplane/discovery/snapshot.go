@@ -42,7 +42,37 @@ func BuildSnapshot(state *store.State) *mcpmeshv1.ConfigSnapshot {
 		}
 		snap.ClientKeys = append(snap.ClientKeys, k) // sorted by id
 	}
+	snap.OauthTokens = oauthTokens(state, snap.Servers, now)
 	return snap
+}
+
+// oauthTokens are the access tokens of the enabled OAuth servers that have
+// a usable grant: a token, unexpired when the snapshot is built. Masked
+// leaves them out, so only dataplane credentials receive them.
+func oauthTokens(state *store.State, enabled []*mcpmeshv1.Server, now time.Time) []*mcpmeshv1.OAuthAccess {
+	oauth := make(map[string]bool, len(enabled))
+	for _, srv := range enabled {
+		if srv.GetHttp().GetOauth().GetEnabled() {
+			oauth[srv.GetName()] = true
+		}
+	}
+	var out []*mcpmeshv1.OAuthAccess
+	for _, g := range state.OAuthGrants { // sorted by server name
+		name := g.GetAuthorization().GetServer()
+		if !oauth[name] || g.GetAccessToken() == "" {
+			continue
+		}
+		exp := g.GetAuthorization().GetExpiresAt()
+		if exp != nil && !now.Before(exp.AsTime()) {
+			continue
+		}
+		typ := g.GetTokenType()
+		if typ == "" {
+			typ = "Bearer"
+		}
+		out = append(out, &mcpmeshv1.OAuthAccess{Server: name, AccessToken: g.GetAccessToken(), TokenType: typ, ExpiresAt: exp})
+	}
+	return out
 }
 
 // Masked returns a copy of snap without a secret in it, for a credential
@@ -68,6 +98,9 @@ func maskServer(s *mcpmeshv1.Server) *mcpmeshv1.Server {
 	if h := out.GetHttp(); h != nil {
 		h.Headers = redact.Values(h.GetHeaders())
 		h.Url = redact.URL(h.GetUrl())
+		if o := h.GetOauth(); o.GetClientSecret() != "" {
+			o.ClientSecret = redact.Mask
+		}
 	}
 	out.Endpoints = redact.URLs(out.GetEndpoints())
 	return out

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -26,6 +27,9 @@ const (
 	StateUnavailable = "unavailable"
 	StateUnknown     = "unknown"
 	StateDisabled    = "disabled"
+	// StateNeedsAuthorization: no data plane has the server healthy and one
+	// reports it waiting for an OAuth grant (authorize it at /oauth).
+	StateNeedsAuthorization = states.NeedsAuthorization
 )
 
 // MaxReportBackends bounds the entries of one health report; a data plane
@@ -262,6 +266,10 @@ func Aggregate(server *mcpmeshv1.Server, reports []*mcpmeshv1.BackendHealth) *mc
 		st.State = StateHealthy
 	case st.HealthyDataplanes > 0:
 		st.State = StateDegraded
+	case slices.ContainsFunc(reports, func(h *mcpmeshv1.BackendHealth) bool {
+		return h.GetState() == mcpmeshv1.BackendState_BACKEND_STATE_NEEDS_AUTHORIZATION
+	}):
+		st.State = StateNeedsAuthorization
 	default:
 		st.State = StateUnavailable
 	}

@@ -87,6 +87,7 @@ func TestAggregate(t *testing.T) {
 		{"explicitly enabled", enabled, []*mcpmeshv1.BackendHealth{h("a", healthy)}, StateHealthy, 1, 1},
 		{"some healthy", srv("s"), []*mcpmeshv1.BackendHealth{h("a", healthy), h("b", retrying)}, StateDegraded, 1, 2},
 		{"none healthy", srv("s"), []*mcpmeshv1.BackendHealth{h("a", unavailable), h("b", retrying)}, StateUnavailable, 0, 2},
+		{"needs authorization", srv("s"), []*mcpmeshv1.BackendHealth{h("a", mcpmeshv1.BackendState_BACKEND_STATE_NEEDS_AUTHORIZATION), h("b", unavailable)}, StateNeedsAuthorization, 0, 2},
 		{"disabled wins", disabled, []*mcpmeshv1.BackendHealth{h("a", healthy)}, StateDisabled, 1, 1},
 	}
 	for _, tc := range tests {

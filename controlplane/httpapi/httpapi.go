@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mcpmesh/mcpmesh/controlplane/health"
@@ -139,8 +140,11 @@ type pageServer struct {
 
 type pageDataPlane struct {
 	ID, Version, ListenAddr, Peer, LastError, LastSeen string
-	Connected                                          bool
-	Revision, Nacked                                   uint64
+	// OAuthURL is the data plane's /oauth page (where backends are
+	// authorized), when it reported a public URL.
+	OAuthURL         string
+	Connected        bool
+	Revision, Nacked uint64
 }
 
 type pageEvent struct {
@@ -184,6 +188,9 @@ func (h *handler) page(w http.ResponseWriter, r *http.Request) {
 	for _, dp := range h.d.DataPlanes.ListDataPlanes() {
 		p := pageDataPlane{ID: dp.GetId(), Version: dp.GetVersion(), ListenAddr: dp.GetListenAddr(), Peer: dp.GetPeer(),
 			LastError: redact.Text(dp.GetLastError()), Connected: dp.GetConnected(), Revision: dp.GetRevision(), Nacked: dp.GetNackedRevision()}
+		if u := dp.GetPublicUrl(); u != "" {
+			p.OAuthURL = strings.TrimRight(u, "/") + "/oauth"
+		}
 		if dp.GetLastSeen() != nil {
 			p.LastSeen = dp.GetLastSeen().AsTime().UTC().Format(time.RFC3339)
 		}
@@ -235,8 +242,8 @@ th{background:#f3f3f3}
 {{range .Servers}}<tr><td>{{.Name}}</td><td>{{.Transport}}</td><td>{{.Target}}</td><td>{{range $i, $t := .Tags}}{{if $i}}, {{end}}{{$t}}{{end}}</td><td class="{{.State}}">{{.State}}</td><td>{{.Healthy}}/{{.Total}}</td></tr>
 {{end}}</table>{{else}}<p>No servers registered. Add one with <code>mcpctl server add</code>.</p>{{end}}
 <h2>Data planes</h2>
-{{if .DataPlanes}}<table><tr><th>ID</th><th>Version</th><th>Listen</th><th>Peer</th><th>Connected</th><th>Revision</th><th>Rejected</th><th>Last seen</th></tr>
-{{range .DataPlanes}}<tr><td>{{.ID}}</td><td>{{.Version}}</td><td>{{.ListenAddr}}</td><td>{{.Peer}}</td><td class="{{if .Connected}}healthy{{else}}no{{end}}">{{if .Connected}}yes{{else}}no{{end}}</td><td>{{.Revision}}</td><td>{{if .Nacked}}{{.Nacked}}: {{.LastError}}{{end}}</td><td>{{.LastSeen}}</td></tr>
+{{if .DataPlanes}}<table><tr><th>ID</th><th>Version</th><th>Listen</th><th>Peer</th><th>Connected</th><th>Revision</th><th>Rejected</th><th>Last seen</th><th>OAuth</th></tr>
+{{range .DataPlanes}}<tr><td>{{.ID}}</td><td>{{.Version}}</td><td>{{.ListenAddr}}</td><td>{{.Peer}}</td><td class="{{if .Connected}}healthy{{else}}no{{end}}">{{if .Connected}}yes{{else}}no{{end}}</td><td>{{.Revision}}</td><td>{{if .Nacked}}{{.Nacked}}: {{.LastError}}{{end}}</td><td>{{.LastSeen}}</td><td>{{if .OAuthURL}}<a href="{{.OAuthURL}}">authorize backends</a>{{end}}</td></tr>
 {{end}}</table>{{else}}<p>No data plane has connected yet.</p>{{end}}
 <h2>Recent backend transitions</h2>
 {{if .Events}}<p>The newest {{len .Events}}, newest first; more at <a href="/api/events?limit=1000">/api/events</a>.</p>

@@ -41,7 +41,7 @@ func setupWithHealth(t *testing.T) (*httptest.Server, *store.BoltStore, *health.
 		t.Fatal(err)
 	}
 	planes := dps{
-		{Id: "dp-a", Connected: true, Revision: 2, Version: "v1"},
+		{Id: "dp-a", Connected: true, Revision: 2, Version: "v1", PublicUrl: "https://dp-a.example"},
 		{Id: "dp-b", Connected: false, NackedRevision: 1, LastError: "<bad & config>"},
 	}
 	agg := health.New(st, func() map[string]bool { return map[string]bool{"dp-a": true} }, nil)
@@ -115,7 +115,7 @@ func TestStatusPage(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
 		t.Fatalf("status %d type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	for _, want := range []string{"Config revision <b>2</b>", ">x<", ">y<", `class="healthy">healthy`, `class="unknown">unknown`, "1/1", "dp-a", "dp-b", "&lt;bad &amp; config&gt;", "Recent backend transitions"} {
+	for _, want := range []string{"Config revision <b>2</b>", ">x<", ">y<", `class="healthy">healthy`, `class="unknown">unknown`, "1/1", "dp-a", "dp-b", "&lt;bad &amp; config&gt;", "Recent backend transitions", `<a href="https://dp-a.example/oauth">`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q", want)
 		}

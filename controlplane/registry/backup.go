@@ -161,6 +161,7 @@ func ToBackup(d *store.Dump) *mcpmeshv1.Backup {
 		Tokens:        d.Tokens,
 		ClientKeys:    d.ClientKeys,
 		ClusterSecret: d.ClusterSecret,
+		OauthGrants:   d.OAuthGrants,
 	}
 	for _, p := range d.PreviousSecrets {
 		out.PreviousSecrets = append(out.PreviousSecrets, &mcpmeshv1.PreviousSecret{Secret: p.Secret, ExpiresAt: timestamppb.New(p.ExpiresAt)})
@@ -177,6 +178,7 @@ func FromBackup(in *mcpmeshv1.Backup) *store.Dump {
 			Settings:      in.GetSettings(),
 			ClusterSecret: in.GetClusterSecret(),
 			ClientKeys:    in.GetClientKeys(),
+			OAuthGrants:   in.GetOauthGrants(),
 		},
 		Tokens: in.GetTokens(),
 	}

@@ -107,6 +107,9 @@ func redactServer(s *mcpmeshv1.Server) *mcpmeshv1.Server {
 	for k := range out.GetHttp().GetHeaders() {
 		out.Http.Headers[k] = Redacted
 	}
+	if o := out.GetHttp().GetOauth(); o.GetClientSecret() != "" {
+		o.ClientSecret = Redacted
+	}
 	if sc := out.GetStdio(); sc != nil {
 		sc.Args = redact.Args(sc.GetArgs(), sc.GetSecretArgs())
 	}
@@ -125,6 +128,11 @@ func keepSecrets(in, cur *mcpmeshv1.Server) {
 		if old, ok := cur.GetHttp().GetHeaders()[k]; ok && v == Redacted {
 			in.Http.Headers[k] = old
 		}
+	}
+	// The secret of the same pre-registered client; a new client id needs its own.
+	if o, co := in.GetHttp().GetOauth(), cur.GetHttp().GetOauth(); o.GetClientSecret() == Redacted &&
+		co.GetClientSecret() != "" && o.GetClientId() == co.GetClientId() {
+		o.ClientSecret = co.GetClientSecret()
 	}
 	args, curArgs := in.GetStdio().GetArgs(), cur.GetStdio().GetArgs()
 	for _, i := range in.GetStdio().GetSecretArgs() {
@@ -314,7 +322,13 @@ func (s *Service) UpdateServer(ctx context.Context, req *mcpmeshv1.UpdateServerR
 		return nil, storeError(in.GetName(), err)
 	}
 	s.log.Info("server updated", "server", out.GetName(), "revision", out.GetModRevision())
-	return &mcpmeshv1.UpdateServerResponse{Server: redactServer(out), Revision: out.GetModRevision()}, nil
+	rev = out.GetModRevision()
+	if r, err := s.dropStaleGrant(ctx, cur, out); err != nil {
+		return nil, status.Errorf(codes.Internal, "%v", err)
+	} else if r != 0 {
+		rev = r
+	}
+	return &mcpmeshv1.UpdateServerResponse{Server: redactServer(out), Revision: rev}, nil
 }
 
 // DeleteServer implements RegistryService.

@@ -71,6 +71,9 @@ func validateServer(s *mcpmeshv1.Server) *fieldError {
 		if len(s.GetEndpoints()) > 0 {
 			return invalid("server.endpoints", "extra endpoints are only for the streamable_http and sse transports")
 		}
+		if err := validateOAuth(s, false); err != nil {
+			return err
+		}
 		for k, v := range s.GetStdio().GetEnv() {
 			if k == "" || strings.ContainsAny(k, "=\x00") {
 				return invalid("server.stdio.env", "key %q is invalid: keys must be non-empty and contain no '='", k)
@@ -109,6 +112,9 @@ func validateServer(s *mcpmeshv1.Server) *fieldError {
 			if !httpguts.ValidHeaderFieldValue(v) {
 				return invalid("server.http.headers", "value of %q contains a control character (line break, NUL, ...)", k)
 			}
+		}
+		if err := validateOAuth(s, true); err != nil {
+			return err
 		}
 	default:
 		return invalid("server.transport", "must be stdio, streamable_http or sse")

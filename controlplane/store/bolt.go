@@ -423,6 +423,9 @@ func (s *BoltStore) DeleteServer(ctx context.Context, name string, expectedRevis
 		if err := tx.Bucket(bucketServers).Delete([]byte(name)); err != nil {
 			return 0, fmt.Errorf("delete server %q: %w", name, err)
 		}
+		if err := tx.Bucket(bucketOAuthGrants).Delete([]byte(name)); err != nil {
+			return 0, fmt.Errorf("delete oauth grant of %q: %w", name, err)
+		}
 		return unsafeBumpRevision(tx)
 	})
 }
@@ -520,7 +523,10 @@ func (s *BoltStore) unsafeState(tx *bolt.Tx, st *State) error {
 	if st.PreviousSecrets, err = s.unsafePreviousSecrets(tx); err != nil {
 		return err
 	}
-	st.ClientKeys, err = unsafeListClientKeys(tx)
+	if st.ClientKeys, err = unsafeListClientKeys(tx); err != nil {
+		return err
+	}
+	st.OAuthGrants, err = s.unsafeListGrants(tx) // bolt_oauth.go
 	return err
 }
 

@@ -40,7 +40,7 @@ func (s *BoltStore) Restore(ctx context.Context, d *Dump, force bool) (uint64, e
 			return 0, err
 		}
 		rev := restoreRevision(cur.Revision, d.Revision)
-		for _, b := range [][]byte{bucketServers, bucketSettings, bucketTokens, bucketClientKeys} {
+		for _, b := range [][]byte{bucketServers, bucketSettings, bucketTokens, bucketClientKeys, bucketOAuthGrants} {
 			if err := tx.DeleteBucket(b); err != nil {
 				return 0, fmt.Errorf("empty bucket %s: %w", b, err)
 			}
@@ -69,6 +69,11 @@ func (s *BoltStore) Restore(ctx context.Context, d *Dump, force bool) (uint64, e
 		}
 		for _, k := range d.ClientKeys {
 			if err := unsafePutClientKey(tx, k); err != nil {
+				return 0, err
+			}
+		}
+		for _, g := range d.OAuthGrants {
+			if err := s.unsafePutGrant(tx, g); err != nil {
 				return 0, err
 			}
 		}

@@ -76,8 +76,23 @@ func (d *Dump) Check() error {
 	}); err != nil {
 		return err
 	}
-	return unique("client key", d.ClientKeys, func(k *mcpmeshv1.StoredClientKey) (string, error) {
+	if err := unique("client key", d.ClientKeys, func(k *mcpmeshv1.StoredClientKey) (string, error) {
 		return k.GetKey().GetId(), validateClientKeyArg(k)
+	}); err != nil {
+		return err
+	}
+	servers := make(map[string]bool, len(d.Servers))
+	for _, s := range d.Servers {
+		servers[s.GetName()] = true
+	}
+	return unique("oauth grant", d.OAuthGrants, func(g *mcpmeshv1.StoredOAuthGrant) (string, error) {
+		if err := validateGrantArg(g); err != nil {
+			return "", err
+		}
+		if !servers[g.GetAuthorization().GetServer()] {
+			return "", fmt.Errorf("grant of server %q, which the backup does not hold", g.GetAuthorization().GetServer())
+		}
+		return g.GetAuthorization().GetServer(), nil
 	})
 }
 

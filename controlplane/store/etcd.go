@@ -765,6 +765,7 @@ func (s *EtcdStore) DeleteServer(ctx context.Context, name string, expectedRevis
 			return err
 		}
 		t.del(s.serverKey(name))
+		t.del(s.grantKey(name)) // etcd_oauth.go: a server's grant goes with it
 		return t.bump(revKV)
 	})
 }
@@ -916,6 +917,7 @@ const (
 	rClusterSecret
 	rPreviousSecrets
 	rClientKeys
+	rOAuthGrants
 	rStateOps // how many
 
 	rTokens = rStateOps
@@ -931,6 +933,7 @@ func (s *EtcdStore) stateOps() []clientv3.Op {
 		rClusterSecret:   clientv3.OpGet(s.key(bucketMeta, metaClusterSecret)),
 		rPreviousSecrets: clientv3.OpGet(s.key(bucketMeta, metaPreviousSecrets)),
 		rClientKeys:      clientv3.OpGet(s.bucketPrefix(bucketClientKeys), clientv3.WithPrefix()),
+		rOAuthGrants:     clientv3.OpGet(s.bucketPrefix(bucketOAuthGrants), clientv3.WithPrefix()), // etcd_oauth.go
 	}
 	return ops[:]
 }
@@ -959,6 +962,9 @@ func (s *EtcdStore) decodeState(r []*etcdserverpb.RangeResponse) (*State, error)
 		return nil, err
 	}
 	if st.ClientKeys, err = decodeClientKeys(r[rClientKeys].Kvs); err != nil {
+		return nil, err
+	}
+	if st.OAuthGrants, err = s.decodeGrants(r[rOAuthGrants].Kvs); err != nil {
 		return nil, err
 	}
 	return st, nil

@@ -68,7 +68,7 @@ func (s *EtcdStore) Restore(ctx context.Context, d *Dump, force bool) (uint64, e
 		// Nothing under these keys may change between the read and the
 		// write: compare each range against the etcd revision it was read at.
 		for _, p := range []string{s.bucketPrefix(bucketServers), s.bucketPrefix(bucketSettings), s.bucketPrefix(bucketTokens),
-			s.bucketPrefix(bucketClientKeys), s.bucketPrefix(bucketMeta)} {
+			s.bucketPrefix(bucketClientKeys), s.bucketPrefix(bucketOAuthGrants), s.bucketPrefix(bucketMeta)} {
 			t.cmps = append(t.cmps, clientv3.Compare(clientv3.ModRevision(p).WithPrefix(), "<", resp.Header.Revision+1))
 		}
 		// etcd refuses a put inside a range the same transaction deletes:
@@ -83,10 +83,13 @@ func (s *EtcdStore) Restore(ctx context.Context, d *Dump, force bool) (uint64, e
 		for _, k := range d.ClientKeys {
 			keep[s.key(bucketClientKeys, []byte(k.GetKey().GetId()))] = true
 		}
+		for _, g := range d.OAuthGrants {
+			keep[s.grantKey(g.GetAuthorization().GetServer())] = true
+		}
 		if d.Settings != nil {
 			keep[s.key(bucketSettings, settingsKey)] = true
 		}
-		for _, rr := range []*etcdserverpb.RangeResponse{r[rServers], r[rSettings], r[rClientKeys], r[rTokens]} {
+		for _, rr := range []*etcdserverpb.RangeResponse{r[rServers], r[rSettings], r[rClientKeys], r[rOAuthGrants], r[rTokens]} {
 			for _, kv := range rr.Kvs {
 				if !keep[string(kv.Key)] {
 					t.del(string(kv.Key))
@@ -115,6 +118,11 @@ func (s *EtcdStore) Restore(ctx context.Context, d *Dump, force bool) (uint64, e
 		}
 		for _, k := range d.ClientKeys {
 			if err := putProto(t, s.key(bucketClientKeys, []byte(k.GetKey().GetId())), k); err != nil {
+				return err
+			}
+		}
+		for _, g := range d.OAuthGrants {
+			if err := t.putGrant(g); err != nil {
 				return err
 			}
 		}

@@ -31,6 +31,8 @@ type MemoryStore struct {
 	eventSeq uint64
 	tokens   map[string]*mcpmeshv1.StoredToken
 	ckeys    map[string]*mcpmeshv1.StoredClientKey
+	grants   map[string]*mcpmeshv1.StoredOAuthGrant   // memory_oauth.go
+	pending  map[string]*mcpmeshv1.StoredOAuthPending // memory_oauth.go
 	watchers watchers
 	now      func() time.Time
 }
@@ -176,6 +178,7 @@ func (m *MemoryStore) DeleteServer(ctx context.Context, name string, expectedRev
 			return 0, err
 		}
 		delete(m.servers, name)
+		delete(m.grants, name)
 		m.rev++
 		return m.rev, nil
 	})
@@ -275,6 +278,7 @@ func (m *MemoryStore) unsafeState() *State {
 		ClusterSecret:   bytes.Clone(m.secret),
 		PreviousSecrets: clonePrevious(m.previous),
 		ClientKeys:      m.sortedClientKeys(),
+		OAuthGrants:     m.unsafeListGrants(), // memory_oauth.go
 	}
 	if len(st.Servers) == 0 {
 		st.Servers = nil

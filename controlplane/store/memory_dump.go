@@ -52,6 +52,10 @@ func (m *MemoryStore) Restore(ctx context.Context, d *Dump, force bool) (uint64,
 		for _, k := range d.ClientKeys {
 			m.ckeys[k.GetKey().GetId()] = cloneClientKey(k)
 		}
+		m.grants = make(map[string]*mcpmeshv1.StoredOAuthGrant, len(d.OAuthGrants))
+		for _, g := range d.OAuthGrants {
+			m.grants[g.GetAuthorization().GetServer()] = cloneGrant(g)
+		}
 		m.secret = bytes.Clone(d.ClusterSecret)
 		m.previous = previousUnexpired(d, m.now())
 		m.rev = rev

@@ -20,10 +20,16 @@ var (
 	// bucketClientKeys: key client key id, value protobuf
 	// mcpmeshv1.StoredClientKey (the SHA-256 of the secret, never the secret).
 	bucketClientKeys = []byte("client_keys")
+	// bucketOAuthGrants: key server name, value protobuf
+	// mcpmeshv1.StoredOAuthGrant (tokens and client secret); sealed.
+	bucketOAuthGrants = []byte("oauth_grants")
+	// bucketOAuthPending: key OAuth state parameter, value protobuf
+	// mcpmeshv1.StoredOAuthPending (PKCE verifier, client); sealed.
+	bucketOAuthPending = []byte("oauth_pending")
 	// bucketMeta: the keys below.
 	bucketMeta = []byte("meta")
 
-	allBuckets = [][]byte{bucketServers, bucketSettings, bucketHealth, bucketEvents, bucketTokens, bucketClientKeys, bucketMeta}
+	allBuckets = [][]byte{bucketServers, bucketSettings, bucketHealth, bucketEvents, bucketTokens, bucketClientKeys, bucketOAuthGrants, bucketOAuthPending, bucketMeta}
 )
 
 var (
@@ -64,6 +70,11 @@ const schemaVersion uint64 = 2
 //	servers/*           mcpmeshv1.Server (env, headers, URLs, args)
 //	meta/cluster_secret the cluster secret
 //	meta/previous_secrets the secrets rotations replaced
+//	oauth_grants/*      mcpmeshv1.StoredOAuthGrant (tokens, client secret)
+//	oauth_pending/*     mcpmeshv1.StoredOAuthPending (PKCE verifier, client secret)
+//
+// The oauth buckets are new buckets, not a layout change: an older binary
+// ignores them (its backends stay unauthorized).
 
 // clusterSecretLen is the size of the cluster secret in bytes.
 const clusterSecretLen = 32

@@ -57,6 +57,9 @@ type State struct {
 	PreviousSecrets []PreviousSecret
 	// ClientKeys are all client API keys, revoked ones too, sorted by id.
 	ClientKeys []*mcpmeshv1.StoredClientKey
+	// OAuthGrants are every backend OAuth grant (tokens included), sorted
+	// by server name; each names a server of Servers.
+	OAuthGrants []*mcpmeshv1.StoredOAuthGrant
 }
 
 // PreviousSecret is a cluster secret a rotation replaced: data planes accept
@@ -175,6 +178,8 @@ type Store interface {
 	// health and events stay. d is checked first (Dump.Check). Unless force,
 	// a store that is not empty (Dump.Empty) is refused with ErrNotEmpty.
 	Restore(ctx context.Context, d *Dump, force bool) (uint64, error)
+
+	OAuthStore
 
 	// Watch returns a channel that receives the new config revision after
 	// every committed config write. Notifications coalesce: a slow reader sees

@@ -23,10 +23,15 @@ import (
 	"github.com/mcpmesh/mcpmesh/dataplane/httpapi"
 	"github.com/mcpmesh/mcpmesh/dataplane/jsonrpc"
 	"github.com/mcpmesh/mcpmesh/dataplane/keys"
+	"github.com/mcpmesh/mcpmesh/dataplane/oauthpage"
 	"github.com/mcpmesh/mcpmesh/dataplane/router"
 	"github.com/mcpmesh/mcpmesh/internal/version"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	"github.com/mcpmesh/mcpmesh/internal/authtoken"
 )
 
 // DefaultShutdownTimeout bounds the drain of a graceful stop (Config.ShutdownTimeout).
@@ -50,6 +55,10 @@ type Config struct {
 	// Advertise is the host:port other replicas reach this one's MCP
 	// listener on (AdvertiseAddr gives the default for a listener).
 	Advertise string
+	// PublicURL is the base URL browsers reach this data plane on
+	// (PublicURL, --public-url): the /oauth page and its OAuth callback are
+	// under it; "" means http://<Advertise>.
+	PublicURL string
 	Logger    *slog.Logger
 	// Limits bound what clients and backends can make the data plane hold
 	// or wait for; zero fields take the defaults.
@@ -109,6 +118,11 @@ type DataPlane struct {
 	keys      *keys.Keys
 	ckeys     *clientauth.Keys // nil unless Config.ClientKeys
 	readiness *httpapi.Readiness
+	// cp is a connection to the control plane with no credential of its
+	// own, for OAuthService and TokenService calls (each call brings the
+	// data plane's token or a signed-in operator's).
+	cp        *grpc.ClientConn
+	publicURL string
 }
 
 // New wires a data plane. Nothing runs until Serve.
@@ -117,7 +131,15 @@ func New(cfg Config) (*DataPlane, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	d := &DataPlane{cfg: cfg, log: log, keys: keys.New()}
+	d := &DataPlane{cfg: cfg, log: log, keys: keys.New(), publicURL: cfg.PublicURL}
+	if d.publicURL == "" {
+		d.publicURL = "http://" + cfg.Advertise
+	}
+	cp, err := configclient.Dial(cfg.ControlPlane, cfg.ControlPlaneCreds)
+	if err != nil {
+		return nil, err
+	}
+	d.cp = cp
 	d.readiness = httpapi.NewReadiness(httpapi.ReadinessOptions{Logger: log.With("component", "readiness")})
 
 	// The router and the manager refer to each other (backends relay what
@@ -153,6 +175,8 @@ func New(cfg Config) (*DataPlane, error) {
 	d.api = api
 	d.mgr = backend.NewManager(backend.ManagerOptions{
 		Logger:             log.With("component", "backend"),
+		PublicURL:          d.publicURL,
+		Refresh:            d.refreshToken,
 		AllowPrivateEgress: cfg.AllowPrivateEgress,
 		OnChange:           d.onBackendChange,
 		ListLimits:         cfg.Limits.Lists,
@@ -297,6 +321,7 @@ func (d *DataPlane) Serve(ctx context.Context, ln net.Listener) error {
 		DataPlaneID:          d.cfg.ID,
 		Version:              version.Version,
 		ListenAddr:           ln.Addr().String(),
+		PublicURL:            d.publicURL,
 		Logger:               d.log.With("component", "configclient"),
 		Apply:                d.apply,
 		Health:               d.mgr.Health,
@@ -308,6 +333,18 @@ func (d *DataPlane) Serve(ctx context.Context, ln net.Listener) error {
 	for _, p := range []string{"/mcp", "/sse", "/message"} {
 		mux.Handle(p, fh)
 	}
+	page, err := oauthpage.New(oauthpage.Options{
+		Conn:      d.cp,
+		Keys:      d.keys,
+		PublicURL: d.publicURL,
+		Ready:     func() bool { return client.Revision() > 0 },
+		Backends:  oauthpage.BackendStates(d.mgr.Health),
+		Logger:    d.log.With("component", "oauthpage"),
+	})
+	if err != nil {
+		return err
+	}
+	page.Register(mux)
 	if o := d.cfg.OAuth; o != nil {
 		for _, p := range o.MetadataPaths() {
 			mux.HandleFunc(p, o.ServeMetadata)
@@ -360,7 +397,7 @@ func (d *DataPlane) Serve(ctx context.Context, ln net.Listener) error {
 
 	base := scheme + "://" + ln.Addr().String()
 	d.log.Info("data plane serving",
-		"mcp_url", base+"/mcp", "sse_url", base+"/sse", "health_url", base+"/health",
+		"mcp_url", base+"/mcp", "sse_url", base+"/sse", "health_url", base+"/health", "oauth_url", d.publicURL+"/oauth",
 		"dataplane", d.cfg.ID, "control_plane", d.cfg.ControlPlane, "version", version.Version)
 
 	var failed error
@@ -428,6 +465,23 @@ func (d *DataPlane) shutdown(httpSrv *h1.Server, drain *drainer, client *configc
 	if err := d.mgr.Close(); err != nil {
 		d.log.Warn("close backends", "err", err)
 	}
+	_ = d.cp.Close()
+}
+
+// refreshToken asks the control plane, with the data plane's own
+// credential, for a new access token of server after its backend refused
+// the one whose SHA-256 is rejected (backend.RefreshFunc).
+func (d *DataPlane) refreshToken(ctx context.Context, server, rejected string) (string, error) {
+	resp, err := mcpmeshv1.NewOAuthServiceClient(d.cp).RefreshAuthorization(ctx,
+		&mcpmeshv1.RefreshAuthorizationRequest{Server: server, RejectedTokenSha256: rejected},
+		grpc.PerRPCCredentials(authtoken.Credentials(d.cfg.Token)))
+	if err != nil {
+		return "", fmt.Errorf("OAuthService.RefreshAuthorization: %s", status.Convert(err).Message())
+	}
+	if resp.GetAuthorization().GetState() != mcpmeshv1.AuthorizationState_AUTHORIZATION_STATE_AUTHORIZED {
+		return "", nil
+	}
+	return resp.GetAccessToken(), nil
 }
 
 // AdvertiseAddr is the address other replicas reach a listener on: its own,

@@ -65,6 +65,9 @@ type Backend struct {
 	clock  resilience.Clock
 	notify func() // non-blocking, coalesced by the manager
 	hooks  *hooks // shared by the manager's backends
+	// auth holds the OAuth access token of a server with oauth.enabled
+	// (owned by the manager, so it outlives a replacement); nil otherwise.
+	auth *authHolder
 
 	eps     []*endpoint // config order: http.url first, then endpoints[]
 	picker  resilience.Picker
@@ -97,7 +100,7 @@ type Backend struct {
 	wake chan struct{}
 }
 
-func newBackend(cfg *mcpmeshv1.Server, p params, logger *slog.Logger, clock resilience.Clock, notify func(), bc resilience.BreakerConfig, h *hooks) *Backend {
+func newBackend(cfg *mcpmeshv1.Server, p params, logger *slog.Logger, clock resilience.Clock, notify func(), bc resilience.BreakerConfig, h *hooks, auth *authHolder) *Backend {
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Backend{
 		name:   cfg.GetName(),
@@ -106,6 +109,7 @@ func newBackend(cfg *mcpmeshv1.Server, p params, logger *slog.Logger, clock resi
 		clock:  clock,
 		notify: notify,
 		hooks:  h,
+		auth:   auth,
 		ctx:    ctx,
 		cancel: cancel,
 		done:   make(chan struct{}),
@@ -196,8 +200,10 @@ func stateRank(s mcpmeshv1.BackendState) int {
 		return 1
 	case mcpmeshv1.BackendState_BACKEND_STATE_RETRYING:
 		return 2
-	default:
+	case mcpmeshv1.BackendState_BACKEND_STATE_NEEDS_AUTHORIZATION:
 		return 3
+	default:
+		return 4
 	}
 }
 
@@ -549,6 +555,9 @@ func (b *Backend) acquire(ctx context.Context, exclude int) (lease, error) {
 		if l, ok, err := b.pick(-1); ok || err != nil {
 			return l, err
 		}
+		if b.State() == mcpmeshv1.BackendState_BACKEND_STATE_NEEDS_AUTHORIZATION {
+			return lease{}, b.unavailableErr() // nothing is attempted until a token arrives
+		}
 		ch := b.reconnectInline()
 		if ch == nil {
 			if holdC == nil || !b.transient() {
@@ -583,7 +592,8 @@ func (b *Backend) changes() <-chan struct{} {
 // is connecting, retrying or healthy (just not pickable this instant), none
 // of which an unavailable server is.
 func (b *Backend) transient() bool {
-	return b.State() != mcpmeshv1.BackendState_BACKEND_STATE_UNAVAILABLE
+	s := b.State()
+	return s != mcpmeshv1.BackendState_BACKEND_STATE_UNAVAILABLE && s != mcpmeshv1.BackendState_BACKEND_STATE_NEEDS_AUTHORIZATION
 }
 
 // pick chooses a ready endpoint whose breaker lets the request through. ok
@@ -666,6 +676,9 @@ func (e *unavailableError) Is(target error) bool { return target == ErrNotReady 
 // backend "web" is unavailable (last error: …; next probe in 400ms).
 func (b *Backend) unavailableErr() error {
 	state := b.State()
+	if state == mcpmeshv1.BackendState_BACKEND_STATE_NEEDS_AUTHORIZATION {
+		return &unavailableError{msg: fmt.Sprintf("server %s needs OAuth authorization: open %s/oauth", b.name, b.hooks.publicURL), last: ErrNeedsAuthorization}
+	}
 	e := b.eps[0]
 	for _, x := range b.eps {
 		x.mu.RLock()

@@ -42,7 +42,9 @@ const maxListPages = 1000
 // every address after name resolution, so a name that resolves to a
 // metadata address is refused too. Through a proxy of the environment, it
 // sees the proxy's address: the proxy decides.
-func newHTTPClient(streamLost func(error), control func(network, address string, c syscall.RawConn) error) (*http.Client, *h1.Transport) {
+//
+// auth, for an OAuth server, adds its bearer token to every request (oauth.go).
+func newHTTPClient(streamLost func(error), control func(network, address string, c syscall.RawConn) error, auth *authHolder) (*http.Client, *h1.Transport) {
 	tr := &http.Transport{
 		Proxy: http.ProxyFromEnvironment,
 		DialContext: (&net.Dialer{
@@ -58,7 +60,7 @@ func newHTTPClient(streamLost func(error), control func(network, address string,
 		ExpectContinueTimeout: time.Second,
 	}
 	ht := h1.New(tr)
-	return &http.Client{Transport: &watchTransport{base: boundedTransport(ht), lost: streamLost}}, ht
+	return &http.Client{Transport: &watchTransport{base: withAuth(boundedTransport(ht), auth), lost: streamLost}}, ht
 }
 
 // boundedTransport bounds every answer read through base to one message of

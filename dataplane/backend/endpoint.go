@@ -108,8 +108,8 @@ func newEndpoint(b *Backend, idx int, rawURL string, bc resilience.BreakerConfig
 	if rawURL == "" {
 		e.label = b.cfg.GetStdio().GetCommand()
 	} else {
-		e.hc, e.htr = newHTTPClient(e.onStreamLost, b.hooks.control)
-		e.pc = &http.Client{Transport: boundedTransport(e.htr)}
+		e.hc, e.htr = newHTTPClient(e.onStreamLost, b.hooks.control, b.auth)
+		e.pc = &http.Client{Transport: withAuth(boundedTransport(e.htr), b.auth)}
 		e.probeAddr = probeAddr(rawURL)
 	}
 	e.logger = b.logger.With("endpoint", e.label)
@@ -163,9 +163,18 @@ func (e *endpoint) readyConn() *conn {
 // reconnect under the schedule, then probe. It owns every conn it creates.
 func (e *endpoint) run(ctx context.Context) {
 	for {
+		if !e.waitAuthorized(ctx) {
+			return
+		}
 		c, connectedAt, err := e.attempt(ctx)
 		if err != nil {
-			if ctx.Err() != nil || !e.waitRetry(ctx) {
+			if ctx.Err() != nil {
+				return
+			}
+			if e.needsAuth() {
+				continue // waitAuthorized holds the next attempt
+			}
+			if !e.waitRetry(ctx) {
 				return
 			}
 			continue
@@ -173,8 +182,52 @@ func (e *endpoint) run(ctx context.Context) {
 		lost := e.serve(ctx, c)
 		e.down(c, connectedAt, lost, ctx.Err() == nil)
 		e.retire(ctx, c)
-		if ctx.Err() != nil || !e.waitRetry(ctx) {
+		if ctx.Err() != nil {
 			return
+		}
+		if e.needsAuth() {
+			continue
+		}
+		if !e.waitRetry(ctx) {
+			return
+		}
+	}
+}
+
+// needsAuth reports whether the server uses OAuth and has no token to send.
+func (e *endpoint) needsAuth() bool {
+	return e.b.auth != nil && e.b.auth.token() == ""
+}
+
+// waitAuthorized holds an OAuth endpoint that has no token in
+// needs-authorization: no connect attempts, no backoff, until a token
+// arrives, then it returns at once. It returns false when ctx ends.
+func (e *endpoint) waitAuthorized(ctx context.Context) bool {
+	if e.b.auth == nil {
+		return true
+	}
+	for {
+		tok, changed := e.b.auth.watch()
+		if tok != "" {
+			return true
+		}
+		now := e.b.clock.Now()
+		e.mu.Lock()
+		changedState := e.state != mcpmeshv1.BackendState_BACKEND_STATE_NEEDS_AUTHORIZATION
+		e.setStateLocked(mcpmeshv1.BackendState_BACKEND_STATE_NEEDS_AUTHORIZATION, now)
+		e.failures, e.nextAt, e.nextWhat = 0, time.Time{}, ""
+		e.lists = lists{}
+		e.mu.Unlock()
+		if changedState {
+			e.logger.Warn("backend needs OAuth authorization; waiting for a token", "state", states.Backend(mcpmeshv1.BackendState_BACKEND_STATE_NEEDS_AUTHORIZATION))
+		}
+		// Tried: a backend waiting for an operator counts as resolved, so a
+		// config change is not held back by it.
+		e.b.endpointChanged(e, true)
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return false
 		}
 	}
 }
@@ -234,7 +287,7 @@ func (e *endpoint) attempt(ctx context.Context) (*conn, time.Time, error) {
 	if err == nil {
 		// The endpoint just proved it answers: its past failures say nothing now.
 		e.breaker.Reset()
-	} else if ctx.Err() == nil {
+	} else if ctx.Err() == nil && !errors.Is(err, ErrNeedsAuthorization) {
 		if done, aerr := e.breaker.Allow(); aerr == nil {
 			done(false) // a failed connect is a failure of the endpoint
 		}
@@ -254,6 +307,12 @@ func (e *endpoint) attempt(ctx context.Context) (*conn, time.Time, error) {
 		// outage's schedule, so a crashing backend cannot make us reconnect
 		// in a loop.
 		e.lastErr, e.inlineAfter = nil, time.Time{}
+	case ctx.Err() == nil && errors.Is(err, ErrNeedsAuthorization):
+		// Not a failure of the endpoint: waitAuthorized takes over.
+		e.failures = 0
+		e.lastErr = fmt.Errorf("connect: %w", err)
+		e.setStateLocked(mcpmeshv1.BackendState_BACKEND_STATE_NEEDS_AUTHORIZATION, now)
+		e.lists = lists{}
 	case ctx.Err() == nil:
 		e.failures++
 		e.lastErr = fmt.Errorf("connect: %w", err)
@@ -350,6 +409,10 @@ func (e *endpoint) down(c *conn, connectedAt time.Time, why error, record bool) 
 		}
 		e.lastErr = fmt.Errorf("connection lost: %w", why)
 		e.setStateLocked(failedState(p.schedule, e.failures), now)
+		if e.needsAuth() {
+			e.failures = 0
+			e.setStateLocked(mcpmeshv1.BackendState_BACKEND_STATE_NEEDS_AUTHORIZATION, now)
+		}
 	}
 	e.dropListsIfUnavailableLocked()
 	failures, state := e.failures, e.state
@@ -527,8 +590,21 @@ func (e *endpoint) serve(ctx context.Context, c *conn) error {
 			resync.Stop()
 		}
 	}()
+	// An OAuth server's token may change under the connection: a new one is
+	// used by the next request as it is; losing it (refused and not
+	// refreshed, or revoked) ends the connection.
+	var authC <-chan struct{} // nil (never ready) without OAuth
+	if e.b.auth != nil {
+		_, authC = e.b.auth.watch()
+	}
 	for {
 		select {
+		case <-authC:
+			var tok string
+			tok, authC = e.b.auth.watch()
+			if tok == "" {
+				return fmt.Errorf("server %q: %w", e.b.name, ErrNeedsAuthorization)
+			}
 		case <-resyncC:
 			e.mu.Lock()
 			e.dirty |= allKinds

@@ -133,6 +133,13 @@ type ManagerOptions struct {
 	AllowPrivateEgress bool
 	// Observer, when set, is told what backends do, for metrics.
 	Observer Observer
+	// PublicURL is the data plane's public base URL, named in the error a
+	// call to a server that needs OAuth authorization gets (its /oauth page).
+	PublicURL string
+	// Refresh asks the control plane for a new access token when an OAuth
+	// backend refused the one it has; nil: a refused token is final until a
+	// snapshot brings another.
+	Refresh RefreshFunc
 }
 
 // Observer counts what backends do. Its methods are called on the paths
@@ -177,6 +184,8 @@ type hooks struct {
 	// nil allows any.
 	control func(network, address string, c syscall.RawConn) error
 	obs     Observer // never nil
+	// publicURL is ManagerOptions.PublicURL.
+	publicURL string
 }
 
 // Manager owns one Backend per server of the current snapshot.
@@ -201,6 +210,9 @@ type Manager struct {
 	// swapped into backends once their first attempt resolved, so a config
 	// change does not make a working server vanish while its successor dials.
 	pending map[string]*Backend
+	// auth holds the access token of every served server with OAuth on,
+	// kept across replacements of its Backend.
+	auth map[string]*authHolder
 }
 
 // NewManager returns a Manager with no backends.
@@ -224,7 +236,8 @@ func NewManager(opts ManagerOptions) *Manager {
 		hooks: &hooks{
 			initParams: init, onNotification: opts.OnNotification, onRequest: opts.OnRequest, control: control,
 			sessionIdle: cmp.Or(opts.SessionIdle, DefaultSessionIdle), maxSessions: cmp.Or(opts.MaxSessions, MaxSessions),
-			obs: cmp.Or[Observer](opts.Observer, nopObserver{}),
+			obs:       cmp.Or[Observer](opts.Observer, nopObserver{}),
+			publicURL: opts.PublicURL,
 		},
 		logger:   logger,
 		clock:    resilience.OrReal(opts.Clock),
@@ -233,6 +246,7 @@ func NewManager(opts ManagerOptions) *Manager {
 		change:   make(chan struct{}, 1),
 		backends: map[string]*Backend{},
 		pending:  map[string]*Backend{},
+		auth:     map[string]*authHolder{},
 	}
 	environ := opts.Environ
 	if environ == nil {
@@ -296,6 +310,7 @@ func (m *Manager) Apply(snap *mcpmeshv1.ConfigSnapshot) error {
 		m.mu.Unlock()
 		return errors.New("apply snapshot: backend manager is closed")
 	}
+	m.applyTokensLocked(want, snap.GetOauthTokens())
 	var toClose, toStart []*Backend
 	// Removed servers go at once, with any replacement in flight.
 	for name, b := range m.backends {
@@ -321,7 +336,7 @@ func (m *Manager) Apply(snap *mcpmeshv1.ConfigSnapshot) error {
 			continue
 		}
 		cfg := proto.Clone(s).(*mcpmeshv1.Server)
-		nb := newBackend(cfg, sp, m.logger, m.clock, m.notify, m.opts.Breaker, m.hooks)
+		nb := newBackend(cfg, sp, m.logger, m.clock, m.notify, m.opts.Breaker, m.hooks, m.auth[name])
 		toStart = append(toStart, nb)
 		switch {
 		case m.backends[name] == nil:
@@ -619,4 +634,31 @@ func connectionKey(s *mcpmeshv1.Server) *mcpmeshv1.Server {
 	c.Description, c.Tags, c.Timeout, c.Backoff = "", nil, nil, nil
 	c.Enabled = nil
 	return c
+}
+
+// applyTokensLocked gives every OAuth server of want the access token the
+// snapshot carries for it ("" when none: it needs authorization), and
+// forgets the holders of servers that left or no longer use OAuth. Only the
+// holders change: no backend reconnects for a new token.
+func (m *Manager) applyTokensLocked(want map[string]*mcpmeshv1.Server, tokens []*mcpmeshv1.OAuthAccess) {
+	byServer := make(map[string]string, len(tokens))
+	for _, t := range tokens {
+		byServer[t.GetServer()] = t.GetAccessToken()
+	}
+	for name := range m.auth {
+		if s, ok := want[name]; !ok || !s.GetHttp().GetOauth().GetEnabled() {
+			delete(m.auth, name)
+		}
+	}
+	for name, s := range want {
+		if !s.GetHttp().GetOauth().GetEnabled() || s.GetTransport() == mcpmeshv1.Transport_TRANSPORT_STDIO {
+			continue
+		}
+		h := m.auth[name]
+		if h == nil {
+			h = newAuthHolder(m.ctx, name, m.opts.Refresh)
+			m.auth[name] = h
+		}
+		h.offer(byServer[name])
+	}
 }

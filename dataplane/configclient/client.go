@@ -33,7 +33,9 @@ type Options struct {
 	DataPlaneID string
 	Version     string
 	ListenAddr  string
-	Logger      *slog.Logger
+	// PublicURL is the data plane's public base URL (Hello.public_url).
+	PublicURL string
+	Logger    *slog.Logger
 	// Apply is called with each new snapshot; a nil error ACKs, an error NACKs
 	// (and the client keeps its last good snapshot/revision).
 	Apply func(ctx context.Context, snap *mcpmeshv1.ConfigSnapshot) error
@@ -186,24 +188,8 @@ func (c *Client) Run(ctx context.Context) error {
 	if c.opts.Apply == nil {
 		return errors.New("config client: Apply is nil")
 	}
-	creds := c.opts.TransportCredentials
-	if creds == nil {
-		creds = insecure.NewCredentials()
-	}
-	dialOpts := append([]grpc.DialOption{
-		grpc.WithTransportCredentials(creds),
-		grpc.WithPerRPCCredentials(authtoken.Credentials(c.opts.Token)),
-		limits.CallOptions(), // snapshots past gRPC's 4 MiB default
-		// Without pings a stream over a network that silently drops packets
-		// looks open forever, and the data plane never learns of new config.
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{
-			Time:                c.opts.KeepaliveTime,
-			Timeout:             c.opts.KeepaliveTimeout,
-			PermitWithoutStream: true,
-		}),
-	}, c.opts.DialOptions...)
-	target, targetOpts := dialTarget(addrs)
-	conn, err := grpc.NewClient(target, append(targetOpts, dialOpts...)...)
+	conn, err := dial(addrs, c.opts.TransportCredentials, c.opts.KeepaliveTime, c.opts.KeepaliveTimeout,
+		append([]grpc.DialOption{grpc.WithPerRPCCredentials(authtoken.Credentials(c.opts.Token))}, c.opts.DialOptions...))
 	if err != nil {
 		return fmt.Errorf("config client: dial control plane %s: %w", c.opts.Addr, err)
 	}
@@ -239,6 +225,42 @@ func (c *Client) Run(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// Dial opens a connection to the control plane at addr (as --control-plane
+// spells it) the way the config stream does (same targets, TLS, message
+// limits and keepalive) but with no credential of its own: each call brings
+// its own (grpc.PerRPCCredentials), so that one connection serves the data
+// plane's token and those of operators signed in at /oauth.
+func Dial(addr string, creds credentials.TransportCredentials, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
+	addrs, err := Targets(addr)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := dial(addrs, creds, DefaultKeepaliveTime, DefaultKeepaliveTimeout, extra)
+	if err != nil {
+		return nil, fmt.Errorf("dial control plane %s: %w", addr, err)
+	}
+	return conn, nil
+}
+
+func dial(addrs []string, creds credentials.TransportCredentials, kaTime, kaTimeout time.Duration, extra []grpc.DialOption) (*grpc.ClientConn, error) {
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
+	dialOpts := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		limits.CallOptions(), // snapshots past gRPC's 4 MiB default
+		// Without pings a stream over a network that silently drops packets
+		// looks open forever, and the data plane never learns of new config.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{
+			Time:                kaTime,
+			Timeout:             kaTimeout,
+			PermitWithoutStream: true,
+		}),
+	}, extra...)
+	target, targetOpts := dialTarget(addrs)
+	return grpc.NewClient(target, append(targetOpts, dialOpts...)...)
 }
 
 // stream runs one StreamConfig call until it fails or ctx ends. It reports
@@ -335,6 +357,7 @@ func (c *Client) stream(ctx context.Context, disco mcpmeshv1.DiscoveryServiceCli
 		Version:      c.opts.Version,
 		LastRevision: c.Revision(),
 		ListenAddr:   c.opts.ListenAddr,
+		PublicUrl:    c.opts.PublicURL,
 	}
 	if err := enqueue(&mcpmeshv1.StreamConfigRequest{Msg: &mcpmeshv1.StreamConfigRequest_Hello{Hello: hello}}); err != nil {
 		return false, err

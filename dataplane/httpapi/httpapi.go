@@ -274,6 +274,7 @@ var allStates = []mcpmeshv1.BackendState{
 	mcpmeshv1.BackendState_BACKEND_STATE_RETRYING,
 	mcpmeshv1.BackendState_BACKEND_STATE_UNAVAILABLE,
 	mcpmeshv1.BackendState_BACKEND_STATE_DISABLED,
+	mcpmeshv1.BackendState_BACKEND_STATE_NEEDS_AUTHORIZATION,
 }
 
 var (

@@ -15,6 +15,10 @@ import (
 const (
 	SessionLabel = "mcpmesh session v2" // dataplane/front: session id encryption (AES-256-GCM)
 	CursorLabel  = "mcpmesh cursor v3"  // list cursor signing (HMAC-SHA256)
+	// dataplane/oauthpage: /oauth session cookies (AES-256-GCM) and the
+	// CSRF tokens of its forms (HMAC-SHA256).
+	OAuthSessionLabel = "mcpmesh oauth session v1"
+	OAuthCSRFLabel    = "mcpmesh oauth csrf v1"
 )
 
 // DefaultGrace is how long the previous secret stays accepted after a

@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/mcpmesh/mcpmesh/dataplane/keys"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -14,6 +14,8 @@ import (
 	"github.com/mcpmesh/mcpmesh/dataplane/catalog"
 	"github.com/mcpmesh/mcpmesh/dataplane/front"
 	"github.com/mcpmesh/mcpmesh/dataplane/jsonrpc"
+	"github.com/mcpmesh/mcpmesh/dataplane/keys"
+	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 	"github.com/mcpmesh/mcpmesh/internal/states"
 	"github.com/mcpmesh/mcpmesh/internal/version"
 )
@@ -176,6 +178,25 @@ func (r *Router) server(name string) (Server, error) {
 	return b, nil
 }
 
+// unlisted finds the server a name belongs to by its prefix among the
+// servers that need OAuth authorization (and so list nothing). Servers with
+// an empty prefix cannot be told apart this way and are left out.
+func (r *Router) unlisted(name string) (catalog.Route, bool) {
+	for _, s := range r.servers.List() {
+		if s.State() != mcpmeshv1.BackendState_BACKEND_STATE_NEEDS_AUTHORIZATION {
+			continue
+		}
+		p, ok := s.(interface{ Prefix() string })
+		if !ok || p.Prefix() == "" {
+			continue
+		}
+		if rest, found := strings.CutPrefix(name, p.Prefix()); found && rest != "" {
+			return catalog.Route{Server: s.Name(), Name: rest}, true
+		}
+	}
+	return catalog.Route{}, false
+}
+
 // byName routes a request whose params name a tool or prompt.
 // allow, when not nil, is the client's Session.Allow: a server it refuses
 // is as if it were not there.
@@ -185,6 +206,11 @@ func (r *Router) byName(allow func(string) bool, method string, params json.RawM
 		return target{}, errorf(jsonrpc.CodeInvalidParams, "%s: params need a string \"name\"", method)
 	}
 	rt, ok := find(name)
+	if !ok {
+		// A server waiting for OAuth authorization lists nothing; a call
+		// to one of its names still goes to it, for its clear error.
+		rt, ok = r.unlisted(name)
+	}
 	if !ok || (allow != nil && !allow(rt.Server)) {
 		return target{}, errorf(jsonrpc.CodeInvalidParams, "unknown %s %q", what, name)
 	}

@@ -91,8 +91,12 @@ func (r *Router) handleModern(ctx context.Context, s *front.Session, req *jsonrp
 		// An unknown tool is an error here, as mcp-go's server answers it
 		// (a 2025 client gets a tool error result instead).
 		if name, ok, _ := jsonrpc.LookupString(params, "name"); ok {
+			// A tool of a server waiting for OAuth authorization goes on to
+			// it: its error says why it cannot be served.
 			if _, found := r.cat.Load().Tool(name); !found {
-				return nil, errorf(jsonrpc.CodeInvalidParams, "tool %q not found", name)
+				if _, waiting := r.unlisted(name); !waiting {
+					return nil, errorf(jsonrpc.CodeInvalidParams, "tool %q not found", name)
+				}
 			}
 		}
 	}

@@ -21,6 +21,7 @@ import (
 // fakeServer is a backend whose answers the test decides.
 type fakeServer struct {
 	name  string
+	state mcpmeshv1.BackendState // zero: healthy
 	items [4][]catalog.Item
 	caps  json.RawMessage
 	cache [4]catalog.Cache // list hints (2026-07-28 backends)
@@ -33,8 +34,12 @@ type fakeServer struct {
 
 func (f *fakeServer) Name() string { return f.name }
 func (f *fakeServer) State() mcpmeshv1.BackendState {
-	return mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY
+	if f.state == mcpmeshv1.BackendState_BACKEND_STATE_UNSPECIFIED {
+		return mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY
+	}
+	return f.state
 }
+func (f *fakeServer) Prefix() string                { return f.name + "__" }
 func (f *fakeServer) ToolRetryable(string) bool     { return false }
 func (f *fakeServer) Capabilities() json.RawMessage { return f.caps }
 func (f *fakeServer) Notify(context.Context, *backend.ClientSession, string, json.RawMessage) error {
@@ -191,6 +196,27 @@ func TestUnknownToolIsAToolError(t *testing.T) {
 	res, err := r.Handle(context.Background(), session, request("tools/call", `{"name":"nope"}`), newStream())
 	if err != nil || !strings.Contains(string(res), `"isError":true`) || !strings.Contains(string(res), `unknown tool`) {
 		t.Fatalf("res %s err %v", res, err)
+	}
+}
+
+// TestCallToServerNeedingAuthorization: a server waiting for OAuth lists
+// nothing, but a call to one of its tools reaches it and gets its error.
+func TestCallToServerNeedingAuthorization(t *testing.T) {
+	gh := &fakeServer{name: "gh", state: mcpmeshv1.BackendState_BACKEND_STATE_NEEDS_AUTHORIZATION,
+		do: func(context.Context, backend.Request) (json.RawMessage, error) {
+			return nil, errors.New("server gh needs OAuth authorization: open http://dp.example/oauth")
+		}}
+	r, _ := newRouter(t, gh)
+	res, err := r.Handle(context.Background(), session, request("tools/call", `{"name":"gh__search"}`), newStream())
+	if err != nil || !strings.Contains(string(res), "needs OAuth authorization: open http://dp.example/oauth") {
+		t.Fatalf("res %s err %v", res, err)
+	}
+	if sent := gh.requests(); len(sent) != 1 || string(sent[0].Params) != `{"name":"search"}` {
+		t.Errorf("sent %+v", sent)
+	}
+	res, err = r.Handle(context.Background(), session, request("tools/call", `{"name":"other__search"}`), newStream())
+	if err != nil || !strings.Contains(string(res), "unknown tool") {
+		t.Errorf("a name of no server: res %s err %v", res, err)
 	}
 }
 

@@ -10,11 +10,19 @@ import (
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 )
 
+// NeedsAuthorization is the label of BACKEND_STATE_NEEDS_AUTHORIZATION, and
+// the aggregated ServerStatus.state of a server no data plane can reach for
+// want of an OAuth grant.
+const NeedsAuthorization = "needs-authorization"
+
 // Backend is the label of a backend state: connecting, healthy, retrying,
-// unavailable, disabled, or unknown when unset.
+// unavailable, disabled, needs-authorization, or unknown when unset.
 func Backend(s mcpmeshv1.BackendState) string {
-	if s == mcpmeshv1.BackendState_BACKEND_STATE_UNSPECIFIED {
+	switch s {
+	case mcpmeshv1.BackendState_BACKEND_STATE_UNSPECIFIED:
 		return "unknown"
+	case mcpmeshv1.BackendState_BACKEND_STATE_NEEDS_AUTHORIZATION:
+		return NeedsAuthorization
 	}
 	if _, ok := mcpmeshv1.BackendState_name[int32(s)]; !ok {
 		return "unknown"

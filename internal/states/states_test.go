@@ -8,13 +8,14 @@ import (
 
 func TestLabels(t *testing.T) {
 	backend := map[mcpmeshv1.BackendState]string{
-		mcpmeshv1.BackendState_BACKEND_STATE_UNSPECIFIED: "unknown",
-		mcpmeshv1.BackendState_BACKEND_STATE_CONNECTING:  "connecting",
-		mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY:     "healthy",
-		mcpmeshv1.BackendState_BACKEND_STATE_RETRYING:    "retrying",
-		mcpmeshv1.BackendState_BACKEND_STATE_UNAVAILABLE: "unavailable",
-		mcpmeshv1.BackendState_BACKEND_STATE_DISABLED:    "disabled",
-		mcpmeshv1.BackendState(99):                       "unknown",
+		mcpmeshv1.BackendState_BACKEND_STATE_UNSPECIFIED:         "unknown",
+		mcpmeshv1.BackendState_BACKEND_STATE_CONNECTING:          "connecting",
+		mcpmeshv1.BackendState_BACKEND_STATE_HEALTHY:             "healthy",
+		mcpmeshv1.BackendState_BACKEND_STATE_RETRYING:            "retrying",
+		mcpmeshv1.BackendState_BACKEND_STATE_UNAVAILABLE:         "unavailable",
+		mcpmeshv1.BackendState_BACKEND_STATE_DISABLED:            "disabled",
+		mcpmeshv1.BackendState_BACKEND_STATE_NEEDS_AUTHORIZATION: "needs-authorization",
+		mcpmeshv1.BackendState(99):                               "unknown",
 	}
 	for s, want := range backend {
 		if got := Backend(s); got != want {

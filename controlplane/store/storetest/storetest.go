@@ -94,6 +94,8 @@ func RunWith(t *testing.T, open Open, rv Revisions) {
 		{"RotationsAreBounded", testRotationsBounded},
 		{"ClientKeys", testClientKeys},
 		{"DumpRestoreRules", testDumpRestoreRules},
+		{"OAuthGrants", testOAuthGrants},
+		{"OAuthPending", testOAuthPending},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -103,6 +105,7 @@ func RunWith(t *testing.T, open Open, rv Revisions) {
 		})
 	}
 	t.Run("DumpRestoreIntoEmpty", func(t *testing.T) { testRestoreIntoEmpty(t, open) })
+	t.Run("OAuthDumpRestore", func(t *testing.T) { testOAuthDumpRestore(t, open) })
 }
 
 func rev(t *testing.T, s store.Store) uint64 {

@@ -51,8 +51,10 @@ type Backup struct {
 	// restore stay valid.
 	ClusterSecret   []byte            `protobuf:"bytes,10,opt,name=cluster_secret,json=clusterSecret,proto3" json:"cluster_secret,omitempty"`
 	PreviousSecrets []*PreviousSecret `protobuf:"bytes,11,rep,name=previous_secrets,json=previousSecrets,proto3" json:"previous_secrets,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Every backend OAuth grant (tokens in clear, like the server secrets).
+	OauthGrants   []*StoredOAuthGrant `protobuf:"bytes,12,rep,name=oauth_grants,json=oauthGrants,proto3" json:"oauth_grants,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Backup) Reset() {
@@ -158,6 +160,13 @@ func (x *Backup) GetClusterSecret() []byte {
 func (x *Backup) GetPreviousSecrets() []*PreviousSecret {
 	if x != nil {
 		return x.PreviousSecrets
+	}
+	return nil
+}
+
+func (x *Backup) GetOauthGrants() []*StoredOAuthGrant {
+	if x != nil {
+		return x.OauthGrants
 	}
 	return nil
 }
@@ -440,7 +449,7 @@ var File_mcpmesh_v1_backup_proto protoreflect.FileDescriptor
 const file_mcpmesh_v1_backup_proto_rawDesc = "" +
 	"\n" +
 	"\x17mcpmesh/v1/backup.proto\x12\n" +
-	"mcpmesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bmcpmesh/v1/client_key.proto\x1a\x16mcpmesh/v1/token.proto\x1a\x16mcpmesh/v1/types.proto\"\x8d\x04\n" +
+	"mcpmesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bmcpmesh/v1/client_key.proto\x1a\x16mcpmesh/v1/oauth.proto\x1a\x16mcpmesh/v1/token.proto\x1a\x16mcpmesh/v1/types.proto\"\xce\x04\n" +
 	"\x06Backup\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x129\n" +
 	"\n" +
@@ -455,7 +464,8 @@ const file_mcpmesh_v1_backup_proto_rawDesc = "" +
 	"clientKeys\x12%\n" +
 	"\x0ecluster_secret\x18\n" +
 	" \x01(\fR\rclusterSecret\x12E\n" +
-	"\x10previous_secrets\x18\v \x03(\v2\x1a.mcpmesh.v1.PreviousSecretR\x0fpreviousSecrets\"\x0f\n" +
+	"\x10previous_secrets\x18\v \x03(\v2\x1a.mcpmesh.v1.PreviousSecretR\x0fpreviousSecrets\x12?\n" +
+	"\foauth_grants\x18\f \x03(\v2\x1c.mcpmesh.v1.StoredOAuthGrantR\voauthGrants\"\x0f\n" +
 	"\rBackupRequest\"<\n" +
 	"\x0eBackupResponse\x12*\n" +
 	"\x06backup\x18\x01 \x01(\v2\x12.mcpmesh.v1.BackupR\x06backup\"w\n" +
@@ -503,6 +513,7 @@ var file_mcpmesh_v1_backup_proto_goTypes = []any{
 	(*StoredToken)(nil),           // 9: mcpmesh.v1.StoredToken
 	(*StoredClientKey)(nil),       // 10: mcpmesh.v1.StoredClientKey
 	(*PreviousSecret)(nil),        // 11: mcpmesh.v1.PreviousSecret
+	(*StoredOAuthGrant)(nil),      // 12: mcpmesh.v1.StoredOAuthGrant
 }
 var file_mcpmesh_v1_backup_proto_depIdxs = []int32{
 	6,  // 0: mcpmesh.v1.Backup.created_at:type_name -> google.protobuf.Timestamp
@@ -511,19 +522,20 @@ var file_mcpmesh_v1_backup_proto_depIdxs = []int32{
 	9,  // 3: mcpmesh.v1.Backup.tokens:type_name -> mcpmesh.v1.StoredToken
 	10, // 4: mcpmesh.v1.Backup.client_keys:type_name -> mcpmesh.v1.StoredClientKey
 	11, // 5: mcpmesh.v1.Backup.previous_secrets:type_name -> mcpmesh.v1.PreviousSecret
-	0,  // 6: mcpmesh.v1.BackupResponse.backup:type_name -> mcpmesh.v1.Backup
-	0,  // 7: mcpmesh.v1.RestoreRequest.backup:type_name -> mcpmesh.v1.Backup
-	5,  // 8: mcpmesh.v1.RestoreResponse.replaced:type_name -> mcpmesh.v1.RestoreCounts
-	5,  // 9: mcpmesh.v1.RestoreResponse.restored:type_name -> mcpmesh.v1.RestoreCounts
-	1,  // 10: mcpmesh.v1.BackupService.Backup:input_type -> mcpmesh.v1.BackupRequest
-	3,  // 11: mcpmesh.v1.BackupService.Restore:input_type -> mcpmesh.v1.RestoreRequest
-	2,  // 12: mcpmesh.v1.BackupService.Backup:output_type -> mcpmesh.v1.BackupResponse
-	4,  // 13: mcpmesh.v1.BackupService.Restore:output_type -> mcpmesh.v1.RestoreResponse
-	12, // [12:14] is the sub-list for method output_type
-	10, // [10:12] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	12, // 6: mcpmesh.v1.Backup.oauth_grants:type_name -> mcpmesh.v1.StoredOAuthGrant
+	0,  // 7: mcpmesh.v1.BackupResponse.backup:type_name -> mcpmesh.v1.Backup
+	0,  // 8: mcpmesh.v1.RestoreRequest.backup:type_name -> mcpmesh.v1.Backup
+	5,  // 9: mcpmesh.v1.RestoreResponse.replaced:type_name -> mcpmesh.v1.RestoreCounts
+	5,  // 10: mcpmesh.v1.RestoreResponse.restored:type_name -> mcpmesh.v1.RestoreCounts
+	1,  // 11: mcpmesh.v1.BackupService.Backup:input_type -> mcpmesh.v1.BackupRequest
+	3,  // 12: mcpmesh.v1.BackupService.Restore:input_type -> mcpmesh.v1.RestoreRequest
+	2,  // 13: mcpmesh.v1.BackupService.Backup:output_type -> mcpmesh.v1.BackupResponse
+	4,  // 14: mcpmesh.v1.BackupService.Restore:output_type -> mcpmesh.v1.RestoreResponse
+	13, // [13:15] is the sub-list for method output_type
+	11, // [11:13] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_mcpmesh_v1_backup_proto_init() }
@@ -532,6 +544,7 @@ func file_mcpmesh_v1_backup_proto_init() {
 		return
 	}
 	file_mcpmesh_v1_client_key_proto_init()
+	file_mcpmesh_v1_oauth_proto_init()
 	file_mcpmesh_v1_token_proto_init()
 	file_mcpmesh_v1_types_proto_init()
 	type x struct{}

@@ -27,8 +27,11 @@ type Hello struct {
 	DataplaneId string                 `protobuf:"bytes,1,opt,name=dataplane_id,json=dataplaneId,proto3" json:"dataplane_id,omitempty"`
 	Version     string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
 	// Revision of the config the data plane already serves (0 if none).
-	LastRevision  uint64 `protobuf:"varint,3,opt,name=last_revision,json=lastRevision,proto3" json:"last_revision,omitempty"`
-	ListenAddr    string `protobuf:"bytes,4,opt,name=listen_addr,json=listenAddr,proto3" json:"listen_addr,omitempty"`
+	LastRevision uint64 `protobuf:"varint,3,opt,name=last_revision,json=lastRevision,proto3" json:"last_revision,omitempty"`
+	ListenAddr   string `protobuf:"bytes,4,opt,name=listen_addr,json=listenAddr,proto3" json:"listen_addr,omitempty"`
+	// Public base URL of the data plane (--public-url, else derived from
+	// listen_addr), e.g. "https://mcp.example.com".
+	PublicUrl     string `protobuf:"bytes,5,opt,name=public_url,json=publicUrl,proto3" json:"public_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -87,6 +90,13 @@ func (x *Hello) GetLastRevision() uint64 {
 func (x *Hello) GetListenAddr() string {
 	if x != nil {
 		return x.ListenAddr
+	}
+	return ""
+}
+
+func (x *Hello) GetPublicUrl() string {
+	if x != nil {
+		return x.PublicUrl
 	}
 	return ""
 }
@@ -492,13 +502,15 @@ var File_mcpmesh_v1_discovery_proto protoreflect.FileDescriptor
 const file_mcpmesh_v1_discovery_proto_rawDesc = "" +
 	"\n" +
 	"\x1amcpmesh/v1/discovery.proto\x12\n" +
-	"mcpmesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16mcpmesh/v1/types.proto\"\x8a\x01\n" +
+	"mcpmesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16mcpmesh/v1/types.proto\"\xa9\x01\n" +
 	"\x05Hello\x12!\n" +
 	"\fdataplane_id\x18\x01 \x01(\tR\vdataplaneId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12#\n" +
 	"\rlast_revision\x18\x03 \x01(\x04R\flastRevision\x12\x1f\n" +
 	"\vlisten_addr\x18\x04 \x01(\tR\n" +
-	"listenAddr\"7\n" +
+	"listenAddr\x12\x1d\n" +
+	"\n" +
+	"public_url\x18\x05 \x01(\tR\tpublicUrl\"7\n" +
 	"\x03Ack\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x12\x14\n" +
 	"\x05nonce\x18\x02 \x01(\tR\x05nonce\"N\n" +

@@ -503,6 +503,104 @@ func (x *RevokeTokenResponse) GetToken() *Token {
 	return nil
 }
 
+type WhoAmIRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhoAmIRequest) Reset() {
+	*x = WhoAmIRequest{}
+	mi := &file_mcpmesh_v1_token_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhoAmIRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhoAmIRequest) ProtoMessage() {}
+
+func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpmesh_v1_token_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
+func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
+	return file_mcpmesh_v1_token_proto_rawDescGZIP(), []int{8}
+}
+
+type WhoAmIResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The credential's id (a token id), and its role.
+	Id   string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Role Role   `protobuf:"varint,2,opt,name=role,proto3,enum=mcpmesh.v1.Role" json:"role,omitempty"`
+	// Unset: it does not expire.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhoAmIResponse) Reset() {
+	*x = WhoAmIResponse{}
+	mi := &file_mcpmesh_v1_token_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhoAmIResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhoAmIResponse) ProtoMessage() {}
+
+func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpmesh_v1_token_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhoAmIResponse.ProtoReflect.Descriptor instead.
+func (*WhoAmIResponse) Descriptor() ([]byte, []int) {
+	return file_mcpmesh_v1_token_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *WhoAmIResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *WhoAmIResponse) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+func (x *WhoAmIResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 var File_mcpmesh_v1_token_proto protoreflect.FileDescriptor
 
 const file_mcpmesh_v1_token_proto_rawDesc = "" +
@@ -535,18 +633,25 @@ const file_mcpmesh_v1_token_proto_rawDesc = "" +
 	"\x12RevokeTokenRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\">\n" +
 	"\x13RevokeTokenResponse\x12'\n" +
-	"\x05token\x18\x01 \x01(\v2\x11.mcpmesh.v1.TokenR\x05token*Q\n" +
+	"\x05token\x18\x01 \x01(\v2\x11.mcpmesh.v1.TokenR\x05token\"\x0f\n" +
+	"\rWhoAmIRequest\"\x81\x01\n" +
+	"\x0eWhoAmIResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12$\n" +
+	"\x04role\x18\x02 \x01(\x0e2\x10.mcpmesh.v1.RoleR\x04role\x129\n" +
+	"\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*Q\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
 	"ROLE_ADMIN\x10\x01\x12\x0f\n" +
 	"\vROLE_VIEWER\x10\x02\x12\x12\n" +
-	"\x0eROLE_DATAPLANE\x10\x032\xfb\x01\n" +
+	"\x0eROLE_DATAPLANE\x10\x032\xbc\x02\n" +
 	"\fTokenService\x12N\n" +
 	"\vCreateToken\x12\x1e.mcpmesh.v1.CreateTokenRequest\x1a\x1f.mcpmesh.v1.CreateTokenResponse\x12K\n" +
 	"\n" +
 	"ListTokens\x12\x1d.mcpmesh.v1.ListTokensRequest\x1a\x1e.mcpmesh.v1.ListTokensResponse\x12N\n" +
-	"\vRevokeToken\x12\x1e.mcpmesh.v1.RevokeTokenRequest\x1a\x1f.mcpmesh.v1.RevokeTokenResponseB5Z3github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1;mcpmeshv1b\x06proto3"
+	"\vRevokeToken\x12\x1e.mcpmesh.v1.RevokeTokenRequest\x1a\x1f.mcpmesh.v1.RevokeTokenResponse\x12?\n" +
+	"\x06WhoAmI\x12\x19.mcpmesh.v1.WhoAmIRequest\x1a\x1a.mcpmesh.v1.WhoAmIResponseB5Z3github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1;mcpmeshv1b\x06proto3"
 
 var (
 	file_mcpmesh_v1_token_proto_rawDescOnce sync.Once
@@ -561,7 +666,7 @@ func file_mcpmesh_v1_token_proto_rawDescGZIP() []byte {
 }
 
 var file_mcpmesh_v1_token_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mcpmesh_v1_token_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_mcpmesh_v1_token_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_mcpmesh_v1_token_proto_goTypes = []any{
 	(Role)(0),                     // 0: mcpmesh.v1.Role
 	(*Token)(nil),                 // 1: mcpmesh.v1.Token
@@ -572,31 +677,37 @@ var file_mcpmesh_v1_token_proto_goTypes = []any{
 	(*ListTokensResponse)(nil),    // 6: mcpmesh.v1.ListTokensResponse
 	(*RevokeTokenRequest)(nil),    // 7: mcpmesh.v1.RevokeTokenRequest
 	(*RevokeTokenResponse)(nil),   // 8: mcpmesh.v1.RevokeTokenResponse
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 10: google.protobuf.Duration
+	(*WhoAmIRequest)(nil),         // 9: mcpmesh.v1.WhoAmIRequest
+	(*WhoAmIResponse)(nil),        // 10: mcpmesh.v1.WhoAmIResponse
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
 }
 var file_mcpmesh_v1_token_proto_depIdxs = []int32{
 	0,  // 0: mcpmesh.v1.Token.role:type_name -> mcpmesh.v1.Role
-	9,  // 1: mcpmesh.v1.Token.created_at:type_name -> google.protobuf.Timestamp
-	9,  // 2: mcpmesh.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
-	9,  // 3: mcpmesh.v1.Token.revoked_at:type_name -> google.protobuf.Timestamp
+	11, // 1: mcpmesh.v1.Token.created_at:type_name -> google.protobuf.Timestamp
+	11, // 2: mcpmesh.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
+	11, // 3: mcpmesh.v1.Token.revoked_at:type_name -> google.protobuf.Timestamp
 	1,  // 4: mcpmesh.v1.StoredToken.token:type_name -> mcpmesh.v1.Token
 	0,  // 5: mcpmesh.v1.CreateTokenRequest.role:type_name -> mcpmesh.v1.Role
-	10, // 6: mcpmesh.v1.CreateTokenRequest.ttl:type_name -> google.protobuf.Duration
+	12, // 6: mcpmesh.v1.CreateTokenRequest.ttl:type_name -> google.protobuf.Duration
 	1,  // 7: mcpmesh.v1.CreateTokenResponse.token:type_name -> mcpmesh.v1.Token
 	1,  // 8: mcpmesh.v1.ListTokensResponse.tokens:type_name -> mcpmesh.v1.Token
 	1,  // 9: mcpmesh.v1.RevokeTokenResponse.token:type_name -> mcpmesh.v1.Token
-	3,  // 10: mcpmesh.v1.TokenService.CreateToken:input_type -> mcpmesh.v1.CreateTokenRequest
-	5,  // 11: mcpmesh.v1.TokenService.ListTokens:input_type -> mcpmesh.v1.ListTokensRequest
-	7,  // 12: mcpmesh.v1.TokenService.RevokeToken:input_type -> mcpmesh.v1.RevokeTokenRequest
-	4,  // 13: mcpmesh.v1.TokenService.CreateToken:output_type -> mcpmesh.v1.CreateTokenResponse
-	6,  // 14: mcpmesh.v1.TokenService.ListTokens:output_type -> mcpmesh.v1.ListTokensResponse
-	8,  // 15: mcpmesh.v1.TokenService.RevokeToken:output_type -> mcpmesh.v1.RevokeTokenResponse
-	13, // [13:16] is the sub-list for method output_type
-	10, // [10:13] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	0,  // 10: mcpmesh.v1.WhoAmIResponse.role:type_name -> mcpmesh.v1.Role
+	11, // 11: mcpmesh.v1.WhoAmIResponse.expires_at:type_name -> google.protobuf.Timestamp
+	3,  // 12: mcpmesh.v1.TokenService.CreateToken:input_type -> mcpmesh.v1.CreateTokenRequest
+	5,  // 13: mcpmesh.v1.TokenService.ListTokens:input_type -> mcpmesh.v1.ListTokensRequest
+	7,  // 14: mcpmesh.v1.TokenService.RevokeToken:input_type -> mcpmesh.v1.RevokeTokenRequest
+	9,  // 15: mcpmesh.v1.TokenService.WhoAmI:input_type -> mcpmesh.v1.WhoAmIRequest
+	4,  // 16: mcpmesh.v1.TokenService.CreateToken:output_type -> mcpmesh.v1.CreateTokenResponse
+	6,  // 17: mcpmesh.v1.TokenService.ListTokens:output_type -> mcpmesh.v1.ListTokensResponse
+	8,  // 18: mcpmesh.v1.TokenService.RevokeToken:output_type -> mcpmesh.v1.RevokeTokenResponse
+	10, // 19: mcpmesh.v1.TokenService.WhoAmI:output_type -> mcpmesh.v1.WhoAmIResponse
+	16, // [16:20] is the sub-list for method output_type
+	12, // [12:16] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_mcpmesh_v1_token_proto_init() }
@@ -610,7 +721,7 @@ func file_mcpmesh_v1_token_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpmesh_v1_token_proto_rawDesc), len(file_mcpmesh_v1_token_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -141,6 +141,10 @@ const (
 	BackendState_BACKEND_STATE_RETRYING    BackendState = 3
 	BackendState_BACKEND_STATE_UNAVAILABLE BackendState = 4
 	BackendState_BACKEND_STATE_DISABLED    BackendState = 5
+	// The backend needs OAuth and there is no usable grant (never authorized,
+	// revoked, expired, or refresh failed): an operator must authorize it at
+	// the data plane's /oauth page. Not retried until a token arrives.
+	BackendState_BACKEND_STATE_NEEDS_AUTHORIZATION BackendState = 6
 )
 
 // Enum value maps for BackendState.
@@ -152,14 +156,16 @@ var (
 		3: "BACKEND_STATE_RETRYING",
 		4: "BACKEND_STATE_UNAVAILABLE",
 		5: "BACKEND_STATE_DISABLED",
+		6: "BACKEND_STATE_NEEDS_AUTHORIZATION",
 	}
 	BackendState_value = map[string]int32{
-		"BACKEND_STATE_UNSPECIFIED": 0,
-		"BACKEND_STATE_CONNECTING":  1,
-		"BACKEND_STATE_HEALTHY":     2,
-		"BACKEND_STATE_RETRYING":    3,
-		"BACKEND_STATE_UNAVAILABLE": 4,
-		"BACKEND_STATE_DISABLED":    5,
+		"BACKEND_STATE_UNSPECIFIED":         0,
+		"BACKEND_STATE_CONNECTING":          1,
+		"BACKEND_STATE_HEALTHY":             2,
+		"BACKEND_STATE_RETRYING":            3,
+		"BACKEND_STATE_UNAVAILABLE":         4,
+		"BACKEND_STATE_DISABLED":            5,
+		"BACKEND_STATE_NEEDS_AUTHORIZATION": 6,
 	}
 )
 
@@ -329,7 +335,11 @@ type HttpConfig struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Url   string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
 	// Headers sent with every request (e.g. Authorization). Values are secrets.
-	Headers       map[string]string `protobuf:"bytes,2,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Headers map[string]string `protobuf:"bytes,2,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// OAuth 2.1 authorization to the backend (the MCP authorization spec).
+	// Unset or disabled: none. The control plane keeps the grant; data planes
+	// send its access token as "Authorization: Bearer".
+	Oauth         *OAuthConfig `protobuf:"bytes,3,opt,name=oauth,proto3" json:"oauth,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -378,6 +388,91 @@ func (x *HttpConfig) GetHeaders() map[string]string {
 	return nil
 }
 
+func (x *HttpConfig) GetOauth() *OAuthConfig {
+	if x != nil {
+		return x.Oauth
+	}
+	return nil
+}
+
+// OAuthConfig says how mcpmesh authorizes itself to an OAuth-protected
+// backend. Discovery starts from the backend's 401 (WWW-Authenticate
+// resource_metadata, else /.well-known/oauth-protected-resource), then the
+// authorization server's metadata. The client is the pre-registered
+// client_id when set, else a client ID metadata document when the server
+// supports one and a public URL is known, else dynamic client registration.
+type OAuthConfig struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Enabled bool                   `protobuf:"varint,1,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	// Pre-registered client; empty means register (CIMD or DCR).
+	ClientId string `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// Secret of the pre-registered client (a secret: masked in every answer,
+	// sealed at rest). Empty for a public client.
+	ClientSecret string `protobuf:"bytes,3,opt,name=client_secret,json=clientSecret,proto3" json:"client_secret,omitempty"`
+	// Scopes to ask for; empty means those the resource metadata lists.
+	Scopes        []string `protobuf:"bytes,4,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OAuthConfig) Reset() {
+	*x = OAuthConfig{}
+	mi := &file_mcpmesh_v1_types_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OAuthConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OAuthConfig) ProtoMessage() {}
+
+func (x *OAuthConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpmesh_v1_types_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OAuthConfig.ProtoReflect.Descriptor instead.
+func (*OAuthConfig) Descriptor() ([]byte, []int) {
+	return file_mcpmesh_v1_types_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *OAuthConfig) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+func (x *OAuthConfig) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *OAuthConfig) GetClientSecret() string {
+	if x != nil {
+		return x.ClientSecret
+	}
+	return ""
+}
+
+func (x *OAuthConfig) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
 // Server is one registered backend MCP server.
 type Server struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -421,7 +516,7 @@ type Server struct {
 
 func (x *Server) Reset() {
 	*x = Server{}
-	mi := &file_mcpmesh_v1_types_proto_msgTypes[2]
+	mi := &file_mcpmesh_v1_types_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -433,7 +528,7 @@ func (x *Server) String() string {
 func (*Server) ProtoMessage() {}
 
 func (x *Server) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpmesh_v1_types_proto_msgTypes[2]
+	mi := &file_mcpmesh_v1_types_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -446,7 +541,7 @@ func (x *Server) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Server.ProtoReflect.Descriptor instead.
 func (*Server) Descriptor() ([]byte, []int) {
-	return file_mcpmesh_v1_types_proto_rawDescGZIP(), []int{2}
+	return file_mcpmesh_v1_types_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Server) GetName() string {
@@ -580,7 +675,7 @@ type PaginationSettings struct {
 
 func (x *PaginationSettings) Reset() {
 	*x = PaginationSettings{}
-	mi := &file_mcpmesh_v1_types_proto_msgTypes[3]
+	mi := &file_mcpmesh_v1_types_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -592,7 +687,7 @@ func (x *PaginationSettings) String() string {
 func (*PaginationSettings) ProtoMessage() {}
 
 func (x *PaginationSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpmesh_v1_types_proto_msgTypes[3]
+	mi := &file_mcpmesh_v1_types_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -605,7 +700,7 @@ func (x *PaginationSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaginationSettings.ProtoReflect.Descriptor instead.
 func (*PaginationSettings) Descriptor() ([]byte, []int) {
-	return file_mcpmesh_v1_types_proto_rawDescGZIP(), []int{3}
+	return file_mcpmesh_v1_types_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PaginationSettings) GetEnabled() bool {
@@ -643,7 +738,7 @@ type ResilienceSettings struct {
 
 func (x *ResilienceSettings) Reset() {
 	*x = ResilienceSettings{}
-	mi := &file_mcpmesh_v1_types_proto_msgTypes[4]
+	mi := &file_mcpmesh_v1_types_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -655,7 +750,7 @@ func (x *ResilienceSettings) String() string {
 func (*ResilienceSettings) ProtoMessage() {}
 
 func (x *ResilienceSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpmesh_v1_types_proto_msgTypes[4]
+	mi := &file_mcpmesh_v1_types_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -668,7 +763,7 @@ func (x *ResilienceSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResilienceSettings.ProtoReflect.Descriptor instead.
 func (*ResilienceSettings) Descriptor() ([]byte, []int) {
-	return file_mcpmesh_v1_types_proto_rawDescGZIP(), []int{4}
+	return file_mcpmesh_v1_types_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ResilienceSettings) GetBackoff() []*durationpb.Duration {
@@ -717,7 +812,7 @@ type Settings struct {
 
 func (x *Settings) Reset() {
 	*x = Settings{}
-	mi := &file_mcpmesh_v1_types_proto_msgTypes[5]
+	mi := &file_mcpmesh_v1_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -729,7 +824,7 @@ func (x *Settings) String() string {
 func (*Settings) ProtoMessage() {}
 
 func (x *Settings) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpmesh_v1_types_proto_msgTypes[5]
+	mi := &file_mcpmesh_v1_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -742,7 +837,7 @@ func (x *Settings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Settings.ProtoReflect.Descriptor instead.
 func (*Settings) Descriptor() ([]byte, []int) {
-	return file_mcpmesh_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_mcpmesh_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Settings) GetPagination() *PaginationSettings {
@@ -784,7 +879,7 @@ type BackendHealth struct {
 
 func (x *BackendHealth) Reset() {
 	*x = BackendHealth{}
-	mi := &file_mcpmesh_v1_types_proto_msgTypes[6]
+	mi := &file_mcpmesh_v1_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -796,7 +891,7 @@ func (x *BackendHealth) String() string {
 func (*BackendHealth) ProtoMessage() {}
 
 func (x *BackendHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpmesh_v1_types_proto_msgTypes[6]
+	mi := &file_mcpmesh_v1_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -809,7 +904,7 @@ func (x *BackendHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendHealth.ProtoReflect.Descriptor instead.
 func (*BackendHealth) Descriptor() ([]byte, []int) {
-	return file_mcpmesh_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_mcpmesh_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *BackendHealth) GetServer() string {
@@ -915,14 +1010,17 @@ type DataPlane struct {
 	LastSeen       *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
 	// Set when the data plane said goodbye on its config stream (a graceful
 	// shutdown): the reason it gave. Cleared when it connects again.
-	Departed      string `protobuf:"bytes,11,opt,name=departed,proto3" json:"departed,omitempty"`
+	Departed string `protobuf:"bytes,11,opt,name=departed,proto3" json:"departed,omitempty"`
+	// The public base URL it serves on (its --public-url, else derived from
+	// its listen address), as it reported it: its /oauth page is under it.
+	PublicUrl     string `protobuf:"bytes,12,opt,name=public_url,json=publicUrl,proto3" json:"public_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DataPlane) Reset() {
 	*x = DataPlane{}
-	mi := &file_mcpmesh_v1_types_proto_msgTypes[7]
+	mi := &file_mcpmesh_v1_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -934,7 +1032,7 @@ func (x *DataPlane) String() string {
 func (*DataPlane) ProtoMessage() {}
 
 func (x *DataPlane) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpmesh_v1_types_proto_msgTypes[7]
+	mi := &file_mcpmesh_v1_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -947,7 +1045,7 @@ func (x *DataPlane) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataPlane.ProtoReflect.Descriptor instead.
 func (*DataPlane) Descriptor() ([]byte, []int) {
-	return file_mcpmesh_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_mcpmesh_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DataPlane) GetId() string {
@@ -1027,6 +1125,13 @@ func (x *DataPlane) GetDeparted() string {
 	return ""
 }
 
+func (x *DataPlane) GetPublicUrl() string {
+	if x != nil {
+		return x.PublicUrl
+	}
+	return ""
+}
+
 // ServerStatus aggregates the health of one server over all data planes.
 type ServerStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1042,7 +1147,7 @@ type ServerStatus struct {
 
 func (x *ServerStatus) Reset() {
 	*x = ServerStatus{}
-	mi := &file_mcpmesh_v1_types_proto_msgTypes[8]
+	mi := &file_mcpmesh_v1_types_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1054,7 +1159,7 @@ func (x *ServerStatus) String() string {
 func (*ServerStatus) ProtoMessage() {}
 
 func (x *ServerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpmesh_v1_types_proto_msgTypes[8]
+	mi := &file_mcpmesh_v1_types_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1067,7 +1172,7 @@ func (x *ServerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerStatus.ProtoReflect.Descriptor instead.
 func (*ServerStatus) Descriptor() ([]byte, []int) {
-	return file_mcpmesh_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_mcpmesh_v1_types_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ServerStatus) GetName() string {
@@ -1122,14 +1227,17 @@ type ConfigSnapshot struct {
 	PreviousSecrets []*PreviousSecret `protobuf:"bytes,5,rep,name=previous_secrets,json=previousSecrets,proto3" json:"previous_secrets,omitempty"`
 	// The live (unrevoked, unexpired when built) client API keys: hashes, tags
 	// and expiry. Data planes check expiry again at request time.
-	ClientKeys    []*StoredClientKey `protobuf:"bytes,6,rep,name=client_keys,json=clientKeys,proto3" json:"client_keys,omitempty"`
+	ClientKeys []*StoredClientKey `protobuf:"bytes,6,rep,name=client_keys,json=clientKeys,proto3" json:"client_keys,omitempty"`
+	// The current OAuth access token of every backend that has a usable grant.
+	// Sent to dataplane credentials only: empty for any other caller.
+	OauthTokens   []*OAuthAccess `protobuf:"bytes,7,rep,name=oauth_tokens,json=oauthTokens,proto3" json:"oauth_tokens,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConfigSnapshot) Reset() {
 	*x = ConfigSnapshot{}
-	mi := &file_mcpmesh_v1_types_proto_msgTypes[9]
+	mi := &file_mcpmesh_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1141,7 +1249,7 @@ func (x *ConfigSnapshot) String() string {
 func (*ConfigSnapshot) ProtoMessage() {}
 
 func (x *ConfigSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpmesh_v1_types_proto_msgTypes[9]
+	mi := &file_mcpmesh_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1154,7 +1262,7 @@ func (x *ConfigSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigSnapshot.ProtoReflect.Descriptor instead.
 func (*ConfigSnapshot) Descriptor() ([]byte, []int) {
-	return file_mcpmesh_v1_types_proto_rawDescGZIP(), []int{9}
+	return file_mcpmesh_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ConfigSnapshot) GetRevision() uint64 {
@@ -1199,6 +1307,84 @@ func (x *ConfigSnapshot) GetClientKeys() []*StoredClientKey {
 	return nil
 }
 
+func (x *ConfigSnapshot) GetOauthTokens() []*OAuthAccess {
+	if x != nil {
+		return x.OauthTokens
+	}
+	return nil
+}
+
+// OAuthAccess is the access token a data plane sends to one backend.
+type OAuthAccess struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Server      string                 `protobuf:"bytes,1,opt,name=server,proto3" json:"server,omitempty"`
+	AccessToken string                 `protobuf:"bytes,2,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	// "Bearer" (the only kind sent so far).
+	TokenType string `protobuf:"bytes,3,opt,name=token_type,json=tokenType,proto3" json:"token_type,omitempty"`
+	// Unset: the server gave no lifetime.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OAuthAccess) Reset() {
+	*x = OAuthAccess{}
+	mi := &file_mcpmesh_v1_types_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OAuthAccess) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OAuthAccess) ProtoMessage() {}
+
+func (x *OAuthAccess) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpmesh_v1_types_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OAuthAccess.ProtoReflect.Descriptor instead.
+func (*OAuthAccess) Descriptor() ([]byte, []int) {
+	return file_mcpmesh_v1_types_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *OAuthAccess) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *OAuthAccess) GetAccessToken() string {
+	if x != nil {
+		return x.AccessToken
+	}
+	return ""
+}
+
+func (x *OAuthAccess) GetTokenType() string {
+	if x != nil {
+		return x.TokenType
+	}
+	return ""
+}
+
+func (x *OAuthAccess) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 // PreviousSecret is a cluster secret that a rotation replaced.
 type PreviousSecret struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -1211,7 +1397,7 @@ type PreviousSecret struct {
 
 func (x *PreviousSecret) Reset() {
 	*x = PreviousSecret{}
-	mi := &file_mcpmesh_v1_types_proto_msgTypes[10]
+	mi := &file_mcpmesh_v1_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1223,7 +1409,7 @@ func (x *PreviousSecret) String() string {
 func (*PreviousSecret) ProtoMessage() {}
 
 func (x *PreviousSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpmesh_v1_types_proto_msgTypes[10]
+	mi := &file_mcpmesh_v1_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1236,7 +1422,7 @@ func (x *PreviousSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreviousSecret.ProtoReflect.Descriptor instead.
 func (*PreviousSecret) Descriptor() ([]byte, []int) {
-	return file_mcpmesh_v1_types_proto_rawDescGZIP(), []int{10}
+	return file_mcpmesh_v1_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PreviousSecret) GetSecret() []byte {
@@ -1269,14 +1455,20 @@ const file_mcpmesh_v1_types_proto_rawDesc = "" +
 	"secretArgs\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x99\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc8\x01\n" +
 	"\n" +
 	"HttpConfig\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12=\n" +
-	"\aheaders\x18\x02 \x03(\v2#.mcpmesh.v1.HttpConfig.HeadersEntryR\aheaders\x1a:\n" +
+	"\aheaders\x18\x02 \x03(\v2#.mcpmesh.v1.HttpConfig.HeadersEntryR\aheaders\x12-\n" +
+	"\x05oauth\x18\x03 \x01(\v2\x17.mcpmesh.v1.OAuthConfigR\x05oauth\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xce\x05\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x01\n" +
+	"\vOAuthConfig\x12\x18\n" +
+	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x1b\n" +
+	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12#\n" +
+	"\rclient_secret\x18\x03 \x01(\tR\fclientSecret\x12\x16\n" +
+	"\x06scopes\x18\x04 \x03(\tR\x06scopes\"\xce\x05\n" +
 	"\x06Server\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x123\n" +
 	"\ttransport\x18\x02 \x01(\x0e2\x15.mcpmesh.v1.TransportR\ttransport\x12-\n" +
@@ -1332,7 +1524,7 @@ const file_mcpmesh_v1_types_proto_rawDesc = "" +
 	" \x01(\rR\aprompts\x12!\n" +
 	"\fdataplane_id\x18\v \x01(\tR\vdataplaneId\x12;\n" +
 	"\vreported_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"reportedAt\"\x80\x03\n" +
+	"reportedAt\"\x9f\x03\n" +
 	"\tDataPlane\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1f\n" +
@@ -1347,13 +1539,15 @@ const file_mcpmesh_v1_types_proto_rawDesc = "" +
 	"\fconnected_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\vconnectedAt\x127\n" +
 	"\tlast_seen\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x12\x1a\n" +
-	"\bdeparted\x18\v \x01(\tR\bdeparted\"\xc9\x01\n" +
+	"\bdeparted\x18\v \x01(\tR\bdeparted\x12\x1d\n" +
+	"\n" +
+	"public_url\x18\f \x01(\tR\tpublicUrl\"\xc9\x01\n" +
 	"\fServerStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12-\n" +
 	"\x12healthy_dataplanes\x18\x03 \x01(\rR\x11healthyDataplanes\x12)\n" +
 	"\x10total_dataplanes\x18\x04 \x01(\rR\x0ftotalDataplanes\x125\n" +
-	"\bbackends\x18\x05 \x03(\v2\x19.mcpmesh.v1.BackendHealthR\bbackends\"\xb8\x02\n" +
+	"\bbackends\x18\x05 \x03(\v2\x19.mcpmesh.v1.BackendHealthR\bbackends\"\xf4\x02\n" +
 	"\x0eConfigSnapshot\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x12,\n" +
 	"\aservers\x18\x02 \x03(\v2\x12.mcpmesh.v1.ServerR\aservers\x120\n" +
@@ -1361,7 +1555,15 @@ const file_mcpmesh_v1_types_proto_rawDesc = "" +
 	"\x0ecluster_secret\x18\x04 \x01(\fR\rclusterSecret\x12E\n" +
 	"\x10previous_secrets\x18\x05 \x03(\v2\x1a.mcpmesh.v1.PreviousSecretR\x0fpreviousSecrets\x12<\n" +
 	"\vclient_keys\x18\x06 \x03(\v2\x1b.mcpmesh.v1.StoredClientKeyR\n" +
-	"clientKeys\"c\n" +
+	"clientKeys\x12:\n" +
+	"\foauth_tokens\x18\a \x03(\v2\x17.mcpmesh.v1.OAuthAccessR\voauthTokens\"\xa2\x01\n" +
+	"\vOAuthAccess\x12\x16\n" +
+	"\x06server\x18\x01 \x01(\tR\x06server\x12!\n" +
+	"\faccess_token\x18\x02 \x01(\tR\vaccessToken\x12\x1d\n" +
+	"\n" +
+	"token_type\x18\x03 \x01(\tR\ttokenType\x129\n" +
+	"\n" +
+	"expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"c\n" +
 	"\x0ePreviousSecret\x12\x16\n" +
 	"\x06secret\x18\x01 \x01(\fR\x06secret\x129\n" +
 	"\n" +
@@ -1374,14 +1576,15 @@ const file_mcpmesh_v1_types_proto_rawDesc = "" +
 	"\vSessionMode\x12\x1c\n" +
 	"\x18SESSION_MODE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17SESSION_MODE_PER_CLIENT\x10\x01\x12\x17\n" +
-	"\x13SESSION_MODE_SHARED\x10\x02*\xbd\x01\n" +
+	"\x13SESSION_MODE_SHARED\x10\x02*\xe4\x01\n" +
 	"\fBackendState\x12\x1d\n" +
 	"\x19BACKEND_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18BACKEND_STATE_CONNECTING\x10\x01\x12\x19\n" +
 	"\x15BACKEND_STATE_HEALTHY\x10\x02\x12\x1a\n" +
 	"\x16BACKEND_STATE_RETRYING\x10\x03\x12\x1d\n" +
 	"\x19BACKEND_STATE_UNAVAILABLE\x10\x04\x12\x1a\n" +
-	"\x16BACKEND_STATE_DISABLED\x10\x05*|\n" +
+	"\x16BACKEND_STATE_DISABLED\x10\x05\x12%\n" +
+	"!BACKEND_STATE_NEEDS_AUTHORIZATION\x10\x06*|\n" +
 	"\fBreakerState\x12\x1d\n" +
 	"\x19BREAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14BREAKER_STATE_CLOSED\x10\x01\x12\x16\n" +
@@ -1401,7 +1604,7 @@ func file_mcpmesh_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_mcpmesh_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_mcpmesh_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_mcpmesh_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_mcpmesh_v1_types_proto_goTypes = []any{
 	(Transport)(0),                // 0: mcpmesh.v1.Transport
 	(SessionMode)(0),              // 1: mcpmesh.v1.SessionMode
@@ -1409,56 +1612,61 @@ var file_mcpmesh_v1_types_proto_goTypes = []any{
 	(BreakerState)(0),             // 3: mcpmesh.v1.BreakerState
 	(*StdioConfig)(nil),           // 4: mcpmesh.v1.StdioConfig
 	(*HttpConfig)(nil),            // 5: mcpmesh.v1.HttpConfig
-	(*Server)(nil),                // 6: mcpmesh.v1.Server
-	(*PaginationSettings)(nil),    // 7: mcpmesh.v1.PaginationSettings
-	(*ResilienceSettings)(nil),    // 8: mcpmesh.v1.ResilienceSettings
-	(*Settings)(nil),              // 9: mcpmesh.v1.Settings
-	(*BackendHealth)(nil),         // 10: mcpmesh.v1.BackendHealth
-	(*DataPlane)(nil),             // 11: mcpmesh.v1.DataPlane
-	(*ServerStatus)(nil),          // 12: mcpmesh.v1.ServerStatus
-	(*ConfigSnapshot)(nil),        // 13: mcpmesh.v1.ConfigSnapshot
-	(*PreviousSecret)(nil),        // 14: mcpmesh.v1.PreviousSecret
-	nil,                           // 15: mcpmesh.v1.StdioConfig.EnvEntry
-	nil,                           // 16: mcpmesh.v1.HttpConfig.HeadersEntry
-	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
-	(*StoredClientKey)(nil),       // 19: mcpmesh.v1.StoredClientKey
+	(*OAuthConfig)(nil),           // 6: mcpmesh.v1.OAuthConfig
+	(*Server)(nil),                // 7: mcpmesh.v1.Server
+	(*PaginationSettings)(nil),    // 8: mcpmesh.v1.PaginationSettings
+	(*ResilienceSettings)(nil),    // 9: mcpmesh.v1.ResilienceSettings
+	(*Settings)(nil),              // 10: mcpmesh.v1.Settings
+	(*BackendHealth)(nil),         // 11: mcpmesh.v1.BackendHealth
+	(*DataPlane)(nil),             // 12: mcpmesh.v1.DataPlane
+	(*ServerStatus)(nil),          // 13: mcpmesh.v1.ServerStatus
+	(*ConfigSnapshot)(nil),        // 14: mcpmesh.v1.ConfigSnapshot
+	(*OAuthAccess)(nil),           // 15: mcpmesh.v1.OAuthAccess
+	(*PreviousSecret)(nil),        // 16: mcpmesh.v1.PreviousSecret
+	nil,                           // 17: mcpmesh.v1.StdioConfig.EnvEntry
+	nil,                           // 18: mcpmesh.v1.HttpConfig.HeadersEntry
+	(*durationpb.Duration)(nil),   // 19: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(*StoredClientKey)(nil),       // 21: mcpmesh.v1.StoredClientKey
 }
 var file_mcpmesh_v1_types_proto_depIdxs = []int32{
-	15, // 0: mcpmesh.v1.StdioConfig.env:type_name -> mcpmesh.v1.StdioConfig.EnvEntry
-	16, // 1: mcpmesh.v1.HttpConfig.headers:type_name -> mcpmesh.v1.HttpConfig.HeadersEntry
-	0,  // 2: mcpmesh.v1.Server.transport:type_name -> mcpmesh.v1.Transport
-	4,  // 3: mcpmesh.v1.Server.stdio:type_name -> mcpmesh.v1.StdioConfig
-	5,  // 4: mcpmesh.v1.Server.http:type_name -> mcpmesh.v1.HttpConfig
-	17, // 5: mcpmesh.v1.Server.timeout:type_name -> google.protobuf.Duration
-	18, // 6: mcpmesh.v1.Server.created_at:type_name -> google.protobuf.Timestamp
-	18, // 7: mcpmesh.v1.Server.updated_at:type_name -> google.protobuf.Timestamp
-	17, // 8: mcpmesh.v1.Server.backoff:type_name -> google.protobuf.Duration
-	1,  // 9: mcpmesh.v1.Server.session:type_name -> mcpmesh.v1.SessionMode
-	17, // 10: mcpmesh.v1.ResilienceSettings.backoff:type_name -> google.protobuf.Duration
-	17, // 11: mcpmesh.v1.ResilienceSettings.probe_interval:type_name -> google.protobuf.Duration
-	17, // 12: mcpmesh.v1.ResilienceSettings.request_timeout:type_name -> google.protobuf.Duration
-	17, // 13: mcpmesh.v1.ResilienceSettings.hold:type_name -> google.protobuf.Duration
-	7,  // 14: mcpmesh.v1.Settings.pagination:type_name -> mcpmesh.v1.PaginationSettings
-	8,  // 15: mcpmesh.v1.Settings.resilience:type_name -> mcpmesh.v1.ResilienceSettings
-	2,  // 16: mcpmesh.v1.BackendHealth.state:type_name -> mcpmesh.v1.BackendState
-	3,  // 17: mcpmesh.v1.BackendHealth.breaker:type_name -> mcpmesh.v1.BreakerState
-	18, // 18: mcpmesh.v1.BackendHealth.since:type_name -> google.protobuf.Timestamp
-	17, // 19: mcpmesh.v1.BackendHealth.latency:type_name -> google.protobuf.Duration
-	18, // 20: mcpmesh.v1.BackendHealth.reported_at:type_name -> google.protobuf.Timestamp
-	18, // 21: mcpmesh.v1.DataPlane.connected_at:type_name -> google.protobuf.Timestamp
-	18, // 22: mcpmesh.v1.DataPlane.last_seen:type_name -> google.protobuf.Timestamp
-	10, // 23: mcpmesh.v1.ServerStatus.backends:type_name -> mcpmesh.v1.BackendHealth
-	6,  // 24: mcpmesh.v1.ConfigSnapshot.servers:type_name -> mcpmesh.v1.Server
-	9,  // 25: mcpmesh.v1.ConfigSnapshot.settings:type_name -> mcpmesh.v1.Settings
-	14, // 26: mcpmesh.v1.ConfigSnapshot.previous_secrets:type_name -> mcpmesh.v1.PreviousSecret
-	19, // 27: mcpmesh.v1.ConfigSnapshot.client_keys:type_name -> mcpmesh.v1.StoredClientKey
-	18, // 28: mcpmesh.v1.PreviousSecret.expires_at:type_name -> google.protobuf.Timestamp
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	17, // 0: mcpmesh.v1.StdioConfig.env:type_name -> mcpmesh.v1.StdioConfig.EnvEntry
+	18, // 1: mcpmesh.v1.HttpConfig.headers:type_name -> mcpmesh.v1.HttpConfig.HeadersEntry
+	6,  // 2: mcpmesh.v1.HttpConfig.oauth:type_name -> mcpmesh.v1.OAuthConfig
+	0,  // 3: mcpmesh.v1.Server.transport:type_name -> mcpmesh.v1.Transport
+	4,  // 4: mcpmesh.v1.Server.stdio:type_name -> mcpmesh.v1.StdioConfig
+	5,  // 5: mcpmesh.v1.Server.http:type_name -> mcpmesh.v1.HttpConfig
+	19, // 6: mcpmesh.v1.Server.timeout:type_name -> google.protobuf.Duration
+	20, // 7: mcpmesh.v1.Server.created_at:type_name -> google.protobuf.Timestamp
+	20, // 8: mcpmesh.v1.Server.updated_at:type_name -> google.protobuf.Timestamp
+	19, // 9: mcpmesh.v1.Server.backoff:type_name -> google.protobuf.Duration
+	1,  // 10: mcpmesh.v1.Server.session:type_name -> mcpmesh.v1.SessionMode
+	19, // 11: mcpmesh.v1.ResilienceSettings.backoff:type_name -> google.protobuf.Duration
+	19, // 12: mcpmesh.v1.ResilienceSettings.probe_interval:type_name -> google.protobuf.Duration
+	19, // 13: mcpmesh.v1.ResilienceSettings.request_timeout:type_name -> google.protobuf.Duration
+	19, // 14: mcpmesh.v1.ResilienceSettings.hold:type_name -> google.protobuf.Duration
+	8,  // 15: mcpmesh.v1.Settings.pagination:type_name -> mcpmesh.v1.PaginationSettings
+	9,  // 16: mcpmesh.v1.Settings.resilience:type_name -> mcpmesh.v1.ResilienceSettings
+	2,  // 17: mcpmesh.v1.BackendHealth.state:type_name -> mcpmesh.v1.BackendState
+	3,  // 18: mcpmesh.v1.BackendHealth.breaker:type_name -> mcpmesh.v1.BreakerState
+	20, // 19: mcpmesh.v1.BackendHealth.since:type_name -> google.protobuf.Timestamp
+	19, // 20: mcpmesh.v1.BackendHealth.latency:type_name -> google.protobuf.Duration
+	20, // 21: mcpmesh.v1.BackendHealth.reported_at:type_name -> google.protobuf.Timestamp
+	20, // 22: mcpmesh.v1.DataPlane.connected_at:type_name -> google.protobuf.Timestamp
+	20, // 23: mcpmesh.v1.DataPlane.last_seen:type_name -> google.protobuf.Timestamp
+	11, // 24: mcpmesh.v1.ServerStatus.backends:type_name -> mcpmesh.v1.BackendHealth
+	7,  // 25: mcpmesh.v1.ConfigSnapshot.servers:type_name -> mcpmesh.v1.Server
+	10, // 26: mcpmesh.v1.ConfigSnapshot.settings:type_name -> mcpmesh.v1.Settings
+	16, // 27: mcpmesh.v1.ConfigSnapshot.previous_secrets:type_name -> mcpmesh.v1.PreviousSecret
+	21, // 28: mcpmesh.v1.ConfigSnapshot.client_keys:type_name -> mcpmesh.v1.StoredClientKey
+	15, // 29: mcpmesh.v1.ConfigSnapshot.oauth_tokens:type_name -> mcpmesh.v1.OAuthAccess
+	20, // 30: mcpmesh.v1.OAuthAccess.expires_at:type_name -> google.protobuf.Timestamp
+	20, // 31: mcpmesh.v1.PreviousSecret.expires_at:type_name -> google.protobuf.Timestamp
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_mcpmesh_v1_types_proto_init() }
@@ -1467,14 +1675,14 @@ func file_mcpmesh_v1_types_proto_init() {
 		return
 	}
 	file_mcpmesh_v1_client_key_proto_init()
-	file_mcpmesh_v1_types_proto_msgTypes[2].OneofWrappers = []any{}
+	file_mcpmesh_v1_types_proto_msgTypes[3].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpmesh_v1_types_proto_rawDesc), len(file_mcpmesh_v1_types_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,6 +1,21 @@
 // Command demo-backend is the mcpmesh demo/test MCP server: stdio by default,
 // or streamable HTTP (--http) or legacy SSE (--sse) on a TCP address; with
 // --forward, a plain reverse proxy instead (the benchmarks' floor).
+//
+// With --oauth-as ADDR (and --http ADDR) it is an OAuth-protected backend
+// instead: the test authorization server of internal/testauth listens on
+// ADDR, and /mcp (one tool, whoami, answering the token's subject) refuses
+// requests without a valid access token of that server with 401 and
+// WWW-Authenticate resource_metadata. It prints two lines tests parse:
+//
+//	listening on http://127.0.0.1:PORT/mcp
+//	authorization server on http://127.0.0.1:PORT
+//
+// --oauth-token-ttl sets the access tokens' lifetime (default 1h, e.g. 2s for
+// refresh tests), --oauth-scopes the scopes the resource advertises, and
+// --oauth-subject the user who approves. The authorization server's test
+// controls (revoke every grant, call counts) are described in
+// internal/testauth.
 package main
 
 import (
@@ -17,12 +32,14 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
+	"github.com/mcpmesh/mcpmesh/internal/testauth"
 	"github.com/mcpmesh/mcpmesh/internal/testbackend"
 )
 
@@ -56,10 +73,22 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.BoolVar(&stateful, "stateful", false, "with --http: remember the sessions it issued and answer 404 for others, as a restarted stateful server does")
 	fs.StringVar(&hostileMode, "hostile", "", "with --http: misbehave for hostile-input tests: "+hostileModeList())
 	fs.StringVar(&forward, "forward", "", "with --http: serve no MCP of its own but forward /mcp to this URL with net/http's httputil.ReverseProxy (the benchmarks' measure of a plain Go HTTP hop)")
+	var oauthAS, oauthScopes, oauthSubject string
+	var oauthTTL time.Duration
+	fs.StringVar(&oauthAS, "oauth-as", "", "with --http: protect /mcp with OAuth and run the test authorization server on this address")
+	fs.DurationVar(&oauthTTL, "oauth-token-ttl", time.Hour, "with --oauth-as: lifetime of access tokens")
+	fs.StringVar(&oauthScopes, "oauth-scopes", "mcp", "with --oauth-as: comma-separated scopes the resource advertises")
+	fs.StringVar(&oauthSubject, "oauth-subject", "test-user", "with --oauth-as: the user who approves on the consent page")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	switch {
+	case oauthAS != "" && httpAddr == "":
+		return errors.New("--oauth-as needs --http")
+	case oauthAS != "" && (forward != "" || hostileMode != "" || stateful):
+		return errors.New("--oauth-as serves its own protected backend: drop --forward, --hostile and --stateful")
+	case oauthTTL <= 0:
+		return fmt.Errorf("--oauth-token-ttl must be positive, got %s", oauthTTL)
 	case fs.NArg() > 0:
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	case opts.Tools < 0:
@@ -82,6 +111,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return errors.New("--hostile needs --http")
 	case hostileMode != "" && hostileModes[hostileMode] == "":
 		return fmt.Errorf("--hostile %q: want one of %s", hostileMode, hostileModeList())
+	}
+	if oauthAS != "" {
+		return serveOAuth(ctx, httpAddr, oauthAS, oauthTTL, oauthScopes, oauthSubject, opts.Name, stderr)
 	}
 	if forward != "" {
 		target, err := url.Parse(forward)
@@ -186,3 +218,28 @@ func serveHTTP(ctx context.Context, log *slog.Logger, addr, path string, stderr 
 
 // legacyVersions are the revisions served without --modern.
 var legacyVersions = []string{mcp.ProtocolVersion20251125, "2025-06-18", "2025-03-26", "2024-11-05"}
+
+// serveOAuth runs the test authorization server and the protected backend
+// until ctx is done.
+func serveOAuth(ctx context.Context, httpAddr, asAddr string, ttl time.Duration, scopes, subject, name string, stderr io.Writer) error {
+	var scopeList []string
+	for sc := range strings.SplitSeq(scopes, ",") {
+		if sc = strings.TrimSpace(sc); sc != "" {
+			scopeList = append(scopeList, sc)
+		}
+	}
+	as, err := testauth.Start(testauth.Options{Addr: asAddr, AccessTokenTTL: ttl, Subject: subject, Scopes: scopeList})
+	if err != nil {
+		return fmt.Errorf("authorization server: %w", err)
+	}
+	defer as.Close()
+	be, err := testauth.NewBackend(as, testauth.BackendOptions{Addr: httpAddr, Name: name, Scopes: scopeList})
+	if err != nil {
+		return fmt.Errorf("protected backend: %w", err)
+	}
+	defer be.Close()
+	fmt.Fprintf(stderr, "listening on %s\n", be.URL())
+	fmt.Fprintf(stderr, "authorization server on %s\n", as.Issuer())
+	<-ctx.Done()
+	return nil
+}

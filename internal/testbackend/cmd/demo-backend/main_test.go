@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -164,6 +165,8 @@ func TestBadFlags(t *testing.T) {
 		{"--http", "256.0.0.1:bad"},
 		{"--stateful"},
 		{"--stateful", "--sse", "127.0.0.1:0"},
+		{"--oauth-as", "127.0.0.1:0"},
+		{"--http", "127.0.0.1:0", "--oauth-as", "127.0.0.1:0", "--oauth-token-ttl", "0s"},
 	} {
 		err := run(t.Context(), args, strings.NewReader(""), io.Discard, io.Discard)
 		if err == nil {
@@ -194,5 +197,47 @@ func TestForward(t *testing.T) {
 		if err := run(t.Context(), bad, strings.NewReader(""), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "--forward") {
 			t.Errorf("run %q = %v, want an error naming --forward", bad, err)
 		}
+	}
+}
+
+// TestOAuthMode: with --oauth-as, /mcp refuses a request without a token
+// and names its resource metadata, which names the authorization server.
+func TestOAuthMode(t *testing.T) {
+	url, stop := startRun(t, "--http", "127.0.0.1:0", "--oauth-as", "127.0.0.1:0", "--oauth-token-ttl", "2s")
+	defer func() {
+		if err := stop(); err != nil {
+			t.Errorf("run after shutdown: %v", err)
+		}
+	}()
+	hc := &http.Client{Timeout: 10 * time.Second}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Post(url, "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("WWW-Authenticate"), "resource_metadata=") {
+		t.Fatalf("unauthenticated POST: %s %q", resp.Status, resp.Header.Get("WWW-Authenticate"))
+	}
+	resp, err = hc.Get(strings.Replace(url, "/mcp", "/.well-known/oauth-protected-resource/mcp", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prm struct {
+		Resource             string   `json:"resource"`
+		AuthorizationServers []string `json:"authorization_servers"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&prm)
+	resp.Body.Close()
+	if err != nil || prm.Resource != url || len(prm.AuthorizationServers) != 1 {
+		t.Fatalf("PRM = %+v, %v", prm, err)
+	}
+	resp, err = hc.Get(prm.AuthorizationServers[0] + "/.well-known/oauth-authorization-server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("AS metadata: %s", resp.Status)
 	}
 }
