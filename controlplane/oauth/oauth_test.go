@@ -571,3 +571,27 @@ func TestRefreshLoop(t *testing.T) {
 		t.Fatalf("after recovery: %v", g3.GetAuthorization())
 	}
 }
+
+// TestRefreshWithoutRefreshToken: a refused token that cannot be refreshed
+// is not handed back; a newer one held is.
+func TestRefreshWithoutRefreshToken(t *testing.T) {
+	e := start(t, testauth.Options{}, testauth.BackendOptions{})
+	ctx := context.Background()
+	e.addServer(t, "web", e.be.URL(), nil)
+	g := &mcpmeshv1.StoredOAuthGrant{Authorization: &mcpmeshv1.Authorization{Server: "web", State: mcpmeshv1.AuthorizationState_AUTHORIZATION_STATE_AUTHORIZED},
+		AccessToken: "held-token", TokenType: "Bearer"}
+	if _, err := e.st.PutOAuthGrant(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	r, err := e.dp.RefreshAuthorization(ctx, &mcpmeshv1.RefreshAuthorizationRequest{Server: "web", RejectedTokenSha256: sha("held-token")})
+	if err != nil || r.GetAccessToken() != "" || r.GetAuthorization().GetState() != mcpmeshv1.AuthorizationState_AUTHORIZATION_STATE_NEEDS_AUTHORIZATION {
+		t.Fatalf("refused token without refresh token: %v, %v", r, err)
+	}
+	r, err = e.dp.RefreshAuthorization(ctx, &mcpmeshv1.RefreshAuthorizationRequest{Server: "web", RejectedTokenSha256: sha("older-token")})
+	if err != nil || r.GetAccessToken() != "held-token" {
+		t.Fatalf("newer token held: %v, %v", r, err)
+	}
+	if n := e.as.Stats().RefreshCalls; n != 0 {
+		t.Fatalf("%d refresh calls, want 0", n)
+	}
+}

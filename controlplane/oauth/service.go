@@ -497,6 +497,12 @@ func (s *Service) RefreshAuthorization(ctx context.Context, req *mcpmeshv1.Refre
 	}
 	resp := &mcpmeshv1.RefreshAuthorizationResponse{Authorization: s.view(srv, g)}
 	resp.Revision, _ = s.st.Revision(ctx)
+	if g != nil && g.GetRefreshToken() == "" && !fresh && resp.Authorization.GetState() == mcpmeshv1.AuthorizationState_AUTHORIZATION_STATE_AUTHORIZED {
+		// The token the backend refused is all there is: handing it back
+		// would only be refused again.
+		resp.Authorization.State = mcpmeshv1.AuthorizationState_AUTHORIZATION_STATE_NEEDS_AUTHORIZATION
+		return resp, nil
+	}
 	if resp.Authorization.GetState() == mcpmeshv1.AuthorizationState_AUTHORIZATION_STATE_AUTHORIZED ||
 		(resp.Authorization.GetState() == mcpmeshv1.AuthorizationState_AUTHORIZATION_STATE_ERROR && g.GetAccessToken() != "") {
 		resp.ExpiresAt = resp.Authorization.GetExpiresAt()
