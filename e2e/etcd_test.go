@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -288,6 +289,23 @@ func TestEtcdControlPlanes(t *testing.T) {
 		c := mcpClient(t, d.mcpURL())
 		if got := callText(t, c, "web__add", map[string]any{"a": 20, "b": 22}); !strings.Contains(got, "42") {
 			t.Fatalf("%s without etcd quorum: web__add = %q", d.id, got)
+		}
+	}
+
+	// A control plane still stops on SIGTERM without a quorum: nothing it
+	// runs waits for an etcd leader without a bound (the election's
+	// candidate used to, until the process was killed).
+	for _, cp := range m.cps {
+		if cp.exited() {
+			continue
+		}
+		start := time.Now()
+		_ = cp.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-cp.done:
+			t.Logf("MEASURE control plane stopped without etcd quorum after %v", ms(time.Since(start)))
+		case <-time.After(stopTimeout):
+			t.Errorf("control plane %s did not stop within %v of SIGTERM without etcd quorum", cp.grpcAddr, stopTimeout)
 		}
 	}
 }

@@ -76,6 +76,19 @@ func endSession(cli *clientv3.Client, sess *concurrency.Session) {
 	_, _ = cli.Revoke(clientv3.WithRequireLeader(ctx), sess.Lease())
 }
 
+// electionClient is cli as an election should use it: a Campaign whose
+// context ends withdraws its candidacy with its client's context, which for
+// cli lasts as long as the store, so without an etcd quorum it would block
+// the replica's shutdown until the process is killed. This client shares
+// cli's connection (its KV, Lease and Watcher) but its context is ctx: the
+// withdrawal gives up with ctx, and endSession's revocation of the lease
+// removes the candidacy anyway. It needs no Close (that would close cli's).
+func electionClient(ctx context.Context, cli *clientv3.Client) *clientv3.Client {
+	c := clientv3.NewCtxClient(ctx)
+	c.KV, c.Lease, c.Watcher = cli.KV, cli.Lease, cli.Watcher
+	return c
+}
+
 func waitOrDone(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -91,8 +104,9 @@ func waitOrDone(ctx context.Context, d time.Duration) bool {
 // key, and campaigns again whenever it loses it (its session expired),
 // until ctx ends: work that must happen once among the replicas runs on one.
 func runElected(ctx context.Context, cli *clientv3.Client, key, id string, log *slog.Logger, work func(ctx context.Context)) {
+	ecli := electionClient(ctx, cli)
 	for ctx.Err() == nil {
-		sess, err := concurrency.NewSession(cli, concurrency.WithTTL(etcdSessionTTL), concurrency.WithContext(ctx))
+		sess, err := concurrency.NewSession(ecli, concurrency.WithTTL(etcdSessionTTL), concurrency.WithContext(ctx))
 		if err != nil {
 			if ctx.Err() == nil {
 				log.Warn("cannot open an etcd session for the maintenance election; retrying", "err", err, "retry_in", etcdRetry)
@@ -129,8 +143,8 @@ func runElected(ctx context.Context, cli *clientv3.Client, key, id string, log *
 		}
 		cancel()
 		<-done
-		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = el.Resign(rctx)
+		rctx, rcancel := context.WithTimeout(context.Background(), revokeTimeout)
+		_ = el.Resign(clientv3.WithRequireLeader(rctx))
 		rcancel()
 		endSession(cli, sess)
 	}
