@@ -87,7 +87,7 @@ func (s *Service) Run(ctx context.Context) {
 				}
 				continue
 			}
-			if _, err := s.refresh(ctx, name); err != nil {
+			if _, err := s.refresh(ctx, name, ""); err != nil {
 				if ctx.Err() != nil {
 					return
 				}

@@ -134,9 +134,15 @@ func (s *Service) view(srv *mcpmeshv1.Server, g *mcpmeshv1.StoredOAuthGrant) *mc
 	}
 	a := proto.CloneOf(g.GetAuthorization())
 	a.Refreshable = g.GetRefreshToken() != ""
-	if a.GetState() == mcpmeshv1.AuthorizationState_AUTHORIZATION_STATE_AUTHORIZED || a.GetState() == mcpmeshv1.AuthorizationState_AUTHORIZATION_STATE_ERROR {
-		expired := a.GetExpiresAt() != nil && !s.clock.Now().Before(a.GetExpiresAt().AsTime())
+	expired := a.GetExpiresAt() != nil && !s.clock.Now().Before(a.GetExpiresAt().AsTime())
+	switch a.GetState() {
+	case mcpmeshv1.AuthorizationState_AUTHORIZATION_STATE_AUTHORIZED:
 		if g.GetAccessToken() == "" || (expired && !a.Refreshable) {
+			a.State = mcpmeshv1.AuthorizationState_AUTHORIZATION_STATE_NEEDS_AUTHORIZATION
+		}
+	case mcpmeshv1.AuthorizationState_AUTHORIZATION_STATE_ERROR:
+		// An error without a token stays one: last_error says what to fix.
+		if g.GetAccessToken() != "" && expired && !a.Refreshable {
 			a.State = mcpmeshv1.AuthorizationState_AUTHORIZATION_STATE_NEEDS_AUTHORIZATION
 		}
 	}
@@ -484,13 +490,19 @@ func (s *Service) RefreshAuthorization(ctx context.Context, req *mcpmeshv1.Refre
 	fresh := g.GetAccessToken() != "" && tokenSHA256(g.GetAccessToken()) != strings.ToLower(req.GetRejectedTokenSha256()) &&
 		(g.GetAuthorization().GetExpiresAt() == nil || s.clock.Now().Before(g.GetAuthorization().GetExpiresAt().AsTime()))
 	if g != nil && g.GetRefreshToken() != "" && !fresh {
-		g, err = s.refresh(ctx, srv.GetName())
+		g, err = s.refresh(ctx, srv.GetName(), strings.ToLower(req.GetRejectedTokenSha256()))
 		if err != nil && g == nil {
 			return nil, status.Errorf(codes.Unavailable, "refresh the grant of %q: %v", srv.GetName(), err)
 		}
 	}
 	resp := &mcpmeshv1.RefreshAuthorizationResponse{Authorization: s.view(srv, g)}
 	resp.Revision, _ = s.st.Revision(ctx)
+	if g != nil && g.GetRefreshToken() == "" && !fresh && resp.Authorization.GetState() == mcpmeshv1.AuthorizationState_AUTHORIZATION_STATE_AUTHORIZED {
+		// The token the backend refused is all there is: handing it back
+		// would only be refused again.
+		resp.Authorization.State = mcpmeshv1.AuthorizationState_AUTHORIZATION_STATE_NEEDS_AUTHORIZATION
+		return resp, nil
+	}
 	if resp.Authorization.GetState() == mcpmeshv1.AuthorizationState_AUTHORIZATION_STATE_AUTHORIZED ||
 		(resp.Authorization.GetState() == mcpmeshv1.AuthorizationState_AUTHORIZATION_STATE_ERROR && g.GetAccessToken() != "") {
 		resp.ExpiresAt = resp.Authorization.GetExpiresAt()
@@ -502,9 +514,12 @@ func (s *Service) RefreshAuthorization(ctx context.Context, req *mcpmeshv1.Refre
 }
 
 // refresh refreshes one server's grant; concurrent calls for one server
-// share one refresh. It returns the grant as stored afterwards (also when
-// the refresh failed and the failure was recorded) and the failure.
-func (s *Service) refresh(ctx context.Context, server string) (*mcpmeshv1.StoredOAuthGrant, error) {
+// share one refresh, and a refresh asked for because of the token whose
+// SHA-256 is rejected (empty: the loop's) is skipped when the store holds
+// another, unexpired one by then. It returns the grant as stored
+// afterwards (also when the refresh failed and the failure was recorded)
+// and the failure.
+func (s *Service) refresh(ctx context.Context, server, rejected string) (*mcpmeshv1.StoredOAuthGrant, error) {
 	type result struct {
 		g   *mcpmeshv1.StoredOAuthGrant
 		err error
@@ -513,17 +528,21 @@ func (s *Service) refresh(ctx context.Context, server string) (*mcpmeshv1.Stored
 	v, _, _ := s.refreshes.Do(server, func() (any, error) {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*callTimeout)
 		defer cancel()
-		g, err := s.refreshOnce(rctx, server)
+		g, err := s.refreshOnce(rctx, server, rejected)
 		return result{g, err}, nil
 	})
 	r := v.(result)
 	return r.g, r.err
 }
 
-func (s *Service) refreshOnce(ctx context.Context, server string) (*mcpmeshv1.StoredOAuthGrant, error) {
+func (s *Service) refreshOnce(ctx context.Context, server, rejected string) (*mcpmeshv1.StoredOAuthGrant, error) {
 	g, err := s.st.GetOAuthGrant(ctx, server)
 	if err != nil {
 		return nil, err
+	}
+	if rejected != "" && g.GetAccessToken() != "" && tokenSHA256(g.GetAccessToken()) != rejected &&
+		(g.GetAuthorization().GetExpiresAt() == nil || s.clock.Now().Before(g.GetAuthorization().GetExpiresAt().AsTime())) {
+		return g, nil // refreshed by someone else since the caller read it
 	}
 	if g.GetRefreshToken() == "" {
 		return g, errors.New("no refresh token is held: authorize again")

@@ -156,7 +156,7 @@ func newRoot(stdout io.Writer, getenv func(string) string) (*cobra.Command, *opt
 	contexts := &cobra.Command{Use: "context", Short: "Manage the named control planes of the config file (like kubectl config contexts)"}
 	contexts.AddCommand(newContextListCommand(o), newContextUseCommand(o), newContextSetCommand(o), newContextDeleteCommand(o))
 	root.AddCommand(server, config, dataplane, token, secret, clientKey, contexts, newStatusCommand(o), newVersionCommand(o),
-		newBackupCommand(o), newRestoreCommand(o))
+		newBackupCommand(o), newRestoreCommand(o), newOAuthCommand(o))
 	return root, o
 }
 

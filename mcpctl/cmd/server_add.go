@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,6 +38,9 @@ type addFlags struct {
 	session   string
 	// secretArgs are --secret-arg positions, counted from 1 after COMMAND.
 	secretArgs []uint
+	oauth      oauthFlags
+	// changed reports which flags were given (set by RunE).
+	changed func(string) bool
 }
 
 func newServerAddCommand(o *options) *cobra.Command {
@@ -58,6 +62,7 @@ func newServerAddCommand(o *options) *cobra.Command {
 				return err
 			}
 			f.prefixSet = c.Flags().Changed("prefix")
+			f.changed = c.Flags().Changed
 			req, err := buildCreateRequest(name, command, f)
 			if err != nil {
 				return err
@@ -94,6 +99,7 @@ func newServerAddCommand(o *options) *cobra.Command {
 	fl.UintSliceVar(&f.secretArgs, "secret-arg", nil, "position N (1 = the first after COMMAND) of a stdio arg that is a secret, shown as *** like --env values (repeatable)")
 	fl.BoolVar(&f.disabled, "disabled", false, "register the server without serving it")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "validate with the control plane and print what would be created")
+	f.oauth.register(c, false)
 	return c
 }
 
@@ -165,7 +171,8 @@ func buildCreateRequest(name string, command []string, f addFlags) (*mcpmeshv1.C
 		if command[0] == "" {
 			return nil, errors.New("the command after -- is empty")
 		}
-		for flag, set := range map[string]bool{"--transport": f.transport != "", "--header": len(f.headers) > 0, "--endpoint": len(f.endpoints) > 0} {
+		oauthSet := f.changed != nil && slices.ContainsFunc(oauthFlagNames, f.changed)
+		for flag, set := range map[string]bool{"--transport": f.transport != "", "--header": len(f.headers) > 0, "--endpoint": len(f.endpoints) > 0, "--oauth": oauthSet} {
 			if set {
 				return nil, fmt.Errorf("%s applies only to --url servers, not to a stdio command", flag)
 			}
@@ -214,6 +221,11 @@ func buildCreateRequest(name string, command []string, f addFlags) (*mcpmeshv1.C
 		}
 		s.Http = &mcpmeshv1.HttpConfig{Url: f.url, Headers: headers}
 		s.Endpoints = f.endpoints
+		if f.changed != nil {
+			if err := f.oauth.apply(s.Http, f.changed); err != nil {
+				return nil, err
+			}
+		}
 	}
 	var err error
 	if f.timeout < 0 {

@@ -29,6 +29,7 @@ type updateFlags struct {
 	tags, untags, endpoints, removeEndpoints                   []string
 	secretArgs                                                 []uint
 	defaultPrefix, dryRun, force                               bool
+	oauth                                                      oauthFlags
 }
 
 // forceAttempts bounds the re-read loop of --force when writes keep racing.
@@ -107,12 +108,14 @@ A stdio server's command and args are replaced by what follows "--".`,
 	fl.BoolVar(&f.dryRun, "dry-run", false, "validate with the control plane and print what would change, without changing it")
 	fl.BoolVar(&f.force, "force", false, "write even if the server changed since it was read (overwrites that change)")
 	c.MarkFlagsMutuallyExclusive("prefix", "default-prefix")
+	f.oauth.register(c, true)
 	return c
 }
 
 // updateChangeFlags are the flags that change something.
 var updateChangeFlags = []string{"url", "transport", "env", "unset-env", "header", "unset-header", "tag", "untag",
-	"endpoint", "remove-endpoint", "timeout", "backoff", "cwd", "description", "prefix", "default-prefix", "session", "secret-arg"}
+	"endpoint", "remove-endpoint", "timeout", "backoff", "cwd", "description", "prefix", "default-prefix", "session", "secret-arg",
+	"oauth", "no-oauth", "oauth-client-id", "oauth-client-secret", "oauth-client-secret-file", "oauth-scopes"}
 
 func anyChange(changed func(string) bool, command []string) bool {
 	return len(command) > 0 || slices.ContainsFunc(updateChangeFlags, changed)
@@ -218,6 +221,9 @@ func applyUpdate(s *mcpmeshv1.Server, command []string, f updateFlags, changed f
 	}
 	var renewed []string
 	if stdio {
+		if slices.ContainsFunc(oauthFlagNames, changed) {
+			return nil, errors.New("the OAuth flags apply only to --url servers, not to a stdio command")
+		}
 		if s.Stdio == nil {
 			s.Stdio = &mcpmeshv1.StdioConfig{}
 		}
@@ -261,6 +267,9 @@ func applyUpdate(s *mcpmeshv1.Server, command []string, f updateFlags, changed f
 			default:
 				return nil, fmt.Errorf("--transport %q is not supported: use streamable-http or sse", f.transport)
 			}
+		}
+		if err := f.oauth.apply(s.Http, changed); err != nil {
+			return nil, err
 		}
 		headers, err := parseHeaders(f.headers)
 		if err != nil {
