@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"image/png"
 	"os"
@@ -17,11 +18,6 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
-	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
-	"github.com/mcpmesh/mcpmesh/internal/authtoken"
 	"github.com/mcpmesh/mcpmesh/internal/testauth"
 )
 
@@ -59,7 +55,7 @@ func TestOAuthDashboard(t *testing.T) {
 	t.Cleanup(backend.Close)
 
 	cp := startControlPlane(t, t.TempDir(), "", "")
-	addOAuthServer(t, cp, "secure", backend.URL())
+	mustCtl(t, cp, "server", "add", "secure", "--url", backend.URL(), "--oauth")
 	_, plainURL := startHTTPBackend(t, "plain")
 	mustCtl(t, cp, "server", "add", "plain", "--url", plainURL)
 	dp := startDataPlane(t, cp, "dp-oauth")
@@ -224,27 +220,26 @@ func TestOAuthDashboard(t *testing.T) {
 		t.Error("Revoke still offered once the grant is gone")
 	}
 	waitCtlState(t, cp, "secure", "needs-authorization")
-	// The grant is gone at the control plane too.
-	var list string
-	if r := mcpctl(t, cp, "oauth", "list"); r.code == 0 {
-		list = r.stdout
-		if !strings.Contains(list, "secure") {
-			t.Errorf("mcpctl oauth list does not show secure:\n%s", list)
-		}
-	} else {
-		t.Logf("no mcpctl oauth list yet (%s): asking OAuthService", strings.TrimSpace(r.stderr))
+	// The grant is gone at the control plane too (and mcpctl shows no secret).
+	list := mustCtl(t, cp, "oauth", "list", "-o", "json")
+	var grants []struct {
+		Server, State string
+		Refreshable   bool
 	}
-	conn := adminConn(t, cp)
-	lctx, lcancel := context.WithTimeout(context.Background(), rpcTimeout)
-	defer lcancel()
-	la, err := mcpmeshv1.NewOAuthServiceClient(conn).ListAuthorizations(lctx, &mcpmeshv1.ListAuthorizationsRequest{})
-	if err != nil {
-		t.Fatalf("ListAuthorizations: %v", err)
+	if err := json.Unmarshal([]byte(list), &grants); err != nil {
+		t.Fatalf("mcpctl oauth list -o json: %v\n%s", err, list)
 	}
-	for _, a := range la.GetAuthorizations() {
-		if a.GetServer() == "secure" && a.GetState() != mcpmeshv1.AuthorizationState_AUTHORIZATION_STATE_NEEDS_AUTHORIZATION {
-			t.Errorf("after Revoke the control plane says %v", a.GetState())
+	found := false
+	for _, g := range grants {
+		if g.Server == "secure" {
+			found = true
+			if g.State != "needs-authorization" || g.Refreshable {
+				t.Errorf("after Revoke mcpctl oauth list says %+v", g)
+			}
 		}
+	}
+	if !found {
+		t.Errorf("mcpctl oauth list does not show secure:\n%s", list)
 	}
 
 	// Sign out.
@@ -267,44 +262,6 @@ func TestOAuthDashboard(t *testing.T) {
 			t.Errorf("the %s log holds a JWT (an access token?): %s…", name, m[:12])
 		}
 	}
-}
-
-// addOAuthServer registers an OAuth server with mcpctl server add --oauth
-// when this mcpctl has the flag, else straight over the admin gRPC API.
-func addOAuthServer(t *testing.T, cp *controlPlane, name, url string) {
-	t.Helper()
-	if help := mcpctl(t, cp, "server", "add", "--help"); strings.Contains(help.stdout+help.stderr, "--oauth") {
-		mustCtl(t, cp, "server", "add", name, "--url", url, "--oauth")
-		return
-	}
-	t.Logf("mcpctl server add has no --oauth yet: registering %s over gRPC", name)
-	conn := adminConn(t, cp)
-	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
-	defer cancel()
-	_, err := mcpmeshv1.NewRegistryServiceClient(conn).CreateServer(ctx, &mcpmeshv1.CreateServerRequest{Server: &mcpmeshv1.Server{
-		Name: name, Transport: mcpmeshv1.Transport_TRANSPORT_STREAMABLE_HTTP,
-		Http: &mcpmeshv1.HttpConfig{Url: url, Oauth: &mcpmeshv1.OAuthConfig{Enabled: true}},
-	}})
-	if err != nil {
-		t.Fatalf("create OAuth server %s: %v", name, err)
-	}
-}
-
-// adminConn is a gRPC connection to cp with its admin token, closed at the
-// end of the test.
-func adminConn(t *testing.T, cp *controlPlane) *grpc.ClientConn {
-	t.Helper()
-	tok, err := os.ReadFile(cp.tokenFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := grpc.NewClient(cp.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithPerRPCCredentials(authtoken.Credentials(strings.TrimSpace(string(tok)))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
 }
 
 // waitCtlState waits until mcpctl status shows server in state.

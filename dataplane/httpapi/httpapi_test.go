@@ -177,6 +177,7 @@ func TestMetrics(t *testing.T) {
 	for _, want := range []string{
 		`mcpmesh_dataplane_backend_state{server="files",state="unavailable"} 1`,
 		`mcpmesh_dataplane_backend_state{server="files",state="healthy"} 0`,
+		`mcpmesh_dataplane_backend_state{server="files",state="needs-authorization"} 0`,
 		`mcpmesh_dataplane_config_revision 9`,
 		`mcpmesh_dataplane_backend_breaker_open{server="files"} 0`,
 		`mcpmesh_dataplane_control_plane_connected 0`,

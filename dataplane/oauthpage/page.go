@@ -5,6 +5,7 @@ package oauthpage
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"html/template"
 	"log/slog"
@@ -104,6 +105,33 @@ func (p *Page) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /oauth/logout", p.handleLogout)
 	mux.HandleFunc("POST /oauth/authorize", p.handleAuthorize)
 	mux.HandleFunc("POST /oauth/revoke", p.handleRevoke)
+	mux.HandleFunc("GET "+ClientMetadataPath, p.handleClientMetadata)
+}
+
+// ClientMetadataPath is where the client ID metadata document is served:
+// the control plane uses <origin of the public URL>ClientMetadataPath as
+// mcpmesh's client_id with authorization servers that fetch such
+// documents (controlplane/oauth.ClientMetadataPath; the two must agree).
+const ClientMetadataPath = "/oauth/client-metadata.json"
+
+// handleClientMetadata serves the client ID metadata document: a public
+// client (PKCE, no secret) whose only redirect URI is this data plane's
+// callback. It is public by design; authorization servers fetch it.
+func (p *Page) handleClientMetadata(w http.ResponseWriter, _ *http.Request) {
+	doc := map[string]any{
+		"client_id":                  p.origin + ClientMetadataPath,
+		"client_name":                "mcpmesh",
+		"client_uri":                 p.o.PublicURL + "/oauth",
+		"redirect_uris":              []string{p.o.PublicURL + "/oauth/callback"},
+		"grant_types":                []string{"authorization_code", "refresh_token"},
+		"response_types":             []string{"code"},
+		"token_endpoint_auth_method": "none",
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	if err := json.NewEncoder(w).Encode(doc); err != nil {
+		p.o.Logger.Debug("write client metadata", "err", err)
+	}
 }
 
 // caller is who a request is made by.

@@ -2,6 +2,7 @@ package oauthpage
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net"
 	"net/http"
@@ -580,5 +581,25 @@ func TestSessionTamperingAndExpiry(t *testing.T) {
 	s, err := open(e.ks, capped.Value, e.clock())
 	if err != nil || !s.expires.Equal(e.cp.expires.Truncate(time.Second)) {
 		t.Errorf("session of a token expiring in 1h ends %v (%v)", s.expires, err)
+	}
+}
+
+func TestClientMetadataDocument(t *testing.T) {
+	e := newEnv(t, "https://mcp.example.com/gw")
+	a := e.do(e.browser(), "GET", ClientMetadataPath, nil, nil)
+	if a.code != 200 || a.resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("%d %q", a.code, a.resp.Header.Get("Content-Type"))
+	}
+	var doc struct {
+		ClientID     string   `json:"client_id"`
+		RedirectURIs []string `json:"redirect_uris"`
+		AuthMethod   string   `json:"token_endpoint_auth_method"`
+	}
+	if err := json.Unmarshal([]byte(a.body), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.ClientID != "https://mcp.example.com/oauth/client-metadata.json" || len(doc.RedirectURIs) != 1 ||
+		doc.RedirectURIs[0] != "https://mcp.example.com/gw/oauth/callback" || doc.AuthMethod != "none" {
+		t.Errorf("document %+v", doc)
 	}
 }
