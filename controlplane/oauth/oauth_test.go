@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -593,5 +594,54 @@ func TestRefreshWithoutRefreshToken(t *testing.T) {
 	}
 	if n := e.as.Stats().RefreshCalls; n != 0 {
 		t.Fatalf("%d refresh calls, want 0", n)
+	}
+}
+
+// TestPreRegisteredClient: a server registered with --oauth-client-id and
+// --oauth-client-secret uses that confidential client (no registration of
+// its own), and the token endpoint accepts its secret; a wrong secret fails
+// the exchange with an error that names the token endpoint and shows no
+// secret.
+func TestPreRegisteredClient(t *testing.T) {
+	e := start(t, testauth.Options{}, testauth.BackendOptions{})
+	body := `{"redirect_uris":["` + redirect + `"],"client_name":"operator-registered","token_endpoint_auth_method":"client_secret_basic"}`
+	resp, err := e.browser.Post(e.as.Issuer()+"/register", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reg struct {
+		ClientID     string `json:"client_id"`
+		ClientSecret string `json:"client_secret"`
+	}
+	err = json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&reg)
+	resp.Body.Close()
+	if err != nil || reg.ClientID == "" || reg.ClientSecret == "" {
+		t.Fatalf("registration: %v %+v", err, reg)
+	}
+	e.addServer(t, "pre", e.be.URL(), &mcpmeshv1.OAuthConfig{Enabled: true, ClientId: reg.ClientID, ClientSecret: reg.ClientSecret})
+	c := e.authorize(t, "pre")
+	if got := c.GetAuthorization().GetClientId(); got != reg.ClientID {
+		t.Fatalf("client id %q, want the pre-registered %q", got, reg.ClientID)
+	}
+	if n := e.as.Stats().Registrations; n != 1 {
+		t.Fatalf("%d registrations, want only the operator's 1", n)
+	}
+	if sub, err := whoami(t, e.be, e.grant(t, "pre").GetAccessToken()); err != nil || sub != "test-user" {
+		t.Fatalf("whoami with the pre-registered client's token = %q, %v", sub, err)
+	}
+
+	e.addServer(t, "wrong", e.be.URL(), &mcpmeshv1.OAuthConfig{Enabled: true, ClientId: reg.ClientID, ClientSecret: "not-the-secret"})
+	ctx := context.Background()
+	b, err := e.admin.BeginAuthorization(ctx, &mcpmeshv1.BeginAuthorizationRequest{Server: "wrong", RedirectUri: redirect})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := e.approve(t, b.GetAuthorizationUrl())
+	_, err = e.admin.CompleteAuthorization(ctx, &mcpmeshv1.CompleteAuthorizationRequest{State: q.Get("state"), Code: q.Get("code")})
+	if err == nil {
+		t.Fatal("a wrong client secret completed the flow")
+	}
+	if msg := err.Error(); !strings.Contains(msg, "token endpoint") || strings.Contains(msg, "not-the-secret") || strings.Contains(msg, reg.ClientSecret) {
+		t.Fatalf("error %q: want one naming the token endpoint, with no secret", msg)
 	}
 }
