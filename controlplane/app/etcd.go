@@ -133,7 +133,7 @@ func runElected(ctx context.Context, cli *clientv3.Client, key, id string, log *
 			}
 			continue
 		}
-		log.Info("elected to run the maintenance of the cluster (dropping expired cluster secrets)", "replica", id)
+		log.Info("elected to run work done once in the cluster", "election", key, "replica", id)
 		done := make(chan struct{})
 		go func() { defer close(done); work(cctx) }()
 		select {
