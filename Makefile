@@ -35,8 +35,11 @@ test: lint check-imports check-generate check-deploy unit-test fuzz e2e-test ## 
 # within CI's 15-minute budget on 2 cores; `make fuzz` alone runs 10 s each.
 test: FUZZTIME ?= 5s
 
-unit-test: ## Unit tests with the race detector.
+unit-test: ## Unit tests with the race detector (and the data plane's HTTP packages once without it).
 	$(GO) test -race -count=1 -timeout 10m $(UNIT_PKGS)
+	# h1's raw socket I/O is off under -race (dataplane/h1/race_on.go): run
+	# the packages whose tests cross it once more with it on.
+	$(GO) test -count=1 -timeout 5m ./dataplane/h1/ ./dataplane/backend/ ./dataplane/router/ ./dataplane/front/ ./dataplane/app/
 
 fuzz: ## Every fuzz target with -fuzz for FUZZTIME (default 10s) each.
 	FUZZTIME=$(or $(FUZZTIME),10s) scripts/fuzz.sh

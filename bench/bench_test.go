@@ -301,7 +301,7 @@ func (e *env) startDataPlaneAt(log *syncBuf, cp *controlPlane, id, listen, pprof
 			return nil, err
 		}
 	}
-	p, err := e.start(log, []string{"MCPMESH_TOKEN_FILE=" + cp.dpToken}, bin("dataplane"),
+	p, err := e.start(log, append([]string{"MCPMESH_TOKEN_FILE=" + cp.dpToken}, strings.Fields(os.Getenv("MCPMESH_BENCH_DP_ENV"))...), bin("dataplane"),
 		append([]string{"--control-plane", cp.grpcAddr, "--listen", listen, "--id", id, "--log-level", "warn", "--pprof-addr", pprofAddr}, extra...)...)
 	if err != nil {
 		return nil, err

@@ -364,7 +364,8 @@ func (d *DataPlane) Serve(ctx context.Context, ln net.Listener) error {
 	scheme := "http"
 	if d.cfg.ListenTLS != nil {
 		// h1 handshakes each *tls.Conn itself, under its read-header timeout.
-		ln = tls.NewListener(ln, d.cfg.ListenTLS)
+		// The TCP connections under TLS get h1's raw socket I/O too.
+		ln = tls.NewListener(h1.WrapListener(ln), d.cfg.ListenTLS)
 		scheme = "https"
 	}
 	serveErr := make(chan error, 1)

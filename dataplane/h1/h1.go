@@ -1,6 +1,8 @@
-// Package h1 is an HTTP/1.1 client transport that serves a request on the
-// calling goroutine, for the data plane's hops to backends and to other
-// replicas.
+// Package h1 is the data plane's HTTP/1.1: a client transport that serves a
+// request on the calling goroutine, for its hops to backends and to other
+// replicas, and the server its clients reach. On Linux both read and write
+// their TCP sockets with raw system calls that leave the runtime's monitor
+// thread asleep (rawio_linux.go).
 package h1
 
 import (
@@ -168,6 +170,7 @@ func (t *Transport) conn(ctx context.Context, addr string) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	nc = wrapConn(nc)
 	return &conn{nc: nc, br: bufio.NewReaderSize(nc, 16<<10), bw: bufio.NewWriterSize(nc, 8<<10)}, nil
 }
 

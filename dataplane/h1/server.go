@@ -206,6 +206,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
+		nc = wrapConn(nc)
 		c := &serverConn{s: s, nc: nc, cr: newConnReader(nc)}
 		if !s.track(c) {
 			nc.Close()
@@ -213,6 +214,21 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		go c.serve()
 	}
+}
+
+// WrapListener returns ln whose TCP connections read and write their
+// sockets as Server does its own (rawio_linux.go), for a listener that
+// wraps them before Server sees them (tls.NewListener).
+func WrapListener(ln net.Listener) net.Listener { return wrappedListener{ln} }
+
+type wrappedListener struct{ net.Listener }
+
+func (l wrappedListener) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return wrapConn(nc), nil
 }
 
 // watchdog sweeps the connections every WatchAfter while requests run, and
