@@ -15,15 +15,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/lestrrat-go/httprc/v3"
-	"github.com/lestrrat-go/jwx/v3/jwk"
-	"github.com/lestrrat-go/jwx/v3/jwt"
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/time/rate"
 )
 
 // Identity is who a request authenticated as.
@@ -72,8 +73,8 @@ type OAuthConfig struct {
 type OAuth struct {
 	cfg      OAuthConfig
 	jwksURL  string
-	cache    *jwk.Cache
-	keys     jwk.Set
+	keys     keyfunc.Keyfunc
+	parser   *jwt.Parser
 	stop     context.CancelFunc
 	metadata []byte
 	metaURL  string
@@ -104,26 +105,39 @@ func NewOAuth(ctx context.Context, cfg OAuthConfig) (*OAuth, error) {
 		}
 		o.jwksURL = u
 	}
+	// The key set is fetched now (an error fails the start), then again
+	// every hour, and at once (at most once a minute) when a token names a
+	// key it does not hold, as when the server rotates its keys.
 	cctx, stop := context.WithCancel(context.Background())
-	cache, err := jwk.NewCache(cctx, httprc.NewClient())
+	fail := false
+	kf, err := keyfunc.NewDefaultOverrideCtx(cctx, []string{o.jwksURL}, keyfunc.Override{
+		Client:                    cfg.HTTPClient,
+		HTTPTimeout:               30 * time.Second,
+		NoErrorReturnFirstHTTPReq: &fail,
+		RefreshInterval:           time.Hour,
+		RefreshUnknownKID:         rate.NewLimiter(rate.Every(time.Minute), 1),
+		RateLimitWaitMax:          time.Second,
+		RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
+			return func(ctx context.Context, err error) {
+				slog.Default().WarnContext(ctx, "oauth: refreshing the key set failed; the keys held are kept", "jwks_url", u, "issuer", cfg.Issuer, "err", err)
+			}
+		},
+	})
 	if err != nil {
-		stop()
-		return nil, fmt.Errorf("oauth: key cache: %w", err)
-	}
-	o.cache, o.stop = cache, stop
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := cache.Register(rctx, o.jwksURL, jwk.WithHTTPClient(cfg.HTTPClient),
-		jwk.WithMinInterval(time.Minute), jwk.WithMaxInterval(time.Hour)); err != nil {
 		stop()
 		return nil, fmt.Errorf("oauth: fetch the key set %s of issuer %s: %w", o.jwksURL, cfg.Issuer, err)
 	}
-	set, err := cache.CachedSet(o.jwksURL)
-	if err != nil {
-		stop()
-		return nil, fmt.Errorf("oauth: key set %s: %w", o.jwksURL, err)
-	}
-	o.keys = set
+	o.keys, o.stop = kf, stop
+	o.parser = jwt.NewParser(
+		// Asymmetric signatures only: a key set holds public keys, and
+		// "none" or an HMAC over a public key must never pass.
+		jwt.WithValidMethods([]string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}),
+		jwt.WithIssuer(cfg.Issuer),
+		jwt.WithAudience(cfg.Resource),
+		jwt.WithLeeway(30*time.Second),
+		jwt.WithIssuedAt(),
+		jwt.WithTimeFunc(func() time.Time { return o.now() }),
+	)
 	md := map[string]any{
 		"resource":                 cfg.Resource,
 		"authorization_servers":    []string{cfg.Issuer},
@@ -203,50 +217,50 @@ func (o *OAuth) Authenticate(r *http.Request) (*Identity, *Error) {
 	if id := o.verified.get(key, now); id != nil {
 		return id, nil
 	}
-	t, err := jwt.ParseString(tok, jwt.WithKeySet(o.keys), jwt.WithValidate(true),
-		jwt.WithIssuer(o.cfg.Issuer), jwt.WithAudience(o.cfg.Resource), jwt.WithAcceptableSkew(30*time.Second),
-		jwt.WithClock(jwt.ClockFunc(o.now)))
-	if err != nil {
+	claims := jwt.MapClaims{}
+	if _, err := o.parser.ParseWithClaims(tok, claims, o.keys.Keyfunc); err != nil {
 		return nil, &Error{Status: http.StatusUnauthorized, Code: "invalid_token", Msg: "access token refused: " + tokenReason(err)}
 	}
 	id := &Identity{}
-	id.Subject, _ = t.Subject()
-	var s string
-	if t.Get("client_id", &s) == nil || t.Get("azp", &s) == nil {
+	id.Subject, _ = claims.GetSubject()
+	if s, ok := claims["client_id"].(string); ok {
+		id.ClientID = s
+	} else if s, ok := claims["azp"].(string); ok {
 		id.ClientID = s
 	}
-	id.Scopes = scopesOf(t)
-	id.Tags = listClaim(t, TagsClaim)
+	id.Scopes = scopesOf(claims)
+	id.Tags = listClaim(claims, TagsClaim)
 	for _, need := range o.cfg.Scopes {
 		if !slices.Contains(id.Scopes, need) {
 			return nil, &Error{Status: http.StatusForbidden, Code: "insufficient_scope", Msg: fmt.Sprintf("the access token lacks the scope %q", need)}
 		}
 	}
-	exp, _ := t.Expiration()
+	var exp time.Time
+	if e, err := claims.GetExpirationTime(); err == nil && e != nil {
+		exp = e.Time
+	}
 	o.verified.put(key, id, exp, now)
 	return id, nil
 }
 
 // scopesOf reads scope (a space-separated string, RFC 9068) or scp (a list).
-func scopesOf(t jwt.Token) []string {
-	if s := listClaim(t, "scope"); s != nil {
+func scopesOf(c jwt.MapClaims) []string {
+	if s := listClaim(c, "scope"); s != nil {
 		return s
 	}
-	return listClaim(t, "scp")
+	return listClaim(c, "scp")
 }
 
 // listClaim reads a claim that is a space-separated string or a list of
 // strings.
-func listClaim(t jwt.Token, name string) []string {
-	var s string
-	if t.Get(name, &s) == nil {
-		return strings.Fields(s)
-	}
-	var l []any
-	if t.Get(name, &l) == nil {
+func listClaim(c jwt.MapClaims, name string) []string {
+	switch v := c[name].(type) {
+	case string:
+		return strings.Fields(v)
+	case []any:
 		var out []string
-		for _, v := range l {
-			if str, ok := v.(string); ok {
+		for _, e := range v {
+			if str, ok := e.(string); ok {
 				out = append(out, str)
 			}
 		}
@@ -269,17 +283,21 @@ func Allows(tags, serverTags []string) bool {
 	return false
 }
 
-// tokenReason says why jwx refused a token, in words a client can act on.
+// tokenReason says why a token was refused, in words a client can act on.
 func tokenReason(err error) string {
 	switch {
-	case errors.Is(err, jwt.TokenExpiredError()):
+	case errors.Is(err, jwt.ErrTokenExpired):
 		return "it has expired"
-	case errors.Is(err, jwt.TokenNotYetValidError()):
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
 		return "it is not valid yet"
-	case errors.Is(err, jwt.InvalidIssuerError()):
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
 		return "it was not issued by this data plane's authorization server"
-	case errors.Is(err, jwt.InvalidAudienceError()):
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
 		return "it is not for this resource (audience)"
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, keyfunc.ErrKeyfunc):
+		return "its signature is not by a key of this data plane's authorization server"
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return "it is not a well-formed JWT"
 	}
 	msg := err.Error()
 	if len(msg) > 200 {

@@ -2,6 +2,10 @@ package clientauth
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -45,6 +49,15 @@ func TestOAuthAuthenticate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Tokens no key of the set signed: unsigned ("none"), and an HMAC
+	// whose secret an attacker chose (the classic confusion with a public key).
+	claims := fmt.Sprintf(`{"iss":%q,"aud":%q,"sub":"test-user","scope":"mcp","exp":%d}`, as.Issuer(), resource, time.Now().Add(time.Hour).Unix())
+	b64 := base64.RawURLEncoding.EncodeToString
+	unsigned := b64([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + b64([]byte(claims)) + "."
+	hsInput := b64([]byte(`{"alg":"HS256","typ":"JWT","kid":"test-key-1"}`)) + "." + b64([]byte(claims))
+	mac := hmac.New(sha256.New, []byte("attacker-chosen"))
+	mac.Write([]byte(hsInput))
+	hmacToken := hsInput + "." + b64(mac.Sum(nil))
 	for _, tc := range []struct {
 		name, header string
 		status       int
@@ -57,7 +70,10 @@ func TestOAuthAuthenticate(t *testing.T) {
 		{"expired", "Bearer " + mint(testauth.Claims{Audience: resource, Scope: "mcp", Expiry: time.Now().Add(-time.Hour)}), 401, "invalid_token", "expired"},
 		{"other audience", "Bearer " + mint(testauth.Claims{Audience: "http://elsewhere/mcp", Scope: "mcp"}), 401, "invalid_token", "audience"},
 		{"other issuer", "Bearer " + mint(testauth.Claims{Issuer: "http://evil.example", Audience: resource, Scope: "mcp"}), 401, "invalid_token", "authorization server"},
-		{"foreign key", "Bearer " + foreign, 401, "invalid_token", ""},
+		{"foreign key", "Bearer " + foreign, 401, "invalid_token", "signature"},
+		{"unsigned", "Bearer " + unsigned, 401, "invalid_token", ""},
+		{"hmac", "Bearer " + hmacToken, 401, "invalid_token", ""},
+		{"not yet valid", "Bearer " + mint(testauth.Claims{Audience: resource, Scope: "mcp", Extra: map[string]any{"nbf": time.Now().Add(time.Hour).Unix()}}), 401, "invalid_token", "not valid yet"},
 		{"missing scope", "Bearer " + mint(testauth.Claims{Audience: resource, Scope: "other"}), 403, "insufficient_scope", `"mcp"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

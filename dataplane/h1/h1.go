@@ -171,7 +171,11 @@ func (t *Transport) conn(ctx context.Context, addr string) (*conn, error) {
 		return nil, err
 	}
 	nc = wrapConn(nc)
-	return &conn{nc: nc, br: bufio.NewReaderSize(nc, 16<<10), bw: bufio.NewWriterSize(nc, 8<<10)}, nil
+	// 4 KiB each way, as net/http's Transport and this package's Server: a
+	// head and a typical MCP answer fit, a larger body is read past the
+	// buffer into the caller's, and every backend holds at least two
+	// connections (POSTs and its GET stream) for as long as it is registered.
+	return &conn{nc: nc, br: bufio.NewReaderSize(nc, 4<<10), bw: bufio.NewWriterSize(nc, 4<<10)}, nil
 }
 
 // put keeps pc for reuse, or closes it when the pool is full or closed.

@@ -286,3 +286,35 @@ func TestH1NeverSendsARequestTwice(t *testing.T) {
 		t.Fatalf("the server got the request %d times, want once", n)
 	}
 }
+
+// A head and a body far larger than the connection's 4 KiB buffers, both
+// ways, arrive whole, and the connection is reused after them.
+func TestH1LargeHeadsAndBodies(t *testing.T) {
+	big := strings.Repeat("v", 20<<10)
+	srv, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Big", r.Header.Get("X-Big"))
+		_, _ = w.Write(b)
+		_, _ = w.Write(b)
+	})
+	tr := newTestH1()
+	defer tr.Close()
+	c := &http.Client{Transport: tr}
+	body := strings.Repeat("0123456789", 50<<10)
+	for range 3 {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(body))
+		req.Header.Set("X-Big", big)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(got) != body+body || resp.Header.Get("X-Big") != big {
+			t.Fatalf("got %d bytes (want %d), header %d bytes, err %v", len(got), 2*len(body), len(resp.Header.Get("X-Big")), err)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d connections for three requests, want 1", n)
+	}
+}
