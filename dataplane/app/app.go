@@ -126,7 +126,7 @@ type DataPlane struct {
 }
 
 // New wires a data plane. Nothing runs until Serve.
-func New(cfg Config) (*DataPlane, error) {
+func New(cfg Config) (_ *DataPlane, err error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -139,6 +139,11 @@ func New(cfg Config) (*DataPlane, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			_ = cp.Close() // nothing else holds it
+		}
+	}()
 	d.cp = cp
 	d.readiness = httpapi.NewReadiness(httpapi.ReadinessOptions{Logger: log.With("component", "readiness")})
 
