@@ -215,9 +215,30 @@ func publicHTTPS(redirectURI string) (origin string, ok bool) {
 }
 
 // ClientMetadataPath is where, under a data plane's public URL, a client ID
-// metadata document would be served; its URL is the client_id mcpmesh uses
-// with authorization servers that support such documents.
-const ClientMetadataPath = "/oauth/client-metadata.json"
+// metadata document is served; its URL is the client_id mcpmesh uses with
+// authorization servers that support such documents. CallbackPath is the
+// callback under the same URL, which the redirect URI ends with.
+const (
+	ClientMetadataPath = "/oauth/client-metadata.json"
+	CallbackPath       = "/oauth/callback"
+)
+
+// metadataClientID is the client_id of the client ID metadata document
+// that goes with redirectURI: <public URL>/oauth/callback gives
+// <public URL>/oauth/client-metadata.json, path prefix included (a data
+// plane behind https://gw.example.com/mcpmesh serves its document there,
+// not at the origin's root). ok is false when no document can work: the
+// redirect URI is not public https, or not a data plane's callback.
+func metadataClientID(redirectURI string) (string, bool) {
+	if _, public := publicHTTPS(redirectURI); !public {
+		return "", false
+	}
+	base, ok := strings.CutSuffix(redirectURI, CallbackPath)
+	if !ok || strings.ContainsAny(base, "?#") {
+		return "", false
+	}
+	return base + ClientMetadataPath, true
+}
 
 // clientFor picks the client Begin uses: the configured one, else a client
 // ID metadata document, else a registration of redirectURI.
@@ -234,8 +255,8 @@ func (s *Service) clientFor(ctx context.Context, srv *mcpmeshv1.Server, d *disco
 		}
 		return client{id: o.GetClientId(), authMethod: "none"}, nil
 	}
-	if origin, ok := publicHTTPS(redirectURI); ok && d.as.ClientIDMetadataDocumentSupported {
-		return client{id: origin + ClientMetadataPath, authMethod: "none"}, nil
+	if id, ok := metadataClientID(redirectURI); ok && d.as.ClientIDMetadataDocumentSupported {
+		return client{id: id, authMethod: "none"}, nil
 	}
 	if d.as.RegistrationEndpoint == "" {
 		return client{}, fmt.Errorf("authorization server %s offers no dynamic client registration: register a client there and give it with mcpctl server update %s --oauth-client-id ID [--oauth-client-secret-file F]",

@@ -109,9 +109,9 @@ func (p *Page) Register(mux *http.ServeMux) {
 }
 
 // ClientMetadataPath is where the client ID metadata document is served:
-// the control plane uses <origin of the public URL>ClientMetadataPath as
-// mcpmesh's client_id with authorization servers that fetch such
-// documents (controlplane/oauth.ClientMetadataPath; the two must agree).
+// the control plane uses <public URL>ClientMetadataPath, path prefix
+// included, as mcpmesh's client_id with authorization servers that fetch
+// such documents (controlplane/oauth.ClientMetadataPath; the two must agree).
 const ClientMetadataPath = "/oauth/client-metadata.json"
 
 // handleClientMetadata serves the client ID metadata document: a public
@@ -119,7 +119,7 @@ const ClientMetadataPath = "/oauth/client-metadata.json"
 // callback. It is public by design; authorization servers fetch it.
 func (p *Page) handleClientMetadata(w http.ResponseWriter, _ *http.Request) {
 	doc := map[string]any{
-		"client_id":                  p.origin + ClientMetadataPath,
+		"client_id":                  p.o.PublicURL + ClientMetadataPath,
 		"client_name":                "mcpmesh",
 		"client_uri":                 p.o.PublicURL + "/oauth",
 		"redirect_uris":              []string{p.o.PublicURL + "/oauth/callback"},

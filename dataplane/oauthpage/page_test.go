@@ -598,7 +598,9 @@ func TestClientMetadataDocument(t *testing.T) {
 	if err := json.Unmarshal([]byte(a.body), &doc); err != nil {
 		t.Fatal(err)
 	}
-	if doc.ClientID != "https://mcp.example.com/oauth/client-metadata.json" || len(doc.RedirectURIs) != 1 ||
+	// Behind a path prefix the document is served under it, so its URL, the
+	// client_id, carries the prefix too.
+	if doc.ClientID != "https://mcp.example.com/gw/oauth/client-metadata.json" || len(doc.RedirectURIs) != 1 ||
 		doc.RedirectURIs[0] != "https://mcp.example.com/gw/oauth/callback" || doc.AuthMethod != "none" {
 		t.Errorf("document %+v", doc)
 	}
