@@ -41,10 +41,18 @@ func (c *clock) Now() time.Time {
 	return c.now
 }
 
+// After fires at once for d <= 0, as time.After does. Run computes its
+// wait from a second reading of the clock; when the test advances the clock
+// in between (Run starved under load, handling a rotation's signal late),
+// the wait is 0, and a timer that never fired left Run asleep forever.
 func (c *clock) After(d time.Duration) <-chan time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ch := make(chan time.Time, 1)
+	if d <= 0 {
+		ch <- c.now
+		return ch
+	}
 	c.timers = append(c.timers, timer{at: c.now.Add(d), ch: ch})
 	c.added <- struct{}{}
 	return ch
