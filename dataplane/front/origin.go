@@ -212,7 +212,9 @@ func isLoopbackOrigin(o string) bool {
 }
 
 // isLoopbackName reports whether name (a host without port or brackets) is
-// localhost or a loopback address.
+// localhost or a loopback address. An address with a zone (::1%eth0) is
+// not: no browser puts one in an Origin, and in a URL it must be escaped
+// (%25), so "[::1%0]" is no origin at all (FuzzBrowserPolicy found it).
 func isLoopbackName(name string) bool {
 	if strings.EqualFold(name, "localhost") || strings.EqualFold(name, "localhost.") {
 		return true
@@ -221,7 +223,7 @@ func isLoopbackName(name string) bool {
 		return false
 	}
 	a, err := netip.ParseAddr(name)
-	return err == nil && a.Unmap().IsLoopback()
+	return err == nil && a.Zone() == "" && a.Unmap().IsLoopback()
 }
 
 // maybeIP reports whether name may be an IP address, so that a name is not
