@@ -199,19 +199,19 @@ func checkRedirectURI(raw string) error {
 // authorization server fetches the document from the client_id URL, which
 // it can reach only on a public name, and a document served over plain
 // http or from a private or loopback address is refused by the spec.
-func publicHTTPS(redirectURI string) (origin string, ok bool) {
+func publicHTTPS(redirectURI string) bool {
 	u, err := url.Parse(redirectURI)
 	if err != nil || u.Scheme != "https" {
-		return "", false
+		return false
 	}
 	h := u.Hostname()
 	if h == "localhost" || strings.HasSuffix(h, ".localhost") || strings.HasSuffix(h, ".local") || !strings.Contains(h, ".") {
-		return "", false
+		return false
 	}
 	if a, err := netip.ParseAddr(h); err == nil && (a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsUnspecified()) {
-		return "", false
+		return false
 	}
-	return u.Scheme + "://" + u.Host, true
+	return true
 }
 
 // ClientMetadataPath is where, under a data plane's public URL, a client ID
@@ -230,7 +230,7 @@ const (
 // not at the origin's root). ok is false when no document can work: the
 // redirect URI is not public https, or not a data plane's callback.
 func metadataClientID(redirectURI string) (string, bool) {
-	if _, public := publicHTTPS(redirectURI); !public {
+	if !publicHTTPS(redirectURI) {
 		return "", false
 	}
 	base, ok := strings.CutSuffix(redirectURI, CallbackPath)

@@ -100,7 +100,7 @@ func New(o Options) (*Page, error) {
 // Register adds the page's routes to mux.
 func (p *Page) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /oauth", p.handlePage)
-	mux.HandleFunc("GET /oauth/callback", p.handleCallback)
+	mux.HandleFunc("GET "+CallbackPath, p.handleCallback)
 	mux.HandleFunc("POST /oauth/login", p.handleLogin)
 	mux.HandleFunc("POST /oauth/logout", p.handleLogout)
 	mux.HandleFunc("POST /oauth/authorize", p.handleAuthorize)
@@ -114,6 +114,11 @@ func (p *Page) Register(mux *http.ServeMux) {
 // such documents (controlplane/oauth.ClientMetadataPath; the two must agree).
 const ClientMetadataPath = "/oauth/client-metadata.json"
 
+// CallbackPath is where an authorization server sends the browser back;
+// the redirect URI is <public URL>CallbackPath (controlplane/oauth.CallbackPath
+// derives the client ID metadata document's URL from it; the two must agree).
+const CallbackPath = "/oauth/callback"
+
 // handleClientMetadata serves the client ID metadata document: a public
 // client (PKCE, no secret) whose only redirect URI is this data plane's
 // callback. It is public by design; authorization servers fetch it.
@@ -122,7 +127,7 @@ func (p *Page) handleClientMetadata(w http.ResponseWriter, _ *http.Request) {
 		"client_id":                  p.o.PublicURL + ClientMetadataPath,
 		"client_name":                "mcpmesh",
 		"client_uri":                 p.o.PublicURL + "/oauth",
-		"redirect_uris":              []string{p.o.PublicURL + "/oauth/callback"},
+		"redirect_uris":              []string{p.o.PublicURL + CallbackPath},
 		"grant_types":                []string{"authorization_code", "refresh_token"},
 		"response_types":             []string{"code"},
 		"token_endpoint_auth_method": "none",
@@ -359,7 +364,7 @@ func (p *Page) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	server := r.PostForm.Get("server")
 	ctx, cancel := context.WithTimeout(r.Context(), callTimeout)
 	defer cancel()
-	resp, err := p.oauth.BeginAuthorization(ctx, &mcpmeshv1.BeginAuthorizationRequest{Server: server, RedirectUri: p.o.PublicURL + "/oauth/callback"}, c.creds())
+	resp, err := p.oauth.BeginAuthorization(ctx, &mcpmeshv1.BeginAuthorizationRequest{Server: server, RedirectUri: p.o.PublicURL + CallbackPath}, c.creds())
 	if err != nil {
 		p.fail(w, r, cpError("authorize "+server, err))
 		return
