@@ -463,11 +463,13 @@ func (b *Backend) Notify(ctx context.Context, cs *ClientSession, method string, 
 // the endpoint's breaker; release, for a lease that sent nothing, gives the
 // breaker's permission back with no outcome. Only the first of them counts.
 type lease struct {
-	ep      *endpoint
-	c       *conn
-	done    func(success bool)
-	release func()
+	ep     *endpoint
+	c      *conn
+	permit *resilience.Permit
 }
+
+func (l lease) done(success bool) { l.permit.Done(success) }
+func (l lease) release()          { l.permit.Release() }
 
 // call sends one request on a leased endpoint, on its shared connection or
 // (s set) on a client's session there, and reports the outcome to its
@@ -623,7 +625,7 @@ func (b *Backend) pick(exclude int) (l lease, ok bool, err error) {
 		if i < 0 {
 			break
 		}
-		done, release, aerr := b.eps[i].breaker.AllowRelease()
+		permit, aerr := b.eps[i].breaker.AllowRelease()
 		if aerr != nil { // half-open with its probe in flight, or just tripped
 			loads[i].Available = false
 			if err == nil {
@@ -631,7 +633,7 @@ func (b *Backend) pick(exclude int) (l lease, ok bool, err error) {
 			}
 			continue
 		}
-		return lease{ep: b.eps[i], c: conns[i], done: done, release: release}, true, nil
+		return lease{ep: b.eps[i], c: conns[i], permit: permit}, true, nil
 	}
 	return lease{}, err != nil, err
 }

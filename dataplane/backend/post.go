@@ -177,6 +177,18 @@ func (p *poster) track(ctx context.Context, id int64) (context.Context, func()) 
 	}
 }
 
+// mediaType is the media type of a Content-Type value, lower case, "" when
+// it does not parse: mime.ParseMediaType's, without its allocations for the
+// two types a backend answers with, written plainly.
+func mediaType(ct string) string {
+	switch ct {
+	case "application/json", "text/event-stream":
+		return ct
+	}
+	mt, _, _ := mime.ParseMediaType(ct)
+	return mt
+}
+
 // postable reports whether a request of method goes through the poster.
 func postable(method string) bool {
 	return method != string(mcp.MethodInitialize) && method != string(mcp.MethodServerDiscover)
@@ -356,7 +368,7 @@ func (p *poster) do(ctx context.Context, version string, id int64, method string
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusAccepted {
 		return statusAnswer(resp)
 	}
-	switch mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt {
+	switch mt := mediaType(resp.Header.Get("Content-Type")); mt {
 	case "application/json":
 		b, err := readBounded(resp.Body, resp.ContentLength, jsonrpc.MaxMessage)
 		if err != nil {

@@ -460,11 +460,11 @@ func (b *Backend) leaseOn(e *endpoint) (lease, bool) {
 	if c == nil {
 		return lease{}, false
 	}
-	done, release, err := e.breaker.AllowRelease()
+	permit, err := e.breaker.AllowRelease()
 	if err != nil {
 		return lease{}, false
 	}
-	return lease{ep: e, c: c, done: done, release: release}, true
+	return lease{ep: e, c: c, permit: permit}, true
 }
 
 // sessionLease finds the session a request of cs goes on and leases its

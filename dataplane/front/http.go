@@ -19,6 +19,9 @@ import (
 const (
 	headerSession  = "Mcp-Session-Id"
 	headerProtocol = "Mcp-Protocol-Version"
+	// headerLastEventID is mcp.HeaderLastEventID in canonical form, which
+	// Header.Get finds without making it canonical (an allocation) each time.
+	headerLastEventID = "Last-Event-Id"
 	// HeaderPeer marks a GET or DELETE another replica sends (Session.Peer).
 	HeaderPeer = "Mcpmesh-Peer"
 	// HeaderRelayed marks a POST another replica relays (Session.Relayed).

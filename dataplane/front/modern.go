@@ -151,7 +151,7 @@ func readModern(r *http.Request, msg *jsonrpc.Message) (*Session, *jsonrpc.Error
 	mismatch := func(format string, args ...any) *jsonrpc.Error {
 		return jsonrpc.Errorf(CodeHeaderMismatch, format, args...)
 	}
-	if r.Header.Get(mcp.HeaderLastEventID) != "" {
+	if r.Header.Get(headerLastEventID) != "" {
 		return nil, mismatch("Last-Event-ID is not supported in protocol version %s: streams are not resumable; re-issue the request with a new id", ModernProtocol)
 	}
 	header := r.Header.Get(headerProtocol)

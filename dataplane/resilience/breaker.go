@@ -158,15 +158,44 @@ func (b *Breaker) Config() BreakerConfig { return b.cfg }
 // through before the latest transition or Reset are ignored: they describe a
 // state the breaker has already left.
 func (b *Breaker) Allow() (done func(success bool), err error) {
-	done, _, err = b.AllowRelease()
-	return done, err
+	p, err := b.AllowRelease()
+	if err != nil {
+		return nil, err
+	}
+	return p.Done, nil
+}
+
+// A Permit is one request let through by AllowRelease. Only the first of
+// Done and Release counts.
+type Permit struct {
+	b    *Breaker
+	gen  uint64
+	used atomic.Bool
+}
+
+// Done reports the request's outcome.
+func (p *Permit) Done(success bool) {
+	if p.used.Swap(true) {
+		return
+	}
+	p.b.record(p.gen, success)
+}
+
+// Release hands the permission back with no outcome, for a caller that had
+// no request to send after all: a half-open breaker lets the next request
+// probe instead.
+func (p *Permit) Release() {
+	if p.used.Swap(true) {
+		return
+	}
+	p.b.unprobe(p.gen)
 }
 
 // AllowRelease is Allow for a caller that may find it has no request to send
-// after all (what it was let through for needed no call): release hands the
-// permission back with no outcome, so a half-open breaker lets the next
-// request probe instead. Only the first of done and release counts.
-func (b *Breaker) AllowRelease() (done func(success bool), release func(), err error) {
+// after all (what it was let through for needed no call): the Permit's
+// Release hands the permission back. It is one allocation, where Allow's
+// func is three.
+func (b *Breaker) AllowRelease() (*Permit, error) {
 	b.mu.Lock()
 	now := b.clock.Now()
 	b.advanceLocked(now)
@@ -175,31 +204,17 @@ func (b *Breaker) AllowRelease() (done func(success bool), release func(), err e
 	case BreakerHalfOpen:
 		if b.probing {
 			b.unlockAndNotify()
-			return nil, nil, &OpenError{RetryAt: now}
+			return nil, &OpenError{RetryAt: now}
 		}
 		b.probing = true
 	default:
 		retry := b.openUntil
 		b.unlockAndNotify()
-		return nil, nil, &OpenError{RetryAt: retry}
+		return nil, &OpenError{RetryAt: retry}
 	}
-	gen := b.gen
+	p := &Permit{b: b, gen: b.gen}
 	b.unlockAndNotify()
-
-	var used atomic.Bool
-	done = func(success bool) {
-		if used.Swap(true) {
-			return
-		}
-		b.record(gen, success)
-	}
-	release = func() {
-		if used.Swap(true) {
-			return
-		}
-		b.unprobe(gen)
-	}
-	return done, release, nil
+	return p, nil
 }
 
 // unprobe gives back the probe of generation gen, when it was one.

@@ -73,11 +73,11 @@ func runScript(t *testing.T, b *Breaker, clock *FakeClock, script string) {
 				}
 				done(op == "ok")
 			case op == "release":
-				_, release, err := b.AllowRelease()
+				p, err := b.AllowRelease()
 				if err != nil {
 					t.Fatalf("%s: AllowRelease = %v, want pass", where, err)
 				}
-				release()
+				p.Release()
 			case op == "deny":
 				done, err := b.Allow()
 				if err == nil {
@@ -688,19 +688,19 @@ func TestBreakerRelease(t *testing.T) {
 	fail, _ := b.Allow()
 	fail(false)
 	clock.Advance(5 * time.Second)
-	done, release, err := b.AllowRelease()
+	p, err := b.AllowRelease()
 	if err != nil {
 		t.Fatal(err)
 	}
-	release()
-	done(true) // after release: ignored, must not close the breaker
+	p.Release()
+	p.Done(true) // after release: ignored, must not close the breaker
 	if s := b.State(); s != BreakerHalfOpen {
 		t.Fatalf("state %v after a released probe reported done, want half_open", s)
 	}
 
 	// A release from before a transition is stale: it must not free the
 	// probe slot of a later half-open period.
-	_, staleRelease, err := b.AllowRelease()
+	stale, err := b.AllowRelease()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -712,7 +712,7 @@ func TestBreakerRelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	staleRelease()
+	stale.Release()
 	if _, err := b.Allow(); err == nil {
 		t.Fatal("a stale release let a second probe through")
 	}

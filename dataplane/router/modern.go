@@ -211,9 +211,9 @@ var metaPrefix = []byte("io.modelcontextprotocol/")
 
 // callKeyOf is the relay's key of a call: stateless requests have no
 // session id, so theirs is unique per call.
-func callKeyOf(s *front.Session, id json.RawMessage, seq uint64) string {
+func callKeyOf(s *front.Session, id json.RawMessage, seq uint64) callID {
 	if s.Stateless() {
-		return "\x01stateless\x00" + strconv.FormatUint(seq, 10)
+		return callID{seq: seq}
 	}
 	return callKey2(s.ID, id)
 }

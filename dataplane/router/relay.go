@@ -57,9 +57,9 @@ type relay struct {
 	seq atomic.Uint64
 
 	mu       sync.Mutex
-	calls    map[string]*call // session id + "\x00" + request id
+	calls    map[callID]*call
 	progress map[string]progressRoute
-	pending  map[string]chan *jsonrpc.Message // server-to-client requests awaiting the client's answer
+	pending  map[callID]chan *jsonrpc.Message // server-to-client requests awaiting the client's answer
 	clients  map[string]*clientState
 	// upstreamSubs counts, per server and upstream URI, the sessions of
 	// this replica subscribed to it.
@@ -82,9 +82,9 @@ const maxClients = 100_000
 
 func (rl *relay) init(r *Router) {
 	rl.r = r
-	rl.calls = map[string]*call{}
+	rl.calls = map[callID]*call{}
 	rl.progress = map[string]progressRoute{}
-	rl.pending = map[string]chan *jsonrpc.Message{}
+	rl.pending = map[callID]chan *jsonrpc.Message{}
 	rl.clients = map[string]*clientState{}
 	rl.upstreamSubs = map[catalog.Route]int{}
 	rl.byKey = map[string]keyEntry{}
@@ -92,8 +92,16 @@ func (rl *relay) init(r *Router) {
 
 type callKey struct{}
 
-func callKey2(sessionID string, id json.RawMessage) string {
-	return sessionID + "\x00" + jsonrpc.IDKey(id)
+// A callID is the relay's key of a call: a session's id and the request's
+// id (key), or for a stateless request, which has no session, the call's
+// sequence number (seq, from 1).
+type callID struct {
+	key string
+	seq uint64
+}
+
+func callKey2(sessionID string, id json.RawMessage) callID {
+	return callID{key: sessionID + "\x00" + jsonrpc.IDKey(id)}
 }
 
 // begin registers a call; done unregisters it.
