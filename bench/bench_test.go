@@ -518,12 +518,24 @@ func listsToolWith(url, tool, bearer string) error {
 
 func dial(ctx context.Context, url string) (*client.Client, error) { return dialWith(ctx, url, "") }
 
+// dialOwn is dial with an HTTP transport of the client's own (a clone of
+// http.DefaultTransport), as a client process of its own has.
+func dialOwn(ctx context.Context, url string) (*client.Client, error) {
+	hc := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	return dialOpts(ctx, url, transport.WithHTTPBasicClient(hc))
+}
+
 // dialWith is dial sending Authorization: Bearer bearer (unless "").
 func dialWith(ctx context.Context, url, bearer string) (*client.Client, error) {
 	var opts []transport.StreamableHTTPCOption
 	if bearer != "" {
 		opts = append(opts, transport.WithHTTPHeaders(map[string]string{"Authorization": "Bearer " + bearer}))
 	}
+	return dialOpts(ctx, url, opts...)
+}
+
+// dialOpts starts and initializes a streamable HTTP client of url with opts.
+func dialOpts(ctx context.Context, url string, opts ...transport.StreamableHTTPCOption) (*client.Client, error) {
 	c, err := client.NewStreamableHttpClient(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("client for %s: %w", url, err)
@@ -827,62 +839,114 @@ func BenchmarkAddedLatency(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 }
 
-// sessions is the concurrency of BenchmarkThroughput.
+// sessions is the concurrency of BenchmarkThroughput16.
 const sessions = 16
 
-// BenchmarkThroughput16: b.N echo calls spread over 16 sessions, each its
-// own client calling in a loop, direct and through the data plane; calls/s
-// is b.N over the wall time. proxy ÷ direct of calls/s is the share of
-// direct throughput the data plane keeps (on a 2-core machine the client,
-// the backend and the data plane share the cores, as in the issue).
-func BenchmarkThroughput16(b *testing.B) {
-	b.Run("direct", func(b *testing.B) { benchThroughput(b, false) })
-	b.Run("proxy", func(b *testing.B) { benchThroughput(b, true) })
-}
+// throughputRounds rounds of throughputCalls calls each way make one
+// iteration of BenchmarkThroughput16.
+const (
+	throughputRounds = 8
+	throughputCalls  = 2000
+)
 
-func benchThroughput(b *testing.B, proxied bool) {
+// BenchmarkThroughput16: echo calls spread over 16 sessions (16 clients
+// calling in a loop), direct and through the data plane, in alternating
+// rounds of 2000 calls (direct, proxy, proxy, direct, ...: 8 rounds each
+// way), so that both sides see the same moments of a shared machine, as in
+// BenchmarkAddedLatency. direct-calls/s and proxy-calls/s are each side's
+// calls over its own wall time; kept is proxy ÷ direct of those, the share
+// of direct throughput the data plane keeps. On a 2-core machine the
+// clients, the backend and the data plane share the cores, as in the issue.
+// The CPU per call of every process is reported per side: the data plane's,
+// the backend's and the clients' (this process). Each client has an HTTP
+// transport of its own, as 16 client processes would: sharing
+// http.DefaultTransport (two idle connections per host) would make the 16
+// re-dial hundreds of times a second. ns/op is suppressed.
+func BenchmarkThroughput16(b *testing.B) {
 	e := environment(b)
-	url := e.direct
-	if proxied {
-		url = e.dp.url()
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	clients := make([]*client.Client, sessions)
-	for i := range clients {
-		c, err := dial(ctx, url)
+	type side struct {
+		name              string
+		clients           []*client.Client
+		req               mcp.CallToolRequest
+		elapsed           time.Duration
+		calls             int
+		dp, backend, self time.Duration
+	}
+	sides := [2]*side{{name: "direct"}, {name: "proxy"}}
+	for i, s := range sides {
+		url := e.direct
+		if i == 1 {
+			url = e.dp.url()
+		}
+		s.req = echo.request(i == 1)
+		for range sessions {
+			c, err := dialOwn(ctx, url)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			s.clients = append(s.clients, c)
+		}
+	}
+	cpu := func(pid int) time.Duration {
+		t, err := cpuTime(pid)
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer c.Close()
-		clients[i] = c
+		return t
 	}
-	req := echo.request(proxied)
-	var next atomic.Int64
-	errs := make(chan error, sessions)
-	dpCPU := startCPU(b, e.dp.pid())
-	b.ResetTimer()
-	var wg sync.WaitGroup
-	for _, c := range clients {
-		wg.Go(func() {
-			for next.Add(1) <= int64(b.N) {
-				if err := do(c, req); err != nil {
-					errs <- err
-					return
+	round := func(s *side, calls int) {
+		var next atomic.Int64
+		errs := make(chan error, sessions)
+		dp0, be0, self0 := cpu(e.dp.pid()), cpu(e.backend.pid()), cpu(os.Getpid())
+		t0 := time.Now()
+		var wg sync.WaitGroup
+		for _, c := range s.clients {
+			wg.Go(func() {
+				for next.Add(1) <= int64(calls) {
+					if err := do(c, s.req); err != nil {
+						errs <- err
+						return
+					}
 				}
-			}
-		})
+			})
+		}
+		wg.Wait()
+		s.elapsed += time.Since(t0)
+		s.calls += calls
+		s.dp += cpu(e.dp.pid()) - dp0
+		s.backend += cpu(e.backend.pid()) - be0
+		s.self += cpu(os.Getpid()) - self0
+		close(errs)
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
 	}
-	wg.Wait()
-	b.StopTimer()
-	close(errs)
-	if err := <-errs; err != nil {
-		b.Fatal(err)
+	for _, s := range sides { // warm both paths: connections, caches
+		round(s, 10*sessions)
+		*s = side{name: s.name, clients: s.clients, req: s.req}
 	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "calls/s")
-	if proxied {
-		dpCPU.report(b, b.N, "dp-cpu-us/call")
+	for b.Loop() {
+		for r := range 2 * throughputRounds {
+			// ABBA order: d p p d d p p d ..., so a drift of the machine
+			// weighs on both sides alike.
+			round(sides[(r+r/2)%2], throughputCalls)
+		}
 	}
+	rate := func(s *side) float64 { return float64(s.calls) / s.elapsed.Seconds() }
+	us := func(d time.Duration, s *side) float64 {
+		return float64(d) / float64(time.Microsecond) / float64(s.calls)
+	}
+	for _, s := range sides {
+		b.ReportMetric(rate(s), s.name+"-calls/s")
+		b.ReportMetric(us(s.backend, s), s.name+"-backend-cpu-us/call")
+		b.ReportMetric(us(s.self, s), s.name+"-client-cpu-us/call")
+	}
+	b.ReportMetric(us(sides[1].dp, sides[1]), "dp-cpu-us/call")
+	b.ReportMetric(rate(sides[1])/rate(sides[0]), "kept")
+	b.ReportMetric(0, "ns/op")
 }
 
 // BenchmarkToolsList: the gateway answers tools/list from its aggregated
@@ -1134,7 +1198,7 @@ func BenchmarkProfile(b *testing.B) {
 	var wg sync.WaitGroup
 	var calls atomic.Int64
 	for range clients {
-		c, err := dial(ctx, e.dp.url())
+		c, err := dialOwn(ctx, e.dp.url())
 		if err != nil {
 			b.Fatal(err)
 		}
