@@ -142,8 +142,20 @@ func (f *Front) serveModern(w http.ResponseWriter, r *http.Request, msg *jsonrpc
 	if result == nil {
 		result = json.RawMessage(`{"resultType":"complete"}`)
 	}
-	ps.finishStatus(jsonrpc.Response(msg.ID, result), http.StatusOK)
+	buf := answerPool.Get().(*[]byte)
+	answer := jsonrpc.AppendResponse((*buf)[:0], msg.ID, result)
+	ps.finishStatus(answer, http.StatusOK) // which copies it, as Write does
+	if cap(answer) <= maxPooledAnswer {
+		*buf = answer[:0]
+		answerPool.Put(buf)
+	}
 }
+
+// answerPool holds the buffers answers are encoded in before they are
+// written; maxPooledAnswer bounds those kept.
+var answerPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+const maxPooledAnswer = 64 << 10
 
 // readModern validates a stateless message in the order mcp-go does, and
 // reads its session from the _meta.

@@ -87,6 +87,10 @@ const maxPostHandlerRead = 256 << 10
 // or flushes, streams it chunked.
 const bufferBeforeChunking = 4 << 10
 
+// maxReusedHeader bounds the header map a connection keeps for its next
+// response (a map keeps its size when cleared).
+const maxReusedHeader = 16
+
 func (s *Server) readHeaderTimeout() time.Duration {
 	if s.ReadHeaderTimeout > 0 {
 		return s.ReadHeaderTimeout
@@ -389,6 +393,11 @@ type serverConn struct {
 	base    context.Context
 	remote  string   // the client's address
 	scratch [20]byte // for numbers in heads
+	// held and header are the body buffer and the header map of the
+	// connection's last response, for its next one: a ResponseWriter, its
+	// header map included, is not used after ServeHTTP returns.
+	held   []byte
+	header http.Header
 }
 
 func (c *serverConn) serve() {
@@ -464,7 +473,15 @@ func (c *serverConn) serveOne() (keep bool) {
 	req = req.WithContext(ctx)
 	req.RemoteAddr = c.remote
 	req.TLS = c.tls
-	w := &response{c: c, req: req, header: http.Header{}, contentLength: -1}
+	h := c.header
+	if h == nil {
+		h = http.Header{}
+	} else {
+		c.header = nil // until this response is finished
+		clear(h)
+	}
+	w := &response{c: c, req: req, header: h, contentLength: -1, buf: c.held[:0]}
+	c.held = nil
 	b := &requestBody{rc: req.Body, w: w}
 	w.body = b
 	if req.ContentLength == 0 && req.TransferEncoding == nil {
@@ -486,6 +503,9 @@ func (c *serverConn) serveOne() (keep bool) {
 	c.s.Handler.ServeHTTP(w, req)
 	c.cr.endWatch()
 	w.finish()
+	if len(w.header) <= maxReusedHeader {
+		c.header = w.header
+	}
 	if w.failed {
 		return false
 	}
@@ -1036,6 +1056,9 @@ func (w *response) sendHeader(final bool) {
 			}
 		} else {
 			_, _ = w.writeBody(buf)
+		}
+		if cap(buf) <= bufferBeforeChunking {
+			w.c.held = buf[:0] // copied into bw: the next response's
 		}
 	}
 }

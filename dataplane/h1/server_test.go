@@ -664,3 +664,45 @@ func TestServerBodyTimeout(t *testing.T) {
 		t.Error("the connection stayed open after a stalled body")
 	}
 }
+
+// TestServerReuseLeavesNothing: a connection reuses its last response's
+// header map and held body for the next one; neither may show through. On
+// one connection, long answers that set a header alternate with short ones
+// that set none, and each answer is exactly its own.
+func TestServerReuseLeavesNothing(t *testing.T) {
+	addr := startServer(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Host != "example.test" || r.Header.Get("Host") != "" {
+			http.Error(w, fmt.Sprintf("Host %q, header %q", r.Host, r.Header.Get("Host")), http.StatusBadRequest)
+			return
+		}
+		if r.URL.Query().Get("long") != "" {
+			w.Header().Set("X-Once", "yes")
+			_, _ = io.WriteString(w, strings.Repeat("L", 3000))
+			return
+		}
+		_, _ = io.WriteString(w, "short")
+	})})
+	nc, br := rawConn(t, addr)
+	for i := range 6 {
+		target, want := "/s", "short"
+		if i%2 == 0 {
+			target, want = "/l?long=1", strings.Repeat("L", 3000)
+		}
+		// Eight fields besides Host, as a typical MCP client sends.
+		if _, err := fmt.Fprintf(nc, "GET %s HTTP/1.1\r\nHost: example.test\r\nUser-Agent: t\r\nAccept: */*\r\n"+
+			"Content-Type: application/json\r\nMcp-Method: tools/call\r\nMcp-Name: x\r\n"+
+			"Mcp-Protocol-Version: 2026-07-28\r\nAccept-Encoding: gzip\r\nX-Extra: 1\r\n\r\n", target); err != nil {
+			t.Fatal(err)
+		}
+		res, got := readResponse(t, br, "GET")
+		if res.StatusCode != http.StatusOK || got != want {
+			t.Fatalf("request %d: %d %.40q (%d bytes), want 200 %.40q (%d bytes)", i, res.StatusCode, got, len(got), want, len(want))
+		}
+		if once := res.Header.Get("X-Once"); (i%2 == 0) != (once == "yes") {
+			t.Fatalf("request %d: X-Once %q", i, once)
+		}
+		if res.ContentLength != int64(len(want)) {
+			t.Fatalf("request %d: Content-Length %d, want %d", i, res.ContentLength, len(want))
+		}
+	}
+}

@@ -216,7 +216,11 @@ func IntID(n int64) json.RawMessage { return strconv.AppendInt(nil, n, 10) }
 // Marshal encodes m with "jsonrpc":"2.0". Params and Result are written as
 // they are (they must be valid JSON), not re-encoded.
 func (m *Message) Marshal() []byte {
-	b := make([]byte, 0, 48+len(m.ID)+len(m.Method)+len(m.Params)+len(m.Result))
+	return m.AppendTo(make([]byte, 0, 48+len(m.ID)+len(m.Method)+len(m.Params)+len(m.Result)))
+}
+
+// AppendTo appends Marshal's encoding of m to b.
+func (m *Message) AppendTo(b []byte) []byte {
 	b = append(b, `{"jsonrpc":"2.0"`...)
 	if m.ID != nil {
 		b = append(b, `,"id":`...)
@@ -245,6 +249,11 @@ func (m *Message) Marshal() []byte {
 // Response encodes a result answer to id.
 func Response(id, result json.RawMessage) []byte {
 	return (&Message{ID: id, Result: result}).Marshal()
+}
+
+// AppendResponse appends Response's encoding to dst.
+func AppendResponse(dst []byte, id, result json.RawMessage) []byte {
+	return (&Message{ID: id, Result: result}).AppendTo(dst)
 }
 
 // ErrorResponse encodes an error answer to id (nil when the id is unknown).
