@@ -23,7 +23,7 @@ COPY . .
 ARG VERSION=dev
 ENV CGO_ENABLED=0
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    go build -trimpath -ldflags "-s -w -X github.com/mcpmesh/mcpmesh/internal/version.Version=${VERSION}" \
+    go build -trimpath -tags grpcnotrace -ldflags "-s -w -X github.com/mcpmesh/mcpmesh/internal/version.Version=${VERSION}" \
       -o /out/ ./controlplane ./dataplane ./mcpctl ./internal/testbackend/cmd/demo-backend
 
 FROM gcr.io/distroless/static-debian12:nonroot AS base

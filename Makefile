@@ -18,13 +18,20 @@ help: ## List the targets.
 # lookup, no libc): they run in a distroless or scratch image, and each process
 # maps about 1.7 MB less (libc and the dynamic loader), a tenth of a data
 # plane's idle RSS. The race detector's unit tests still build with cgo.
+# grpcnotrace leaves out grpc's golang.org/x/net/trace (request traces on
+# /debug/requests, which nothing here turns on): it renders with html/template,
+# whose execution reaches reflect's MethodByName, and that makes the linker
+# keep every exported method of every type: with it out (and the /oauth pages
+# built with gomponents) the data plane is 2.9 MB (15 %) smaller, and all of
+# a binary is resident in each process.
+BUILD_TAGS = grpcnotrace
 build: export CGO_ENABLED = 0
 build: ## Build bin/controlplane, bin/dataplane, bin/mcpctl, bin/demo-backend and bin/conformance-fixture (static).
 	@mkdir -p bin
-	$(GO) build -ldflags "$(LDFLAGS)" -o bin/controlplane ./controlplane
-	$(GO) build -ldflags "$(LDFLAGS)" -o bin/dataplane ./dataplane
-	$(GO) build -ldflags "$(LDFLAGS)" -o bin/mcpctl ./mcpctl
-	$(GO) build -ldflags "$(LDFLAGS)" -o bin/demo-backend ./internal/testbackend/cmd/demo-backend
+	$(GO) build -tags $(BUILD_TAGS) -ldflags "$(LDFLAGS)" -o bin/controlplane ./controlplane
+	$(GO) build -tags $(BUILD_TAGS) -ldflags "$(LDFLAGS)" -o bin/dataplane ./dataplane
+	$(GO) build -tags $(BUILD_TAGS) -ldflags "$(LDFLAGS)" -o bin/mcpctl ./mcpctl
+	$(GO) build -tags $(BUILD_TAGS) -ldflags "$(LDFLAGS)" -o bin/demo-backend ./internal/testbackend/cmd/demo-backend
 	@# mcp-go's own server for the official conformance suite (e2e/conformance_test.go),
 	@# built from the module cache at the version go.mod requires.
 	$(GO) build -o bin/conformance-fixture github.com/mark3labs/mcp-go/examples/conformance

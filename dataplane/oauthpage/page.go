@@ -7,8 +7,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"html/template"
 	"log/slog"
+	g "maragu.dev/gomponents"
 	"net/http"
 	"net/url"
 	"strings"
@@ -260,7 +260,7 @@ func (p *Page) handlePage(w http.ResponseWriter, r *http.Request) {
 	for _, a := range resp.GetAuthorizations() {
 		view.Rows = append(view.Rows, rowOf(a, backends[a.GetServer()]))
 	}
-	p.render(w, http.StatusOK, pageTmpl, view)
+	p.render(w, http.StatusOK, pageDoc(view))
 }
 
 // rowOf describes one server's grant in words.
@@ -296,23 +296,23 @@ func (p *Page) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := p.parseForm(w, r); err != nil {
-		p.render(w, http.StatusBadRequest, signInTmpl, signInView{Error: err.Error()})
+		p.render(w, http.StatusBadRequest, signInDoc(signInView{Error: err.Error()}))
 		return
 	}
 	if !p.o.Ready() {
-		p.render(w, http.StatusServiceUnavailable, signInTmpl, signInView{Error: "this data plane has no configuration from the control plane yet; try again in a moment"})
+		p.render(w, http.StatusServiceUnavailable, signInDoc(signInView{Error: "this data plane has no configuration from the control plane yet; try again in a moment"}))
 		return
 	}
 	token := strings.TrimSpace(r.PostForm.Get("token"))
 	if token == "" {
-		p.render(w, http.StatusBadRequest, signInTmpl, signInView{Error: "paste an admin or viewer token"})
+		p.render(w, http.StatusBadRequest, signInDoc(signInView{Error: "paste an admin or viewer token"}))
 		return
 	}
 	who, err := p.whoAmI(r.Context(), token)
 	if err != nil {
 		var si *errSignIn
 		if errors.As(err, &si) {
-			p.render(w, http.StatusUnauthorized, signInTmpl, signInView{Error: si.why})
+			p.render(w, http.StatusUnauthorized, signInDoc(signInView{Error: si.why}))
 			return
 		}
 		p.fail(w, r, err)
@@ -411,7 +411,7 @@ func (p *Page) handleCallback(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	req := &mcpmeshv1.CompleteAuthorizationRequest{State: q.Get("state"), Code: q.Get("code"), Error: q.Get("error"), ErrorDescription: q.Get("error_description")}
 	if req.State == "" {
-		p.render(w, http.StatusBadRequest, errorTmpl, errorView{Status: http.StatusBadRequest, Message: "the callback has no state parameter"})
+		p.render(w, http.StatusBadRequest, errorDoc(errorView{Status: http.StatusBadRequest, Message: "the callback has no state parameter"}))
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), callTimeout)
@@ -437,7 +437,7 @@ func (p *Page) checkPost(w http.ResponseWriter, r *http.Request, admin bool) (*c
 		return nil, false
 	}
 	if err := p.parseForm(w, r); err != nil {
-		p.render(w, http.StatusBadRequest, errorTmpl, errorView{Status: http.StatusBadRequest, Message: err.Error()})
+		p.render(w, http.StatusBadRequest, errorDoc(errorView{Status: http.StatusBadRequest, Message: err.Error()}))
 		return nil, false
 	}
 	c, err := p.authenticate(r.Context(), r)
@@ -495,20 +495,20 @@ func (p *Page) fail(w http.ResponseWriter, r *http.Request, err error) {
 		if r.Method != http.MethodGet || r.Header.Get("Authorization") != "" {
 			code = http.StatusUnauthorized
 		}
-		p.render(w, code, signInTmpl, signInView{Error: si.why})
+		p.render(w, code, signInDoc(signInView{Error: si.why}))
 		return
 	}
 	var pe *pageError
 	if errors.As(err, &pe) {
-		p.render(w, pe.httpStatus(), errorTmpl, errorView{Status: pe.httpStatus(), Message: pe.msg})
+		p.render(w, pe.httpStatus(), errorDoc(errorView{Status: pe.httpStatus(), Message: pe.msg}))
 		return
 	}
 	p.o.Logger.Error("/oauth", "path", r.URL.Path, "err", err)
-	p.render(w, http.StatusInternalServerError, errorTmpl, errorView{Status: http.StatusInternalServerError, Message: "internal error"})
+	p.render(w, http.StatusInternalServerError, errorDoc(errorView{Status: http.StatusInternalServerError, Message: "internal error"}))
 }
 
 func (p *Page) forbidden(w http.ResponseWriter, msg string) {
-	p.render(w, http.StatusForbidden, errorTmpl, errorView{Status: http.StatusForbidden, Message: msg})
+	p.render(w, http.StatusForbidden, errorDoc(errorView{Status: http.StatusForbidden, Message: msg}))
 }
 
 // flash leaves a one-line message for the next GET /oauth.
@@ -530,7 +530,7 @@ func (p *Page) takeFlash(w http.ResponseWriter, r *http.Request) string {
 }
 
 // render writes a page with the headers every /oauth answer carries.
-func (p *Page) render(w http.ResponseWriter, code int, t *template.Template, data any) {
+func (p *Page) render(w http.ResponseWriter, code int, doc g.Node) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
@@ -544,7 +544,7 @@ func (p *Page) render(w http.ResponseWriter, code int, t *template.Template, dat
 	// browsers apply it to the 303 to the authorization server too).
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'")
 	w.WriteHeader(code)
-	if err := t.Execute(w, data); err != nil {
+	if err := doc.Render(w); err != nil {
 		p.o.Logger.Warn("render /oauth", "err", err)
 	}
 }

@@ -1,6 +1,11 @@
 package oauthpage
 
-import "html/template"
+import (
+	"strconv"
+
+	g "maragu.dev/gomponents"
+	h "maragu.dev/gomponents/html"
+)
 
 // pageView is what the dashboard shows.
 type pageView struct {
@@ -35,40 +40,88 @@ th{background:#f0f3f6}.state{font-weight:600}.flash{background:#dafbe1;border:1p
 form.inline{display:inline}button{padding:.25rem .8rem;margin-right:.3rem}.muted{color:#57606a;font-size:.9rem}#whoami{margin:.5rem 0 1rem}
 </style>`
 
-var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>mcpmesh — OAuth</title>` + style + `</head><body>
-<h1>mcpmesh — OAuth authorizations of backends</h1>
-<div class="muted" id="whoami">Signed in as <b>{{.Caller}}</b> ({{.Role}}){{if not .Admin}}: read-only, Authorize and Revoke need an admin credential{{end}}.
-{{if .Session}}<form class="inline" method="post" action="/oauth/logout"><input type="hidden" name="csrf" value="{{.CSRF}}"><button id="sign-out" type="submit">Sign out</button></form>{{end}}</div>
-{{if .Flash}}<p class="flash" id="flash">{{.Flash}}</p>{{end}}
-{{if .Error}}<p class="error" id="error">{{.Error}}</p>{{end}}
-<table id="servers"><thead><tr><th>Server</th><th>Authorization</th><th>Issuer</th><th>Backend</th><th>Actions</th></tr></thead><tbody>
-{{range .Rows}}<tr id="server-{{.Server}}"><td class="server">{{.Server}}</td><td class="state">{{.State}}</td><td class="issuer">{{.Issuer}}</td><td class="backend">{{.Backend}}</td><td class="actions">
-{{if .OAuth}}<form class="inline" method="post" action="/oauth/authorize"><input type="hidden" name="csrf" value="{{$.CSRF}}"><input type="hidden" name="server" value="{{.Server}}"><button type="submit" id="authorize-{{.Server}}" name="authorize"{{if not $.Admin}} disabled{{end}}>Authorize</button></form>
-{{if .Grant}}<form class="inline" method="post" action="/oauth/revoke"><input type="hidden" name="csrf" value="{{$.CSRF}}"><input type="hidden" name="server" value="{{.Server}}"><button type="submit" id="revoke-{{.Server}}" name="revoke"{{if not $.Admin}} disabled{{end}}>Revoke</button></form>{{end}}
-{{end}}</td></tr>
-{{else}}{{if not .Error}}<tr><td colspan="5">No servers are registered.</td></tr>{{end}}{{end}}
-</tbody></table>
-</body></html>
-`))
+// The pages are built with gomponents, which escapes every text and
+// attribute value (html/template's escaping), rather than with html/template:
+// executing a text/template reaches reflect's MethodByName, which makes the
+// linker keep every exported method of every type in the binary, about 2.8 MB
+// of the data plane's 19 (measured with size(1) on the binary), all of it
+// resident in each data plane.
 
-var signInTmpl = template.Must(template.New("signin").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>mcpmesh — sign in</title>` + style + `</head><body>
-<h1>mcpmesh — sign in to manage OAuth authorizations</h1>
-{{if .Error}}<p class="error" id="error">{{.Error}}</p>{{end}}
-<form method="post" action="/oauth/login" id="sign-in-form">
-<p><label for="token">Admin or viewer token (<code>mcpctl token create --role admin</code>, or the control plane's admin.token):</label></p>
-<p><input type="password" id="token" name="token" size="60" autocomplete="off" required></p>
-<p><button type="submit" id="sign-in">Sign in</button></p>
-</form>
-<p class="muted">The token is kept in an encrypted, HttpOnly cookie for at most 12 hours.</p>
-</body></html>
-`))
+// nl is the line break the pages had between blocks: between inline forms it
+// is the space a browser shows between their buttons.
+var nl = g.Text("\n")
 
-var errorTmpl = template.Must(template.New("error").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>mcpmesh — error</title>` + style + `</head><body>
-<h1>mcpmesh — {{.Status}}</h1>
-<p class="error" id="error">{{.Message}}</p>
-<p><a href="/oauth">Back to /oauth</a></p>
-</body></html>
-`))
+// document is a whole page: title, the shared style, then body.
+func document(title string, body ...g.Node) g.Node {
+	return g.Group{
+		h.Doctype(h.HTML(h.Lang("en"),
+			h.Head(h.Meta(h.Charset("utf-8")), h.TitleEl(g.Text(title)), g.Raw(style)),
+			h.Body(append([]g.Node{nl}, body...)...),
+		)),
+		nl,
+	}
+}
+
+// hidden is a form's hidden input.
+func hidden(name, value string) g.Node {
+	return h.Input(h.Type("hidden"), h.Name(name), h.Value(value))
+}
+
+func pageDoc(v pageView) g.Node {
+	whoami := h.Div(h.Class("muted"), h.ID("whoami"),
+		g.Text("Signed in as "), h.B(g.Text(v.Caller)), g.Text(" ("+v.Role+")"),
+		g.If(!v.Admin, g.Text(": read-only, Authorize and Revoke need an admin credential")),
+		g.Text("."), nl,
+		g.If(v.Session, h.Form(h.Class("inline"), h.Method("post"), h.Action("/oauth/logout"),
+			hidden("csrf", v.CSRF), h.Button(h.ID("sign-out"), h.Type("submit"), g.Text("Sign out")))),
+	)
+	rows := g.Map(v.Rows, func(r row) g.Node {
+		button := func(action, label string) g.Node {
+			return h.Form(h.Class("inline"), h.Method("post"), h.Action("/oauth/"+action),
+				hidden("csrf", v.CSRF), hidden("server", r.Server),
+				h.Button(h.Type("submit"), h.ID(action+"-"+r.Server), h.Name(action), g.If(!v.Admin, h.Disabled()), g.Text(label)))
+		}
+		return g.Group{h.Tr(h.ID("server-"+r.Server),
+			h.Td(h.Class("server"), g.Text(r.Server)),
+			h.Td(h.Class("state"), g.Text(r.State)),
+			h.Td(h.Class("issuer"), g.Text(r.Issuer)),
+			h.Td(h.Class("backend"), g.Text(r.Backend)),
+			h.Td(h.Class("actions"), nl,
+				g.If(r.OAuth, g.Group{button("authorize", "Authorize"), nl, g.If(r.Grant, button("revoke", "Revoke")), nl}),
+			),
+		), nl}
+	})
+	return document("mcpmesh — OAuth",
+		h.H1(g.Text("mcpmesh — OAuth authorizations of backends")), nl,
+		whoami, nl,
+		g.If(v.Flash != "", h.P(h.Class("flash"), h.ID("flash"), g.Text(v.Flash))), nl,
+		g.If(v.Error != "", h.P(h.Class("error"), h.ID("error"), g.Text(v.Error))), nl,
+		h.Table(h.ID("servers"),
+			h.THead(h.Tr(h.Th(g.Text("Server")), h.Th(g.Text("Authorization")), h.Th(g.Text("Issuer")), h.Th(g.Text("Backend")), h.Th(g.Text("Actions")))),
+			h.TBody(nl, rows,
+				g.If(len(v.Rows) == 0 && v.Error == "", h.Tr(h.Td(h.ColSpan("5"), g.Text("No servers are registered.")))), nl,
+			),
+		), nl,
+	)
+}
+
+func signInDoc(v signInView) g.Node {
+	return document("mcpmesh — sign in",
+		h.H1(g.Text("mcpmesh — sign in to manage OAuth authorizations")), nl,
+		g.If(v.Error != "", h.P(h.Class("error"), h.ID("error"), g.Text(v.Error))), nl,
+		h.Form(h.Method("post"), h.Action("/oauth/login"), h.ID("sign-in-form"), nl,
+			h.P(h.Label(h.For("token"), g.Text("Admin or viewer token ("), h.Code(g.Text("mcpctl token create --role admin")), g.Text(", or the control plane's admin.token):"))), nl,
+			h.P(h.Input(h.Type("password"), h.ID("token"), h.Name("token"), g.Attr("size", "60"), h.AutoComplete("off"), h.Required())), nl,
+			h.P(h.Button(h.Type("submit"), h.ID("sign-in"), g.Text("Sign in"))), nl,
+		), nl,
+		h.P(h.Class("muted"), g.Text("The token is kept in an encrypted, HttpOnly cookie for at most 12 hours.")), nl,
+	)
+}
+
+func errorDoc(v errorView) g.Node {
+	return document("mcpmesh — error",
+		h.H1(g.Text("mcpmesh — "+strconv.Itoa(v.Status))), nl,
+		h.P(h.Class("error"), h.ID("error"), g.Text(v.Message)), nl,
+		h.P(h.A(h.Href("/oauth"), g.Text("Back to /oauth"))), nl,
+	)
+}
