@@ -61,6 +61,7 @@ type config struct {
 	allowedOrigins, allowedHosts listFlag
 	allowPrivateEgress           bool
 	procs                        int
+	gcPercent                    int
 	shutdownTimeout              time.Duration
 	accessLog                    bool
 	otlpEndpoint                 string
@@ -100,6 +101,7 @@ func parseFlags() config {
 	flag.StringVar(&c.otlpEndpoint, "otlp-endpoint", "", "export OpenTelemetry traces over OTLP/HTTP to this collector URL (http://host:4318); default off unless $"+tracing.EnvEndpoint+" or $"+tracing.EnvTracesEndpoint+" is set")
 	flag.BoolVar(&c.showVersion, "version", false, "print the version and exit")
 	flag.DurationVar(&c.shutdownTimeout, "shutdown-timeout", app.DefaultShutdownTimeout, "on SIGTERM or SIGINT: how long to wait for the client requests in flight (new connections are refused at once) before cutting them; backends and stdio children are closed after it")
+	flag.IntVar(&c.gcPercent, "gc-percent", gcPercentAuto, "the garbage collector's target, as GOGC: heap growth over the live heap, in percent, before a collection; -1: off (default: 200, or $GOGC when set)")
 	flag.IntVar(&c.procs, "procs", procsAuto, "OS threads that run the data plane at once (GOMAXPROCS); 0: every CPU the machine or cgroup allows (default: half of those, at least 1, or $GOMAXPROCS when set)")
 	flag.StringVar(&c.cpTLS.CA, "ca", "", "PEM CA bundle the control plane's TLS certificate must chain to; turns TLS on for --control-plane (re-read when it changes)")
 	flag.StringVar(&c.cpTLS.Cert, "client-cert", "", "PEM client certificate for a control plane with mutual TLS (--client-ca there)")
@@ -220,6 +222,10 @@ func run() int {
 	if err != nil {
 		return fail("%v", err)
 	}
+	gcPercent, err := setGCPercent(cfg.gcPercent)
+	if err != nil {
+		return fail("%v", err)
+	}
 	if cfg.id == "" {
 		return fail("--id is empty and the hostname is unknown: set --id")
 	}
@@ -321,7 +327,7 @@ func run() int {
 		}
 		log.Info("tracing to an OTLP collector", "endpoint", endpoint)
 	}
-	log.Info("scheduler threads", "procs", procs, "cpus", runtime.NumCPU())
+	log.Info("scheduler threads", "procs", procs, "cpus", runtime.NumCPU(), "gc_percent", gcPercent)
 	if cfg.clientKeys {
 		log.Info("clients authenticate with API keys (mcpctl client-key)")
 	}

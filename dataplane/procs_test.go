@@ -27,3 +27,26 @@ func TestChooseProcs(t *testing.T) {
 		}
 	}
 }
+
+func TestChooseGCPercent(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		flag   int
+		env    bool
+		want   int
+		hasErr bool
+	}{
+		{"default", gcPercentAuto, false, defaultGCPercent, false},
+		{"GOGC set keeps Go's", gcPercentAuto, true, 0, false},
+		{"explicit", 150, false, 150, false},
+		{"explicit beats env", 100, true, 100, false},
+		{"off", -1, false, -1, false},
+		{"zero", 0, false, 0, true},
+		{"negative", -5, false, 0, true},
+	} {
+		got, err := chooseGCPercent(tc.flag, tc.env)
+		if (err != nil) != tc.hasErr || got != tc.want {
+			t.Errorf("%s: chooseGCPercent(%d, %v) = %d, %v; want %d (error %v)", tc.name, tc.flag, tc.env, got, err, tc.want, tc.hasErr)
+		}
+	}
+}
