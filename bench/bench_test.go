@@ -639,13 +639,18 @@ func startCPU(b *testing.B, pid int) cpuMeter {
 	return cpuMeter{pid, t}
 }
 
-// report adds the CPU time since startCPU, divided by calls, as unit.
-func (m cpuMeter) report(b *testing.B, calls int, unit string) {
+// since is the CPU time the process spent since startCPU.
+func (m cpuMeter) since(b *testing.B) time.Duration {
 	t, err := cpuTime(m.pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(float64(t-m.start)/float64(time.Microsecond)/float64(calls), unit)
+	return t - m.start
+}
+
+// report adds the CPU time since startCPU, divided by calls, as unit.
+func (m cpuMeter) report(b *testing.B, calls int, unit string) {
+	b.ReportMetric(float64(m.since(b))/float64(time.Microsecond)/float64(calls), unit)
 }
 
 // freeOSMemory makes the data plane collect garbage and return free pages
@@ -890,17 +895,10 @@ func BenchmarkThroughput16(b *testing.B) {
 			s.clients = append(s.clients, c)
 		}
 	}
-	cpu := func(pid int) time.Duration {
-		t, err := cpuTime(pid)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return t
-	}
 	round := func(s *side, calls int) {
 		var next atomic.Int64
 		errs := make(chan error, sessions)
-		dp0, be0, self0 := cpu(e.dp.pid()), cpu(e.backend.pid()), cpu(os.Getpid())
+		dp, be, self := startCPU(b, e.dp.pid()), startCPU(b, e.backend.pid()), startCPU(b, os.Getpid())
 		t0 := time.Now()
 		var wg sync.WaitGroup
 		for _, c := range s.clients {
@@ -916,9 +914,9 @@ func BenchmarkThroughput16(b *testing.B) {
 		wg.Wait()
 		s.elapsed += time.Since(t0)
 		s.calls += calls
-		s.dp += cpu(e.dp.pid()) - dp0
-		s.backend += cpu(e.backend.pid()) - be0
-		s.self += cpu(os.Getpid()) - self0
+		s.dp += dp.since(b)
+		s.backend += be.since(b)
+		s.self += self.since(b)
 		close(errs)
 		if err := <-errs; err != nil {
 			b.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"strconv"
 	"sync"
@@ -134,7 +133,7 @@ func (b *Backend) listenOnce(ctx context.Context, s *upSession) (got bool, err e
 	default:
 		return false, fmt.Errorf("open event stream: %s", resp.Status)
 	}
-	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "text/event-stream" {
+	if mt := mediaType(resp.Header.Get("Content-Type")); mt != "text/event-stream" {
 		return false, fmt.Errorf("open event stream: content type %q", resp.Header.Get("Content-Type"))
 	}
 	var answers sync.WaitGroup

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
-	"mime"
 	"net/http"
 	"sort"
 	"strings"
@@ -818,7 +817,7 @@ func (m *modernConn) listen(ctx context.Context, filter mcp.SubscriptionFilter, 
 		return false, fmt.Errorf("subscriptions/listen: %w", redactURLError(err))
 	}
 	defer resp.Body.Close()
-	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	mt := mediaType(resp.Header.Get("Content-Type"))
 	switch {
 	case mt == "text/event-stream" && resp.StatusCode == http.StatusOK:
 	case mt == "application/json":

@@ -545,7 +545,7 @@ func (p *poster) resume(ctx context.Context, version string, cur *sseCursor, han
 	default:
 		return false, fmt.Errorf("unexpected status %d", resp.StatusCode)
 	}
-	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "text/event-stream" {
+	if mt := mediaType(resp.Header.Get("Content-Type")); mt != "text/event-stream" {
 		return false, fmt.Errorf("unexpected content type %q", resp.Header.Get("Content-Type"))
 	}
 	return scanEvents(resp.Body, jsonrpc.MaxMessage, cur, handle)

@@ -84,12 +84,10 @@ func (c *sockConn) Read(b []byte) (int, error) {
 	n, errno := c.rn, c.rerrno
 	c.rbuf = nil
 	c.rmu.Unlock()
-	switch {
-	case err != nil:
-		return 0, c.opError("read", err)
-	case errno != 0:
-		return 0, c.opError("read", os.NewSyscallError("read", errno))
-	case n == 0:
+	if err := c.callError("read", err, errno); err != nil {
+		return 0, err
+	}
+	if n == 0 {
 		return 0, io.EOF
 	}
 	return n, nil
@@ -121,13 +119,7 @@ func (c *sockConn) Write(b []byte) (int, error) {
 	n, errno := c.wn, c.werrno
 	c.wbuf = nil
 	c.wmu.Unlock()
-	switch {
-	case err != nil:
-		return n, c.opError("write", err)
-	case errno != 0:
-		return n, c.opError("write", os.NewSyscallError("write", errno))
-	}
-	return n, nil
+	return n, c.callError("write", err, errno)
 }
 
 // write writes what is left of wbuf; false: the socket is full, wait for
@@ -161,6 +153,18 @@ func (c *sockConn) peek(fd uintptr) bool {
 		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
 	c.peekOpen = e == syscall.EAGAIN
 	return true // never wait for readiness
+}
+
+// callError is the error of a raw op: the RawConn's own (closed, deadline),
+// else the system call's errno, else nil.
+func (c *sockConn) callError(op string, err error, errno syscall.Errno) error {
+	switch {
+	case err != nil:
+		return c.opError(op, err)
+	case errno != 0:
+		return c.opError(op, os.NewSyscallError(op, errno))
+	}
+	return nil
 }
 
 // opError is the error net.TCPConn returns for the same failure: the

@@ -8,11 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	g "maragu.dev/gomponents"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+
+	g "maragu.dev/gomponents"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -296,23 +297,23 @@ func (p *Page) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := p.parseForm(w, r); err != nil {
-		p.render(w, http.StatusBadRequest, signInDoc(signInView{Error: err.Error()}))
+		p.render(w, http.StatusBadRequest, signInDoc(err.Error()))
 		return
 	}
 	if !p.o.Ready() {
-		p.render(w, http.StatusServiceUnavailable, signInDoc(signInView{Error: "this data plane has no configuration from the control plane yet; try again in a moment"}))
+		p.render(w, http.StatusServiceUnavailable, signInDoc("this data plane has no configuration from the control plane yet; try again in a moment"))
 		return
 	}
 	token := strings.TrimSpace(r.PostForm.Get("token"))
 	if token == "" {
-		p.render(w, http.StatusBadRequest, signInDoc(signInView{Error: "paste an admin or viewer token"}))
+		p.render(w, http.StatusBadRequest, signInDoc("paste an admin or viewer token"))
 		return
 	}
 	who, err := p.whoAmI(r.Context(), token)
 	if err != nil {
 		var si *errSignIn
 		if errors.As(err, &si) {
-			p.render(w, http.StatusUnauthorized, signInDoc(signInView{Error: si.why}))
+			p.render(w, http.StatusUnauthorized, signInDoc(si.why))
 			return
 		}
 		p.fail(w, r, err)
@@ -411,7 +412,7 @@ func (p *Page) handleCallback(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	req := &mcpmeshv1.CompleteAuthorizationRequest{State: q.Get("state"), Code: q.Get("code"), Error: q.Get("error"), ErrorDescription: q.Get("error_description")}
 	if req.State == "" {
-		p.render(w, http.StatusBadRequest, errorDoc(errorView{Status: http.StatusBadRequest, Message: "the callback has no state parameter"}))
+		p.errorPage(w, http.StatusBadRequest, "the callback has no state parameter")
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), callTimeout)
@@ -437,7 +438,7 @@ func (p *Page) checkPost(w http.ResponseWriter, r *http.Request, admin bool) (*c
 		return nil, false
 	}
 	if err := p.parseForm(w, r); err != nil {
-		p.render(w, http.StatusBadRequest, errorDoc(errorView{Status: http.StatusBadRequest, Message: err.Error()}))
+		p.errorPage(w, http.StatusBadRequest, err.Error())
 		return nil, false
 	}
 	c, err := p.authenticate(r.Context(), r)
@@ -495,20 +496,20 @@ func (p *Page) fail(w http.ResponseWriter, r *http.Request, err error) {
 		if r.Method != http.MethodGet || r.Header.Get("Authorization") != "" {
 			code = http.StatusUnauthorized
 		}
-		p.render(w, code, signInDoc(signInView{Error: si.why}))
+		p.render(w, code, signInDoc(si.why))
 		return
 	}
 	var pe *pageError
 	if errors.As(err, &pe) {
-		p.render(w, pe.httpStatus(), errorDoc(errorView{Status: pe.httpStatus(), Message: pe.msg}))
+		p.errorPage(w, pe.httpStatus(), pe.msg)
 		return
 	}
 	p.o.Logger.Error("/oauth", "path", r.URL.Path, "err", err)
-	p.render(w, http.StatusInternalServerError, errorDoc(errorView{Status: http.StatusInternalServerError, Message: "internal error"}))
+	p.errorPage(w, http.StatusInternalServerError, "internal error")
 }
 
 func (p *Page) forbidden(w http.ResponseWriter, msg string) {
-	p.render(w, http.StatusForbidden, errorDoc(errorView{Status: http.StatusForbidden, Message: msg}))
+	p.errorPage(w, http.StatusForbidden, msg)
 }
 
 // flash leaves a one-line message for the next GET /oauth.
@@ -527,6 +528,11 @@ func (p *Page) takeFlash(w http.ResponseWriter, r *http.Request) string {
 		return ""
 	}
 	return textlimit.Truncate(msg, 512)
+}
+
+// errorPage renders errorDoc with status.
+func (p *Page) errorPage(w http.ResponseWriter, status int, msg string) {
+	p.render(w, status, errorDoc(status, msg))
 }
 
 // render writes a page with the headers every /oauth answer carries.

@@ -24,13 +24,6 @@ type row struct {
 	Grant                          bool // a grant is held: Revoke is offered
 }
 
-type signInView struct{ Error string }
-
-type errorView struct {
-	Status  int
-	Message string
-}
-
 const style = `<style>
 body{font-family:system-ui,sans-serif;margin:2rem;color:#1b1f24;background:#fafafa}
 h1{font-size:1.4rem}table{border-collapse:collapse;min-width:48rem;background:#fff}
@@ -105,10 +98,12 @@ func pageDoc(v pageView) g.Node {
 	)
 }
 
-func signInDoc(v signInView) g.Node {
+// signInDoc is the sign-in form, with why the last attempt failed ("" for
+// none).
+func signInDoc(why string) g.Node {
 	return document("mcpmesh — sign in",
 		h.H1(g.Text("mcpmesh — sign in to manage OAuth authorizations")), nl,
-		g.If(v.Error != "", h.P(h.Class("error"), h.ID("error"), g.Text(v.Error))), nl,
+		g.If(why != "", h.P(h.Class("error"), h.ID("error"), g.Text(why))), nl,
 		h.Form(h.Method("post"), h.Action("/oauth/login"), h.ID("sign-in-form"), nl,
 			h.P(h.Label(h.For("token"), g.Text("Admin or viewer token ("), h.Code(g.Text("mcpctl token create --role admin")), g.Text(", or the control plane's admin.token):"))), nl,
 			h.P(h.Input(h.Type("password"), h.ID("token"), h.Name("token"), g.Attr("size", "60"), h.AutoComplete("off"), h.Required())), nl,
@@ -118,10 +113,11 @@ func signInDoc(v signInView) g.Node {
 	)
 }
 
-func errorDoc(v errorView) g.Node {
+// errorDoc is an error page for status, saying msg.
+func errorDoc(status int, msg string) g.Node {
 	return document("mcpmesh — error",
-		h.H1(g.Text("mcpmesh — "+strconv.Itoa(v.Status))), nl,
-		h.P(h.Class("error"), h.ID("error"), g.Text(v.Message)), nl,
+		h.H1(g.Text("mcpmesh — "+strconv.Itoa(status))), nl,
+		h.P(h.Class("error"), h.ID("error"), g.Text(msg)), nl,
 		h.P(h.A(h.Href("/oauth"), g.Text("Back to /oauth"))), nl,
 	)
 }
