@@ -26,6 +26,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/controlplane/store"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 	"github.com/mcpmesh/mcpmesh/internal/names"
+	"github.com/mcpmesh/mcpmesh/internal/oauthpaths"
 )
 
 // Clock is the time the service reads and waits on; tests inject one.
@@ -214,13 +215,11 @@ func publicHTTPS(redirectURI string) bool {
 	return true
 }
 
-// ClientMetadataPath is where, under a data plane's public URL, a client ID
-// metadata document is served; its URL is the client_id mcpmesh uses with
-// authorization servers that support such documents. CallbackPath is the
-// callback under the same URL, which the redirect URI ends with.
+// ClientMetadataPath and CallbackPath are the data plane's paths of the
+// client ID metadata document and the OAuth callback (internal/oauthpaths).
 const (
-	ClientMetadataPath = "/oauth/client-metadata.json"
-	CallbackPath       = "/oauth/callback"
+	ClientMetadataPath = oauthpaths.ClientMetadata
+	CallbackPath       = oauthpaths.Callback
 )
 
 // metadataClientID is the client_id of the client ID metadata document

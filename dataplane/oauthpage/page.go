@@ -22,6 +22,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/dataplane/keys"
 	mcpmeshv1 "github.com/mcpmesh/mcpmesh/gen/mcpmesh/v1"
 	"github.com/mcpmesh/mcpmesh/internal/authtoken"
+	"github.com/mcpmesh/mcpmesh/internal/oauthpaths"
 	"github.com/mcpmesh/mcpmesh/internal/redact"
 	"github.com/mcpmesh/mcpmesh/internal/states"
 	"github.com/mcpmesh/mcpmesh/internal/textlimit"
@@ -109,16 +110,14 @@ func (p *Page) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+ClientMetadataPath, p.handleClientMetadata)
 }
 
-// ClientMetadataPath is where the client ID metadata document is served:
-// the control plane uses <public URL>ClientMetadataPath, path prefix
-// included, as mcpmesh's client_id with authorization servers that fetch
-// such documents (controlplane/oauth.ClientMetadataPath; the two must agree).
-const ClientMetadataPath = "/oauth/client-metadata.json"
-
-// CallbackPath is where an authorization server sends the browser back;
-// the redirect URI is <public URL>CallbackPath (controlplane/oauth.CallbackPath
-// derives the client ID metadata document's URL from it; the two must agree).
-const CallbackPath = "/oauth/callback"
+// ClientMetadataPath is where the client ID metadata document is served and
+// CallbackPath where an authorization server sends the browser back, under
+// the public URL; the control plane derives the document's URL, the
+// client_id, from the redirect URI (internal/oauthpaths holds both).
+const (
+	ClientMetadataPath = oauthpaths.ClientMetadata
+	CallbackPath       = oauthpaths.Callback
+)
 
 // handleClientMetadata serves the client ID metadata document: a public
 // client (PKCE, no secret) whose only redirect URI is this data plane's
